@@ -1,0 +1,1 @@
+"""The ingest edge: HTTP API, tracking-plan validation, enrichment, durable enqueue."""

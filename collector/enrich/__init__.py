@@ -1,0 +1,1 @@
+"""Enrichment of one event: time, user agent, campaign/referrer, IP."""

@@ -1,0 +1,1 @@
+"""The queue, producer side: where an accepted event becomes durable."""

@@ -1,0 +1,1 @@
+"""Drains the queue (embedded log or Kafka) into the warehouse, exactly once."""

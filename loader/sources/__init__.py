@@ -1,0 +1,1 @@
+"""The queue, consumer side: batches of rows for the loader."""

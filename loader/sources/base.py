@@ -1,0 +1,42 @@
+"""The consumer-side queue interface shared by the embedded log and Kafka."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass
+class Batch:
+    """Rows taken from the queue together.
+
+    `token` names the batch by its position in the queue (e.g. `log:101-150`,
+    `kafka:events/3:1200-1399`); the same position always yields the same token, so
+    the warehouse drops a batch re-inserted after a crash (insert dedup token).
+    """
+
+    token: str
+    events: list[bytes] = field(default_factory=list)   # JSON rows for events_raw
+    invalid: list[bytes] = field(default_factory=list)  # JSON rows for events_invalid
+    position: Any = None                                # source-specific, for commit()
+
+    def __len__(self) -> int:
+        return len(self.events) + len(self.invalid)
+
+
+class Source(Protocol):
+    async def start(self) -> None: ...
+
+    async def next_batch(self, max_rows: int, max_wait: float) -> Batch | None:
+        """Up to max_rows rows, waiting at most max_wait seconds for the first one.
+
+        After a crash, the first batch returned is exactly the one that was in flight.
+        """
+
+    async def commit(self, batch: Batch) -> None:
+        """The batch is in the warehouse: never hand it out again."""
+
+    async def stop(self) -> None: ...
+
+    def status(self) -> dict[str, Any]:
+        """For /metrics: at least `lag` (rows not yet loaded)."""

@@ -1,0 +1,1 @@
+"""The narrow warehouse interface and its two backends (embedded chdb, ClickHouse server)."""
