@@ -1,0 +1,65 @@
+"""The warehouse interface: run SQL, query, insert a batch. Both backends run the same SQL."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import orjson
+
+# Every query result is read as ClickHouse's JSONCompact on both backends, so types
+# render identically (64-bit integers as numbers, DateTime64 as text).
+RESULT_SETTINGS = {"output_format_json_quote_64bit_integers": 0,
+                   "output_format_json_quote_decimals": 0}
+
+
+class WarehouseError(Exception):
+    """The warehouse refused or failed a statement (bad SQL, read-only, unreachable)."""
+
+
+class WarehouseUnavailable(WarehouseError):
+    """The warehouse could not be reached or failed transiently: retry later."""
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    columns: list[str]
+    types: list[str]
+    rows: list[list[Any]]
+
+    @classmethod
+    def from_json_compact(cls, raw: bytes) -> QueryResult:
+        if not raw.strip():
+            return cls([], [], [])
+        doc = orjson.loads(raw)
+        meta = doc.get("meta", [])
+        return cls([m["name"] for m in meta], [m["type"] for m in meta], doc.get("data", []))
+
+    def dicts(self) -> list[dict[str, Any]]:
+        return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
+
+    def scalar(self) -> Any:
+        return self.rows[0][0] if self.rows and self.rows[0] else None
+
+
+class Warehouse(Protocol):
+    """What every part of funnelhouse may ask of ClickHouse, and nothing more."""
+
+    backend: str  # "chdb" | "server"
+
+    def execute(self, sql: str, params: dict[str, Any] | None = None) -> None:
+        """DDL or DML with no result."""
+
+    def query(self, sql: str, params: dict[str, Any] | None = None) -> QueryResult: ...
+
+    def query_raw(self, sql: str, fmt: str, params: dict[str, Any] | None = None) -> bytes:
+        """The result in a ClickHouse output format (CSVWithNames, JSON, Parquet …)."""
+
+    def insert_json_rows(self, table: str, rows: Sequence[bytes], token: str | None = None) -> int:
+        """Insert JSON objects (one per row) as one block; `token` makes a repeat a no-op."""
+
+    def readonly(self) -> Warehouse:
+        """A second handle on which the engine itself refuses writes, DDL and settings changes."""
+
+    def close(self) -> None: ...

@@ -1,0 +1,79 @@
+"""The embedded backend: ClickHouse's engine in-process (chdb), data in the data folder.
+
+Only one process may open a data folder (chdb locks it); inside the process several
+connections share one engine. Each ChdbWarehouse owns one connection and serialises
+its own use with a lock, so the loader, the model runner and the SQL endpoint each
+take their own handle and do not queue behind each other.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import chdb
+
+from warehouse.base import RESULT_SETTINGS, QueryResult, WarehouseError
+
+
+class ChdbWarehouse:
+    backend = "chdb"
+
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.Lock()
+        try:
+            self._conn = chdb.connect(str(path))
+        except Exception as exc:
+            raise WarehouseError(f"cannot open {path}: {exc}") from exc
+        for name, value in RESULT_SETTINGS.items():
+            self._conn.query(f"SET {name} = {value}")
+        if readonly:
+            # Set on the connection, not appended to the user's text: a SETTINGS clause
+            # in a query could be overridden or commented out by that query.
+            self._conn.query("SET readonly = 1")
+        self.is_readonly = readonly
+
+    def _run(self, sql: str, fmt: str, params: dict[str, Any] | None) -> bytes:
+        with self._lock:
+            try:
+                result = self._conn.query(sql, fmt, params=params or None)
+            except Exception as exc:
+                raise WarehouseError(str(exc)) from exc
+        return result.bytes() if result is not None else b""
+
+    def execute(self, sql: str, params: dict[str, Any] | None = None) -> None:
+        self._run(sql, "TabSeparated", params)
+
+    def query(self, sql: str, params: dict[str, Any] | None = None) -> QueryResult:
+        return QueryResult.from_json_compact(self._run(sql, "JSONCompact", params))
+
+    def query_raw(self, sql: str, fmt: str, params: dict[str, Any] | None = None) -> bytes:
+        return self._run(sql, fmt, params)
+
+    def insert_json_rows(self, table: str, rows: Sequence[bytes], token: str | None = None) -> int:
+        if not rows:
+            return 0
+        settings = f" SETTINGS insert_deduplication_token = '{_quote(token)}'" if token else ""
+        with self._lock:
+            try:
+                with self._conn.send_insert(f"INSERT INTO {table}{settings}", "JSONEachRow") as ins:
+                    ins.append(b"\n".join(rows))
+                    ins.finish()
+            except Exception as exc:
+                raise WarehouseError(f"insert into {table} failed: {exc}") from exc
+        return len(rows)
+
+    def readonly(self) -> ChdbWarehouse:
+        return ChdbWarehouse(self.path, readonly=True)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+def _quote(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("'", "\\'")
