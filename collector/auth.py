@@ -1,0 +1,56 @@
+"""Who is sending: the write key (four places it may be) and the admin token."""
+
+from __future__ import annotations
+
+import base64
+import hmac
+from typing import Any
+
+from starlette.requests import Request
+
+from collector.reasons import Refusal
+from funnelhouse.config import Settings, WriteKey
+
+
+def write_key_of(request: Request, body: Any = None) -> str:
+    """Basic auth user, X-Write-Key header, `writeKey` in the body, or in the query string."""
+    authorization = request.headers.get("authorization", "")
+    if authorization[:6].lower() == "basic ":
+        try:
+            user = base64.b64decode(authorization[6:]).decode("utf-8").split(":", 1)[0]
+        except (ValueError, UnicodeDecodeError):
+            user = ""
+        if user:
+            return user
+    header = request.headers.get("x-write-key")
+    if header:
+        return header
+    if isinstance(body, dict):
+        key = body.get("writeKey") or body.get("write_key")
+        if isinstance(key, str) and key:
+            return key
+    return request.query_params.get("writeKey") or request.query_params.get("write_key") or ""
+
+
+def resolve_write_key(settings: Settings, request: Request, body: Any = None) -> WriteKey:
+    key = write_key_of(request, body)
+    if not key:
+        raise Refusal("unknown_write_key", "no write key: send it as Basic auth user, "
+                      "X-Write-Key header, writeKey in the body or the query string")
+    write_key = settings.key(key)
+    if write_key is None:
+        raise Refusal("unknown_write_key", "write key is not known")
+    origin = request.headers.get("origin")
+    if origin and write_key.allowed_origins and origin not in write_key.allowed_origins:
+        raise Refusal("origin_not_allowed", f"origin {origin} may not use this write key")
+    return write_key
+
+
+def require_admin(settings: Settings, request: Request) -> None:
+    token = ""
+    authorization = request.headers.get("authorization", "")
+    if authorization[:7].lower() == "bearer ":
+        token = authorization[7:].strip()
+    token = token or request.headers.get("x-admin-token", "")
+    if not settings.admin_token or not hmac.compare_digest(token, settings.admin_token):
+        raise Refusal("unauthorized", "admin token required (Authorization: Bearer …)")

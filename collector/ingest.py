@@ -1,0 +1,369 @@
+"""One request's messages: normalise → validate → enrich → enqueue, event by event.
+
+A batch is accepted per event: each event either becomes an events_raw row or a
+dead-letter row with every error, and the answer lists what was refused and why.
+Nothing reaches the queue until the whole request's rows are built, and the answer
+is sent only after the queue said the rows are durable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from collector.enrich.campaign import classify_traffic
+from collector.enrich.ip import anonymise_ip
+from collector.enrich.time import correct_timestamp, format_ts, parse_timestamp
+from collector.enrich.useragent import parse_user_agent
+from collector.limits import DedupWindow
+from collector.normalise import LimitExceeded, normalise
+from collector.plan import TrackingPlan, Verdict
+from collector.sinks.base import Record, Sink
+from funnelhouse import metrics
+from funnelhouse.config import Settings, WriteKey
+
+# The event name a non-track call is stored under.
+EVENT_OF_TYPE = {"page": "page_view", "screen": "screen_view", "identify": "identify",
+                 "alias": "alias", "group": "group"}
+MESSAGE_TYPES = ("track", *EVENT_OF_TYPE)
+CHANNELS = ("web", "app", "server", "offline")
+OFFLINE_EVENTS = ("store_visit", "staff_qr_scan")
+# Context fields that get their own column are not repeated in the `context` JSON;
+# the raw IP is never stored anywhere.
+CONTEXT_COLUMNS = ("ip", "page", "campaign", "user_agent", "library", "locale", "timezone",
+                   "session_id", "channel", "referrer")
+
+
+@dataclass(frozen=True)
+class RequestInfo:
+    """What the collector knows about the request, beside its body."""
+
+    write_key: WriteKey
+    ip: str
+    user_agent: str
+    received_at: float
+    sent_at: Any = None              # batch-level sentAt
+    privacy_signal: bool = False     # Sec-GPC / DNT: do not keep the IP
+
+
+@dataclass
+class Rejection:
+    index: int
+    message_id: str
+    reason: str
+    errors: list[dict[str, str]]
+
+    def as_json(self) -> dict[str, Any]:
+        return {"index": self.index, "message_id": self.message_id, "reason": self.reason,
+                "errors": self.errors}
+
+
+@dataclass
+class Outcome:
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
+    records: list[Record] = field(default_factory=list)
+    dedup_keys: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"accepted": self.accepted, "duplicates": self.duplicates,
+                "rejected": [r.as_json() for r in self.rejected]}
+
+
+@dataclass
+class DebugEntry:
+    received_at: float
+    source: str
+    event: str
+    message_id: str
+    anonymous_id: str
+    user_id: str
+    valid: bool
+    reason: str
+    errors: list[dict[str, str]]
+    flags: list[str]
+    payload: Any
+
+
+class Ingestor:
+    def __init__(self, settings: Settings, plan: TrackingPlan, sink: Sink | None = None,
+                 debug_size: int = 200) -> None:
+        self.settings = settings
+        self.plan = plan
+        self.sink = sink
+        self.dedup = DedupWindow(settings.dedup_window_seconds, settings.dedup_window_size)
+        self.debug: dict[str, deque[DebugEntry]] = {}
+        self._debug_size = debug_size
+        self._ip_salt = hashlib.sha256(settings.admin_token.encode() or b"funnelhouse").digest()
+
+    async def ingest(self, messages: list[Any], request: RequestInfo,
+                     forced_type: str | None = None) -> Outcome:
+        """Build rows for every message, make them durable, then remember their ids.
+
+        Raises QueueUnavailable (→ 503) when the rows could not be stored.
+        """
+        outcome = self.process(messages, request, forced_type)
+        if outcome.records:
+            assert self.sink is not None
+            await self.sink.publish(outcome.records)
+        # Only after the publish: a retry of a request that got a 503 must not be
+        # mistaken for a repeat of something stored.
+        self.dedup.add_all(outcome.dedup_keys)
+        source = request.write_key.source
+        if outcome.accepted:
+            metrics.events_accepted.labels(source).inc(outcome.accepted)
+        if outcome.duplicates:
+            metrics.events_duplicate.inc(outcome.duplicates)
+        for rejection in outcome.rejected:
+            metrics.events_rejected.labels(rejection.reason).inc()
+        return outcome
+
+    def process(self, messages: list[Any], request: RequestInfo,
+                forced_type: str | None = None) -> Outcome:
+        outcome = Outcome()
+        seen_in_request: set[str] = set()
+        for index, message in enumerate(messages):
+            self._process_one(index, message, request, forced_type, outcome, seen_in_request)
+        return outcome
+
+    def _process_one(self, index: int, raw: Any, request: RequestInfo, forced_type: str | None,
+                     outcome: Outcome, seen_in_request: set[str]) -> None:
+        key = request.write_key
+        limits = self.settings.limits
+        if not isinstance(raw, dict):
+            self._reject(outcome, index, raw, request, "", "not_an_object",
+                         [{"path": f"$[{index}]", "message": "an event must be a JSON object"}])
+            return
+        raw_bytes = orjson.dumps(raw)
+        message_id = _message_id(raw, raw_bytes, key.source)
+        if len(raw_bytes) > limits.max_event_bytes:
+            self._reject(outcome, index, raw, request, message_id, "event_too_large",
+                         [{"path": "$", "message": f"event is {len(raw_bytes)} bytes; "
+                                                   f"limit {limits.max_event_bytes}"}],
+                         raw_bytes=raw_bytes[: limits.max_event_bytes])
+            return
+        try:
+            message = normalise(raw, max_depth=limits.max_depth,
+                                max_string=limits.max_string_length)
+        except LimitExceeded as exc:
+            self._reject(outcome, index, raw, request, message_id, exc.reason,
+                         [{"path": exc.path, "message": exc.message}], raw_bytes=raw_bytes)
+            return
+
+        dedup_key = f"{key.source}:{message_id}"
+        if dedup_key in self.dedup or dedup_key in seen_in_request:
+            outcome.duplicates += 1
+            return
+        seen_in_request.add(dedup_key)
+
+        message_type = forced_type or message.get("type") or "track"
+        message["type"] = message_type
+        message["message_id"] = message_id
+        if message_type == "track":
+            name = message.get("event")
+            message["event"] = self.plan.canonical_event(name) if isinstance(name, str) else name
+        elif message_type in EVENT_OF_TYPE:
+            message["event"] = EVENT_OF_TYPE[message_type]
+        verdict = self.plan.validate(message, unknown_events=key.unknown_events,
+                                     extra_properties=key.extra_properties)
+        if not verdict.ok:
+            errors = [{"path": e.path, "message": e.message} for e in verdict.errors]
+            reason = verdict.errors[0].reason if verdict.errors else "schema_violation"
+            self._reject(outcome, index, raw, request, message_id, reason, errors,
+                         raw_bytes=raw_bytes, event=str(message.get("event") or ""),
+                         message_type=str(message_type), schema_version=verdict.schema_version)
+            return
+
+        row = self._row(message, request, verdict)
+        person = row["anonymous_id"] or row["user_id"]
+        outcome.records.append(Record("events", f"{key.source}:{person}", orjson.dumps(row)))
+        outcome.dedup_keys.append(dedup_key)
+        outcome.accepted += 1
+        self._remember(request, row["event"], message_id, row["anonymous_id"], row["user_id"],
+                       True, "", [], list(row["flags"]), raw)
+
+    def _row(self, message: dict[str, Any], request: RequestInfo, verdict: Verdict
+             ) -> dict[str, Any]:
+        key = request.write_key
+        limits = self.settings.limits
+        context = message.get("context") if isinstance(message.get("context"), dict) else {}
+        properties = message.get("properties") if isinstance(message.get("properties"),
+                                                             dict) else {}
+        traits = message.get("traits") if isinstance(message.get("traits"), dict) else None
+        if traits is None:
+            traits = context.get("traits") if isinstance(context.get("traits"), dict) else {}
+        page = context.get("page") if isinstance(context.get("page"), dict) else {}
+        if message["type"] == "page":
+            # Segment's page call carries the page in properties; context.page may be absent.
+            page = {**{k: properties.get(k) for k in ("url", "path", "title", "referrer",
+                                                      "search") if properties.get(k)}, **page}
+        screen = context.get("screen") if isinstance(context.get("screen"), dict) else {}
+        library = context.get("library") if isinstance(context.get("library"), dict) else {}
+
+        timestamp, original, sent_at, time_flags = correct_timestamp(
+            parse_timestamp(message.get("timestamp") or message.get("original_timestamp")),
+            parse_timestamp(message.get("sent_at") or request.sent_at),
+            request.received_at,
+            key_kind=key.kind,
+            max_future_skew_seconds=limits.max_future_skew_seconds,
+            max_past_days_browser=limits.max_past_days_browser,
+        )
+
+        user_agent = _text(context.get("user_agent")) or request.user_agent
+        agent = parse_user_agent(user_agent)
+        page_url = _text(page.get("url"))
+        referrer = _text(page.get("referrer")) or _text(context.get("referrer"))
+        campaign = context.get("campaign") if isinstance(context.get("campaign"), dict) else None
+        traffic = classify_traffic(page_url, referrer, campaign)
+
+        # Server keys speak for their users and may pass the user's IP; a browser's
+        # body cannot claim an IP other than the one it connects from.
+        ip = _text(context.get("ip")) if key.kind == "server" and context.get("ip") else request.ip
+        ip_policy = "drop" if request.privacy_signal else key.ip_policy
+        rest_of_context = {k: v for k, v in context.items() if k not in CONTEXT_COLUMNS}
+
+        flags = list(verdict.flags) + list(time_flags)
+        if agent.is_bot:
+            flags.append("bot")
+        event = verdict.event or str(message.get("event") or "")
+        return {
+            "message_id": message["message_id"],
+            "type": message["type"],
+            "event": event,
+            "anonymous_id": _text(message.get("anonymous_id")),
+            "user_id": _text(message.get("user_id")),
+            "previous_id": _text(message.get("previous_id")),
+            "group_id": _text(message.get("group_id")),
+            "original_timestamp": format_ts(original),
+            "sent_at": format_ts(sent_at),
+            "received_at": format_ts(request.received_at),
+            "timestamp": format_ts(timestamp),
+            "session_id": _text(context.get("session_id")),
+            "source": key.source,
+            "channel": _channel(context, key, message["type"], event, library),
+            "page_url": page_url,
+            "page_path": _text(page.get("path")),
+            "page_title": _text(page.get("title")),
+            "page_search": _text(page.get("search")),
+            "screen_name": _text(screen.get("name"))
+            or (_text(message.get("name")) if message["type"] == "screen" else ""),
+            "referrer": referrer,
+            "referrer_host": traffic.referrer_host,
+            "utm_source": traffic.utm_source,
+            "utm_medium": traffic.utm_medium,
+            "utm_campaign": traffic.utm_campaign,
+            "utm_term": traffic.utm_term,
+            "utm_content": traffic.utm_content,
+            "click_id": traffic.click_id,
+            "click_id_type": traffic.click_id_type,
+            "traffic_source": traffic.traffic_source,
+            "traffic_medium": traffic.traffic_medium,
+            "device_type": agent.device_type,
+            "device_brand": agent.device_brand,
+            "device_model": agent.device_model,
+            "os_name": agent.os_name,
+            "os_version": agent.os_version,
+            "browser_name": agent.browser_name,
+            "browser_version": agent.browser_version,
+            "is_bot": int(agent.is_bot),
+            "user_agent": user_agent,
+            "ip": anonymise_ip(ip, ip_policy, self._ip_salt),
+            "locale": _text(context.get("locale")),
+            "timezone": _text(context.get("timezone")),
+            "library_name": _text(library.get("name")),
+            "library_version": _text(library.get("version")),
+            "properties": orjson.dumps(properties).decode(),
+            "traits": orjson.dumps(traits).decode(),
+            "context": orjson.dumps(rest_of_context).decode(),
+            "schema_version": verdict.schema_version,
+            "flags": flags,
+        }
+
+    def _reject(self, outcome: Outcome, index: int, raw: Any, request: RequestInfo,
+                message_id: str, reason: str, errors: list[dict[str, str]], *,
+                raw_bytes: bytes | None = None, event: str = "", message_type: str = "",
+                schema_version: str = "") -> None:
+        """Refuse one event: it goes to the dead-letter stream, never silently away."""
+        if isinstance(raw, dict):
+            event = event or _text(raw.get("event"))
+            message_type = message_type or _text(raw.get("type"))
+        key = request.write_key
+        payload = (raw_bytes if raw_bytes is not None else orjson.dumps(raw)).decode(
+            "utf-8", "replace")
+        row = {
+            "message_id": message_id,
+            "received_at": format_ts(request.received_at),
+            "source": key.source,
+            "type": message_type,
+            "event": event,
+            "reason": reason,
+            "errors": errors,
+            "schema_version": schema_version,
+            "payload": payload,
+            "request": orjson.dumps({
+                "ip": anonymise_ip(request.ip, "drop" if request.privacy_signal
+                                   else key.ip_policy, self._ip_salt),
+                "user_agent": request.user_agent,
+                "key_kind": key.kind,
+                "sent_at": request.sent_at if isinstance(request.sent_at, str) else None,
+            }).decode(),
+        }
+        outcome.records.append(Record("invalid", f"{key.source}:{message_id}", orjson.dumps(row)))
+        outcome.rejected.append(Rejection(index, message_id, reason, errors))
+        anonymous_id = _text(raw.get("anonymousId") or raw.get("anonymous_id")) \
+            if isinstance(raw, dict) else ""
+        user_id = _text(raw.get("userId") or raw.get("user_id")) if isinstance(raw, dict) else ""
+        self._remember(request, event, message_id, anonymous_id, user_id, False, reason, errors,
+                       [], raw)
+
+    def _remember(self, request: RequestInfo, event: str, message_id: str, anonymous_id: str,
+                  user_id: str, valid: bool, reason: str, errors: list[dict[str, str]],
+                  flags: list[str], payload: Any) -> None:
+        """Keep the last few events per source for the tagging-QA debug view."""
+        source = request.write_key.source
+        recent = self.debug.get(source)
+        if recent is None:
+            recent = self.debug[source] = deque(maxlen=self._debug_size)
+        recent.append(DebugEntry(request.received_at, source, event, message_id, anonymous_id,
+                                 user_id, valid, reason, errors, flags, payload))
+
+
+def _message_id(raw: dict[str, Any], raw_bytes: bytes, source: str) -> str:
+    """The client's messageId; without one, a hash of the payload, so a resend dedups."""
+    value = raw.get("messageId") or raw.get("message_id")
+    if isinstance(value, str) and 0 < len(value) <= 128:
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return "fh-" + hashlib.blake2b(source.encode() + raw_bytes, digest_size=16).hexdigest()
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else str(value)
+
+
+def _channel(context: dict[str, Any], key: WriteKey, message_type: str, event: str,
+             library: dict[str, Any]) -> str:
+    stated = context.get("channel")
+    if stated in CHANNELS:
+        return str(stated)
+    if event in OFFLINE_EVENTS:
+        return "offline"
+    library_name = str(library.get("name", "")).lower()
+    if message_type == "screen" or isinstance(context.get("app"), dict) or any(
+        marker in library_name for marker in ("ios", "android", "react-native", "flutter")
+    ):
+        return "app"
+    return "server" if key.kind == "server" else "web"
+
+
+def now() -> float:
+    return time.time()

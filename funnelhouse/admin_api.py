@@ -1,0 +1,45 @@
+"""Admin routes of a running `up`: what other commands do through it while it holds chdb."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import threading
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from collector.app import ORJSONResponse, refusal_response
+from collector.auth import require_admin
+from collector.plan import TrackingPlan
+from collector.reasons import Refusal
+from funnelhouse.config import Settings
+from funnelhouse.replay import replay_invalid
+from warehouse.base import Warehouse
+
+
+def routes(settings: Settings, plan: TrackingPlan, warehouse: Warehouse) -> list[Route]:
+    # Jobs that write to the warehouse run one at a time.
+    job_lock = threading.Lock()
+
+    def admin(handler):  # type: ignore[no-untyped-def]
+        async def endpoint(request: Request) -> Response:
+            try:
+                require_admin(settings, request)
+            except Refusal as refusal:
+                return refusal_response(refusal)
+            return await handler(request)
+
+        return endpoint
+
+    async def replay(request: Request) -> Response:
+        def job():  # type: ignore[no-untyped-def]
+            with job_lock:
+                # The plan on disk may have been fixed since start: reload it.
+                return replay_invalid(warehouse, settings, TrackingPlan.load(settings.plan_dir))
+
+        result = await asyncio.to_thread(job)
+        return ORJSONResponse(dataclasses.asdict(result))
+
+    return [Route("/v1/admin/replay-invalid", admin(replay), methods=["POST"])]

@@ -1,0 +1,161 @@
+"""The `funnelhouse` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import sys
+from pathlib import Path
+
+import orjson
+
+from funnelhouse import instance
+from funnelhouse.config import Settings, load_settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {name: getattr(args, name, None) for name in ("host", "port", "data_dir")}
+    if overrides["data_dir"] is not None:
+        overrides["data_dir"] = Path(overrides["data_dir"])
+    return load_settings(**overrides)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from funnelhouse.up import serve
+
+    settings = instance.with_local_credentials(_settings(args))
+    if instance.running_url(settings):
+        print(f"funnelhouse is already running for {settings.data_dir}", file=sys.stderr)
+        return 1
+    try:
+        asyncio.run(serve(settings))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from warehouse.migrate import migrate
+    from warehouse.open import open_warehouse
+
+    settings = _settings(args)
+    applied = migrate(open_warehouse(settings), settings.sql_dir / "migrations")
+    print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
+    return 0
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    settings = instance.with_local_credentials(_settings(args))
+    fmt = {"csv": "CSVWithNames", "json": "JSON", "pretty": "PrettyCompactMonoBlock",
+           "tsv": "TSVWithNames"}[args.format]
+    url = None if settings.clickhouse_url else instance.running_url(settings)
+    if url:
+        # The running instance holds the data folder; ask it. It speaks JSON or CSV,
+        # so a pretty table is rendered here from JSON.
+        wire = "csv" if args.format in ("csv", "tsv") else "json"
+        response = instance.call(settings, url, "/v1/sql", {"sql": args.query,
+                                                            "format": args.format
+                                                            if wire == "csv" else "json"})
+        if response.status_code != 200:
+            print(response.text, file=sys.stderr)
+            return 1
+        if args.format == "pretty":
+            print(_pretty(orjson.loads(response.content)))
+        else:
+            sys.stdout.write(response.text)
+        return 0
+    from warehouse.base import WarehouseError
+    from warehouse.open import open_warehouse
+
+    try:
+        result = open_warehouse(settings, readonly=True).query_raw(args.query, fmt)
+    except WarehouseError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    sys.stdout.write(result.decode())
+    return 0
+
+
+def _pretty(doc: dict) -> str:
+    columns = [m["name"] for m in doc.get("meta", [])]
+    rows = [[str(row.get(c, "")) for c in columns] for row in doc.get("data", [])]
+    widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(columns)]
+    line = "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))
+    body = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join([line, "  ".join("-" * w for w in widths), *body])
+
+
+def cmd_plan_check(args: argparse.Namespace) -> int:
+    from funnelhouse.plan_check import plan_check
+
+    settings = _settings(args)
+    return plan_check(Path(args.plan_dir) if args.plan_dir else settings.plan_dir,
+                      Path(args.sample) if args.sample else None)
+
+
+def cmd_replay_invalid(args: argparse.Namespace) -> int:
+    settings = instance.with_local_credentials(_settings(args))
+    url = None if settings.clickhouse_url else instance.running_url(settings)
+    if url:
+        response = instance.call(settings, url, "/v1/admin/replay-invalid", {})
+        if response.status_code != 200:
+            print(response.text, file=sys.stderr)
+            return 1
+        result = response.json()
+    else:
+        from collector.plan import TrackingPlan
+        from funnelhouse.replay import replay_invalid
+        from warehouse.open import open_warehouse
+
+        result = dataclasses.asdict(replay_invalid(open_warehouse(settings), settings,
+                                                   TrackingPlan.load(settings.plan_dir)))
+    print(f"examined {result['examined']}, moved to events_raw {result['moved']}, "
+          f"still invalid {result['still_invalid']}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="funnelhouse",
+                                     description="Event collector and funnel warehouse")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, handler, help_text: str) -> argparse.ArgumentParser:  # type: ignore[no-untyped-def]
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--data-dir", dest="data_dir", default=None,
+                       help="data folder (default ./.funnelhouse or $FUNNELHOUSE_DATA_DIR)")
+        p.set_defaults(handler=handler)
+        return p
+
+    up = command("up", cmd_up, "run collector, queue, loader and warehouse in one process")
+    up.add_argument("--host", default=None)
+    up.add_argument("--port", type=int, default=None)
+
+    command("migrate", cmd_migrate, "apply the raw-layer migrations")
+
+    sql = command("sql", cmd_sql, "run read-only SQL (through the running instance if any)")
+    sql.add_argument("query")
+    sql.add_argument("--format", choices=["pretty", "csv", "json", "tsv"], default="pretty")
+
+    plan = sub.add_parser("plan", help="tracking plan tools")
+    plan_sub = plan.add_subparsers(dest="plan_command", required=True)
+    check = plan_sub.add_parser("check", help="validate the plan and a sample payload file")
+    check.add_argument("--plan-dir", default=None)
+    check.add_argument("--sample", default=None, help="a JSON message, batch or list")
+    check.add_argument("--data-dir", dest="data_dir", default=None)
+    check.set_defaults(handler=cmd_plan_check)
+
+    command("replay-invalid", cmd_replay_invalid,
+            "re-validate dead-lettered events against the current plan and load the valid ones")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    args = build_parser().parse_args(argv)
+    return int(args.handler(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""`funnelhouse up`: collector, queue, loader and warehouse in one process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute
+
+from collector.app import create_app
+from collector.plan import TrackingPlan
+from collector.sinks.base import Sink
+from collector.sinks.embedded import EmbeddedSink
+from funnelhouse import admin_api, instance
+from funnelhouse.config import Settings
+from funnelhouse.eventlog import EventLog
+from funnelhouse.sql_api import sql_routes
+from loader.load import Loader
+from loader.sources.base import Source
+from loader.sources.embedded import EmbeddedSource
+from warehouse.base import Warehouse
+from warehouse.migrate import migrate
+from warehouse.open import open_warehouse
+
+log = logging.getLogger("funnelhouse")
+
+
+@dataclass
+class Pipeline:
+    """Everything `up` runs, built but not started; tests build one too."""
+
+    settings: Settings
+    plan: TrackingPlan
+    warehouse: Warehouse
+    sink: Sink
+    source: Source
+    loader: Loader
+    app: Starlette
+
+
+def embedded_queue(settings: Settings) -> tuple[Sink, Source]:
+    # Two connections to one log file: the sink's writer thread appends while the
+    # loader reads and deletes, and SQLite's WAL lets both proceed.
+    return (EmbeddedSink(EventLog(settings.queue_path, settings.queue_fsync)),
+            EmbeddedSource(EventLog(settings.queue_path, settings.queue_fsync)))
+
+
+def build_pipeline(settings: Settings, queue: tuple[Sink, Source] | None = None) -> Pipeline:
+    plan = TrackingPlan.load(settings.plan_dir)
+    warehouse = open_warehouse(settings)
+    migrate(warehouse, settings.sql_dir / "migrations")
+    sink, source = queue or embedded_queue(settings)
+    loader = Loader(source, warehouse, batch_rows=settings.loader_batch_rows,
+                    batch_seconds=settings.loader_batch_seconds)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await sink.start()
+        loader_task = asyncio.create_task(loader.run(), name="loader")
+        try:
+            yield
+        finally:
+            # In-flight requests are done (uvicorn waits for them); stop the loader
+            # after its current batch, then load what is left so Ctrl-C leaves the
+            # queue empty when the warehouse is healthy.
+            loader.stop()
+            await loader_task
+            await sink.stop()
+            await loader.drain(timeout=30)
+
+    routes: list[BaseRoute] = [*sql_routes(settings, warehouse.readonly()),
+                               *admin_api.routes(settings, plan, warehouse)]
+    app = create_app(settings, sink, plan=plan, extra_routes=routes, lifespan=lifespan)
+    return Pipeline(settings, plan, warehouse, sink, source, loader, app)
+
+
+def print_welcome(settings: Settings, url: str) -> None:
+    browser = next((k for k in settings.write_keys if k.kind == "browser"), None)
+    key = browser or settings.write_keys[0]
+    print(f"""funnelhouse is up at {url}  (data: {settings.data_dir})
+  write key ({key.source}, {key.kind}): {key.key}
+  admin token:                 {settings.admin_token}
+
+Send an event:
+  curl -s -u {key.key}: {url}/v1/track -H 'Content-Type: application/json' \\
+    -d '{{"event":"click","anonymousId":"a1","properties":{{"element":"#buy","element_text":"Buy"}}}}'
+Query it:
+  funnelhouse sql --data-dir {settings.data_dir} \
+    "SELECT event, anonymous_id, timestamp, properties FROM events_raw"
+Ctrl-C drains the queue and stops.""", flush=True)
+
+
+async def serve(settings: Settings, pipeline: Pipeline | None = None) -> None:
+    pipeline = pipeline or build_pipeline(settings)
+    config = uvicorn.Config(pipeline.app, host=settings.host, port=settings.port,
+                            log_level="warning", access_log=False, lifespan="on")
+    server = uvicorn.Server(config)
+    url = f"http://{settings.host}:{settings.port}"
+
+    async def welcome_when_started() -> None:
+        while not server.started:
+            await asyncio.sleep(0.05)
+        instance.announce(settings, url)
+        print_welcome(settings, url)
+
+    welcome = asyncio.create_task(welcome_when_started())
+    try:
+        await server.serve()
+    finally:
+        welcome.cancel()
+        instance.retire(settings)
+        pipeline.warehouse.close()
