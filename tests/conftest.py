@@ -1,1 +1,168 @@
-"""Shared pytest fixtures: settings on a temp data folder, a running app on a free port."""
+"""Shared fixtures: settings on a temp data folder, an in-process collector, a real `up`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from starlette.testclient import TestClient
+
+from collector.app import create_app
+from collector.sinks.embedded import EmbeddedSink
+from funnelhouse.config import Limits, Settings, WriteKey
+from funnelhouse.eventlog import EventLog
+
+BROWSER_KEY = "wk_browser"
+SERVER_KEY = "sk_server"
+ORIGIN_KEY = "wk_origin"
+LIMITED_KEY = "wk_limited"
+STRICT_KEY = "wk_strict"
+ADMIN_TOKEN = "admintok"
+ALLOWED_ORIGIN = "https://shop.example"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def make_settings(data_dir: Path, **changes: Any) -> Settings:
+    keys = (
+        WriteKey(BROWSER_KEY, "web", "browser"),
+        WriteKey(SERVER_KEY, "backend", "server"),
+        WriteKey(ORIGIN_KEY, "shop", "browser", allowed_origins=(ALLOWED_ORIGIN,)),
+        WriteKey(LIMITED_KEY, "limited", "browser", rate_limit=5),
+        WriteKey(STRICT_KEY, "strict", "browser", unknown_events="reject",
+                 extra_properties="reject"),
+    )
+    base = Settings(data_dir=data_dir, write_keys=keys, admin_token=ADMIN_TOKEN,
+                    limits=Limits(), loader_batch_seconds=0.1)
+    return base.replace(**changes) if changes else base
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path / "data")
+
+
+@pytest.fixture
+def event_log(settings: Settings) -> Iterator[EventLog]:
+    log = EventLog(settings.queue_path)
+    yield log
+    log.close()
+
+
+@pytest.fixture
+def client(settings: Settings, event_log: EventLog) -> Iterator[TestClient]:
+    """The collector app over the embedded queue, in process (no warehouse)."""
+    app = create_app(settings, EmbeddedSink(EventLog(settings.queue_path)))
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def queued_rows(log: EventLog, stream: str = "events") -> list[dict[str, Any]]:
+    return [orjson.loads(r.value) for _, r in log.read(0, 1_000_000) if r.stream == stream]
+
+
+def wait_until(predicate, timeout: float = 20.0, interval: float = 0.1) -> Any:  # type: ignore[no-untyped-def]
+    """Poll until predicate() is truthy; the value it returned, or AssertionError."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)
+
+
+class Funnelhouse:
+    """A real `funnelhouse up` process on a free port, for socket-level and crash tests."""
+
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            **os.environ,
+            "FUNNELHOUSE_WRITE_KEYS": f"{BROWSER_KEY}:web,{SERVER_KEY}:backend:server",
+            "FUNNELHOUSE_ADMIN_TOKEN": ADMIN_TOKEN,
+            "FUNNELHOUSE_LOADER_BATCH_SECONDS": "0.1",
+            **(env or {}),
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = data_dir.parent / f"up-{self.port}.log"
+
+    def start(self, timeout: float = 60) -> Funnelhouse:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "funnelhouse.cli", "up", "--data-dir", str(self.data_dir),
+             "--port", str(self.port)],
+            env=self.env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"funnelhouse up exited:\n{self.log_path.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"funnelhouse up did not start:\n{self.log_path.read_text()[-3000:]}")
+
+    def post(self, path: str, body: Any, key: str = BROWSER_KEY, **kwargs: Any) -> httpx.Response:
+        return httpx.post(f"{self.url}{path}", json=body, auth=(key, ""), timeout=30, **kwargs)
+
+    def sql(self, query: str) -> list[dict[str, Any]]:
+        response = httpx.post(f"{self.url}/v1/sql", json={"sql": query}, timeout=60,
+                              headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+        assert response.status_code == 200, response.text
+        return response.json()["data"]
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+    def stop(self) -> int:
+        """Ctrl-C, as a person would; returns the exit code."""
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+@pytest.fixture
+def funnelhouse_up(tmp_path: Path) -> Iterator[Funnelhouse]:
+    instance = Funnelhouse(tmp_path / "data").start()
+    yield instance
+    instance.stop()
+
+
+def track(event: str = "click", anonymous_id: str = "anon-1", **fields: Any) -> dict[str, Any]:
+    """A valid track message in Segment's camelCase form."""
+    properties = fields.pop("properties", None)
+    if properties is None:
+        properties = {"element": "#buy", "element_text": "Buy"} if event == "click" else {}
+    return {"type": "track", "event": event, "anonymousId": anonymous_id,
+            "messageId": fields.pop("messageId", f"m-{time.monotonic_ns()}"),
+            "properties": properties, **fields}
