@@ -73,7 +73,7 @@ class Loader:
         # backoff keeps a failing warehouse from being hammered; metrics show failures.
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type(WarehouseError),
-            wait=wait_exponential_jitter(initial=0.2, max=10),
+            wait=wait_exponential_jitter(multiplier=0.2, max=10),
             before_sleep=self._log_retry,
             # On shutdown give up the retry: the batch stays in the queue, uncommitted.
             stop=lambda _state: self._stopping.is_set(),

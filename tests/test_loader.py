@@ -1,0 +1,140 @@
+"""The loader: exactly once across crashes, nothing lost while the warehouse is down."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import orjson
+import pytest
+
+from collector.enrich.time import format_ts
+from collector.sinks.base import Record
+from funnelhouse.config import REPO_ROOT
+from funnelhouse.eventlog import EventLog
+from loader.load import Loader
+from loader.sources.embedded import PENDING, EmbeddedSource
+from warehouse.base import WarehouseUnavailable
+from warehouse.chdb import ChdbWarehouse
+from warehouse.migrate import migrate
+
+
+class ProcessDied(BaseException):
+    """Stands for SIGKILL at a chosen point: nothing after it runs, no cleanup is honest."""
+
+
+class FlakyWarehouse:
+    """Wraps a real warehouse; fails the first `failures` inserts, or dies after an insert."""
+
+    def __init__(self, inner: ChdbWarehouse, failures: int = 0, die_after_insert: bool = False):
+        self.inner = inner
+        self.failures = failures
+        self.die_after_insert = die_after_insert
+        self.attempts = 0
+
+    def insert_json_rows(self, table: str, rows: Sequence[bytes], token: str | None = None) -> int:
+        self.attempts += 1
+        if self.failures > 0:
+            self.failures -= 1
+            raise WarehouseUnavailable("warehouse is down")
+        count = self.inner.insert_json_rows(table, rows, token)
+        if self.die_after_insert:
+            raise ProcessDied()
+        return count
+
+
+def event_row(i: int) -> bytes:
+    return orjson.dumps({"message_id": f"m{i}", "type": "track", "event": "click",
+                         "anonymous_id": f"a{i % 7}", "source": "web",
+                         "timestamp": "2026-03-01 10:00:00.000", "properties": "{}"})
+
+
+def fill(log: EventLog, first: int, count: int) -> None:
+    log.append([Record("events", "web:a", event_row(i)) for i in range(first, first + count)])
+
+
+@pytest.fixture
+def warehouse(tmp_path: Path) -> Iterator[ChdbWarehouse]:
+    # chdb serves one data folder per process: close it so the next test can open its own.
+    wh = ChdbWarehouse(tmp_path / "wh")
+    migrate(wh, REPO_ROOT / "sql" / "migrations")
+    yield wh
+    wh.close()
+
+
+def counts(warehouse: ChdbWarehouse) -> tuple[int, int]:
+    return tuple(warehouse.query(
+        "SELECT count(), uniqExact(message_id) FROM events_raw").rows[0])  # type: ignore[return-value]
+
+
+def test_loader_killed_after_insert_before_commit_loads_every_event_once(
+    tmp_path: Path, warehouse: ChdbWarehouse
+) -> None:
+    log_path = tmp_path / "queue.sqlite3"
+    fill(EventLog(log_path), 0, 300)
+
+    dying = Loader(EmbeddedSource(EventLog(log_path)), FlakyWarehouse(warehouse,
+                   die_after_insert=True), batch_rows=120, batch_seconds=0.01)
+    with pytest.raises(ProcessDied):
+        asyncio.run(dying.load_once())
+    assert counts(warehouse) == (120, 120)  # the batch landed, but was never committed
+    assert EventLog(log_path).get_state(PENDING) == "1-120"
+
+    # More events arrive while the loader is down: the retried batch must still be
+    # exactly the one in flight, or its token would differ and duplicate it.
+    fill(EventLog(log_path), 300, 50)
+    restarted = Loader(EmbeddedSource(EventLog(log_path)), warehouse, batch_rows=120,
+                       batch_seconds=0.01)
+    asyncio.run(restarted.drain(timeout=30))
+    assert counts(warehouse) == (350, 350)
+    assert EventLog(log_path).depth() == 0
+
+
+def test_warehouse_down_for_a_while_loses_nothing(tmp_path: Path,
+                                                  warehouse: ChdbWarehouse) -> None:
+    log_path = tmp_path / "queue.sqlite3"
+    fill(EventLog(log_path), 0, 500)
+    flaky = FlakyWarehouse(warehouse, failures=4)
+    loader = Loader(EmbeddedSource(EventLog(log_path)), flaky, batch_rows=200, batch_seconds=0.01)
+
+    asyncio.run(loader.drain(timeout=60))
+
+    assert flaky.attempts >= 4 + 3  # four refusals, then three batches
+    assert counts(warehouse) == (500, 500)
+    assert EventLog(log_path).depth() == 0
+
+
+def test_queue_keeps_the_batch_while_the_warehouse_is_down(tmp_path: Path,
+                                                           warehouse: ChdbWarehouse) -> None:
+    log_path = tmp_path / "queue.sqlite3"
+    fill(EventLog(log_path), 0, 10)
+    loader = Loader(EmbeddedSource(EventLog(log_path)), FlakyWarehouse(warehouse, failures=10**6),
+                    batch_rows=100, batch_seconds=0.01)
+
+    async def run_briefly() -> None:
+        task = asyncio.create_task(loader.run())
+        await asyncio.sleep(1.0)
+        loader.stop()
+        await task
+
+    asyncio.run(run_briefly())
+    assert counts(warehouse) == (0, 0)
+    assert EventLog(log_path).depth() == 10
+
+
+def test_invalid_records_go_to_events_invalid(tmp_path: Path, warehouse: ChdbWarehouse) -> None:
+    # Recent on purpose: events_invalid keeps 90 days (TTL), older rows are dropped.
+    log_path = tmp_path / "queue.sqlite3"
+    invalid = orjson.dumps({"message_id": "bad1", "source": "web", "event": "purchase",
+                            "reason": "schema_violation",
+                            "errors": [{"path": "$.properties.revenue", "message": "not a number"}],
+                            "payload": "{}", "received_at": format_ts(time.time())})
+    EventLog(log_path).append([Record("events", "k", event_row(1)),
+                               Record("invalid", "k", invalid)])
+    asyncio.run(Loader(EmbeddedSource(EventLog(log_path)), warehouse,
+                       batch_seconds=0.01).drain())
+    assert warehouse.query("SELECT message_id, errors FROM events_invalid").rows == [
+        ["bad1", [["$.properties.revenue", "not a number"]]]]
+    assert counts(warehouse) == (1, 1)

@@ -1,0 +1,115 @@
+"""The warehouse contract, run on every backend available: chdb always, a ClickHouse
+server when FUNNELHOUSE_CLICKHOUSE_URL is set (docker-compose)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+import uuid
+from pathlib import Path
+from urllib.parse import urlparse, urlunparse
+
+import orjson
+import pytest
+
+from funnelhouse.config import REPO_ROOT
+from warehouse.base import Warehouse, WarehouseError
+from warehouse.chdb import ChdbWarehouse
+from warehouse.migrate import migrate, split_statements
+
+MIGRATIONS = REPO_ROOT / "sql" / "migrations"
+BACKENDS = ["chdb"] + (["server"] if os.environ.get("FUNNELHOUSE_CLICKHOUSE_URL") else [])
+
+
+@pytest.fixture(params=BACKENDS)
+def warehouse(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Warehouse]:
+    if request.param == "chdb":
+        wh: Warehouse = ChdbWarehouse(tmp_path / "wh")
+    else:
+        from warehouse.server import ServerWarehouse
+
+        # A fresh database per test keeps server runs independent.
+        base = os.environ["FUNNELHOUSE_CLICKHOUSE_URL"].rstrip("/")
+        admin = ServerWarehouse(base)
+        database = f"fh_test_{uuid.uuid4().hex[:8]}"
+        admin.execute(f"CREATE DATABASE {database}")
+        wh = ServerWarehouse(urlunparse(urlparse(base)._replace(path=f"/{database}")))
+    migrate(wh, MIGRATIONS)
+    yield wh
+    # chdb serves one data folder per process: close it so the next test can open its own.
+    wh.close()
+
+
+def row(message_id: str, **fields: object) -> bytes:
+    return orjson.dumps({"message_id": message_id, "type": "track", "event": "click",
+                         "anonymous_id": "a1", "source": "web",
+                         "timestamp": "2026-03-01 10:00:00.000",
+                         "received_at": "2026-03-01 10:00:01.000", "flags": ["bot"],
+                         "properties": '{"element":"#buy"}', **fields})
+
+
+def test_migrations_are_applied_once_and_rerun_is_a_no_op(warehouse: Warehouse) -> None:
+    assert migrate(warehouse, MIGRATIONS) == []
+    tables = {r[0] for r in warehouse.query(
+        "SELECT name FROM system.tables WHERE database = currentDatabase()").rows}
+    assert {"events_raw", "events_invalid", "invalid_replayed", "schema_migrations"} <= tables
+
+
+def test_insert_then_query_round_trips_types(warehouse: Warehouse) -> None:
+    warehouse.insert_json_rows("events_raw", [row("m1"), row("m2", anonymous_id="a2")])
+    result = warehouse.query(
+        "SELECT message_id, flags, timestamp, JSONExtractString(properties, 'element') AS el, "
+        "count() OVER () AS n FROM events_raw ORDER BY message_id")
+    assert result.columns == ["message_id", "flags", "timestamp", "el", "n"]
+    assert result.rows[0] == ["m1", ["bot"], "2026-03-01 10:00:00.000", "#buy", 2]
+
+
+def test_same_dedup_token_inserts_once(warehouse: Warehouse) -> None:
+    batch = [row("m1"), row("m2")]
+    warehouse.insert_json_rows("events_raw", batch, token="log:1-2:events")
+    warehouse.insert_json_rows("events_raw", batch, token="log:1-2:events")
+    warehouse.insert_json_rows("events_raw", [row("m3")], token="log:3-3:events")
+    assert warehouse.query("SELECT count() FROM events_raw").scalar() == 3
+
+
+def test_query_parameters_are_bound_not_spliced(warehouse: Warehouse) -> None:
+    warehouse.insert_json_rows("events_raw", [row("it's")])
+    result = warehouse.query("SELECT count() FROM events_raw WHERE message_id = {id:String}",
+                             {"id": "it's"})
+    assert result.scalar() == 1
+
+
+def test_readonly_handle_refuses_writes_ddl_and_settings(warehouse: Warehouse) -> None:
+    readonly = warehouse.readonly()
+    for statement in (
+        "INSERT INTO events_raw (message_id) VALUES ('x')",
+        "DROP TABLE events_raw",
+        "CREATE TABLE t (a UInt8) ENGINE = Memory",
+        "ALTER TABLE events_raw DELETE WHERE 1",
+        "SET readonly = 0",
+        "SELECT 1 SETTINGS readonly = 0",
+        "SELECT * FROM file('/etc/passwd', 'LineAsString')",
+    ):
+        with pytest.raises(WarehouseError):
+            readonly.query(statement)
+    assert readonly.query("SELECT count() FROM events_raw").scalar() == 0
+    # The writer handle is unaffected by its read-only sibling.
+    warehouse.insert_json_rows("events_raw", [row("m9")])
+    assert warehouse.query("SELECT count() FROM events_raw").scalar() == 1
+
+
+def test_bad_sql_raises_warehouse_error(warehouse: Warehouse) -> None:
+    with pytest.raises(WarehouseError):
+        warehouse.query("SELEC nothing")
+
+
+def test_csv_output_has_header_and_rows(warehouse: Warehouse) -> None:
+    warehouse.insert_json_rows("events_raw", [row("m1")])
+    text = warehouse.query_raw("SELECT message_id, event FROM events_raw", "CSVWithNames")
+    assert text.decode().splitlines() == ['"message_id","event"', '"m1","click"']
+
+
+def test_statement_splitter_keeps_comments_with_statements() -> None:
+    sql = "-- one\nCREATE TABLE a (x UInt8) ENGINE = Memory;\n\n-- two\nSELECT 1;\n-- trailing\n"
+    assert split_statements(sql) == ["-- one\nCREATE TABLE a (x UInt8) ENGINE = Memory",
+                                     "-- two\nSELECT 1"]
