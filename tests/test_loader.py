@@ -136,5 +136,5 @@ def test_invalid_records_go_to_events_invalid(tmp_path: Path, warehouse: ChdbWar
     asyncio.run(Loader(EmbeddedSource(EventLog(log_path)), warehouse,
                        batch_seconds=0.01).drain())
     assert warehouse.query("SELECT message_id, errors FROM events_invalid").rows == [
-        ["bad1", [["$.properties.revenue", "not a number"]]]]
+        ["bad1", [{"path": "$.properties.revenue", "message": "not a number"}]]]
     assert counts(warehouse) == (1, 1)
