@@ -16,7 +16,7 @@ from collector.plan import TrackingPlan
 from collector.reasons import Refusal
 from funnelhouse.config import Settings
 from funnelhouse.replay import replay_invalid
-from warehouse.base import Warehouse
+from warehouse.base import Warehouse, WarehouseError
 
 
 def routes(settings: Settings, plan: TrackingPlan, warehouse: Warehouse) -> list[Route]:
@@ -29,7 +29,11 @@ def routes(settings: Settings, plan: TrackingPlan, warehouse: Warehouse) -> list
                 require_admin(settings, request)
             except Refusal as refusal:
                 return refusal_response(refusal)
-            return await handler(request)
+            try:
+                return await handler(request)
+            except WarehouseError as exc:
+                return ORJSONResponse({"error": str(exc), "reason": "warehouse_error"},
+                                      status_code=503)
 
         return endpoint
 

@@ -13,8 +13,8 @@ from collector.plan import TrackingPlan
 from funnelhouse.config import Settings, WriteKey
 from warehouse.base import Warehouse
 
-# Cut-off sizes cannot become valid by a plan change; their payload is truncated.
-NOT_REPLAYABLE = ("event_too_large",)
+# A cut-off event cannot become valid by a plan change: its payload was truncated.
+NOT_REPLAYABLE = "event_too_large"
 
 
 @dataclass
@@ -31,13 +31,13 @@ def replay_invalid(warehouse: Warehouse, settings: Settings, plan: TrackingPlan,
         SELECT message_id, toUnixTimestamp64Milli(received_at) AS received_ms, source, type,
                payload, request
         FROM events_invalid
-        WHERE reason NOT IN {skip:Array(String)}
+        WHERE reason != {skip:String}
           AND message_id NOT IN (SELECT message_id FROM invalid_replayed)
         ORDER BY received_at
         LIMIT 1 BY message_id
         LIMIT {limit:UInt64}
         """,
-        {"skip": list(NOT_REPLAYABLE), "limit": limit},
+        {"skip": NOT_REPLAYABLE, "limit": limit},
     ).rows
     # The dedup window is for live traffic; a replay must re-check every row.
     ingestor = Ingestor(settings.replace(dedup_window_seconds=0), plan)
