@@ -116,6 +116,24 @@ def cmd_replay_invalid(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from funnelhouse.demo import run_demo
+
+    settings = instance.with_local_credentials(_settings(args))
+    url = args.url or instance.running_url(settings)
+    if not url:
+        print("no running funnelhouse for this data folder: start `funnelhouse up` or pass "
+              "--url and --write-key", file=sys.stderr)
+        return 1
+    server_keys = [k.key for k in settings.write_keys if k.kind == "server"]
+    write_key = args.write_key or (server_keys[0] if server_keys else settings.write_keys[0].key)
+    print(f"sending {args.people} visitors over {args.days} days to {url} …")
+    result = run_demo(url, write_key, people=args.people, days=args.days, seed=args.seed)
+    print(f"sent {result.sent:,} events in {result.seconds:.1f}s: accepted {result.accepted:,}, "
+          f"rejected {result.rejected:,} (see events_invalid), duplicates {result.duplicates:,}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="funnelhouse",
                                      description="Event collector and funnel warehouse")
@@ -148,6 +166,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     command("replay-invalid", cmd_replay_invalid,
             "re-validate dead-lettered events against the current plan and load the valid ones")
+
+    demo = command("demo", cmd_demo, "send realistic demo traffic through the HTTP API")
+    demo.add_argument("--url", default=None, help="collector URL (default: the local instance)")
+    demo.add_argument("--write-key", default=None,
+                      help="a server write key (default: the local instance's)")
+    demo.add_argument("--people", type=int, default=3000)
+    demo.add_argument("--days", type=int, default=7)
+    demo.add_argument("--seed", type=int, default=7)
     return parser
 
 
