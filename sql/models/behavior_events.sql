@@ -1,0 +1,289 @@
+-- behavior_events: one row per event — deduplicated, identity-resolved, sessionised.
+--
+-- grain:        event (one row per message_id)
+-- key:          message_id
+-- sources:      events_raw, identity_map
+-- depends_on:   identity_map
+-- materialized: incremental_by_day (partition column event_date, reporting time zone)
+--
+-- Refresh: the runner rebuilds whole days — the look-back window, the days of events
+-- received since the last run, and the days of ids whose person changed — into a
+-- staging table and swaps each day in with REPLACE PARTITION (atomic per day; readers
+-- never see a half-written day). A session never crosses midnight in the reporting
+-- time zone (as in Universal Analytics), so every day can be rebuilt on its own.
+--
+-- Dedup: events_raw may hold several copies of a message_id; the earliest received
+-- wins (LIMIT 1 BY after ORDER BY received_at). One day either side of the rebuilt
+-- days is read so that twin copies straddling midnight still collapse.
+--
+-- Person: user_id's person when the event carries a user id (a server-side order,
+-- an offline purchase), else the anonymous id's person; an id the map does not know
+-- yet is its own person. Events from before a person identified get the person too,
+-- because the map is applied to every rebuilt day and identity changes trigger rebuilds.
+--
+-- Sessions, per person and reporting day, events ordered by (event time, message_id).
+-- An event starts a new session when it is the day's first, or
+--   (a) it carries an SDK session id different from the last SDK session id seen, or
+--   (b) more than {gap_seconds} passed since the previous event — unless the event
+--       carries the same SDK session id as the last one (the SDK's word wins), or
+--   (c) it carries a campaign (utm source/medium/campaign) different from the last
+--       campaign seen that day.
+-- session_id is the message_id of the session's first event. The session's landing
+-- source/medium/campaign is its first event's classification ('' → direct).
+--
+-- Engine/sort key: MergeTree partitioned by day (the unit of rebuild and of retention);
+-- ORDER BY (event, person_id, event_at): funnels, retention and rollups filter on a
+-- few event names and then walk each person's events in time order, which this key
+-- serves directly; the user timeline uses the bloom filter on person_id.
+CREATE TABLE IF NOT EXISTS {{ this }}
+(
+    event_date          Date,                        -- day of event_at in the reporting time zone
+    event_at            DateTime64(3, 'UTC'),        -- corrected event time
+    received_at         DateTime64(3, 'UTC'),
+    message_id          String,
+    type                LowCardinality(String),
+    event               LowCardinality(String),
+    person_id           String,
+    anonymous_id        String,
+    user_id             String,
+    session_id          String,                      -- message_id of the session's first event
+    session_event_seq   UInt32,                      -- 1 for the session's first event
+    sdk_session_id      String,                      -- the SDK's session id as sent ('' if none)
+    session_source      String,                      -- landing classification of the session
+    session_medium      LowCardinality(String),
+    session_campaign    String,
+    source              LowCardinality(String),
+    channel             LowCardinality(String),
+    device_type         LowCardinality(String),
+    os_name             LowCardinality(String),
+    browser_name        LowCardinality(String),
+    device_timezone     LowCardinality(String),
+    locale              LowCardinality(String),
+    page_path           String,                      -- page path, or screen name for screens
+    page_url            String,
+    page_title          String,
+    referrer_host       String,
+    utm_source          String,
+    utm_medium          String,
+    utm_campaign        String,
+    traffic_source      String,
+    traffic_medium      LowCardinality(String),
+    product_id          String,
+    product_name        String,
+    product_category    String,
+    price               Decimal(18, 2),
+    quantity            UInt32,
+    currency            LowCardinality(String),
+    dwell_ms            UInt32,
+    scroll_depth        Nullable(Float32),           -- scroll: depth_percent
+    swipe_direction     LowCardinality(String),
+    element             String,                      -- click / swipe / scroll element
+    element_text        String,
+    search_query        String,
+    search_result_count Nullable(UInt32),
+    order_id            String,
+    revenue             Decimal(18, 2),              -- purchase revenue, in currency
+    coupon              String,
+    store_id            String,
+    staff_id            String,
+    properties          String,                      -- the raw JSON, for what is not modelled
+    traits              String,
+    INDEX idx_person person_id TYPE bloom_filter GRANULARITY 4,
+    INDEX idx_session session_id TYPE bloom_filter GRANULARITY 4
+)
+ENGINE = MergeTree
+PARTITION BY event_date
+ORDER BY (event, person_id, event_at);
+
+WITH
+raw AS (
+    SELECT
+        message_id, type, event, anonymous_id, user_id, timestamp, received_at, session_id,
+        source, channel, page_url, page_path, page_title, screen_name, referrer_host,
+        utm_source, utm_medium, utm_campaign, traffic_source, traffic_medium, device_type,
+        os_name, browser_name, timezone, locale, properties, traits
+    FROM events_raw
+    WHERE timestamp >= {ts_from:DateTime64(3, 'UTC')} - INTERVAL 1 DAY
+      AND timestamp < {ts_to:DateTime64(3, 'UTC')} + INTERVAL 1 DAY
+      AND (anonymous_id != '' OR user_id != '')
+    ORDER BY received_at
+    LIMIT 1 BY message_id
+),
+
+events AS (
+    SELECT
+        toDate(timestamp, {tz:String}) AS event_date,
+        timestamp AS event_at,
+        received_at,
+        message_id,
+        type,
+        event,
+        anonymous_id,
+        user_id,
+        session_id AS sdk_session_id,
+        if(utm_campaign != '', concat(utm_source, '/', utm_medium, '/', utm_campaign), '') AS campaign_key,
+        source,
+        channel,
+        device_type,
+        os_name,
+        browser_name,
+        timezone AS device_timezone,
+        locale,
+        if(type = 'screen' AND page_path = '', screen_name, page_path) AS page_path,
+        page_url,
+        page_title,
+        referrer_host,
+        utm_source,
+        utm_medium,
+        utm_campaign,
+        traffic_source,
+        traffic_medium,
+        JSONExtractString(properties, 'product_id') AS product_id,
+        JSONExtractString(properties, 'name') AS product_name,
+        JSONExtractString(properties, 'category') AS product_category,
+        toDecimal64OrZero(trim(BOTH '"' FROM JSONExtractRaw(properties, 'price')), 2) AS price,
+        toUInt32(JSONExtractUInt(properties, 'quantity')) AS quantity,
+        JSONExtractString(properties, 'currency') AS currency,
+        toUInt32(JSONExtractUInt(properties, 'dwell_ms')) AS dwell_ms,
+        if(event = 'scroll' AND JSONHas(properties, 'depth_percent'),
+           toFloat32(JSONExtractFloat(properties, 'depth_percent')), NULL) AS scroll_depth,
+        if(event = 'swipe', JSONExtractString(properties, 'direction'), '') AS swipe_direction,
+        JSONExtractString(properties, 'element') AS element,
+        JSONExtractString(properties, 'element_text') AS element_text,
+        if(event = 'search', JSONExtractString(properties, 'query'), '') AS search_query,
+        if(event = 'search' AND JSONHas(properties, 'result_count'),
+           toUInt32(JSONExtractUInt(properties, 'result_count')), NULL) AS search_result_count,
+        JSONExtractString(properties, 'order_id') AS order_id,
+        if(event = 'purchase',
+           toDecimal64OrZero(trim(BOTH '"' FROM JSONExtractRaw(properties, 'revenue')), 2),
+           toDecimal64(0, 2)) AS revenue,
+        JSONExtractString(properties, 'coupon') AS coupon,
+        JSONExtractString(properties, 'store_id') AS store_id,
+        JSONExtractString(properties, 'staff_id') AS staff_id,
+        properties,
+        traits
+    FROM raw
+    WHERE has({days:Array(Date)}, event_date)
+),
+
+identified AS (
+    SELECT
+        events.*,
+        multiIf(events.user_id != '' AND by_user.person_id != '', by_user.person_id,
+                events.user_id != '', events.user_id,
+                by_anon.person_id != '', by_anon.person_id,
+                events.anonymous_id) AS person_id
+    FROM events
+    LEFT JOIN identity_map AS by_user ON by_user.id = events.user_id
+    LEFT JOIN identity_map AS by_anon ON by_anon.id = events.anonymous_id
+),
+
+person_days AS (
+    -- Each person's day as one time-ordered array of events (named tuples), the
+    -- arraySplit-style sessionisation that is several times cheaper than windows.
+    SELECT
+        person_id,
+        event_date,
+        arraySort(e -> (e.event_at, e.message_id), groupArray(tuple(
+            event_date, event_at, received_at, message_id, type, event, anonymous_id, user_id,
+            sdk_session_id, campaign_key, source, channel, device_type, os_name, browser_name,
+            device_timezone, locale, page_path, page_url, page_title, referrer_host,
+            utm_source, utm_medium, utm_campaign, traffic_source, traffic_medium, product_id,
+            product_name, product_category, price, quantity, currency, dwell_ms, scroll_depth,
+            swipe_direction, element, element_text, search_query, search_result_count,
+            order_id, revenue, coupon, store_id, staff_id, properties, traits
+        ))) AS evs
+    FROM identified
+    GROUP BY person_id, event_date
+),
+
+boundaries AS (
+    SELECT
+        person_id,
+        evs,
+        arrayMap(e -> toUnixTimestamp64Milli(e.event_at), evs) AS ts,
+        arrayMap(e -> e.sdk_session_id, evs) AS sdk,
+        arrayMap(e -> e.campaign_key, evs) AS camp,
+        arrayPushFront(arrayPopBack(arrayFill(x -> x != '', sdk)), '') AS prev_sdk,
+        arrayPushFront(arrayPopBack(arrayFill(x -> x != '', camp)), '') AS prev_camp,
+        arrayMap(i -> i = 1
+            OR (sdk[i] != '' AND prev_sdk[i] != '' AND sdk[i] != prev_sdk[i])
+            OR (NOT (sdk[i] != '' AND sdk[i] = prev_sdk[i])
+                AND ts[i] - ts[i - 1] > toInt64({gap_seconds:UInt32}) * 1000)
+            OR (camp[i] != '' AND camp[i] != prev_camp[i]),
+            arrayEnumerate(evs)) AS is_start
+    FROM person_days
+),
+
+sessionised AS (
+    SELECT
+        person_id,
+        evs,
+        arrayFill(x -> x != 0, arrayMap((s, i) -> if(s, i, 0), is_start, arrayEnumerate(evs))) AS start_index,
+        arrayMap(i -> evs[i].message_id, start_index) AS session_ids,
+        arrayMap((i, k) -> toUInt32(k - i + 1), start_index, arrayEnumerate(evs)) AS seqs
+    FROM boundaries
+),
+
+final AS (
+    SELECT
+        e.event_date AS event_date,
+        e.event_at AS event_at,
+        e.received_at AS received_at,
+        e.message_id AS message_id,
+        e.type AS type,
+        e.event AS event,
+        person_id,
+        e.anonymous_id AS anonymous_id,
+        e.user_id AS user_id,
+        session_id,
+        session_event_seq,
+        e.sdk_session_id AS sdk_session_id,
+        if(first_event.traffic_source != '', first_event.traffic_source, '(direct)') AS session_source,
+        if(first_event.traffic_medium != '', first_event.traffic_medium, 'direct') AS session_medium,
+        first_event.utm_campaign AS session_campaign,
+        e.source AS source,
+        e.channel AS channel,
+        e.device_type AS device_type,
+        e.os_name AS os_name,
+        e.browser_name AS browser_name,
+        e.device_timezone AS device_timezone,
+        e.locale AS locale,
+        e.page_path AS page_path,
+        e.page_url AS page_url,
+        e.page_title AS page_title,
+        e.referrer_host AS referrer_host,
+        e.utm_source AS utm_source,
+        e.utm_medium AS utm_medium,
+        e.utm_campaign AS utm_campaign,
+        e.traffic_source AS traffic_source,
+        e.traffic_medium AS traffic_medium,
+        e.product_id AS product_id,
+        e.product_name AS product_name,
+        e.product_category AS product_category,
+        e.price AS price,
+        e.quantity AS quantity,
+        e.currency AS currency,
+        e.dwell_ms AS dwell_ms,
+        e.scroll_depth AS scroll_depth,
+        e.swipe_direction AS swipe_direction,
+        e.element AS element,
+        e.element_text AS element_text,
+        e.search_query AS search_query,
+        e.search_result_count AS search_result_count,
+        e.order_id AS order_id,
+        e.revenue AS revenue,
+        e.coupon AS coupon,
+        e.store_id AS store_id,
+        e.staff_id AS staff_id,
+        e.properties AS properties,
+        e.traits AS traits
+    FROM sessionised
+    ARRAY JOIN
+        evs AS e,
+        session_ids AS session_id,
+        seqs AS session_event_seq,
+        arrayMap(i -> evs[i], start_index) AS first_event
+)
+
+SELECT * FROM final
