@@ -173,7 +173,8 @@ class Collector:
         event = request.query_params.get("event")
         person = request.query_params.get("person")
         only_invalid = request.query_params.get("invalid") in ("1", "true")
-        limit = int(request.query_params.get("limit", "100"))
+        limit_text = request.query_params.get("limit", "")
+        limit = int(limit_text) if limit_text.isdecimal() else 100
         entries = [e for name, recent in self.ingestor.debug.items()
                    if not source or name == source for e in recent]
         entries = [e for e in entries
@@ -230,9 +231,13 @@ def _pixel_value(value: str) -> Any:
     if value in ("true", "false"):
         return value == "true"
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
         pass
+    else:
+        # Past 64 bits a number cannot be stored as an integer (orjson refuses it).
+        if -(2**63) <= number < 2**64:
+            return number
     try:
         return float(value)
     except ValueError:

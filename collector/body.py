@@ -45,6 +45,8 @@ def gunzip_capped(data: bytes, cap: int) -> bytes:
         raise Refusal("bad_compression", f"body is not valid gzip: {exc}") from exc
     if len(out) > cap or decompressor.unconsumed_tail:
         raise Refusal("body_too_large", f"decompressed body exceeds {cap} bytes")
+    if not decompressor.eof:
+        raise Refusal("bad_compression", "gzip body is truncated")
     return out
 
 

@@ -140,7 +140,17 @@ class Ingestor:
             self._reject(outcome, index, raw, request, "", "not_an_object",
                          [{"path": f"$[{index}]", "message": "an event must be a JSON object"}])
             return
-        raw_bytes = orjson.dumps(raw)
+        try:
+            raw_bytes = orjson.dumps(raw)
+        except orjson.JSONEncodeError:
+            # orjson reads 1024 levels of nesting but writes only 255: far past max_depth,
+            # and not even storable as a payload, so only its name is kept.
+            name = raw.get("event")
+            self._reject(outcome, index, None, request, "", "too_deep",
+                         [{"path": "$", "message": f"nesting deeper than {limits.max_depth} "
+                                                   "levels"}],
+                         raw_bytes=b"", event=name if isinstance(name, str) else "")
+            return
         message_id = _message_id(raw, raw_bytes, key.source)
         if len(raw_bytes) > limits.max_event_bytes:
             self._reject(outcome, index, raw, request, message_id, "event_too_large",
@@ -168,7 +178,7 @@ class Ingestor:
         if message_type == "track":
             name = message.get("event")
             message["event"] = self.plan.canonical_event(name) if isinstance(name, str) else name
-        elif message_type in EVENT_OF_TYPE:
+        elif isinstance(message_type, str) and message_type in EVENT_OF_TYPE:
             message["event"] = EVENT_OF_TYPE[message_type]
         verdict = self.plan.validate(message, unknown_events=key.unknown_events,
                                      extra_properties=key.extra_properties)
@@ -294,8 +304,12 @@ class Ingestor:
             event = event or _text(raw.get("event"))
             message_type = message_type or _text(raw.get("type"))
         key = request.write_key
-        payload = (raw_bytes if raw_bytes is not None else orjson.dumps(raw)).decode(
-            "utf-8", "replace")
+        if raw_bytes is None:
+            try:
+                raw_bytes = orjson.dumps(raw)
+            except orjson.JSONEncodeError:  # a non-object nested past 255 levels
+                raw_bytes, raw = b"", None
+        payload = raw_bytes.decode("utf-8", "replace")
         row = {
             "message_id": message_id,
             "received_at": format_ts(request.received_at),

@@ -22,10 +22,13 @@ class TokenBucket:
         now = time.monotonic()
         self.tokens = min(self.rate, self.tokens + (now - self.updated) * self.rate)
         self.updated = now
-        if count <= self.tokens:
+        # A batch bigger than the burst passes on a full bucket and leaves a debt that
+        # later requests wait out; otherwise it could never pass, whatever Retry-After said.
+        needed = min(count, self.rate)
+        if needed <= self.tokens:
             self.tokens -= count
             return 0.0
-        return (count - self.tokens) / self.rate
+        return (needed - self.tokens) / self.rate
 
 
 class RateLimiter:
