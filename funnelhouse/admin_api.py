@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import threading
+from datetime import date
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -19,9 +20,8 @@ from funnelhouse.replay import replay_invalid
 from warehouse.base import Warehouse, WarehouseError
 
 
-def routes(settings: Settings, plan: TrackingPlan, warehouse: Warehouse) -> list[Route]:
-    # Jobs that write to the warehouse run one at a time.
-    job_lock = threading.Lock()
+def routes(settings: Settings, warehouse: Warehouse, job_lock: threading.Lock) -> list[Route]:
+    """`job_lock` is held by every job that writes derived tables (replay, models)."""
 
     def admin(handler):  # type: ignore[no-untyped-def]
         async def endpoint(request: Request) -> Response:
@@ -46,4 +46,24 @@ def routes(settings: Settings, plan: TrackingPlan, warehouse: Warehouse) -> list
         result = await asyncio.to_thread(job)
         return ORJSONResponse(dataclasses.asdict(result))
 
-    return [Route("/v1/admin/replay-invalid", admin(replay), methods=["POST"])]
+    async def models_run(request: Request) -> Response:
+        from funnelhouse.models import run_models
+
+        body = await request.json() if await request.body() else {}
+        lines: list[str] = []
+
+        def job():  # type: ignore[no-untyped-def]
+            with job_lock:
+                return run_models(
+                    warehouse, settings,
+                    full_refresh=bool(body.get("full_refresh")),
+                    since=date.fromisoformat(body["since"]) if body.get("since") else None,
+                    select=body.get("select") or None,
+                    progress=lines.append,
+                )
+
+        runs = await asyncio.to_thread(job)
+        return ORJSONResponse({"runs": [dataclasses.asdict(r) for r in runs], "log": lines})
+
+    return [Route("/v1/admin/replay-invalid", admin(replay), methods=["POST"]),
+            Route("/v1/admin/models/run", admin(models_run), methods=["POST"])]

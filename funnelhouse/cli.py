@@ -134,6 +134,33 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models_run(args: argparse.Namespace) -> int:
+    settings = instance.with_local_credentials(_settings(args))
+    body = {"full_refresh": args.full_refresh, "since": args.since,
+            "select": args.select or None}
+    url = None if settings.clickhouse_url else instance.running_url(settings)
+    if url:
+        response = instance.call(settings, url, "/v1/admin/models/run", body)
+        if response.status_code != 200:
+            print(response.text, file=sys.stderr)
+            return 1
+        for line in response.json()["log"]:
+            print(line)
+        return 0
+    from datetime import date
+
+    from funnelhouse.models import run_models
+    from warehouse.migrate import migrate
+    from warehouse.open import open_warehouse
+
+    warehouse = open_warehouse(settings)
+    migrate(warehouse, settings.sql_dir / "migrations")
+    run_models(warehouse, settings, full_refresh=args.full_refresh,
+               since=date.fromisoformat(args.since) if args.since else None,
+               select=args.select or None)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="funnelhouse",
                                      description="Event collector and funnel warehouse")
@@ -166,6 +193,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     command("replay-invalid", cmd_replay_invalid,
             "re-validate dead-lettered events against the current plan and load the valid ones")
+
+    models = sub.add_parser("models", help="the eight tables")
+    models_sub = models.add_subparsers(dest="models_command", required=True)
+    models_run = models_sub.add_parser(
+        "run", help="build the models in dependency order (incremental by day with look-back)")
+    models_run.add_argument("--full-refresh", action="store_true",
+                            help="rebuild every table from all of events_raw")
+    models_run.add_argument("--since", default=None, help="rebuild days from DATE (YYYY-MM-DD)")
+    models_run.add_argument("--select", action="append", default=[],
+                            help="run only this model (repeatable)")
+    models_run.add_argument("--data-dir", dest="data_dir", default=None)
+    models_run.set_defaults(handler=cmd_models_run)
 
     demo = command("demo", cmd_demo, "send realistic demo traffic through the HTTP API")
     demo.add_argument("--url", default=None, help="collector URL (default: the local instance)")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -62,9 +64,12 @@ def build_pipeline(settings: Settings, queue: tuple[Sink, Source] | None = None)
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await sink.start()
         loader_task = asyncio.create_task(loader.run(), name="loader")
+        models_task = asyncio.create_task(
+            refresh_models_periodically(settings, warehouse, job_lock), name="models")
         try:
             yield
         finally:
+            models_task.cancel()
             # In-flight requests are done (uvicorn waits for them); stop the loader
             # after its current batch, then load what is left so Ctrl-C leaves the
             # queue empty when the warehouse is healthy.
@@ -73,10 +78,31 @@ def build_pipeline(settings: Settings, queue: tuple[Sink, Source] | None = None)
             await sink.stop()
             await loader.drain(timeout=30)
 
+    job_lock = threading.Lock()
     routes: list[BaseRoute] = [*sql_routes(settings, warehouse.readonly()),
-                               *admin_api.routes(settings, plan, warehouse)]
+                               *admin_api.routes(settings, warehouse, job_lock)]
     app = create_app(settings, sink, plan=plan, extra_routes=routes, lifespan=lifespan)
     return Pipeline(settings, plan, warehouse, sink, source, loader, app)
+
+
+async def refresh_models_periodically(settings: Settings, warehouse: Warehouse,
+                                      job_lock: threading.Lock) -> None:
+    """Rebuild the eight tables every `models_interval_seconds` (incremental, look-back)."""
+    from funnelhouse.models import run_models
+
+    def job() -> None:
+        with job_lock:
+            started = time.perf_counter()
+            runs = run_models(warehouse, settings, progress=log.debug)
+            log.info("models refreshed: %d models in %.1fs", len(runs),
+                     time.perf_counter() - started)
+
+    while True:
+        await asyncio.sleep(settings.models_interval_seconds)
+        try:
+            await asyncio.to_thread(job)
+        except Exception:  # a failed refresh is retried at the next tick; keep serving
+            log.exception("model refresh failed")
 
 
 def print_welcome(settings: Settings, url: str) -> None:
@@ -88,7 +114,7 @@ def print_welcome(settings: Settings, url: str) -> None:
 
 Send an event:
   curl -s -u {key.key}: {url}/v1/track -H 'Content-Type: application/json' \\
-    -d '{{"event":"click","anonymousId":"a1","properties":{{"element":"#buy","element_text":"Buy"}}}}'
+    -d '{{"event":"click","anonymousId":"a1","properties":{{"element":"#buy"}}}}'
 Query it:
   funnelhouse sql --data-dir {settings.data_dir} \
     "SELECT event, anonymous_id, timestamp, properties FROM events_raw"
