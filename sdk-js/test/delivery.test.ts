@@ -277,6 +277,19 @@ describe('beacon at page close', () => {
     expect(stored.items).toHaveLength(10 - beaconed.length);
   });
 
+  it('sends no beacon while the collector is unreachable, so the next page can retry', async () => {
+    const storage = new MemoryStorage();
+    const t = new FakeTransport(new TypeError('Failed to fetch'));
+    const a = client(t, { storage, flushAt: 1, queueId: 'p' });
+    a.track('x');
+    await settle();
+    expect(t.requests).toHaveLength(1);
+    a.pageHidden(true);
+    expect(t.beacons).toHaveLength(0);
+    expect(JSON.parse(storage.getItem('fh.q.p')!).items).toHaveLength(1);
+    a.close();
+  });
+
   it('sends no beacon while offline (the browser would lose it)', () => {
     const t = new FakeTransport();
     const a = client(t, { flushAt: 1000 });

@@ -40,13 +40,15 @@ export class BrowserAnalytics extends Analytics {
   constructor(options: BrowserOptions) {
     const prefix = options.storagePrefix || 'fh.';
     let referrer = document.referrer;
+    // Read once: they do not change while the page lives (and are unreliable during unload).
+    const fixed = staticContext();
     super({
       channel: 'web',
       queueId: uuid4(),
       ...options,
       storage: options.storage || new BrowserStorage(prefix, options),
       transport: options.transport || browserTransport(),
-      contextProvider: () => ({ ...browserContext(referrer), ...(options.contextProvider ? options.contextProvider() : {}) }),
+      contextProvider: () => ({ ...fixed, page: pageContext(referrer), ...(options.contextProvider ? options.contextProvider() : {}) }),
     });
     const hub = (this.hub = new Hub(this));
     this.land(campaignFromUrl(location.href), document.referrer);
@@ -120,12 +122,13 @@ function resolveAutocapture(a: boolean | AutocaptureOptions | undefined): Autoca
   return { ...ALL_ON, ...a };
 }
 
-function browserContext(referrer: string): Partial<Context> {
-  const ctx: Partial<Context> = {
-    page: pageContext(referrer),
-    userAgent: navigator.userAgent,
-    locale: navigator.language,
-  };
+function staticContext(): Partial<Context> {
+  const ctx: Partial<Context> = { userAgent: navigator.userAgent, locale: navigator.language };
+  try {
+    ctx.timezone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+  } catch {
+    // left to the core
+  }
   if (typeof screen !== 'undefined') {
     ctx.screen = { width: screen.width, height: screen.height, density: window.devicePixelRatio || 1 };
   }

@@ -33,6 +33,8 @@ export class Delivery {
   private rateLimitedUntil = 0;
   private batchLimit: number;
   private online = true;
+  // The last request never reached the collector: a beacon now would most likely be lost too.
+  private unreachable = false;
   private enabled = true;
 
   constructor(
@@ -117,10 +119,12 @@ export class Delivery {
       res = await this.transport.send(body, this.target, { keepalive: utf8Length(body) <= this.o.maxBeaconBytes });
     } catch (err) {
       this.queue.release(batch);
+      this.unreachable = true;
       this.backoff(batch, undefined, err);
       return false;
     }
     this.queue.release(batch);
+    this.unreachable = false;
     const s = res.status;
     if (s >= 200 && s < 300) {
       this.queue.remove(batch);
@@ -177,11 +181,13 @@ export class Delivery {
 
   /**
    * The page is going away: hand what is pending to the browser in bodies under
-   * the beacon limit. What the browser refuses stays queued for the next visit.
+   * the beacon limit. What the browser refuses stays queued for the next visit,
+   * and so does everything while the collector seems unreachable: a beacon gets
+   * no answer, so one lost on the way could never be retried.
    */
   beacon(): number {
     const send = this.transport.beacon;
-    if (!send || !this.enabled || !this.online || this.o.now() < this.rateLimitedUntil) return 0;
+    if (!send || !this.enabled || !this.online || this.unreachable || this.o.now() < this.rateLimitedUntil) return 0;
     const pending = this.queue.pending();
     let sent = 0;
     let chunk: Message[] = [];
