@@ -14,7 +14,9 @@
 --
 -- Dedup: events_raw may hold several copies of a message_id; the earliest received
 -- wins (LIMIT 1 BY after ORDER BY received_at). One day either side of the rebuilt
--- days is read so that twin copies straddling midnight still collapse.
+-- days is read so that twin copies straddling midnight still collapse. received_at is
+-- deliberately not carried: copies differ in it, and events_raw's ReplacingMergeTree
+-- keeps the LATEST copy once parts merge, so it would change with merge timing.
 --
 -- Person: user_id's person when the event carries a user id (a server-side order,
 -- an offline purchase), else the anonymous id's person; an id the map does not know
@@ -39,7 +41,6 @@ CREATE TABLE IF NOT EXISTS {{ this }}
 (
     event_date          Date,                        -- day of event_at in the reporting time zone
     event_at            DateTime64(3, 'UTC'),        -- corrected event time
-    received_at         DateTime64(3, 'UTC'),
     message_id          String,
     type                LowCardinality(String),
     event               LowCardinality(String),
@@ -114,7 +115,6 @@ events AS (
     SELECT
         toDate(timestamp, {tz:String}) AS event_date,
         timestamp AS event_at,
-        received_at,
         message_id,
         type,
         event,
@@ -185,7 +185,7 @@ person_days AS (
         person_id,
         event_date,
         arraySort(e -> (e.event_at, e.message_id), groupArray(tuple(
-            event_date, event_at, received_at, message_id, type, event, anonymous_id, user_id,
+            event_date, event_at, message_id, type, event, anonymous_id, user_id,
             sdk_session_id, campaign_key, source, channel, device_type, os_name, browser_name,
             device_timezone, locale, page_path, page_url, page_title, referrer_host,
             utm_source, utm_medium, utm_campaign, traffic_source, traffic_medium, product_id,
@@ -229,7 +229,6 @@ final AS (
     SELECT
         e.event_date AS event_date,
         e.event_at AS event_at,
-        e.received_at AS received_at,
         e.message_id AS message_id,
         e.type AS type,
         e.event AS event,
