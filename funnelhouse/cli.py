@@ -29,10 +29,39 @@ def cmd_up(args: argparse.Namespace) -> int:
     if instance.running_url(settings):
         print(f"funnelhouse is already running for {settings.data_dir}", file=sys.stderr)
         return 1
+    broker = None
+    if args.with_kafka:
+        from funnelhouse.kafka_broker import KafkaBroker
+
+        broker = KafkaBroker(settings.data_dir / "kafka")
+        broker.fetch()
+        settings = settings.replace(kafka_bootstrap=broker.start())
+        print(f"Apache Kafka (KRaft, single node) at {settings.kafka_bootstrap}", flush=True)
     try:
         asyncio.run(serve(settings))
     except KeyboardInterrupt:
         pass
+    finally:
+        if broker is not None:
+            broker.stop()
+    return 0
+
+
+def cmd_collector(args: argparse.Namespace) -> int:
+    """Production collector: uvicorn workers importing collector.asgi:app (env config)."""
+    import uvicorn
+
+    settings = _settings(args)
+    uvicorn.run("collector.asgi:app", host=settings.host, port=settings.port,
+                workers=args.workers or settings.collector_workers, log_level="warning",
+                access_log=False, env_file=None)
+    return 0
+
+
+def cmd_loader(args: argparse.Namespace) -> int:
+    from loader.main import run_loader
+
+    asyncio.run(run_loader(_settings(args)))
     return 0
 
 
@@ -176,6 +205,17 @@ def build_parser() -> argparse.ArgumentParser:
     up = command("up", cmd_up, "run collector, queue, loader and warehouse in one process")
     up.add_argument("--host", default=None)
     up.add_argument("--port", type=int, default=None)
+    up.add_argument("--with-kafka", action="store_true",
+                    help="start a local Apache Kafka broker and run the queue through it")
+
+    collector = command("collector", cmd_collector,
+                        "production collector (uvicorn workers; queue from env: Kafka or log)")
+    collector.add_argument("--host", default=None)
+    collector.add_argument("--port", type=int, default=None)
+    collector.add_argument("--workers", type=int, default=None)
+
+    command("loader", cmd_loader, "production loader: queue → warehouse, /metrics on "
+            "$FUNNELHOUSE_LOADER_PORT")
 
     command("migrate", cmd_migrate, "apply the raw-layer migrations")
 

@@ -74,6 +74,8 @@ class Settings:
     clickhouse_url: str = ""
     loader_batch_rows: int = 50_000
     loader_batch_seconds: float = 0.5
+    loader_port: int = 9464                  # the standalone loader's /metrics
+    collector_workers: int = 2
     # Models and reporting.
     reporting_tz: str = "UTC"
     session_gap_minutes: int = 30
@@ -158,6 +160,8 @@ _ENV: dict[str, tuple[str, type]] = {
     "FUNNELHOUSE_QUEUE_FSYNC": ("queue_fsync", str),
     "FUNNELHOUSE_LOADER_BATCH_ROWS": ("loader_batch_rows", int),
     "FUNNELHOUSE_LOADER_BATCH_SECONDS": ("loader_batch_seconds", float),
+    "FUNNELHOUSE_LOADER_PORT": ("loader_port", int),
+    "FUNNELHOUSE_COLLECTOR_WORKERS": ("collector_workers", int),
     "FUNNELHOUSE_REPORTING_TZ": ("reporting_tz", str),
     "FUNNELHOUSE_SESSION_GAP_MINUTES": ("session_gap_minutes", int),
     "FUNNELHOUSE_LOOKBACK_DAYS": ("lookback_days", int),

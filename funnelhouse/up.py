@@ -17,14 +17,12 @@ from starlette.routing import BaseRoute
 from collector.app import create_app
 from collector.plan import TrackingPlan
 from collector.sinks.base import Sink
-from collector.sinks.embedded import EmbeddedSink
 from funnelhouse import admin_api, instance
 from funnelhouse.config import Settings
-from funnelhouse.eventlog import EventLog
+from funnelhouse.queues import make_sink, make_source
 from funnelhouse.sql_api import sql_routes
 from loader.load import Loader
 from loader.sources.base import Source
-from loader.sources.embedded import EmbeddedSource
 from warehouse.base import Warehouse
 from warehouse.migrate import migrate
 from warehouse.open import open_warehouse
@@ -45,38 +43,30 @@ class Pipeline:
     app: Starlette
 
 
-def embedded_queue(settings: Settings) -> tuple[Sink, Source]:
-    # Two connections to one log file: the sink's writer thread appends while the
-    # loader reads and deletes, and SQLite's WAL lets both proceed.
-    return (EmbeddedSink(EventLog(settings.queue_path, settings.queue_fsync)),
-            EmbeddedSource(EventLog(settings.queue_path, settings.queue_fsync)))
-
-
 def build_pipeline(settings: Settings, queue: tuple[Sink, Source] | None = None) -> Pipeline:
     plan = TrackingPlan.load(settings.plan_dir)
     warehouse = open_warehouse(settings)
     migrate(warehouse, settings.sql_dir / "migrations")
-    sink, source = queue or embedded_queue(settings)
+    sink, source = queue or (make_sink(settings), make_source(settings))
     loader = Loader(source, warehouse, batch_rows=settings.loader_batch_rows,
                     batch_seconds=settings.loader_batch_seconds)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await sink.start()
-        loader_task = asyncio.create_task(loader.run(), name="loader")
+        loader_task = asyncio.create_task(loader.run(drain_timeout=30), name="loader")
         models_task = asyncio.create_task(
             refresh_models_periodically(settings, warehouse, job_lock), name="models")
         try:
             yield
         finally:
             models_task.cancel()
-            # In-flight requests are done (uvicorn waits for them); stop the loader
-            # after its current batch, then load what is left so Ctrl-C leaves the
-            # queue empty when the warehouse is healthy.
+            # In-flight requests are done (uvicorn waits for them): flush the producer,
+            # then let the loader load what is left, so Ctrl-C leaves the queue empty
+            # when the warehouse is healthy (whatever is left stays queued, durable).
+            await sink.stop()
             loader.stop()
             await loader_task
-            await sink.stop()
-            await loader.drain(timeout=30)
 
     job_lock = threading.Lock()
     routes: list[BaseRoute] = [*sql_routes(settings, warehouse.readonly()),

@@ -34,12 +34,14 @@ class Loader:
         self.last_loaded_at = 0.0
         self._stopping = asyncio.Event()
 
-    async def run(self) -> None:
-        """Load until stop() is called; then finish the batch in hand and return."""
+    async def run(self, drain_timeout: float = 0.0) -> None:
+        """Load until stop() is called; then load what is left (up to drain_timeout)."""
         await self.source.start()
         try:
             while not self._stopping.is_set():
                 await self.load_once()
+            if drain_timeout:
+                await self.drain(drain_timeout)
         except WarehouseError as exc:
             log.warning("loader stopped with a batch not loaded (kept in the queue): %s", exc)
         finally:
@@ -64,6 +66,7 @@ class Loader:
         while time.monotonic() < deadline:
             if await self.load_once() == 0 and self.source.status().get("lag", 0) == 0:
                 return
+        log.warning("drain stopped after %.0fs with rows left in the queue", timeout)
 
     def stop(self) -> None:
         self._stopping.set()

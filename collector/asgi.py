@@ -1,0 +1,41 @@
+"""The production collector app (`funnelhouse collector`), configured from env vars.
+
+Each uvicorn worker imports this module and builds its own app and queue producer.
+With a ClickHouse server configured, /v1/sql is served too (read-only user settings).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute
+
+from collector.app import create_app
+from funnelhouse.config import load_settings
+from funnelhouse.queues import make_sink
+
+
+def build() -> Starlette:
+    settings = load_settings()
+    sink = make_sink(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await sink.start()
+        try:
+            yield
+        finally:
+            await sink.stop()
+
+    routes: list[BaseRoute] = []
+    if settings.clickhouse_url:
+        from funnelhouse.sql_api import sql_routes
+        from warehouse.open import open_warehouse
+
+        routes = sql_routes(settings, open_warehouse(settings, readonly=True))
+    return create_app(settings, sink, extra_routes=routes, lifespan=lifespan)
+
+
+app = build()

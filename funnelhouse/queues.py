@@ -1,0 +1,31 @@
+"""Which queue a process uses: Kafka when bootstrap servers are set, else the on-disk log."""
+
+from __future__ import annotations
+
+from collector.sinks.base import Sink
+from funnelhouse.config import Settings
+from loader.sources.base import Source
+
+
+def make_sink(settings: Settings) -> Sink:
+    if settings.kafka_bootstrap:
+        from collector.sinks.kafka import KafkaSink
+
+        return KafkaSink.from_settings(settings)
+    from collector.sinks.embedded import EmbeddedSink
+    from funnelhouse.eventlog import EventLog
+
+    return EmbeddedSink(EventLog(settings.queue_path, settings.queue_fsync))
+
+
+def make_source(settings: Settings) -> Source:
+    if settings.kafka_bootstrap:
+        from loader.sources.kafka import KafkaSource
+
+        return KafkaSource.from_settings(settings)
+    from funnelhouse.eventlog import EventLog
+    from loader.sources.embedded import EmbeddedSource
+
+    # Its own connection to the log file: the sink's writer appends while the loader
+    # reads and deletes, and SQLite's WAL lets both proceed.
+    return EmbeddedSource(EventLog(settings.queue_path, settings.queue_fsync))
