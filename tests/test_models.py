@@ -10,7 +10,7 @@ import pytest
 from funnelhouse.generator import generate
 from funnelhouse.models import load_models
 from funnelhouse.reference import build_reference
-from tests.models_helpers import (
+from tests.test_models_support import (
     assert_matches_reference,
     build,
     insert,

@@ -1,4 +1,4 @@
-"""Helpers shared by the model tests: a warehouse from rows, tables as dicts, comparisons."""
+"""Support for the model tests (no tests here): a warehouse from rows, tables as dicts."""
 
 from __future__ import annotations
 
