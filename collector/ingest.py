@@ -165,6 +165,9 @@ class Ingestor:
             self._reject(outcome, index, raw, request, message_id, exc.reason,
                          [{"path": exc.path, "message": exc.message}], raw_bytes=raw_bytes)
             return
+        # Segment's libraries send absent fields as null (`"category": null` on every
+        # screen call); at the top of a message null means "not given".
+        message = {k: v for k, v in message.items() if v is not None}
 
         dedup_key = f"{key.source}:{message_id}"
         if dedup_key in self.dedup or dedup_key in seen_in_request:
@@ -172,6 +175,10 @@ class Ingestor:
             return
         seen_in_request.add(dedup_key)
 
+        properties = message.get("properties")
+        if isinstance(properties, dict) and "products" in properties and "items" not in properties:
+            # Segment's ecommerce spec names an order's lines `products`; the plan, `items`.
+            properties["items"] = properties.pop("products")
         message_type = forced_type or message.get("type") or "track"
         message["type"] = message_type
         message["message_id"] = message_id
