@@ -3,12 +3,16 @@
 from tests.conftest import BROWSER_KEY, queued_rows
 
 
-def test_segment_order_completed_products_become_items(client, event_log):
-    r = client.post("/v1/track", json={"event": "Order Completed", "anonymousId": "a", "messageId": "oc1",
+def test_segment_order_completed_products_become_items(client, event_log) -> None:
+    order = {
+        "event": "Order Completed", "anonymousId": "a", "messageId": "oc1",
         "properties": {"orderId": "o1", "revenue": 10.5, "currency": "USD",
-                       "products": [{"productId": "p1", "name": "Shoe", "price": 10.5, "quantity": 1}]}},
-        auth=(BROWSER_KEY, ""))
-    assert r.status_code == 200, r.text
+                       "products": [{"productId": "p1", "name": "Shoe", "price": 10.5,
+                                     "quantity": 1}]},
+    }
+    response = client.post("/v1/track", json=order, auth=(BROWSER_KEY, ""))
+    assert response.status_code == 200, response.text
     row = queued_rows(event_log)[0]
-    assert row["event"] == "purchase" and row["flags"] == []
+    assert row["event"] == "purchase"
+    assert row["flags"] == []
     assert '"items":[{"product_id":"p1"' in row["properties"]
