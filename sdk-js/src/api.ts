@@ -20,6 +20,12 @@ export function getClient(): BrowserAnalytics | null {
   return client;
 }
 
+/** Keeps a call made before init (with the time it was made) for when init comes. */
+export function deferCall(method: string, args: unknown[], at: number): void {
+  if (client) client.replay(method, args, at);
+  else early.push([method, args, at]);
+}
+
 function call(method: string, args: unknown[]): unknown {
   if (client) return client.replay(method, args);
   early.push([method, args, Date.now()]);

@@ -15,9 +15,9 @@ if (Array.isArray(stub)) {
   // init first, whatever order the page used; the rest in order, with the time each was made.
   const inits = queued.filter((q) => q && q[0] === 'init');
   for (const q of inits) api.init(q[1][0] as Parameters<typeof api.init>[0]);
-  const client = api.getClient();
+  // Without an init yet, the calls wait for the page's later funnelhouse.init().
   for (const q of queued) {
     if (!q || q[0] === 'init' || q[0] === 'flush') continue;
-    if (client) client.replay(q[0], q[1], q[2]);
+    api.deferCall(q[0], q[1], q[2]);
   }
 }
