@@ -31,7 +31,7 @@ async def _produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
         await producer.stop()
 
 
-def test_restart_keeps_port_topics_and_records(kafka_broker: KafkaBroker) -> None:
+def test_restart_keeps_port_topics_and_records(kafka_broker: KafkaBroker) -> None:  # noqa: F811
     bootstrap = running(kafka_broker)
     topic = unique("restart")
     values = [f"before-restart-{i}".encode() for i in range(20)]
@@ -43,7 +43,7 @@ def test_restart_keeps_port_topics_and_records(kafka_broker: KafkaBroker) -> Non
     assert [r.value for r in reads] == values
 
 
-def test_sigkilled_broker_starts_again_with_its_data(kafka_broker: KafkaBroker) -> None:
+def test_sigkilled_broker_starts_again_with_its_data(kafka_broker: KafkaBroker) -> None:  # noqa: F811
     bootstrap = running(kafka_broker)
     topic = unique("killed")
     values = [f"acked-before-kill-{i}".encode() for i in range(10)]

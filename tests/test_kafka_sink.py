@@ -1,0 +1,216 @@
+"""KafkaSink against a real broker: acks, per-key order, the spool while Kafka is away."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+from collector.sinks.base import QueueUnavailable, Record
+from collector.sinks.kafka import KafkaSink
+from funnelhouse.kafka_broker import KafkaBroker, free_port
+from tests.kafka_support import Read, kafka_broker, read_topics, running, unique  # noqa: F401
+
+pytestmark = pytest.mark.kafka
+
+KEYS = [f"web:anon-{n}" for n in range(12)]
+
+
+def make_sink(bootstrap: str, spool_dir: Path, name: str, **options) -> KafkaSink:
+    return KafkaSink(bootstrap, spool_dir, topic_events=f"{name}.events",
+                     topic_invalid=f"{name}.invalid", partitions=4, retention_hours=5,
+                     ack_timeout=1.0, retry_interval=0.2, **options)
+
+
+def records(label: str, count: int) -> list[Record]:
+    """Events spread over KEYS, each value saying who and in which order; every 10th invalid."""
+    return [Record("invalid" if n % 10 == 9 else "events", KEYS[n % len(KEYS)],
+                   f"{KEYS[n % len(KEYS)]}|{label}|{n:05d}".encode())
+            for n in range(count)]
+
+
+def assert_exactly_once_in_key_order(reads: list[Read], published: list[Record]) -> None:
+    assert sorted(r.value for r in reads) == sorted(r.value for r in published)
+    by_key: dict[str, list[bytes]] = defaultdict(list)
+    partitions: dict[tuple[str, str], set[int]] = defaultdict(set)
+    for read in sorted(reads, key=lambda r: (r.topic, r.partition, r.offset)):
+        by_key[(read.key, read.topic)].append(read.value)
+        partitions[(read.key, read.topic)].add(read.partition)
+    expected: dict[str, list[bytes]] = defaultdict(list)
+    for record in published:
+        expected[(record.key, record.stream)].append(record.value)
+    for (key, topic), values in by_key.items():
+        stream = "invalid" if topic.endswith(".invalid") else "events"
+        assert values == expected[(key, stream)], key
+        assert len(partitions[(key, topic)]) == 1, key
+
+
+async def wait_for(condition, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+
+
+def test_publish_returns_after_kafka_has_every_record_in_key_order(
+        kafka_broker: KafkaBroker, tmp_path: Path) -> None:  # noqa: F811
+    bootstrap = running(kafka_broker)
+    name = unique("sink")
+    published = records("a", 600)
+
+    async def scenario() -> list[Read]:
+        sink = make_sink(bootstrap, tmp_path, name)
+        await sink.start()
+        try:
+            assert sink.status()["kafka_connected"] is True
+            # Sequential requests keep their order; each returns only once acknowledged.
+            for start in range(0, len(published), 50):
+                await sink.publish(published[start:start + 50])
+            status = sink.status()
+            assert status["depth"] == 0 and status["spooled_total"] == 0
+            assert status["queue"] == "kafka" and status["ready"] is True
+        finally:
+            await sink.stop()
+        return await read_topics(bootstrap, [f"{name}.events", f"{name}.invalid"],
+                                 len(published))
+
+    reads = asyncio.run(scenario())
+    assert_exactly_once_in_key_order(reads, published)
+
+
+def test_topics_are_created_with_the_partitions_and_retention_asked_for(
+        kafka_broker: KafkaBroker, tmp_path: Path) -> None:  # noqa: F811
+    bootstrap = running(kafka_broker)
+    name = unique("topics")
+
+    async def scenario() -> None:
+        sink = make_sink(bootstrap, tmp_path, name)
+        await sink.start()
+        await sink.stop()
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            for topic in (f"{name}.events", f"{name}.invalid"):
+                [description] = await admin.describe_topics([topic])
+                assert len(description["partitions"]) == 4
+                [response] = await admin.describe_configs(
+                    [ConfigResource(ConfigResourceType.TOPIC, topic, {"retention.ms": None})])
+                configs = {entry[0]: entry[1] for entry in response.resources[0][4]}
+                assert configs["retention.ms"] == str(5 * 3600 * 1000)
+        finally:
+            await admin.close()
+
+    asyncio.run(scenario())
+
+
+def test_broker_down_spools_then_replays_in_order_nothing_lost_or_doubled(
+        kafka_broker: KafkaBroker, tmp_path: Path) -> None:  # noqa: F811
+    bootstrap = running(kafka_broker)
+    name = unique("outage")
+    before, during, after = records("before", 120), records("during", 300), records("after", 60)
+
+    async def scenario() -> list[Read]:
+        sink = make_sink(bootstrap, tmp_path, name)
+        await sink.start()
+        try:
+            await sink.publish(before)
+            await asyncio.to_thread(kafka_broker.stop)
+
+            # Concurrent requests while Kafka is away: all answered from the spool.
+            await asyncio.gather(*(sink.publish(during[i:i + 20])
+                                   for i in range(0, len(during), 20)))
+            status = sink.status()
+            assert status["kafka_connected"] is False
+            assert status["ready"] is True
+            assert status["depth"] == len(during) == status["spooled"]
+
+            await asyncio.to_thread(kafka_broker.start)
+            # Accepted while the replay may still run: queued behind the spool.
+            await sink.publish(after)
+            await wait_for(lambda: sink.status()["depth"] == 0 and sink.status()["kafka_connected"])
+            status = sink.status()
+            assert status["depth"] == 0 and status["kafka_connected"] is True
+            assert status["replayed_total"] == status["spooled_total"]
+        finally:
+            await sink.stop()
+        return await read_topics(bootstrap, [f"{name}.events", f"{name}.invalid"],
+                                 len(before) + len(during) + len(after))
+
+    reads = asyncio.run(scenario())
+    assert_exactly_once_in_key_order(reads, before + during + after)
+
+
+def test_spool_outlives_the_sink_and_is_replayed_by_the_next_one(
+        kafka_broker: KafkaBroker, tmp_path: Path) -> None:  # noqa: F811
+    """Kafka down when the collector starts: it still accepts; a restart replays."""
+    bootstrap = running(kafka_broker)
+    name = unique("restart")
+    published = records("spooled", 200)
+
+    async def scenario() -> list[Read]:
+        await asyncio.to_thread(kafka_broker.stop)
+        first = make_sink(bootstrap, tmp_path, name)
+        await first.start()
+        try:
+            assert first.status()["kafka_connected"] is False
+            for start in range(0, len(published), 25):
+                await first.publish(published[start:start + 25])
+            assert first.status()["depth"] == len(published)
+        finally:
+            await first.stop()
+
+        await asyncio.to_thread(kafka_broker.start)
+        second = make_sink(bootstrap, tmp_path, name)
+        await second.start()
+        try:
+            await wait_for(lambda: second.status()["depth"] == 0)
+            assert second.status()["depth"] == 0
+            assert second.status()["replayed_total"] == len(published)
+        finally:
+            await second.stop()
+        return await read_topics(bootstrap, [f"{name}.events", f"{name}.invalid"],
+                                 len(published))
+
+    reads = asyncio.run(scenario())
+    assert_exactly_once_in_key_order(reads, published)
+
+
+def test_two_live_sinks_never_share_a_spool(tmp_path: Path) -> None:
+    dead = f"127.0.0.1:{free_port()}"
+
+    async def scenario() -> tuple[str, str]:
+        one, two = make_sink(dead, tmp_path, "x"), make_sink(dead, tmp_path, "x")
+        await one.start()
+        await two.start()
+        try:
+            return one.status()["spool"], two.status()["spool"]
+        finally:
+            await one.stop()
+            await two.stop()
+
+    first, second = asyncio.run(scenario())
+    assert first != second
+
+
+def test_neither_kafka_nor_spool_raises_queue_unavailable(tmp_path: Path) -> None:
+    dead = f"127.0.0.1:{free_port()}"
+
+    async def scenario() -> None:
+        sink = make_sink(dead, tmp_path, "nowhere")
+        await sink.start()
+        try:
+            await sink.publish(records("ok", 3))
+            assert sink.status()["depth"] == 3
+            sink.spool.close()  # the disk is gone
+            with pytest.raises(QueueUnavailable):
+                await sink.publish(records("lost", 3))
+            assert sink.status()["ready"] is False
+        finally:
+            sink.spool = None
+            await sink.stop()
+
+    asyncio.run(scenario())
