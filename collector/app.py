@@ -258,6 +258,8 @@ def create_app(
     routes: list[BaseRoute] = [
         Route("/v1/batch", collector.batch, methods=["POST"]),
         Route("/v1/import", collector.batch, methods=["POST"]),
+        # Segment's analytics-swift / analytics-kotlin post batches to `{apiHost}/b`.
+        Route("/v1/b", collector.batch, methods=["POST"]),
         *[Route(f"/v1/{kind}", collector.single(kind), methods=["POST"])
           for kind in MESSAGE_TYPES],
         Route("/v1/p.gif", collector.pixel, methods=["GET"]),
@@ -273,7 +275,10 @@ def create_app(
         # are enforced in auth (403), so CORS itself stays open. No cookies are read.
         Middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "POST"],
                    allow_headers=["Content-Type", "Authorization", "X-Write-Key",
-                                  "Content-Encoding"], max_age=86400),
+                                  "Content-Encoding"],
+                   # Browsers hide response headers from cross-origin scripts unless
+                   # exposed; the SDK needs Retry-After to honour a 429.
+                   expose_headers=["Retry-After"], max_age=86400),
     ]
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
     app.state.collector = collector

@@ -16,3 +16,16 @@ def test_segment_order_completed_products_become_items(client, event_log) -> Non
     assert row["event"] == "purchase"
     assert row["flags"] == []
     assert '"items":[{"product_id":"p1"' in row["properties"]
+
+
+def test_segment_mobile_sdks_batch_path_is_accepted(client, event_log) -> None:
+    batch = {"batch": [{"type": "track", "event": "Product Viewed", "anonymousId": "a",
+                        "messageId": "mb1", "properties": {"product_id": "p1"}}]}
+    response = client.post("/v1/b", json=batch, auth=(BROWSER_KEY, ""))
+    assert response.status_code == 200
+    assert queued_rows(event_log)[0]["event"] == "product_view"
+
+
+def test_retry_after_is_exposed_to_cross_origin_scripts(client) -> None:
+    response = client.post("/v1/track", json={}, headers={"Origin": "https://shop.example"})
+    assert "retry-after" in response.headers["access-control-expose-headers"].lower()
