@@ -50,8 +50,8 @@ EXPORT_TABLES: dict[str, tuple[str, ...]] = {
     "product_engagement": ("activity_date",),
     "orders": ("order_date",),
     "order_items": ("order_date",),
-    "campaign_performance": ("report_date", "activity_date", "date", "day", "campaign_date"),
-    "funnel_stages": ("stage_date", "activity_date", "date", "day"),
+    "campaign_performance": ("performance_date",),
+    "funnel_stages": ("stage_date",),
 }
 FORMATS = ("csv", "parquet", "xlsx")
 EXTENSIONS = {"csv": "csv", "parquet": "parquet", "xlsx": "xlsx"}
@@ -122,7 +122,8 @@ def export_day(reader: Warehouse, export_dir: Path, day: dt.date, *,
             sql, params, period = _table_query(table, columns[table], day, tz, has_forgotten)
             jobs.append((table, sql, params, period))
         for segment_id, materialised_at in _segments(reader, segments):
-            sql, params = _segment_query(segment_id, "identity_map" in columns)
+            sql, params = _segment_query(segment_id, "identity_map" in columns,
+                                         "users" in columns)
             jobs.append((f"segment__{segment_id}", sql, params,
                          {"segment_id": segment_id, "snapshot_at": materialised_at}))
         for name, sql, params, period in jobs:
@@ -199,14 +200,23 @@ def _segments(reader: Warehouse, segments: Iterable[str] | None) -> list[tuple[s
     return [(s, known[s]) for s in wanted]
 
 
-def _segment_query(segment_id: str, has_map: bool) -> tuple[str, dict[str, Any]]:
-    # Members are already filtered for forgotten people at materialisation, and forget
-    # deletes them from segment_members: no second filter here.
+def _segment_query(segment_id: str, has_map: bool, has_users: bool
+                   ) -> tuple[str, dict[str, Any]]:
+    """Members with what a CRM needs to reach them: user id and e-mail when known.
+
+    Members are already filtered for forgotten people at materialisation, and forget
+    deletes them from segment_members: no second filter here.
+    """
     user = "if(i.id != '', m.person_id, '')" if has_map else "''"
+    email = "u.email" if has_users else "''"
     join = ("LEFT JOIN (SELECT id FROM identity_map WHERE id_kind = 'user') AS i "
             "ON i.id = m.person_id\n" if has_map else "")
-    return (f"SELECT m.person_id AS person_id, {user} AS user_id, m.version AS segment_version, "
-            f"m.materialised_at AS materialised_at\nFROM segment_members AS m\n{join}"
+    if has_users:
+        join += ("LEFT JOIN (SELECT person_id, email FROM users) AS u "
+                 "ON u.person_id = m.person_id\n")
+    return (f"SELECT m.person_id AS person_id, {user} AS user_id, {email} AS email, "
+            "m.version AS segment_version, m.materialised_at AS materialised_at\n"
+            f"FROM segment_members AS m\n{join}"
             "WHERE m.segment_id = {s:String}\nORDER BY m.person_id", {"s": segment_id})
 
 

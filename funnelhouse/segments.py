@@ -59,7 +59,7 @@ SEGMENT_TABLES: dict[str, tuple[str, ...]] = {
     "product_engagement": ("activity_date",),
     "orders": ("ordered_at", "order_date"),
     "order_items": ("ordered_at", "order_date"),
-    "funnel_stages": ("stage_date", "activity_date", "date", "day"),
+    "funnel_stages": ("stage_date",),
 }
 JSON_COLUMNS = ("properties", "traits")
 COMPARISONS = {"=": "=", "!=": "!=", ">": ">", ">=": ">=", "<": "<", "<=": "<="}
