@@ -1,0 +1,354 @@
+"""What every analysis shares: event specs, named SQL parameters, results and their rendering."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+from warehouse.base import Warehouse
+
+EVENTS_TABLE = "behavior_events"
+# Comparison operators a filter may use; longest first so that "!=" wins over "=".
+_OPERATORS = ("!=", ">=", "<=", "!~", "=", "~", ">", "<")
+_FILTER = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.$-]*)\s*(!=|>=|<=|!~|=|~|>|<)\s*(.*?)\s*$")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+# Columns of behavior_events that hold numbers; a property filter on them compares numbers.
+_PROPERTY_PREFIX = "properties."
+
+
+class SpecError(ValueError):
+    """The analysis was asked for something it cannot do (bad step, unknown option …)."""
+
+
+# -- specs ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Filter:
+    """`prop op value`: a column of behavior_events, else a key of the event's properties JSON."""
+
+    prop: str
+    op: str
+    value: str
+
+    @classmethod
+    def parse(cls, text: str) -> Filter:
+        match = _FILTER.match(text)
+        if not match:
+            raise SpecError(f"filter {text!r} is not PROPERTY(=|!=|~|!~|>|>=|<|<=)VALUE")
+        return cls(match.group(1), match.group(2), match.group(3))
+
+    @classmethod
+    def from_json(cls, doc: Any) -> Filter:
+        if isinstance(doc, str):
+            return cls.parse(doc)
+        if not isinstance(doc, dict) or "prop" not in doc:
+            raise SpecError(f"filter {doc!r} must be \"prop=value\" or {{prop, op, value}}")
+        op = doc.get("op", "=")
+        if op not in _OPERATORS:
+            raise SpecError(f"filter operator {op!r} is not one of {', '.join(_OPERATORS)}")
+        return cls(str(doc["prop"]), op, str(doc.get("value", "")))
+
+    def text(self) -> str:
+        return f"{self.prop}{self.op}{self.value}"
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    """An event name plus property filters: `product_view:product_category~shoes,price>100`.
+
+    The name `*` (or `any`) matches every event.
+    """
+
+    event: str
+    filters: tuple[Filter, ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> EventSpec:
+        name, _, rest = text.partition(":")
+        name = name.strip()
+        if not name:
+            raise SpecError(f"step {text!r} has no event name")
+        filters = tuple(Filter.parse(part) for part in rest.split(",") if part.strip())
+        return cls(name, filters)
+
+    @classmethod
+    def from_json(cls, doc: Any) -> EventSpec:
+        if isinstance(doc, str):
+            return cls.parse(doc)
+        if isinstance(doc, EventSpec):
+            return doc
+        if not isinstance(doc, dict) or not isinstance(doc.get("event"), str):
+            raise SpecError(f"event {doc!r} must be \"name:prop=value\" or {{event, filters}}")
+        return cls(doc["event"], tuple(Filter.from_json(f) for f in doc.get("filters") or ()))
+
+    @property
+    def any_event(self) -> bool:
+        return self.event in ("*", "any")
+
+    def text(self) -> str:
+        if not self.filters:
+            return self.event
+        return self.event + ":" + ",".join(f.text() for f in self.filters)
+
+
+def parse_duration_ms(text: str | int | float) -> int:
+    """`7d`, `12h`, `30m`, `90s`, `2w`, `500ms`; a bare number is seconds."""
+    if isinstance(text, int | float):
+        return int(text * 1000)
+    match = _DURATION.match(text)
+    if not match:
+        raise SpecError(f"duration {text!r} is not a number with ms|s|m|h|d|w")
+    return int(float(match.group(1)) * _UNIT_MS[match.group(2) or "s"])
+
+
+def format_duration(ms: int) -> str:
+    for unit in ("w", "d", "h", "m", "s"):
+        if ms % _UNIT_MS[unit] == 0 and ms >= _UNIT_MS[unit]:
+            return f"{ms // _UNIT_MS[unit]}{unit}"
+    return f"{ms}ms"
+
+
+def parse_date(value: Any, what: str) -> date | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError as exc:
+        raise SpecError(f"{what} {value!r} is not a date (YYYY-MM-DD)") from exc
+
+
+def parse_moment(value: Any) -> datetime | None:
+    """An ISO time (UTC unless it says otherwise), or None."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        moment = value
+    else:
+        try:
+            moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise SpecError(f"as_of {value!r} is not an ISO time") from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def utc_text(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
+
+
+def epoch_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+# -- SQL building ----------------------------------------------------------------------
+class SqlParams:
+    """Named query parameters: the SQL says `{date_from:Date}`, the values travel beside it."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+        self.types: dict[str, str] = {}
+
+    def add(self, name: str, type_: str, value: Any) -> str:
+        if name in self.values and self.values[name] != value:
+            raise ValueError(f"parameter {name} bound twice")
+        self.values[name] = value
+        self.types[name] = type_
+        return "{" + f"{name}:{type_}" + "}"
+
+    def for_query(self) -> dict[str, str]:
+        return {k: v if isinstance(v, str) else str(v) for k, v in self.values.items()}
+
+    def set_statements(self) -> str:
+        """The parameters as clickhouse-client statements, so the SQL can be pasted and run."""
+        lines = []
+        for name, value in self.values.items():
+            text = str(value).replace("\\", "\\\\").replace("'", "\\'")
+            lines.append(f"SET param_{name} = '{text}';")
+        return "\n".join(lines)
+
+
+def comment(text: str) -> str:
+    """User text made safe to sit in an SQL `--` comment (no line breaks)."""
+    return re.sub(r"[\x00-\x1f\x7f]+", " ", text)[:120]
+
+
+def table_columns(warehouse: Warehouse, table: str = EVENTS_TABLE) -> dict[str, str]:
+    """name → type of a table's columns; raises SpecError when the table is not built yet."""
+    rows = warehouse.query(
+        "SELECT name, type FROM system.columns WHERE database = currentDatabase() "
+        "AND table = {t:String} ORDER BY position", {"t": table}).rows
+    if not rows:
+        raise SpecError(f"table {table} does not exist yet: run the models first")
+    return {r[0]: r[1] for r in rows}
+
+
+class Properties:
+    """Turns property names into SQL over behavior_events (a column, else a JSON key)."""
+
+    def __init__(self, columns: dict[str, str], params: SqlParams) -> None:
+        self.columns = columns
+        self.params = params
+        self._json_keys: dict[str, str] = {}
+
+    def expr(self, prop: str) -> str:
+        """The property as a String expression."""
+        if prop.startswith(_PROPERTY_PREFIX):
+            return self._json(prop[len(_PROPERTY_PREFIX):])
+        if prop in self.columns:
+            if not _NAME.match(prop):
+                raise SpecError(f"property {prop!r} is not a plain column name")
+            kind = self.columns[prop]
+            if "DateTime" in kind:
+                return f"toString({prop})"
+            if "Nullable" in kind:
+                return f"ifNull(toString({prop}), '')"
+            return prop if kind in ("String", "LowCardinality(String)") else f"toString({prop})"
+        return self._json(prop)
+
+    def _json(self, key: str) -> str:
+        if not key:
+            raise SpecError("an empty property name")
+        name = self._json_keys.get(key)
+        if name is None:
+            name = f"key_{len(self._json_keys) + 1}"
+            self._json_keys[key] = name
+        placeholder = self.params.add(name, "String", key)
+        # Strings as they are; numbers and booleans as their JSON text ("9900", "true").
+        return (f"if(JSONType(properties, {placeholder}) = 'String', "
+                f"JSONExtractString(properties, {placeholder}), "
+                f"JSONExtractRaw(properties, {placeholder}))")
+
+    def condition(self, spec: EventSpec, prefix: str) -> str:
+        """`event = … AND <filters>` for one step, with its values as parameters."""
+        parts = []
+        if not spec.any_event:
+            parts.append(f"event = {self.params.add(f'{prefix}_event', 'String', spec.event)}")
+        for index, flt in enumerate(spec.filters, 1):
+            expr = self.expr(flt.prop)
+            name = f"{prefix}_value_{index}"
+            if flt.op in ("=", "!="):
+                parts.append(f"{expr} {flt.op} {self.params.add(name, 'String', flt.value)}")
+            elif flt.op in ("~", "!~"):
+                negate = "= 0" if flt.op == "!~" else "> 0"
+                parts.append(f"positionCaseInsensitive({expr}, "
+                             f"{self.params.add(name, 'String', flt.value)}) {negate}")
+            else:
+                try:
+                    float(flt.value)
+                except ValueError as exc:
+                    raise SpecError(f"filter {flt.text()!r} compares with a non-number") from exc
+                parts.append(f"toFloat64OrNull({expr}) {flt.op} "
+                             f"{self.params.add(name, 'Float64', flt.value)}")
+        return " AND ".join(parts) if parts else "1"
+
+
+def data_days(warehouse: Warehouse) -> tuple[date, date] | None:
+    """First and last reporting day holding events: the default date range."""
+    row = warehouse.query(
+        f"SELECT toString(min(event_date)), toString(max(event_date)), count() FROM {EVENTS_TABLE}"
+    ).rows[0]
+    if not row[2]:
+        return None
+    return date.fromisoformat(row[0]), date.fromisoformat(row[1])
+
+
+# -- results ---------------------------------------------------------------------------
+@dataclass
+class AnalysisResult:
+    """What an analysis answers: its main table, headline numbers, and the SQL that ran."""
+
+    analysis: str
+    spec: dict[str, Any]
+    sql: str
+    params: dict[str, Any]
+    columns: list[str]
+    rows: list[list[Any]]
+    summary: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)   # analysis-specific structured form
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"analysis": self.analysis, "spec": self.spec, "summary": self.summary,
+                "notes": self.notes, "columns": self.columns, "rows": self.rows,
+                "data": self.data, "sql": self.sql, "params": self.params}
+
+    def to_table(self) -> str:
+        return render_pretty(self.to_dict())
+
+    def to_csv(self) -> str:
+        return render_csv(self.to_dict())
+
+    def runnable_sql(self) -> str:
+        return render_sql(self.to_dict())
+
+
+def render_sql(doc: dict[str, Any]) -> str:
+    params = SqlParams()
+    for name, value in doc.get("params", {}).items():
+        params.values[name] = value
+    header = "-- parameters (clickhouse-client accepts these SET lines, or --param_<name>=…)"
+    return f"{header}\n{params.set_statements()}\n\n{doc['sql'].strip()}\n"
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.1f}" if abs(value) >= 100 or value == int(value) else f"{value:.2f}"
+    return str(value)
+
+
+def render_pretty(doc: dict[str, Any]) -> str:
+    lines = []
+    title = doc.get("analysis", "")
+    if doc.get("summary"):
+        lines.append(f"{title}: " + ", ".join(f"{k} {_cell(v)}" for k, v in doc["summary"].items()
+                                              if not isinstance(v, dict | list)))
+    lines.extend(f"note: {n}" for n in doc.get("notes", []))
+    columns = doc.get("columns", [])
+    rows = [[_cell(v) for v in row] for row in doc.get("rows", [])]
+    if columns:
+        widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(columns)]
+        numeric = [all(_is_number(r[i]) for r in rows if r[i]) and bool(rows)
+                   for i in range(len(columns))]
+
+        def line(values: list[str]) -> str:
+            return "  ".join(v.rjust(w) if num else v.ljust(w)
+                             for v, w, num in zip(values, widths, numeric, strict=True)).rstrip()
+
+        lines.append("")
+        lines.append(line(columns))
+        lines.append("  ".join("-" * w for w in widths))
+        lines.extend(line(r) for r in rows)
+        if not rows:
+            lines.append("(no rows)")
+    return "\n".join(lines)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def render_csv(doc: dict[str, Any]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(doc.get("columns", []))
+    for row in doc.get("rows", []):
+        writer.writerow(["" if v is None else v for v in row])
+    return out.getvalue()
+
+
+def pct(part: int | None, whole: int | None) -> float | None:
+    if part is None or not whole:
+        return None
+    return round(100.0 * part / whole, 2)

@@ -1,0 +1,494 @@
+"""Funnels: ordered (or unordered) steps within a conversion window, as one readable SQL query.
+
+Semantics (the same in `funnelhouse/analyses_reference.py`):
+
+* A person's events are taken in the order (event_at, message_id): two events in the same
+  millisecond are ordered by message_id, and one event satisfies at most one step.
+* The person's attempt starts at their FIRST step-1 event whose reporting day lies in
+  [date_from, date_to]; the window is [start, start + window] (both ends inclusive).
+  One attempt per person: a later step-1 event does not start another.
+* loose:  each later event in the window that is the next step advances the person
+          (other events, repeats of earlier steps, are ignored).
+  strict: like loose, but an event of another step of this funnel (neither the current
+          step again nor an allowed next step) ends the attempt where it stands.
+  any:    the attempt starts at the first event of any step; "step k" counts people who
+          did k different steps of the funnel within the window.
+* Optional steps may be skipped: from step i a person may move to any later step up to
+  and including the next required one; an event advances to the nearest step it can.
+* Exclusion `EVENT@i-j`: a person who does EVENT after reaching step i and before
+  reaching step j (within the window) is excluded from the funnel altogether (reported
+  apart). Default i=1, j=last step.
+* Hold a property constant: every step event must carry the same value of the property
+  as the step-1 event (events with another value are ignored for steps).
+* Breakdown: the property's value on the first step event (attribution `first`) or on
+  the last step the person reached (`last`).
+* As of `as_of`: events after it are ignored; a person who has not reached a step and
+  whose window has not ended at `as_of` counts as `in_window`, not `dropped`.
+
+windowFunnel() is not used: it takes equal timestamps in step order (not by message_id),
+lets one event fill two steps, reports no step times (needed for time to convert and
+for "still in window") and has no exclusions, optional steps or held properties. The
+per-person array walk below (groupArray + arrayFold) does all of it in one pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from funnelhouse.analyses.common import (
+    EVENTS_TABLE,
+    AnalysisResult,
+    EventSpec,
+    Properties,
+    SpecError,
+    SqlParams,
+    comment,
+    data_days,
+    epoch_ms,
+    format_duration,
+    parse_date,
+    parse_duration_ms,
+    parse_moment,
+    pct,
+    table_columns,
+    utc_text,
+)
+from warehouse.base import Warehouse
+
+ORDERS = ("loose", "strict", "any")
+ATTRIBUTIONS = ("first", "last")
+MAX_STEPS = 64
+_DAY_MS = 86_400_000
+
+_STATE = ("Tuple(level UInt8, t0 Int64, stopped UInt8, excluded UInt8, times Array(Int64), "
+          "hold String, first_value String, last_value String)")
+_EVENT = ("Tuple(ts Int64, message_id String, step_hits Array(UInt8), next_from Array(UInt8), "
+          "voids_at Array(UInt8), breaks_at Array(UInt8), can_start UInt8, hold_value String, "
+          "breakdown_value String)")
+
+
+@dataclass(frozen=True)
+class Exclusion:
+    """A person doing `event` after step `from_step` and before step `to_step` is excluded."""
+
+    event: EventSpec
+    from_step: int = 1
+    to_step: int | None = None        # None: the last step
+
+    @classmethod
+    def parse(cls, text: str) -> Exclusion:
+        """`remove_from_cart`, `remove_from_cart@2-3`, `page_view:page_path=/faq@1-2`."""
+        body, at, span = text.rpartition("@")
+        if at and "-" in span and all(p.strip().isdigit() for p in span.split("-", 1)):
+            lo, hi = (int(p) for p in span.split("-", 1))
+            return cls(EventSpec.parse(body), lo, hi)
+        return cls(EventSpec.parse(text))
+
+    @classmethod
+    def from_json(cls, doc: Any) -> Exclusion:
+        if isinstance(doc, str):
+            return cls.parse(doc)
+        if not isinstance(doc, dict):
+            raise SpecError(f"exclusion {doc!r} must be \"event@from-to\" or an object")
+        return cls(EventSpec.from_json(doc), int(doc.get("from_step", 1)),
+                   int(doc["to_step"]) if doc.get("to_step") is not None else None)
+
+    def text(self, steps: int) -> str:
+        return f"{self.event.text()}@{self.from_step}-{self.to_step or steps}"
+
+
+@dataclass(frozen=True)
+class FunnelSpec:
+    steps: tuple[EventSpec, ...]
+    window_ms: int = 7 * _DAY_MS
+    order: str = "loose"
+    exclusions: tuple[Exclusion, ...] = ()
+    optional: tuple[int, ...] = ()           # 1-based step numbers that may be skipped
+    hold: str | None = None                  # property held constant across the steps
+    breakdown: str | None = None
+    attribution: str = "first"
+    date_from: date | None = None            # reporting days in which step 1 may happen
+    date_to: date | None = None
+    as_of: datetime | None = None            # default: now
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        n = len(self.steps)
+        if n < 2:
+            raise SpecError("a funnel needs at least two steps")
+        if n > MAX_STEPS:
+            raise SpecError(f"a funnel has at most {MAX_STEPS} steps")
+        if self.order not in ORDERS:
+            raise SpecError(f"order must be one of {', '.join(ORDERS)}")
+        if self.attribution not in ATTRIBUTIONS:
+            raise SpecError(f"attribution must be one of {', '.join(ATTRIBUTIONS)}")
+        if self.window_ms <= 0:
+            raise SpecError("the conversion window must be positive")
+        for k in self.optional:
+            if not 1 < k < n:
+                raise SpecError(f"optional step {k}: only steps 2..{n - 1} may be optional")
+        if self.optional and self.order == "any":
+            raise SpecError("optional steps mean nothing in an any-order funnel")
+        for ex in self.exclusions:
+            hi = ex.to_step or n
+            if not 1 <= ex.from_step < hi <= n:
+                raise SpecError(f"exclusion {ex.event.text()}: steps must satisfy 1 <= from < to <= {n}")
+        if self.date_from and self.date_to and self.date_from > self.date_to:
+            raise SpecError("date_from is after date_to")
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> FunnelSpec:
+        if not isinstance(doc, dict):
+            raise SpecError("the funnel spec must be a JSON object")
+        try:
+            return cls(
+                steps=tuple(EventSpec.from_json(s) for s in doc.get("steps") or ()),
+                window_ms=parse_duration_ms(doc.get("window", "7d")),
+                order=doc.get("order", "loose"),
+                exclusions=tuple(Exclusion.from_json(x) for x in doc.get("exclude") or ()),
+                optional=tuple(int(k) for k in doc.get("optional") or ()),
+                hold=doc.get("hold") or None,
+                breakdown=doc.get("breakdown") or None,
+                attribution=doc.get("attribution", "first"),
+                date_from=parse_date(doc.get("date_from"), "date_from"),
+                date_to=parse_date(doc.get("date_to"), "date_to"),
+                as_of=parse_moment(doc.get("as_of")),
+            )
+        except (TypeError, ValueError) as exc:
+            if isinstance(exc, SpecError):
+                raise
+            raise SpecError(str(exc)) from exc
+
+    def to_json(self) -> dict[str, Any]:
+        n = len(self.steps)
+        return {"steps": [s.text() for s in self.steps], "window": format_duration(self.window_ms),
+                "order": self.order, "exclude": [x.text(n) for x in self.exclusions],
+                "optional": list(self.optional), "hold": self.hold, "breakdown": self.breakdown,
+                "attribution": self.attribution,
+                "date_from": self.date_from.isoformat() if self.date_from else None,
+                "date_to": self.date_to.isoformat() if self.date_to else None,
+                "as_of": utc_text(self.as_of) if self.as_of else None}
+
+    # Step structure the SQL and the reference both use.
+    def eligible(self) -> list[list[int]]:
+        """For each level 0..n-1 (steps done so far), the steps the next event may fill."""
+        n = len(self.steps)
+        out = []
+        for level in range(n):
+            steps, k = [], level + 1
+            while k <= n:
+                steps.append(k)
+                if k not in self.optional:
+                    break
+                k += 1
+            out.append(steps)
+        return out
+
+    def bases(self) -> list[int]:
+        """For each step, the step its conversion is measured from (0 for step 1)."""
+        if self.order == "any":
+            return list(range(len(self.steps)))
+        out, last_required = [], 0
+        for k in range(1, len(self.steps) + 1):
+            out.append(last_required)
+            if k not in self.optional:
+                last_required = k
+        return out
+
+
+def build_sql(spec: FunnelSpec, columns: dict[str, str], as_of: datetime,
+              date_from: date, date_to: date) -> tuple[str, SqlParams]:
+    """The funnel as one parameterised query; one row per (breakdown, step)."""
+    n = len(spec.steps)
+    params = SqlParams()
+    props = Properties(columns, params)
+    p_from = params.add("date_from", "Date", date_from.isoformat())
+    p_to = params.add("date_to", "Date", date_to.isoformat())
+    p_window = params.add("window_ms", "Int64", spec.window_ms)
+    p_scan = params.add("scan_days", "UInt32", -(-spec.window_ms // _DAY_MS) + 1)
+    p_as_of = params.add("as_of", "DateTime64(3, 'UTC')", utc_text(as_of))
+
+    step_conds = [props.condition(s, f"step_{k}") for k, s in enumerate(spec.steps, 1)]
+    excl_conds = [props.condition(x.event, f"exclude_{i}") for i, x in enumerate(spec.exclusions, 1)]
+    hold = props.expr(spec.hold) if spec.hold else "''"
+    breakdown = props.expr(spec.breakdown) if spec.breakdown else "''"
+
+    step_lines = "\n".join(
+        f"            toUInt8({c}){',' if k < n else ''}  -- step {k}: {comment(spec.steps[k - 1].text())}"
+        for k, c in enumerate(step_conds, 1))
+    excl_lines = ",\n".join(f"            toUInt8({c})" for c in excl_conds)
+    names = {s.event for s in spec.steps} | {x.event.event for x in spec.exclusions}
+    prefilter = ""
+    if not any(s in ("*", "any") for s in names):
+        placeholders = sorted({ph for ph in _event_placeholders(params)})
+        prefilter = f"\n      AND event IN ({', '.join(placeholders)})"
+
+    # Per-event precomputation, independent of the walk's state, keeps the fold short.
+    if spec.order == "any":
+        next_from = "CAST([], 'Array(UInt8)')"
+        breaks_at = "CAST([], 'Array(UInt8)')"
+    else:
+        next_from = (f"arrayMap(steps -> arrayFirst(j -> step_hits[j] = 1, steps), "
+                     f"{_literal(spec.eligible())})")
+        breaks_at = ("arrayMap(level -> toUInt8(next_from[level + 1] = 0 AND arrayExists("
+                     "(hit, j) -> hit = 1 AND j != level, step_hits, arrayEnumerate(step_hits))), "
+                     f"range(1, {n + 1}))" if spec.order == "strict" else "CAST([], 'Array(UInt8)')")
+    if spec.exclusions:
+        lows = [x.from_step for x in spec.exclusions]
+        highs = [x.to_step or n for x in spec.exclusions]
+        voids_at = (f"arrayMap(level -> toUInt8(arrayExists((hit, lo, hi) -> hit = 1 AND level >= lo "
+                    f"AND level < hi, exclusion_hits, {_literal(lows)}, {_literal(highs)})), "
+                    f"range(1, {n + 1}))")
+        excl_array = f"[\n{excl_lines}\n        ]"
+    else:
+        voids_at = "CAST([], 'Array(UInt8)')"
+        excl_array = "CAST([], 'Array(UInt8)')"
+
+    same_hold = " AND e.hold_value = s.hold" if spec.hold else ""
+    zeros = f"arrayWithConstant({n}, toInt64(0))"
+    if spec.order == "any":
+        start = (f"if(e.can_start = 1 AND has(e.step_hits, 1),\n"
+                 f"               CAST((1, e.ts, 0, 0, arrayMap((hit, j) -> if(j = indexOf(e.step_hits, 1), "
+                 f"e.ts, 0), e.step_hits, arrayEnumerate(e.step_hits)),\n"
+                 f"                     e.hold_value, e.breakdown_value, e.breakdown_value), '{_STATE}'),\n"
+                 f"               s)")
+        new_step = "arrayFirstIndex((hit, t) -> hit = 1 AND t = 0, e.step_hits, s.times)"
+        advance = (f"        -- a step not done yet: the k-th different step of this funnel\n"
+                   f"        {new_step} > 0{same_hold},\n"
+                   f"            CAST((s.level + 1, s.t0, 0, 0, arrayMap((t, j) -> if(j = {new_step}, e.ts, t), "
+                   f"s.times, arrayEnumerate(s.times)),\n"
+                   f"                  s.hold, s.first_value, e.breakdown_value), '{_STATE}'),\n")
+        strict = ""
+    else:
+        start = (f"if(e.can_start = 1 AND e.step_hits[1] = 1,\n"
+                 f"               CAST((1, e.ts, 0, 0, arrayConcat([e.ts], arrayWithConstant({n - 1}, toInt64(0))),\n"
+                 f"                     e.hold_value, e.breakdown_value, e.breakdown_value), '{_STATE}'),\n"
+                 f"               s)")
+        nxt = "e.next_from[s.level + 1]"
+        advance = (f"        -- the next step (or a later one when the steps between are optional)\n"
+                   f"        {nxt} > 0{same_hold},\n"
+                   f"            CAST(({nxt}, s.t0, 0, 0, arrayMap((t, j) -> if(j = {nxt}, e.ts, t), "
+                   f"s.times, arrayEnumerate(s.times)),\n"
+                   f"                  s.hold, s.first_value, e.breakdown_value), '{_STATE}'),\n")
+        strict = ""
+        if spec.order == "strict":
+            strict = (f"        -- strict order: another step of this funnel in between ends the attempt\n"
+                      f"        e.breaks_at[s.level] = 1{same_hold},\n"
+                      f"            CAST((s.level, s.t0, 1, 0, s.times, s.hold, s.first_value, s.last_value), "
+                      f"'{_STATE}'),\n")
+    exclude = ""
+    if spec.exclusions:
+        exclude = (f"        -- an exclusion event between its steps voids the attempt\n"
+                   f"        e.voids_at[s.level] = 1,\n"
+                   f"            CAST((s.level, s.t0, 0, 1, s.times, s.hold, s.first_value, s.last_value), "
+                   f"'{_STATE}'),\n")
+
+    if spec.order == "any":
+        step_times = f"arrayResize(arraySort(arrayFilter(t -> t > 0, state.times)), {n}, toInt64(0))"
+        step_times_note = "-- any order: when the k-th different step was done"
+    else:
+        step_times = "state.times"
+        step_times_note = "-- when each step was done (0: not done)"
+    group_by = "GROUP BY GROUPING SETS ((breakdown, step), (step))" if spec.breakdown else "GROUP BY breakdown, step"
+    is_total = "grouping(breakdown)" if spec.breakdown else "0"
+
+    sql = f"""-- Funnel: {n} steps, {spec.order} order, window {format_duration(spec.window_ms)}.
+-- Step 1 happens on a reporting day in [date_from, date_to]; events after as_of are ignored.
+WITH
+step_events AS (
+    -- every event that fills a step or an exclusion, with what it could do in the walk
+    SELECT
+        person_id,
+        toUnixTimestamp64Milli(event_at) AS ts,
+        message_id,
+        [
+{step_lines}
+        ] AS step_hits,
+        {excl_array} AS exclusion_hits,
+        -- next_from[level + 1]: the step this event fills when `level` steps are done
+        {next_from} AS next_from,
+        -- voids_at[level]: an exclusion that applies after `level` steps
+        {voids_at} AS voids_at,
+        -- breaks_at[level]: another step of the funnel, which ends a strict attempt
+        {breaks_at} AS breaks_at,
+        toUInt8(event_date <= {p_to}) AS can_start,
+        {hold} AS hold_value,
+        {breakdown} AS breakdown_value
+    FROM {EVENTS_TABLE}
+    WHERE event_date >= {p_from}
+      AND event_date <= {p_to} + {p_scan}
+      AND event_at <= {p_as_of}{prefilter}
+),
+
+journeys AS (
+    -- each person's events in (event_at, message_id) order
+    SELECT
+        person_id,
+        arraySort(e -> (e.ts, e.message_id), groupArray(CAST(
+            (ts, message_id, step_hits, next_from, voids_at, breaks_at, can_start, hold_value,
+             breakdown_value),
+            '{_EVENT}'))) AS events
+    FROM step_events
+    WHERE has(step_hits, 1) OR has(exclusion_hits, 1)
+    GROUP BY person_id
+),
+
+walked AS (
+    -- walk the events once: level = steps done, t0 = when the window opened
+    SELECT
+        person_id,
+        arrayFold((s, e) -> multiIf(
+        s.level = 0,
+            {start},
+        s.level = {n} OR s.stopped = 1 OR s.excluded = 1 OR e.ts - s.t0 > {p_window},
+            s,
+{advance}{exclude}{strict}        s),
+        events,
+        CAST((0, 0, 0, 0, {zeros}, '', '', ''), '{_STATE}')) AS state
+    FROM journeys
+),
+
+people AS (
+    SELECT
+        person_id,
+        state.t0 AS started_ms,
+        state.excluded AS excluded,
+        {step_times} AS step_times,  {step_times_note}
+        toUInt8(state.t0 + {p_window} >= toUnixTimestamp64Milli({p_as_of})) AS window_open,
+        state.{'first' if spec.attribution == 'first' else 'last'}_value AS breakdown
+    FROM walked
+    WHERE state.level > 0
+),
+
+person_steps AS (
+    SELECT
+        breakdown,
+        step,
+        excluded,
+        window_open,
+        step_times[step] > 0 AS reached,
+        {_literal(spec.bases())}[step] AS base,
+        if(base = 0, 1, step_times[base] > 0) AS base_reached,
+        step_times[step] - started_ms AS ms_from_start,
+        step_times[step] - if(base = 0, started_ms, step_times[base]) AS ms_from_previous
+    FROM people
+    ARRAY JOIN arrayEnumerate(step_times) AS step
+)
+
+SELECT
+    {is_total} AS is_total,
+    breakdown,
+    step,
+    countIf(reached AND NOT excluded) AS people,
+    countIf(base_reached AND NOT reached AND NOT excluded AND NOT window_open) AS dropped,
+    countIf(base_reached AND NOT reached AND NOT excluded AND window_open) AS in_window,
+    countIf(excluded AND step = 1) AS excluded_people,
+    quantileExactInclusiveIf(0.5)(ms_from_previous, reached AND NOT excluded AND step > 1) / 1000
+        AS median_s_from_prev,
+    avgIf(ms_from_previous, reached AND NOT excluded AND step > 1) / 1000 AS mean_s_from_prev,
+    quantileExactInclusiveIf(0.5)(ms_from_start, reached AND NOT excluded AND step > 1) / 1000
+        AS median_s_from_start,
+    avgIf(ms_from_start, reached AND NOT excluded AND step > 1) / 1000 AS mean_s_from_start
+FROM person_steps
+{group_by}
+ORDER BY is_total DESC, breakdown, step
+"""
+    return sql, params
+
+
+def _event_placeholders(params: SqlParams) -> list[str]:
+    return [f"{{{name}:String}}" for name in params.values if name.endswith("_event")]
+
+
+def _literal(value: list) -> str:
+    """A constant array of integers from the spec (never user text)."""
+    return "[" + ", ".join(_literal(v) if isinstance(v, list) else str(int(v)) for v in value) + "]"
+
+
+def run_funnel(warehouse: Warehouse, spec: FunnelSpec, reporting_tz: str = "UTC") -> AnalysisResult:
+    as_of = spec.as_of or datetime.now(UTC)
+    date_from, date_to = spec.date_from, spec.date_to
+    if date_from is None or date_to is None:
+        days = data_days(warehouse)
+        fallback = as_of.date()
+        date_from = date_from or (days[0] if days else fallback)
+        date_to = date_to or (days[1] if days else fallback)
+    columns = table_columns(warehouse)
+    sql, params = build_sql(spec, columns, as_of, date_from, date_to)
+    result = warehouse.query(sql, params.for_query())
+    return shape_result(spec, result.dicts(), sql, params, date_from, date_to, as_of, reporting_tz)
+
+
+def shape_result(spec: FunnelSpec, rows: list[dict[str, Any]], sql: str, params: SqlParams,
+                 date_from: date, date_to: date, as_of: datetime, tz: str) -> AnalysisResult:
+    n = len(spec.steps)
+    bases = spec.bases()
+    groups: dict[tuple[int, str], dict[int, dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((int(row["is_total"]), row["breakdown"]), {})[int(row["step"])] = row
+    ordered = sorted(groups.items(),
+                     key=lambda kv: (-kv[0][0], -int(kv[1].get(1, {}).get("people", 0)), kv[0][1]))
+    out_groups = []
+    table = []
+    for (is_total, value), steps in ordered:
+        label = None if (is_total or not spec.breakdown) else value
+        first = int(steps.get(1, {}).get("people", 0))
+        entries = []
+        for k in range(1, n + 1):
+            row = steps.get(k, {})
+            people = int(row.get("people", 0))
+            base_people = first if bases[k - 1] == 0 else int(steps.get(bases[k - 1], {}).get("people", 0))
+            entry = {
+                "step": k, "name": spec.steps[k - 1].text(), "optional": k in spec.optional,
+                "people": people,
+                "pct_of_start": pct(people, first),
+                "pct_of_previous": pct(people, base_people) if k > 1 else None,
+                "dropped": int(row.get("dropped", 0)), "in_window": int(row.get("in_window", 0)),
+                "median_s_from_prev": _num(row.get("median_s_from_prev")),
+                "mean_s_from_prev": _num(row.get("mean_s_from_prev")),
+                "median_s_from_start": _num(row.get("median_s_from_start")),
+                "mean_s_from_start": _num(row.get("mean_s_from_start")),
+            }
+            entries.append(entry)
+            cells = [entry[c] for c in _STEP_COLUMNS]
+            shown = "(all)" if label is None else (label or "(none)")
+            table.append(([shown] if spec.breakdown else []) + cells)
+        out_groups.append({"breakdown": label, "excluded": int(steps.get(1, {}).get("excluded_people", 0)),
+                           "steps": entries})
+    total = out_groups[0] if out_groups else {"steps": [], "excluded": 0}
+    entered = total["steps"][0]["people"] if total["steps"] else 0
+    converted = total["steps"][-1]["people"] if total["steps"] else 0
+    open_total = sum(s["in_window"] for s in total["steps"])
+    summary = {"entered": entered, "converted": converted, "conversion_pct": pct(converted, entered),
+               "excluded": total["excluded"], "order": spec.order,
+               "window": format_duration(spec.window_ms), "as_of": utc_text(as_of),
+               "still_in_window": open_total}
+    notes = [f"step 1 on reporting days {date_from} .. {date_to}; a day is a calendar day in {tz}",
+             "events in (event_at, message_id) order; in_window = not there yet but the window "
+             "is still open at as_of"]
+    if spec.breakdown:
+        notes.append(f"breakdown {spec.breakdown} by {spec.attribution}-touch "
+                     f"({'step 1 event' if spec.attribution == 'first' else 'last step reached'})")
+    columns = (["breakdown"] if spec.breakdown else []) + list(_STEP_COLUMNS)
+    spec_doc = spec.to_json() | {"date_from": date_from.isoformat(), "date_to": date_to.isoformat(),
+                                 "as_of": utc_text(as_of)}
+    return AnalysisResult("funnel", spec_doc, sql, dict(params.values), columns, table, summary,
+                          notes, {"groups": out_groups})
+
+
+_STEP_COLUMNS = ("step", "name", "people", "pct_of_start", "pct_of_previous", "dropped",
+                 "in_window", "median_s_from_prev", "mean_s_from_prev",
+                 "median_s_from_start", "mean_s_from_start")
+
+
+def _num(value: Any) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return None if value != value else round(value, 3)   # NaN (no one) → None
+
+
+def window_end(started: datetime, spec: FunnelSpec) -> datetime:
+    return started + timedelta(milliseconds=spec.window_ms)

@@ -1,0 +1,197 @@
+"""Paths: for one page or screen, where people came from, where they went next, convert vs. exit.
+
+Semantics (the same in `funnelhouse/analyses_reference.py`):
+
+* Views are page_view/screen_view events (type page or screen); a screen's name is its
+  page_path. Within a session (behavior_events.session_id) views are ordered by
+  (event_at, message_id).
+* For each view of the page: came_from is the session's previous view ('(entrance)' if
+  none), went_to the next view ('(exit)' if none). A reload counts as coming from itself.
+* converted: the session has a conversion event (default: purchase) after that view.
+* Sessions are counted on their reporting day (event_date in [date_from, date_to]).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+from funnelhouse.analyses.common import (
+    EVENTS_TABLE,
+    AnalysisResult,
+    EventSpec,
+    Properties,
+    SpecError,
+    SqlParams,
+    data_days,
+    parse_date,
+    parse_moment,
+    pct,
+    table_columns,
+    utc_text,
+)
+from warehouse.base import Warehouse
+
+
+@dataclass(frozen=True)
+class PathsSpec:
+    page: str
+    conversion: EventSpec = EventSpec("purchase")
+    top: int = 10
+    date_from: date | None = None
+    date_to: date | None = None
+    as_of: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if not self.page:
+            raise SpecError("paths need a page (page path or screen name)")
+        if not 1 <= self.top <= 1000:
+            raise SpecError("top must be between 1 and 1000")
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> PathsSpec:
+        if not isinstance(doc, dict) or not isinstance(doc.get("page"), str):
+            raise SpecError("the paths spec must be a JSON object with a page")
+        try:
+            conv = doc.get("conversion")
+            return cls(page=doc["page"], conversion=EventSpec.from_json(conv) if conv else
+                       EventSpec("purchase"), top=int(doc.get("top", 10)),
+                       date_from=parse_date(doc.get("date_from"), "date_from"),
+                       date_to=parse_date(doc.get("date_to"), "date_to"),
+                       as_of=parse_moment(doc.get("as_of")))
+        except (TypeError, ValueError) as exc:
+            if isinstance(exc, SpecError):
+                raise
+            raise SpecError(str(exc)) from exc
+
+    def to_json(self) -> dict[str, Any]:
+        return {"page": self.page, "conversion": self.conversion.text(), "top": self.top,
+                "date_from": self.date_from.isoformat() if self.date_from else None,
+                "date_to": self.date_to.isoformat() if self.date_to else None,
+                "as_of": utc_text(self.as_of) if self.as_of else None}
+
+
+def build_sql(spec: PathsSpec, columns: dict[str, str], as_of: datetime,
+              date_from: date, date_to: date) -> tuple[str, SqlParams]:
+    params = SqlParams()
+    props = Properties(columns, params)
+    p_page = params.add("page", "String", spec.page)
+    p_from = params.add("date_from", "Date", date_from.isoformat())
+    p_to = params.add("date_to", "Date", date_to.isoformat())
+    p_as_of = params.add("as_of", "DateTime64(3, 'UTC')", utc_text(as_of))
+    p_top = params.add("top", "UInt32", spec.top)
+    conversion = props.condition(spec.conversion, "conversion")
+    sql = f"""-- Paths around one page: previous and next view in the session, and conversion after it.
+WITH
+session_events AS (
+    SELECT
+        session_id,
+        person_id,
+        toUnixTimestamp64Milli(event_at) AS ts,
+        message_id,
+        toUInt8(type IN ('page', 'screen')) AS is_view,
+        page_path AS page,
+        toUInt8({conversion}) AS is_conversion
+    FROM {EVENTS_TABLE}
+    WHERE event_date BETWEEN {p_from} AND {p_to}
+      AND event_at <= {p_as_of}
+      AND (type IN ('page', 'screen') OR is_conversion = 1)
+),
+
+sessions AS (
+    -- sessions that viewed the page, their events in (event_at, message_id) order
+    SELECT
+        session_id,
+        any(person_id) AS person_id,
+        arraySort(e -> (e.ts, e.message_id), groupArray(CAST((ts, message_id, is_view, page, is_conversion),
+            'Tuple(ts Int64, message_id String, is_view UInt8, page String, is_conversion UInt8)'))) AS events,
+        arrayFilter(e -> e.is_view = 1, events) AS views,
+        arrayFilter(e -> e.is_conversion = 1, events) AS conversions
+    FROM session_events
+    GROUP BY session_id
+    HAVING countIf(is_view = 1 AND page = {p_page}) > 0
+),
+
+page_views AS (
+    -- one row per view of the page
+    SELECT
+        session_id,
+        person_id,
+        if(i = 1, '(entrance)', views[i - 1].page) AS came_from,
+        if(i = length(views), '(exit)', views[i + 1].page) AS went_to,
+        arrayExists(c -> (c.ts, c.message_id) > (views[i].ts, views[i].message_id), conversions) AS converted
+    FROM sessions
+    ARRAY JOIN arrayEnumerate(views) AS i
+    WHERE views[i].page = {p_page}
+),
+
+sides AS (
+    SELECT 'total' AS side, {p_page} AS page, session_id, person_id, converted FROM page_views
+    UNION ALL
+    SELECT 'came_from', came_from, session_id, person_id, converted FROM page_views
+    UNION ALL
+    SELECT 'went_to', went_to, session_id, person_id, converted FROM page_views
+)
+
+SELECT
+    side,
+    page,
+    count() AS views,
+    uniqExact(session_id) AS sessions,
+    uniqExact(person_id) AS people,
+    uniqExactIf(session_id, converted) AS converted_sessions
+FROM sides
+GROUP BY side, page
+ORDER BY side = 'total' DESC, side, views DESC, page
+LIMIT {p_top} + 1 BY side
+"""
+    return sql, params
+
+
+def run_paths(warehouse: Warehouse, spec: PathsSpec, reporting_tz: str = "UTC") -> AnalysisResult:
+    as_of = spec.as_of or datetime.now(UTC)
+    date_from, date_to = spec.date_from, spec.date_to
+    if date_from is None or date_to is None:
+        days = data_days(warehouse)
+        fallback = as_of.date()
+        date_from = date_from or (days[0] if days else fallback)
+        date_to = date_to or (days[1] if days else fallback)
+    sql, params = build_sql(spec, table_columns(warehouse), as_of, date_from, date_to)
+    rows = warehouse.query(sql, params.for_query()).dicts()
+    return shape_result(spec, rows, sql, params, date_from, date_to, as_of, reporting_tz)
+
+
+def shape_result(spec: PathsSpec, rows: list[dict[str, Any]], sql: str, params: SqlParams,
+                 date_from: date, date_to: date, as_of: datetime, tz: str) -> AnalysisResult:
+    total = next((r for r in rows if r["side"] == "total"), None)
+    sides: dict[str, list[dict[str, Any]]] = {"came_from": [], "went_to": []}
+    for row in rows:
+        if row["side"] in sides and len(sides[row["side"]]) < spec.top:
+            sides[row["side"]].append({k: row[k] for k in ("page", "views", "sessions", "people",
+                                                           "converted_sessions")})
+    views = int(total["views"]) if total else 0
+    sessions = int(total["sessions"]) if total else 0
+    exits = next((r["views"] for r in rows if r["side"] == "went_to" and r["page"] == "(exit)"), 0)
+    entrances = next((r["views"] for r in rows
+                      if r["side"] == "came_from" and r["page"] == "(entrance)"), 0)
+    converted = int(total["converted_sessions"]) if total else 0
+    summary = {"page": spec.page, "views": views, "sessions": sessions,
+               "people": int(total["people"]) if total else 0, "entrances": int(entrances),
+               "exits": int(exits), "exit_pct": pct(int(exits), views),
+               "converted_sessions": converted, "conversion_pct": pct(converted, sessions)}
+    columns = ["side", "page", "views", "pct_of_views", "sessions", "people", "converted_sessions",
+               "conversion_pct"]
+    table = []
+    for side in ("came_from", "went_to"):
+        for entry in sides[side]:
+            table.append([side, entry["page"], entry["views"], pct(entry["views"], views),
+                          entry["sessions"], entry["people"], entry["converted_sessions"],
+                          pct(entry["converted_sessions"], entry["sessions"])])
+    notes = [f"sessions on reporting days {date_from} .. {date_to} (calendar days in {tz}); "
+             f"converted = {spec.conversion.text()} later in the same session; "
+             f"top {spec.top} each side"]
+    spec_doc = spec.to_json() | {"date_from": date_from.isoformat(), "date_to": date_to.isoformat(),
+                                 "as_of": utc_text(as_of)}
+    return AnalysisResult("paths", spec_doc, sql, dict(params.values), columns, table, summary,
+                          notes, sides)

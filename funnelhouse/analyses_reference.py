@@ -1,0 +1,336 @@
+"""Plain-Python reference for the analyses: the documented definitions, computed without SQL.
+
+Tests run each analysis in ClickHouse and here on the same generated events and compare.
+Input events are built from raw `events_raw` rows (`events_from_raw`): duplicates dropped
+(earliest received copy wins), the reporting day computed in the reporting time zone, the
+properties parsed from JSON. Identity and sessions are the models' business, so the caller
+passes `person_of` / `session_of` (message_id → person, session) read from behavior_events.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from funnelhouse.analyses.common import EventSpec
+from funnelhouse.analyses.funnel import FunnelSpec
+from funnelhouse.analyses.paths import PathsSpec
+from funnelhouse.analyses.retention import RetentionSpec
+
+# behavior_events columns the reference knows, and where each comes from in a raw row.
+_RAW_COLUMNS = ("type", "event", "channel", "device_type", "os_name", "browser_name", "source",
+                "utm_source", "utm_medium", "utm_campaign", "traffic_source", "traffic_medium",
+                "anonymous_id", "user_id", "message_id", "locale", "referrer_host")
+_FROM_PROPERTIES = {"product_id": "product_id", "product_name": "name",
+                    "product_category": "category", "order_id": "order_id", "coupon": "coupon",
+                    "store_id": "store_id", "staff_id": "staff_id", "element": "element"}
+
+
+@dataclass
+class Event:
+    person_id: str
+    ts: int                         # epoch milliseconds
+    message_id: str
+    event: str
+    type: str
+    day: date                       # reporting day
+    session_id: str
+    columns: dict[str, str] = field(default_factory=dict)
+    properties: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def order_key(self) -> tuple[int, str]:
+        return (self.ts, self.message_id)
+
+    @property
+    def page(self) -> str:
+        return self.columns.get("page_path", "")
+
+
+def _ms(text: str) -> int:
+    moment = datetime.strptime(text, "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def events_from_raw(rows: list[dict[str, Any]], tz: str, person_of: dict[str, str],
+                    session_of: dict[str, str] | None = None) -> list[Event]:
+    zone = ZoneInfo(tz)
+    first: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        if not row.get("anonymous_id") and not row.get("user_id"):
+            continue
+        kept = first.get(row["message_id"])
+        if kept is None or row["received_at"] < kept["received_at"]:
+            first[row["message_id"]] = row
+    events = []
+    for mid, row in first.items():
+        ts = _ms(row["timestamp"])
+        props = json.loads(row.get("properties") or "{}")
+        columns = {c: str(row.get(c, "") or "") for c in _RAW_COLUMNS}
+        path = row.get("page_path", "") or ""
+        if row["type"] == "screen" and not path:
+            path = row.get("screen_name", "") or ""
+        columns["page_path"] = path
+        for column, key in _FROM_PROPERTIES.items():
+            value = props.get(key)
+            columns[column] = value if isinstance(value, str) else ""
+        events.append(Event(
+            person_id=person_of[mid], ts=ts, message_id=mid, event=row["event"], type=row["type"],
+            day=datetime.fromtimestamp(ts / 1000, zone).date(),
+            session_id=(session_of or {}).get(mid, ""), columns=columns, properties=props))
+    return events
+
+
+# -- properties and filters ------------------------------------------------------------
+def prop_value(e: Event, name: str) -> str:
+    if name.startswith("properties."):
+        return _json_text(e.properties.get(name[len("properties."):]))
+    if name in e.columns:
+        return e.columns[name]
+    return _json_text(e.properties.get(name))
+
+
+def _json_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, separators=(",", ":"))
+
+
+def matches(e: Event, spec: EventSpec) -> bool:
+    if not spec.any_event and e.event != spec.event:
+        return False
+    for flt in spec.filters:
+        value = prop_value(e, flt.prop)
+        if flt.op == "=" and value != flt.value:
+            return False
+        if flt.op == "!=" and value == flt.value:
+            return False
+        if flt.op == "~" and flt.value.lower() not in value.lower():
+            return False
+        if flt.op == "!~" and flt.value.lower() in value.lower():
+            return False
+        if flt.op in (">", ">=", "<", "<="):
+            try:
+                number = float(value)
+            except ValueError:
+                return False
+            limit = float(flt.value)
+            ok = {">": number > limit, ">=": number >= limit, "<": number < limit,
+                  "<=": number <= limit}[flt.op]
+            if not ok:
+                return False
+    return True
+
+
+def _by_person(events: list[Event]) -> dict[str, list[Event]]:
+    people: dict[str, list[Event]] = defaultdict(list)
+    for e in events:
+        people[e.person_id].append(e)
+    for evs in people.values():
+        evs.sort(key=lambda e: e.order_key)
+    return people
+
+
+# -- funnel ---------------------------------------------------------------------------
+@dataclass
+class _Attempt:
+    started: int
+    times: list[int]                # per step (ordered) / per k-th different step (any)
+    excluded: bool
+    value: str                      # breakdown value (first or last touch)
+
+
+def _walk(evs: list[Event], spec: FunnelSpec, date_from: date, date_to: date) -> _Attempt | None:
+    n = len(spec.steps)
+    hold = spec.hold
+    start = next((e for e in evs if date_from <= e.day <= date_to and (
+        matches(e, spec.steps[0]) if spec.order != "any"
+        else any(matches(e, s) for s in spec.steps))), None)
+    if start is None:
+        return None
+    held = prop_value(start, hold) if hold else ""
+    bd = (lambda e: prop_value(e, spec.breakdown)) if spec.breakdown else (lambda e: "")
+    first_value = last_value = bd(start)
+    done: dict[int, int] = {}       # step → time
+    if spec.order == "any":
+        done[min(k for k, s in enumerate(spec.steps, 1) if matches(start, s))] = start.ts
+    else:
+        done[1] = start.ts
+    level, excluded = 1, False
+    for e in evs[evs.index(start) + 1:]:
+        if level == n or e.ts - start.ts > spec.window_ms:
+            break
+        same_hold = not hold or prop_value(e, hold) == held
+        hits = [k for k, s in enumerate(spec.steps, 1) if matches(e, s)]
+        target = None
+        if spec.order == "any":
+            fresh = [k for k in hits if k not in done]
+            if fresh and same_hold:
+                done[min(fresh)] = e.ts
+                level += 1
+                last_value = bd(e)
+                continue
+        else:
+            # From `level`, the next event may fill any step up to the next required one.
+            allowed = []
+            for k in range(level + 1, n + 1):
+                allowed.append(k)
+                if k not in spec.optional:
+                    break
+            target = next((k for k in allowed if k in hits), None)
+            if target is not None and same_hold:
+                done[target] = e.ts
+                level = target
+                last_value = bd(e)
+                continue
+        if any(matches(e, x.event) and x.from_step <= level < (x.to_step or n)
+               for x in spec.exclusions):
+            excluded = True
+            break
+        if spec.order == "strict" and target is None and same_hold \
+                and any(k != level for k in hits):
+            break
+    if spec.order == "any":
+        times = sorted(done.values()) + [0] * (n - len(done))
+    else:
+        times = [done.get(k, 0) for k in range(1, n + 1)]
+    return _Attempt(start.ts, times, excluded,
+                    first_value if spec.attribution == "first" else last_value)
+
+
+def funnel(events: list[Event], spec: FunnelSpec, date_from: date, date_to: date,
+           as_of: datetime) -> dict[str | None, dict[str, Any]]:
+    """breakdown value (None = everyone) → {excluded, steps: [{people, dropped, …}]}."""
+    as_of_ms = int(as_of.timestamp() * 1000)
+    n = len(spec.steps)
+    bases = spec.bases()
+    attempts = []
+    for evs in _by_person([e for e in events if e.ts <= as_of_ms and e.day >= date_from]).values():
+        attempt = _walk(evs, spec, date_from, date_to)
+        if attempt is not None:
+            attempts.append(attempt)
+    groups: dict[str | None, list[_Attempt]] = {None: attempts}
+    if spec.breakdown:
+        for a in attempts:
+            groups.setdefault(a.value, []).append(a)
+    out = {}
+    for key, members in groups.items():
+        kept = [a for a in members if not a.excluded]
+        steps = []
+        for k in range(1, n + 1):
+            base = bases[k - 1]
+            reached = [a for a in kept if a.times[k - 1] > 0]
+            missing = [a for a in kept if (base == 0 or a.times[base - 1] > 0) and a.times[k - 1] == 0]
+            is_open = [a.started + spec.window_ms >= as_of_ms for a in missing]
+            from_prev = [(a.times[k - 1] - (a.started if base == 0 else a.times[base - 1])) / 1000
+                         for a in reached] if k > 1 else []
+            from_start = [(a.times[k - 1] - a.started) / 1000 for a in reached] if k > 1 else []
+            steps.append({
+                "people": len(reached),
+                "dropped": is_open.count(False), "in_window": is_open.count(True),
+                "median_s_from_prev": statistics.median(from_prev) if from_prev else None,
+                "mean_s_from_prev": statistics.fmean(from_prev) if from_prev else None,
+                "median_s_from_start": statistics.median(from_start) if from_start else None,
+                "mean_s_from_start": statistics.fmean(from_start) if from_start else None,
+            })
+        out[key] = {"excluded": len(members) - len(kept), "steps": steps}
+    return out
+
+
+# -- retention ------------------------------------------------------------------------
+def _period_start(unit: str, day: date) -> date:
+    if unit == "day":
+        return day
+    if unit == "week":
+        return date.fromordinal(day.toordinal() - day.weekday())
+    return date(day.year, day.month, 1)
+
+
+def _periods_between(unit: str, a: date, b: date) -> int:
+    if unit == "day":
+        return (b - a).days
+    if unit == "week":
+        return (b - a).days // 7
+    return (b.year - a.year) * 12 + (b.month - a.month)
+
+
+def retention(events: list[Event], spec: RetentionSpec, date_from: date, date_to: date,
+              as_of: datetime) -> dict[tuple[str, str | None], tuple[int, list[int]]]:
+    """(cohort period, breakdown value or None for everyone) → (size, count per period)."""
+    as_of_ms = int(as_of.timestamp() * 1000)
+    unit = spec.period
+    cohort_spec = spec.cohort_event()
+    cells: dict[tuple[str, str | None], tuple[int, list[int]]] = {}
+
+    def add(key: tuple[str, str | None], returned: list[bool]) -> None:
+        size, counts = cells.get(key, (0, [0] * (spec.periods + 1)))
+        cells[key] = (size + 1, [c + int(r) for c, r in zip(counts, returned, strict=True)])
+
+    for evs in _by_person([e for e in events if e.ts <= as_of_ms]).values():
+        entries = [e for e in evs if matches(e, cohort_spec)]
+        if spec.cohort_type == "first_time":
+            entries = entries[:1]
+        entries = [e for e in entries if date_from <= e.day <= date_to]
+        cohorts: dict[date, Event] = {}
+        for e in entries:
+            cohorts.setdefault(_period_start(unit, e.day), e)
+        returns = {_period_start(unit, e.day) for e in evs
+                   if spec.return_event is None or matches(e, spec.return_event)}
+        for start, entry in cohorts.items():
+            offsets = [_periods_between(unit, start, r) for r in returns]
+            offsets = [k for k in offsets if k >= 0]
+            if spec.mode == "on":
+                returned = [k in offsets for k in range(spec.periods + 1)]
+            else:
+                last = max(offsets, default=-1)
+                returned = [last >= k for k in range(spec.periods + 1)]
+            add((start.isoformat(), None), returned)
+            if spec.breakdown:
+                add((start.isoformat(), prop_value(entry, spec.breakdown)), returned)
+    return cells
+
+
+# -- paths ----------------------------------------------------------------------------
+def paths(events: list[Event], spec: PathsSpec, date_from: date, date_to: date,
+          as_of: datetime) -> dict[tuple[str, str], dict[str, int]]:
+    """(side, page) → {views, sessions, people, converted_sessions}; side total|came_from|went_to."""
+    as_of_ms = int(as_of.timestamp() * 1000)
+    sessions: dict[str, list[Event]] = defaultdict(list)
+    for e in events:
+        if date_from <= e.day <= date_to and e.ts <= as_of_ms:
+            sessions[e.session_id].append(e)
+    acc: dict[tuple[str, str], dict[str, Any]] = {}
+    for evs in sessions.values():
+        evs.sort(key=lambda e: e.order_key)
+        views = [e for e in evs if e.type in ("page", "screen")]
+        conversions = [e for e in evs if matches(e, spec.conversion)]
+        for i, view in enumerate(views):
+            if view.page != spec.page:
+                continue
+            came = views[i - 1].page if i > 0 else "(entrance)"
+            went = views[i + 1].page if i + 1 < len(views) else "(exit)"
+            converted = any(c.order_key > view.order_key for c in conversions)
+            for key in (("total", spec.page), ("came_from", came), ("went_to", went)):
+                slot = acc.setdefault(key, {"views": 0, "sessions": set(), "people": set(),
+                                            "converted": set()})
+                slot["views"] += 1
+                slot["sessions"].add(view.session_id)
+                slot["people"].add(view.person_id)
+                if converted:
+                    slot["converted"].add(view.session_id)
+    return {key: {"views": s["views"], "sessions": len(s["sessions"]), "people": len(s["people"]),
+                  "converted_sessions": len(s["converted"])} for key, s in acc.items()}
+
+
+# -- timeline -------------------------------------------------------------------------
+def timeline(events: list[Event], person_id: str) -> list[str]:
+    """The person's message ids in (event_at, message_id) order."""
+    mine = sorted((e for e in events if e.person_id == person_id), key=lambda e: e.order_key)
+    return [e.message_id for e in mine]
