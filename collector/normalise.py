@@ -18,6 +18,10 @@ class LimitExceeded(Exception):
         self.message = message
 
 
+class _Over(Exception):
+    """Raised by the fast walk; the slow walk then finds the path for the error report."""
+
+
 def snake(key: str) -> str:
     """`anonymousId` → `anonymous_id`, `userAgent` → `user_agent`, `URLPath` → `url_path`."""
     cached = _SNAKE_CACHE.get(key)
@@ -29,28 +33,56 @@ def snake(key: str) -> str:
     return cached
 
 
-def normalise(value: Any, *, max_depth: int, max_string: int, path: str = "$",
-              depth: int = 0) -> Any:
-    """A copy of `value` with snake_case keys; raises LimitExceeded past the limits."""
+def normalise(value: Any, *, max_depth: int, max_string: int) -> Any:
+    """A copy of `value` with snake_case keys; raises LimitExceeded past the limits.
+
+    The walk runs on every event, so it builds no JSON paths; only when a limit is
+    exceeded does a second, slower walk name the path for the error report.
+    """
+    try:
+        return _fast(value, max_depth, max_string, 0)
+    except _Over:
+        _report(value, max_depth, max_string, "$", 0)
+        raise AssertionError("limit exceeded but not found again") from None
+
+
+def _fast(value: Any, max_depth: int, max_string: int, depth: int) -> Any:
+    kind = type(value)
+    if kind is str:
+        if len(value) > max_string:
+            raise _Over
+        return value
+    if kind is dict:
+        if depth >= max_depth:
+            raise _Over
+        depth += 1
+        cache = _SNAKE_CACHE
+        return {
+            (cache.get(k) or snake(k)): (
+                v if type(v) in _SCALARS else _fast(v, max_depth, max_string, depth))
+            for k, v in value.items()
+        }
+    if kind is list:
+        if depth >= max_depth:
+            raise _Over
+        depth += 1
+        return [v if type(v) in _SCALARS else _fast(v, max_depth, max_string, depth)
+                for v in value]
+    return value
+
+
+_SCALARS = frozenset({int, float, bool, type(None)})
+
+
+def _report(value: Any, max_depth: int, max_string: int, path: str, depth: int) -> None:
     if isinstance(value, str):
         if len(value) > max_string:
             raise LimitExceeded("string_too_long", path,
                                 f"string of {len(value)} characters; limit {max_string}")
-        return value
-    if isinstance(value, dict):
+    elif isinstance(value, dict | list):
         if depth >= max_depth:
             raise LimitExceeded("too_deep", path, f"nesting deeper than {max_depth} levels")
-        return {
-            snake(k): normalise(v, max_depth=max_depth, max_string=max_string,
-                                path=f"{path}.{k}", depth=depth + 1)
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        if depth >= max_depth:
-            raise LimitExceeded("too_deep", path, f"nesting deeper than {max_depth} levels")
-        return [
-            normalise(v, max_depth=max_depth, max_string=max_string,
-                      path=f"{path}[{i}]", depth=depth + 1)
-            for i, v in enumerate(value)
-        ]
-    return value
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, child in items:
+            child_path = f"{path}.{key}" if isinstance(value, dict) else f"{path}[{key}]"
+            _report(child, max_depth, max_string, child_path, depth + 1)
