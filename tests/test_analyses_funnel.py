@@ -1,0 +1,215 @@
+"""Funnels in ClickHouse agree with the plain-Python reference on generated and hand-made data."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pytest
+
+from funnelhouse import analyses_reference as ref
+from funnelhouse.analyses import FunnelSpec, SpecError, run_analysis
+from funnelhouse.analyses.common import EventSpec
+from funnelhouse.analyses.funnel import Exclusion, run_funnel
+from funnelhouse.analyses.sample import blank_row, load_rows, person_and_session_of
+from funnelhouse.config import Settings
+from funnelhouse.generator import generate
+from warehouse.chdb import ChdbWarehouse
+
+TZ = "Asia/Seoul"
+FROM, TO = date(2024, 3, 1), date(2024, 3, 14)
+LATE_AS_OF = datetime(2024, 6, 1, tzinfo=UTC)         # every window has closed
+MID_AS_OF = datetime(2024, 3, 9, 12, tzinfo=UTC)       # some people still inside their window
+
+
+class Data:
+    def __init__(self, warehouse: ChdbWarehouse, events: list[ref.Event]) -> None:
+        self.warehouse = warehouse
+        self.events = events
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Data]:
+    root = tmp_path_factory.mktemp("funnel")
+    settings = Settings(data_dir=root, reporting_tz=TZ)
+    generated = generate(seed=11, people=260, days=14, start_date=FROM)
+    warehouse = ChdbWarehouse(settings.warehouse_dir)
+    try:
+        load_rows(warehouse, settings, generated.rows)
+        person_of, session_of = person_and_session_of(warehouse)
+        yield Data(warehouse, ref.events_from_raw(generated.rows, TZ, person_of, session_of))
+    finally:
+        warehouse.close()
+
+
+def steps(*texts: str) -> tuple[EventSpec, ...]:
+    return tuple(EventSpec.parse(t) for t in texts)
+
+
+def assert_matches_reference(data: Data, spec: FunnelSpec, as_of: datetime = LATE_AS_OF) -> dict:
+    spec = FunnelSpec(**{**spec.__dict__, "date_from": FROM, "date_to": TO, "as_of": as_of})
+    result = run_funnel(data.warehouse, spec, TZ)
+    expected = ref.funnel(data.events, spec, FROM, TO, as_of)
+    got = {g["breakdown"]: g for g in result.data["groups"]}
+    assert set(got) == set(expected)
+    for key, want in expected.items():
+        assert got[key]["excluded"] == want["excluded"], key
+        for k, (g, w) in enumerate(zip(got[key]["steps"], want["steps"], strict=True), 1):
+            for field in ("people", "dropped", "in_window"):
+                assert g[field] == w[field], (key, k, field)
+            for field in ("median_s_from_prev", "mean_s_from_prev", "median_s_from_start",
+                          "mean_s_from_start"):
+                if w[field] is None:
+                    assert g[field] is None, (key, k, field)
+                else:
+                    assert g[field] == pytest.approx(w[field], abs=0.002), (key, k, field)
+    assert expected[None]["steps"][0]["people"] > 0
+    return result.to_dict()
+
+
+SHOP = ("page_view", "product_view", "add_to_cart", "begin_checkout", "purchase")
+
+
+def test_loose_funnel_with_first_touch_breakdown_matches_reference(data: Data) -> None:
+    doc = assert_matches_reference(data, FunnelSpec(steps=steps(*SHOP), window_ms=3 * 86_400_000,
+                                                    breakdown="device_type"))
+    assert doc["summary"]["converted"] > 0
+    assert len(doc["data"]["groups"]) > 2       # (all) and at least two devices
+
+
+def test_strict_funnel_with_last_touch_breakdown_matches_reference(data: Data) -> None:
+    assert_matches_reference(data, FunnelSpec(
+        steps=steps("product_view", "add_to_cart", "begin_checkout", "purchase"), order="strict",
+        window_ms=86_400_000, breakdown="product_category", attribution="last"))
+
+
+def test_any_order_funnel_matches_reference(data: Data) -> None:
+    assert_matches_reference(data, FunnelSpec(
+        steps=steps("search", "product_view", "add_to_cart"), order="any",
+        window_ms=2 * 86_400_000, breakdown="channel"))
+
+
+def test_filters_exclusion_optional_and_held_property_match_reference(data: Data) -> None:
+    doc = assert_matches_reference(data, FunnelSpec(
+        steps=steps("product_view:product_category~shoes", "scroll", "add_to_cart",
+                    "purchase"),
+        optional=(2,), hold="product_id", window_ms=86_400_000,
+        exclusions=(Exclusion(EventSpec.parse("remove_from_cart"), 3, 4),)))
+    assert doc["data"]["groups"][0]["steps"][2]["people"] > 0
+
+
+def test_exclusions_remove_people_from_every_step(data: Data) -> None:
+    spec = FunnelSpec(steps=steps("add_to_cart", "begin_checkout", "purchase"),
+                      exclusions=(Exclusion(EventSpec.parse("remove_from_cart")),))
+    doc = assert_matches_reference(data, spec)
+    assert doc["summary"]["excluded"] > 0
+
+
+def test_property_filters_on_json_and_numbers_match_reference(data: Data) -> None:
+    assert_matches_reference(data, FunnelSpec(
+        steps=steps("page_view:page_path!=/faq", "product_view:price>=50000",
+                    "add_to_cart:properties.quantity>1"), window_ms=86_400_000,
+        breakdown="properties.category"))
+
+
+def test_more_than_ten_steps(data: Data) -> None:
+    twelve = ("page_view", "page_view", "product_view", "page_view", "product_view",
+              "page_view", "product_view", "scroll", "page_view", "product_view", "add_to_cart",
+              "purchase")
+    doc = assert_matches_reference(data, FunnelSpec(steps=steps(*twelve), window_ms=14 * 86_400_000))
+    assert len(doc["data"]["groups"][0]["steps"]) == 12
+    assert doc["data"]["groups"][0]["steps"][10]["people"] > 0
+
+
+def test_people_inside_their_window_are_counted_apart(data: Data) -> None:
+    doc = assert_matches_reference(
+        data, FunnelSpec(steps=steps(*SHOP), window_ms=7 * 86_400_000), as_of=MID_AS_OF)
+    steps_out = doc["data"]["groups"][0]["steps"]
+    assert sum(s["in_window"] for s in steps_out) > 0
+    assert sum(s["dropped"] for s in steps_out) > 0
+
+
+def test_spec_errors_are_reported() -> None:
+    with pytest.raises(SpecError):
+        FunnelSpec(steps=steps("page_view"))
+    with pytest.raises(SpecError):
+        FunnelSpec(steps=steps("a", "b", "c"), optional=(3,))
+    with pytest.raises(SpecError):
+        FunnelSpec(steps=steps("a", "b"), order="sideways")
+    with pytest.raises(SpecError):
+        FunnelSpec.from_json({"steps": ["a", "b"], "window": "seven days"})
+    with pytest.raises(SpecError):
+        FunnelSpec(steps=steps("a", "b"), exclusions=(Exclusion(EventSpec("x"), 2, 2),))
+
+
+def test_sql_names_its_parameters_and_never_inlines_values(data: Data) -> None:
+    doc = run_analysis("funnel", {"steps": ["page_view:page_path=/it's", "purchase"],
+                                  "date_from": "2024-03-01", "date_to": "2024-03-14",
+                                  "as_of": "2024-06-01T00:00:00Z"}, data.warehouse, TZ).to_dict()
+    code = "\n".join(line.split("--")[0] for line in doc["sql"].splitlines())
+    assert "/it's" not in code
+    assert "{step_1_value_1:String}" in doc["sql"]
+    assert doc["params"]["step_1_value_1"] == "/it's"
+
+
+# -- hand-made: ties in timestamps ------------------------------------------------------
+def _row(anon: str, mid: str, event: str, at: str, **props: object) -> dict:
+    import orjson
+
+    row = blank_row()
+    kind = {"page_view": "page"}.get(event, "track")
+    row.update(message_id=mid, type=kind, event=event, anonymous_id=anon, timestamp=at,
+               original_timestamp=at, sent_at=at, received_at=at, source="web", channel="web",
+               device_type="desktop", properties=orjson.dumps(props).decode(), traits="{}",
+               context="{}", page_path="/" if event == "page_view" else "")
+    return row
+
+
+@pytest.fixture
+def tie_warehouse(tmp_path: Path, data: Data) -> Iterator[tuple[ChdbWarehouse, list[ref.Event]]]:
+    # chdb serves one data folder per process: pause the module's folder while this runs.
+    data.warehouse.close()
+    settings = Settings(data_dir=tmp_path, reporting_tz="UTC")
+    same = "2024-03-02 10:00:00.000"
+    rows = [
+        # a: page_view and product_view in the same millisecond, page_view ordered first
+        _row("a", "a-1", "page_view", same), _row("a", "a-2", "product_view", same),
+        _row("a", "a-3", "purchase", "2024-03-02 10:05:00.000"),
+        # b: the same millisecond, but product_view's message_id sorts first
+        _row("b", "b-2", "page_view", same), _row("b", "b-1", "product_view", same),
+        _row("b", "b-3", "purchase", "2024-03-02 10:05:00.000"),
+        # c: a second page_view in the same millisecond is no step; a later product_view is
+        _row("c", "c-1", "page_view", same), _row("c", "c-2", "page_view", same),
+        _row("c", "c-3", "product_view", "2024-03-02 11:00:00.000"),
+        # d: a product_view exactly at the window's end counts, one ms later would not
+        _row("d", "d-1", "page_view", same), _row("d", "d-2", "product_view", "2024-03-02 11:00:00.000"),
+        _row("e", "e-1", "page_view", same), _row("e", "e-2", "product_view", "2024-03-02 11:00:00.001"),
+    ]
+    warehouse = ChdbWarehouse(settings.warehouse_dir)
+    try:
+        load_rows(warehouse, settings, rows)
+        person_of, session_of = person_and_session_of(warehouse)
+        yield warehouse, ref.events_from_raw(rows, "UTC", person_of, session_of)
+    finally:
+        warehouse.close()
+        data.warehouse = ChdbWarehouse(data.warehouse.path)
+
+
+def test_same_millisecond_steps_follow_message_id_order(tie_warehouse) -> None:  # type: ignore[no-untyped-def]
+    warehouse, events = tie_warehouse
+    spec = FunnelSpec(steps=steps("page_view", "product_view", "purchase"), window_ms=3_600_000,
+                      breakdown="anonymous_id", date_from=date(2024, 3, 2),
+                      date_to=date(2024, 3, 2), as_of=LATE_AS_OF)
+    result = run_funnel(warehouse, spec, "UTC")
+    reached = {g["breakdown"]: [s["people"] for s in g["steps"]] for g in result.data["groups"]}
+    assert reached["a"] == [1, 1, 1]          # a-1 page_view, then a-2 product_view at 0 ms
+    assert reached["b"] == [1, 0, 0]          # b-1 product_view sorts before b-2 page_view
+    assert reached["c"] == [1, 1, 0]          # c-3, exactly one hour later, is step 2
+    assert reached["d"] == [1, 1, 0]          # exactly one hour: inside the window
+    assert reached["e"] == [1, 0, 0]          # one millisecond too late
+    a_steps = next(g for g in result.data["groups"] if g["breakdown"] == "a")["steps"]
+    assert a_steps[1]["median_s_from_prev"] == 0.0
+    expected = ref.funnel(events, spec, spec.date_from, spec.date_to, LATE_AS_OF)
+    assert {k: [s["people"] for s in v["steps"]] for k, v in expected.items()} == \
+        {g["breakdown"]: [s["people"] for s in g["steps"]] for g in result.data["groups"]}
