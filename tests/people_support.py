@@ -1,0 +1,43 @@
+"""A small warehouse with generated events and all models built, for the segment, export,
+signal and forget tests. chdb serves one data folder per process, so each test module
+builds one (module scope) and closes it before the next module opens another."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import orjson
+
+from funnelhouse.config import Settings
+from funnelhouse.generator import GeneratedData, generate
+from funnelhouse.models import run_models
+from warehouse.chdb import ChdbWarehouse
+from warehouse.migrate import migrate
+
+START = date(2024, 3, 1)
+
+
+@dataclass
+class Built:
+    settings: Settings
+    warehouse: ChdbWarehouse
+    data: GeneratedData
+
+
+@contextmanager
+def built_warehouse(data_dir: Path, *, people: int = 120, days: int = 14, seed: int = 5,
+                    tz: str = "Asia/Seoul") -> Iterator[Built]:
+    settings = Settings(data_dir=data_dir, reporting_tz=tz, admin_token="admintok")
+    warehouse = ChdbWarehouse(settings.warehouse_dir)
+    try:
+        migrate(warehouse, settings.sql_dir / "migrations")
+        data = generate(seed=seed, people=people, days=days, start_date=START)
+        warehouse.insert_json_rows("events_raw", [orjson.dumps(r) for r in data.rows])
+        run_models(warehouse, settings, progress=lambda _: None, today=START)
+        yield Built(settings, warehouse, data)
+    finally:
+        warehouse.close()
