@@ -1,0 +1,161 @@
+"""The analyses over HTTP (admin token) and from the CLI, on the folder or through a running up."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import orjson
+import pytest
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
+
+from funnelhouse import analyses_api, cli_analyses, instance
+from funnelhouse.analyses.sample import load_rows
+from funnelhouse.config import Settings
+from funnelhouse.generator import generate
+from warehouse.chdb import ChdbWarehouse
+
+TOKEN = "analyst-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+FUNNEL = {"steps": ["page_view", "product_view", "purchase"], "window": "2d",
+          "breakdown": "channel", "date_from": "2024-03-01", "date_to": "2024-03-07",
+          "as_of": "2024-04-01T00:00:00Z"}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, ChdbWarehouse, str]]:
+    root = tmp_path_factory.mktemp("api")
+    settings = Settings(data_dir=root, admin_token=TOKEN, reporting_tz="UTC")
+    generated = generate(seed=2, people=80, days=7, start_date=date(2024, 3, 1))
+    warehouse = ChdbWarehouse(settings.warehouse_dir)
+    try:
+        load_rows(warehouse, settings, generated.rows)
+        person = warehouse.query("SELECT person_id FROM behavior_events WHERE user_id != '' "
+                                 "ORDER BY person_id LIMIT 1").scalar()
+        yield settings, warehouse, person
+    finally:
+        warehouse.close()
+
+
+@pytest.fixture(scope="module")
+def client(setup) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
+    settings, warehouse, _ = setup
+    with TestClient(Starlette(routes=analyses_api.routes(settings, warehouse))) as test_client:
+        yield test_client
+
+
+def test_funnel_over_http_returns_result_and_sql(client: TestClient) -> None:
+    response = client.post("/v1/analyses/funnel", json=FUNNEL, headers=AUTH)
+    assert response.status_code == 200
+    doc = response.json()
+    assert doc["analysis"] == "funnel" and doc["summary"]["entered"] > 0
+    assert "arrayFold" in doc["sql"] and doc["params"]["step_1_event"] == "page_view"
+    assert doc["columns"][0] == "breakdown"
+
+
+def test_every_analysis_route_answers(client: TestClient, setup) -> None:  # type: ignore[no-untyped-def]
+    _, _, person = setup
+    retention = client.post("/v1/analyses/retention", headers=AUTH,
+                            json={"period": "day", "periods": 5, "as_of": "2024-04-01"})
+    assert retention.status_code == 200 and retention.json()["data"]["cohorts"]
+    paths = client.post("/v1/analyses/paths", json={"page": "/sale"}, headers=AUTH)
+    assert paths.status_code == 200 and paths.json()["summary"]["views"] > 0
+    timeline = client.get(f"/v1/timeline/{person}?limit=3", headers=AUTH)
+    assert timeline.status_code == 200 and len(timeline.json()["rows"]) == 3
+
+
+def test_admin_token_is_required(client: TestClient) -> None:
+    assert client.post("/v1/analyses/funnel", json=FUNNEL).status_code == 401
+    assert client.post("/v1/analyses/funnel", json=FUNNEL,
+                       headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert client.get("/v1/timeline/someone").status_code == 401
+
+
+def test_bad_specs_get_a_clear_400(client: TestClient) -> None:
+    bad = client.post("/v1/analyses/funnel", json={"steps": ["only_one"]}, headers=AUTH)
+    assert bad.status_code == 400 and bad.json()["reason"] == "bad_spec"
+    broken = client.post("/v1/analyses/funnel", content=b"{nope", headers=AUTH)
+    assert broken.status_code == 400 and broken.json()["reason"] == "malformed_json"
+    unknown = client.post("/v1/analyses/segments", json={}, headers=AUTH)
+    assert unknown.status_code == 404
+    listed = client.post("/v1/analyses/retention", json=[1], headers=AUTH)
+    assert listed.status_code == 400
+
+
+# -- CLI --------------------------------------------------------------------------------
+def run_cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="funnelhouse")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(name, handler, help_text):  # type: ignore[no-untyped-def]
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--data-dir", dest="data_dir", default=None)
+        p.set_defaults(handler=handler)
+        return p
+
+    cli_analyses.register(sub, command)
+    args = parser.parse_args(argv)
+    return args.handler(args)
+
+
+FUNNEL_ARGS = ["funnel", "--step", "page_view", "--step", "product_view:product_category~shoes",
+               "--step", "purchase", "--window", "2d", "--breakdown", "channel",
+               "--from", "2024-03-01", "--to", "2024-03-07", "--as-of", "2024-04-01T00:00:00Z"]
+
+
+def test_cli_funnel_pretty_table_with_sql(setup, capsys: pytest.CaptureFixture[str],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    settings, _, _ = setup
+    monkeypatch.setattr(instance, "running_url", lambda s: None)
+    assert run_cli([*FUNNEL_ARGS, "--data-dir", str(settings.data_dir), "--show-sql"]) == 0
+    out = capsys.readouterr().out
+    assert "SET param_step_2_value_1 = 'shoes';" in out
+    assert "pct_of_previous" in out and "(all)" in out
+
+
+def test_cli_csv_and_json(setup, capsys: pytest.CaptureFixture[str],
+                          monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    settings, _, person = setup
+    monkeypatch.setattr(instance, "running_url", lambda s: None)
+    data_dir = ["--data-dir", str(settings.data_dir)]
+    assert run_cli(["retention", "--period", "day", "--periods", "3", "--format", "csv",
+                    "--as-of", "2024-04-01", *data_dir]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "cohort,size,d0,d1,d2,d3"
+    assert run_cli(["timeline", person, "--limit", "2", "--format", "json", *data_dir]) == 0
+    doc = orjson.loads(capsys.readouterr().out)
+    assert doc["summary"]["person_id"] == person and len(doc["rows"]) == 2
+    assert run_cli(["funnel", "--step", "a", *data_dir]) == 1
+    assert "at least two steps" in capsys.readouterr().err
+
+
+def test_cli_goes_through_the_running_instance(setup, client: TestClient,
+                                               capsys: pytest.CaptureFixture[str],
+                                               monkeypatch: pytest.MonkeyPatch,
+                                               tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    settings, _, person = setup
+    calls = []
+
+    def call(settings_, url, path, body, timeout=600):  # type: ignore[no-untyped-def]
+        calls.append(path)
+        return client.post(path, json=body, headers=AUTH)
+
+    def get(url, params=None, timeout=None, headers=None):  # type: ignore[no-untyped-def]
+        calls.append(url)
+        return client.get(url.replace("http://up", ""), params=params, headers=AUTH)
+
+    monkeypatch.setattr(instance, "running_url", lambda s: "http://up")
+    monkeypatch.setattr(instance, "call", call)
+    monkeypatch.setattr(cli_analyses.httpx, "get", get)
+    # A folder the CLI must not open: everything goes over HTTP.
+    other = ["--data-dir", str(tmp_path / "elsewhere")]
+    assert run_cli([*FUNNEL_ARGS, "--format", "json", *other]) == 0
+    assert orjson.loads(capsys.readouterr().out)["summary"]["entered"] > 0
+    assert run_cli(["paths", "/sale", *other]) == 0
+    assert "went_to" in capsys.readouterr().out
+    assert run_cli(["timeline", person, "--limit", "1", *other]) == 0
+    assert calls[:2] == ["/v1/analyses/funnel", "/v1/analyses/paths"]
+    assert calls[2].startswith("http://up/v1/timeline/")
