@@ -267,19 +267,29 @@ def write_parquet(path: Path, data: pa.Table) -> None:
 def write_xlsx(path: Path, data: pa.Table) -> None:
     """One sheet per million rows; times as UTC date-times, lists as JSON text."""
     from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
     from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
     workbook = Workbook(write_only=True)
     sheet = None
     written = 0
     names = data.schema.names
+    # Excel has one date-time type: give date columns a date-only display format.
+    formats = ["yyyy-mm-dd" if pa.types.is_date(f.type) else
+               "yyyy-mm-dd hh:mm:ss.000" if pa.types.is_timestamp(f.type) else None
+               for f in data.schema]
     for batch in data.to_batches(max_chunksize=50_000):
         columns = [_excel_values(col, ILLEGAL_CHARACTERS_RE) for col in batch.columns]
         for row in zip(*columns, strict=True):
             if sheet is None or written % XLSX_SHEET_ROWS == 0:
                 sheet = workbook.create_sheet(f"rows {written + 1}-" if written else "data")
                 sheet.append(names)
-            sheet.append(row)
+            cells = list(row)
+            for i, number_format in enumerate(formats):
+                if number_format and cells[i] is not None:
+                    cells[i] = WriteOnlyCell(sheet, value=cells[i])
+                    cells[i].number_format = number_format
+            sheet.append(cells)
             written += 1
     if sheet is None:
         workbook.create_sheet("data").append(names)
@@ -330,11 +340,11 @@ def _write_manifest(folder: Path, result: ExportResult, tz: str,
             previous = orjson.loads(path.read_bytes()).get("files", [])
         except orjson.JSONDecodeError:
             previous = []
+    # Entries of earlier runs stay while their file does: a failed rewrite left that
+    # file untouched, so its old entry (rows, checksum) is still true.
     rewritten = {f.file for f in result.files}
-    failed = {f"{e['table']}.{EXTENSIONS.get(e['format'], e['format'])}" for e in result.errors}
     kept = [f for f in previous
-            if f.get("file") not in rewritten and f.get("file") not in failed
-            and (folder / f.get("file", "")).is_file()]
+            if f.get("file") not in rewritten and (folder / f.get("file", "")).is_file()]
     files = sorted(kept + [asdict(f) for f in result.files], key=lambda f: f["file"])
     doc = {"day": result.day, "timezone": tz, "generated_at": _utc_text(clock()),
            "files": files, "errors": result.errors, "skipped": result.skipped}
