@@ -115,17 +115,23 @@ def generate(seed: int = 1, people: int = 200, days: int = 14,
 
 
 def iter_rows(seed: int = 1, people: int = 200, days: int = 14,
-              start_date: date = date(2024, 3, 1), **options: float) -> Iterator[dict]:
-    """The same rows as `generate`, streamed person by person (for 10M-row runs)."""
-    for person_rows, _ in _people(seed, people, days, start_date, **options):
+              start_date: date = date(2024, 3, 1), *, first_person: int = 0,
+              **options: float) -> Iterator[dict]:
+    """The same rows as `generate`, streamed person by person (for 10M-row runs).
+
+    `first_person`/`people` select a slice of persons, so several processes can
+    generate disjoint parts of one dataset.
+    """
+    for person_rows, _ in _people(seed, people, days, start_date, first_person, **options):
         yield from person_rows
 
 
 def iter_json_batches(seed: int, people: int, days: int, start_date: date,
-                      batch_rows: int = 100_000, **options: float) -> Iterator[list[bytes]]:
+                      batch_rows: int = 100_000, *, first_person: int = 0,
+                      **options: float) -> Iterator[list[bytes]]:
     """Rows already serialised for `Warehouse.insert_json_rows`, in batches."""
     batch: list[bytes] = []
-    for row in iter_rows(seed, people, days, start_date, **options):
+    for row in iter_rows(seed, people, days, start_date, first_person=first_person, **options):
         batch.append(orjson.dumps(row))
         if len(batch) >= batch_rows:
             yield batch
@@ -134,10 +140,11 @@ def iter_json_batches(seed: int, people: int, days: int, start_date: date,
         yield batch
 
 
-def _people(seed: int, people: int, days: int, start_date: date, **options: float):
+def _people(seed: int, people: int, days: int, start_date: date, first_person: int = 0,
+            **options: float):
     start_ms = int(datetime(start_date.year, start_date.month, start_date.day,
                             tzinfo=UTC).timestamp() * 1000)
-    for index in range(people):
+    for index in range(first_person, first_person + people):
         person = _Person(random.Random(f"{seed}:{index}"), seed, index, days, start_ms, options)
         yield person.build()
 

@@ -111,6 +111,19 @@ raw AS (
     LIMIT 1 BY message_id
 ),
 
+parsed AS (
+    -- The properties JSON is parsed once into a typed tuple (not once per field).
+    SELECT
+        *,
+        JSONExtract(properties, 'Tuple(product_id String, name String, category String,
+            price Decimal(18, 2), quantity UInt32, currency String, dwell_ms UInt32,
+            depth_percent Nullable(Float32), direction String, element String,
+            element_text String, query String, result_count Nullable(UInt32), order_id String,
+            revenue Decimal(18, 2), coupon String, store_id String, staff_id String)') AS p
+    FROM raw
+    WHERE has({days:Array(Date)}, toDate(timestamp, {tz:String}))
+),
+
 events AS (
     SELECT
         toDate(timestamp, {tz:String}) AS event_date,
@@ -138,32 +151,27 @@ events AS (
         utm_campaign,
         traffic_source,
         traffic_medium,
-        JSONExtractString(properties, 'product_id') AS product_id,
-        JSONExtractString(properties, 'name') AS product_name,
-        JSONExtractString(properties, 'category') AS product_category,
-        toDecimal64OrZero(trim(BOTH '"' FROM JSONExtractRaw(properties, 'price')), 2) AS price,
-        toUInt32(JSONExtractUInt(properties, 'quantity')) AS quantity,
-        JSONExtractString(properties, 'currency') AS currency,
-        toUInt32(JSONExtractUInt(properties, 'dwell_ms')) AS dwell_ms,
-        if(event = 'scroll' AND JSONHas(properties, 'depth_percent'),
-           toFloat32(JSONExtractFloat(properties, 'depth_percent')), NULL) AS scroll_depth,
-        if(event = 'swipe', JSONExtractString(properties, 'direction'), '') AS swipe_direction,
-        JSONExtractString(properties, 'element') AS element,
-        JSONExtractString(properties, 'element_text') AS element_text,
-        if(event = 'search', JSONExtractString(properties, 'query'), '') AS search_query,
-        if(event = 'search' AND JSONHas(properties, 'result_count'),
-           toUInt32(JSONExtractUInt(properties, 'result_count')), NULL) AS search_result_count,
-        JSONExtractString(properties, 'order_id') AS order_id,
-        if(event = 'purchase',
-           toDecimal64OrZero(trim(BOTH '"' FROM JSONExtractRaw(properties, 'revenue')), 2),
-           toDecimal64(0, 2)) AS revenue,
-        JSONExtractString(properties, 'coupon') AS coupon,
-        JSONExtractString(properties, 'store_id') AS store_id,
-        JSONExtractString(properties, 'staff_id') AS staff_id,
+        p.product_id AS product_id,
+        p.name AS product_name,
+        p.category AS product_category,
+        p.price AS price,
+        p.quantity AS quantity,
+        p.currency AS currency,
+        p.dwell_ms AS dwell_ms,
+        if(event = 'scroll', p.depth_percent, NULL) AS scroll_depth,
+        if(event = 'swipe', p.direction, '') AS swipe_direction,
+        p.element AS element,
+        p.element_text AS element_text,
+        if(event = 'search', p.query, '') AS search_query,
+        if(event = 'search', p.result_count, NULL) AS search_result_count,
+        p.order_id AS order_id,
+        if(event = 'purchase', p.revenue, toDecimal64(0, 2)) AS revenue,
+        p.coupon AS coupon,
+        p.store_id AS store_id,
+        p.staff_id AS staff_id,
         properties,
         traits
-    FROM raw
-    WHERE has({days:Array(Date)}, event_date)
+    FROM parsed
 ),
 
 identified AS (
@@ -179,19 +187,13 @@ identified AS (
 ),
 
 person_days AS (
-    -- Each person's day as one time-ordered array of events (named tuples), the
-    -- arraySplit-style sessionisation that is several times cheaper than windows.
+    -- Each person's day as one time-ordered array of the few fields sessions need
+    -- (the arraySplit-style sessionisation, several times cheaper than windows).
     SELECT
         person_id,
-        event_date,
         arraySort(e -> (e.event_at, e.message_id), groupArray(tuple(
-            event_date, event_at, message_id, type, event, anonymous_id, user_id,
-            sdk_session_id, campaign_key, source, channel, device_type, os_name, browser_name,
-            device_timezone, locale, page_path, page_url, page_title, referrer_host,
-            utm_source, utm_medium, utm_campaign, traffic_source, traffic_medium, product_id,
-            product_name, product_category, price, quantity, currency, dwell_ms, scroll_depth,
-            swipe_direction, element, element_text, search_query, search_result_count,
-            order_id, revenue, coupon, store_id, staff_id, properties, traits
+            event_at, message_id, sdk_session_id, campaign_key, traffic_source,
+            traffic_medium, utm_campaign
         ))) AS evs
     FROM identified
     GROUP BY person_id, event_date
@@ -199,11 +201,10 @@ person_days AS (
 
 boundaries AS (
     SELECT
-        person_id,
         evs,
         arrayMap(e -> toUnixTimestamp64Milli(e.event_at), evs) AS ts,
-        arrayMap(e -> e.sdk_session_id, evs) AS sdk,
-        arrayMap(e -> e.campaign_key, evs) AS camp,
+        evs.sdk_session_id AS sdk,
+        evs.campaign_key AS camp,
         arrayPushFront(arrayPopBack(arrayFill(x -> x != '', sdk)), '') AS prev_sdk,
         arrayPushFront(arrayPopBack(arrayFill(x -> x != '', camp)), '') AS prev_camp,
         arrayMap(i -> i = 1
@@ -216,13 +217,29 @@ boundaries AS (
 ),
 
 sessionised AS (
+    -- Per event: the index of its session's first event, and from it the session id
+    -- (that event's message_id) and the landing classification.
     SELECT
-        person_id,
-        evs,
+        evs.message_id AS message_ids,
         arrayFill(x -> x != 0, arrayMap((s, i) -> if(s, i, 0), is_start, arrayEnumerate(evs))) AS start_index,
-        arrayMap(i -> evs[i].message_id, start_index) AS session_ids,
-        arrayMap((i, k) -> toUInt32(k - i + 1), start_index, arrayEnumerate(evs)) AS seqs
+        arrayMap((i, k) -> toUInt32(k - i + 1), start_index, arrayEnumerate(evs)) AS seqs,
+        arrayMap(i -> message_ids[i], start_index) AS session_ids,
+        arrayMap(i -> evs.traffic_source[i], start_index) AS session_sources,
+        arrayMap(i -> evs.traffic_medium[i], start_index) AS session_mediums,
+        arrayMap(i -> evs.utm_campaign[i], start_index) AS session_campaigns
     FROM boundaries
+),
+
+event_sessions AS (
+    SELECT message_id, session_id, session_event_seq, landing_source, landing_medium, landing_campaign
+    FROM sessionised
+    ARRAY JOIN
+        message_ids AS message_id,
+        session_ids AS session_id,
+        seqs AS session_event_seq,
+        session_sources AS landing_source,
+        session_mediums AS landing_medium,
+        session_campaigns AS landing_campaign
 ),
 
 final AS (
@@ -232,15 +249,15 @@ final AS (
         e.message_id AS message_id,
         e.type AS type,
         e.event AS event,
-        person_id,
+        e.person_id AS person_id,
         e.anonymous_id AS anonymous_id,
         e.user_id AS user_id,
-        session_id,
-        session_event_seq,
+        s.session_id AS session_id,
+        s.session_event_seq AS session_event_seq,
         e.sdk_session_id AS sdk_session_id,
-        if(first_event.traffic_source != '', first_event.traffic_source, '(direct)') AS session_source,
-        if(first_event.traffic_medium != '', first_event.traffic_medium, 'direct') AS session_medium,
-        first_event.utm_campaign AS session_campaign,
+        if(s.landing_source != '', s.landing_source, '(direct)') AS session_source,
+        if(s.landing_medium != '', s.landing_medium, 'direct') AS session_medium,
+        s.landing_campaign AS session_campaign,
         e.source AS source,
         e.channel AS channel,
         e.device_type AS device_type,
@@ -277,12 +294,8 @@ final AS (
         e.staff_id AS staff_id,
         e.properties AS properties,
         e.traits AS traits
-    FROM sessionised
-    ARRAY JOIN
-        evs AS e,
-        session_ids AS session_id,
-        seqs AS session_event_seq,
-        arrayMap(i -> evs[i], start_index) AS first_event
+    FROM identified AS e
+    INNER JOIN event_sessions AS s ON s.message_id = e.message_id
 )
 
 SELECT * FROM final
