@@ -126,7 +126,7 @@ class TokenWarehouse:
 
 
 async def _consume(args: argparse.Namespace) -> None:
-    """Load batches into a JSON-lines file; after --hang-after commits, take one more
+    """Load batches into a JSON-lines file; once the --trigger file exists, take one more
     batch, write it as inserted and wait (uncommitted) to be killed."""
     source = KafkaSource(args.bootstrap, topic_events=args.events, topic_invalid=args.invalid,
                          group_id=args.group, client_id="child-loader",
@@ -141,7 +141,6 @@ async def _consume(args: argparse.Namespace) -> None:
 
     await source.start()
     write({"started": True})
-    committed = 0
     while True:
         batch = await source.next_batch(args.max_rows, 0.5)
         write({"assigned": source.status()["assigned"]})
@@ -149,11 +148,10 @@ async def _consume(args: argparse.Namespace) -> None:
             continue
         write({"inserted": batch.token,
                "rows": [row.decode() for row in batch.events + batch.invalid]})
-        if committed >= args.hang_after:
+        if args.trigger.exists():
             write({"hanging": batch.token})
             await asyncio.sleep(3600)
         await source.commit(batch)
-        committed += 1
         write({"committed": batch.token})
 
 
@@ -166,7 +164,7 @@ def main() -> None:
     parser.add_argument("--invalid", required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--max-rows", type=int, default=20)
-    parser.add_argument("--hang-after", type=int, default=2)
+    parser.add_argument("--trigger", type=Path, required=True)
     parser.add_argument("--session-timeout-ms", type=int, default=4000)
     asyncio.run(_consume(parser.parse_args()))
 

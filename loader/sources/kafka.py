@@ -93,6 +93,7 @@ class KafkaSource:
         self._deferred: dict[TopicPartition, int] = {}  # final commits that failed
         self._handed_out: Batch | None = None  # returned by next_batch, not committed
         self._handed_out_committed = asyncio.Event()
+        self._waiting_for_commit = False  # a rebalance waits for the batch in hand
         self._lag = 0
 
     @classmethod
@@ -126,6 +127,9 @@ class KafkaSource:
             session_timeout_ms=self.session_timeout_ms,
             heartbeat_interval_ms=self.heartbeat_interval_ms,
             max_poll_interval_ms=self.max_poll_interval_ms,
+            # How long the group waits for members to rejoin: longer than the grace
+            # a member may spend in the revocation callback, or it is thrown out.
+            rebalance_timeout_ms=int((self.revoke_grace + 15) * 1000),
             # Topics created after the loader started are noticed within this.
             metadata_max_age_ms=30_000,
         )
@@ -148,12 +152,15 @@ class KafkaSource:
         if self._handed_out is not None and self._handed_out.position[0] == self._epoch:
             # Our generation is still valid until this callback returns: give the
             # loader the chance to finish and commit rather than move the batch.
+            self._waiting_for_commit = True
             try:
                 async with asyncio.timeout(self.revoke_grace):
                     await self._handed_out_committed.wait()
             except TimeoutError:
                 log.warning("batch %s not committed within %.0f s of a rebalance; its next "
                             "owner replays it", self._handed_out.token, self.revoke_grace)
+            finally:
+                self._waiting_for_commit = False
         self._handed_out = None
         self._epoch += 1
         self._unchecked -= revoked
@@ -361,6 +368,7 @@ class KafkaSource:
             "assigned": sorted(f"{self._streams.get(tp.topic, tp.topic)}/{tp.partition}"
                                for tp in consumer.assignment()) if consumer else [],
             "pending_replays": len(self._replays),
+            "rebalance_waiting_for_commit": self._waiting_for_commit,
         }
 
     def _require_consumer(self) -> AIOKafkaConsumer:

@@ -1,0 +1,283 @@
+"""KafkaSource against a real broker: ranges as tokens, crash replay, group members."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from collector.sinks.base import Record
+from collector.sinks.kafka import KafkaSink
+from funnelhouse.kafka_broker import KafkaBroker
+from loader.sources.base import Batch
+from loader.sources.kafka import KafkaSource
+from tests.kafka_support import TokenWarehouse, kafka_broker, running, unique  # noqa: F401
+
+pytestmark = pytest.mark.kafka
+
+REPO = Path(__file__).resolve().parent.parent
+PARTITIONS = 3
+
+
+async def produce(bootstrap: str, name: str, spool_dir: Path, label: str,
+                  count: int) -> list[bytes]:
+    """`count` rows over many keys (so every partition gets some); every 10th invalid."""
+    sink = KafkaSink(bootstrap, spool_dir, topic_events=f"{name}.events",
+                     topic_invalid=f"{name}.invalid", partitions=PARTITIONS, retention_hours=1)
+    rows = [Record("invalid" if n % 10 == 9 else "events", f"web:{label}-{n % 17}",
+                   f"{label}-{n:04d}".encode()) for n in range(count)]
+    await sink.start()
+    try:
+        await sink.publish(rows)
+        assert sink.status()["depth"] == 0
+    finally:
+        await sink.stop()
+    return [row.value for row in rows]
+
+
+def source(bootstrap: str, name: str, group: str, **options) -> KafkaSource:
+    return KafkaSource(bootstrap, topic_events=f"{name}.events", topic_invalid=f"{name}.invalid",
+                       group_id=group, **options)
+
+
+def ranges_of(token: str) -> dict[str, tuple[int, int]]:
+    assert token.startswith("kafka:")
+    ranges = {}
+    for part in token.removeprefix("kafka:").split(","):
+        where, span = part.split(":")
+        start, end = span.split("-")
+        ranges[where] = (int(start), int(end))
+    return ranges
+
+
+def rows_of(batch: Batch) -> list[bytes]:
+    return batch.events + batch.invalid
+
+
+async def load_until(sources: list[KafkaSource], warehouse: TokenWarehouse, total: int,
+                     timeout: float = 60.0) -> None:
+    """Each source in turn: take a batch, insert it, commit; until every row is in."""
+    deadline = time.monotonic() + timeout
+    while len(set(warehouse.rows)) < total and time.monotonic() < deadline:
+        for src in sources:
+            batch = await src.next_batch(25, 0.3)
+            if batch is not None:
+                warehouse.insert_batch(batch)
+                await src.commit(batch)
+
+
+def test_batches_name_their_offset_ranges_and_commits_move_the_group_on(
+        kafka_broker: KafkaBroker, tmp_path: Path) -> None:  # noqa: F811
+    bootstrap = running(kafka_broker)
+    name, group = unique("ranges"), unique("group")
+
+    async def scenario() -> None:
+        produced = await produce(bootstrap, name, tmp_path, "r", 60)
+        first = source(bootstrap, name, group)
+        await first.start()
+        warehouse = TokenWarehouse()
+        try:
+            deadline = time.monotonic() + 60
+            while len(warehouse.rows) < len(produced) and time.monotonic() < deadline:
+                batch = await first.next_batch(25, 1.0)
+                if batch is None:
+                    continue
+                assert len(batch) <= 25
+                ranges = ranges_of(batch.token)
+                assert sum(end - start + 1 for start, end in ranges.values()) == len(batch)
+                assert all(k.split("/")[0] in ("events", "invalid") for k in ranges)
+                warehouse.insert_batch(batch)
+                await first.commit(batch)
+            assert first.status()["lag"] == 0
+            assert first.status()["queue"] == "kafka"
+        finally:
+            await first.stop()
+        assert sorted(warehouse.rows) == sorted(produced)
+
+        second = source(bootstrap, name, group)
+        await second.start()
+        try:
+            assert await second.next_batch(100, 3.0) is None
+        finally:
+            await second.stop()
+
+    asyncio.run(scenario())
+
+
+def test_uncommitted_batch_comes_back_whole_with_the_same_token_after_a_crash(
+        kafka_broker: KafkaBroker, tmp_path: Path) -> None:  # noqa: F811
+    bootstrap = running(kafka_broker)
+    name, group = unique("crash"), unique("group")
+
+    async def scenario() -> None:
+        produced = await produce(bootstrap, name, tmp_path, "c", 80)
+        warehouse = TokenWarehouse()
+
+        crashed = source(bootstrap, name, group)
+        await crashed.start()
+        try:
+            lost = None
+            deadline = time.monotonic() + 30
+            while lost is None and time.monotonic() < deadline:
+                lost = await crashed.next_batch(30, 1.0)
+            assert lost is not None
+            warehouse.insert_batch(lost)  # the insert landed; the commit never happened
+        finally:
+            await crashed.stop()
+
+        restarted = source(bootstrap, name, group)
+        await restarted.start()
+        try:
+            again = None
+            deadline = time.monotonic() + 30
+            while again is None and time.monotonic() < deadline:
+                again = await restarted.next_batch(30, 1.0)
+            assert again is not None
+            assert again.token == lost.token
+            assert again.events == lost.events and again.invalid == lost.invalid
+            assert restarted.status()["lag"] == len(produced) - len(lost)
+            assert warehouse.insert_batch(again) is False
+            await restarted.commit(again)
+            await load_until([restarted], warehouse, len(produced))
+        finally:
+            await restarted.stop()
+        assert sorted(warehouse.rows) == sorted(produced)
+        assert warehouse.dropped == [lost.token]
+
+    asyncio.run(scenario())
+
+
+def test_rebalance_lets_the_batch_in_hand_commit_instead_of_moving_it(
+        kafka_broker: KafkaBroker, tmp_path: Path) -> None:  # noqa: F811
+    bootstrap = running(kafka_broker)
+    name, group = unique("grace"), unique("group")
+
+    async def scenario() -> None:
+        produced = await produce(bootstrap, name, tmp_path, "g", 90)
+        warehouse = TokenWarehouse()
+        first = source(bootstrap, name, group)
+        second = source(bootstrap, name, group)
+        await first.start()
+        try:
+            in_hand = None
+            deadline = time.monotonic() + 30
+            while in_hand is None and time.monotonic() < deadline:
+                in_hand = await first.next_batch(20, 1.0)
+            assert in_hand is not None
+            warehouse.insert_batch(in_hand)
+
+            # Joining makes the group rebalance; start() returns once the join is done.
+            joining = asyncio.create_task(second.start())
+            deadline = time.monotonic() + 30
+            while (not first.status()["rebalance_waiting_for_commit"]
+                   and time.monotonic() < deadline):
+                await asyncio.sleep(0.05)
+            assert first.status()["rebalance_waiting_for_commit"]
+            await first.commit(in_hand)
+            await joining
+
+            await load_until([first, second], warehouse, len(produced))
+            assert first.status()["assigned"] and second.status()["assigned"]
+        finally:
+            await first.stop()
+            await second.stop()
+        assert sorted(warehouse.rows) == sorted(produced)
+        assert warehouse.dropped == []  # the batch in hand was never handed out again
+
+    asyncio.run(scenario())
+
+
+def test_killed_member_partitions_move_to_the_survivor_nothing_lost_or_twice(
+        kafka_broker: KafkaBroker, tmp_path: Path) -> None:  # noqa: F811
+    bootstrap = running(kafka_broker)
+    name, group = unique("kill"), unique("group")
+    out, trigger = tmp_path / "child.jsonl", tmp_path / "hang-now"
+
+    def child_lines() -> list[dict]:
+        entries = []
+        for line in out.read_text().splitlines() if out.exists() else []:
+            try:
+                entries.append(json.loads(line))
+            except ValueError:  # the child is writing it right now
+                pass
+        return entries
+
+    async def scenario(child: subprocess.Popen) -> None:
+        warehouse = TokenWarehouse()
+        survivor = source(bootstrap, name, group, session_timeout_ms=6000)
+        await survivor.start()
+        try:
+            # Both members own a share of the six partitions and load from it.
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                batch = await survivor.next_batch(20, 0.3)
+                if batch is not None:
+                    warehouse.insert_batch(batch)
+                    await survivor.commit(batch)
+                assigned = [e["assigned"] for e in child_lines() if "assigned" in e]
+                mine = survivor.status()["assigned"]
+                if assigned and assigned[-1] and mine and \
+                        len(set(assigned[-1]) | set(mine)) == 2 * PARTITIONS:
+                    break
+            child_share = set(child_lines()[-1]["assigned"])
+            assert child_share and not child_share & set(survivor.status()["assigned"])
+
+            # The child loads one more batch and dies before committing it.
+            trigger.write_text("now")
+            produced = first_wave + await produce(bootstrap, name, tmp_path, "second", 150)
+            deadline = time.monotonic() + 60
+            while not any("hanging" in e for e in child_lines()) and \
+                    time.monotonic() < deadline:
+                batch = await survivor.next_batch(20, 0.3)
+                if batch is not None:
+                    warehouse.insert_batch(batch)
+                    await survivor.commit(batch)
+            [hanging] = [e["hanging"] for e in child_lines() if "hanging" in e]
+            os.kill(child.pid, signal.SIGKILL)
+            child.wait(timeout=10)
+            for entry in child_lines():  # what the child inserted, landed
+                if "inserted" in entry:
+                    warehouse.insert(entry["inserted"],
+                                     [row.encode() for row in entry["rows"]])
+
+            # Its session expires; the survivor takes its partitions and loads the rest.
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline and not (
+                    hanging in warehouse.dropped and survivor.status()["lag"] == 0
+                    and len(set(warehouse.rows)) == len(produced)):
+                batch = await survivor.next_batch(20, 0.3)
+                if batch is not None:
+                    warehouse.insert_batch(batch)
+                    await survivor.commit(batch)
+            assert set(survivor.status()["assigned"]) >= child_share
+            assert survivor.status()["lag"] == 0
+        finally:
+            await survivor.stop()
+        assert sorted(warehouse.rows) == sorted(produced)
+        # The survivor re-read the dead member's uncommitted batch under its token.
+        assert hanging in warehouse.dropped
+        assert set(warehouse.dropped) == {hanging}
+
+    async def first_produce() -> list[bytes]:
+        return await produce(bootstrap, name, tmp_path, "first", 120)
+
+    first_wave = asyncio.run(first_produce())
+    child = subprocess.Popen(
+        [sys.executable, "-m", "tests.kafka_support", "consume", "--bootstrap", bootstrap,
+         "--group", group, "--events", f"{name}.events", "--invalid", f"{name}.invalid",
+         "--out", str(out), "--trigger", str(trigger), "--max-rows", "20",
+         "--session-timeout-ms", "4000"],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "child.log", "wb"))
+    try:
+        asyncio.run(scenario(child))
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(timeout=10)
