@@ -1,0 +1,138 @@
+"""Forget: a person is gone from every table, segment and later export; the log keeps no ids."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import orjson
+import pytest
+
+from funnelhouse.exports import export_day
+from funnelhouse.forget import forget, hash_id, scrub_fields, sweep_forgotten
+from funnelhouse.generator import PersonTruth
+from funnelhouse.models import run_models
+from funnelhouse.segments import Segments, from_people
+from tests.people_support import Built, built_warehouse
+
+ID_COLUMNS = ("person_id", "user_id", "anonymous_id", "previous_id", "id")
+
+
+def now_text() -> str:
+    # events_invalid keeps 90 days (TTL): a dead letter must be recent to stay.
+    return datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.000")
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
+    with built_warehouse(tmp_path_factory.mktemp("forget") / "data", people=80) as b:
+        yield b
+
+
+def victim_of(built: Built) -> PersonTruth:
+    return max(built.data.truth, key=lambda t: (bool(t.order_ids), len(t.user_ids),
+                                                len(t.anonymous_ids), len(t.order_ids)))
+
+
+def rows_with(built: Built, ids: set[str]) -> dict[str, int]:
+    """Rows that still carry any of `ids`, per table — in every table of the warehouse."""
+    found = {}
+    names = ", ".join(f"'{i}'" for i in ids)
+    tables: dict[str, list[str]] = {}
+    for table, column in built.warehouse.query(
+            "SELECT table, name FROM system.columns WHERE database = currentDatabase()").rows:
+        tables.setdefault(table, []).append(column)
+    for table, columns in tables.items():
+        conditions = [f"toString({c}) IN ({names})" for c in ID_COLUMNS if c in columns]
+        conditions += [f"has({c}, {i!r})" for c in ("user_ids", "anonymous_ids") if c in columns
+                       for i in ids]
+        if "payload" in columns:
+            conditions += [f"position(payload, '{i}') > 0" for i in ids]
+        if conditions:
+            n = built.warehouse.query(f"SELECT count() FROM `{table}` WHERE "
+                                      + " OR ".join(conditions)).scalar()
+            if n:
+                found[table] = n
+    return found
+
+
+def test_a_forgotten_person_is_absent_from_every_table_and_later_exports(
+        built: Built, tmp_path: Path) -> None:
+    victim = victim_of(built)
+    ids = {victim.person_id, *victim.user_ids, *victim.anonymous_ids}
+    assert victim.order_ids and len(ids) >= 3
+    wh = built.warehouse
+    # Put them in every kind of place: segments (saved list and rule) and a dead letter.
+    from_people(wh, built.settings, "Saved list", [victim.anonymous_ids[0]])
+    store = Segments(wh, built.settings)
+    rule = store.create({"name": "Buyers", "containers": [{"groups": [
+        {"table": "orders", "filters": []}]}]})
+    store.materialise(rule.segment_id)
+    wh.insert_json_rows("events_invalid", [orjson.dumps({
+        "message_id": "bad-1", "received_at": now_text(), "source": "web",
+        "type": "track", "event": "purchase", "reason": "schema_violation", "errors": [],
+        "schema_version": "", "payload": orjson.dumps({
+            "anonymousId": victim.anonymous_ids[-1], "event": "purchase"}).decode(),
+        "request": "{}"})])
+    before = rows_with(built, ids)
+    assert {"events_raw", "events_invalid", "identity_map", "users", "sessions", "orders",
+            "behavior_events", "segment_members", "segment_people"} <= set(before)
+    others_before = wh.query("SELECT count() FROM events_raw").scalar() - before["events_raw"]
+
+    # Forget by the OLD user id: every id of the person goes.
+    result = forget(wh, victim.user_ids[0], requested_by="dpo@example.com", reason="GDPR art. 17")
+
+    assert rows_with(built, ids) == {}
+    assert result.ids_found == len(ids)
+    assert result.rows_deleted["events_raw"] == before["events_raw"]
+    assert wh.query("SELECT count() FROM events_raw").scalar() == others_before
+    log = wh.query("SELECT requested_by, reason, id_hashes, rows_deleted FROM forget_log").dicts()
+    assert len(log) == 1 and log[0]["requested_by"] == "dpo@example.com"
+    assert sorted(log[0]["id_hashes"]) == sorted(hash_id(i) for i in ids)
+    assert not any(i in orjson.dumps(log).decode() for i in ids)
+
+    # Models rebuilt from what is left do not bring them back.
+    run_models(wh, built.settings, progress=lambda _: None, full_refresh=True)
+    store.materialise_all()
+    assert rows_with(built, ids) == {}
+
+    # A late event for them arrives after the request: exports leave it out at once,
+    # and the nightly sweep deletes it.
+    late = next(r for r in built.data.rows if r["user_id"] == victim.user_ids[-1])
+    wh.insert_json_rows("events_raw", [orjson.dumps({**late, "message_id": "late-after-forget"})])
+    run_models(wh, built.settings, progress=lambda _: None, full_refresh=True)
+    day = date.fromisoformat(late["timestamp"][:10])
+    export_day(wh.readonly(), tmp_path, day, formats=["csv"], segments=["all"],
+               tz=built.settings.reporting_tz)
+    # Whole ids only: "u-5-7" must not match inside "u-5-71".
+    pattern = re.compile("|".join(rf"(?<![\w-]){re.escape(i)}(?![\w-])" for i in ids))
+    for path in (tmp_path / day.isoformat()).iterdir():
+        assert not pattern.search(path.read_text()), path.name
+    assert sweep_forgotten(wh)["events_raw"] == 1
+    run_models(wh, built.settings, progress=lambda _: None, full_refresh=True)
+    assert rows_with(built, ids) == {}
+
+
+def test_forget_needs_a_user_id(built: Built) -> None:
+    with pytest.raises(ValueError):
+        forget(built.warehouse, "")
+
+
+def test_scrub_fields_drops_and_hashes_named_fields_per_source() -> None:
+    properties = {"order_id": "o1", "coupon": "SPRING",
+                  "shipping": {"street": "1 Main", "city": "Seoul"}}
+    traits = {"email": " Mina@Example.com ", "phone": "010-1234", "plan": "gold"}
+    props, tr = scrub_fields(properties, traits, hash_fields=("email",),
+                             drop_fields=("phone", "shipping.street"), salt=b"k")
+    assert props == {"order_id": "o1", "coupon": "SPRING", "shipping": {"city": "Seoul"}}
+    assert set(tr) == {"email", "plan"} and tr["plan"] == "gold"
+    assert len(tr["email"]) == 32 and "mina" not in tr["email"]
+    # The same address hashes alike whatever its case or spacing; another key differs.
+    assert scrub_fields({}, {"email": "mina@example.com"}, hash_fields=("email",),
+                        salt=b"k")[1]["email"] == tr["email"]
+    assert scrub_fields({}, {"email": "mina@example.com"}, hash_fields=("email",),
+                        salt=b"other")[1]["email"] != tr["email"]
+    assert properties["shipping"]["street"] == "1 Main"      # the input is not modified
+    assert scrub_fields(properties, traits) == (properties, traits)
