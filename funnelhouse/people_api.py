@@ -135,7 +135,8 @@ class People:
                                  body.get("params") or None,
                                  description=str(body.get("description") or ""),
                                  origin=body.get("origin"), freeze=bool(body.get("freeze")),
-                                 created_by=str(body.get("created_by") or "api"))
+                                 created_by=str(body.get("created_by") or "api"),
+                                 reader=self.reader)
         return {"segment": segment.as_json(), "materialisation": done.as_json(),
                 **done.sql.as_json()}
 
@@ -147,7 +148,8 @@ class People:
                                     [str(p) for p in people],
                                     description=str(body.get("description") or ""),
                                     origin=body.get("origin"),
-                                    created_by=str(body.get("created_by") or "api"))
+                                    created_by=str(body.get("created_by") or "api"),
+                                    reader=self.reader)
         return {"segment": segment.as_json(), "materialisation": done.as_json()}
 
     # -- signals, exports, forget -----------------------------------------------------------
@@ -210,7 +212,7 @@ def routes(settings: Settings, warehouse: Warehouse) -> list[Route]:
     people = People(settings, writer, warehouse.readonly())
     # Membership gets a connection of its own: a long export or signal on the shared
     # reader must not hold up a point lookup.
-    member_store = Segments(writer, settings, warehouse.readonly())
+    checker = People(settings, writer, warehouse.readonly())
 
     def endpoint(handler: Callable[[Request], Awaitable[Any]]):  # type: ignore[no-untyped-def]
         async def wrapped(request: Request) -> Response:
@@ -289,7 +291,7 @@ def routes(settings: Settings, warehouse: Warehouse) -> list[Route]:
                          offset=int(request.query_params.get("offset") or 0))
 
     async def membership(request: Request) -> Any:
-        return await run(member_store.membership, sid(request), request.path_params["member_id"])
+        return await run(checker.segment_check, sid(request), request.path_params["member_id"])
 
     async def history(request: Request) -> Any:
         return await run(people.segment_history, sid(request))

@@ -433,13 +433,21 @@ class Segments:
         self.wh = warehouse
         self.settings = settings
         self._reader = reader
+        self._own_reader = False
         self._version_lock = threading.Lock()
 
     @property
     def reader(self) -> Warehouse:
         if self._reader is None:
             self._reader = self.wh.readonly()
+            self._own_reader = True
         return self._reader
+
+    def close(self) -> None:
+        """Close the read-only handle this store opened itself (not one it was given)."""
+        if self._own_reader and self._reader is not None:
+            self._reader.close()
+            self._reader, self._own_reader = None, False
 
     # -- definitions ----------------------------------------------------------------------
     def create(self, doc: dict[str, Any], *, segment_id: str | None = None,
@@ -804,39 +812,48 @@ def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
 def from_sql(warehouse: Warehouse, settings: Settings, name: str, sql: str,
              params: dict[str, Any] | None = None, *, description: str = "",
              origin: dict[str, Any] | None = None, freeze: bool = False,
-             created_by: str = "analysis") -> tuple[Segment, Materialisation]:
+             created_by: str = "analysis", reader: Warehouse | None = None,
+             ) -> tuple[Segment, Materialisation]:
     """Save the people a query returns as a segment and materialise it now.
 
     `sql` returns a person_id column (or one column of ids), with `{name:Type}` params.
     A live segment re-runs the query at every materialisation; `freeze=True` keeps the
     people it returns now (e.g. "who dropped out at step 3 last week", for a campaign).
+    `reader` is a read-only handle to check the SQL on (one is opened and closed if not).
     """
-    store = Segments(warehouse, settings)
-    if freeze:
-        column = store._sql_column({"sql": sql, "params": params or {}})
-        ids = [r[0] for r in store.reader.query(store._wrap_sql(sql.strip().rstrip(";"), column),
-                                                params or None).rows]
-        return from_people(warehouse, settings, name, ids, description=description,
-                           origin={**(origin or {}), "sql": sql, "params": params or {}},
-                           created_by=created_by)
-    doc = {"name": name, "description": description, "sql": sql, "params": params or {}}
-    if origin:
-        doc["origin"] = origin
-    segment = store.create(doc, created_by=created_by)
-    return segment, store.materialise(segment.segment_id)
+    store = Segments(warehouse, settings, reader)
+    try:
+        if freeze:
+            column = store._sql_column({"sql": sql, "params": params or {}})
+            ids = [r[0] for r in store.reader.query(
+                store._wrap_sql(sql.strip().rstrip(";"), column), params or None).rows]
+            return from_people(warehouse, settings, name, ids, description=description,
+                               origin={**(origin or {}), "sql": sql, "params": params or {}},
+                               created_by=created_by, reader=store.reader)
+        doc = {"name": name, "description": description, "sql": sql, "params": params or {}}
+        if origin:
+            doc["origin"] = origin
+        segment = store.create(doc, created_by=created_by)
+        return segment, store.materialise(segment.segment_id)
+    finally:
+        store.close()
 
 
 def from_people(warehouse: Warehouse, settings: Settings, name: str, person_ids: Iterable[str],
                 *, description: str = "", origin: dict[str, Any] | None = None,
-                created_by: str = "analysis") -> tuple[Segment, Materialisation]:
+                created_by: str = "analysis", reader: Warehouse | None = None,
+                ) -> tuple[Segment, Materialisation]:
     """Save a list of person (or user, or anonymous) ids as a segment; materialise it now."""
     doc: dict[str, Any] = {"name": name, "description": description,
                            "people": [p for p in person_ids if p]}
     if origin:
         doc["origin"] = origin
-    store = Segments(warehouse, settings)
-    segment = store.create(doc, created_by=created_by)
-    return segment, store.materialise(segment.segment_id)
+    store = Segments(warehouse, settings, reader)
+    try:
+        segment = store.create(doc, created_by=created_by)
+        return segment, store.materialise(segment.segment_id)
+    finally:
+        store.close()
 
 
 create_segment_from_sql = from_sql

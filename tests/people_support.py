@@ -32,6 +32,16 @@ class Built:
 def built_warehouse(data_dir: Path, *, people: int = 120, days: int = 14, seed: int = 5,
                     tz: str = "Asia/Seoul") -> Iterator[Built]:
     settings = Settings(data_dir=data_dir, reporting_tz=tz, admin_token="admintok")
+    # Every handle opened on this folder (read-only ones, the API's own) is closed at the
+    # end, or the engine would stay on this folder and refuse the next module's.
+    opened: list[ChdbWarehouse] = []
+    real_init = ChdbWarehouse.__init__
+
+    def recording_init(self: ChdbWarehouse, *args: object, **kwargs: object) -> None:
+        real_init(self, *args, **kwargs)  # type: ignore[arg-type]
+        opened.append(self)
+
+    ChdbWarehouse.__init__ = recording_init  # type: ignore[method-assign]
     warehouse = ChdbWarehouse(settings.warehouse_dir)
     try:
         migrate(warehouse, settings.sql_dir / "migrations")
@@ -40,4 +50,9 @@ def built_warehouse(data_dir: Path, *, people: int = 120, days: int = 14, seed: 
         run_models(warehouse, settings, progress=lambda _: None, today=START)
         yield Built(settings, warehouse, data)
     finally:
-        warehouse.close()
+        ChdbWarehouse.__init__ = real_init  # type: ignore[method-assign]
+        for handle in reversed(opened):
+            try:
+                handle.close()
+            except Exception:  # noqa: BLE001 - already closed
+                pass

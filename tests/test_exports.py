@@ -234,3 +234,33 @@ def test_nightly_export_fires_once_after_export_time_in_seoul(built: Built,
     again = build_scheduler(settings, built.warehouse, clock=lambda: now[0] - timedelta(hours=1),
                             segments_every_minutes=0)
     assert asyncio.run(again.tick()) == []
+
+
+def test_export_over_http_and_from_the_cli(built: Built, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture) -> None:
+    import argparse
+
+    from starlette.applications import Starlette
+    from starlette.testclient import TestClient
+
+    from funnelhouse import people_api
+    from funnelhouse.cli_people import register
+
+    app = Starlette(routes=people_api.routes(built.settings, built.warehouse))
+    with TestClient(app, headers={"Authorization": "Bearer admintok"}) as client:
+        answer = client.post("/v1/exports", json={"date": "2024-03-06", "tables": ["orders"],
+                                                  "formats": ["parquet"],
+                                                  "out": str(tmp_path / "http")})
+    assert answer.status_code == 200, answer.text
+    assert [f["file"] for f in answer.json()["files"]] == ["orders.parquet"]
+    assert (tmp_path / "http" / "2024-03-06" / "orders.parquet").is_file()
+
+    parser = argparse.ArgumentParser(prog="funnelhouse")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["export", "--data-dir", str(built.settings.data_dir),
+                              "--date", "2024-03-06", "--tables", "sessions,orders",
+                              "--format", "csv,xlsx", "--out", str(tmp_path / "cli")])
+    assert args.handler(args) == 0
+    assert "sessions.xlsx" in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "cli" / "2024-03-06").iterdir()) == [
+        "manifest.json", "orders.csv", "orders.xlsx", "sessions.csv", "sessions.xlsx"]

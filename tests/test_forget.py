@@ -136,3 +136,19 @@ def test_scrub_fields_drops_and_hashes_named_fields_per_source() -> None:
                         salt=b"other")[1]["email"] != tr["email"]
     assert properties["shipping"]["street"] == "1 Main"      # the input is not modified
     assert scrub_fields(properties, traits) == (properties, traits)
+
+
+def test_forget_over_http_is_logged(built: Built) -> None:
+    from starlette.applications import Starlette
+    from starlette.testclient import TestClient
+
+    from funnelhouse import people_api
+
+    app = Starlette(routes=people_api.routes(built.settings, built.warehouse))
+    with TestClient(app, headers={"Authorization": "Bearer admintok"}) as client:
+        assert client.post("/v1/forget", json={}).status_code == 400
+        done = client.post("/v1/forget", json={"user_id": "never-seen", "reason": "test"})
+        assert done.status_code == 200 and done.json()["rows_deleted"] == {}
+        log = client.get("/v1/forget").json()["log"]
+    assert any(entry["reason"] == "test" for entry in log)
+    assert "never-seen" not in orjson.dumps(log).decode()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import io
 from collections import defaultdict
@@ -9,12 +10,25 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import orjson
 import pytest
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
 
+from funnelhouse import people_api
+from funnelhouse.cli_people import register
 from funnelhouse.segments import SegmentError, Segments, from_people, from_sql
 from tests.people_support import Built, built_warehouse
 
 AS_OF = datetime(2024, 3, 15, tzinfo=UTC)
+
+
+def main(argv: list[str]) -> int:
+    """`funnelhouse …` with only this module's commands (cli.py wires them the same way)."""
+    parser = argparse.ArgumentParser(prog="funnelhouse")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.handler(args)
 
 
 @pytest.fixture(scope="module")
@@ -220,3 +234,99 @@ def test_materialise_all_and_list(store: Segments, tmp_path: Path) -> None:
     assert {d.segment_id for d in done} == set(listed)
     assert all(d.members >= 0 for d in done)
     assert all(s["members"] is not None for s in listed.values())
+
+
+# -- HTTP API and CLI ------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def api(built: Built) -> Iterator[TestClient]:
+    app = Starlette(routes=people_api.routes(built.settings, built.warehouse))
+    with TestClient(app, headers={"Authorization": "Bearer admintok"}) as client:
+        yield client
+
+
+def test_api_needs_the_admin_token(api: TestClient) -> None:
+    assert api.get("/v1/segments", headers={"Authorization": "Bearer wrong"}).status_code == 401
+
+
+def test_api_creates_materialises_and_answers_membership(api: TestClient, built: Built,
+                                                         events_by_person) -> None:
+    created = api.post("/v1/segments", json={"name": "API carts", "containers": [
+        {"groups": [event_group("add_to_cart")]}]})
+    assert created.status_code == 200, created.text
+    body = created.json()
+    segment_id = body["segment"]["segment_id"]
+    assert "FROM behavior_events" in body["sql"] and body["params"]
+    expected = people_who(events_by_person, "add_to_cart")
+    assert body["materialisation"]["members"] == len(expected)
+    member = sorted(expected)[0]
+    answer = api.get(f"/v1/segments/{segment_id}/members/{member}").json()
+    assert answer["member"] is True and answer["sql"].startswith("SELECT person_id")
+    outsider = next(p for p in events_by_person if p not in expected)
+    assert api.get(f"/v1/segments/{segment_id}/members/{outsider}").json()["member"] is False
+    assert api.get("/v1/segments/nope/members/x").status_code == 404
+    export = api.get(f"/v1/segments/{segment_id}/members", params={"format": "csv"})
+    assert {r["person_id"] for r in csv.DictReader(io.StringIO(export.text))} == expected
+    assert len(api.get(f"/v1/segments/{segment_id}/members", params={"limit": 3}).json()[
+        "members"]) == 3
+    assert api.post(f"/v1/segments/{segment_id}/materialise").status_code == 200
+    history = api.get(f"/v1/segments/{segment_id}/history").json()["history"]
+    assert [h["members"] for h in history] == [len(expected)] * 2
+    shown = api.get(f"/v1/segments/{segment_id}").json()
+    assert shown["segment"]["version"] == 1 and shown["last"]["members"] == len(expected)
+
+
+def test_api_refuses_bad_definitions_with_their_path(api: TestClient) -> None:
+    refused = api.post("/v1/segments", json={"name": "x", "containers": [{"groups": [
+        {"table": "sessions", "filters": [{"column": "nope", "value": 1}]}]}]})
+    assert refused.status_code == 400
+    assert refused.json()["path"] == "$.containers[0].groups[0].filters[0].column"
+    assert api.post("/v1/segments", json={"name": "x", "sql": "DROP TABLE users"}
+                    ).status_code == 400
+    assert api.post("/v1/segments", content=b"{").status_code == 400
+
+
+def test_api_saves_segments_from_people_and_sql(api: TestClient, built: Built) -> None:
+    person = built.data.truth[3]
+    saved = api.post("/v1/segments/from-people", json={
+        "name": "Exited at /cart", "people": person.anonymous_ids,
+        "origin": {"analysis": "paths", "page": "/cart", "side": "exit"}}).json()
+    assert saved["materialisation"]["members"] == 1
+    from_query = api.post("/v1/segments/from-sql", json={
+        "name": "Converted", "sql": "SELECT person_id FROM orders", "freeze": True}).json()
+    assert from_query["segment"]["kind"] == "people"
+
+
+def test_api_signals_show_their_sql(api: TestClient) -> None:
+    answer = api.get("/v1/signals/co-bought", params={"min_orders": "1", "as_of": "2024-03-15"})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["rows"] and "order_items" in answer.json()["sql"]
+    assert api.get("/v1/signals/nope").status_code == 400
+    assert api.get("/v1/signals/due", params={"bogus": "1"}).status_code == 400
+
+
+def test_cli_lists_shows_checks_and_prints_sql(built: Built, capsys: pytest.CaptureFixture,
+                                               events_by_person) -> None:
+    data_dir = str(built.settings.data_dir)
+    assert main(["segment", "create", "--data-dir", data_dir, "--name", "CLI viewers",
+                 "--json", orjson.dumps({"containers": [
+                     {"groups": [event_group("product_view")]}]}).decode(),
+                 "--show-sql"]) == 0
+    out, err = capsys.readouterr()
+    assert "cli-viewers" in out and "FROM behavior_events" in err
+    assert main(["segment", "list", "--data-dir", data_dir, "--format", "json"]) == 0
+    listed = orjson.loads(capsys.readouterr().out)
+    assert "cli-viewers" in {s["segment_id"] for s in listed}
+    member = sorted(people_who(events_by_person, "product_view"))[0]
+    assert main(["segment", "check", "cli-viewers", member, "--data-dir", data_dir]) == 0
+    assert "True" in capsys.readouterr().out
+    assert main(["segment", "check", "cli-viewers", "nobody", "--data-dir", data_dir]) == 3
+    capsys.readouterr()
+    assert main(["segment", "members", "cli-viewers", "--data-dir", data_dir,
+                 "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert {r["person_id"] for r in rows} == people_who(events_by_person, "product_view")
+    assert main(["signals", "repurchase", "--data-dir", data_dir, "--level", "category",
+                 "--min-repeat-buyers", "1", "--format", "csv"]) == 0
+    assert capsys.readouterr().out.startswith("category,category_name,buyers")
+    assert main(["segment", "show", "nope", "--data-dir", data_dir]) == 2
