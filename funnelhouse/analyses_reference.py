@@ -227,7 +227,8 @@ def funnel(events: list[Event], spec: FunnelSpec, date_from: date, date_to: date
         for k in range(1, n + 1):
             base = bases[k - 1]
             reached = [a for a in kept if a.times[k - 1] > 0]
-            missing = [a for a in kept if (base == 0 or a.times[base - 1] > 0) and a.times[k - 1] == 0]
+            missing = [a for a in kept
+                       if (base == 0 or a.times[base - 1] > 0) and a.times[k - 1] == 0]
             is_open = [a.started + spec.window_ms >= as_of_ms for a in missing]
             from_prev = [(a.times[k - 1] - (a.started if base == 0 else a.times[base - 1])) / 1000
                          for a in reached] if k > 1 else []
@@ -300,7 +301,9 @@ def retention(events: list[Event], spec: RetentionSpec, date_from: date, date_to
 # -- paths ----------------------------------------------------------------------------
 def paths(events: list[Event], spec: PathsSpec, date_from: date, date_to: date,
           as_of: datetime) -> dict[tuple[str, str], dict[str, int]]:
-    """(side, page) → {views, sessions, people, converted_sessions}; side total|came_from|went_to."""
+    """(side, page) → {views, sessions, people, converted_sessions}.
+
+    side is total, came_from or went_to."""
     as_of_ms = int(as_of.timestamp() * 1000)
     sessions: dict[str, list[Event]] = defaultdict(list)
     for e in events:

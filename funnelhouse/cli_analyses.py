@@ -30,7 +30,8 @@ def register(sub: Any, add_common: Command) -> None:
     funnel = add_common("funnel", cmd_funnel, "conversion through ordered steps within a window")
     funnel.add_argument("--step", action="append", required=True, metavar="EVENT[:PROP=VALUE,…]",
                         help="a step; repeat in order (filters: = != ~ !~ > >= < <=)")
-    funnel.add_argument("--window", default="7d", help="conversion window from step 1 (7d, 12h, 30m)")
+    funnel.add_argument("--window", default="7d",
+                        help="conversion window from step 1 (7d, 12h, 30m)")
     funnel.add_argument("--order", choices=["loose", "strict", "any"], default="loose")
     funnel.add_argument("--exclude", action="append", default=[], metavar="EVENT[:FILTERS][@I-J]",
                         help="exclude people doing EVENT between step I and J (default 1-last)")
@@ -45,7 +46,8 @@ def register(sub: Any, add_common: Command) -> None:
     retention = add_common("retention", cmd_retention, "cohort × period retention table")
     retention.add_argument("--cohort", default="first_seen",
                            help="first_seen | first_purchase | event:NAME[:FILTERS]")
-    retention.add_argument("--cohort-type", choices=["first_time", "recurring"], default="first_time")
+    retention.add_argument("--cohort-type", choices=["first_time", "recurring"],
+                           default="first_time")
     retention.add_argument("--return-event", default=None, metavar="EVENT[:FILTERS]",
                            help="what counts as coming back (default: any event)")
     retention.add_argument("--period", choices=["day", "week", "month"], default="week")

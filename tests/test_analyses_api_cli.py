@@ -26,7 +26,9 @@ FUNNEL = {"steps": ["page_view", "product_view", "purchase"], "window": "2d",
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, ChdbWarehouse, str]]:
+def setup(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Settings, ChdbWarehouse, str]]:
     root = tmp_path_factory.mktemp("api")
     settings = Settings(data_dir=root, admin_token=TOKEN, reporting_tz="UTC")
     generated = generate(seed=2, people=80, days=7, start_date=date(2024, 3, 1))

@@ -117,7 +117,8 @@ def test_more_than_ten_steps(data: Data) -> None:
     twelve = ("page_view", "page_view", "product_view", "page_view", "product_view",
               "page_view", "product_view", "scroll", "page_view", "product_view", "add_to_cart",
               "purchase")
-    doc = assert_matches_reference(data, FunnelSpec(steps=steps(*twelve), window_ms=14 * 86_400_000))
+    doc = assert_matches_reference(data, FunnelSpec(steps=steps(*twelve),
+                                                    window_ms=14 * 86_400_000))
     assert len(doc["data"]["groups"][0]["steps"]) == 12
     assert doc["data"]["groups"][0]["steps"][10]["people"] > 0
 
@@ -183,8 +184,10 @@ def tie_warehouse(tmp_path: Path, data: Data) -> Iterator[tuple[ChdbWarehouse, l
         _row("c", "c-1", "page_view", same), _row("c", "c-2", "page_view", same),
         _row("c", "c-3", "product_view", "2024-03-02 11:00:00.000"),
         # d: a product_view exactly at the window's end counts, one ms later would not
-        _row("d", "d-1", "page_view", same), _row("d", "d-2", "product_view", "2024-03-02 11:00:00.000"),
-        _row("e", "e-1", "page_view", same), _row("e", "e-2", "product_view", "2024-03-02 11:00:00.001"),
+        _row("d", "d-1", "page_view", same),
+        _row("d", "d-2", "product_view", "2024-03-02 11:00:00.000"),
+        _row("e", "e-1", "page_view", same),
+        _row("e", "e-2", "product_view", "2024-03-02 11:00:00.001"),
     ]
     warehouse = ChdbWarehouse(settings.warehouse_dir)
     try:

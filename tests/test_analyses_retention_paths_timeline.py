@@ -136,7 +136,8 @@ def test_paths_top_limits_each_side(data: Data) -> None:
 # -- timeline -------------------------------------------------------------------------
 def test_timeline_of_any_id_shows_every_device_in_order(data: Data) -> None:
     person = next(t for t in data.truth if len(t.anonymous_ids) > 1 and t.user_ids)
-    person_id = next(e.person_id for e in data.events if e.columns["anonymous_id"] == person.anonymous_ids[-1])
+    person_id = next(e.person_id for e in data.events
+                     if e.columns["anonymous_id"] == person.anonymous_ids[-1])
     expected = ref.timeline(data.events, person_id)
     for some_id in (person.anonymous_ids[-1], person_id):
         result = run_timeline(data.warehouse, TimelineSpec(person=some_id, limit=10_000), TZ)

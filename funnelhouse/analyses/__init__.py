@@ -1,4 +1,4 @@
-"""Analyses over the tables — funnels, retention, paths, user timeline — as readable, parameterised SQL.
+"""Analyses over the tables — funnels, retention, paths, user timeline — as readable SQL.
 
 Each analysis has a typed spec (`FunnelSpec.from_json(...)`), a `build_sql` that returns the
 SQL text with named `{name:Type}` parameters, and a `run_*` that runs it and returns an

@@ -139,7 +139,8 @@ def parse_moment(value: Any) -> datetime | None:
 
 
 def utc_text(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
+    utc = moment.astimezone(UTC)
+    return utc.strftime("%Y-%m-%d %H:%M:%S.") + f"{utc.microsecond // 1000:03d}"
 
 
 def epoch_ms(moment: datetime) -> int:

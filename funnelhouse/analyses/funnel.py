@@ -46,7 +46,6 @@ from funnelhouse.analyses.common import (
     SqlParams,
     comment,
     data_days,
-    epoch_ms,
     format_duration,
     parse_date,
     parse_duration_ms,
@@ -134,7 +133,8 @@ class FunnelSpec:
         for ex in self.exclusions:
             hi = ex.to_step or n
             if not 1 <= ex.from_step < hi <= n:
-                raise SpecError(f"exclusion {ex.event.text()}: steps must satisfy 1 <= from < to <= {n}")
+                raise SpecError(f"exclusion {ex.event.text()}: steps must satisfy "
+                                f"1 <= from < to <= {n}")
         if self.date_from and self.date_to and self.date_from > self.date_to:
             raise SpecError("date_from is after date_to")
 
@@ -211,12 +211,14 @@ def build_sql(spec: FunnelSpec, columns: dict[str, str], as_of: datetime,
     p_as_of = params.add("as_of", "DateTime64(3, 'UTC')", utc_text(as_of))
 
     step_conds = [props.condition(s, f"step_{k}") for k, s in enumerate(spec.steps, 1)]
-    excl_conds = [props.condition(x.event, f"exclude_{i}") for i, x in enumerate(spec.exclusions, 1)]
+    excl_conds = [props.condition(x.event, f"exclude_{i}")
+                  for i, x in enumerate(spec.exclusions, 1)]
     hold = props.expr(spec.hold) if spec.hold else "''"
     breakdown = props.expr(spec.breakdown) if spec.breakdown else "''"
 
     step_lines = "\n".join(
-        f"            toUInt8({c}){',' if k < n else ''}  -- step {k}: {comment(spec.steps[k - 1].text())}"
+        f"            toUInt8({c}){',' if k < n else ''}  "
+        f"-- step {k}: {comment(spec.steps[k - 1].text())}"
         for k, c in enumerate(step_conds, 1))
     excl_lines = ",\n".join(f"            toUInt8({c})" for c in excl_conds)
     names = {s.event for s in spec.steps} | {x.event.event for x in spec.exclusions}
@@ -226,72 +228,67 @@ def build_sql(spec: FunnelSpec, columns: dict[str, str], as_of: datetime,
         prefilter = f"\n      AND event IN ({', '.join(placeholders)})"
 
     # Per-event precomputation, independent of the walk's state, keeps the fold short.
-    if spec.order == "any":
-        next_from = "CAST([], 'Array(UInt8)')"
-        breaks_at = "CAST([], 'Array(UInt8)')"
-    else:
-        next_from = (f"arrayMap(steps -> arrayFirst(j -> step_hits[j] = 1, steps), "
+    empty = "CAST([], 'Array(UInt8)')"
+    next_from = breaks_at = voids_at = excl_array = empty
+    if spec.order != "any":
+        next_from = ("arrayMap(steps -> arrayFirst(j -> step_hits[j] = 1, steps), "
                      f"{_literal(spec.eligible())})")
-        breaks_at = ("arrayMap(level -> toUInt8(next_from[level + 1] = 0 AND arrayExists("
-                     "(hit, j) -> hit = 1 AND j != level, step_hits, arrayEnumerate(step_hits))), "
-                     f"range(1, {n + 1}))" if spec.order == "strict" else "CAST([], 'Array(UInt8)')")
+    if spec.order == "strict":
+        breaks_at = ("arrayMap(level -> toUInt8(next_from[level + 1] = 0 AND arrayExists(\n"
+                     "            (hit, j) -> hit = 1 AND j != level, step_hits, "
+                     f"arrayEnumerate(step_hits))), range(1, {n + 1}))")
     if spec.exclusions:
-        lows = [x.from_step for x in spec.exclusions]
-        highs = [x.to_step or n for x in spec.exclusions]
-        voids_at = (f"arrayMap(level -> toUInt8(arrayExists((hit, lo, hi) -> hit = 1 AND level >= lo "
-                    f"AND level < hi, exclusion_hits, {_literal(lows)}, {_literal(highs)})), "
-                    f"range(1, {n + 1}))")
+        lows = _literal([x.from_step for x in spec.exclusions])
+        highs = _literal([x.to_step or n for x in spec.exclusions])
+        voids_at = ("arrayMap(level -> toUInt8(arrayExists(\n"
+                    "            (hit, lo, hi) -> hit = 1 AND level >= lo AND level < hi,\n"
+                    f"            exclusion_hits, {lows}, {highs})), range(1, {n + 1}))")
         excl_array = f"[\n{excl_lines}\n        ]"
-    else:
-        voids_at = "CAST([], 'Array(UInt8)')"
-        excl_array = "CAST([], 'Array(UInt8)')"
 
+    # The walk: (comment, condition, new state) branches of one multiIf, first match wins.
     same_hold = " AND e.hold_value = s.hold" if spec.hold else ""
-    zeros = f"arrayWithConstant({n}, toInt64(0))"
+    keep = "s.hold, s.first_value"
     if spec.order == "any":
+        first_hit = "indexOf(e.step_hits, 1)"
+        opened = _state("1", "e.ts", "0", "0", _set_time(first_hit, f"arrayWithConstant({n}, 0)"),
+                        "e.hold_value, e.breakdown_value, e.breakdown_value")
         start = (f"if(e.can_start = 1 AND has(e.step_hits, 1),\n"
-                 f"               CAST((1, e.ts, 0, 0, arrayMap((hit, j) -> if(j = indexOf(e.step_hits, 1), "
-                 f"e.ts, 0), e.step_hits, arrayEnumerate(e.step_hits)),\n"
-                 f"                     e.hold_value, e.breakdown_value, e.breakdown_value), '{_STATE}'),\n"
-                 f"               s)")
-        new_step = "arrayFirstIndex((hit, t) -> hit = 1 AND t = 0, e.step_hits, s.times)"
-        advance = (f"        -- a step not done yet: the k-th different step of this funnel\n"
-                   f"        {new_step} > 0{same_hold},\n"
-                   f"            CAST((s.level + 1, s.t0, 0, 0, arrayMap((t, j) -> if(j = {new_step}, e.ts, t), "
-                   f"s.times, arrayEnumerate(s.times)),\n"
-                   f"                  s.hold, s.first_value, e.breakdown_value), '{_STATE}'),\n")
-        strict = ""
+                 f"               {opened},\n               s)")
+        fresh = "arrayFirstIndex((hit, t) -> hit = 1 AND t = 0, e.step_hits, s.times)"
+        branches = [("a step not done yet: the k-th different step of this funnel",
+                     f"{fresh} > 0{same_hold}",
+                     _state("s.level + 1", "s.t0", "0", "0", _set_time(fresh, "s.times"),
+                            f"{keep}, e.breakdown_value"))]
     else:
+        opened = _state("1", "e.ts", "0", "0",
+                        f"arrayConcat([e.ts], arrayWithConstant({n - 1}, 0))",
+                        "e.hold_value, e.breakdown_value, e.breakdown_value")
         start = (f"if(e.can_start = 1 AND e.step_hits[1] = 1,\n"
-                 f"               CAST((1, e.ts, 0, 0, arrayConcat([e.ts], arrayWithConstant({n - 1}, toInt64(0))),\n"
-                 f"                     e.hold_value, e.breakdown_value, e.breakdown_value), '{_STATE}'),\n"
-                 f"               s)")
+                 f"               {opened},\n               s)")
         nxt = "e.next_from[s.level + 1]"
-        advance = (f"        -- the next step (or a later one when the steps between are optional)\n"
-                   f"        {nxt} > 0{same_hold},\n"
-                   f"            CAST(({nxt}, s.t0, 0, 0, arrayMap((t, j) -> if(j = {nxt}, e.ts, t), "
-                   f"s.times, arrayEnumerate(s.times)),\n"
-                   f"                  s.hold, s.first_value, e.breakdown_value), '{_STATE}'),\n")
-        strict = ""
-        if spec.order == "strict":
-            strict = (f"        -- strict order: another step of this funnel in between ends the attempt\n"
-                      f"        e.breaks_at[s.level] = 1{same_hold},\n"
-                      f"            CAST((s.level, s.t0, 1, 0, s.times, s.hold, s.first_value, s.last_value), "
-                      f"'{_STATE}'),\n")
-    exclude = ""
+        branches = [("the next step (or a later one when the steps between are optional)",
+                     f"{nxt} > 0{same_hold}",
+                     _state(nxt, "s.t0", "0", "0", _set_time(nxt, "s.times"),
+                            f"{keep}, e.breakdown_value"))]
     if spec.exclusions:
-        exclude = (f"        -- an exclusion event between its steps voids the attempt\n"
-                   f"        e.voids_at[s.level] = 1,\n"
-                   f"            CAST((s.level, s.t0, 0, 1, s.times, s.hold, s.first_value, s.last_value), "
-                   f"'{_STATE}'),\n")
+        branches.append(("an exclusion event between its steps voids the attempt",
+                         "e.voids_at[s.level] = 1",
+                         _state("s.level", "s.t0", "0", "1", "s.times", f"{keep}, s.last_value")))
+    if spec.order == "strict":
+        branches.append(("strict order: another step of this funnel in between ends the attempt",
+                         f"e.breaks_at[s.level] = 1{same_hold}",
+                         _state("s.level", "s.t0", "1", "0", "s.times", f"{keep}, s.last_value")))
+    walk = "".join(f"        -- {note}\n        {cond},\n            {state},\n"
+                   for note, cond, state in branches)
 
     if spec.order == "any":
-        step_times = f"arrayResize(arraySort(arrayFilter(t -> t > 0, state.times)), {n}, toInt64(0))"
+        step_times = f"arrayResize(arraySort(arrayFilter(t -> t > 0, state.times)), {n}, 0)"
         step_times_note = "-- any order: when the k-th different step was done"
     else:
         step_times = "state.times"
         step_times_note = "-- when each step was done (0: not done)"
-    group_by = "GROUP BY GROUPING SETS ((breakdown, step), (step))" if spec.breakdown else "GROUP BY breakdown, step"
+    group_by = ("GROUP BY GROUPING SETS ((breakdown, step), (step))" if spec.breakdown
+                else "GROUP BY breakdown, step")
     is_total = "grouping(breakdown)" if spec.breakdown else "0"
 
     sql = f"""-- Funnel: {n} steps, {spec.order} order, window {format_duration(spec.window_ms)}.
@@ -344,9 +341,9 @@ walked AS (
             {start},
         s.level = {n} OR s.stopped = 1 OR s.excluded = 1 OR e.ts - s.t0 > {p_window},
             s,
-{advance}{exclude}{strict}        s),
+{walk}        s),
         events,
-        CAST((0, 0, 0, 0, {zeros}, '', '', ''), '{_STATE}')) AS state
+        CAST((0, 0, 0, 0, arrayWithConstant({n}, 0), '', '', ''), '{_STATE}')) AS state
     FROM journeys
 ),
 
@@ -398,6 +395,16 @@ ORDER BY is_total DESC, breakdown, step
     return sql, params
 
 
+def _state(level: str, t0: str, stopped: str, excluded: str, times: str, rest: str) -> str:
+    """A new walk state (level, t0, stopped, excluded, times, hold, first_value, last_value)."""
+    return f"CAST(({level}, {t0}, {stopped}, {excluded}, {times}, {rest}), '{_STATE}')"
+
+
+def _set_time(step: str, times: str) -> str:
+    """`times` with the step's slot set to this event's time."""
+    return f"arrayMap((t, j) -> if(j = {step}, e.ts, t), {times}, arrayEnumerate({times}))"
+
+
 def _event_placeholders(params: SqlParams) -> list[str]:
     return [f"{{{name}:String}}" for name in params.values if name.endswith("_event")]
 
@@ -439,7 +446,8 @@ def shape_result(spec: FunnelSpec, rows: list[dict[str, Any]], sql: str, params:
         for k in range(1, n + 1):
             row = steps.get(k, {})
             people = int(row.get("people", 0))
-            base_people = first if bases[k - 1] == 0 else int(steps.get(bases[k - 1], {}).get("people", 0))
+            base = bases[k - 1]
+            base_people = first if base == 0 else int(steps.get(base, {}).get("people", 0))
             entry = {
                 "step": k, "name": spec.steps[k - 1].text(), "optional": k in spec.optional,
                 "people": people,
@@ -455,13 +463,14 @@ def shape_result(spec: FunnelSpec, rows: list[dict[str, Any]], sql: str, params:
             cells = [entry[c] for c in _STEP_COLUMNS]
             shown = "(all)" if label is None else (label or "(none)")
             table.append(([shown] if spec.breakdown else []) + cells)
-        out_groups.append({"breakdown": label, "excluded": int(steps.get(1, {}).get("excluded_people", 0)),
-                           "steps": entries})
+        excluded = int(steps.get(1, {}).get("excluded_people", 0))
+        out_groups.append({"breakdown": label, "excluded": excluded, "steps": entries})
     total = out_groups[0] if out_groups else {"steps": [], "excluded": 0}
     entered = total["steps"][0]["people"] if total["steps"] else 0
     converted = total["steps"][-1]["people"] if total["steps"] else 0
     open_total = sum(s["in_window"] for s in total["steps"])
-    summary = {"entered": entered, "converted": converted, "conversion_pct": pct(converted, entered),
+    summary = {"entered": entered, "converted": converted,
+               "conversion_pct": pct(converted, entered),
                "excluded": total["excluded"], "order": spec.order,
                "window": format_duration(spec.window_ms), "as_of": utc_text(as_of),
                "still_in_window": open_total}

@@ -82,7 +82,7 @@ def build_sql(spec: PathsSpec, columns: dict[str, str], as_of: datetime,
     p_as_of = params.add("as_of", "DateTime64(3, 'UTC')", utc_text(as_of))
     p_top = params.add("top", "UInt32", spec.top)
     conversion = props.condition(spec.conversion, "conversion")
-    sql = f"""-- Paths around one page: previous and next view in the session, and conversion after it.
+    sql = f"""-- Paths around one page: previous and next view in the session, conversion after it.
 WITH
 session_events AS (
     SELECT
@@ -104,8 +104,10 @@ sessions AS (
     SELECT
         session_id,
         any(person_id) AS person_id,
-        arraySort(e -> (e.ts, e.message_id), groupArray(CAST((ts, message_id, is_view, page, is_conversion),
-            'Tuple(ts Int64, message_id String, is_view UInt8, page String, is_conversion UInt8)'))) AS events,
+        arraySort(e -> (e.ts, e.message_id), groupArray(CAST(
+            (ts, message_id, is_view, page, is_conversion),
+            'Tuple(ts Int64, message_id String, is_view UInt8, page String, is_conversion UInt8)'
+        ))) AS events,
         arrayFilter(e -> e.is_view = 1, events) AS views,
         arrayFilter(e -> e.is_conversion = 1, events) AS conversions
     FROM session_events
@@ -120,7 +122,8 @@ page_views AS (
         person_id,
         if(i = 1, '(entrance)', views[i - 1].page) AS came_from,
         if(i = length(views), '(exit)', views[i + 1].page) AS went_to,
-        arrayExists(c -> (c.ts, c.message_id) > (views[i].ts, views[i].message_id), conversions) AS converted
+        arrayExists(c -> (c.ts, c.message_id) > (views[i].ts, views[i].message_id),
+                    conversions) AS converted
     FROM sessions
     ARRAY JOIN arrayEnumerate(views) AS i
     WHERE views[i].page = {p_page}

@@ -33,6 +33,7 @@ from funnelhouse.analyses.common import (
     Properties,
     SpecError,
     SqlParams,
+    comment,
     data_days,
     parse_date,
     parse_moment,
@@ -129,19 +130,20 @@ def build_sql(spec: RetentionSpec, columns: dict[str, str], as_of: datetime,
     unit = spec.period
 
     if spec.cohort_type == "first_time":
-        cohorts = f"""    -- the person's first cohort event ever: its period, its day, the breakdown on it
+        cohorts = f"""    -- the first cohort event ever: its period, its day, the breakdown on it
         argMinIf(CAST((period_start, event_date, breakdown_value),
                       'Tuple(period Date, day Date, value String)'),
                  (event_at, message_id), is_cohort_event = 1) AS first_entry,
         if(countIf(is_cohort_event = 1) > 0 AND first_entry.day BETWEEN {p_from} AND {p_to},
            [first_entry], []) AS cohorts,"""
     else:
-        cohorts = f"""    -- every period with a cohort event in the date range; the breakdown on its first one
+        cohorts = f"""    -- each period with a cohort event in the range, breakdown on its first
         arraySort(e -> (e.period, e.ts, e.message_id), groupArrayIf(
             CAST((period_start, toUnixTimestamp64Milli(event_at), message_id, breakdown_value),
                  'Tuple(period Date, ts Int64, message_id String, value String)'),
             is_cohort_event = 1 AND event_date BETWEEN {p_from} AND {p_to})) AS entries,
-        arrayMap(e -> CAST((e.period, e.period, e.value), 'Tuple(period Date, day Date, value String)'),
+        arrayMap(e -> CAST((e.period, e.period, e.value),
+                           'Tuple(period Date, day Date, value String)'),
                  arrayFilter((e, i) -> i = 1 OR e.period != entries[i - 1].period,
                              entries, arrayEnumerate(entries))) AS cohorts,"""
 
@@ -149,13 +151,15 @@ def build_sql(spec: RetentionSpec, columns: dict[str, str], as_of: datetime,
         returned = "arrayMap(k -> toUInt64(has(offsets, k)), range(0, periods + 1))"
         returned_note = "-- on: came back in period k"
     else:
-        returned = "arrayMap(k -> toUInt64(length(offsets) > 0 AND arrayMax(offsets) >= k), range(0, periods + 1))"
+        returned = ("arrayMap(k -> toUInt64(length(offsets) > 0 AND arrayMax(offsets) >= k), "
+                    "range(0, periods + 1))")
         returned_note = "-- on or after: came back in period k or any later one"
     group_by = ("GROUP BY GROUPING SETS ((cohort_period, breakdown), (cohort_period))"
                 if spec.breakdown else "GROUP BY cohort_period, breakdown")
     is_total = "grouping(breakdown)" if spec.breakdown else "0"
 
-    sql = f"""-- Retention: cohorts by {spec.cohort} ({spec.cohort_type}), {unit} periods 0..periods, mode {spec.mode}.
+    sql = f"""-- Retention: cohorts by {comment(spec.cohort)} ({spec.cohort_type}), \
+{unit}s 0..periods, mode {spec.mode}.
 -- Periods are calendar {unit}s of the reporting time zone (event_date); weeks start on Monday.
 WITH
 events AS (
@@ -246,11 +250,12 @@ def period_start(unit: str, day: date) -> date:
 def shape_result(spec: RetentionSpec, rows: list[dict[str, Any]], sql: str, params: SqlParams,
                  date_from: date, date_to: date, as_of: datetime, tz: str) -> AnalysisResult:
     """Cohort × period table; cells of periods that had not begun at as_of are None."""
-    current = period_index(spec.period, date(1970, 1, 5), period_start(spec.period, as_of_day(as_of, tz)))
+    epoch = date(1970, 1, 5)      # a Monday: any fixed origin works for differences
+    current = period_index(spec.period, epoch, period_start(spec.period, as_of_day(as_of, tz)))
     cohorts = []
     for row in rows:
         start = date.fromisoformat(row["cohort_period"])
-        age = current - period_index(spec.period, date(1970, 1, 5), start)
+        age = current - period_index(spec.period, epoch, start)
         counts = [int(c) if k <= age else None for k, c in enumerate(row["returned"])]
         label = None if (row["is_total"] or not spec.breakdown) else row["breakdown"]
         cohorts.append({"cohort": start.isoformat(), "breakdown": label,

@@ -60,13 +60,15 @@ def build_sql(spec: TimelineSpec, columns: dict[str, str]) -> tuple[str, SqlPara
     shown = [c for c in TIMELINE_COLUMNS if c in columns]
     days = ""
     if spec.date_from:
-        days += f"\n  AND event_date >= {params.add('date_from', 'Date', spec.date_from.isoformat())}"
+        p_from = params.add("date_from", "Date", spec.date_from.isoformat())
+        days += f"\n  AND event_date >= {p_from}"
     if spec.date_to:
         days += f"\n  AND event_date <= {params.add('date_to', 'Date', spec.date_to.isoformat())}"
     select = ",\n    ".join(
         f"toString({c}) AS {c}" if c == "event_at" else c
         for c in shown)
-    sql = f"""-- Timeline: every event of one person across devices and ids, in (event_at, message_id) order.
+    sql = f"""-- Timeline: every event of one person across devices and ids,
+-- in (event_at, message_id) order.
 -- Any of their ids finds them: identity_map resolves anonymous and user ids to the person.
 SELECT
     person_id,
@@ -81,7 +83,8 @@ LIMIT {p_limit}
     return sql, params
 
 
-def run_timeline(warehouse: Warehouse, spec: TimelineSpec, reporting_tz: str = "UTC") -> AnalysisResult:
+def run_timeline(warehouse: Warehouse, spec: TimelineSpec,
+                 reporting_tz: str = "UTC") -> AnalysisResult:
     sql, params = build_sql(spec, table_columns(warehouse))
     result = warehouse.query(sql, params.for_query())
     rows = result.rows
