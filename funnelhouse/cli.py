@@ -253,6 +253,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--people", type=int, default=3000)
     demo.add_argument("--days", type=int, default=7)
     demo.add_argument("--seed", type=int, default=7)
+
+    from funnelhouse import cli_analyses  # funnel, retention, paths, timeline
+
+    cli_analyses.register(sub, command)
     return parser
 
 

@@ -18,6 +18,7 @@ from collector.app import create_app
 from collector.plan import TrackingPlan
 from collector.sinks.base import Sink
 from funnelhouse import admin_api, instance
+from funnelhouse.analyses_api import routes as analyses_routes
 from funnelhouse.config import Settings
 from funnelhouse.queues import make_sink, make_source
 from funnelhouse.sql_api import sql_routes
@@ -70,7 +71,8 @@ def build_pipeline(settings: Settings, queue: tuple[Sink, Source] | None = None)
 
     job_lock = threading.Lock()
     routes: list[BaseRoute] = [*sql_routes(settings, warehouse.readonly()),
-                               *admin_api.routes(settings, warehouse, job_lock)]
+                               *admin_api.routes(settings, warehouse, job_lock),
+                               *analyses_routes(settings, warehouse.readonly())]
     app = create_app(settings, sink, plan=plan, extra_routes=routes, lifespan=lifespan)
     return Pipeline(settings, plan, warehouse, sink, source, loader, app)
 
