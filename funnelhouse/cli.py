@@ -254,6 +254,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--days", type=int, default=7)
     demo.add_argument("--seed", type=int, default=7)
 
+    from funnelhouse import cli_people  # segment, signals, export, forget
+
+    cli_people.register(sub)
+
     from funnelhouse import cli_analyses  # funnel, retention, paths, timeline
 
     cli_analyses.register(sub, command)

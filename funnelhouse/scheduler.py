@@ -134,17 +134,24 @@ class Scheduler:
 def build_scheduler(settings: Any, warehouse: Any, *, segments_every_minutes: float = 60,
                     clock: Clock = utc_now, tick_seconds: float = 20.0) -> Scheduler:
     """The jobs of `up`: nightly sweep + export at `export_time`, segments every N minutes."""
-    from funnelhouse.exports import export_day
+    from funnelhouse.exports import EXPORT_TABLES, export_day
     from funnelhouse.forget import sweep_forgotten
+    from funnelhouse.people_api import own_handle
     from funnelhouse.segments import Segments
 
+    writer = own_handle(warehouse)      # long jobs do not hold up the loader's inserts
     reader = warehouse.readonly()
-    segments = Segments(warehouse, settings, reader)
+    segments = Segments(writer, settings, reader)
     scheduler = Scheduler(clock=clock, tick_seconds=tick_seconds)
 
     def nightly_export(local_day: date) -> None:
         day = local_day - timedelta(days=1)
-        removed = sweep_forgotten(warehouse)
+        names = ", ".join(f"'{t}'" for t in EXPORT_TABLES)
+        if not reader.query("SELECT count() FROM system.tables WHERE database = "
+                            f"currentDatabase() AND name IN ({names})").scalar():
+            log.info("nightly export %s: no tables yet (models never ran)", day)
+            return
+        removed = sweep_forgotten(writer)
         if removed:
             log.info("forget sweep removed late rows: %s", removed)
         result = export_day(reader, settings.export_dir, day, formats=settings.export_formats,

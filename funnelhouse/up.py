@@ -17,10 +17,11 @@ from starlette.routing import BaseRoute
 from collector.app import create_app
 from collector.plan import TrackingPlan
 from collector.sinks.base import Sink
-from funnelhouse import admin_api, instance
+from funnelhouse import admin_api, instance, people_api
 from funnelhouse.analyses_api import routes as analyses_routes
 from funnelhouse.config import Settings
 from funnelhouse.queues import make_sink, make_source
+from funnelhouse.scheduler import build_scheduler
 from funnelhouse.sql_api import sql_routes
 from loader.load import Loader
 from loader.sources.base import Source
@@ -58,9 +59,14 @@ def build_pipeline(settings: Settings, queue: tuple[Sink, Source] | None = None)
         loader_task = asyncio.create_task(loader.run(drain_timeout=30), name="loader")
         models_task = asyncio.create_task(
             refresh_models_periodically(settings, warehouse, job_lock), name="models")
+        # Nightly export at export_time (reporting tz) and segment materialisation.
+        people_scheduler = build_scheduler(settings, warehouse)
+        scheduler_task = asyncio.create_task(people_scheduler.run(), name="scheduler")
         try:
             yield
         finally:
+            people_scheduler.stop()
+            await scheduler_task
             models_task.cancel()
             # In-flight requests are done (uvicorn waits for them): flush the producer,
             # then let the loader load what is left, so Ctrl-C leaves the queue empty
@@ -72,6 +78,7 @@ def build_pipeline(settings: Settings, queue: tuple[Sink, Source] | None = None)
     job_lock = threading.Lock()
     routes: list[BaseRoute] = [*sql_routes(settings, warehouse.readonly()),
                                *admin_api.routes(settings, warehouse, job_lock),
+                               *people_api.routes(settings, warehouse),
                                *analyses_routes(settings, warehouse.readonly())]
     app = create_app(settings, sink, plan=plan, extra_routes=routes, lifespan=lifespan)
     return Pipeline(settings, plan, warehouse, sink, source, loader, app)
