@@ -14,8 +14,9 @@ orders models by dependencies and, for each:
   `<name>__new` in chunks of days, then swaps the table.
 
 Affected days = the look-back window (`lookback_days` before the latest day, or from
-`--since`), plus the days of events received since the previous run (however late),
-plus the days holding events of ids whose person changed in this run's identity map.
+`--since`), plus the days of events received since the model's previous run (however
+late), plus the days holding events whose person the identity map now resolves
+differently, plus the days rebuilt upstream in the same run.
 Because every day is rebuilt from events_raw as a whole, running twice changes
 nothing, and a re-run after late events corrects exactly the days they touch.
 """
@@ -50,8 +51,8 @@ _RUN_LOCK = threading.Lock()
 class Model:
     name: str
     depends_on: tuple[str, ...]
-    materialized: str            # "table" | "incremental_by_day"
-    ddl: str                     # CREATE TABLE IF NOT EXISTS {{ this }} …
+    materialized: str  # "table" | "incremental_by_day"
+    ddl: str  # CREATE TABLE IF NOT EXISTS {{ this }} …
     select: str
     path: Path
 
@@ -59,10 +60,10 @@ class Model:
 @dataclass(frozen=True)
 class ModelRun:
     model: str
-    rows: int                    # rows written by this run (all rows for a table build)
+    rows: int  # rows written by this run (all rows for a table build)
     seconds: float
-    mode: str                    # "full" | "incremental" | "skipped"
-    days: int = 0                # days rebuilt (incremental models)
+    mode: str  # "full" | "incremental" | "skipped"
+    days: int = 0  # days rebuilt (incremental models)
 
 
 def load_models(models_dir: Path) -> list[Model]:
@@ -73,13 +74,16 @@ def load_models(models_dir: Path) -> list[Model]:
         header = dict(re.findall(r"^--\s*(depends_on|materialized):[ \t]*(.*)$", text, re.M))
         statements = split_statements(text)
         if len(statements) != 2:
-            raise ValueError(f"{path.name}: expected a CREATE TABLE and a SELECT, got {len(statements)}")
+            raise ValueError(
+                f"{path.name}: expected a CREATE TABLE and a SELECT, got {len(statements)}"
+            )
         deps = tuple(d.strip() for d in header.get("depends_on", "").split(",") if d.strip())
         materialized = header.get("materialized", "table").split()[0]
         if materialized not in ("table", "incremental_by_day"):
             raise ValueError(f"{path.name}: unknown materialization {materialized!r}")
-        models[path.stem] = Model(path.stem, deps, materialized, statements[0],
-                                  _strip_comments(statements[1]), path)
+        models[path.stem] = Model(
+            path.stem, deps, materialized, statements[0], _strip_comments(statements[1]), path
+        )
     ordered: list[Model] = []
     state: dict[str, str] = {}
 
@@ -101,11 +105,18 @@ def load_models(models_dir: Path) -> list[Model]:
     return ordered
 
 
-def run_models(warehouse: Warehouse, settings: Settings, *, full_refresh: bool = False,
-               since: date | None = None, select: list[str] | None = None,
-               progress: Callable[[str], None] = print, today: date | None = None,
-               chunk_days: int = 7, received_margin: timedelta = timedelta(minutes=10),
-               ) -> list[ModelRun]:
+def run_models(
+    warehouse: Warehouse,
+    settings: Settings,
+    *,
+    full_refresh: bool = False,
+    since: date | None = None,
+    select: list[str] | None = None,
+    progress: Callable[[str], None] = print,
+    today: date | None = None,
+    chunk_days: int = 7,
+    received_margin: timedelta = timedelta(minutes=10),
+) -> list[ModelRun]:
     """Run the models in dependency order; see the module docstring for what is rebuilt.
 
     `select` runs only the named models (still in dependency order); `since` rebuilds
@@ -114,24 +125,36 @@ def run_models(warehouse: Warehouse, settings: Settings, *, full_refresh: bool =
     """
     with _RUN_LOCK:
         return _Runner(warehouse, settings, progress, chunk_days, received_margin).run(
-            full_refresh=full_refresh, since=since, select=select, today=today)
+            full_refresh=full_refresh, since=since, select=select, today=today
+        )
 
 
 class _Runner:
-    def __init__(self, warehouse: Warehouse, settings: Settings,
-                 progress: Callable[[str], None], chunk_days: int,
-                 received_margin: timedelta) -> None:
+    def __init__(
+        self,
+        warehouse: Warehouse,
+        settings: Settings,
+        progress: Callable[[str], None],
+        chunk_days: int,
+        received_margin: timedelta,
+    ) -> None:
         self.wh = warehouse
         self.settings = settings
         self.tz = settings.reporting_tz
         self.progress = progress
         self.chunk_days = max(1, chunk_days)
         self.received_margin = received_margin
-        self.changed_id_days: set[date] = set()
+        self.rebuilt_days: set[date] = set()  # days rebuilt upstream in this run
 
     # -- orchestration ---------------------------------------------------------------
-    def run(self, *, full_refresh: bool, since: date | None, select: list[str] | None,
-            today: date | None) -> list[ModelRun]:
+    def run(
+        self,
+        *,
+        full_refresh: bool,
+        since: date | None,
+        select: list[str] | None,
+        today: date | None,
+    ) -> list[ModelRun]:
         models = load_models(self.settings.sql_dir / "models")
         if select:
             unknown = set(select) - {m.name for m in models}
@@ -145,7 +168,7 @@ class _Runner:
              watermark DateTime64(3, 'UTC'))  -- max received_at of events_raw at run start
             ENGINE = MergeTree ORDER BY (model, ran_at)""")
         watermark = self.wh.query("SELECT max(received_at) FROM events_raw").scalar()
-        plan = self._affected_days(since, today) if not full_refresh else None
+        window = self._window_days(since, today) if not full_refresh else set()
         runs = []
         for index, model in enumerate(models, 1):
             started = time.monotonic()
@@ -160,10 +183,13 @@ class _Runner:
                     rows = self._build_incremental_full(model, days_list)
                     mode, days = "full", len(days_list)
                 else:
-                    assert plan is not None
-                    days_list = sorted(plan | self.changed_id_days)
+                    affected = window | self._received_days(model.name) | self.rebuilt_days
+                    if "identity_map" in model.depends_on:
+                        affected |= self._days_with_stale_persons(model.name)
+                    days_list = sorted(affected)
                     rows = self._build_incremental_days(model, days_list)
                     mode, days = "incremental", len(days_list)
+                self.rebuilt_days |= set(days_list)
             seconds = time.monotonic() - started
             run = ModelRun(model.name, rows, round(seconds, 3), mode, days)
             runs.append(run)
@@ -171,47 +197,90 @@ class _Runner:
                 f"INSERT INTO {STATE_TABLE} (model, ran_at, mode, rows, seconds, days, watermark) "
                 "VALUES ({m:String}, now64(3), {mode:String}, {rows:UInt64}, {s:Float64}, "
                 "{d:UInt32}, {w:DateTime64(3, 'UTC')})",
-                {"m": model.name, "mode": mode, "rows": rows, "s": seconds, "d": days,
-                 "w": watermark or "1970-01-01 00:00:00.000"})
+                {
+                    "m": model.name,
+                    "mode": mode,
+                    "rows": rows,
+                    "s": seconds,
+                    "d": days,
+                    "w": watermark or "1970-01-01 00:00:00.000",
+                },
+            )
             detail = f", {days} day(s)" if model.materialized == "incremental_by_day" else ""
-            self.progress(f"[{index}/{len(models)}] {model.name}: {rows:,} rows in "
-                          f"{seconds:.2f}s ({mode}{detail})")
+            self.progress(
+                f"[{index}/{len(models)}] {model.name}: {rows:,} rows in "
+                f"{seconds:.2f}s ({mode}{detail})"
+            )
         return runs
 
-    def _affected_days(self, since: date | None, today: date | None) -> set[date]:
-        """Look-back window + days of events received since the previous run."""
-        tz = {"tz": self.tz}
+    def _window_days(self, since: date | None, today: date | None) -> set[date]:
+        """The look-back window: `lookback_days` before the latest day (or from `since`)."""
         max_day = self.wh.query(
             "SELECT toString(toDate(max(timestamp), {tz:String})) FROM events_raw "
-            "WHERE timestamp > toDateTime64('1971-01-01', 3, 'UTC')", tz).scalar()
+            "WHERE timestamp > toDateTime64('1971-01-01', 3, 'UTC')",
+            {"tz": self.tz},
+        ).scalar()
         if not max_day:
             return set()
         max_day = date.fromisoformat(max_day)
         if since is None:
             anchor = min(today or datetime.now(ZoneInfo(self.tz)).date(), max_day)
             since = anchor - timedelta(days=self.settings.lookback_days)
-        days = set(_day_range(since, max_day))
-        last = self._last_watermark(None)
-        if last is not None:
-            rows = self.wh.query(
-                "SELECT DISTINCT toString(toDate(timestamp, {tz:String})) FROM events_raw "
-                "WHERE received_at > {w:DateTime64(3, 'UTC')} - INTERVAL {m:UInt32} SECOND",
-                {**tz, "w": last, "m": int(self.received_margin.total_seconds())}).rows
-            days |= {date.fromisoformat(r[0]) for r in rows}
-        return days
+        return set(_day_range(since, max_day))
+
+    def _received_days(self, model: str) -> set[date]:
+        """Event days of everything received since this model's previous run, however late.
+
+        The margin covers events the loader commits a little after later-received ones.
+        """
+        last = self._last_watermark(model)
+        if last is None:
+            return set()
+        rows = self.wh.query(
+            "SELECT DISTINCT toString(toDate(timestamp, {tz:String})) FROM events_raw "
+            "WHERE received_at > {w:DateTime64(3, 'UTC')} - INTERVAL {m:UInt32} SECOND",
+            {"tz": self.tz, "w": last, "m": int(self.received_margin.total_seconds())},
+        ).rows
+        return {date.fromisoformat(r[0]) for r in rows}
+
+    def _days_with_stale_persons(self, table: str) -> set[date]:
+        """Days holding events whose stored person is not what identity_map says now.
+
+        Comparing the built table with the current map (rather than the map with its
+        previous version) also catches a map rebuilt by an earlier `--select` run.
+        """
+        rows = self.wh.query(f"""
+            SELECT DISTINCT toString(b.event_date)
+            FROM (
+                SELECT event_date, person_id, user_id, anonymous_id
+                FROM {table}
+                GROUP BY event_date, person_id, user_id, anonymous_id
+            ) AS b
+            LEFT JOIN identity_map AS by_user ON by_user.id = b.user_id
+            LEFT JOIN identity_map AS by_anon ON by_anon.id = b.anonymous_id
+            WHERE b.person_id != multiIf(
+                b.user_id != '' AND by_user.person_id != '', by_user.person_id,
+                b.user_id != '', b.user_id,
+                by_anon.person_id != '', by_anon.person_id,
+                b.anonymous_id)
+            {_QUERY_SETTINGS}""").rows
+        return {date.fromisoformat(r[0]) for r in rows}
 
     def _last_watermark(self, model: str | None) -> str | None:
         where = "WHERE model = {m:String}" if model else ""
         result = self.wh.query(
             f"SELECT toString(max(watermark)), count() FROM {STATE_TABLE} {where}",
-            {"m": model} if model else None)
+            {"m": model} if model else None,
+        )
         value, count = result.rows[0]
         return value if count else None
 
     def _all_days(self) -> list[date]:
         rows = self.wh.query(
-            "SELECT DISTINCT toString(toDate(timestamp, {tz:String})) AS d FROM events_raw ORDER BY d",
-            {"tz": self.tz}).rows
+            "SELECT DISTINCT toString(toDate(timestamp, {tz:String})) AS d FROM events_raw "
+            "ORDER BY d",
+            {"tz": self.tz},
+        ).rows
         return [date.fromisoformat(r[0]) for r in rows]
 
     # -- building ----------------------------------------------------------------------
@@ -221,8 +290,6 @@ class _Runner:
         self.wh.execute(_ddl(model, new))
         self._insert(model, new, {})
         rows = self._count(new)
-        if model.name == "identity_map" and self._exists("identity_map"):
-            self.changed_id_days = self._days_of_changed_ids(new)
         self._swap(model.name, new)
         return rows
 
@@ -232,8 +299,10 @@ class _Runner:
         self.wh.execute(_ddl(model, new))
         for n, chunk in enumerate(_chunks(days, self.chunk_days), 1):
             self._insert(model, new, self._day_params(chunk))
-            self.progress(f"    {model.name}: days {chunk[0]}…{chunk[-1]} "
-                          f"({n}/{-(-len(days) // self.chunk_days)})")
+            self.progress(
+                f"    {model.name}: days {chunk[0]}…{chunk[-1]} "
+                f"({n}/{-(-len(days) // self.chunk_days)})"
+            )
         rows = self._count(new)
         self._swap(model.name, new)
         return rows
@@ -245,13 +314,21 @@ class _Runner:
             self.wh.execute(f"DROP TABLE IF EXISTS {stage}")
             self.wh.execute(_ddl(model, stage))
             self._insert(model, stage, self._day_params(chunk))
-            filled = {r[0]: r[1] for r in self.wh.query(
-                "SELECT partition_id, sum(rows) FROM system.parts WHERE database = currentDatabase() "
-                "AND table = {t:String} AND active GROUP BY partition_id", {"t": stage}).rows}
+            filled = {
+                r[0]: r[1]
+                for r in self.wh.query(
+                    "SELECT partition_id, sum(rows) FROM system.parts "
+                    "WHERE database = currentDatabase() "
+                    "AND table = {t:String} AND active GROUP BY partition_id",
+                    {"t": stage},
+                ).rows
+            }
             for day in chunk:
                 pid = day.strftime("%Y%m%d")
                 if pid in filled:
-                    self.wh.execute(f"ALTER TABLE {model.name} REPLACE PARTITION ID '{pid}' FROM {stage}")
+                    self.wh.execute(
+                        f"ALTER TABLE {model.name} REPLACE PARTITION ID '{pid}' FROM {stage}"
+                    )
                     rows += int(filled[pid])
                 else:
                     self.wh.execute(f"ALTER TABLE {model.name} DROP PARTITION ID '{pid}'")
@@ -260,44 +337,44 @@ class _Runner:
         return rows
 
     def _insert(self, model: Model, target: str, day_params: dict[str, str]) -> None:
-        columns = [r[0] for r in self.wh.query(
-            "SELECT name FROM system.columns WHERE database = currentDatabase() AND table = {t:String} "
-            "ORDER BY position", {"t": target}).rows]
+        columns = [
+            r[0]
+            for r in self.wh.query(
+                "SELECT name FROM system.columns "
+                "WHERE database = currentDatabase() AND table = {t:String} "
+                "ORDER BY position",
+                {"t": target},
+            ).rows
+        ]
         cols = ", ".join(f"`{c}`" for c in columns)
-        available = {"tz": self.tz, "gap_seconds": str(self.settings.session_gap_minutes * 60),
-                     **day_params}
+        available = {
+            "tz": self.tz,
+            "gap_seconds": str(self.settings.session_gap_minutes * 60),
+            **day_params,
+        }
         wanted = set(_PARAM.findall(model.select))
         missing = wanted - set(available)
         if missing:
-            raise ValueError(f"{model.name}: parameter(s) {sorted(missing)} need an incremental run")
+            raise ValueError(
+                f"{model.name}: parameter(s) {sorted(missing)} need an incremental run"
+            )
         params = {k: v for k, v in available.items() if k in wanted}
-        self.wh.execute(f"INSERT INTO {target} ({cols})\nSELECT {cols}\nFROM (\n{model.select}\n)\n"
-                        f"{_QUERY_SETTINGS}", params)
+        self.wh.execute(
+            f"INSERT INTO {target} ({cols})\nSELECT {cols}\nFROM (\n{model.select}\n)\n"
+            f"{_QUERY_SETTINGS}",
+            params,
+        )
 
     def _day_params(self, days: list[date]) -> dict[str, str]:
         zone = ZoneInfo(self.tz)
         start = datetime(days[0].year, days[0].month, days[0].day, tzinfo=zone)
         end_day = days[-1] + timedelta(days=1)
         end = datetime(end_day.year, end_day.month, end_day.day, tzinfo=zone)
-        return {"days": "[" + ",".join(f"'{d.isoformat()}'" for d in days) + "]",
-                "ts_from": _utc_text(start), "ts_to": _utc_text(end)}
-
-    def _days_of_changed_ids(self, new_map: str) -> set[date]:
-        """Days of already-built events whose id now belongs to another person."""
-        if not self._exists("behavior_events"):
-            return set()
-        rows = self.wh.query(f"""
-            WITH changed AS (
-                SELECT n.id AS id
-                FROM {new_map} AS n
-                LEFT JOIN identity_map AS o ON o.id = n.id
-                WHERE n.person_id != if(o.id = '', n.id, o.person_id)
-            )
-            SELECT DISTINCT toString(event_date)
-            FROM behavior_events
-            WHERE anonymous_id IN (SELECT id FROM changed) OR user_id IN (SELECT id FROM changed)
-            {_QUERY_SETTINGS}""").rows
-        return {date.fromisoformat(r[0]) for r in rows}
+        return {
+            "days": "[" + ",".join(f"'{d.isoformat()}'" for d in days) + "]",
+            "ts_from": _utc_text(start),
+            "ts_to": _utc_text(end),
+        }
 
     def _swap(self, name: str, new: str) -> None:
         if self._exists(name):
@@ -307,9 +384,13 @@ class _Runner:
             self.wh.execute(f"RENAME TABLE {new} TO {name}")
 
     def _exists(self, name: str) -> bool:
-        return bool(self.wh.query(
-            "SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = {t:String}",
-            {"t": name}).scalar())
+        return bool(
+            self.wh.query(
+                "SELECT count() FROM system.tables "
+                "WHERE database = currentDatabase() AND name = {t:String}",
+                {"t": name},
+            ).scalar()
+        )
 
     def _count(self, table: str) -> int:
         return int(self.wh.query(f"SELECT count() FROM {table}").scalar() or 0)
@@ -326,7 +407,7 @@ def _strip_comments(sql: str) -> str:
 
 def _chunks(days: list[date], size: int) -> Iterable[list[date]]:
     for i in range(0, len(days), size):
-        yield days[i:i + size]
+        yield days[i : i + size]
 
 
 def _day_range(first: date, last: date) -> list[date]:

@@ -18,13 +18,31 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-STAGES = ["never_visited", "visited_no_shopping", "viewed_product_or_cart", "purchased_once",
-          "purchased_repeat"]
+STAGES = [
+    "never_visited",
+    "visited_no_shopping",
+    "viewed_product_or_cart",
+    "purchased_once",
+    "purchased_repeat",
+]
 VISIT_EVENTS = {"page_view", "screen_view", "store_visit"}
 SHOP_EVENTS = {"product_view", "add_to_cart"}
-INTERACTIONS = {"click", "scroll", "swipe", "search", "product_view", "add_to_cart",
-                "remove_from_cart", "begin_checkout", "purchase", "signup", "login",
-                "campaign_click", "store_visit", "staff_qr_scan"}
+INTERACTIONS = {
+    "click",
+    "scroll",
+    "swipe",
+    "search",
+    "product_view",
+    "add_to_cart",
+    "remove_from_cart",
+    "begin_checkout",
+    "purchase",
+    "signup",
+    "login",
+    "campaign_click",
+    "store_visit",
+    "staff_qr_scan",
+}
 PRODUCT_EVENTS = {"product_view", "add_to_cart", "remove_from_cart", "scroll", "swipe", "click"}
 CENT = Decimal("0.01")
 
@@ -51,8 +69,8 @@ def fmt_ms(ms: int) -> str:
 @dataclass
 class Event:
     message_id: str
-    at: int                   # epoch ms, corrected time
-    day: date                 # reporting day
+    at: int  # epoch ms, corrected time
+    day: date  # reporting day
     type: str
     event: str
     anonymous_id: str
@@ -72,8 +90,8 @@ class Event:
 
 @dataclass
 class Reference:
-    identity: dict[str, str] = field(default_factory=dict)          # id → person_id
-    events: dict[str, Event] = field(default_factory=dict)          # message_id → event
+    identity: dict[str, str] = field(default_factory=dict)  # id → person_id
+    events: dict[str, Event] = field(default_factory=dict)  # message_id → event
     sessions: dict[str, dict] = field(default_factory=dict)
     product_engagement: dict[tuple, dict] = field(default_factory=dict)
     orders: dict[str, dict] = field(default_factory=dict)
@@ -134,8 +152,12 @@ def _identity(rows: list[dict]) -> dict[str, str]:
     for row in rows:
         if row["anonymous_id"] and row["user_id"] and row["anonymous_id"] != row["user_id"]:
             link(row["anonymous_id"], row["user_id"], row)
-        if (row["type"] == "alias" and row["previous_id"] and row["user_id"]
-                and row["previous_id"] != row["user_id"]):
+        if (
+            row["type"] == "alias"
+            and row["previous_id"]
+            and row["user_id"]
+            and row["previous_id"] != row["user_id"]
+        ):
             link(row["previous_id"], row["user_id"], row)
     links = {src: dst for src, (_, dst) in first.items()}
     identity = {}
@@ -157,16 +179,29 @@ def _event(row: dict, zone: ZoneInfo) -> Event | None:
     page_path = row["page_path"]
     if row["type"] == "screen" and not page_path:
         page_path = row["screen_name"]
-    campaign_key = (f"{row['utm_source']}/{row['utm_medium']}/{row['utm_campaign']}"
-                    if row["utm_campaign"] else "")
+    campaign_key = (
+        f"{row['utm_source']}/{row['utm_medium']}/{row['utm_campaign']}"
+        if row["utm_campaign"]
+        else ""
+    )
     return Event(
-        message_id=row["message_id"], at=at,
+        message_id=row["message_id"],
+        at=at,
         day=datetime.fromtimestamp(at / 1000, zone).date(),
-        type=row["type"], event=row["event"], anonymous_id=row["anonymous_id"],
-        user_id=row["user_id"], sdk=row["session_id"], campaign_key=campaign_key,
-        channel=row["channel"], page_path=page_path, traffic_source=row["traffic_source"],
-        traffic_medium=row["traffic_medium"], utm_campaign=row["utm_campaign"],
-        props=orjson.loads(row["properties"] or "{}"), traits=row["traits"])
+        type=row["type"],
+        event=row["event"],
+        anonymous_id=row["anonymous_id"],
+        user_id=row["user_id"],
+        sdk=row["session_id"],
+        campaign_key=campaign_key,
+        channel=row["channel"],
+        page_path=page_path,
+        traffic_source=row["traffic_source"],
+        traffic_medium=row["traffic_medium"],
+        utm_campaign=row["utm_campaign"],
+        props=orjson.loads(row["properties"] or "{}"),
+        traits=row["traits"],
+    )
 
 
 def _sessionise(ref: Reference, by_person: dict[str, list[Event]], gap_ms: int) -> None:
@@ -208,20 +243,25 @@ def _close_session(ref: Reference, person: str, day: date, evs: list[Event]) -> 
     pageviews = sum(1 for e in evs if e.event in ("page_view", "screen_view"))
     interactions = sum(1 for e in evs if e.event in INTERACTIONS)
     ref.sessions[first.message_id] = {
-        "session_date": day.isoformat(), "person_id": person,
-        "started_at": fmt_ms(first.at), "ended_at": fmt_ms(evs[-1].at),
+        "session_date": day.isoformat(),
+        "person_id": person,
+        "started_at": fmt_ms(first.at),
+        "ended_at": fmt_ms(evs[-1].at),
         "duration_seconds": (evs[-1].at - first.at) // 1000,
         "entry_page": views[0].page_path if views else "",
         "exit_page": views[-1].page_path if views else "",
         "landing_source": first.traffic_source or "(direct)",
         "landing_medium": first.traffic_medium or "direct",
         "landing_campaign": first.utm_campaign,
-        "pageviews": pageviews, "events": len(evs),
-        "product_views": count("product_view"), "add_to_carts": count("add_to_cart"),
+        "pageviews": pageviews,
+        "events": len(evs),
+        "product_views": count("product_view"),
+        "add_to_carts": count("add_to_cart"),
         "checkouts": count("begin_checkout"),
         "is_bounce": int(pageviews == 1 and interactions == 0),
         "reached_purchase": int(count("purchase") > 0),
-        "orders": len(orders), "revenue": sum(orders.values(), Decimal("0.00")),
+        "orders": len(orders),
+        "revenue": sum(orders.values(), Decimal("0.00")),
     }
 
 
@@ -245,10 +285,19 @@ def _product_engagement(ref: Reference) -> None:
     def cell(ev: Event, product: str) -> dict:
         key = (ev.day.isoformat(), ev.person, product)
         if key not in cells:
-            cells[key] = {"detail_views": 0, "dwell_ms": 0, "max_scroll_depth": None, "swipes": 0,
-                          "clicks": 0, "add_to_carts": 0, "added_quantity": 0,
-                          "remove_from_carts": 0, "orders": set(), "purchased_quantity": 0,
-                          "purchased_revenue": Decimal("0.00")}
+            cells[key] = {
+                "detail_views": 0,
+                "dwell_ms": 0,
+                "max_scroll_depth": None,
+                "swipes": 0,
+                "clicks": 0,
+                "add_to_carts": 0,
+                "added_quantity": 0,
+                "remove_from_carts": 0,
+                "orders": set(),
+                "purchased_quantity": 0,
+                "purchased_revenue": Decimal("0.00"),
+            }
         return cells[key]
 
     for ev in ref.events.values():
@@ -261,7 +310,9 @@ def _product_engagement(ref: Reference) -> None:
             c["dwell_ms"] += int(ev.props.get("dwell_ms") or 0)
         elif ev.event == "scroll" and "depth_percent" in ev.props:
             depth = float(ev.props["depth_percent"])
-            c["max_scroll_depth"] = depth if c["max_scroll_depth"] is None else max(c["max_scroll_depth"], depth)
+            c["max_scroll_depth"] = (
+                depth if c["max_scroll_depth"] is None else max(c["max_scroll_depth"], depth)
+            )
         elif ev.event == "swipe":
             c["swipes"] += 1
         elif ev.event == "click":
@@ -292,7 +343,9 @@ def _orders(ref: Reference, by_person: dict[str, list[Event]]) -> None:
         sessions_of[s["person_id"]].append((s["started_at"], sid, s))
     for items in sessions_of.values():
         items.sort(key=lambda x: (x[0], x[1]))
-    purchases = sorted(_first_purchases(ref, per_day=False), key=lambda e: (e.person, e.at, e.props["order_id"]))
+    purchases = sorted(
+        _first_purchases(ref, per_day=False), key=lambda e: (e.person, e.at, e.props["order_id"])
+    )
     seq: dict[str, int] = defaultdict(int)
     for p in purchases:
         order_id = p.props["order_id"]
@@ -302,34 +355,54 @@ def _orders(ref: Reference, by_person: dict[str, list[Event]]) -> None:
         lines = _lines(p)
         for n, item in enumerate(lines, 1):
             product = item.get("product_id") or ""
-            views = [e.at for e in history if e.event == "product_view"
-                     and e.props.get("product_id") == product and product and e.at < p.at]
-            carts = [e for e in history if e.event == "add_to_cart"
-                     and e.props.get("product_id") == product and product and e.at < p.at]
+            views = [
+                e.at
+                for e in history
+                if e.event == "product_view"
+                and e.props.get("product_id") == product
+                and product
+                and e.at < p.at
+            ]
+            carts = [
+                e
+                for e in history
+                if e.event == "add_to_cart"
+                and e.props.get("product_id") == product
+                and product
+                and e.at < p.at
+            ]
             first_view = min(views) if views else None
             if first_view is not None:
                 first_view_of_order = min(first_view_of_order or first_view, first_view)
             ref.order_items[(order_id, n)] = {
-                "person_id": p.person, "product_id": product,
+                "person_id": p.person,
+                "product_id": product,
                 "quantity": int(item.get("quantity") or 0),
                 "line_revenue": money(item.get("price")) * int(item.get("quantity") or 0),
-                "views_before_purchase": len(views), "carts_before_purchase": len(carts),
-                "seconds_from_first_view": (p.at - first_view) // 1000 if first_view is not None else None,
+                "views_before_purchase": len(views),
+                "carts_before_purchase": len(carts),
+                "seconds_from_first_view": (p.at - first_view) // 1000
+                if first_view is not None
+                else None,
             }
         person_sessions = sessions_of[p.person]
         first_started, _, first_session = person_sessions[0]
         touch = None
         for started, _, s in person_sessions:
             if started <= fmt_ms(p.at) and s["landing_medium"] != "direct":
-                touch = s          # the latest non-direct session started at or before the order
+                touch = s  # the latest non-direct session started at or before the order
         scans = [e for e in history if e.event == "staff_qr_scan"]
         scan = scans[0] if scans else None
         credited = scan is not None and scan.at <= p.at
         order_session = ref.sessions.get(p.session)
         ref.orders[order_id] = {
-            "person_id": p.person, "ordered_at": fmt_ms(p.at), "order_date": p.day.isoformat(),
-            "order_seq": seq[p.person], "channel": p.channel,
-            "revenue": money(p.props.get("revenue")), "item_lines": len(lines),
+            "person_id": p.person,
+            "ordered_at": fmt_ms(p.at),
+            "order_date": p.day.isoformat(),
+            "order_seq": seq[p.person],
+            "channel": p.channel,
+            "revenue": money(p.props.get("revenue")),
+            "item_lines": len(lines),
             "item_quantity": sum(int(i.get("quantity") or 0) for i in lines),
             "credited_staff_id": scan.props.get("staff_id", "") if credited else "",
             "credited_store_id": scan.props.get("store_id", "") if credited else "",
@@ -340,10 +413,12 @@ def _orders(ref: Reference, by_person: dict[str, list[Event]]) -> None:
             "last_touch_medium": touch["landing_medium"] if touch else "direct",
             "last_touch_campaign": touch["landing_campaign"] if touch else "",
             "lead_time_first_touch_seconds": (p.at - ms_of(first_started)) // 1000,
-            "lead_time_session_seconds": ((p.at - ms_of(order_session["started_at"])) // 1000
-                                          if order_session else None),
-            "lead_time_first_product_view_seconds": ((p.at - first_view_of_order) // 1000
-                                                     if first_view_of_order is not None else None),
+            "lead_time_session_seconds": (
+                (p.at - ms_of(order_session["started_at"])) // 1000 if order_session else None
+            ),
+            "lead_time_first_product_view_seconds": (
+                (p.at - first_view_of_order) // 1000 if first_view_of_order is not None else None
+            ),
         }
 
 
@@ -360,7 +435,7 @@ def _users(ref: Reference, by_person: dict[str, list[Event]]) -> None:
     for o in ref.orders.values():
         orders_of[o["person_id"]].append(o)
     sessions_of: dict[str, list[dict]] = defaultdict(list)
-    for sid, s in sorted(ref.sessions.items(), key=lambda kv: (kv[1]["started_at"], kv[0])):
+    for _, s in sorted(ref.sessions.items(), key=lambda kv: (kv[1]["started_at"], kv[0])):
         sessions_of[s["person_id"]].append(s)
     for person, evs in by_person.items():
         sessions = sessions_of[person]
@@ -369,8 +444,11 @@ def _users(ref: Reference, by_person: dict[str, list[Event]]) -> None:
         orders = orders_of[person]
         days = {e.day for e in evs}
         ref.users[person] = {
-            "first_seen_at": fmt_ms(evs[0].at), "last_seen_at": fmt_ms(evs[-1].at),
-            "sessions": len(sessions), "events": len(evs), "active_days": len(days),
+            "first_seen_at": fmt_ms(evs[0].at),
+            "last_seen_at": fmt_ms(evs[-1].at),
+            "sessions": len(sessions),
+            "events": len(evs),
+            "active_days": len(days),
             "first_touch_source": sessions[0]["landing_source"],
             "first_touch_medium": sessions[0]["landing_medium"],
             "first_touch_campaign": sessions[0]["landing_campaign"],
@@ -381,8 +459,11 @@ def _users(ref: Reference, by_person: dict[str, list[Event]]) -> None:
             "acquired_store_id": scans[0].props.get("store_id", "") if scans else "",
             "orders": len(orders),
             "revenue": sum((o["revenue"] for o in orders), Decimal("0.00")),
-            "stage_rank": _stage(any(e.event in VISIT_EVENTS for e in evs),
-                                 any(e.event in SHOP_EVENTS for e in evs), len(orders)),
+            "stage_rank": _stage(
+                any(e.event in VISIT_EVENTS for e in evs),
+                any(e.event in SHOP_EVENTS for e in evs),
+                len(orders),
+            ),
         }
 
 
@@ -401,14 +482,17 @@ def _funnel_stages(ref: Reference, by_person: dict[str, list[Event]]) -> None:
             orders += orders_on[(person, day.isoformat())]
             rank = _stage(visited, shopped, orders)
             ref.funnel_stages[(person, day.isoformat())] = {
-                "stage": STAGES[rank], "previous_stage": STAGES[previous],
-                "moved": int(rank > previous), "orders_to_date": orders}
+                "stage": STAGES[rank],
+                "previous_stage": STAGES[previous],
+                "moved": int(rank > previous),
+                "orders_to_date": orders,
+            }
             previous = rank
 
 
 def _campaign_performance(ref: Reference) -> None:
     sessions_of: dict[str, list[dict]] = defaultdict(list)
-    for sid, s in sorted(ref.sessions.items(), key=lambda kv: (kv[1]["started_at"], kv[0])):
+    for _, s in sorted(ref.sessions.items(), key=lambda kv: (kv[1]["started_at"], kv[0])):
         sessions_of[s["person_id"]].append(s)
     cells: dict[tuple, dict] = {}
     for person, sessions in sessions_of.items():
@@ -420,9 +504,19 @@ def _campaign_performance(ref: Reference) -> None:
                 last_touch = (s["landing_source"], s["landing_medium"], s["landing_campaign"])
             for model, touch in (("first_touch", first_touch), ("last_touch", last_touch)):
                 key = (s["session_date"], model) + touch
-                c = cells.setdefault(key, {"sessions": 0, "persons": set(), "new_persons": 0,
-                                           "product_views": 0, "add_to_carts": 0, "orders": 0,
-                                           "converting_sessions": 0, "revenue": Decimal("0.00")})
+                c = cells.setdefault(
+                    key,
+                    {
+                        "sessions": 0,
+                        "persons": set(),
+                        "new_persons": 0,
+                        "product_views": 0,
+                        "add_to_carts": 0,
+                        "orders": 0,
+                        "converting_sessions": 0,
+                        "revenue": Decimal("0.00"),
+                    },
+                )
                 c["sessions"] += 1
                 c["persons"].add(person)
                 c["new_persons"] += int(n == 0)

@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-EVENTS_PER_PERSON = 35          # what the generator averages (measured)
+EVENTS_PER_PERSON = 35  # what the generator averages (measured)
 DAYS = 30
 START = date(2024, 3, 1)
 SEED = 11
@@ -38,27 +38,32 @@ def _generate_chunk(args: tuple[int, int, int, int, str]) -> list[bytes]:
 
     seed, first, people, days, start = args
     out: list[bytes] = []
-    for batch in iter_json_batches(seed, people, days, date.fromisoformat(start),
-                                   batch_rows=10**9, first_person=first):
+    for batch in iter_json_batches(
+        seed, people, days, date.fromisoformat(start), batch_rows=10**9, first_person=first
+    ):
         out.extend(batch)
     return out
 
 
-def load(folder: Path, people: int, days: int, start: date, seed: int, first_person: int = 0) -> int:
-    """Generate people [first_person, first_person + people) into events_raw (2 generator processes)."""
+def load(
+    folder: Path, people: int, days: int, start: date, seed: int, first_person: int = 0
+) -> int:
+    """Generate people [first_person, first_person + people) into events_raw (2 processes)."""
     from warehouse.chdb import ChdbWarehouse
     from warehouse.migrate import migrate
 
     wh = ChdbWarehouse(folder)
     migrate(wh, ROOT / "sql" / "migrations")
-    jobs = [(seed, first, min(CHUNK_PEOPLE, first_person + people - first), days, start.isoformat())
-            for first in range(first_person, first_person + people, CHUNK_PEOPLE)]
+    jobs = [
+        (seed, first, min(CHUNK_PEOPLE, first_person + people - first), days, start.isoformat())
+        for first in range(first_person, first_person + people, CHUNK_PEOPLE)
+    ]
     rows = 0
     with mp.get_context("fork").Pool(2) as pool:
         for chunk in pool.imap(_generate_chunk, jobs):
             for i in range(0, len(chunk), 100_000):
-                rows += wh.insert_json_rows("events_raw", chunk[i:i + 100_000])
-    wh.execute("OPTIMIZE TABLE events_raw FINAL")   # let merges settle before timing
+                rows += wh.insert_json_rows("events_raw", chunk[i : i + 100_000])
+    wh.execute("OPTIMIZE TABLE events_raw FINAL")  # let merges settle before timing
     wh.close()
     return rows
 
@@ -72,18 +77,35 @@ def child(args: argparse.Namespace) -> None:
     folder = Path(args.folder)
     started = time.monotonic()
     if args.step == "load":
-        rows = load(folder, args.people, args.days, date.fromisoformat(args.start), args.seed,
-                    args.first_person)
+        rows = load(
+            folder,
+            args.people,
+            args.days,
+            date.fromisoformat(args.start),
+            args.seed,
+            args.first_person,
+        )
         print(json.dumps({"rows": rows, "seconds": time.monotonic() - started}))
         return
     wh = ChdbWarehouse(folder)
     settings = Settings(data_dir=folder, reporting_tz=args.tz, lookback_days=args.lookback)
-    runs = run_models(wh, settings, full_refresh=args.step == "full",
-                      today=date.fromisoformat(args.today) if args.today else None,
-                      progress=lambda m: print(m, file=sys.stderr))
+    runs = run_models(
+        wh,
+        settings,
+        full_refresh=args.step == "full",
+        today=date.fromisoformat(args.today) if args.today else None,
+        progress=lambda m: print(m, file=sys.stderr),
+    )
     events = wh.query("SELECT count() FROM behavior_events").scalar()
-    print(json.dumps({"seconds": time.monotonic() - started, "events": events,
-                      "models": [[r.model, r.rows, r.seconds, r.mode, r.days] for r in runs]}))
+    print(
+        json.dumps(
+            {
+                "seconds": time.monotonic() - started,
+                "events": events,
+                "models": [[r.model, r.rows, r.seconds, r.mode, r.days] for r in runs],
+            }
+        )
+    )
 
 
 def measure(step: str, folder: Path, **kw) -> dict:
@@ -133,22 +155,45 @@ def main() -> None:
         if folder.exists():
             shutil.rmtree(folder)
         loaded = measure("load", folder, people=people, days=DAYS, start=START, seed=SEED)
-        table.append((f"load {size:,} (generate + insert)", loaded["rows"], loaded["seconds"], None))
+        table.append(
+            (f"load {size:,} (generate + insert)", loaded["rows"], loaded["seconds"], None)
+        )
         full = measure("full", folder, tz=args.tz, today=last_day)
-        table.append((f"full build, {full['events']:,} events", full["events"], full["seconds"],
-                      full["peak_rss_mb"]))
+        table.append(
+            (
+                f"full build, {full['events']:,} events",
+                full["events"],
+                full["seconds"],
+                full["peak_rss_mb"],
+            )
+        )
         print_models(f"full build at {size:,}", full["models"])
         if size == max(sizes):
             # One more day arrives: a day's share of new people, plus nothing else.
             next_day = START + timedelta(days=DAYS)
             day_people = people // DAYS
-            added = measure("load", folder, people=day_people, days=1, start=next_day, seed=SEED,
-                            first_person=people)
+            added = measure(
+                "load",
+                folder,
+                people=day_people,
+                days=1,
+                start=next_day,
+                seed=SEED,
+                first_person=people,
+            )
             for lookback in (0, 3):
-                inc = measure("incremental", folder, tz=args.tz, today=next_day.isoformat(),
-                              lookback=lookback)
-                table.append((f"incremental, +{added['rows']:,} events of a new day, "
-                              f"look-back {lookback}", inc["events"], inc["seconds"], inc["peak_rss_mb"]))
+                inc = measure(
+                    "incremental", folder, tz=args.tz, today=next_day.isoformat(), lookback=lookback
+                )
+                table.append(
+                    (
+                        f"incremental, +{added['rows']:,} events of a new day, "
+                        f"look-back {lookback}",
+                        inc["events"],
+                        inc["seconds"],
+                        inc["peak_rss_mb"],
+                    )
+                )
                 print_models(f"incremental at {size:,}, look-back {lookback}", inc["models"])
         if not args.keep:
             shutil.rmtree(folder, ignore_errors=True)
@@ -161,7 +206,10 @@ def main() -> None:
 def print_models(title: str, models: list) -> None:
     print(f"\n{title}:")
     for name, rows, seconds, mode, days in models:
-        print(f"  {name:<22} {rows:>12,} rows {seconds:>8.2f}s  {mode}{f' ({days} days)' if days else ''}")
+        print(
+            f"  {name:<22} {rows:>12,} rows {seconds:>8.2f}s  {mode}"
+            + (f" ({days} days)" if days else "")
+        )
 
 
 if __name__ == "__main__":

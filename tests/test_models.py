@@ -43,11 +43,20 @@ def test_generated_log_plants_what_the_models_must_handle(tmp_path):
     channels = {r["channel"] for r in data.rows}
     events = {r["event"] for r in data.rows}
     assert channels == {"web", "app", "server", "offline"}
-    assert {"identify", "alias", "purchase", "staff_qr_scan", "store_visit", "app_install"} <= events
+    assert {
+        "identify",
+        "alias",
+        "purchase",
+        "staff_qr_scan",
+        "store_visit",
+        "app_install",
+    } <= events
     assert data.duplicate_message_ids and data.late_message_ids
     assert {r["timezone"] for r in data.rows} == {"Asia/Seoul", "America/Los_Angeles"}
-    assert any(r["original_timestamp"][:13] != r["timestamp"][:13] for r in data.rows)  # skewed clocks
-    assert generate(5, 300, 14, START).rows == data.rows                         # deterministic
+    assert any(
+        r["original_timestamp"][:13] != r["timestamp"][:13] for r in data.rows
+    )  # skewed clocks
+    assert generate(5, 300, 14, START).rows == data.rows  # deterministic
 
 
 def test_generated_people_resolve_to_their_planted_person(tmp_path):
@@ -61,8 +70,12 @@ def test_generated_people_resolve_to_their_planted_person(tmp_path):
         # A device that never identified stays its own person; every linked id is the person.
         linked = {r for r in resolved if not r or r in person.user_ids}
         assert linked <= {person.person_id}, (person, resolved)
-        got_orders = {r[0] for r in wh.query(
-            "SELECT order_id FROM orders WHERE person_id = {p:String}", {"p": person.person_id}).rows}
+        got_orders = {
+            r[0]
+            for r in wh.query(
+                "SELECT order_id FROM orders WHERE person_id = {p:String}", {"p": person.person_id}
+            ).rows
+        }
         assert set(person.order_ids) <= got_orders
 
 
@@ -120,7 +133,42 @@ def test_models_declare_dependencies_in_order():
 
     models = load_models(REPO_ROOT / "sql" / "models")
     names = [m.name for m in models]
-    assert set(names) == {"identity_map", "behavior_events", "sessions", "product_engagement",
-                          "orders", "order_items", "users", "funnel_stages", "campaign_performance"}
+    assert set(names) == {
+        "identity_map",
+        "behavior_events",
+        "sessions",
+        "product_engagement",
+        "orders",
+        "order_items",
+        "users",
+        "funnel_stages",
+        "campaign_performance",
+    }
     for i, m in enumerate(models):
         assert all(names.index(d) < i for d in m.depends_on), m.name
+
+
+def test_a_late_identify_moves_old_days_even_after_a_map_only_run(tmp_path):
+    from tests.test_models_rules import ev
+
+    rows = [
+        ev("page_view", "2024-03-01 10:00", anon="old-device"),
+        ev("page_view", "2024-03-20 10:00", anon="other"),
+    ]
+    wh = warehouse_with(tmp_path / "wh", rows)
+    settings = settings_for(tmp_path, lookback_days=1)
+    build(wh, settings, today=date(2024, 3, 20))
+    # weeks later the old device identifies; only the map is rebuilt at first
+    insert(wh, [ev("identify", "2024-03-21 09:00", anon="old-device", user="u-late")])
+    build(wh, settings, select=["identity_map"], today=date(2024, 3, 21))
+    runs = build(wh, settings, today=date(2024, 3, 21))
+    events = {r.model: r for r in runs}["behavior_events"]
+    assert events.mode == "incremental"
+    persons = wh.query(
+        "SELECT event_date, person_id FROM behavior_events WHERE anonymous_id = 'old-device' "
+        "ORDER BY event_at"
+    ).rows
+    assert persons == [["2024-03-01", "u-late"], ["2024-03-21", "u-late"]]
+    assert wh.query("SELECT person_id, sessions FROM users WHERE person_id = 'u-late'").rows == [
+        ["u-late", 2]
+    ]

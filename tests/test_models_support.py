@@ -26,7 +26,7 @@ def warehouse_with(path: Path, rows: list[dict]) -> ChdbWarehouse:
 
 def insert(wh: ChdbWarehouse, rows: list[dict]) -> None:
     for i in range(0, len(rows), 20_000):
-        wh.insert_json_rows("events_raw", [orjson.dumps(r) for r in rows[i:i + 20_000]])
+        wh.insert_json_rows("events_raw", [orjson.dumps(r) for r in rows[i : i + 20_000]])
 
 
 def settings_for(path: Path, **kw: Any) -> Settings:
@@ -73,48 +73,154 @@ def assert_same(name: str, got: dict, want: dict) -> None:
                 same = g == v
             if not same:
                 diffs.append((k, c, g, v))
-    assert not diffs, f"{name}: {len(diffs)} differences, e.g. (key, column, sql, reference) {diffs[:5]}"
+    assert not diffs, (
+        f"{name}: {len(diffs)} differences, e.g. (key, column, sql, reference) {diffs[:5]}"
+    )
 
 
 # Columns compared per table: (table, key columns in SQL, reference attribute, columns).
 CHECKS = [
-    ("sessions", ("session_id",), "sessions",
-     ["session_date", "person_id", "started_at", "ended_at", "duration_seconds", "entry_page",
-      "exit_page", "landing_source", "landing_medium", "landing_campaign", "pageviews", "events",
-      "product_views", "add_to_carts", "checkouts", "is_bounce", "reached_purchase", "orders",
-      "revenue"]),
-    ("product_engagement", ("activity_date", "person_id", "product_id"), "product_engagement",
-     ["detail_views", "dwell_ms", "max_scroll_depth", "swipes", "clicks", "add_to_carts",
-      "added_quantity", "remove_from_carts", "orders", "purchased_quantity", "purchased_revenue",
-      "converted"]),
-    ("orders", ("order_id",), "orders",
-     ["person_id", "ordered_at", "order_date", "order_seq", "channel", "revenue", "item_lines",
-      "item_quantity", "credited_staff_id", "credited_store_id", "first_touch_source",
-      "first_touch_medium", "first_touch_campaign", "last_touch_source", "last_touch_medium",
-      "last_touch_campaign", "lead_time_first_touch_seconds", "lead_time_session_seconds",
-      "lead_time_first_product_view_seconds"]),
-    ("order_items", ("order_id", "line_number"), "order_items",
-     ["person_id", "product_id", "quantity", "line_revenue", "views_before_purchase",
-      "carts_before_purchase", "seconds_from_first_view"]),
-    ("users", ("person_id",), "users",
-     ["first_seen_at", "last_seen_at", "sessions", "events", "active_days", "first_touch_source",
-      "first_touch_medium", "first_touch_campaign", "last_touch_source", "last_touch_medium",
-      "last_touch_campaign", "acquired_staff_id", "acquired_store_id", "orders", "revenue",
-      "stage_rank"]),
-    ("funnel_stages", ("person_id", "stage_date"), "funnel_stages",
-     ["stage", "previous_stage", "moved", "orders_to_date"]),
-    ("campaign_performance", ("performance_date", "attribution_model", "source", "medium", "campaign"),
-     "campaign_performance",
-     ["sessions", "persons", "new_persons", "product_views", "add_to_carts", "orders",
-      "converting_sessions", "revenue"]),
+    (
+        "sessions",
+        ("session_id",),
+        "sessions",
+        [
+            "session_date",
+            "person_id",
+            "started_at",
+            "ended_at",
+            "duration_seconds",
+            "entry_page",
+            "exit_page",
+            "landing_source",
+            "landing_medium",
+            "landing_campaign",
+            "pageviews",
+            "events",
+            "product_views",
+            "add_to_carts",
+            "checkouts",
+            "is_bounce",
+            "reached_purchase",
+            "orders",
+            "revenue",
+        ],
+    ),
+    (
+        "product_engagement",
+        ("activity_date", "person_id", "product_id"),
+        "product_engagement",
+        [
+            "detail_views",
+            "dwell_ms",
+            "max_scroll_depth",
+            "swipes",
+            "clicks",
+            "add_to_carts",
+            "added_quantity",
+            "remove_from_carts",
+            "orders",
+            "purchased_quantity",
+            "purchased_revenue",
+            "converted",
+        ],
+    ),
+    (
+        "orders",
+        ("order_id",),
+        "orders",
+        [
+            "person_id",
+            "ordered_at",
+            "order_date",
+            "order_seq",
+            "channel",
+            "revenue",
+            "item_lines",
+            "item_quantity",
+            "credited_staff_id",
+            "credited_store_id",
+            "first_touch_source",
+            "first_touch_medium",
+            "first_touch_campaign",
+            "last_touch_source",
+            "last_touch_medium",
+            "last_touch_campaign",
+            "lead_time_first_touch_seconds",
+            "lead_time_session_seconds",
+            "lead_time_first_product_view_seconds",
+        ],
+    ),
+    (
+        "order_items",
+        ("order_id", "line_number"),
+        "order_items",
+        [
+            "person_id",
+            "product_id",
+            "quantity",
+            "line_revenue",
+            "views_before_purchase",
+            "carts_before_purchase",
+            "seconds_from_first_view",
+        ],
+    ),
+    (
+        "users",
+        ("person_id",),
+        "users",
+        [
+            "first_seen_at",
+            "last_seen_at",
+            "sessions",
+            "events",
+            "active_days",
+            "first_touch_source",
+            "first_touch_medium",
+            "first_touch_campaign",
+            "last_touch_source",
+            "last_touch_medium",
+            "last_touch_campaign",
+            "acquired_staff_id",
+            "acquired_store_id",
+            "orders",
+            "revenue",
+            "stage_rank",
+        ],
+    ),
+    (
+        "funnel_stages",
+        ("person_id", "stage_date"),
+        "funnel_stages",
+        ["stage", "previous_stage", "moved", "orders_to_date"],
+    ),
+    (
+        "campaign_performance",
+        ("performance_date", "attribution_model", "source", "medium", "campaign"),
+        "campaign_performance",
+        [
+            "sessions",
+            "persons",
+            "new_persons",
+            "product_views",
+            "add_to_carts",
+            "orders",
+            "converting_sessions",
+            "revenue",
+        ],
+    ),
 ]
 
 
 def assert_matches_reference(wh: ChdbWarehouse, ref: Reference) -> None:
     # identity and events first: everything else rests on them
-    events = table(wh, "behavior_events", ("message_id",), ["person_id", "session_id", "event_date"])
-    want = {(m,): {"person_id": e.person, "session_id": e.session, "event_date": e.day.isoformat()}
-            for m, e in ref.events.items()}
+    events = table(
+        wh, "behavior_events", ("message_id",), ["person_id", "session_id", "event_date"]
+    )
+    want = {
+        (m,): {"person_id": e.person, "session_id": e.session, "event_date": e.day.isoformat()}
+        for m, e in ref.events.items()
+    }
     assert_same("behavior_events", events, want)
     id_map = table(wh, "identity_map", ("id",), ["person_id"])
     for id_, person in ref.identity.items():
@@ -126,11 +232,26 @@ def assert_matches_reference(wh: ChdbWarehouse, ref: Reference) -> None:
 def snapshot(wh: ChdbWarehouse) -> dict[str, list]:
     """Every model table's full content, sorted — to compare two builds exactly."""
     out = {}
-    for name in ("identity_map", "behavior_events", "sessions", "product_engagement", "orders",
-                 "order_items", "users", "funnel_stages", "campaign_performance"):
-        cols = [r[0] for r in wh.query(
-            "SELECT name FROM system.columns WHERE database = currentDatabase() AND table = {t:String} "
-            "ORDER BY position", {"t": name}).rows]
+    for name in (
+        "identity_map",
+        "behavior_events",
+        "sessions",
+        "product_engagement",
+        "orders",
+        "order_items",
+        "users",
+        "funnel_stages",
+        "campaign_performance",
+    ):
+        cols = [
+            r[0]
+            for r in wh.query(
+                "SELECT name FROM system.columns "
+                "WHERE database = currentDatabase() AND table = {t:String} "
+                "ORDER BY position",
+                {"t": name},
+            ).rows
+        ]
         rows = wh.query(f"SELECT * FROM {name} ORDER BY {', '.join(cols)}").rows
         out[name] = rows
     return out
