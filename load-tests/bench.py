@@ -1,0 +1,497 @@
+"""The one-command benchmark: every figure of the performance targets, in one run, on this
+machine, printed as one table (targets beside them) and written as JSON.
+
+    python load-tests/bench.py                  # everything (≈20 min on 2 cores)
+    python load-tests/bench.py --quick          # small sizes, short runs (≈3 min)
+    python load-tests/bench.py --out results.json --markdown table.md
+    funnelhouse bench [--quick] [--out …]       # the same
+
+Each part is a script of its own in load-tests/, run here as a subprocess (its output is
+shown as it runs and kept in --work-dir/logs), so any of them can also be run alone:
+
+    bench_collector.py   collector vs the bare-endpoint ceiling, singles and 50-batches
+    bench_pipeline.py    embedded queue vs Kafka, freshness, loader rows/s, collector RSS,
+                         the per-stage profile of the ingest path
+    bench_models.py      the eight tables: full build at 1M and 10M events, incremental day
+    bench_analyses.py    5-step funnel with a breakdown, weekly retention (10M events)
+    bench_segments.py    segment materialisation and membership checks (10M events)
+
+A part that fails or runs past its time limit is reported as such; the others still run.
+Every process a part starts (servers, Kafka) is stopped when it ends, fails or times out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+
+@dataclass
+class Part:
+    name: str
+    script: str
+    full: list[str]
+    quick: list[str]
+    timeout_full: int          # seconds
+    timeout_quick: int
+    json_flag: bool = False    # the script writes its figures to --json FILE
+    result: Any = None
+    error: str = ""
+    seconds: float = 0.0
+    log: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def parts(work: Path, no_kafka: bool) -> list[Part]:
+    kafka = ["--no-kafka"] if no_kafka else []
+    have_collector = (HERE / "bench_collector.py").exists()
+    # With bench_collector.py present it measures the bare ceiling; the pipeline part then
+    # runs only the queue comparison (embedded vs Kafka) and does not repeat it.
+    targets = ["--targets", "embedded,kafka" if have_collector else "bare,embedded,kafka"]
+    return [
+        Part("collector", "bench_collector.py", ["--workers", "1,2"],
+             ["--quick", "--workers", "2"], 600, 120, json_flag=True),
+        Part("pipeline", "bench_pipeline.py", [*targets, *kafka],
+             ["--quick", *targets, *kafka, "--only", "throughput,freshness,loader,profile"],
+             900, 170, json_flag=True),
+        Part("models", "bench_models.py",
+             ["--sizes", "1000000,10000000", "--work-dir", str(work / "models")],
+             ["--sizes", "100000", "--work-dir", str(work / "models")], 900, 150),
+        Part("analyses", "bench_analyses.py",
+             ["--events", "10000000", "--runs", "3", "--work-dir", str(work / "analyses")],
+             ["--events", "200000", "--runs", "2", "--work-dir", str(work / "analyses")],
+             900, 120),
+        Part("segments", "bench_segments.py",
+             ["--people", "13000", "--days", "30", "--copies", "10", "--checks", "2000",
+              "--dir", str(work / "segments")],
+             ["--people", "1500", "--days", "14", "--checks", "200",
+              "--dir", str(work / "segments")], 900, 120),
+    ]
+
+
+# ---- running a part ---------------------------------------------------------------------
+
+_RUNNING: list[subprocess.Popen[str]] = []
+
+
+def _kill_running(*_: Any) -> None:
+    for proc in list(_RUNNING):
+        _kill_group(proc)
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            continue
+    # Leftovers in the group (a server a script forgot) go too.
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def run_part(part: Part, quick: bool, work: Path) -> None:
+    script = HERE / part.script
+    if not script.exists():
+        part.error = f"{part.script} is missing"
+        print(f"\n== {part.name}: skipped ({part.error})", flush=True)
+        return
+    args = list(part.quick if quick else part.full)
+    json_path = work / f"{part.name}.json"
+    if part.json_flag:
+        args += ["--json", str(json_path)]
+    timeout = part.timeout_quick if quick else part.timeout_full
+    part.log = work / "logs" / f"{part.name}.log"
+    part.log.parent.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, str(script), *args]
+    print(f"\n== {part.name}: {' '.join(['python', f'load-tests/{part.script}', *args])}"
+          f"  (limit {timeout // 60} min {timeout % 60} s)", flush=True)
+    started = time.monotonic()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env=env, start_new_session=True)
+    _RUNNING.append(proc)
+    lines: list[str] = []
+
+    def pump() -> None:
+        with open(part.log, "w") as log:
+            for line in proc.stdout:  # type: ignore[union-attr]
+                log.write(line)
+                lines.append(line)
+                if not line.startswith("RESULT_JSON"):
+                    print(f"   {line}", end="", flush=True)
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        part.error = f"stopped after its {timeout} s limit"
+    finally:
+        _kill_group(proc)
+        _RUNNING.remove(proc)
+        reader.join(timeout=10)
+    part.seconds = time.monotonic() - started
+    output = "".join(lines)
+    if not part.error and proc.returncode != 0:
+        part.error = f"exit code {proc.returncode} (see {part.log})"
+    try:
+        part.result = PARSERS[part.name](output, json_path)
+    except Exception as exc:  # noqa: BLE001 - a part's figures are optional to the table
+        part.error = part.error or f"could not read its figures: {exc!r}"
+    print(f"== {part.name}: {part.seconds:.0f} s{'  — ' + part.error if part.error else ''}",
+          flush=True)
+
+
+# ---- reading each part's figures --------------------------------------------------------
+
+def _last_json_document(output: str) -> Any:
+    """The last JSON object printed with `{` alone at the start of a line."""
+    start = output.rfind("\n{\n")
+    if start < 0:
+        raise ValueError("no JSON document in the output")
+    return json.JSONDecoder().raw_decode(output[start + 1:])[0]
+
+
+def parse_collector(output: str, json_path: Path) -> Any:
+    return json.loads(json_path.read_text())
+
+
+def parse_pipeline(output: str, json_path: Path) -> Any:
+    if json_path.exists():
+        return json.loads(json_path.read_text())
+    line = next(x for x in reversed(output.splitlines()) if x.startswith("RESULT_JSON "))
+    return json.loads(line[len("RESULT_JSON "):])
+
+
+def parse_models(output: str, json_path: Path) -> Any:
+    """bench_models.py prints a table (no JSON): step, events, seconds, peak RSS MB."""
+    rows = []
+    in_table = False
+    for line in output.splitlines():
+        if line.startswith("step") and "peak RSS" in line:
+            in_table = True
+            continue
+        if not in_table:
+            continue
+        match = re.match(r"^(.+?)\s+([\d,]+)\s+([\d.]+)\s*(\d+)?\s*$", line)
+        if match:
+            rows.append({"step": match.group(1).strip(),
+                         "events": int(match.group(2).replace(",", "")),
+                         "seconds": float(match.group(3)),
+                         "peak_rss_mb": int(match.group(4)) if match.group(4) else None})
+    if not rows:
+        raise ValueError("no table in the output")
+    return rows
+
+
+def parse_json_report(output: str, json_path: Path) -> Any:
+    return _last_json_document(output)
+
+
+PARSERS = {"collector": parse_collector, "pipeline": parse_pipeline, "models": parse_models,
+           "analyses": parse_json_report, "segments": parse_json_report}
+
+
+# ---- the table --------------------------------------------------------------------------
+
+@dataclass
+class Row:
+    figure: str
+    value: str
+    target: str = ""
+    verdict: str = ""        # "met", "missed by …", or "" (no target)
+    source: str = ""
+
+
+def _get(doc: Any, *keys: Any) -> Any:
+    for key in keys:
+        if doc is None:
+            return None
+        try:
+            doc = doc[key]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return doc
+
+
+def _at_least(value: float | None, target: float, unit: str) -> str:
+    if value is None:
+        return "not measured"
+    if value >= target:
+        return "met"
+    return f"missed: {value / target:.0%} of target ({_num(target - value)} {unit} short)"
+
+
+def _at_most(value: float | None, target: float, unit: str) -> str:
+    if value is None:
+        return "not measured"
+    if value <= target:
+        return "met"
+    return f"missed: {value / target:.1f}× the target (+{_num(value - target)} {unit})"
+
+
+def _num(value: float) -> str:
+    if value >= 100:
+        return f"{value:,.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def _ms(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f} ms"
+
+
+def build_rows(results: dict[str, Part], quick: bool) -> list[Row]:
+    rows: list[Row] = []
+    collector = results["collector"].result if "collector" in results else None
+    pipeline = results["pipeline"].result if "pipeline" in results else None
+    models = results["models"].result if "models" in results else None
+    analyses = results["analyses"].result if "analyses" in results else None
+    segments = results["segments"].result if "segments" in results else None
+    through = _get(pipeline, "throughput") or {}
+
+    # Collector against the bare ceiling (2 workers: the machine's cores).
+    def measurement(server: str, mode: str, workers: int = 2) -> dict | None:
+        if collector:
+            for m in collector:
+                if m["server"] == server and m["mode"] == mode and m["workers"] == workers:
+                    return m
+        key = {"bare": "bare", "collector": "embedded"}[server]
+        shape = "single" if mode == "single" else "batch50"
+        return through.get(f"{key}/{shape}")
+
+    src = "bench_collector" if collector else "bench_pipeline"
+    for mode, label in (("single", "single events"), ("batch", "50-event batches")):
+        bare, real = measurement("bare", mode), measurement("collector", mode)
+        if not real:
+            continue
+        eps = real["events_per_s"]
+        lat = f"p50 {_ms(real['p50_ms'])}, p99 {_ms(real['p99_ms'])}"
+        ratio = eps / bare["events_per_s"] if bare else None
+        ratio_text = f"{ratio:.0%} of bare ({bare['events_per_s']:,.0f}/s)" if ratio else ""
+        if mode == "batch":
+            rows.append(Row(f"collector, {label}, embedded queue (2 workers)",
+                            f"{eps:,.0f} events/s; {lat}; {ratio_text}", "≥ 100,000 events/s",
+                            _at_least(eps, 100_000, "events/s"), src))
+        else:
+            rows.append(Row(f"collector, {label}, embedded queue (2 workers)",
+                            f"{eps:,.0f} events/s; {lat}; {ratio_text}", "≥ 50% of bare",
+                            _at_least(ratio, 0.5, "") if ratio is not None else "not measured",
+                            src))
+    if collector:
+        for m in collector:
+            if m["workers"] == 1 and m["server"] == "collector":
+                bare = measurement("bare", m["mode"], 1)
+                ratio = m["events_per_s"] / bare["events_per_s"] if bare else None
+                rows.append(Row(f"collector, {m['mode']}, embedded queue (1 worker)",
+                                f"{m['events_per_s']:,.0f} events/s; p50 {_ms(m['p50_ms'])}, "
+                                f"p99 {_ms(m['p99_ms'])}"
+                                + (f"; {ratio:.0%} of bare" if ratio else ""), "", "", src))
+
+    for shape, label in (("single", "single events"), ("batch50", "50-event batches")):
+        emb, kaf = through.get(f"embedded/{shape}"), through.get(f"kafka/{shape}")
+        if emb and kaf:
+            rows.append(Row(f"collector, {label}: Kafka producer vs embedded queue",
+                            f"Kafka {kaf['events_per_s']:,.0f} vs embedded "
+                            f"{emb['events_per_s']:,.0f} events/s "
+                            f"({kaf['events_per_s'] / emb['events_per_s']:.0%}); Kafka p50 "
+                            f"{_ms(kaf['p50_ms'])}, p99 {_ms(kaf['p99_ms'])}", "", "",
+                            "bench_pipeline"))
+
+    for queue, target in (("embedded", 2.0), ("kafka", 5.0)):
+        fresh = _get(pipeline, "freshness", queue)
+        if fresh:
+            p50, p95 = fresh.get("p50_s"), fresh.get("p95_s")
+            rows.append(Row(f"freshness, {queue} (ack → queryable in events_raw)",
+                            f"p50 {p50:.2f} s, p95 {p95:.2f} s at "
+                            f"{fresh['rate_events_per_s']:,} events/s"
+                            + (f", {fresh['missing']} batches never seen" if fresh["missing"]
+                               else "") if p95 is not None else "no batch seen",
+                            f"p95 ≤ {target:g} s", _at_most(p95, target, "s"), "bench_pipeline"))
+
+    for queue in ("embedded", "kafka"):
+        load = _get(pipeline, "loader", queue)
+        if load:
+            split = ", ".join(f"{k} {v:.1f} s" for k, v in load.get("drain_split_s", {}).items())
+            origin = "the embedded log" if queue == "embedded" else "Kafka topics"
+            rows.append(Row(f"loader into chdb, from {origin}",
+                            f"{load['rows_per_s']:,.0f} rows/s over {load['loaded']:,} rows "
+                            f"({split})", "≥ 200,000 rows/s" if queue == "embedded" else "",
+                            _at_least(load["rows_per_s"], 200_000, "rows/s")
+                            if queue == "embedded" else "", "bench_pipeline"))
+
+    if models:
+        fulls = [r for r in models if r["step"].startswith("full build")]
+        incs = [r for r in models if r["step"].startswith("incremental")]
+        for r in fulls:
+            big = r is fulls[-1] and not quick
+            rows.append(Row(f"models: {r['step']}",
+                            f"{r['seconds']:.1f} s, peak {r['peak_rss_mb']:,} MB",
+                            "≤ 30 s, ≤ 4 GB" if big else "",
+                            _combine(_at_most(r["seconds"], 30, "s"),
+                                     _at_most(r["peak_rss_mb"], 4096, "MB")) if big else "",
+                            "bench_models"))
+        for r in incs:
+            rows.append(Row(f"models: {r['step']}",
+                            f"{r['seconds']:.1f} s, peak {r['peak_rss_mb']:,} MB", "≤ 3 s",
+                            _at_most(r["seconds"], 3, "s"), "bench_models"))
+
+    if analyses:
+        events = _get(analyses, "load", "events")
+        size = f" at {events:,} events" if events else ""
+        funnel = _get(analyses, "queries", "funnel_5_steps_breakdown")
+        if funnel:
+            rows.append(Row(f"5-step funnel with a breakdown{size}",
+                            f"median {funnel['median_s']:.2f} s (first {funnel['first_s']:.2f} s)",
+                            "≤ 1 s", _at_most(funnel["median_s"], 1.0, "s"), "bench_analyses"))
+        retention = _get(analyses, "queries", "retention_weekly")
+        if retention:
+            rows.append(Row(f"weekly retention{size}",
+                            f"median {retention['median_s']:.2f} s (first "
+                            f"{retention['first_s']:.2f} s)", "", "", "bench_analyses"))
+
+    if segments:
+        size = f" at {segments.get('events', 0):,} events"
+        http = segments.get("membership_http_asgi") or {}
+        inproc = segments.get("membership_in_process") or {}
+        if http or inproc:
+            rows.append(Row(f"segment membership check{size}",
+                            f"p50 {http.get('p50_ms', float('nan')):.2f} ms, p95 "
+                            f"{http.get('p95_ms', float('nan')):.2f} ms through the HTTP route "
+                            f"(in process p50 {inproc.get('p50_ms', float('nan')):.2f} ms)",
+                            "≤ 10 ms", _at_most(http.get("p95_ms", inproc.get("p95_ms")), 10,
+                                                "ms"), "bench_segments"))
+        rule = segments.get("rule_segment")
+        if rule:
+            rows.append(Row(f"segment materialisation (rule, 4 groups){size}",
+                            f"median {rule['seconds_median']:.2f} s, {rule['members']:,} members",
+                            "", "", "bench_segments"))
+
+    worker_rss = max((m.get("rss_worker_mb", 0) for m in through.values()
+                      if isinstance(m, dict)), default=None)
+    if worker_rss:
+        rows.append(Row("collector RSS under load (largest worker)", f"{worker_rss} MB",
+                        "≤ 500 MB", _at_most(worker_rss, 500, "MB"), "bench_pipeline"))
+    up_rss = _get(pipeline, "freshness", "embedded", "rss_up_mb")
+    if up_rss:
+        rows.append(Row("`funnelhouse up` RSS at steady load (collector + loader + chdb)",
+                        f"{up_rss} MB", "", "", "bench_pipeline"))
+    return rows
+
+
+def _combine(*verdicts: str) -> str:
+    missed = [v for v in verdicts if v != "met"]
+    return "; ".join(missed) if missed else "met"
+
+
+def markdown(rows: list[Row]) -> str:
+    lines = ["| figure | measured | target | verdict |", "|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r.figure} | {r.value} | {r.target or '—'} | {r.verdict or '—'} |")
+    return "\n".join(lines)
+
+
+def machine() -> dict[str, Any]:
+    cpu = ""
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        cpu = platform.processor()
+    memory = ""
+    try:
+        kb = next(int(line.split()[1]) for line in open("/proc/meminfo")
+                  if line.startswith("MemTotal"))
+        memory = f"{kb / 1024 / 1024:.0f} GiB"
+    except (OSError, StopIteration):
+        pass
+    return {"cpus": os.cpu_count(), "cpu": cpu, "memory": memory,
+            "python": platform.python_version(), "os": platform.platform(),
+            "load_average_at_start": os.getloadavg()}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, short runs (≈3 min)")
+    parser.add_argument("--out", default=None, help="write every figure as JSON here")
+    parser.add_argument("--markdown", default=None, help="write the summary table here")
+    parser.add_argument("--only", default=None,
+                        help="comma-separated parts: collector,pipeline,models,analyses,segments")
+    parser.add_argument("--no-kafka", action="store_true", help="skip the Kafka measurements")
+    parser.add_argument("--work-dir", default=None, help="scratch folder (removed unless given)")
+    args = parser.parse_args(sys.argv[1:])
+
+    signal.signal(signal.SIGTERM, lambda *_: (_kill_running(), sys.exit(143)))
+    work = Path(args.work_dir or tempfile.mkdtemp(prefix="funnelhouse-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    info = machine()
+    started = time.monotonic()
+    print(f"funnelhouse bench{' --quick' if args.quick else ''}: {info['cpus']} CPUs "
+          f"({info['cpu']}), {info['memory']}, Python {info['python']}; load average at start "
+          f"{', '.join(f'{x:.1f}' for x in info['load_average_at_start'])}", flush=True)
+    selected = parts(work, args.no_kafka)
+    if args.only:
+        wanted = set(args.only.split(","))
+        selected = [p for p in selected if p.name in wanted]
+    try:
+        for part in selected:
+            run_part(part, args.quick, work)
+    except KeyboardInterrupt:
+        print("\ninterrupted: stopping what runs", flush=True)
+    finally:
+        _kill_running()
+        if not args.work_dir:
+            shutil.rmtree(work, ignore_errors=True)
+    total = time.monotonic() - started
+
+    results = {p.name: p for p in selected}
+    rows = build_rows(results, args.quick)
+    command = "python load-tests/bench.py" + (" --quick" if args.quick else "")
+    print(f"\n{'=' * 100}\n{command} — {time.strftime('%Y-%m-%d %H:%M')}, {total / 60:.1f} min; "
+          f"{info['cpus']} CPUs ({info['cpu']}), {info['memory']}, Python {info['python']}")
+    width = max((len(r.figure) for r in rows), default=10)
+    for r in rows:
+        print(f"{r.figure:<{width}}  {r.value}")
+        if r.target:
+            print(f"{'':<{width}}    target {r.target}: {r.verdict}")
+    for p in selected:
+        if p.error:
+            print(f"(!) {p.name}: {p.error}")
+    if args.markdown:
+        Path(args.markdown).write_text(markdown(rows) + "\n")
+    if args.out:
+        Path(args.out).write_text(json.dumps({
+            "command": command, "date": time.strftime("%F %T"), "machine": info,
+            "total_seconds": round(total, 1),
+            "parts": {p.name: {"seconds": round(p.seconds, 1), "error": p.error,
+                               "figures": p.result} for p in selected},
+            "table": [r.__dict__ for r in rows]}, indent=2, default=str))
+    return 1 if any(p.error for p in selected) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
