@@ -5,6 +5,7 @@ collector acknowledged is in the queue exactly once (nothing else is).
 
 from __future__ import annotations
 
+import atexit
 import base64
 import gzip
 import itertools
@@ -58,6 +59,7 @@ class Collector:
 # One collector for the whole module, built at import: schemathesis reads its OpenAPI
 # document while collecting tests (its fixture-based mode does not work with pytest 9).
 _FOLDER = Path(tempfile.mkdtemp(prefix="funnelhouse-fuzz-"))
+atexit.register(shutil.rmtree, _FOLDER, ignore_errors=True)  # also when deselected
 _SETTINGS = make_settings(_FOLDER / "data")
 APP = create_app(_SETTINGS, EmbeddedSink(EventLog(_SETTINGS.queue_path)))
 
@@ -70,7 +72,6 @@ def collector() -> Iterator[Collector]:
             yield Collector(client, log)
     finally:
         log.close()
-        shutil.rmtree(_FOLDER, ignore_errors=True)
 
 
 # ---------------------------------------------------------------- schemathesis
