@@ -145,6 +145,7 @@ class _Runner:
         self.chunk_days = max(1, chunk_days)
         self.received_margin = received_margin
         self.rebuilt_days: set[date] = set()  # days rebuilt upstream in this run
+        self.rules = f"tz={settings.reporting_tz};gap={settings.session_gap_minutes}"
 
     # -- orchestration ---------------------------------------------------------------
     def run(
@@ -165,7 +166,8 @@ class _Runner:
             CREATE TABLE IF NOT EXISTS {STATE_TABLE}
             (model String, ran_at DateTime64(3, 'UTC'), mode LowCardinality(String),
              rows UInt64, seconds Float64, days UInt32,
-             watermark DateTime64(3, 'UTC'))  -- max received_at of events_raw at run start
+             watermark DateTime64(3, 'UTC'),  -- max received_at of events_raw at run start
+             rules String)                    -- reporting tz and session gap it was built with
             ENGINE = MergeTree ORDER BY (model, ran_at)""")
         watermark = self.wh.query("SELECT max(received_at) FROM events_raw").scalar()
         window = self._window_days(since, today) if not full_refresh else set()
@@ -178,7 +180,9 @@ class _Runner:
                 mode, days = "full", 0
             else:
                 exists = self._exists(model.name)
-                if full_refresh or not exists or self._last_watermark(model.name) is None:
+                # Days and sessions depend on the time zone and the gap: a change of either
+                # means every day is wrong, so the model is rebuilt whole.
+                if full_refresh or not exists or self._last_rules(model.name) != self.rules:
                     days_list = self._all_days()
                     rows = self._build_incremental_full(model, days_list)
                     mode, days = "full", len(days_list)
@@ -194,9 +198,10 @@ class _Runner:
             run = ModelRun(model.name, rows, round(seconds, 3), mode, days)
             runs.append(run)
             self.wh.execute(
-                f"INSERT INTO {STATE_TABLE} (model, ran_at, mode, rows, seconds, days, watermark) "
+                f"INSERT INTO {STATE_TABLE} "
+                "(model, ran_at, mode, rows, seconds, days, watermark, rules) "
                 "VALUES ({m:String}, now64(3), {mode:String}, {rows:UInt64}, {s:Float64}, "
-                "{d:UInt32}, {w:DateTime64(3, 'UTC')})",
+                "{d:UInt32}, {w:DateTime64(3, 'UTC')}, {r:String})",
                 {
                     "m": model.name,
                     "mode": mode,
@@ -204,6 +209,7 @@ class _Runner:
                     "s": seconds,
                     "d": days,
                     "w": watermark or "1970-01-01 00:00:00.000",
+                    "r": self.rules,
                 },
             )
             detail = f", {days} day(s)" if model.materialized == "incremental_by_day" else ""
@@ -265,6 +271,13 @@ class _Runner:
                 b.anonymous_id)
             {_QUERY_SETTINGS}""").rows
         return {date.fromisoformat(r[0]) for r in rows}
+
+    def _last_rules(self, model: str) -> str | None:
+        return self.wh.query(
+            f"SELECT argMax(rules, ran_at) FROM {STATE_TABLE} WHERE model = {{m:String}} "
+            "HAVING count() > 0",
+            {"m": model},
+        ).scalar()
 
     def _last_watermark(self, model: str | None) -> str | None:
         where = "WHERE model = {m:String}" if model else ""

@@ -172,3 +172,12 @@ def test_a_late_identify_moves_old_days_even_after_a_map_only_run(tmp_path):
     assert wh.query("SELECT person_id, sessions FROM users WHERE person_id = 'u-late'").rows == [
         ["u-late", 2]
     ]
+
+
+def test_changing_the_reporting_time_zone_rebuilds_every_day(tmp_path):
+    data = generate(10, 60, 5, START)
+    wh = warehouse_with(tmp_path / "wh", data.rows)
+    build(wh, settings_for(tmp_path, reporting_tz="UTC"))
+    runs = build(wh, settings_for(tmp_path, reporting_tz="Asia/Seoul"), today=date(2024, 3, 5))
+    assert {r.mode for r in runs} == {"full"}
+    assert_matches_reference(wh, build_reference(data.rows, "Asia/Seoul", 30))
