@@ -28,10 +28,18 @@ from loader.sources.base import Batch
 from loader.sources.kafka import KafkaSource
 
 
+# Each module that imports the fixture gets its own copy of it, session-scoped or
+# not; this keeps them to one broker, stopped when the session ends.
+_SHARED: dict[str, KafkaBroker] = {}
+
+
 @pytest.fixture(scope="session")
 def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
     """A running broker for the whole session; tests that stop it must start it again."""
-    broker = KafkaBroker(tmp_path_factory.mktemp("kafka-broker"), die_with_parent=True)
+    broker = _SHARED.get("broker")
+    if broker is None:
+        broker = KafkaBroker(tmp_path_factory.mktemp("kafka-broker"), die_with_parent=True)
+        _SHARED["broker"] = broker
     try:
         broker.start(timeout=120)
         yield broker

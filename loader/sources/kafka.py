@@ -188,11 +188,13 @@ class KafkaSource:
                     batch = await self._fresh(consumer, max_rows, deadline, epoch)
             except KafkaError as exc:
                 log.warning("kafka fetch failed, will retry: %s", exc)
+                self._restart_from_committed(consumer)
                 await asyncio.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
                 batch = None
             if self._epoch != epoch:
-                # A rebalance happened meanwhile: positions were reset from the
-                # committed offsets, so dropping what was gathered loses nothing.
+                # The assignment changed while rows were gathered: drop them and go
+                # back to the committed offsets, which is where they will come from.
+                self._restart_from_committed(consumer)
                 if time.monotonic() < deadline:
                     continue
                 batch = None
@@ -222,9 +224,7 @@ class KafkaSource:
         ranges = {tp: (records[0].offset, records[-1].offset) for tp, records in rows.items()}
         if not await self._mark_pending(ranges, epoch):
             # Could not record the ranges: hand out nothing and read them again later.
-            for tp, (start, _) in ranges.items():
-                if tp in consumer.assignment():
-                    consumer.seek(tp, start)
+            self._restart_from_committed(consumer)
             return None
         return self._batch(ranges, rows, epoch)
 
@@ -234,13 +234,26 @@ class KafkaSource:
                    for tp, (start, end) in ranges.items()}
         return await self._commit(offsets, epoch)
 
+    def _restart_from_committed(self, consumer: AIOKafkaConsumer) -> None:
+        """Forget what was read but not handed out; _load_pending seeks back."""
+        owned = consumer.assignment()
+        self._unchecked |= owned
+        self._replays = [r for r in self._replays if not owned & r.ranges.keys()]
+
     async def _load_pending(self, partitions: set[TopicPartition]) -> None:
-        """Turn pending metadata on newly assigned partitions into replays."""
+        """Position partitions at their committed offsets; pending metadata becomes replays."""
         assert self._admin is not None
-        asked = set(partitions)
+        consumer = self._require_consumer()
+        asked = set(partitions) & consumer.assignment()
         committed = await self._admin.list_consumer_group_offsets(
             self.group_id, partitions=sorted(asked))
-        self._unchecked -= asked
+        for tp in asked:
+            offset = committed[tp].offset if tp in committed else -1
+            if offset >= 0:
+                consumer.seek(tp, offset)
+            else:
+                await consumer.seek_to_beginning(tp)  # as auto_offset_reset="earliest"
+        self._unchecked -= set(partitions)
         batches: dict[tuple[str, int], Ranges] = {}
         for tp, meta in committed.items():
             parts = (meta.metadata or "").split(":")
