@@ -55,33 +55,33 @@ class Part:
     error: str = ""
     seconds: float = 0.0
     log: Path | None = None
+    skipped: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 
 def parts(work: Path, no_kafka: bool) -> list[Part]:
     kafka = ["--no-kafka"] if no_kafka else []
-    have_collector = (HERE / "bench_collector.py").exists()
-    # With bench_collector.py present it measures the bare ceiling; the pipeline part then
-    # runs only the queue comparison (embedded vs Kafka) and does not repeat it.
-    targets = ["--targets", "embedded,kafka" if have_collector else "bare,embedded,kafka"]
     return [
-        Part("collector", "bench_collector.py", ["--workers", "1,2"],
-             ["--quick", "--workers", "2"], 600, 120, json_flag=True),
-        Part("pipeline", "bench_pipeline.py", [*targets, *kafka],
-             ["--quick", *targets, *kafka, "--only", "throughput,freshness,loader,profile"],
-             900, 170, json_flag=True),
+        # bench_collector waits (up to --patience s) for a quiet machine before each
+        # measurement; bounded here so the whole bench keeps its time budget. --quick
+        # leaves it out: bench_pipeline measures the same bare/collector pair, shorter.
+        Part("collector", "bench_collector.py", ["--workers", "1,2", "--patience", "10"],
+             [], 480, 0, json_flag=True),
+        Part("pipeline", "bench_pipeline.py", [*kafka, "--loader-rows", "500000"],
+             ["--quick", *kafka, "--only", "throughput,freshness,loader,profile"],
+             900, 150, json_flag=True),
         Part("models", "bench_models.py",
              ["--sizes", "1000000,10000000", "--work-dir", str(work / "models")],
-             ["--sizes", "100000", "--work-dir", str(work / "models")], 900, 150),
+             ["--sizes", "50000", "--work-dir", str(work / "models")], 900, 90),
         Part("analyses", "bench_analyses.py",
              ["--events", "10000000", "--runs", "3", "--work-dir", str(work / "analyses")],
-             ["--events", "200000", "--runs", "2", "--work-dir", str(work / "analyses")],
-             900, 120),
+             ["--events", "100000", "--runs", "1", "--work-dir", str(work / "analyses")],
+             900, 90),
         Part("segments", "bench_segments.py",
              ["--people", "13000", "--days", "30", "--copies", "10", "--checks", "2000",
               "--dir", str(work / "segments")],
-             ["--people", "1500", "--days", "14", "--checks", "200",
-              "--dir", str(work / "segments")], 900, 120),
+             ["--people", "1000", "--days", "10", "--checks", "200",
+              "--dir", str(work / "segments")], 900, 90),
     ]
 
 
@@ -114,6 +114,10 @@ def _kill_group(proc: subprocess.Popen[str]) -> None:
 
 def run_part(part: Part, quick: bool, work: Path) -> None:
     script = HERE / part.script
+    if quick and not part.quick:
+        print(f"\n== {part.name}: not part of --quick", flush=True)
+        part.skipped = True
+        return
     if not script.exists():
         part.error = f"{part.script} is missing"
         print(f"\n== {part.name}: skipped ({part.error})", flush=True)
@@ -312,6 +316,17 @@ def build_rows(results: dict[str, Part], quick: bool) -> list[Row]:
                                 f"p99 {_ms(m['p99_ms'])}"
                                 + (f"; {ratio:.0%} of bare" if ratio else ""), "", "", src))
 
+    if collector:
+        # bench_pipeline's own pair: mixed realistic messages rather than one event kind.
+        for shape, label in (("single", "single events"), ("batch50", "50-event batches")):
+            bare, emb = through.get(f"bare/{shape}"), through.get(f"embedded/{shape}")
+            if bare and emb:
+                rows.append(Row(f"collector, {label}, mixed realistic messages (2 workers)",
+                                f"{emb['events_per_s']:,.0f} events/s; p50 {_ms(emb['p50_ms'])},"
+                                f" p99 {_ms(emb['p99_ms'])}; "
+                                f"{emb['events_per_s'] / bare['events_per_s']:.0%} of bare "
+                                f"({bare['events_per_s']:,.0f}/s)", "", "", "bench_pipeline"))
+
     for shape, label in (("single", "single events"), ("batch50", "50-event batches")):
         emb, kaf = through.get(f"embedded/{shape}"), through.get(f"kafka/{shape}")
         if emb and kaf:
@@ -357,8 +372,9 @@ def build_rows(results: dict[str, Part], quick: bool) -> list[Row]:
                             "bench_models"))
         for r in incs:
             rows.append(Row(f"models: {r['step']}",
-                            f"{r['seconds']:.1f} s, peak {r['peak_rss_mb']:,} MB", "≤ 3 s",
-                            _at_most(r["seconds"], 3, "s"), "bench_models"))
+                            f"{r['seconds']:.1f} s, peak {r['peak_rss_mb']:,} MB",
+                            *_sized("≤ 3 s", _at_most(r["seconds"], 3, "s"), quick),
+                            "bench_models"))
 
     if analyses:
         events = _get(analyses, "load", "events")
@@ -367,7 +383,8 @@ def build_rows(results: dict[str, Part], quick: bool) -> list[Row]:
         if funnel:
             rows.append(Row(f"5-step funnel with a breakdown{size}",
                             f"median {funnel['median_s']:.2f} s (first {funnel['first_s']:.2f} s)",
-                            "≤ 1 s", _at_most(funnel["median_s"], 1.0, "s"), "bench_analyses"))
+                            *_sized("≤ 1 s", _at_most(funnel["median_s"], 1.0, "s"), quick),
+                            "bench_analyses"))
         retention = _get(analyses, "queries", "retention_weekly")
         if retention:
             rows.append(Row(f"weekly retention{size}",
@@ -383,8 +400,9 @@ def build_rows(results: dict[str, Part], quick: bool) -> list[Row]:
                             f"p50 {http.get('p50_ms', float('nan')):.2f} ms, p95 "
                             f"{http.get('p95_ms', float('nan')):.2f} ms through the HTTP route "
                             f"(in process p50 {inproc.get('p50_ms', float('nan')):.2f} ms)",
-                            "≤ 10 ms", _at_most(http.get("p95_ms", inproc.get("p95_ms")), 10,
-                                                "ms"), "bench_segments"))
+                            *_sized("≤ 10 ms", _at_most(http.get("p95_ms",
+                                                                inproc.get("p95_ms")), 10, "ms"),
+                                    quick), "bench_segments"))
         rule = segments.get("rule_segment")
         if rule:
             rows.append(Row(f"segment materialisation (rule, 4 groups){size}",
@@ -401,6 +419,13 @@ def build_rows(results: dict[str, Part], quick: bool) -> list[Row]:
         rows.append(Row("`funnelhouse up` RSS at steady load (collector + loader + chdb)",
                         f"{up_rss} MB", "", "", "bench_pipeline"))
     return rows
+
+
+def _sized(target: str, verdict: str, quick: bool) -> tuple[str, str]:
+    """Targets stated at 10M events are not judged on --quick's small data."""
+    if quick:
+        return f"{target} (at 10M)", "not judged at --quick sizes"
+    return target, verdict
 
 
 def _combine(*verdicts: str) -> str:
@@ -479,7 +504,7 @@ def main() -> int:
         if r.target:
             print(f"{'':<{width}}    target {r.target}: {r.verdict}")
     for p in selected:
-        if p.error:
+        if p.error and not p.skipped:
             print(f"(!) {p.name}: {p.error}")
     if args.markdown:
         Path(args.markdown).write_text(markdown(rows) + "\n")
@@ -490,7 +515,7 @@ def main() -> int:
             "parts": {p.name: {"seconds": round(p.seconds, 1), "error": p.error,
                                "figures": p.result} for p in selected},
             "table": [r.__dict__ for r in rows]}, indent=2, default=str))
-    return 1 if any(p.error for p in selected) else 0
+    return 1 if any(p.error for p in selected if not p.skipped) else 0
 
 
 if __name__ == "__main__":

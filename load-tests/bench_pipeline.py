@@ -915,8 +915,8 @@ def main() -> None:
     signal.signal(signal.SIGTERM, _on_signal)
     only = set(args.only.split(","))
     seconds = args.seconds or (3 if args.quick else 10)
-    fresh_seconds = 8 if args.quick else 30
-    loader_rows = args.loader_rows or (100_000 if args.quick else 1_000_000)
+    fresh_seconds = 6 if args.quick else 30
+    loader_rows = args.loader_rows or (50_000 if args.quick else 1_000_000)
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="fh-bench-pipeline-"))
     work.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"quick": args.quick, "workers": WORKERS,
