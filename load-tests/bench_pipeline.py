@@ -807,7 +807,9 @@ class _PlanProxy:
 # ---- py-spy on a running collector under load -----------------------------------------
 
 def pyspy(work: Path, seconds: float, messages: list[dict[str, Any]]) -> dict[str, Any]:
-    """Sample one collector worker (single process) under 50-event batch load."""
+    """Sample one collector worker (a single process) under 50-event batch load, twice:
+    every active thread (the writer thread's SQLite time included), then only the thread
+    holding the GIL (the Python work that bounds one worker)."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(spy).exists():
         return {"error": "py-spy not installed (pip install py-spy)"}
@@ -818,66 +820,68 @@ def pyspy(work: Path, seconds: float, messages: list[dict[str, Any]]) -> dict[st
                           str(port), "--log-level", "warning", "--no-access-log"],
                          base_env(data_dir), log_path)
     url = f"http://127.0.0.1:{port}"
-    raw = work / "pyspy.txt"
+    out: dict[str, Any] = {}
     try:
         wait_http(f"{url}/healthz", proc, log_path)
         script = work / "wrk-spy.lua"
         script.write_text(lua_script(messages, "/v1/batch", BATCH, f"s{int(time.time())}"))
-        spy_proc = subprocess.Popen([spy, "record", "--pid", str(proc.pid), "--duration",
-                                     str(int(seconds)), "--format", "raw", "--output", str(raw),
-                                     "--nonblocking"], stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, text=True)
-        run_wrk(url, script, seconds, 16)
-        out, _ = spy_proc.communicate(timeout=60)
+        run_wrk(url, script, 1, 16)                                     # warm-up
+        for mode, flags in (("active_threads", []), ("gil", ["--gil"])):
+            raw = work / f"pyspy-{mode}.txt"
+            spy_proc = subprocess.Popen(
+                [spy, "record", "--pid", str(proc.pid), "--duration", str(int(seconds)),
+                 "--format", "raw", "--output", str(raw), "--nonblocking", *flags],
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            run_wrk(url, script, seconds, 16)
+            text, _ = spy_proc.communicate(timeout=60)
+            out[mode] = summarise_pyspy(raw) if raw.exists() else {
+                "error": f"py-spy failed: {text.strip()[-500:]}"}
     finally:
         stop_process(proc)
-    if not raw.exists():
-        return {"error": f"py-spy failed: {out.strip()[-500:]}"}
-    return summarise_pyspy(raw)
+    return out
 
 
+# (bucket, substrings of one frame "function (file:line)"); a sample goes to the bucket
+# of the frame nearest its leaf that matches any of them.
 PYSPY_BUCKETS = [
-    # (bucket, substrings of a frame "function (file:line)"), first match from the leaf up
-    ("enqueue (sqlite append, writer thread)", ("eventlog.py",)),
-    ("parse (orjson.loads)", ("parse_json",)),
+    ("idle thread", ("_worker (concurrent/futures/thread.py:81)",)),
+    ("enqueue: SQLite append (writer thread)", ("eventlog.py",)),
+    ("parse: orjson.loads of the body", ("parse_json (",)),
     ("normalise", ("normalise.py",)),
-    ("validate (tracking plan)", ("plan.py", "fastjsonschema")),
+    ("validate: tracking plan", ("plan.py", "fastjsonschema", "<string>")),
     ("enrich: user agent", ("useragent.py", "ua_parser")),
     ("enrich: campaign/referrer", ("campaign.py",)),
     ("enrich: time", ("enrich/time.py",)),
     ("enrich: ip", ("enrich/ip.py",)),
-    ("enrich: row build", ("_row (",)),
-    ("ingest: other (_process_one, msg id, debug ring)", ("ingest.py",)),
+    ("enrich: row build + serialise", ("Ingestor._row (",)),
+    ("debug ring", ("Ingestor._remember (",)),
+    ("dedup window", ("limits.py",)),
+    ("ingest: rest of _process_one (msg id, raw dumps, Record)", ("ingest.py",)),
     ("metrics (prometheus_client)", ("prometheus_client",)),
-    ("HTTP: uvicorn/httptools", ("uvicorn", "httptools")),
-    ("ASGI: starlette routing/middleware/responses", ("starlette",)),
-    ("collector app (auth, body, response)", ("collector/",)),
-    ("event loop (uvloop/asyncio)", ("asyncio", "uvloop")),
+    ("collector app: auth, body read, answer", ("collector/",)),
+    ("starlette: routing, middleware, responses", ("starlette/",)),
+    ("uvicorn + httptools: HTTP parsing, transport", ("uvicorn/", "httptools")),
+    ("event loop (asyncio/uvloop)", ("asyncio/", "uvloop", "selectors.py")),
 ]
 
 
 def summarise_pyspy(raw: Path) -> dict[str, Any]:
-    """Buckets of py-spy's collapsed stacks (GIL-holding and idle samples apart)."""
+    """Shares of py-spy's collapsed stacks per bucket (idle threads left out)."""
     buckets: dict[str, int] = {}
-    total = 0
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         if not count.isdigit():
             continue
-        n = int(count)
-        frames = stack.split(";")
-        leaf_first = list(reversed(frames))
         name = "other"
-        if any(("select" in f or "epoll" in f or "_run_once" in f and f is leaf_first[0]
-                or "wait (threading" in f) for f in leaf_first[:1]):
-            name = "idle (waiting on sockets/threads)"
-        else:
-            for bucket, needles in PYSPY_BUCKETS:
-                if any(any(needle in frame for needle in needles) for frame in leaf_first):
-                    name = bucket
-                    break
-        buckets[name] = buckets.get(name, 0) + n
-        total += n
+        for frame in reversed(stack.split(";")):
+            match = next((b for b, needles in PYSPY_BUCKETS
+                          if any(needle in frame for needle in needles)), None)
+            if match:
+                name = match
+                break
+        buckets[name] = buckets.get(name, 0) + int(count)
+    buckets.pop("idle thread", None)
+    total = sum(buckets.values())
     return {"samples": total,
             "shares": {k: round(v / total, 3) for k, v in
                        sorted(buckets.items(), key=lambda kv: -kv[1])} if total else {}}
@@ -955,8 +959,14 @@ def main() -> None:
         if "pyspy" in only:
             print("py-spy (one collector worker under 50-event batches):", flush=True)
             results["pyspy"] = pyspy(work, 6 if args.quick else 15, messages)
-            for name, share in results["pyspy"].get("shares", {}).items():
-                print(f"    {name:<52} {share:>6.1%}")
+            for mode, summary in results["pyspy"].items():
+                if not isinstance(summary, dict):
+                    continue
+                print(f"  {mode} ({summary.get('samples', 0)} samples):")
+                for name, share in summary.get("shares", {}).items():
+                    print(f"    {name:<58} {share:>6.1%}")
+                if "error" in summary:
+                    print(f"    {summary['error']}")
             if "error" in results["pyspy"]:
                 print(f"    {results['pyspy']['error']}")
     finally:
