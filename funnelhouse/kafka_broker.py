@@ -26,6 +26,8 @@ import tempfile
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from string import Template
 from types import TracebackType
@@ -34,6 +36,7 @@ KAFKA_VERSION = "4.4.0"
 KAFKA_DIR = Path(__file__).resolve().parent.parent / "kafka"
 HEAP = ["-Xms128m", "-Xmx512m"]
 STOP_GRACE_SECONDS = 20.0
+_SPAWNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka-spawner")
 
 
 class KafkaBrokerError(RuntimeError):
@@ -148,12 +151,16 @@ class KafkaBroker:
             self._format()
         log = open(self.log_path, "ab")
         try:
-            self._process = subprocess.Popen(
-                self._java("kafka.Kafka", str(self._properties_path)),
+            spawn = partial(
+                subprocess.Popen, self._java("kafka.Kafka", str(self._properties_path)),
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 cwd=self.data_dir, start_new_session=True,
                 preexec_fn=_die_with_parent if self.die_with_parent else None,
             )
+            # The kernel's parent-death signal follows the *thread* that forked, so
+            # fork from one that lives as long as the process, not from a passing
+            # worker thread (asyncio.to_thread) whose exit would kill the broker.
+            self._process = _SPAWNER.submit(spawn).result() if self.die_with_parent else spawn()
         finally:
             log.close()
         self._pid_path.write_text(str(self._process.pid))
