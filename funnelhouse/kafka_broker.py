@@ -180,7 +180,9 @@ class KafkaBroker:
         self._state_path.write_text(json.dumps(state))
 
     def _format(self) -> None:
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        cluster_id = "-"
+        while cluster_id.startswith("-"):  # the tool would take it for an option
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         command = self._java("kafka.tools.StorageTool", "format", "--standalone",
                              "--cluster-id", cluster_id, "--config", str(self._properties_path))
         result = subprocess.run(command, capture_output=True, text=True, cwd=self.data_dir)
