@@ -69,6 +69,7 @@ class Settings:
     kafka_topic_events: str = "funnelhouse.events"
     kafka_topic_invalid: str = "funnelhouse.invalid"
     kafka_partitions: int = 6
+    kafka_group: str = "funnelhouse-loader"
     kafka_retention_hours: int = 168
     # Warehouse: embedded chdb in <data_dir>/warehouse unless a server URL is given.
     clickhouse_url: str = ""
@@ -157,6 +158,7 @@ _ENV: dict[str, tuple[str, type]] = {
     "FUNNELHOUSE_KAFKA_TOPIC_EVENTS": ("kafka_topic_events", str),
     "FUNNELHOUSE_KAFKA_TOPIC_INVALID": ("kafka_topic_invalid", str),
     "FUNNELHOUSE_KAFKA_PARTITIONS": ("kafka_partitions", int),
+    "FUNNELHOUSE_KAFKA_GROUP": ("kafka_group", str),
     "FUNNELHOUSE_QUEUE_FSYNC": ("queue_fsync", str),
     "FUNNELHOUSE_LOADER_BATCH_ROWS": ("loader_batch_rows", int),
     "FUNNELHOUSE_LOADER_BATCH_SECONDS": ("loader_batch_seconds", float),

@@ -22,7 +22,7 @@ def make_source(settings: Settings) -> Source:
     if settings.kafka_bootstrap:
         from loader.sources.kafka import KafkaSource
 
-        return KafkaSource.from_settings(settings)
+        return KafkaSource.from_settings(settings, group_id=settings.kafka_group)
     from funnelhouse.eventlog import EventLog
     from loader.sources.embedded import EmbeddedSource
 
