@@ -70,6 +70,8 @@ class Settings:
     kafka_topic_invalid: str = "funnelhouse.invalid"
     kafka_partitions: int = 6
     kafka_group: str = "funnelhouse-loader"
+    kafka_replication_factor: int = 1         # 3 on a real cluster
+    kafka_ack_timeout_seconds: float = 2.0    # slower than this: spool to disk, answer anyway
     kafka_retention_hours: int = 168
     # Warehouse: embedded chdb in <data_dir>/warehouse unless a server URL is given.
     clickhouse_url: str = ""
@@ -159,6 +161,8 @@ _ENV: dict[str, tuple[str, type]] = {
     "FUNNELHOUSE_KAFKA_TOPIC_INVALID": ("kafka_topic_invalid", str),
     "FUNNELHOUSE_KAFKA_PARTITIONS": ("kafka_partitions", int),
     "FUNNELHOUSE_KAFKA_GROUP": ("kafka_group", str),
+    "FUNNELHOUSE_KAFKA_REPLICATION_FACTOR": ("kafka_replication_factor", int),
+    "FUNNELHOUSE_KAFKA_ACK_TIMEOUT_SECONDS": ("kafka_ack_timeout_seconds", float),
     "FUNNELHOUSE_QUEUE_FSYNC": ("queue_fsync", str),
     "FUNNELHOUSE_LOADER_BATCH_ROWS": ("loader_batch_rows", int),
     "FUNNELHOUSE_LOADER_BATCH_SECONDS": ("loader_batch_seconds", float),

@@ -11,7 +11,9 @@ def make_sink(settings: Settings) -> Sink:
     if settings.kafka_bootstrap:
         from collector.sinks.kafka import KafkaSink
 
-        return KafkaSink.from_settings(settings)
+        return KafkaSink.from_settings(
+            settings, replication_factor=settings.kafka_replication_factor,
+            ack_timeout=settings.kafka_ack_timeout_seconds)
     from collector.sinks.embedded import EmbeddedSink
     from funnelhouse.eventlog import EventLog
 
@@ -22,7 +24,10 @@ def make_source(settings: Settings) -> Source:
     if settings.kafka_bootstrap:
         from loader.sources.kafka import KafkaSource
 
-        return KafkaSource.from_settings(settings, group_id=settings.kafka_group)
+        source = KafkaSource.from_settings(settings, group_id=settings.kafka_group)
+        if source.create_topics is not None:
+            source.create_topics["replication_factor"] = settings.kafka_replication_factor
+        return source
     from funnelhouse.eventlog import EventLog
     from loader.sources.embedded import EmbeddedSource
 
