@@ -468,7 +468,8 @@ def shape_result(spec: FunnelSpec, rows: list[dict[str, Any]], sql: str, params:
     total = out_groups[0] if out_groups else {"steps": [], "excluded": 0}
     entered = total["steps"][0]["people"] if total["steps"] else 0
     converted = total["steps"][-1]["people"] if total["steps"] else 0
-    open_total = sum(s["in_window"] for s in total["steps"])
+    # Required steps only: each unconverted person is missing exactly one of them first.
+    open_total = sum(s["in_window"] for s in total["steps"] if not s["optional"])
     summary = {"entered": entered, "converted": converted,
                "conversion_pct": pct(converted, entered),
                "excluded": total["excluded"], "order": spec.order,
