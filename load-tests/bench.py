@@ -345,7 +345,10 @@ def build_rows(results: dict[str, Part], quick: bool) -> list[Row]:
                             f"p50 {p50:.2f} s, p95 {p95:.2f} s at "
                             f"{fresh['rate_events_per_s']:,} events/s"
                             + (f", {fresh['missing']} batches never seen" if fresh["missing"]
-                               else "") if p95 is not None else "no batch seen",
+                               else "")
+                            + (" (saturated: `up` fell behind the asked rate)"
+                               if fresh.get("saturated") else "")
+                            if p95 is not None else "no batch seen",
                             f"p95 ≤ {target:g} s", _at_most(p95, target, "s"), "bench_pipeline"))
 
     for queue in ("embedded", "kafka"):
