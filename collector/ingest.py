@@ -18,6 +18,7 @@ import orjson
 
 from collector.enrich.campaign import classify_traffic
 from collector.enrich.ip import anonymise_ip
+from collector.enrich.personal import scrub_fields
 from collector.enrich.time import correct_timestamp, format_ts, parse_timestamp
 from collector.enrich.useragent import parse_user_agent
 from collector.limits import DedupWindow
@@ -215,6 +216,9 @@ class Ingestor:
         traits = message.get("traits") if isinstance(message.get("traits"), dict) else None
         if traits is None:
             traits = context.get("traits") if isinstance(context.get("traits"), dict) else {}
+        if key.hash_fields or key.drop_fields:
+            properties, traits = scrub_fields(properties, traits, hash_fields=key.hash_fields,
+                                              drop_fields=key.drop_fields, salt=self._ip_salt)
         page = context.get("page") if isinstance(context.get("page"), dict) else {}
         if message["type"] == "page":
             # Segment's page call carries the page in properties; context.page may be absent.

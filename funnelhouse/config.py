@@ -34,8 +34,11 @@ class WriteKey:
     extra_properties: Policy = "flag"
     # Events per second for this key (token bucket); 0 disables the limit.
     rate_limit: float = 0.0
-    # Personal fields: how to store the IP ("truncate" | "hash" | "drop" | "keep").
+    # Personal fields: how to store the IP ("truncate" | "hash" | "drop" | "keep"), and
+    # property/trait fields (dotted paths, e.g. "email", "address.street") to hash or drop.
     ip_policy: str = "truncate"
+    hash_fields: tuple[str, ...] = ()
+    drop_fields: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,7 @@ class Settings:
     loader_batch_seconds: float = 0.5
     loader_port: int = 9464                  # the standalone loader's /metrics
     collector_workers: int = 2
+    segments_interval_minutes: float = 60     # `up` re-materialises segments this often
     # Models and reporting.
     reporting_tz: str = "UTC"
     session_gap_minutes: int = 30
@@ -145,8 +149,9 @@ def _keys_from_file(entries: list[dict[str, Any]]) -> tuple[WriteKey, ...]:
     keys = []
     for entry in entries:
         entry = dict(entry)
-        if "allowed_origins" in entry:
-            entry["allowed_origins"] = tuple(entry["allowed_origins"])
+        for name in ("allowed_origins", "hash_fields", "drop_fields"):
+            if name in entry:
+                entry[name] = tuple(entry[name])
         keys.append(WriteKey(**entry))
     return tuple(keys)
 
@@ -172,6 +177,7 @@ _ENV: dict[str, tuple[str, type]] = {
     "FUNNELHOUSE_SESSION_GAP_MINUTES": ("session_gap_minutes", int),
     "FUNNELHOUSE_LOOKBACK_DAYS": ("lookback_days", int),
     "FUNNELHOUSE_MODELS_INTERVAL_SECONDS": ("models_interval_seconds", int),
+    "FUNNELHOUSE_SEGMENTS_INTERVAL_MINUTES": ("segments_interval_minutes", float),
     "FUNNELHOUSE_EXPORT_TIME": ("export_time", str),
     "FUNNELHOUSE_DEDUP_WINDOW_SECONDS": ("dedup_window_seconds", int),
 }

@@ -60,7 +60,8 @@ def build_pipeline(settings: Settings, queue: tuple[Sink, Source] | None = None)
         models_task = asyncio.create_task(
             refresh_models_periodically(settings, warehouse, job_lock), name="models")
         # Nightly export at export_time (reporting tz) and segment materialisation.
-        people_scheduler = build_scheduler(settings, warehouse)
+        people_scheduler = build_scheduler(
+            settings, warehouse, segments_every_minutes=settings.segments_interval_minutes)
         scheduler_task = asyncio.create_task(people_scheduler.run(), name="scheduler")
         try:
             yield

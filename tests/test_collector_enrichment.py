@@ -363,3 +363,22 @@ def test_events_over_http_reach_the_warehouse_enriched(funnelhouse_up: Funnelhou
 def _error_path(error: Any) -> str:
     # ClickHouse returns a named tuple as an object or as a [path, message] pair.
     return error["path"] if isinstance(error, dict) else error[0]
+
+
+def test_source_hashes_and_drops_named_personal_fields(tmp_path) -> None:
+    from tests.conftest import make_settings, queued_rows
+
+    settings = make_settings(tmp_path / "data").replace(write_keys=(
+        WriteKey("wk_crm", "crm", "server", hash_fields=("email",),
+                 drop_fields=("address.street",)),))
+    app = create_app(settings, EmbeddedSink(EventLog(settings.queue_path)))
+    with TestClient(app) as client:
+        response = client.post("/v1/identify", auth=("wk_crm", ""), json={
+            "userId": "u1", "messageId": "pii-1",
+            "traits": {"email": "Mina@Example.com", "name": "Mina",
+                       "address": {"street": "1 Main St", "city": "Seoul"}}})
+    assert response.status_code == 200, response.text
+    traits = orjson.loads(queued_rows(EventLog(settings.queue_path))[0]["traits"])
+    assert traits["name"] == "Mina"
+    assert traits["address"] == {"city": "Seoul"}
+    assert len(traits["email"]) == 32 and "@" not in traits["email"]
