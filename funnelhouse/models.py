@@ -79,7 +79,7 @@ def load_models(models_dir: Path) -> list[Model]:
             )
         deps = tuple(d.strip() for d in header.get("depends_on", "").split(",") if d.strip())
         materialized = header.get("materialized", "table").split()[0]
-        if materialized not in ("table", "incremental_by_day"):
+        if materialized not in ("table", "incremental_by_day", "ephemeral"):
             raise ValueError(f"{path.name}: unknown materialization {materialized!r}")
         models[path.stem] = Model(
             path.stem, deps, materialized, statements[0], _strip_comments(statements[1]), path
@@ -145,6 +145,8 @@ class _Runner:
         self.chunk_days = max(1, chunk_days)
         self.received_margin = received_margin
         self.rebuilt_days: set[date] = set()  # days rebuilt upstream in this run
+        self.ephemeral_built: list[str] = []
+        self.by_name: dict[str, Model] = {}
         self.rules = f"tz={settings.reporting_tz};gap={settings.session_gap_minutes}"
 
     # -- orchestration ---------------------------------------------------------------
@@ -156,7 +158,11 @@ class _Runner:
         select: list[str] | None,
         today: date | None,
     ) -> list[ModelRun]:
-        models = load_models(self.settings.sql_dir / "models")
+        all_models = load_models(self.settings.sql_dir / "models")
+        self.by_name = {m.name: m for m in all_models}
+        # Ephemeral models are not run in their own right: they are built on demand for
+        # the days a dependant rebuilds, and dropped when the run ends.
+        models = [m for m in all_models if m.materialized != "ephemeral"]
         if select:
             unknown = set(select) - {m.name for m in models}
             if unknown:
@@ -171,7 +177,22 @@ class _Runner:
             ENGINE = MergeTree ORDER BY (model, ran_at)""")
         watermark = self.wh.query("SELECT max(received_at) FROM events_raw").scalar()
         window = self._window_days(since, today) if not full_refresh else set()
-        runs = []
+        runs: list[ModelRun] = []
+        try:
+            self._run_all(models, runs, full_refresh, window, watermark)
+        finally:
+            for name in self.ephemeral_built:
+                self.wh.execute(f"DROP TABLE IF EXISTS {name}")
+        return runs
+
+    def _run_all(
+        self,
+        models: list[Model],
+        runs: list[ModelRun],
+        full_refresh: bool,
+        window: set[date],
+        watermark: str | None,
+    ) -> None:
         for index, model in enumerate(models, 1):
             started = time.monotonic()
             self.progress(f"[{index}/{len(models)}] {model.name} ({model.materialized}) …")
@@ -184,6 +205,7 @@ class _Runner:
                 # means every day is wrong, so the model is rebuilt whole.
                 if full_refresh or not exists or self._last_rules(model.name) != self.rules:
                     days_list = self._all_days()
+                    runs.extend(self._build_ephemeral_inputs(model, days_list))
                     rows = self._build_incremental_full(model, days_list)
                     mode, days = "full", len(days_list)
                 else:
@@ -191,6 +213,7 @@ class _Runner:
                     if "identity_map" in model.depends_on:
                         affected |= self._days_with_stale_persons(model.name)
                     days_list = sorted(affected)
+                    runs.extend(self._build_ephemeral_inputs(model, days_list))
                     rows = self._build_incremental_days(model, days_list)
                     mode, days = "incremental", len(days_list)
                 self.rebuilt_days |= set(days_list)
@@ -217,7 +240,6 @@ class _Runner:
                 f"[{index}/{len(models)}] {model.name}: {rows:,} rows in "
                 f"{seconds:.2f}s ({mode}{detail})"
             )
-        return runs
 
     def _window_days(self, since: date | None, today: date | None) -> set[date]:
         """The look-back window: `lookback_days` before the latest day (or from `since`)."""
@@ -297,6 +319,25 @@ class _Runner:
         return [date.fromisoformat(r[0]) for r in rows]
 
     # -- building ----------------------------------------------------------------------
+    def _build_ephemeral_inputs(self, model: Model, days: list[date]) -> list[ModelRun]:
+        """Build the ephemeral models `model` reads, for its days and one either side."""
+        runs = []
+        for dep in model.depends_on:
+            eph = self.by_name[dep]
+            if eph.materialized != "ephemeral" or not days:
+                continue
+            started = time.monotonic()
+            padded = sorted({d + timedelta(days=k) for d in days for k in (-1, 0, 1)})
+            self.wh.execute(f"DROP TABLE IF EXISTS {eph.name}")
+            self.wh.execute(_ddl(eph, eph.name))
+            self.ephemeral_built.append(eph.name)
+            self._insert(eph, eph.name, self._day_params(padded))
+            rows = self._count(eph.name)
+            seconds = time.monotonic() - started
+            self.progress(f"    {eph.name}: {rows:,} rows in {seconds:.2f}s (ephemeral)")
+            runs.append(ModelRun(eph.name, rows, round(seconds, 3), "ephemeral", len(padded)))
+        return runs
+
     def _build_table(self, model: Model) -> int:
         new = f"{model.name}__new"
         self.wh.execute(f"DROP TABLE IF EXISTS {new}")
@@ -385,6 +426,8 @@ class _Runner:
         end = datetime(end_day.year, end_day.month, end_day.day, tzinfo=zone)
         return {
             "days": "[" + ",".join(f"'{d.isoformat()}'" for d in days) + "]",
+            "date_from": days[0].isoformat(),
+            "date_to": days[-1].isoformat(),
             "ts_from": _utc_text(start),
             "ts_to": _utc_text(end),
         }

@@ -122,8 +122,14 @@ def test_since_and_select_rebuild_only_what_is_asked(tmp_path):
     settings = settings_for(tmp_path)
     build(wh, settings)
     runs = build(wh, settings, since=date(2024, 3, 6), select=["behavior_events", "sessions"])
-    assert [r.model for r in runs] == ["behavior_events", "sessions"]
-    assert all(r.mode == "incremental" for r in runs)
+    # the day slice behavior_events reads is built on demand for those days
+    assert [(r.model, r.mode) for r in runs] == [
+        ("events_by_day", "ephemeral"),
+        ("behavior_events", "incremental"),
+        ("sessions", "incremental"),
+    ]
+    assert "events_by_day" not in {r[0] for r in wh.query("SHOW TABLES").rows}
+    runs = runs[1:]
     max_day = wh.query("SELECT max(event_date) FROM behavior_events").scalar()
     assert runs[0].days == (date.fromisoformat(max_day) - date(2024, 3, 6)).days + 1
 
@@ -134,6 +140,7 @@ def test_models_declare_dependencies_in_order():
     models = load_models(REPO_ROOT / "sql" / "models")
     names = [m.name for m in models]
     assert set(names) == {
+        "events_by_day",
         "identity_map",
         "behavior_events",
         "sessions",
@@ -179,5 +186,5 @@ def test_changing_the_reporting_time_zone_rebuilds_every_day(tmp_path):
     wh = warehouse_with(tmp_path / "wh", data.rows)
     build(wh, settings_for(tmp_path, reporting_tz="UTC"))
     runs = build(wh, settings_for(tmp_path, reporting_tz="Asia/Seoul"), today=date(2024, 3, 5))
-    assert {r.mode for r in runs} == {"full"}
+    assert {r.mode for r in runs} == {"full", "ephemeral"}
     assert_matches_reference(wh, build_reference(data.rows, "Asia/Seoul", 30))

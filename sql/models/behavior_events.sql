@@ -2,8 +2,8 @@
 --
 -- grain:        event (one row per message_id)
 -- key:          message_id
--- sources:      events_raw, identity_map
--- depends_on:   identity_map
+-- sources:      events_raw (through events_by_day, the run's day-partitioned slice), identity_map
+-- depends_on:   identity_map, events_by_day
 -- materialized: incremental_by_day (partition column event_date, reporting time zone)
 --
 -- Refresh: the runner rebuilds whole days — the look-back window, the days of events
@@ -103,10 +103,9 @@ raw AS (
         source, channel, page_url, page_path, page_title, screen_name, referrer_host,
         utm_source, utm_medium, utm_campaign, traffic_source, traffic_medium, device_type,
         os_name, browser_name, timezone, locale, properties, traits
-    FROM events_raw
-    WHERE timestamp >= {ts_from:DateTime64(3, 'UTC')} - INTERVAL 1 DAY
-      AND timestamp < {ts_to:DateTime64(3, 'UTC')} + INTERVAL 1 DAY
-      AND (anonymous_id != '' OR user_id != '')
+    FROM events_by_day
+    WHERE event_date >= {date_from:Date} - 1
+      AND event_date <= {date_to:Date} + 1
     ORDER BY received_at
     LIMIT 1 BY message_id
 ),
