@@ -58,14 +58,14 @@ from warehouse.base import Warehouse
 
 ORDERS = ("loose", "strict", "any")
 ATTRIBUTIONS = ("first", "last")
-MAX_STEPS = 64
+MAX_STEPS = 63
 _DAY_MS = 86_400_000
 
+# Bit k of a mask stands for step k (or for level k); bit 0 is unused; at most 63 steps.
 _STATE = ("Tuple(level UInt8, t0 Int64, stopped UInt8, excluded UInt8, times Array(Int64), "
-          "hold String, first_value String, last_value String)")
-_EVENT = ("Tuple(ts Int64, message_id String, step_hits Array(UInt8), next_from Array(UInt8), "
-          "voids_at Array(UInt8), breaks_at Array(UInt8), can_start UInt8, hold_value String, "
-          "breakdown_value String)")
+          "done UInt64, hold UInt64, first_index UInt32, last_index UInt32)")
+_EVENT = ("Tuple(ts Int64, message_id String, hits UInt64, voids UInt64, can_start UInt8, "
+          "hold UInt64, breakdown_value String)")
 
 
 @dataclass(frozen=True)
@@ -213,71 +213,71 @@ def build_sql(spec: FunnelSpec, columns: dict[str, str], as_of: datetime,
     step_conds = [props.condition(s, f"step_{k}") for k, s in enumerate(spec.steps, 1)]
     excl_conds = [props.condition(x.event, f"exclude_{i}")
                   for i, x in enumerate(spec.exclusions, 1)]
-    hold = props.expr(spec.hold) if spec.hold else "''"
+    hold = f"cityHash64({props.expr(spec.hold)})" if spec.hold else "0"
     breakdown = props.expr(spec.breakdown) if spec.breakdown else "''"
 
-    step_lines = "\n".join(
-        f"            toUInt8({c}){',' if k < n else ''}  "
+    # hits: bit k set when the event is step k.
+    hits = "\n".join(
+        f"            {'+ ' if k > 1 else '  '}if({c}, {1 << k}, 0)  "
         f"-- step {k}: {comment(spec.steps[k - 1].text())}"
         for k, c in enumerate(step_conds, 1))
-    excl_lines = ",\n".join(f"            toUInt8({c})" for c in excl_conds)
+    # voids: bit L set when the event is an exclusion that applies after L steps.
+    if spec.exclusions:
+        voids = "\n".join(
+            f"            {',' if i > 1 else ' '} "
+            f"if({c}, {_mask(range(x.from_step, x.to_step or n))}, 0)"
+            f"  -- exclude {comment(x.text(n))}"
+            for i, (c, x) in enumerate(zip(excl_conds, spec.exclusions, strict=True), 1))
+        voids = f"arrayReduce('groupBitOr', [\n{voids}\n        ])"
+    else:
+        voids = "0"
     names = {s.event for s in spec.steps} | {x.event.event for x in spec.exclusions}
     prefilter = ""
     if not any(s in ("*", "any") for s in names):
-        placeholders = sorted({ph for ph in _event_placeholders(params)})
+        placeholders = sorted(set(_event_placeholders(params)))
         prefilter = f"\n      AND event IN ({', '.join(placeholders)})"
 
-    # Per-event precomputation, independent of the walk's state, keeps the fold short.
-    empty = "CAST([], 'Array(UInt8)')"
-    next_from = breaks_at = voids_at = excl_array = empty
-    if spec.order != "any":
-        next_from = ("arrayMap(steps -> arrayFirst(j -> step_hits[j] = 1, steps), "
-                     f"{_literal(spec.eligible())})")
-    if spec.order == "strict":
-        breaks_at = ("arrayMap(level -> toUInt8(next_from[level + 1] = 0 AND arrayExists(\n"
-                     "            (hit, j) -> hit = 1 AND j != level, step_hits, "
-                     f"arrayEnumerate(step_hits))), range(1, {n + 1}))")
-    if spec.exclusions:
-        lows = _literal([x.from_step for x in spec.exclusions])
-        highs = _literal([x.to_step or n for x in spec.exclusions])
-        voids_at = ("arrayMap(level -> toUInt8(arrayExists(\n"
-                    "            (hit, lo, hi) -> hit = 1 AND level >= lo AND level < hi,\n"
-                    f"            exclusion_hits, {lows}, {highs})), range(1, {n + 1}))")
-        excl_array = f"[\n{excl_lines}\n        ]"
-
     # The walk: (comment, condition, new state) branches of one multiIf, first match wins.
-    same_hold = " AND e.hold_value = s.hold" if spec.hold else ""
-    keep = "s.hold, s.first_value"
+    same_hold = " AND e.hold = s.hold" if spec.hold else ""
     if spec.order == "any":
-        first_hit = "indexOf(e.step_hits, 1)"
-        opened = _state("1", "e.ts", "0", "0", _set_time(first_hit, f"arrayWithConstant({n}, 0)"),
-                        "e.hold_value, e.breakdown_value, e.breakdown_value")
-        start = (f"if(e.can_start = 1 AND has(e.step_hits, 1),\n"
+        first_bit = "bitCount(bitXor(e.hits, e.hits - 1)) - 1"
+        opened = _state("1", "e.ts", "0", "0", _set_time(first_bit, f"arrayWithConstant({n}, 0)"),
+                        "bitAnd(e.hits, bitXor(e.hits, e.hits - 1))", "e.hold", "i", "i")
+        start = (f"if(e.can_start = 1 AND e.hits > 0,\n"
                  f"               {opened},\n               s)")
-        fresh = "arrayFirstIndex((hit, t) -> hit = 1 AND t = 0, e.step_hits, s.times)"
+        fresh = "bitAnd(e.hits, bitNot(s.done))"
+        fresh_bit = f"bitCount(bitXor({fresh}, {fresh} - 1)) - 1"
         branches = [("a step not done yet: the k-th different step of this funnel",
                      f"{fresh} > 0{same_hold}",
-                     _state("s.level + 1", "s.t0", "0", "0", _set_time(fresh, "s.times"),
-                            f"{keep}, e.breakdown_value"))]
+                     _state("s.level + 1", "s.t0", "0", "0", _set_time(fresh_bit, "s.times"),
+                            f"bitOr(s.done, bitShiftLeft(toUInt64(1), {fresh_bit}))",
+                            "s.hold", "s.first_index", "i"))]
     else:
         opened = _state("1", "e.ts", "0", "0",
                         f"arrayConcat([e.ts], arrayWithConstant({n - 1}, 0))",
-                        "e.hold_value, e.breakdown_value, e.breakdown_value")
-        start = (f"if(e.can_start = 1 AND e.step_hits[1] = 1,\n"
+                        "2", "e.hold", "i", "i")
+        start = (f"if(e.can_start = 1 AND bitTest(e.hits, 1),\n"
                  f"               {opened},\n               s)")
-        nxt = "e.next_from[s.level + 1]"
+        # From `level` steps done, the next event may fill these steps (mask per level).
+        nexts = _literal_masks([_mask(steps) for steps in spec.eligible()])
+        fill = f"bitAnd(e.hits, {nexts}[s.level + 1])"
+        fill_bit = f"bitCount(bitXor({fill}, {fill} - 1)) - 1"
         branches = [("the next step (or a later one when the steps between are optional)",
-                     f"{nxt} > 0{same_hold}",
-                     _state(nxt, "s.t0", "0", "0", _set_time(nxt, "s.times"),
-                            f"{keep}, e.breakdown_value"))]
+                     f"{fill} > 0{same_hold}",
+                     _state(fill_bit, "s.t0", "0", "0", _set_time(fill_bit, "s.times"),
+                            "s.done", "s.hold", "s.first_index", "i"))]
     if spec.exclusions:
         branches.append(("an exclusion event between its steps voids the attempt",
-                         "e.voids_at[s.level] = 1",
-                         _state("s.level", "s.t0", "0", "1", "s.times", f"{keep}, s.last_value")))
+                         "bitTest(e.voids, s.level)",
+                         _state("s.level", "s.t0", "0", "1", "s.times", "s.done", "s.hold",
+                                "s.first_index", "s.last_index")))
     if spec.order == "strict":
         branches.append(("strict order: another step of this funnel in between ends the attempt",
-                         f"e.breaks_at[s.level] = 1{same_hold}",
-                         _state("s.level", "s.t0", "1", "0", "s.times", f"{keep}, s.last_value")))
+                         f"bitAnd(e.hits, {nexts}[s.level + 1]) = 0"
+                         " AND bitAnd(e.hits, bitNot(bitShiftLeft(toUInt64(1), s.level))) > 0"
+                         f"{same_hold}",
+                         _state("s.level", "s.t0", "1", "0", "s.times", "s.done", "s.hold",
+                                "s.first_index", "s.last_index")))
     walk = "".join(f"        -- {note}\n        {cond},\n            {state},\n"
                    for note, cond, state in branches)
 
@@ -290,28 +290,24 @@ def build_sql(spec: FunnelSpec, columns: dict[str, str], as_of: datetime,
     group_by = ("GROUP BY GROUPING SETS ((breakdown, step), (step))" if spec.breakdown
                 else "GROUP BY breakdown, step")
     is_total = "grouping(breakdown)" if spec.breakdown else "0"
+    touch = "first_index" if spec.attribution == "first" else "last_index"
 
     sql = f"""-- Funnel: {n} steps, {spec.order} order, window {format_duration(spec.window_ms)}.
 -- Step 1 happens on a reporting day in [date_from, date_to]; events after as_of are ignored.
+-- Masks: bit k stands for step k (hits) or for "after k steps" (voids).
 WITH
 step_events AS (
-    -- every event that fills a step or an exclusion, with what it could do in the walk
+    -- every event that fills a step or an exclusion
     SELECT
         person_id,
         toUnixTimestamp64Milli(event_at) AS ts,
         message_id,
-        [
-{step_lines}
-        ] AS step_hits,
-        {excl_array} AS exclusion_hits,
-        -- next_from[level + 1]: the step this event fills when `level` steps are done
-        {next_from} AS next_from,
-        -- voids_at[level]: an exclusion that applies after `level` steps
-        {voids_at} AS voids_at,
-        -- breaks_at[level]: another step of the funnel, which ends a strict attempt
-        {breaks_at} AS breaks_at,
+        (
+{hits}
+        ) AS hits,
+        {voids} AS voids,
         toUInt8(event_date <= {p_to}) AS can_start,
-        {hold} AS hold_value,
+        {hold} AS hold,
         {breakdown} AS breakdown_value
     FROM {EVENTS_TABLE}
     WHERE event_date >= {p_from}
@@ -320,15 +316,13 @@ step_events AS (
 ),
 
 journeys AS (
-    -- each person's events in (event_at, message_id) order
+    -- each person's events in (event_at, message_id) order: tuples sort by their fields
     SELECT
         person_id,
-        arraySort(e -> (e.ts, e.message_id), groupArray(CAST(
-            (ts, message_id, step_hits, next_from, voids_at, breaks_at, can_start, hold_value,
-             breakdown_value),
-            '{_EVENT}'))) AS events
+        arraySort(groupArray(CAST(
+            (ts, message_id, hits, voids, can_start, hold, breakdown_value), '{_EVENT}'))) AS events
     FROM step_events
-    WHERE has(step_hits, 1) OR has(exclusion_hits, 1)
+    WHERE hits > 0 OR voids > 0
     GROUP BY person_id
 ),
 
@@ -336,14 +330,15 @@ walked AS (
     -- walk the events once: level = steps done, t0 = when the window opened
     SELECT
         person_id,
-        arrayFold((s, e) -> multiIf(
+        events,
+        arrayFold((s, e, i) -> multiIf(
         s.level = 0,
             {start},
         s.level = {n} OR s.stopped = 1 OR s.excluded = 1 OR e.ts - s.t0 > {p_window},
             s,
 {walk}        s),
-        events,
-        CAST((0, 0, 0, 0, arrayWithConstant({n}, 0), '', '', ''), '{_STATE}')) AS state
+        events, arrayEnumerate(events),
+        CAST((0, 0, 0, 0, arrayWithConstant({n}, 0), 0, 0, 0, 0), '{_STATE}')) AS state
     FROM journeys
 ),
 
@@ -354,7 +349,7 @@ people AS (
         state.excluded AS excluded,
         {step_times} AS step_times,  {step_times_note}
         toUInt8(state.t0 + {p_window} >= toUnixTimestamp64Milli({p_as_of})) AS window_open,
-        state.{'first' if spec.attribution == 'first' else 'last'}_value AS breakdown
+        events[state.{touch}].breakdown_value AS breakdown  -- {spec.attribution}-touch
     FROM walked
     WHERE state.level > 0
 ),
@@ -395,14 +390,25 @@ ORDER BY is_total DESC, breakdown, step
     return sql, params
 
 
-def _state(level: str, t0: str, stopped: str, excluded: str, times: str, rest: str) -> str:
-    """A new walk state (level, t0, stopped, excluded, times, hold, first_value, last_value)."""
-    return f"CAST(({level}, {t0}, {stopped}, {excluded}, {times}, {rest}), '{_STATE}')"
+def _state(level: str, t0: str, stopped: str, excluded: str, times: str, done: str, hold: str,
+           first_index: str, last_index: str) -> str:
+    """A new walk state; the breakdown is read afterwards from the event at first/last_index."""
+    return (f"CAST(({level}, {t0}, {stopped}, {excluded}, {times}, {done}, {hold}, "
+            f"{first_index}, {last_index}), '{_STATE}')")
 
 
 def _set_time(step: str, times: str) -> str:
     """`times` with the step's slot set to this event's time."""
     return f"arrayMap((t, j) -> if(j = {step}, e.ts, t), {times}, arrayEnumerate({times}))"
+
+
+def _mask(bits) -> int:  # type: ignore[no-untyped-def]
+    """An integer with the given bits set (step k is bit k)."""
+    return sum(1 << b for b in set(bits))
+
+
+def _literal_masks(masks: list[int]) -> str:
+    return "[" + ", ".join(f"toUInt64({m})" for m in masks) + "]"
 
 
 def _event_placeholders(params: SqlParams) -> list[str]:
