@@ -13,8 +13,8 @@
 -- time zone (as in Universal Analytics), so every day can be rebuilt on its own.
 --
 -- Dedup: events_raw may hold several copies of a message_id; the earliest received
--- wins (LIMIT 1 BY after ORDER BY received_at). One day either side of the rebuilt
--- days is read so that twin copies straddling midnight still collapse. received_at is
+-- wins (ORDER BY message_id, received_at LIMIT 1 BY message_id). One day either side
+-- of the rebuilt days is read so that twin copies straddling midnight collapse. received_at is
 -- deliberately not carried: copies differ in it, and events_raw's ReplacingMergeTree
 -- keeps the LATEST copy once parts merge, so it would change with merge timing.
 --
@@ -106,7 +106,7 @@ raw AS (
     FROM events_by_day
     WHERE event_date >= {date_from:Date} - 1
       AND event_date <= {date_to:Date} + 1
-    ORDER BY received_at
+    ORDER BY message_id, received_at    -- the slice's sort key: read in order, not sorted
     LIMIT 1 BY message_id
 ),
 

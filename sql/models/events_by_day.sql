@@ -12,7 +12,9 @@
 -- decompresses the month. Copying the needed days once, partitioned by reporting day,
 -- turns each chunk of behavior_events into a read of just its own partitions: one
 -- streaming pass over events_raw per run instead of one (or two) per chunk.
--- Sort key: message_id — behavior_events dedups by it.
+-- Sort key: (message_id, received_at) — behavior_events dedups with
+-- ORDER BY message_id, received_at LIMIT 1 BY message_id, which then reads in order
+-- (a streaming merge) instead of sorting whole rows.
 CREATE TABLE IF NOT EXISTS {{ this }}
 (
     event_date      Date,
@@ -46,7 +48,7 @@ CREATE TABLE IF NOT EXISTS {{ this }}
 )
 ENGINE = MergeTree
 PARTITION BY event_date
-ORDER BY message_id;
+ORDER BY (message_id, received_at);
 
 WITH
 slice AS (
