@@ -24,7 +24,10 @@ from warehouse.base import Warehouse, WarehouseError
 POSTED = ("funnel", "retention", "paths")
 
 
-def routes(settings: Settings, warehouse: Warehouse) -> list[Route]:
+def routes(settings: Settings, warehouse: Warehouse,
+           writer: Warehouse | None = None) -> list[Route]:
+    """`warehouse` is read-only; `writer`, if given, saves segments from results."""
+
     async def run(name: str, doc: dict[str, Any]) -> Response:
         try:
             result = await asyncio.to_thread(run_analysis, name, doc, warehouse,
@@ -65,5 +68,32 @@ def routes(settings: Settings, warehouse: Warehouse) -> list[Route]:
                                       "date_from": query.get("date_from"),
                                       "date_to": query.get("date_to")})
 
-    return [Route("/v1/analyses/{name:str}", analysis, methods=["POST"]),
+    async def save_segment(request: Request) -> Response:
+        """POST /v1/analyses/{funnel|paths}/segment {"spec", "who", "name"}: save the people."""
+        from funnelhouse.analyses.cohorts import save_as_segment
+
+        try:
+            require_admin(settings, request)
+        except Refusal as refusal:
+            return refusal_response(refusal)
+        try:
+            doc = orjson.loads(await request.body())
+        except orjson.JSONDecodeError:
+            doc = None
+        if not isinstance(doc, dict) or not isinstance(doc.get("spec"), dict) \
+                or not doc.get("who") or not doc.get("name") or writer is None:
+            return ORJSONResponse({"error": "send {\"spec\": {…}, \"who\": \"dropped:2\", "
+                                   "\"name\": \"…\"}", "reason": "bad_spec"}, status_code=400)
+        try:
+            saved = await asyncio.to_thread(
+                save_as_segment, request.path_params["name"], doc["spec"], str(doc["who"]),
+                str(doc["name"]), reader=warehouse, writer=writer, settings=settings)
+        except (SpecError, ValueError) as exc:
+            return ORJSONResponse({"error": str(exc), "reason": "bad_spec"}, status_code=400)
+        except WarehouseError as exc:
+            return ORJSONResponse({"error": str(exc), "reason": "query_failed"}, status_code=400)
+        return ORJSONResponse(saved)
+
+    return [Route("/v1/analyses/{name:str}/segment", save_segment, methods=["POST"]),
+            Route("/v1/analyses/{name:str}", analysis, methods=["POST"]),
             Route("/v1/timeline/{id:path}", timeline, methods=["GET"])]

@@ -60,6 +60,12 @@ def register(sub: Any, add_common: Command) -> None:
     paths.add_argument("page", help="page path or screen name")
     paths.add_argument("--conversion", default="purchase", metavar="EVENT[:FILTERS]")
     paths.add_argument("--top", type=int, default=10)
+    for parser in (funnel, paths):
+        parser.add_argument("--save-segment", default=None, metavar="NAME",
+                            help="save the people given by --who as a (frozen) segment")
+        parser.add_argument("--who", default=None,
+                            help="funnel: converted | reached:K | dropped:K | in_window:K; "
+                                 "paths: exited | converted | viewed")
     _common(paths)
 
     timeline = add_common("timeline", cmd_timeline, "every event of one person, in order")
@@ -119,6 +125,8 @@ def _settings(args: argparse.Namespace) -> Settings:
 def _run(args: argparse.Namespace, name: str, doc: dict[str, Any]) -> int:
     settings = instance.with_local_credentials(_settings(args))
     url = None if settings.clickhouse_url else instance.running_url(settings)
+    if getattr(args, "save_segment", None):
+        return _save_segment(settings, url, name, doc, args)
     if url:
         result, error = _over_http(settings, url, name, doc)
     else:
@@ -128,6 +136,43 @@ def _run(args: argparse.Namespace, name: str, doc: dict[str, Any]) -> int:
         return 1
     assert result is not None
     _print(result, args.format, args.show_sql)
+    return 0
+
+
+def _save_segment(settings: Settings, url: str | None, name: str, doc: dict[str, Any],
+                  args: argparse.Namespace) -> int:
+    """Save the people of one part of the result (--who) as a frozen segment."""
+    if not args.who:
+        print("--save-segment needs --who (funnel: converted, reached:K, dropped:K, "
+              "in_window:K; paths: exited, converted, viewed)", file=sys.stderr)
+        return 1
+    body = {"spec": doc, "who": args.who, "name": args.save_segment}
+    if url:
+        response = instance.call(settings, url, f"/v1/analyses/{name}/segment", body)
+        if response.status_code != 200:
+            print(response.text, file=sys.stderr)
+            return 1
+        saved = response.json()
+    else:
+        from funnelhouse.analyses import SpecError
+        from funnelhouse.analyses.cohorts import save_as_segment
+        from warehouse.base import WarehouseError
+        from warehouse.open import open_warehouse
+
+        writer = open_warehouse(settings)
+        reader = writer.readonly()
+        try:
+            saved = save_as_segment(name, doc, args.who, args.save_segment, reader=reader,
+                                    writer=writer, settings=settings)
+        except (SpecError, WarehouseError, ValueError) as exc:
+            print(str(exc), file=sys.stderr)
+            return 1
+        finally:
+            reader.close()
+            writer.close()
+    if args.show_sql:
+        print(saved["sql"], file=sys.stderr)
+    print(f"saved segment {saved['segment_id']} with {saved['members']} people")
     return 0
 
 

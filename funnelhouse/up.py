@@ -80,7 +80,7 @@ def build_pipeline(settings: Settings, queue: tuple[Sink, Source] | None = None)
     routes: list[BaseRoute] = [*sql_routes(settings, warehouse.readonly()),
                                *admin_api.routes(settings, warehouse, job_lock),
                                *people_api.routes(settings, warehouse),
-                               *analyses_routes(settings, warehouse.readonly())]
+                               *analyses_routes(settings, warehouse.readonly(), writer=warehouse)]
     app = create_app(settings, sink, plan=plan, extra_routes=routes, lifespan=lifespan)
     return Pipeline(settings, plan, warehouse, sink, source, loader, app)
 

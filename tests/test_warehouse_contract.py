@@ -4,8 +4,8 @@ server when FUNNELHOUSE_CLICKHOUSE_URL is set (docker-compose)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
@@ -113,3 +113,10 @@ def test_statement_splitter_keeps_comments_with_statements() -> None:
     sql = "-- one\nCREATE TABLE a (x UInt8) ENGINE = Memory;\n\n-- two\nSELECT 1;\n-- trailing\n"
     assert split_statements(sql) == ["-- one\nCREATE TABLE a (x UInt8) ENGINE = Memory",
                                      "-- two\nSELECT 1"]
+
+
+def test_string_parameters_round_trip_unchanged(warehouse: Warehouse) -> None:
+    # JSON text with escapes, real newlines and tabs, backslashes, quotes, NUL.
+    for value in ('{"sql": "SELECT 1\\nFROM t", "q": "a\\"b"}', "two\nlines", "tab\there",
+                  "it's", "C:\\temp\\new", "nul\0byte", "한국어 ✓"):
+        assert warehouse.query("SELECT {v:String} AS v", {"v": value}).scalar() == value

@@ -38,6 +38,9 @@ class ChdbWarehouse:
         self.is_readonly = readonly
 
     def _run(self, sql: str, fmt: str, params: dict[str, Any] | None) -> bytes:
+        if params:
+            params = {name: _escape_param(value) if isinstance(value, str) else value
+                      for name, value in params.items()}
         with self._lock:
             try:
                 result = self._conn.query(sql, fmt, params=params or None)
@@ -73,6 +76,17 @@ class ChdbWarehouse:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+
+# ClickHouse reads a query parameter's value in its escaped text format, where `\`
+# starts an escape and a raw tab or newline ends the value; clickhouse-connect escapes
+# values before sending them, so do the same here and a value round-trips unchanged.
+_PARAM_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r",
+                                "\0": "\\0"})
+
+
+def _escape_param(value: str) -> str:
+    return value.translate(_PARAM_ESCAPES)
 
 
 def _quote(value: str) -> str:

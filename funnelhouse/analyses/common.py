@@ -249,6 +249,18 @@ class Properties:
         return " AND ".join(parts) if parts else "1"
 
 
+def analysis_window(warehouse: Warehouse, date_from: date | None, date_to: date | None,
+                    as_of: datetime | None) -> tuple[date, date, datetime]:
+    """The spec's days and moment, defaulting to the days that hold data and to now."""
+    as_of = as_of or datetime.now(UTC)
+    if date_from is None or date_to is None:
+        days = data_days(warehouse)
+        fallback = as_of.date()
+        date_from = date_from or (days[0] if days else fallback)
+        date_to = date_to or (days[1] if days else fallback)
+    return date_from, date_to, as_of
+
+
 def data_days(warehouse: Warehouse) -> tuple[date, date] | None:
     """First and last reporting day holding events: the default date range."""
     row = warehouse.query(

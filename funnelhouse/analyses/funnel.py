@@ -34,7 +34,7 @@ per-person array walk below (groupArray + arrayFold) does all of it in one pass.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from funnelhouse.analyses.common import (
@@ -44,8 +44,8 @@ from funnelhouse.analyses.common import (
     Properties,
     SpecError,
     SqlParams,
+    analysis_window,
     comment,
-    data_days,
     format_duration,
     parse_date,
     parse_duration_ms,
@@ -421,13 +421,8 @@ def _literal(value: list) -> str:
 
 
 def run_funnel(warehouse: Warehouse, spec: FunnelSpec, reporting_tz: str = "UTC") -> AnalysisResult:
-    as_of = spec.as_of or datetime.now(UTC)
-    date_from, date_to = spec.date_from, spec.date_to
-    if date_from is None or date_to is None:
-        days = data_days(warehouse)
-        fallback = as_of.date()
-        date_from = date_from or (days[0] if days else fallback)
-        date_to = date_to or (days[1] if days else fallback)
+    date_from, date_to, as_of = analysis_window(warehouse, spec.date_from, spec.date_to,
+                                                spec.as_of)
     columns = table_columns(warehouse)
     sql, params = build_sql(spec, columns, as_of, date_from, date_to)
     result = warehouse.query(sql, params.for_query())

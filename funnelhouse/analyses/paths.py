@@ -14,7 +14,7 @@ Semantics (the same in `funnelhouse/analyses_reference.py`):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
 from funnelhouse.analyses.common import (
@@ -24,7 +24,7 @@ from funnelhouse.analyses.common import (
     Properties,
     SpecError,
     SqlParams,
-    data_days,
+    analysis_window,
     parse_date,
     parse_moment,
     pct,
@@ -153,13 +153,8 @@ LIMIT {p_top} + 1 BY side
 
 
 def run_paths(warehouse: Warehouse, spec: PathsSpec, reporting_tz: str = "UTC") -> AnalysisResult:
-    as_of = spec.as_of or datetime.now(UTC)
-    date_from, date_to = spec.date_from, spec.date_to
-    if date_from is None or date_to is None:
-        days = data_days(warehouse)
-        fallback = as_of.date()
-        date_from = date_from or (days[0] if days else fallback)
-        date_to = date_to or (days[1] if days else fallback)
+    date_from, date_to, as_of = analysis_window(warehouse, spec.date_from, spec.date_to,
+                                                spec.as_of)
     sql, params = build_sql(spec, table_columns(warehouse), as_of, date_from, date_to)
     rows = warehouse.query(sql, params.for_query()).dicts()
     return shape_result(spec, rows, sql, params, date_from, date_to, as_of, reporting_tz)

@@ -1,0 +1,99 @@
+"""Segments saved from analyses hold exactly the people the result counted."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date
+
+import pytest
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
+
+from funnelhouse import analyses_api, segments
+from funnelhouse.analyses import SpecError, run_analysis
+from funnelhouse.analyses.cohorts import save_as_segment
+from funnelhouse.analyses.sample import load_rows
+from funnelhouse.config import Settings
+from funnelhouse.generator import generate
+from warehouse.chdb import ChdbWarehouse
+
+TOKEN = "seg-token"
+FUNNEL = {"steps": ["page_view", "product_view", "add_to_cart", "purchase"], "window": "2d",
+          "date_from": "2024-03-01", "date_to": "2024-03-07", "as_of": "2024-03-08T12:00:00Z"}
+PATHS = {"page": "/category/apparel", "date_from": "2024-03-01", "date_to": "2024-03-07",
+         "as_of": "2024-04-01T00:00:00Z"}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory
+          ) -> Iterator[tuple[Settings, ChdbWarehouse, ChdbWarehouse]]:
+    settings = Settings(data_dir=tmp_path_factory.mktemp("cohorts"), admin_token=TOKEN)
+    writer = ChdbWarehouse(settings.warehouse_dir)
+    reader = writer.readonly()
+    try:
+        load_rows(writer, settings, generate(seed=5, people=150, days=7,
+                                             start_date=date(2024, 3, 1)).rows)
+        yield settings, writer, reader
+    finally:
+        reader.close()
+        writer.close()
+
+
+def members(writer: ChdbWarehouse, settings: Settings, segment_id: str) -> int:
+    store = segments.Segments(writer, settings)
+    return len(store.members(segment_id))
+
+
+def funnel_step(settings: Settings, reader: ChdbWarehouse, step: int) -> dict:
+    result = run_analysis("funnel", FUNNEL, reader, settings.reporting_tz)
+    return result.data["groups"][0]["steps"][step - 1]
+
+
+@pytest.mark.parametrize("who, figure", [("converted", ("people", 4)),
+                                         ("reached:2", ("people", 2)),
+                                         ("dropped:3", ("dropped", 3)),
+                                         ("in_window:4", ("in_window", 4))])
+def test_funnel_people_saved_as_segment_match_the_funnel_counts(setup, who, figure) -> None:
+    settings, writer, reader = setup
+    column, step = figure
+    expected = funnel_step(settings, reader, step)[column]
+    saved = save_as_segment("funnel", FUNNEL, who, f"funnel {who}", reader=reader,
+                            writer=writer, settings=settings)
+    assert saved["members"] == expected
+    assert members(writer, settings, saved["segment_id"]) == expected
+
+
+def test_people_who_left_from_a_page_are_saved(setup) -> None:
+    settings, writer, reader = setup
+    result = run_analysis("paths", PATHS, reader, settings.reporting_tz)
+    assert result.summary["views"] > 0, "the generated shop has category views"
+    saved = save_as_segment("paths", PATHS, "exited", "left from apparel", reader=reader,
+                            writer=writer, settings=settings)
+    viewed = save_as_segment("paths", PATHS, "viewed", "saw apparel", reader=reader,
+                             writer=writer, settings=settings)
+    assert 0 < saved["members"] <= viewed["members"]
+    assert viewed["members"] == result.summary["people"]
+
+
+def test_unknown_who_is_refused(setup) -> None:
+    settings, writer, reader = setup
+    with pytest.raises(SpecError):
+        save_as_segment("funnel", FUNNEL, "everyone", "x", reader=reader, writer=writer,
+                        settings=settings)
+    with pytest.raises(SpecError):
+        save_as_segment("funnel", FUNNEL, "dropped:9", "x", reader=reader, writer=writer,
+                        settings=settings)
+
+
+def test_save_segment_over_http(setup) -> None:
+    settings, writer, reader = setup
+    app = Starlette(routes=analyses_api.routes(settings, reader, writer=writer))
+    with TestClient(app) as client:
+        response = client.post("/v1/analyses/funnel/segment",
+                               headers={"Authorization": f"Bearer {TOKEN}"},
+                               json={"spec": FUNNEL, "who": "converted", "name": "buyers"})
+        assert response.status_code == 200, response.text
+        assert response.json()["members"] == funnel_step(settings, reader, 4)["people"]
+        refused = client.post("/v1/analyses/funnel/segment", json={"spec": FUNNEL},
+                              headers={"Authorization": f"Bearer {TOKEN}"})
+        assert refused.status_code == 400
