@@ -16,9 +16,11 @@ window never skips work), either one event per request to /v1/track or 50 per re
 to /v1/batch. wrk runs one thread so it takes as little CPU from the servers as it can;
 its own CPU use is reported. Each measurement is preceded by a short warm-up.
 
-Printed: events/s and p50/p99 latency per server, worker count and request shape, and
-the ratio collector/bare. After each collector run the queue is counted: every request
-wrk saw answered must have left its events in the log (else the run is marked invalid).
+Printed: events/s and p50/p99 latency per server, worker count and request shape, the
+servers' CPU time per event (all their processes, read from /proc: the figure other work
+on a shared machine skews least), and the ratio collector/bare. After each collector run
+the queue is counted: every request wrk saw answered must have left its events in the
+log (else the run is marked invalid).
 """
 
 from __future__ import annotations
@@ -114,6 +116,9 @@ class Measurement:
     wrk_cpu: float            # share of one core wrk used
     stored_ok: bool | None    # collector only: every answered request's events in the log
     load: float = 0.0         # 1-minute load average when the measurement started
+    # Server CPU (all its processes) per event answered: what an event costs, which other
+    # work on the machine changes far less than it changes events/s.
+    cpu_us_per_event: float = 0.0
 
     @property
     def events_per_s(self) -> float:
@@ -236,6 +241,24 @@ class Server:
         self.log.close()
 
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) used so far by every process of this server's group."""
+        tick = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # gone meanwhile
+            # After the command name: state ppid pgrp … utime(12th) stime(13th).
+            if int(fields[2]) == self.process.pid:
+                total += int(fields[11]) + int(fields[12])
+        return total / tick
+
+
 def stored_events(data_dir: Path) -> int:
     with sqlite3.connect(data_dir / "queue.sqlite3") as db:
         return db.execute("SELECT count(*) FROM log WHERE stream = 0").fetchone()[0]
@@ -270,7 +293,9 @@ def measure(wrk: str, lua: Path, kind: str, workers: int, mode: str, seconds: fl
     try:
         server.wait_ready()
         warm = run_wrk(wrk, lua, server.url, path, per_request, warmup, connections)
+        cpu_before = server.cpu_seconds()
         result = run_wrk(wrk, lua, server.url, path, per_request, seconds, connections)
+        server_cpu = server.cpu_seconds() - cpu_before
     finally:
         server.stop()
     stored_ok = None
@@ -278,17 +303,19 @@ def measure(wrk: str, lua: Path, kind: str, workers: int, mode: str, seconds: fl
         answered = (warm["requests"] + result["requests"]) * per_request
         stored_ok = stored_events(data_dir) >= answered and result["errors"] == 0
     shutil.rmtree(data_dir.parent, ignore_errors=True)
+    events = max(1, result["requests"] * per_request)
     return Measurement(kind, workers, mode, per_request, result["rps"], result["p50"],
                        result["p99"], result["requests"], result["errors"], result["cpu"],
-                       stored_ok)
+                       stored_ok, cpu_us_per_event=server_cpu / events * 1e6)
 
 
 def table(results: list[Measurement]) -> str:
     by_key = {(m.server, m.workers, m.mode): m for m in results}
     lines = [
-        "| workers | request | bare events/s | bare p50 / p99 ms | collector events/s "
-        "| collector p50 / p99 ms | collector / bare |",
-        "|---|---|---|---|---|---|---|",
+        "| workers | request | bare events/s | bare p50 / p99 ms | bare CPU µs/event "
+        "| collector events/s | collector p50 / p99 ms | collector CPU µs/event "
+        "| collector / bare (events/s) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for workers in sorted({m.workers for m in results}):
         for mode in ("single", "batch"):
@@ -298,11 +325,12 @@ def table(results: list[Measurement]) -> str:
                 continue
             shape = "1 event" if mode == "single" else f"{BATCH} events"
 
-            def cells(m: Measurement | None) -> tuple[str, str]:
+            def cells(m: Measurement | None) -> tuple[str, str, str]:
                 if m is None:
-                    return "–", "–"
+                    return "–", "–", "–"
                 note = "" if m.errors == 0 and m.stored_ok is not False else " (!)"
-                return (f"{m.events_per_s:,.0f}{note}", f"{m.p50_ms:.2f} / {m.p99_ms:.2f}")
+                return (f"{m.events_per_s:,.0f}{note}", f"{m.p50_ms:.2f} / {m.p99_ms:.2f}",
+                        f"{m.cpu_us_per_event:,.1f}")
 
             ratio = f"{real.events_per_s / bare.events_per_s:.2f}" if bare and real else "–"
             lines.append(f"| {workers} | {shape} | {' | '.join(cells(bare))} | "
@@ -327,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
     seconds = args.seconds or (3 if args.quick else 10)
     warmup = 1 if args.quick else 2
 
+    # A SIGTERM runs the `finally` blocks, so no server outlives the benchmark.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     wrk = ensure_wrk()
     print(f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}; "
           f"{seconds:g} s per measurement after {warmup:g} s warm-up; wrk -t1 "
@@ -348,7 +378,8 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"  {kind:9} workers={workers} {mode:6}: {m.requests_per_s:9,.0f} req/s"
                           f" {m.events_per_s:10,.0f} events/s  p50 {m.p50_ms:6.2f} ms"
                           f"  p99 {m.p99_ms:7.2f} ms  errors {m.errors}  wrk CPU "
-                          f"{m.wrk_cpu:.0%}  load {m.load:.1f}{stored}", flush=True)
+                          f"{m.wrk_cpu:.0%}  server CPU {m.cpu_us_per_event:,.1f} µs/event"
+                          f"  load {m.load:.1f}{stored}", flush=True)
     print()
     print(table(results))
     busiest = max(m.load for m in results)
