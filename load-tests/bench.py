@@ -462,6 +462,10 @@ def machine() -> dict[str, Any]:
             "load_average_at_start": os.getloadavg()}
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, short runs (≈3 min)")
@@ -473,7 +477,7 @@ def main() -> int:
     parser.add_argument("--work-dir", default=None, help="scratch folder (removed unless given)")
     args = parser.parse_args(sys.argv[1:])
 
-    signal.signal(signal.SIGTERM, lambda *_: (_kill_running(), sys.exit(143)))
+    signal.signal(signal.SIGTERM, _interrupt)   # like Ctrl-C: stop parts, print what ran
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="funnelhouse-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     info = machine()
