@@ -54,7 +54,8 @@ def test_funnel_over_http_returns_result_and_sql(client: TestClient) -> None:
     assert response.status_code == 200
     doc = response.json()
     assert doc["analysis"] == "funnel" and doc["summary"]["entered"] > 0
-    assert "arrayFold" in doc["sql"] and doc["params"]["step_1_event"] == "page_view"
+    # A plain funnel (loose, all steps required) searches step by step, no fold.
+    assert "arrayFirstIndex" in doc["sql"] and doc["params"]["step_1_event"] == "page_view"
     assert doc["columns"][0] == "breakdown"
 
 

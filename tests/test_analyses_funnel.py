@@ -34,13 +34,15 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Data]:
     root = tmp_path_factory.mktemp("funnel")
     settings = Settings(data_dir=root, reporting_tz=TZ)
     generated = generate(seed=11, people=260, days=14, start_date=FROM)
-    warehouse = ChdbWarehouse(settings.warehouse_dir)
+    data = Data(ChdbWarehouse(settings.warehouse_dir), [])
     try:
-        load_rows(warehouse, settings, generated.rows)
-        person_of, session_of = person_and_session_of(warehouse)
-        yield Data(warehouse, ref.events_from_raw(generated.rows, TZ, person_of, session_of))
+        load_rows(data.warehouse, settings, generated.rows)
+        person_of, session_of = person_and_session_of(data.warehouse)
+        data.events = ref.events_from_raw(generated.rows, TZ, person_of, session_of)
+        yield data
     finally:
-        warehouse.close()
+        # The tie test swaps the handle; close whichever is open now.
+        data.warehouse.close()
 
 
 def steps(*texts: str) -> tuple[EventSpec, ...]:

@@ -292,6 +292,25 @@ def build_sql(spec: FunnelSpec, columns: dict[str, str], as_of: datetime,
     is_total = "grouping(breakdown)" if spec.breakdown else "0"
     touch = "first_index" if spec.attribution == "first" else "last_index"
 
+    if _is_plain(spec):
+        walked = _walked_by_search(n, p_window)
+    else:
+        walked = f"""walked AS (
+    -- walk the events once: level = steps done, t0 = when the window opened
+    SELECT
+        person_id,
+        events,
+        arrayFold((s, e, i) -> multiIf(
+        s.level = 0,
+            {start},
+        s.level = {n} OR s.stopped = 1 OR s.excluded = 1 OR e.ts - s.t0 > {p_window},
+            s,
+{walk}        s),
+        events, arrayEnumerate(events),
+        CAST((0, 0, 0, 0, arrayWithConstant({n}, 0), 0, 0, 0, 0), '{_STATE}')) AS state
+    FROM journeys
+),"""
+
     sql = f"""-- Funnel: {n} steps, {spec.order} order, window {format_duration(spec.window_ms)}.
 -- Step 1 happens on a reporting day in [date_from, date_to]; events after as_of are ignored.
 -- Masks: bit k stands for step k (hits) or for "after k steps" (voids).
@@ -326,21 +345,7 @@ journeys AS (
     GROUP BY person_id
 ),
 
-walked AS (
-    -- walk the events once: level = steps done, t0 = when the window opened
-    SELECT
-        person_id,
-        events,
-        arrayFold((s, e, i) -> multiIf(
-        s.level = 0,
-            {start},
-        s.level = {n} OR s.stopped = 1 OR s.excluded = 1 OR e.ts - s.t0 > {p_window},
-            s,
-{walk}        s),
-        events, arrayEnumerate(events),
-        CAST((0, 0, 0, 0, arrayWithConstant({n}, 0), 0, 0, 0, 0), '{_STATE}')) AS state
-    FROM journeys
-),
+{walked}
 
 people AS (
     SELECT
@@ -388,6 +393,51 @@ FROM person_steps
 ORDER BY is_total DESC, breakdown, step
 """
     return sql, params
+
+
+def _is_plain(spec: FunnelSpec) -> bool:
+    """Loose order, every step required, nothing excluded or held: the common funnel."""
+    return (spec.order == "loose" and not spec.optional and not spec.exclusions
+            and not spec.hold)
+
+
+def _walked_by_search(n: int, p_window: str) -> str:
+    """The plain funnel without a fold: step k is the first event of step k after step
+    k-1's event and within the window — one arrayFirstIndex per step, the same state
+    the general walk would reach (one event fills one step; ties by message_id).
+
+    One CTE per step keeps each index a column: as aliases in one SELECT they would be
+    inlined into each other and the query tree would double with every step."""
+    ctes = ["""search_1 AS (
+    -- the first step-1 event that may start an attempt opens the window
+    SELECT person_id, events,
+        arrayFirstIndex(e -> e.can_start = 1 AND bitTest(e.hits, 1), events) AS i1,
+        events[i1].ts AS t0
+    FROM journeys
+),"""]
+    for k in range(2, n + 1):
+        ctes.append(f"""search_{k} AS (
+    SELECT *,
+        if(i{k - 1} = 0, 0, arrayFirstIndex((e, j) -> j > i{k - 1} AND bitTest(e.hits, {k})
+            AND e.ts - t0 <= {p_window}, events, arrayEnumerate(events))) AS i{k}
+    FROM search_{k - 1}
+),""")
+    indexes = [f"i{k}" for k in range(1, n + 1)]
+    level = " + ".join(f"({i} > 0)" for i in indexes)
+    times = ", ".join(f"if({i} > 0, events[{i}].ts, 0)" for i in indexes)
+    last = "greatest(" + ", ".join(indexes) + ")" if n > 1 else "i1"
+    searches = "\n\n".join(ctes)
+    return f"""-- loose order, every step required: step k is the first event of step k after the
+-- event of step k-1, within the window opened by the first step-1 event
+{searches}
+
+walked AS (
+    SELECT
+        person_id,
+        events,
+        CAST(({level}, t0, 0, 0, [{times}], 0, 0, i1, {last}), '{_STATE}') AS state
+    FROM search_{n}
+),"""
 
 
 def _state(level: str, t0: str, stopped: str, excluded: str, times: str, done: str, hold: str,
