@@ -33,17 +33,17 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from funnelhouse.admin_http import admin_endpoint, failure, json_object
 from funnelhouse.config import Settings
 from funnelhouse.exports import default_day, export_day
 from funnelhouse.forget import forget, forget_log
 from funnelhouse.segments import MEMBERSHIP_SQL, SegmentError, Segments, from_people, from_sql
 from funnelhouse.signals import SIGNALS, run_signal
-from warehouse.base import Warehouse, WarehouseError
+from warehouse.base import Warehouse
 
 # Signal options that are numbers (query strings and CLI flags arrive as text).
 NUMERIC_OPTIONS = {"days", "min_orders", "per_product", "min_sessions", "min_repeat_buyers",
@@ -204,43 +204,25 @@ def _text(body: dict[str, Any], key: str) -> str:
 # -- HTTP -----------------------------------------------------------------------------------
 
 def routes(settings: Settings, warehouse: Warehouse) -> list[Route]:
-    from collector.app import ORJSONResponse, refusal_response
-    from collector.auth import require_admin
-    from collector.reasons import Refusal
-
     writer = own_handle(warehouse)
     people = People(settings, writer, warehouse.readonly())
     # Membership gets a connection of its own: a long export or signal on the shared
     # reader must not hold up a point lookup.
     checker = People(settings, writer, warehouse.readonly())
 
-    def endpoint(handler: Callable[[Request], Awaitable[Any]]):  # type: ignore[no-untyped-def]
-        async def wrapped(request: Request) -> Response:
-            try:
-                require_admin(settings, request)
-            except Refusal as refusal:
-                return refusal_response(refusal)
-            try:
-                result = await handler(request)
-            except SegmentError as exc:
-                status = {"unknown_segment": 404, "segment_exists": 409}.get(exc.reason, 400)
-                return ORJSONResponse(exc.as_json(), status_code=status)
-            except (ValueError, KeyError, TypeError, orjson.JSONDecodeError) as exc:
-                return ORJSONResponse({"error": str(exc), "reason": "bad_request"},
-                                      status_code=400)
-            except WarehouseError as exc:
-                return ORJSONResponse({"error": str(exc).strip().splitlines()[0][:500],
-                                       "reason": "warehouse_error"}, status_code=503)
-            return result if isinstance(result, Response) else ORJSONResponse(result)
+    def segment_failure(exc: BaseException) -> tuple[int, dict[str, Any]]:
+        assert isinstance(exc, SegmentError)
+        status = {"unknown_segment": 404, "segment_exists": 409}.get(exc.reason, 400)
+        return status, exc.as_json()
 
-        return wrapped
+    def endpoint(handler: Callable[[Request], Awaitable[Any]]):  # type: ignore[no-untyped-def]
+        return admin_endpoint(settings, handler, errors=[
+            (SegmentError, segment_failure),
+            ((ValueError, KeyError, TypeError), failure(400, "bad_request")),
+        ])
 
     async def body_of(request: Request) -> dict[str, Any]:
-        raw = await request.body()
-        doc = orjson.loads(raw) if raw.strip() else {}
-        if not isinstance(doc, dict):
-            raise ValueError("the body is a JSON object")
-        return doc
+        return await json_object(request)
 
     def run(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Awaitable[Any]:
         return asyncio.to_thread(fn, *args, **kwargs)

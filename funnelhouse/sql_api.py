@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from collector.app import ORJSONResponse, refusal_response
-from collector.auth import require_admin
-from collector.reasons import Refusal
+from funnelhouse.admin_http import admin_endpoint, failure, json_object
 from funnelhouse.config import Settings
 from warehouse.base import Warehouse, WarehouseError
 
@@ -19,30 +17,24 @@ FORMATS = {"json": ("JSON", "application/json"), "csv": ("CSVWithNames", "text/c
            "tsv": ("TSVWithNames", "text/tab-separated-values")}
 
 
+def _refused(exc: BaseException) -> tuple[int, dict[str, Any]]:
+    reason = "read_only" if "readonly" in str(exc).lower() else "query_failed"
+    return 400, {"error": str(exc), "reason": reason}
+
+
 def sql_routes(settings: Settings, readonly_warehouse: Warehouse) -> list[Route]:
     async def sql(request: Request) -> Response:
-        try:
-            require_admin(settings, request)
-        except Refusal as refusal:
-            return refusal_response(refusal)
-        try:
-            body = orjson.loads(await request.body())
-        except orjson.JSONDecodeError:
-            return ORJSONResponse({"error": "body must be JSON", "reason": "malformed_json"},
-                                  status_code=400)
-        text = body.get("sql") if isinstance(body, dict) else None
-        fmt = (body.get("format") or "json").lower() if isinstance(body, dict) else "json"
+        body = await json_object(request, required=True)
+        text = body.get("sql")
+        fmt = str(body.get("format") or "json").lower()
         if not isinstance(text, str) or not text.strip() or fmt not in FORMATS:
-            return ORJSONResponse({"error": "send {\"sql\": \"SELECT …\", \"format\": "
-                                   "\"json|csv|tsv\"}", "reason": "bad_request"}, status_code=400)
+            raise ValueError('send {"sql": "SELECT …", "format": "json|csv|tsv"}')
         clickhouse_format, media_type = FORMATS[fmt]
         params = body.get("params") if isinstance(body.get("params"), dict) else None
-        try:
-            result = await asyncio.to_thread(readonly_warehouse.query_raw, text,
-                                             clickhouse_format, params)
-        except WarehouseError as exc:
-            reason = "read_only" if "readonly" in str(exc).lower() else "query_failed"
-            return ORJSONResponse({"error": str(exc), "reason": reason}, status_code=400)
+        result = await asyncio.to_thread(readonly_warehouse.query_raw, text, clickhouse_format,
+                                         params)
         return Response(result, media_type=media_type)
 
-    return [Route("/v1/sql", sql, methods=["POST"])]
+    endpoint = admin_endpoint(settings, sql, errors=[
+        (WarehouseError, _refused), (ValueError, failure(400, "bad_request"))])
+    return [Route("/v1/sql", endpoint, methods=["POST"])]

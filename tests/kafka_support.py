@@ -27,7 +27,6 @@ from funnelhouse.kafka_broker import KafkaBroker
 from loader.sources.base import Batch
 from loader.sources.kafka import KafkaSource
 
-
 # Each module that imports the fixture gets its own copy of it, session-scoped or
 # not; this keeps them to one broker, stopped when the session ends.
 _SHARED: dict[str, KafkaBroker] = {}
