@@ -2,9 +2,10 @@
 --
 -- Engine: ReplacingMergeTree(received_at) ordered by (source, message_id) so that
 -- at-least-once delivery (client retries past the collector's dedup window, Kafka
--- redelivery) collapses to one row per message_id on merge. Models never rely on
--- merges having happened: they read with `LIMIT 1 BY message_id` (earliest copy
--- wins), so a duplicate is harmless before and after a merge.
+-- redelivery) collapses to one row per message_id on merge (the merge keeps the copy
+-- received last). Models never rely on merges having happened: they pick one copy per
+-- message_id themselves and carry no per-copy column (received_at, sent_at) into the
+-- tables, so the result is the same before and after a merge.
 -- The loader additionally inserts with an insert_deduplication_token derived from
 -- the queue offsets, so a batch re-sent after a crash is dropped at insert time
 -- (non_replicated_deduplication_window keeps the last tokens).
