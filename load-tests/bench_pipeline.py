@@ -637,7 +637,9 @@ async def _loader_child(args: argparse.Namespace) -> dict[str, Any]:
             "distinct_in_table": int(in_table),   # the generator repeats some message ids
             "drain_split_s": {k: round(v, 2) for k, v in split.items()},
             "seconds": seconds, "first_batch_seconds": first_seconds,
-            "rows_per_s": (loaded - first) / seconds if seconds else 0,
+            # After the first batch when there were more; all of it when one batch held all.
+            "rows_per_s": ((loaded - first) / seconds if loaded > first and seconds
+                           else loaded / first_seconds),
             "rows_per_s_incl_first": loaded / (seconds + first_seconds),
             "fill_rows_per_s": args.rows / fill_seconds if fill_seconds else 0,
             "fill_spooled": spooled if args.queue == "kafka" else 0,
