@@ -97,3 +97,19 @@ def test_save_segment_over_http(setup) -> None:
         refused = client.post("/v1/analyses/funnel/segment", json={"spec": FUNNEL},
                               headers={"Authorization": f"Bearer {TOKEN}"})
         assert refused.status_code == 400
+
+
+def test_funnel_breaks_down_by_segment_membership(setup) -> None:
+    settings, writer, reader = setup
+    buyers = save_as_segment("funnel", FUNNEL, "converted", "buyers for breakdown",
+                             reader=reader, writer=writer, settings=settings)
+    result = run_analysis("funnel", {**FUNNEL, "breakdown": f"segment:{buyers['segment_id']}"},
+                          reader, settings.reporting_tz)
+    groups = {g["breakdown"]: g["steps"] for g in result.data["groups"]}
+    inside, outside = groups[f"in {buyers['segment_id']}"], groups[f"not in {buyers['segment_id']}"]
+    converted = result.summary["converted"]
+    assert converted == buyers["members"] > 0
+    # Everyone in the segment entered and converted; nobody outside converted.
+    assert inside[0]["people"] == inside[-1]["people"] == converted
+    assert outside[-1]["people"] == 0
+    assert inside[0]["people"] + outside[0]["people"] == result.summary["entered"]

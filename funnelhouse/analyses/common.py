@@ -20,6 +20,7 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 # Columns of behavior_events that hold numbers; a property filter on them compares numbers.
 _PROPERTY_PREFIX = "properties."
+_SEGMENT_PREFIX = "segment:"
 
 
 class SpecError(ValueError):
@@ -198,7 +199,19 @@ class Properties:
         self._json_keys: dict[str, str] = {}
 
     def expr(self, prop: str) -> str:
-        """The property as a String expression."""
+        """The property as a String expression.
+
+        `segment:ID` is the person's membership of a materialised segment
+        ('in ID' / 'not in ID'), so any analysis can be broken down by a segment.
+        """
+        if prop.startswith(_SEGMENT_PREFIX):
+            segment_id = prop[len(_SEGMENT_PREFIX):]
+            if not segment_id:
+                raise SpecError("segment: needs a segment id")
+            p_segment = self.params.add("segment_id", "String", segment_id)
+            return (f"if(person_id IN (SELECT person_id FROM segment_members "
+                    f"WHERE segment_id = {p_segment}), concat('in ', {p_segment}), "
+                    f"concat('not in ', {p_segment}))")
         if prop.startswith(_PROPERTY_PREFIX):
             return self._json(prop[len(_PROPERTY_PREFIX):])
         if prop in self.columns:
