@@ -501,6 +501,9 @@ def test_unwritable_event_log_answers_503_and_a_retry_is_stored_later(
         assert event_log.depth() == 0
 
         writer._db.execute("PRAGMA query_only = OFF")
+        # Ready again without a request having to succeed first (a load balancer that
+        # routes by /readyz would otherwise never send one).
+        assert client.get("/readyz").status_code == 200
         # The refused ids were not remembered as seen: the client's retry is stored.
         retry = client.post("/v1/batch", json=body, headers=basic(BROWSER_KEY))
         assert retry.json() == {"accepted": 2, "duplicates": 0, "rejected": []}
