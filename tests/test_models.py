@@ -11,6 +11,7 @@ from funnelhouse.generator import generate
 from funnelhouse.models import load_models
 from funnelhouse.reference import build_reference
 from tests.test_models_support import (
+    MODEL_TABLES,
     assert_matches_reference,
     build,
     insert,
@@ -139,18 +140,7 @@ def test_models_declare_dependencies_in_order():
 
     models = load_models(REPO_ROOT / "sql" / "models")
     names = [m.name for m in models]
-    assert set(names) == {
-        "events_by_day",
-        "identity_map",
-        "behavior_events",
-        "sessions",
-        "product_engagement",
-        "orders",
-        "order_items",
-        "users",
-        "funnel_stages",
-        "campaign_performance",
-    }
+    assert set(names) == {"events_by_day", *MODEL_TABLES}
     for i, m in enumerate(models):
         assert all(names.index(d) < i for d in m.depends_on), m.name
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -260,6 +262,17 @@ class Properties:
                 parts.append(f"toFloat64OrNull({expr}) {flt.op} "
                              f"{self.params.add(name, 'Float64', flt.value)}")
         return " AND ".join(parts) if parts else "1"
+
+
+@contextmanager
+def spec_errors() -> Iterator[None]:
+    """Turn the TypeError/ValueError of reading a spec into a SpecError (a 400)."""
+    try:
+        yield
+    except SpecError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise SpecError(str(exc)) from exc
 
 
 def analysis_window(warehouse: Warehouse, date_from: date | None, date_to: date | None,

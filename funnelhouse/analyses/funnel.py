@@ -51,6 +51,7 @@ from funnelhouse.analyses.common import (
     parse_duration_ms,
     parse_moment,
     pct,
+    spec_errors,
     table_columns,
     utc_text,
 )
@@ -142,7 +143,7 @@ class FunnelSpec:
     def from_json(cls, doc: dict[str, Any]) -> FunnelSpec:
         if not isinstance(doc, dict):
             raise SpecError("the funnel spec must be a JSON object")
-        try:
+        with spec_errors():
             return cls(
                 steps=tuple(EventSpec.from_json(s) for s in doc.get("steps") or ()),
                 window_ms=parse_duration_ms(doc.get("window", "7d")),
@@ -156,10 +157,6 @@ class FunnelSpec:
                 date_to=parse_date(doc.get("date_to"), "date_to"),
                 as_of=parse_moment(doc.get("as_of")),
             )
-        except (TypeError, ValueError) as exc:
-            if isinstance(exc, SpecError):
-                raise
-            raise SpecError(str(exc)) from exc
 
     def to_json(self) -> dict[str, Any]:
         n = len(self.steps)

@@ -28,6 +28,7 @@ from funnelhouse.analyses.common import (
     parse_date,
     parse_moment,
     pct,
+    spec_errors,
     table_columns,
     utc_text,
 )
@@ -53,17 +54,13 @@ class PathsSpec:
     def from_json(cls, doc: dict[str, Any]) -> PathsSpec:
         if not isinstance(doc, dict) or not isinstance(doc.get("page"), str):
             raise SpecError("the paths spec must be a JSON object with a page")
-        try:
+        with spec_errors():
             conv = doc.get("conversion")
             return cls(page=doc["page"], conversion=EventSpec.from_json(conv) if conv else
                        EventSpec("purchase"), top=int(doc.get("top", 10)),
                        date_from=parse_date(doc.get("date_from"), "date_from"),
                        date_to=parse_date(doc.get("date_to"), "date_to"),
                        as_of=parse_moment(doc.get("as_of")))
-        except (TypeError, ValueError) as exc:
-            if isinstance(exc, SpecError):
-                raise
-            raise SpecError(str(exc)) from exc
 
     def to_json(self) -> dict[str, Any]:
         return {"page": self.page, "conversion": self.conversion.text(), "top": self.top,

@@ -38,6 +38,7 @@ from funnelhouse.analyses.common import (
     parse_date,
     parse_moment,
     pct,
+    spec_errors,
     table_columns,
     utc_text,
 )
@@ -90,7 +91,7 @@ class RetentionSpec:
     def from_json(cls, doc: dict[str, Any]) -> RetentionSpec:
         if not isinstance(doc, dict):
             raise SpecError("the retention spec must be a JSON object")
-        try:
+        with spec_errors():
             ret = doc.get("return_event")
             return cls(cohort=doc.get("cohort", "first_seen"),
                        cohort_type=doc.get("cohort_type", "first_time"),
@@ -100,10 +101,6 @@ class RetentionSpec:
                        date_from=parse_date(doc.get("date_from"), "date_from"),
                        date_to=parse_date(doc.get("date_to"), "date_to"),
                        as_of=parse_moment(doc.get("as_of")))
-        except (TypeError, ValueError) as exc:
-            if isinstance(exc, SpecError):
-                raise
-            raise SpecError(str(exc)) from exc
 
     def to_json(self) -> dict[str, Any]:
         return {"cohort": self.cohort, "cohort_type": self.cohort_type,

@@ -12,6 +12,7 @@ from funnelhouse.analyses.common import (
     SpecError,
     SqlParams,
     parse_date,
+    spec_errors,
     table_columns,
 )
 from warehouse.base import Warehouse
@@ -38,14 +39,10 @@ class TimelineSpec:
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> TimelineSpec:
-        try:
+        with spec_errors():
             return cls(person=str(doc.get("person") or ""), limit=int(doc.get("limit") or 1000),
                        date_from=parse_date(doc.get("date_from"), "date_from"),
                        date_to=parse_date(doc.get("date_to"), "date_to"))
-        except (TypeError, ValueError) as exc:
-            if isinstance(exc, SpecError):
-                raise
-            raise SpecError(str(exc)) from exc
 
     def to_json(self) -> dict[str, Any]:
         return {"person": self.person, "limit": self.limit,
