@@ -175,10 +175,18 @@ class Collector:
         only_invalid = request.query_params.get("invalid") in ("1", "true")
         limit_text = request.query_params.get("limit", "")
         limit = int(limit_text) if limit_text.isdecimal() else 100
+        # `since` (a received_at from an earlier answer): only newer entries, for polling.
+        since_text = request.query_params.get("since", "")
+        try:
+            since = float(since_text) if since_text else None
+        except ValueError:
+            return ORJSONResponse({"error": "since is a received_at number (seconds)",
+                                   "reason": "bad_request"}, status_code=400)
         entries = [e for name, recent in self.ingestor.debug.items()
                    if not source or name == source for e in recent]
         entries = [e for e in entries
-                   if (not event or e.event == event)
+                   if (since is None or e.received_at > since)
+                   and (not event or e.event == event)
                    and (not person or person in (e.anonymous_id, e.user_id))
                    and (not only_invalid or not e.valid)]
         entries.sort(key=lambda e: e.received_at, reverse=True)

@@ -124,6 +124,40 @@ def cmd_plan_check(args: argparse.Namespace) -> int:
                       Path(args.sample) if args.sample else None)
 
 
+def cmd_plan_coverage(args: argparse.Namespace) -> int:
+    """Which planned events and properties arrived, never arrived or are failing."""
+    from funnelhouse.coverage import render_table
+
+    settings = instance.with_local_credentials(_settings(args))
+    url = None if settings.clickhouse_url else instance.running_url(settings)
+    if url:
+        import httpx
+
+        response = httpx.get(f"{url}/v1/plan/coverage", timeout=600,
+                             params={"days": args.days, "source": args.source or ""},
+                             headers={"Authorization": f"Bearer {settings.admin_token}"})
+        if response.status_code != 200:
+            print(response.text, file=sys.stderr)
+            return 1
+        doc = response.json()
+    else:
+        from collector.plan import TrackingPlan
+        from funnelhouse.coverage import CoverageError, coverage
+        from warehouse.base import WarehouseError
+        from warehouse.open import open_warehouse
+
+        plan = TrackingPlan.load(Path(args.plan_dir) if args.plan_dir else settings.plan_dir)
+        try:
+            doc = coverage(open_warehouse(settings, readonly=True), plan, days=args.days,
+                           source=args.source)
+        except (CoverageError, WarehouseError) as exc:
+            print(str(exc).splitlines()[0], file=sys.stderr)
+            return 1
+    print(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() if args.json
+          else render_table(doc))
+    return 0
+
+
 def cmd_replay_invalid(args: argparse.Namespace) -> int:
     settings = instance.with_local_credentials(_settings(args))
     url = None if settings.clickhouse_url else instance.running_url(settings)
@@ -230,6 +264,14 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--sample", default=None, help="a JSON message, batch or list")
     check.add_argument("--data-dir", dest="data_dir", default=None)
     check.set_defaults(handler=cmd_plan_check)
+    plan_coverage = plan_sub.add_parser(
+        "coverage", help="planned events and properties seen, never seen or failing")
+    plan_coverage.add_argument("--days", type=int, default=30, help="window of arrival (days)")
+    plan_coverage.add_argument("--source", default=None, help="one source only")
+    plan_coverage.add_argument("--json", action="store_true", help="the full audit as JSON")
+    plan_coverage.add_argument("--plan-dir", default=None)
+    plan_coverage.add_argument("--data-dir", dest="data_dir", default=None)
+    plan_coverage.set_defaults(handler=cmd_plan_coverage)
 
     command("replay-invalid", cmd_replay_invalid,
             "re-validate dead-lettered events against the current plan and load the valid ones")

@@ -66,6 +66,7 @@ class Settings:
     dedup_window_size: int = 200_000
     plan_dir: Path = REPO_ROOT / "schemas"
     sql_dir: Path = REPO_ROOT / "sql"
+    console_dir: Path = REPO_ROOT / "console" / "dist"   # the built web console (/console)
     # Queue: the durable on-disk log, or Kafka when bootstrap servers are set.
     queue_fsync: Literal["full", "normal"] = "full"
     kafka_bootstrap: str = ""
@@ -205,6 +206,8 @@ def load_settings(env: dict[str, str] | None = None, **overrides: Any) -> Settin
         values["trusted_proxies"] = tuple(env["FUNNELHOUSE_TRUSTED_PROXIES"].split(","))
     if env.get("FUNNELHOUSE_PLAN_DIR"):
         values["plan_dir"] = Path(env["FUNNELHOUSE_PLAN_DIR"])
+    if env.get("FUNNELHOUSE_CONSOLE_DIR"):
+        values["console_dir"] = Path(env["FUNNELHOUSE_CONSOLE_DIR"])
 
     values.update({k: v for k, v in overrides.items() if v is not None})
     values["data_dir"] = data_dir
@@ -217,7 +220,7 @@ def _from_file(doc: dict[str, Any]) -> dict[str, Any]:
         values["write_keys"] = _keys_from_file(doc["write_keys"])
     if "limits" in doc:
         values["limits"] = Limits(**doc["limits"])
-    for name in ("plan_dir", "sql_dir"):
+    for name in ("plan_dir", "sql_dir", "console_dir"):
         if name in values:
             values[name] = Path(values[name])
     for name in ("trusted_proxies", "export_formats"):

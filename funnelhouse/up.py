@@ -17,7 +17,7 @@ from starlette.routing import BaseRoute
 from collector.app import create_app
 from collector.plan import TrackingPlan
 from collector.sinks.base import Sink
-from funnelhouse import admin_api, instance, people_api
+from funnelhouse import admin_api, console_api, instance, people_api
 from funnelhouse.analyses_api import routes as analyses_routes
 from funnelhouse.config import Settings
 from funnelhouse.queues import make_sink, make_source
@@ -79,6 +79,7 @@ def build_pipeline(settings: Settings, queue: tuple[Sink, Source] | None = None)
     job_lock = threading.Lock()
     routes: list[BaseRoute] = [*sql_routes(settings, warehouse.readonly()),
                                *admin_api.routes(settings, warehouse, job_lock),
+                               *console_api.routes(settings, warehouse.readonly(), plan),
                                *people_api.routes(settings, warehouse),
                                *analyses_routes(settings, warehouse.readonly(), writer=warehouse)]
     app = create_app(settings, sink, plan=plan, extra_routes=routes, lifespan=lifespan)
