@@ -147,12 +147,14 @@ def cmd_plan_coverage(args: argparse.Namespace) -> int:
         from warehouse.open import open_warehouse
 
         plan = TrackingPlan.load(Path(args.plan_dir) if args.plan_dir else settings.plan_dir)
+        warehouse = open_warehouse(settings, readonly=True)
         try:
-            doc = coverage(open_warehouse(settings, readonly=True), plan, days=args.days,
-                           source=args.source)
+            doc = coverage(warehouse, plan, days=args.days, source=args.source)
         except (CoverageError, WarehouseError) as exc:
             print(str(exc).splitlines()[0], file=sys.stderr)
             return 1
+        finally:
+            warehouse.close()
     print(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() if args.json
           else render_table(doc))
     return 0

@@ -17,6 +17,7 @@ live in their own modules (analyses_api, people_api, collector.app).
 from __future__ import annotations
 
 import asyncio
+import html
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -49,7 +50,7 @@ NOT_BUILT_PAGE = f"""<!doctype html>
 <meta charset="utf-8"><title>funnelhouse console not built</title>
 <h1>The funnelhouse console is not built</h1>
 <p>No <code>index.html</code> in <code>{{folder}}</code>. Build it from the repository with</p>
-<pre>{BUILD_COMMAND}</pre>
+<pre>{html.escape(BUILD_COMMAND)}</pre>
 <p>(<code>scripts/setup</code> does this), or point <code>FUNNELHOUSE_CONSOLE_DIR</code> at a
 built console. The data API under <code>/v1/</code> works without it.</p>
 """
@@ -77,7 +78,7 @@ class ConsoleFiles(StaticFiles):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and not (self.folder / "index.html").is_file():
-            page = NOT_BUILT_PAGE.replace("{folder}", str(self.folder))
+            page = NOT_BUILT_PAGE.replace("{folder}", html.escape(str(self.folder)))
             await HTMLResponse(page, status_code=503, headers={
                 "Cache-Control": "no-cache", **CONSOLE_HEADERS})(scope, receive, send)
             return
@@ -202,8 +203,9 @@ def console_meta(reader: Warehouse, settings: Settings, plan: TrackingPlan) -> d
     """What the console's pickers offer: events with counts, breakdowns, dates, sources."""
     tables = existing_tables(reader)
     planned = plan.events()
-    modelled = "behavior_events" in tables and bool(
-        reader.query("SELECT count() FROM (SELECT 1 FROM behavior_events LIMIT 1)").scalar())
+    # A server quotes 64-bit counts in JSON ("0"), hence int() before truth.
+    modelled = "behavior_events" in tables and int(
+        reader.query("SELECT count() FROM (SELECT 1 FROM behavior_events LIMIT 1)").scalar()) > 0
     if modelled:
         table = "behavior_events"
         events_sql = ("SELECT event, count() AS n FROM behavior_events "
@@ -270,6 +272,10 @@ def routes(settings: Settings, reader: Warehouse, plan: TrackingPlan) -> list[Ba
               (WarehouseError, failure(400, "query_failed")),
               ((ValueError, TypeError), failure(400, "bad_spec"))]
 
+    # The audit reads every event of the window: its own connection, so the quick
+    # lookups (meta, search, preview) do not queue behind it.
+    auditor = reader.readonly()
+
     def endpoint(handler):  # type: ignore[no-untyped-def]
         return admin_endpoint(settings, handler, errors)
 
@@ -281,7 +287,7 @@ def routes(settings: Settings, reader: Warehouse, plan: TrackingPlan) -> list[Ba
 
     async def get_coverage(request: Request) -> Any:
         days = _query_int(request, "days", 30, 1, 3660)
-        return await run(coverage, reader, plan, days=days,
+        return await run(coverage, auditor, plan, days=days,
                          source=request.query_params.get("source") or None)
 
     async def get_campaigns(request: Request) -> Any:
