@@ -1,0 +1,126 @@
+// Campaigns: campaign_performance under first- or last-touch attribution (GET /v1/campaigns), a
+// table sorted by the server when a header is clicked, and a daily trend of one metric.
+import { useEffect, useMemo, useState } from 'preact/hooks';
+import { getJson } from '../api';
+import { Chart, type ChartOption } from '../components/chart';
+import { Choice, DateRange, Select, type DateWindow } from '../components/fields';
+import { Empty, ErrorNotice, Loading } from '../components/notice';
+import { SqlDetails } from '../components/sql';
+import { DataTable, type Column, type Row, type Sort } from '../components/table';
+import { useRequest } from '../components/useRequest';
+import { escapeHtml, num, pct } from '../format';
+import { useCatalogue } from '../meta';
+
+interface CampaignColumn {
+  name: string;
+  label: string;
+  type: string;
+}
+
+interface Campaigns {
+  date_from: string;
+  date_to: string;
+  rows: Row[];
+  totals: Row;
+  trend: Row[];
+  columns: CampaignColumn[];
+  touch: string;
+  sql: string;
+  params: Record<string, unknown>;
+}
+
+const TREND_LINES = 6;
+
+// Column types the server gives: string | integer | money | ratio (0..1).
+const isNumeric = (c: CampaignColumn) => c.type === 'integer' || c.type === 'money' || c.type === 'ratio';
+const isShare = (c: CampaignColumn) => c.type === 'ratio';
+
+function share(value: unknown): string {
+  const n = Number(value);
+  if (value === null || value === undefined || !Number.isFinite(n)) return '–';
+  return pct(Math.round(n * 10000) / 100);
+}
+
+const campaignName = (r: Row) => `${r.source || '(none)'} / ${r.medium || '(none)'} / ${r.campaign || '(none)'}`;
+
+export function CampaignsView() {
+  const { catalogue } = useCatalogue();
+  const [touch, setTouch] = useState('last');
+  const [dates, setDates] = useState<DateWindow>({ date_from: '', date_to: '' });
+  const [sort, setSort] = useState<Sort>({ key: 'sessions', desc: true });
+  const [metric, setMetric] = useState('sessions');
+  const req = useRequest<Campaigns>();
+
+  useEffect(() => {
+    if (!catalogue) return;
+    const range = catalogue.meta.date_range;
+    setDates((d) => (d.date_from ? d : { date_from: range.min || '', date_to: range.max || '' }));
+  }, [catalogue]);
+
+  useEffect(() => {
+    if (!catalogue) return;
+    req.run((signal) => getJson<Campaigns>('/v1/campaigns', { touch, date_from: dates.date_from, date_to: dates.date_to, sort: sort.key, desc: sort.desc, trend_campaigns: TREND_LINES }, signal));
+  }, [catalogue, touch, dates.date_from, dates.date_to, sort.key, sort.desc]);
+
+  const data = req.data;
+  const metrics = (data?.columns || []).filter(isNumeric);
+  const option = useMemo(() => (data ? trendChart(data, metrics.find((m) => m.name === metric) || metrics[0]) : null), [data, metric]);
+
+  const columns: Column[] = (data?.columns || []).map((c) => ({
+    key: c.name,
+    label: c.label || c.name,
+    numeric: isNumeric(c),
+    sortable: true,
+    render: isShare(c) ? (r: Row) => share(r[c.name]) : isNumeric(c) ? undefined : (r: Row) => String(r[c.name] ?? '') || <span class="muted">(none)</span>,
+  }));
+
+  return (
+    <section aria-label="Campaign performance">
+      <p class="lede">What each campaign (source / medium / campaign) brought. Click a column header to sort.</p>
+      <div class="controls" role="group" aria-label="Options">
+        <Choice
+          legend="Attribution"
+          name="touch"
+          value={touch}
+          onChange={setTouch}
+          options={[
+            { value: 'first', label: 'First touch' },
+            { value: 'last', label: 'Last touch' },
+          ]}
+        />
+        <DateRange value={dates} onChange={setDates} />
+        <Select label="Trend metric" value={metric} onChange={setMetric} options={metrics.map((m) => ({ value: m.name, label: m.label || m.name }))} />
+      </div>
+      <ErrorNotice error={req.error} what="Loading campaigns" />
+      {req.loading && !data && <Loading />}
+      {data && data.rows.length === 0 && <Empty>No campaign data in these days (the models may not have run yet).</Empty>}
+      {data && data.rows.length > 0 && option && (
+        <div class="answer">
+          <Chart option={option} height={260} label={`Daily ${metric} of the first ${Math.min(TREND_LINES, data.rows.length)} campaigns in the table's order, ${touch}-touch attribution. The table below has the totals.`} />
+          <DataTable caption={`Campaigns, ${touch}-touch attribution`} columns={columns} rows={data.rows} sort={sort} onSort={setSort} />
+          <SqlDetails sql={data.sql} params={data.params} title="campaign performance" />
+        </div>
+      )}
+    </section>
+  );
+}
+
+function trendChart(data: Campaigns, metric: CampaignColumn | undefined): ChartOption {
+  if (!metric) return {};
+  // The server sends the trend of the first rows in the table's order.
+  const top = [...new Set(data.rows.slice(0, TREND_LINES).map(campaignName))];
+  const days = [...new Set(data.trend.map((r) => String(r.day)))].sort();
+  const series = top.map((name) => {
+    const byDay = new Map(data.trend.filter((r) => campaignName(r) === name).map((r) => [String(r.day), Number(r[metric.name] || 0)]));
+    return { name, type: 'line', showSymbol: true, symbolSize: 5, data: days.map((d) => byDay.get(d) ?? 0) };
+  });
+  const symbols = ['circle', 'rect', 'triangle', 'diamond', 'roundRect', 'pin'];
+  return {
+    grid: { left: 56, right: 16, top: 50, bottom: 30 },
+    legend: { top: 0, type: 'scroll', formatter: (n: string) => (n.length > 40 ? `${n.slice(0, 39)}…` : n) },
+    tooltip: { trigger: 'axis', valueFormatter: (v: number) => (isShare(metric) ? share(v) : num(v)), formatter: undefined },
+    xAxis: { type: 'category', data: days },
+    yAxis: { type: 'value', name: escapeHtml(metric.label || metric.name) },
+    series: series.map((s, i) => ({ ...s, symbol: symbols[i % symbols.length] })),
+  };
+}

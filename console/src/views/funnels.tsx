@@ -1,0 +1,230 @@
+// Funnels: pick steps, window, order, breakdown and days; POST /v1/analyses/funnel; a bar funnel
+// (reached, dropped, still inside the window) with conversion and time to convert, and the table.
+import { useEffect, useMemo, useState } from 'preact/hooks';
+import { postJson, type AnalysisResult } from '../api';
+import { Chart, type ChartOption } from '../components/chart';
+import { DateRange, Form, Select, TextField, type DateWindow } from '../components/fields';
+import { Empty, ErrorNotice, Loading } from '../components/notice';
+import { SqlDetails } from '../components/sql';
+import { DataTable, type Column } from '../components/table';
+import { useRequest } from '../components/useRequest';
+import { duration, escapeHtml, num, pct } from '../format';
+import { useCatalogue } from '../meta';
+
+interface FunnelStep {
+  step: number;
+  name: string;
+  optional: boolean;
+  people: number;
+  pct_of_start: number;
+  pct_of_previous: number | null;
+  dropped: number;
+  in_window: number;
+  median_s_from_prev: number | null;
+  mean_s_from_prev: number | null;
+  median_s_from_start: number | null;
+  mean_s_from_start: number | null;
+}
+
+interface FunnelGroup {
+  breakdown: string | null;
+  excluded: number;
+  steps: FunnelStep[];
+}
+
+type FunnelResult = AnalysisResult<{ groups: FunnelGroup[] }>;
+
+interface StepInput {
+  event: string;
+  filter: string;
+}
+
+const ALL = '(all)';
+const PREFERRED = ['page_view', 'product_view', 'add_to_cart', 'begin_checkout', 'purchase'];
+
+const groupName = (g: FunnelGroup) => (g.breakdown === null ? ALL : g.breakdown === '' ? '(none)' : g.breakdown);
+
+export function FunnelsView() {
+  const { catalogue, error: metaError } = useCatalogue();
+  const [steps, setSteps] = useState<StepInput[]>([]);
+  const [windowValue, setWindowValue] = useState('7');
+  const [windowUnit, setWindowUnit] = useState('d');
+  const [order, setOrder] = useState('loose');
+  const [breakdown, setBreakdown] = useState('');
+  const [dates, setDates] = useState<DateWindow>({ date_from: '', date_to: '' });
+  const [group, setGroup] = useState(ALL);
+  const req = useRequest<FunnelResult>();
+
+  useEffect(() => {
+    if (!catalogue) return;
+    const names = catalogue.eventNames;
+    const first = PREFERRED.find((n) => names.includes(n)) || names[0] || '';
+    setSteps((s) => (s.length ? s : [{ event: first, filter: '' }, { event: '', filter: '' }]));
+    const range = catalogue.meta.date_range;
+    setDates((d) => (d.date_from ? d : { date_from: range.min || '', date_to: range.max || '' }));
+  }, [catalogue]);
+
+  const eventOptions = [{ value: '', label: 'Choose an event…' }, ...(catalogue?.eventNames || []).map((n) => ({ value: n, label: n }))];
+  const ready = steps.length >= 2 && steps.every((s) => s.event);
+
+  function update(i: number, change: Partial<StepInput>) {
+    setSteps(steps.map((s, j) => (j === i ? { ...s, ...change } : s)));
+  }
+
+  function move(i: number, by: number) {
+    const next = [...steps];
+    [next[i], next[i + by]] = [next[i + by], next[i]];
+    setSteps(next);
+  }
+
+  function run() {
+    if (!ready) return;
+    const spec = {
+      steps: steps.map((s) => (s.filter.trim() ? `${s.event}:${s.filter.trim()}` : s.event)),
+      window: `${Math.max(1, Number(windowValue) || 1)}${windowUnit}`,
+      order,
+      breakdown: breakdown || null,
+      date_from: dates.date_from || null,
+      date_to: dates.date_to || null,
+    };
+    setGroup(ALL);
+    req.run((signal) => postJson<FunnelResult>('/v1/analyses/funnel', spec, signal));
+  }
+
+  return (
+    <section aria-label="Funnel analysis">
+      <ErrorNotice error={metaError} what="Loading the event list" />
+      <Form label="Funnel definition" onSubmit={run}>
+        <fieldset class="steps">
+          <legend>Steps, in order</legend>
+          <ol>
+            {steps.map((s, i) => (
+              <li class="step-row">
+                <Select label={`Step ${i + 1} event`} value={s.event} options={eventOptions} onChange={(event) => update(i, { event })} />
+                <TextField label={`Step ${i + 1} filter`} value={s.filter} placeholder="optional, e.g. product_category~shoes" onInput={(filter) => update(i, { filter })} />
+                <div class="step-buttons">
+                  <button type="button" class="icon" disabled={i === 0} onClick={() => move(i, -1)} aria-label={`Move step ${i + 1} up`}>↑</button>
+                  <button type="button" class="icon" disabled={i === steps.length - 1} onClick={() => move(i, 1)} aria-label={`Move step ${i + 1} down`}>↓</button>
+                  <button type="button" class="icon" disabled={steps.length <= 2} onClick={() => setSteps(steps.filter((_, j) => j !== i))} aria-label={`Remove step ${i + 1}`}>✕</button>
+                </div>
+              </li>
+            ))}
+          </ol>
+          <button type="button" onClick={() => setSteps([...steps, { event: '', filter: '' }])}>
+            + Add step
+          </button>
+        </fieldset>
+        <div class="control-row">
+          <TextField label="Conversion window" type="number" min="1" value={windowValue} onInput={setWindowValue} class="narrow" />
+          <Select label="Window unit" value={windowUnit} onChange={setWindowUnit} options={[{ value: 'm', label: 'minutes' }, { value: 'h', label: 'hours' }, { value: 'd', label: 'days' }]} />
+          <Select
+            label="Order"
+            value={order}
+            onChange={setOrder}
+            options={[
+              { value: 'loose', label: 'loose (other events allowed between)' },
+              { value: 'strict', label: 'strict (another step breaks it)' },
+              { value: 'any', label: 'any order' },
+            ]}
+          />
+          <Select label="Breakdown" value={breakdown} onChange={setBreakdown} options={[{ value: '', label: 'none' }, ...(catalogue?.meta.breakdowns || []).map((b) => ({ value: b, label: b }))]} />
+          <DateRange value={dates} onChange={setDates} bounds={{ min: catalogue?.meta.date_range.min || undefined, max: catalogue?.meta.date_range.max || undefined }} />
+          <button type="submit" class="primary" disabled={!ready || req.loading}>
+            {req.loading ? 'Running…' : 'Run funnel'}
+          </button>
+        </div>
+        {!ready && steps.length > 0 && <p class="help">Choose an event for every step (at least two).</p>}
+      </Form>
+      <ErrorNotice error={req.error} what="The funnel" />
+      {req.loading && <Loading>Running the funnel…</Loading>}
+      {req.data && <FunnelAnswer result={req.data} group={group} setGroup={setGroup} />}
+    </section>
+  );
+}
+
+function FunnelAnswer({ result, group, setGroup }: { result: FunnelResult; group: string; setGroup: (g: string) => void }) {
+  const groups = result.data.groups;
+  const shown = groups.find((g) => groupName(g) === group) || groups[0];
+  const summary = result.summary as Record<string, number | string>;
+  const steps = shown?.steps || [];
+  const last = steps[steps.length - 1];
+
+  const option = useMemo<ChartOption>(() => funnelChart(steps), [steps]);
+
+  if (!shown || !steps.length) return <Empty>No one did step 1 in these days.</Empty>;
+
+  const rows = groups.flatMap((g) => g.steps.map((s) => ({ ...s, group: groupName(g) })));
+  const columns: Column[] = [
+    ...(groups.length > 1 ? [{ key: 'group', label: 'Breakdown' }] : []),
+    { key: 'step', label: 'Step', numeric: true },
+    { key: 'name', label: 'Event' },
+    { key: 'people', label: 'People', numeric: true },
+    { key: 'pct_of_start', label: '% of step 1', numeric: true, render: (r) => pct(r.pct_of_start) },
+    { key: 'pct_of_previous', label: '% of previous', numeric: true, render: (r) => pct(r.pct_of_previous) },
+    { key: 'dropped', label: 'Dropped', numeric: true },
+    { key: 'in_window', label: 'Still in window', numeric: true },
+    { key: 'median_s_from_prev', label: 'Median time from previous', numeric: true, render: (r) => duration(r.median_s_from_prev) },
+    { key: 'median_s_from_start', label: 'Median time from step 1', numeric: true, render: (r) => duration(r.median_s_from_start) },
+  ];
+
+  return (
+    <div class="answer">
+      <ul class="cards" aria-label="Funnel summary">
+        <li class="card"><span class="card-value">{num(summary.entered)}</span><span class="card-label">entered</span></li>
+        <li class="card"><span class="card-value">{num(summary.converted)}</span><span class="card-label">converted</span></li>
+        <li class="card"><span class="card-value">{pct(summary.conversion_pct)}</span><span class="card-label">conversion</span></li>
+        <li class="card"><span class="card-value">{duration(last?.median_s_from_start)}</span><span class="card-label">median time to convert</span></li>
+        <li class="card"><span class="card-value">{num(summary.still_in_window)}</span><span class="card-label">still in window</span></li>
+      </ul>
+      {groups.length > 1 && (
+        <div class="controls compact">
+          <Select label="Chart shows" value={groupName(shown)} onChange={setGroup} options={groups.map((g) => ({ value: groupName(g), label: groupName(g) }))} />
+        </div>
+      )}
+      <Chart
+        option={option}
+        label={`Funnel chart${groups.length > 1 ? ` for ${groupName(shown)}` : ''}: ${steps.map((s) => `step ${s.step} ${s.name} ${s.people} people (${pct(s.pct_of_start)})`).join('; ')}. The table below has every number.`}
+      />
+      <DataTable caption="Funnel steps" columns={columns} rows={rows} />
+      <ul class="notes">
+        {result.notes.map((n) => <li>{n}</li>)}
+      </ul>
+      <SqlDetails sql={result.sql} params={result.params} title="the funnel" />
+    </div>
+  );
+}
+
+function funnelChart(steps: FunnelStep[]): ChartOption {
+  const labels = steps.map((s) => `${s.step}. ${s.name}`);
+  return {
+    grid: { left: 56, right: 16, top: 36, bottom: 40 },
+    legend: { top: 0, data: ['Reached', 'Dropped', 'Still in window'] },
+    tooltip: {
+      trigger: 'axis',
+      axisPointer: { type: 'shadow' },
+      formatter: (items: { dataIndex: number }[]) => {
+        const s = steps[items[0].dataIndex];
+        return [
+          `<strong>${s.step}. ${escapeHtml(s.name)}</strong>`,
+          `reached: ${num(s.people)} (${pct(s.pct_of_start)} of step 1)`,
+          s.pct_of_previous !== null ? `from previous: ${pct(s.pct_of_previous)}` : '',
+          s.step > 1 ? `dropped: ${num(s.dropped)}, still in window: ${num(s.in_window)}` : '',
+          s.median_s_from_prev !== null ? `median time from previous: ${duration(s.median_s_from_prev)}` : '',
+        ].filter(Boolean).join('<br>');
+      },
+    },
+    xAxis: { type: 'category', data: labels, axisLabel: { interval: 0, overflow: 'truncate', width: 140 } },
+    yAxis: { type: 'value', name: 'people' },
+    series: [
+      {
+        name: 'Reached',
+        type: 'bar',
+        stack: 'funnel',
+        data: steps.map((s) => s.people),
+        label: { show: true, position: 'insideTop', color: '#fff', formatter: (p: { dataIndex: number }) => `${num(steps[p.dataIndex].people)}\n${pct(steps[p.dataIndex].pct_of_start)}` },
+      },
+      { name: 'Dropped', type: 'bar', stack: 'funnel', data: steps.map((s) => s.dropped), itemStyle: { color: '#D55E00', opacity: 0.35, decal: { symbol: 'rect', dashArrayX: [1, 0], dashArrayY: [2, 4], rotation: 0.8 } } },
+      { name: 'Still in window', type: 'bar', stack: 'funnel', data: steps.map((s) => s.in_window), itemStyle: { color: '#999', opacity: 0.35 } },
+    ],
+  };
+}

@@ -1,0 +1,159 @@
+// Retention: cohort × period heatmap and table (POST /v1/analyses/retention), returned in the
+// period (N-day) or in it or any later one (unbounded).
+import { useEffect, useMemo, useState } from 'preact/hooks';
+import { postJson, type AnalysisResult } from '../api';
+import { Chart, type ChartOption } from '../components/chart';
+import { Choice, DateRange, Form, Select, TextField, type DateWindow } from '../components/fields';
+import { Empty, ErrorNotice, Loading } from '../components/notice';
+import { SqlDetails } from '../components/sql';
+import { DataTable, rowsOf, type Column } from '../components/table';
+import { useRequest } from '../components/useRequest';
+import { num, pct } from '../format';
+import { useCatalogue } from '../meta';
+
+type RetentionResult = AnalysisResult<{ cohorts: { cohort: string; breakdown: string | null; size: number; counts: (number | null)[]; pcts: (number | null)[] }[] }>;
+
+const PERIOD_WORD: Record<string, string> = { day: 'day', week: 'week', month: 'month' };
+
+export function RetentionView() {
+  const { catalogue, error: metaError } = useCatalogue();
+  const [cohort, setCohort] = useState('first_seen');
+  const [cohortEvent, setCohortEvent] = useState('');
+  const [returnEvent, setReturnEvent] = useState('');
+  const [period, setPeriod] = useState('day');
+  const [periods, setPeriods] = useState('7');
+  const [mode, setMode] = useState('on');
+  const [dates, setDates] = useState<DateWindow>({ date_from: '', date_to: '' });
+  const req = useRequest<RetentionResult>();
+
+  useEffect(() => {
+    if (!catalogue) return;
+    const range = catalogue.meta.date_range;
+    setDates((d) => (d.date_from ? d : { date_from: range.min || '', date_to: range.max || '' }));
+    setCohortEvent((e) => e || catalogue.eventNames[0] || '');
+  }, [catalogue]);
+
+  function run() {
+    const spec = {
+      cohort: cohort === 'event' ? `event:${cohortEvent}` : cohort,
+      return_event: returnEvent || null,
+      period,
+      periods: Math.max(1, Number(periods) || 1),
+      mode,
+      date_from: dates.date_from || null,
+      date_to: dates.date_to || null,
+    };
+    req.run((signal) => postJson<RetentionResult>('/v1/analyses/retention', spec, signal));
+  }
+
+  // The first answer comes without a click: the defaults are a useful picture.
+  useEffect(() => {
+    if (catalogue && !req.data && !req.loading) run();
+  }, [catalogue]);
+
+  const events = (catalogue?.eventNames || []).map((n) => ({ value: n, label: n }));
+  return (
+    <section aria-label="Retention analysis">
+      <ErrorNotice error={metaError} what="Loading the event list" />
+      <Form label="Retention definition" onSubmit={run}>
+        <div class="control-row">
+          <Select
+            label="Cohort by"
+            value={cohort}
+            onChange={setCohort}
+            options={[
+              { value: 'first_seen', label: 'first seen' },
+              { value: 'first_purchase', label: 'first purchase' },
+              { value: 'event', label: 'first time they did…' },
+            ]}
+          />
+          {cohort === 'event' && <Select label="Cohort event" value={cohortEvent} onChange={setCohortEvent} options={events} />}
+          <Select label="Coming back means" value={returnEvent} onChange={setReturnEvent} options={[{ value: '', label: 'any event' }, ...events]} />
+          <Select label="Period" value={period} onChange={setPeriod} options={[{ value: 'day', label: 'day' }, { value: 'week', label: 'week' }, { value: 'month', label: 'month' }]} />
+          <TextField label="Periods" type="number" min="1" max="120" value={periods} onInput={setPeriods} class="narrow" />
+          <Choice
+            legend="Count a return"
+            name="retention-mode"
+            value={mode}
+            onChange={setMode}
+            options={[
+              { value: 'on', label: `N-${PERIOD_WORD[period]}: in that ${PERIOD_WORD[period]}` },
+              { value: 'on_or_after', label: 'Unbounded: then or later' },
+            ]}
+          />
+          <DateRange value={dates} onChange={setDates} />
+          <button type="submit" class="primary" disabled={req.loading}>
+            {req.loading ? 'Running…' : 'Show retention'}
+          </button>
+        </div>
+      </Form>
+      <ErrorNotice error={req.error} what="Retention" />
+      {req.loading && !req.data && <Loading>Computing retention…</Loading>}
+      {req.data && <RetentionAnswer result={req.data} />}
+    </section>
+  );
+}
+
+function RetentionAnswer({ result }: { result: RetentionResult }) {
+  const periodColumns = result.columns.filter((c) => c !== 'cohort' && c !== 'size' && c !== 'breakdown');
+  const rows = rowsOf(result.columns, result.rows);
+  const option = useMemo(() => heatmap(rows, periodColumns), [result]);
+  if (!rows.length) return <Empty>No cohort in these days.</Empty>;
+
+  const columns: Column[] = [
+    { key: 'cohort', label: 'Cohort' },
+    ...(result.columns.includes('breakdown') ? [{ key: 'breakdown', label: 'Breakdown' }] : []),
+    { key: 'size', label: 'People', numeric: true },
+    ...periodColumns.map((c) => ({
+      key: c,
+      label: c,
+      numeric: true,
+      render: (r: Record<string, unknown>) =>
+        r[c] === null || r[c] === undefined ? <span class="muted" title="period not begun">–</span> : <span class="heat" style={{ '--heat': String(Number(r[c]) / 100) }}>{pct(r[c])}</span>,
+    })),
+  ];
+  const summary = result.summary as Record<string, unknown>;
+  const cohortCount = rows.filter((r) => r.cohort !== '(all cohorts)').length;
+  const height = Math.min(560, 90 + cohortCount * 26);
+  return (
+    <div class="answer">
+      <ul class="cards" aria-label="Retention summary">
+        <li class="card"><span class="card-value">{num(summary.people)}</span><span class="card-label">people</span></li>
+        <li class="card"><span class="card-value">{num(summary.cohorts)}</span><span class="card-label">cohorts</span></li>
+        <li class="card"><span class="card-value">{summary.mode === 'on' ? 'N-period' : 'unbounded'}</span><span class="card-label">returned {summary.mode === 'on' ? 'in the period' : 'then or later'}</span></li>
+      </ul>
+      <Chart option={option} height={height} label={`Retention heatmap: ${cohortCount} cohorts by ${summary.period}, ${periodColumns.length} periods, cells are % of the cohort who returned. The table below has every number.`} />
+      <DataTable caption="Retention by cohort (% of the cohort)" columns={columns} rows={rows} />
+      <ul class="notes">{result.notes.map((n) => <li>{n}</li>)}</ul>
+      <SqlDetails sql={result.sql} params={result.params} title="retention" />
+    </div>
+  );
+}
+
+function heatmap(rows: Record<string, unknown>[], periods: string[]): ChartOption {
+  const cohorts = rows.map((r) => `${r.cohort}${r.breakdown ? ` · ${r.breakdown}` : ''} (${num(r.size)})`);
+  // Dark cells get white numbers, so every number stays readable.
+  const cells: { value: [number, number, number]; label: { color: string } }[] = [];
+  rows.forEach((r, y) =>
+    periods.forEach((p, x) => {
+      if (r[p] === null || r[p] === undefined) return;
+      const v = Number(r[p]);
+      cells.push({ value: [x, y, v], label: { color: v > 55 ? '#fff' : '#1d2330' } });
+    }),
+  );
+  return {
+    grid: { left: 170, right: 70, top: 10, bottom: 30 },
+    tooltip: { formatter: (p: { value: [number, number, number] }) => `${cohorts[p.value[1]]}<br>${periods[p.value[0]]}: ${pct(p.value[2])}` },
+    xAxis: { type: 'category', data: periods, splitArea: { show: true } },
+    yAxis: { type: 'category', data: cohorts, inverse: true, axisLabel: { fontSize: 11 } },
+    visualMap: { min: 0, max: 100, calculable: false, orient: 'vertical', right: 0, top: 'center', itemHeight: 120, text: ['100%', '0%'], inRange: { color: ['#f7fbff', '#6baed6', '#08306b'] } },
+    series: [
+      {
+        type: 'heatmap',
+        data: cells,
+        label: { show: true, fontSize: 10, formatter: (p: { value: [number, number, number] }) => `${Math.round(p.value[2])}` },
+        itemStyle: { borderColor: '#fff', borderWidth: 1 },
+      },
+    ],
+  };
+}
