@@ -62,7 +62,6 @@ CONSOLE_HEADERS = {"X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff
 NOT_BREAKDOWNS = {"event_at", "event_date", "message_id", "person_id", "anonymous_id",
                   "user_id", "session_id", "sdk_session_id", "session_event_seq",
                   "properties", "traits", "order_id", "page_url"}
-PROPERTY_KEYS = 40            # top properties.<key> offered as breakdowns
 PREVIEW_SAMPLE = 10
 
 
@@ -228,7 +227,7 @@ def console_meta(reader: Warehouse, settings: Settings, plan: TrackingPlan) -> d
         "events": events,
         "events_table": table,
         "planned_events": list(planned),
-        "breakdowns": _breakdowns(reader) if modelled else [],
+        "breakdowns": _breakdowns(reader, plan) if modelled else [],
         "breakdown_prefixes": {"properties.": "a key of the event's properties JSON",
                                "segment:": "membership of a materialised segment (id)"},
         "date_range": {"min": low, "max": high} if int(count) else {"min": None, "max": None},
@@ -237,16 +236,20 @@ def console_meta(reader: Warehouse, settings: Settings, plan: TrackingPlan) -> d
     }
 
 
-def _breakdowns(reader: Warehouse) -> list[str]:
+def _breakdowns(reader: Warehouse, plan: TrackingPlan) -> list[str]:
+    """behavior_events' columns worth breaking down by, then `properties.<name>` for every
+    scalar property the plan declares (what tagging sends, without scanning the data)."""
     columns = [name for name, _ in reader.query(
         "SELECT name, type FROM system.columns WHERE database = currentDatabase() "
         "AND table = 'behavior_events' ORDER BY position").rows if name not in NOT_BREAKDOWNS]
-    # The most common property keys, from a bounded sample (cheap on any size).
-    keys = [row[0] for row in reader.query(
-        "SELECT key FROM (SELECT properties FROM behavior_events LIMIT 200000) "
-        "ARRAY JOIN JSONExtractKeys(properties) AS key "
-        "GROUP BY key ORDER BY count() DESC, key LIMIT {n:UInt32}", {"n": PROPERTY_KEYS}).rows]
-    return columns + [f"properties.{key}" for key in sorted(keys)]
+    planned: set[str] = set()
+    for event in plan.events():
+        if PAYLOAD_OF_EVENT.get(event, "properties") != "properties":
+            continue
+        schema = plan.schema(event)
+        planned.update(name for name, sub in plan.declared_properties(event).items()
+                       if _type_of(sub, schema) not in ("object", "array"))
+    return columns + [f"properties.{name}" for name in sorted(planned)]
 
 
 # -- HTTP ----------------------------------------------------------------------------------

@@ -43,7 +43,13 @@ SELECT
     u.email AS email,
     u.lifecycle_stage AS lifecycle_stage
 FROM matched AS m
-LEFT JOIN users AS u ON u.person_id = m.person_id
+LEFT JOIN (
+    -- only the matched people's rows: a primary-key read, not the whole table
+    SELECT person_id, user_ids, anonymous_ids, first_seen_at, last_seen_at, events, sessions,
+           orders, email, lifecycle_stage
+    FROM users
+    WHERE person_id IN (SELECT person_id FROM matched)
+) AS u ON u.person_id = m.person_id
 ORDER BY m.prefix_only, m.person_id
 """
 
