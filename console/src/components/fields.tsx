@@ -1,5 +1,7 @@
-// Labelled form controls. Each control sits inside its <label>, so it has an accessible name.
+// Labelled form controls. Text fields and selects get a <label for>, not a wrapping label: a
+// wrapping label would add the control's own value to its accessible name ("Breakdown none").
 import type { ComponentChildren } from 'preact';
+import { useId } from 'preact/hooks';
 
 export interface Option {
   value: string;
@@ -7,17 +9,18 @@ export interface Option {
 }
 
 export function Select({ label, value, options, onChange, disabled }: { label: string; value: string; options: Option[]; onChange: (v: string) => void; disabled?: boolean }) {
+  const id = useId();
   return (
-    <label class="field">
-      <span class="field-label">{label}</span>
-      <select value={value} disabled={disabled} onChange={(e) => onChange((e.target as HTMLSelectElement).value)}>
+    <div class="field">
+      <label class="field-label" for={id}>{label}</label>
+      <select id={id} value={value} disabled={disabled} onChange={(e) => onChange((e.target as HTMLSelectElement).value)}>
         {options.map((o) => (
           <option value={o.value} selected={o.value === value}>
             {o.label}
           </option>
         ))}
       </select>
-    </label>
+    </div>
   );
 }
 
@@ -34,12 +37,13 @@ interface InputProps {
 }
 
 export function TextField({ label, value, onInput, list, class: className, ...rest }: { label: string; value: string | number; onInput: (v: string) => void } & InputProps) {
+  const id = useId();
   return (
-    <label class={`field ${className || ''}`}>
-      <span class="field-label">{label}</span>
+    <div class={`field ${className || ''}`}>
+      <label class="field-label" for={id}>{label}</label>
       {/* Preact types <input> as a union keyed by `type`; these attributes are valid for every type used here. */}
-      <input {...({ ...rest, list, type: rest.type || 'text' } as object)} value={value} onInput={(e) => onInput((e.target as HTMLInputElement).value)} />
-    </label>
+      <input id={id} {...({ ...rest, list, type: rest.type || 'text' } as object)} value={value} onInput={(e) => onInput((e.target as HTMLInputElement).value)} />
+    </div>
   );
 }
 

@@ -99,20 +99,22 @@ export function FunnelsView() {
           <legend>Steps, in order</legend>
           <ol>
             {steps.map((s, i) => (
-              <li class="step-row">
+              <li class="step-card">
                 <Select label={`Step ${i + 1} event`} value={s.event} options={eventOptions} onChange={(event) => update(i, { event })} />
-                <TextField label={`Step ${i + 1} filter`} value={s.filter} placeholder="optional, e.g. product_category~shoes" onInput={(filter) => update(i, { filter })} />
+                <TextField label={`Step ${i + 1} filter`} value={s.filter} placeholder="optional: category~shoes" onInput={(filter) => update(i, { filter })} />
                 <div class="step-buttons">
-                  <button type="button" class="icon" disabled={i === 0} onClick={() => move(i, -1)} aria-label={`Move step ${i + 1} up`}>↑</button>
-                  <button type="button" class="icon" disabled={i === steps.length - 1} onClick={() => move(i, 1)} aria-label={`Move step ${i + 1} down`}>↓</button>
+                  <button type="button" class="icon" disabled={i === 0} onClick={() => move(i, -1)} aria-label={`Move step ${i + 1} earlier`}>←</button>
+                  <button type="button" class="icon" disabled={i === steps.length - 1} onClick={() => move(i, 1)} aria-label={`Move step ${i + 1} later`}>→</button>
                   <button type="button" class="icon" disabled={steps.length <= 2} onClick={() => setSteps(steps.filter((_, j) => j !== i))} aria-label={`Remove step ${i + 1}`}>✕</button>
                 </div>
               </li>
             ))}
+            <li class="step-add">
+              <button type="button" onClick={() => setSteps([...steps, { event: '', filter: '' }])}>
+                + Add step
+              </button>
+            </li>
           </ol>
-          <button type="button" onClick={() => setSteps([...steps, { event: '', filter: '' }])}>
-            + Add step
-          </button>
         </fieldset>
         <div class="control-row">
           <TextField label="Conversion window" type="number" min="1" value={windowValue} onInput={setWindowValue} class="narrow" />
@@ -176,6 +178,9 @@ function FunnelAnswer({ result, group, setGroup }: { result: FunnelResult; group
         <li class="card"><span class="card-value">{duration(last?.median_s_from_start)}</span><span class="card-label">median time to convert</span></li>
         <li class="card"><span class="card-value">{num(summary.still_in_window)}</span><span class="card-label">still in window</span></li>
       </ul>
+      <p class="muted">
+        Taken as of <time class="as-of">{String(summary.as_of)}</time> UTC (later events are ignored) · window {String(summary.window)} · {String(summary.order)} order · {num(summary.excluded)} excluded
+      </p>
       {groups.length > 1 && (
         <div class="controls compact">
           <Select label="Chart shows" value={groupName(shown)} onChange={setGroup} options={groups.map((g) => ({ value: groupName(g), label: groupName(g) }))} />
@@ -221,7 +226,7 @@ function funnelChart(steps: FunnelStep[]): ChartOption {
         type: 'bar',
         stack: 'funnel',
         data: steps.map((s) => s.people),
-        label: { show: true, position: 'insideTop', color: '#fff', formatter: (p: { dataIndex: number }) => `${num(steps[p.dataIndex].people)}\n${pct(steps[p.dataIndex].pct_of_start)}` },
+        label: { show: true, position: 'insideTop', color: '#fff', lineHeight: 15, formatter: (p: { dataIndex: number }) => `${num(steps[p.dataIndex].people)}\n${pct(steps[p.dataIndex].pct_of_start)}` },
       },
       { name: 'Dropped', type: 'bar', stack: 'funnel', data: steps.map((s) => s.dropped), itemStyle: { color: '#D55E00', opacity: 0.35, decal: { symbol: 'rect', dashArrayX: [1, 0], dashArrayY: [2, 4], rotation: 0.8 } } },
       { name: 'Still in window', type: 'bar', stack: 'funnel', data: steps.map((s) => s.in_window), itemStyle: { color: '#999', opacity: 0.35 } },

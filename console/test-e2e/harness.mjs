@@ -1,0 +1,224 @@
+// e2e harness for the console: a real `funnelhouse up` in a temp data folder serving console/dist,
+// demo data through its HTTP API, the CLI against the same instance, and headless Chromium.
+import { execFile, execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { chromium } from 'playwright-core';
+
+const here = dirname(fileURLToPath(import.meta.url));
+export const CONSOLE_ROOT = resolve(here, '..');
+export const SCREENSHOTS = join(CONSOLE_ROOT, 'test-artifacts', 'screenshots');
+export const ADMIN_TOKEN = 'console-e2e-admin';
+export const BROWSER_KEY = 'wk_console_web';
+export const SERVER_KEY = 'sk_console_server';
+export const VIEWPORT = { width: 1366, height: 768 };
+
+const run = promisify(execFile);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+export async function freePort() {
+  return new Promise((res, rej) => {
+    const s = net.createServer();
+    s.unref();
+    s.on('error', rej);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => res(port));
+    });
+  });
+}
+
+/** Polls fn until it returns a truthy value or the deadline passes (then returns the last value). */
+export async function waitFor(fn, { timeout = 20_000, interval = 200 } = {}) {
+  const end = Date.now() + timeout;
+  let last;
+  for (;;) {
+    last = await fn();
+    if (last || Date.now() > end) return last;
+    await sleep(interval);
+  }
+}
+
+function funnelhouseBin() {
+  const bin = process.env.FUNNELHOUSE_BIN || resolve(CONSOLE_ROOT, '..', '.venv', 'bin', 'funnelhouse');
+  if (!existsSync(bin)) throw new Error(`funnelhouse not found at ${bin} (set FUNNELHOUSE_BIN or run scripts/setup)`);
+  return bin;
+}
+
+// ---- funnelhouse up ---------------------------------------------------------------------
+
+export async function startFunnelhouse() {
+  const dist = join(CONSOLE_ROOT, 'dist');
+  if (!existsSync(join(dist, 'index.html'))) throw new Error('console/dist is not built: npm --prefix console run build');
+  const bin = funnelhouseBin();
+  const port = await freePort();
+  const dataDir = mkdtempSync(join(tmpdir(), 'fh-console-e2e-'));
+  const env = {
+    ...process.env,
+    FUNNELHOUSE_WRITE_KEYS: `${BROWSER_KEY}:web,${SERVER_KEY}:backend:server`,
+    FUNNELHOUSE_ADMIN_TOKEN: ADMIN_TOKEN,
+    FUNNELHOUSE_CONSOLE_DIR: dist,
+  };
+  let log = '';
+  const proc = spawn(bin, ['up', '--host', '127.0.0.1', '--port', String(port), '--data-dir', dataDir], {
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true, // its own process group, so stop() ends any children too
+  });
+  proc.stdout.on('data', (d) => (log += d));
+  proc.stderr.on('data', (d) => (log += d));
+  const url = `http://127.0.0.1:${port}`;
+  const ready = await waitFor(
+    async () => {
+      if (proc.exitCode !== null) return 'exited';
+      try {
+        return (await fetch(`${url}/healthz`)).ok;
+      } catch {
+        return false;
+      }
+    },
+    { timeout: 90_000, interval: 300 },
+  );
+  if (ready !== true) {
+    await stopProcess(proc);
+    throw new Error(`funnelhouse up did not become ready:\n${log}`);
+  }
+
+  /** The funnelhouse CLI on the same data folder: it finds the running instance and goes through HTTP. */
+  async function cli(...args) {
+    try {
+      const { stdout } = await run(bin, [...args, '--data-dir', dataDir], { env, maxBuffer: 64 * 1024 * 1024, timeout: 300_000 });
+      return stdout;
+    } catch (err) {
+      throw new Error(`funnelhouse ${args.join(' ')} failed: ${err.stderr || err.message}`);
+    }
+  }
+
+  async function api(method, path, body) {
+    const res = await fetch(`${url}${path}`, {
+      method,
+      headers: { Authorization: `Bearer ${ADMIN_TOKEN}`, ...(body ? { 'Content-Type': 'application/json' } : {}) },
+      body: body ? JSON.stringify(body) : undefined,
+    });
+    const text = await res.text();
+    if (!res.ok) throw new Error(`${method} ${path} → ${res.status}: ${text}`);
+    return text.startsWith('{') || text.startsWith('[') ? JSON.parse(text) : text;
+  }
+
+  return {
+    url,
+    dataDir,
+    log: () => log,
+    cli,
+    api,
+    /** One Segment-spec message to the collector with the browser key, as an SDK would send it. */
+    async track(message) {
+      const res = await fetch(`${url}/v1/track`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json', Authorization: `Basic ${Buffer.from(`${BROWSER_KEY}:`).toString('base64')}` },
+        body: JSON.stringify(message),
+      });
+      return { status: res.status, body: await res.json() };
+    },
+    async stop() {
+      await stopProcess(proc);
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Demo traffic through the HTTP API (server key: historical timestamps), then the models. */
+export async function loadDemo(fh, { people = 400, days = 10 } = {}) {
+  const out = await fh.cli('demo', '--url', fh.url, '--write-key', SERVER_KEY, '--people', String(people), '--days', String(days));
+  const accepted = Number((out.match(/accepted ([\d,]+)/) || [])[1]?.replace(/,/g, ''));
+  if (!accepted) throw new Error(`demo sent nothing: ${out}`);
+  // Every accepted event must be in the warehouse before the models read it.
+  const loaded = await waitFor(async () => {
+    const answer = await fh.api('POST', '/v1/sql', { sql: 'SELECT count() AS n FROM events_raw' });
+    return Number(answer.data[0].n) >= accepted;
+  }, { timeout: 60_000, interval: 500 });
+  if (!loaded) throw new Error(`the loader did not load the ${accepted} demo events in time`);
+  await fh.cli('models', 'run');
+  return accepted;
+}
+
+async function stopProcess(proc) {
+  if (proc.exitCode !== null || proc.signalCode !== null) return;
+  const exited = new Promise((r) => proc.once('exit', r));
+  try {
+    process.kill(-proc.pid, 'SIGTERM');
+  } catch {
+    return;
+  }
+  const t = setTimeout(() => {
+    try {
+      process.kill(-proc.pid, 'SIGKILL');
+    } catch {
+      // gone
+    }
+  }, 15_000);
+  await exited;
+  clearTimeout(t);
+}
+
+// ---- the browser ------------------------------------------------------------------------
+
+function chromiumPath() {
+  if (process.env.CHROMIUM) return process.env.CHROMIUM;
+  for (const name of ['chromium', 'chromium-browser', 'google-chrome']) {
+    try {
+      return execFileSync('which', [name], { encoding: 'utf8' }).trim();
+    } catch {
+      // next
+    }
+  }
+  throw new Error('no chromium found: apt-get install -y chromium (or set CHROMIUM)');
+}
+
+export async function startBrowser() {
+  mkdirSync(SCREENSHOTS, { recursive: true });
+  return chromium.launch({
+    executablePath: chromiumPath(),
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+  });
+}
+
+/**
+ * A fresh page at laptop size that records every console error and uncaught page error;
+ * `errors` is what the tests assert is empty.
+ */
+export async function newPage(browser, { acceptDownloads = false } = {}) {
+  const context = await browser.newContext({ viewport: VIEWPORT, acceptDownloads, locale: 'en-US', timezoneId: 'UTC' });
+  const page = await context.newPage();
+  const errors = [];
+  page.on('console', (msg) => {
+    if (msg.type() === 'error') errors.push(`console: ${msg.text()}`);
+  });
+  page.on('pageerror', (err) => errors.push(`pageerror: ${err.message}`));
+  return { page, errors, context };
+}
+
+export async function login(page, baseUrl, token = ADMIN_TOKEN) {
+  await page.goto(`${baseUrl}/console/`);
+  await page.getByLabel('Admin token').fill(token);
+  await page.getByRole('button', { name: 'Log in' }).click();
+  await page.getByRole('navigation', { name: 'Views' }).waitFor();
+}
+
+export async function screenshot(page, name) {
+  await page.screenshot({ path: join(SCREENSHOTS, `${name}.png`), fullPage: false });
+}
+
+/** A table's body as arrays of cell texts (header row excluded). */
+export async function tableRows(locator) {
+  return locator.locator('tbody tr').evaluateAll((trs) => trs.map((tr) => [...tr.querySelectorAll('th, td')].map((c) => c.textContent.trim())));
+}
+
+export async function tableHeaders(locator) {
+  return locator.locator('thead th').evaluateAll((ths) => ths.map((th) => th.textContent.replace(/[↕▲▼]/g, '').trim()));
+}
