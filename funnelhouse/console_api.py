@@ -178,6 +178,8 @@ def preview_segment(reader: Warehouse, settings: Settings, doc: dict[str, Any]) 
     # with the JSON path, as saving would.
     store = Segments(reader, settings, reader)
     if definition["kind"] == "people":
+        if any(_ID_SEPARATOR in person for person in definition["people"]):
+            raise SegmentError("an id holds a control character (\\x1f)", "$.people")
         if "identity_map" in existing_tables(reader):
             query = CompiledQuery(PEOPLE_PREVIEW_SQL,
                                   {"ids": _ID_SEPARATOR.join(definition["people"])})

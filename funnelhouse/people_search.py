@@ -14,6 +14,7 @@ from funnelhouse.built import require_tables
 from warehouse.base import Warehouse
 
 MIN_QUERY = 2
+MAX_QUERY = 256
 MAX_LIMIT = 200
 
 SEARCH_SQL = """
@@ -60,8 +61,8 @@ class SearchError(ValueError):
 
 def search_people(warehouse: Warehouse, q: str | None, limit: int = 20) -> dict[str, Any]:
     text = (q or "").strip()
-    if len(text) < MIN_QUERY:
-        raise SearchError(f"q needs at least {MIN_QUERY} characters of an id")
+    if not MIN_QUERY <= len(text) <= MAX_QUERY:
+        raise SearchError(f"q is {MIN_QUERY} to {MAX_QUERY} characters of an id")
     if not 1 <= limit <= MAX_LIMIT:
         raise SearchError(f"limit is a number from 1 to {MAX_LIMIT}")
     require_tables(warehouse, "identity_map", "users")

@@ -67,6 +67,7 @@ def test_every_console_endpoint_needs_the_admin_token(api: TestClient, method: s
     "/v1/campaigns?desc=maybe", "/v1/campaigns?trend_campaigns=-1",
     "/v1/people/search", "/v1/people/search?q=", "/v1/people/search?q=%20x%20",
     "/v1/people/search?q=u-1&limit=0", "/v1/people/search?q=u-1&limit=abc",
+    "/v1/people/search?q=" + "x" * 257,
     "/v1/plan/coverage?days=0", "/v1/plan/coverage?days=many"])
 def test_bad_parameters_get_a_400_with_a_reason(api: TestClient, path: str) -> None:
     response = api.get(path, headers=AUTH)
@@ -214,6 +215,8 @@ def test_preview_of_a_bad_definition_names_the_path(api: TestClient) -> None:
     assert writes.status_code == 400 and writes.json()["path"] == "$.sql"
     empty = api.post("/v1/segments/preview", headers=AUTH, content=b"")
     assert empty.status_code == 400
+    separator = api.post("/v1/segments/preview", headers=AUTH, json={"people": ["a\x1fb"]})
+    assert separator.status_code == 400 and separator.json()["path"] == "$.people"
 
 
 # -- people search ---------------------------------------------------------------------------
