@@ -100,11 +100,14 @@ FROM (
 """
 
 TREND_SQL = """
--- per day and campaign: the table's own grain (persons is exact per day)
+-- per day and campaign: the table's own grain (persons is exact per day); every metric
+-- of the range rows, so a chart can plot any column
 SELECT
         toString(performance_date) AS day, source, medium, campaign,
-        sessions, persons, new_persons, orders, revenue, currency,
-        converting_sessions, conversion_rate
+        sessions, persons, new_persons, product_views, add_to_carts, checkouts,
+        converting_sessions, orders, revenue, currency, conversion_rate,
+        if(sessions = 0, 0, toFloat64(revenue) / sessions) AS revenue_per_session,
+        if(orders = 0, NULL, toFloat64(revenue) / orders) AS average_order_value
 FROM campaign_performance
 WHERE attribution_model = {model:String}
   AND performance_date >= {date_from:Date}

@@ -168,6 +168,10 @@ def test_campaigns_sort_and_trend_of_the_top_rows(api: TestClient) -> None:
         row = next(r for r in ascending["rows"] if (r["source"], r["medium"], r["campaign"]) == key)
         days = [t for t in ascending["trend"] if (t["source"], t["medium"], t["campaign"]) == key]
         assert sum(t["sessions"] for t in days) == row["sessions"]
+        assert sum(t["product_views"] for t in days) == row["product_views"]
+    # A trend row carries every numeric column of the table, for any chart metric.
+    numeric = {c["name"] for c in ascending["columns"] if c["type"] != "string"}
+    assert all(numeric <= set(t) for t in ascending["trend"])
     assert [c["name"] for c in ascending["columns"]][:3] == ["source", "medium", "campaign"]
 
 
