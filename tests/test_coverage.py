@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 from starlette.testclient import TestClient
@@ -239,6 +240,32 @@ def test_cli_prints_the_audit_from_the_folder(pipeline, capsys: pytest.CaptureFi
     assert out.splitlines()[2:] == table[2:]   # the same audit (line 1 holds the times)
     assert cli.main(["plan", "coverage", "--data-dir", data_dir, "--days", "0"]) == 1
     assert "days must be" in capsys.readouterr().err
+
+
+def test_cli_goes_through_the_running_instance(pipeline, capsys: pytest.CaptureFixture[str],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    built, client = pipeline
+    url = "http://funnelhouse.test"
+    calls: list[str] = []
+
+    def get(address: str, **kwargs: Any) -> Any:
+        calls.append(address)
+        return client.get(address.removeprefix(url), params=kwargs["params"],
+                          headers=kwargs["headers"])
+
+    monkeypatch.setattr(instance, "running_url", lambda s: url)
+    monkeypatch.setattr(httpx, "get", get)
+    monkeypatch.setenv("FUNNELHOUSE_ADMIN_TOKEN", ADMIN_TOKEN)
+    monkeypatch.delenv("FUNNELHOUSE_CLICKHOUSE_URL", raising=False)
+    data_dir = str(built.settings.data_dir)
+    assert cli.main(["plan", "coverage", "--data-dir", data_dir, "--source", "backend",
+                     "--json"]) == 0
+    assert calls == [f"{url}/v1/plan/coverage"]
+    doc = orjson.loads(capsys.readouterr().out)
+    assert doc["window"]["source"] == "backend" and event_of(doc, "click")["valid_count"] == 1
+    monkeypatch.setenv("FUNNELHOUSE_ADMIN_TOKEN", "wrong")
+    assert cli.main(["plan", "coverage", "--data-dir", data_dir]) == 1
+    assert "unauthorized" in capsys.readouterr().err
 
 
 def test_console_endpoints_before_the_models_ran(pipeline) -> None:  # type: ignore[no-untyped-def]
