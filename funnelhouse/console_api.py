@@ -68,8 +68,8 @@ PREVIEW_SAMPLE = 10
 # -- static files --------------------------------------------------------------------------
 
 class ConsoleFiles(StaticFiles):
-    """The built console: index.html for the app's own routes, no-cache for HTML,
-    a 503 page saying how to build it when the folder holds no index.html."""
+    """The built console: index.html for the app's own routes, every file revalidated
+    (no-cache), a 503 page saying how to build it when the folder holds no index.html."""
 
     def __init__(self, directory: Path) -> None:
         super().__init__(directory=directory, html=True, check_dir=False)
@@ -92,8 +92,9 @@ class ConsoleFiles(StaticFiles):
             if exc.status_code != 404 or "." in PurePosixPath(path).name:
                 raise
             response = await super().get_response("index.html", scope)
-        if response.media_type == "text/html" or path in ("", ".", "index.html"):
-            response.headers["Cache-Control"] = "no-cache"
+        # The bundle's file names carry no content hash, so every file is revalidated
+        # (ETag → 304): an upgrade never leaves a browser on an old app.js.
+        response.headers["Cache-Control"] = "no-cache"
         response.headers.update(CONSOLE_HEADERS)
         return response
 

@@ -308,6 +308,10 @@ def test_console_serves_the_built_app_without_a_token(tmp_path: Path) -> None:
     script = client.get("/console/assets/app-1a2b.js")
     assert script.status_code == 200 and script.text == "console.log('hi')"
     assert "javascript" in script.headers["content-type"]
+    assert script.headers["cache-control"] == "no-cache"
+    revalidated = client.get("/console/assets/app-1a2b.js",
+                             headers={"If-None-Match": script.headers["etag"]})
+    assert revalidated.status_code == 304
     # The app's own routes get the app; a missing asset is a 404.
     route = client.get("/console/funnels/new")
     assert route.status_code == 200 and route.text == index.text
