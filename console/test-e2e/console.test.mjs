@@ -270,12 +270,13 @@ describe('funnelhouse console', () => {
     const file = join(SCREENSHOTS, '..', `segment-${mine.segment_id}.csv`);
     await download.saveAs(file);
     assert.equal(readFileSync(file, 'utf8').trim().split('\n').length - 1, live);
+    await page.evaluate(() => window.scrollTo(0, 0));
     await screenshot(page, 'segments');
     assert.deepEqual(errors, []);
     await context.close();
   });
 
-  test('a bad event sent to the collector shows up in the QA view with its error within seconds', TEST, async () => {
+  test('a bad event sent to the collector shows up in the QA view with its error within seconds', TEST, async (t) => {
     const { page, errors, context } = await newPage(browser);
     await login(page, fh.url);
     await page.getByRole('link', { name: 'Live QA' }).click();
@@ -295,6 +296,7 @@ describe('funnelhouse console', () => {
     assert.match(text, /\$\.properties\.order_id/);
     assert.match(text, /'order_id' is a required property/);
     assert.ok(seconds < 5, `shown after ${seconds}s`);
+    t.diagnostic(`the refused event was on screen ${seconds.toFixed(2)} s after it was sent`);
 
     await fh.track({ event: 'click', anonymousId: good, properties: { element: '#buy', element_text: 'Buy' } });
     const goodRow = page.locator('tr[data-message-id]', { hasText: good });
@@ -364,7 +366,11 @@ describe('funnelhouse console', () => {
     const total = (await tableRows(table)).reduce((sum, r) => sum + number(r[sessionsAt]), 0);
     assert.equal(total, api.rows.reduce((sum, r) => sum + r.sessions, 0));
     await page.getByRole('radio', { name: 'Last touch' }).check();
-    await page.getByRole('table', { name: /last-touch/ }).waitFor();
+    table = page.getByRole('table', { name: /last-touch/ });
+    await table.waitFor();
+    await header.getByRole('button').click();
+    await waitFor(async () => (await header.getAttribute('aria-sort')) === 'descending');
+    await sortedBy(true);
     await screenshot(page, 'campaigns');
 
     // A person with a user id and several devices: search by the user id, open the timeline.

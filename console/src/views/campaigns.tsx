@@ -116,7 +116,7 @@ function trendChart(data: Campaigns, metric: CampaignColumn | undefined): ChartO
   });
   const symbols = ['circle', 'rect', 'triangle', 'diamond', 'roundRect', 'pin'];
   return {
-    grid: { left: 56, right: 16, top: 50, bottom: 30 },
+    grid: { left: 56, right: 16, top: 64, bottom: 30 },
     legend: { top: 0, type: 'scroll', formatter: (n: string) => (n.length > 40 ? `${n.slice(0, 39)}…` : n) },
     tooltip: { trigger: 'axis', valueFormatter: (v: number) => (isShare(metric) ? share(v) : num(v)), formatter: undefined },
     xAxis: { type: 'category', data: days },

@@ -170,7 +170,7 @@ export function CoverageView() {
 
 function PropertyTable({ event }: { event: EventCoverage }) {
   return (
-    <div class="event-details">
+    <div class="coverage-details">
       <table>
         <caption>Properties of {event.event}</caption>
         <thead>

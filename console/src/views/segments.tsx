@@ -367,7 +367,7 @@ function SegmentList({ segments, selected, onSelect }: { segments: SegmentSummar
       key: 'actions',
       label: 'Actions',
       render: (r) => (
-        <div class="row-buttons">
+        <div class="stack-buttons">
           <button type="button" class="small" aria-pressed={selected === r.segment_id} onClick={() => onSelect(String(r.segment_id))}>
             Size over time<span class="visually-hidden"> of {String(r.name)}</span>
           </button>
