@@ -15,7 +15,7 @@ from typing import Any
 
 import chdb
 
-from warehouse.base import RESULT_SETTINGS, QueryResult, WarehouseError
+from warehouse.base import INSERT_SETTINGS, RESULT_SETTINGS, QueryResult, WarehouseError
 
 
 class ChdbWarehouse:
@@ -60,10 +60,14 @@ class ChdbWarehouse:
     def insert_json_rows(self, table: str, rows: Sequence[bytes], token: str | None = None) -> int:
         if not rows:
             return 0
-        settings = f" SETTINGS insert_deduplication_token = '{_quote(token)}'" if token else ""
+        settings: dict[str, Any] = dict(INSERT_SETTINGS)
+        if token:
+            settings["insert_deduplication_token"] = token
+        clause = ", ".join(f"{name} = {_literal(value)}" for name, value in settings.items())
         with self._lock:
             try:
-                with self._conn.send_insert(f"INSERT INTO {table}{settings}", "JSONEachRow") as ins:
+                with self._conn.send_insert(f"INSERT INTO {table} SETTINGS {clause}",
+                                            "JSONEachRow") as ins:
                     ins.append(b"\n".join(rows))
                     ins.finish()
             except Exception as exc:
@@ -89,5 +93,7 @@ def _escape_param(value: str) -> str:
     return value.translate(_PARAM_ESCAPES)
 
 
-def _quote(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("'", "\\'")
+def _literal(value: str | int) -> str:
+    if isinstance(value, int):
+        return str(value)
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"

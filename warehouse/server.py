@@ -9,7 +9,13 @@ from urllib.parse import urlparse
 import clickhouse_connect
 from clickhouse_connect.driver.exceptions import ClickHouseError, OperationalError
 
-from warehouse.base import RESULT_SETTINGS, QueryResult, WarehouseError, WarehouseUnavailable
+from warehouse.base import (
+    INSERT_SETTINGS,
+    RESULT_SETTINGS,
+    QueryResult,
+    WarehouseError,
+    WarehouseUnavailable,
+)
 
 
 class ServerWarehouse:
@@ -63,7 +69,9 @@ class ServerWarehouse:
     def insert_json_rows(self, table: str, rows: Sequence[bytes], token: str | None = None) -> int:
         if not rows:
             return 0
-        settings = {"insert_deduplication_token": token} if token else None
+        settings: dict[str, Any] = dict(INSERT_SETTINGS)
+        if token:
+            settings["insert_deduplication_token"] = token
         try:
             self._client.raw_insert(table, insert_block=b"\n".join(rows), fmt="JSONEachRow",
                                     settings=settings)
