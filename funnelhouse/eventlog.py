@@ -5,6 +5,13 @@ commit returns, so a record the collector acknowledged survives SIGKILL and powe
 loss. Concurrent requests are grouped into one append by the embedded sink, so the
 sync cost is paid once per group, not once per request.
 
+Every record has its own sequence number, but records are stored in chunks: one row
+per run of same-stream records of an append, holding their values joined by newlines.
+A value is one JSON line, so a chunk is already the newline-delimited JSON the
+warehouse loads. Storing a request group as one row instead of one row per record
+made reading and deleting 50k records ≈7× cheaper (per-row B-tree work and
+SQLite's page rewrites on delete were most of the loader's time).
+
 Several processes may open the same file (collector workers append, a loader reads
 and deletes); SQLite's locking serialises the writers.
 """
@@ -13,26 +20,51 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from itertools import groupby
 from pathlib import Path
+
+import orjson
 
 from collector.sinks.base import Record
 
 _STREAM_CODES = {"events": 0, "invalid": 1}
 _STREAM_NAMES = {code: name for name, code in _STREAM_CODES.items()}
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS log (
-    seq    INTEGER PRIMARY KEY AUTOINCREMENT,
-    stream INTEGER NOT NULL,
-    key    TEXT NOT NULL,
-    value  BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS state (
-    name  TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-"""
+_TABLES = (
+    """CREATE TABLE IF NOT EXISTS chunks (
+        last   INTEGER PRIMARY KEY AUTOINCREMENT,  -- seq of the chunk's last record
+        first  INTEGER NOT NULL,                   -- seq of its first record
+        stream INTEGER NOT NULL,
+        keys   BLOB NOT NULL,                      -- JSON array, one key per record
+        rows   BLOB NOT NULL                       -- the records' values joined by newlines
+    )""",
+    """CREATE TABLE IF NOT EXISTS state (
+        name  TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    )""",
+    # One row per record (seq, stream), the shape of the table this log had before
+    # chunks, for tools that count records with SQL.
+    """CREATE VIEW IF NOT EXISTS log AS
+        WITH RECURSIVE n(i) AS (
+            SELECT 0 UNION ALL
+            SELECT i + 1 FROM n WHERE i < (SELECT max(last - first) FROM chunks))
+        SELECT first + i AS seq, stream FROM chunks JOIN n ON i <= last - first""",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """Consecutive records of one stream, `first`..`last`, values joined by newlines."""
+
+    first: int
+    last: int
+    stream: str
+    rows: bytes
+
+    def __len__(self) -> int:
+        return self.last - self.first + 1
 
 
 class EventLog:
@@ -42,53 +74,123 @@ class EventLog:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        # Larger pages suit chunks of tens of KB (fewer overflow pages to walk); it only
+        # takes effect on a new file, before WAL mode is set.
+        self._db.execute("PRAGMA page_size = 16384")
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={'FULL' if fsync == 'full' else 'NORMAL'}")
-        self._db.executescript(_SCHEMA)
+        # Some builds (Debian's) overwrite every freed page, which doubled the cost of
+        # deleting a loaded batch; FAST still clears what is rewritten anyway.
+        self._db.execute("PRAGMA secure_delete = FAST")
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._upgrade_record_table()
+            for statement in _TABLES:
+                self._db.execute(statement)
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
         # One connection, used from one thread at a time (the sink's writer thread or
         # the loader's); the lock makes misuse from two threads safe rather than corrupt.
         self._lock = threading.Lock()
 
     def append(self, records: Iterable[Record]) -> tuple[int, int]:
-        """Store records in one transaction; return the (first, last) sequence numbers."""
-        rows = [(_STREAM_CODES[r.stream], r.key, r.value) for r in records]
-        if not rows:
+        """Store records in one transaction; return the (first, last) sequence numbers.
+
+        Records get consecutive numbers in the order given.
+        """
+        runs = [(stream, list(run)) for stream, run in groupby(records, lambda r: r.stream)]
+        if not runs:
             return (0, 0)
+        rows = []
+        for stream, run in runs:
+            joined = b"\n".join(r.value for r in run)
+            if joined.count(b"\n") != len(run) - 1:
+                raise ValueError("a record's value must be a single line")
+            rows.append((len(run), _STREAM_CODES[stream],
+                         orjson.dumps([r.key for r in run]), joined))
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                cursor = self._db.executemany(
-                    "INSERT INTO log (stream, key, value) VALUES (?, ?, ?)", rows
-                )
-                last = self._db.execute("SELECT last_insert_rowid()").fetchone()[0]
+                first = last = self._last_seq() + 1
+                for count, stream_code, keys, joined in rows:
+                    self._db.execute(
+                        "INSERT INTO chunks (last, first, stream, keys, rows) "
+                        "VALUES (?, ?, ?, ?, ?)",
+                        (last + count - 1, last, stream_code, keys, joined))
+                    last += count
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-        del cursor
-        return (last - len(rows) + 1, last)
+        return (first, last - 1)
+
+    def read_chunks(self, after_seq: int, limit: int, through_seq: int | None = None
+                    ) -> list[Chunk]:
+        """Chunks of records with seq > after_seq (and <= through_seq), oldest first.
+
+        Whole chunks while they fit in `limit` records (at least one chunk); a chunk
+        that straddles after_seq or through_seq is cut to the range.
+        """
+        chunks: list[Chunk] = []
+        total = 0
+        with self._lock:
+            for chunk, _ in self._chunks(after_seq, through_seq, keys=False):
+                if chunks and total + len(chunk) > limit:
+                    break
+                chunks.append(chunk)
+                total += len(chunk)
+        return chunks
 
     def read(self, after_seq: int, limit: int, through_seq: int | None = None
              ) -> list[tuple[int, Record]]:
         """Records with seq > after_seq (and <= through_seq if given), oldest first."""
-        sql = "SELECT seq, stream, key, value FROM log WHERE seq > ?"
-        args: list[int] = [after_seq]
-        if through_seq is not None:
-            sql += " AND seq <= ?"
-            args.append(through_seq)
-        sql += " ORDER BY seq LIMIT ?"
-        args.append(limit)
+        out: list[tuple[int, Record]] = []
         with self._lock:
-            rows = self._db.execute(sql, args).fetchall()
-        return [(seq, Record(_STREAM_NAMES[stream], key, bytes(value)))
-                for seq, stream, key, value in rows]
+            for chunk, keys in self._chunks(after_seq, through_seq, keys=True):
+                for offset, (key, value) in enumerate(zip(keys, chunk.rows.split(b"\n"),
+                                                          strict=True)):
+                    if len(out) == limit:
+                        return out
+                    out.append((chunk.first + offset, Record(chunk.stream, key, value)))
+        return out
+
+    def _chunks(self, after_seq: int, through_seq: int | None, *, keys: bool
+                ) -> Iterator[tuple[Chunk, list[str]]]:
+        sql = (f"SELECT first, last, stream, {'keys' if keys else 'NULL'}, rows FROM chunks "
+               "WHERE last > ?")
+        args = [after_seq]
+        if through_seq is not None:
+            sql += " AND first <= ?"
+            args.append(through_seq)
+        # Iterated lazily: a caller that has enough stops before reading further blobs.
+        for first, last, stream, key_list, rows in self._db.execute(sql + " ORDER BY last", args):
+            chunk = Chunk(first, last, _STREAM_NAMES[stream], rows)
+            key_list = orjson.loads(key_list) if keys else []
+            low = max(first, after_seq + 1)
+            high = last if through_seq is None else min(last, through_seq)
+            if (low, high) != (first, last):
+                chunk, key_list = _cut(chunk, key_list, low, high)
+            yield chunk, key_list
 
     def delete_through(self, seq: int, *, state: dict[str, str | None] | None = None) -> None:
         """Drop records up to seq, and update state in the same transaction."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.execute("DELETE FROM log WHERE seq <= ?", (seq,))
+                self._db.execute("DELETE FROM chunks WHERE last <= ?", (seq,))
+                # A chunk that straddles seq keeps only its records after seq.
+                straddling = self._db.execute(
+                    "SELECT first, last, stream, keys, rows FROM chunks "
+                    "WHERE first <= ? ORDER BY last LIMIT 1", (seq,)).fetchone()
+                if straddling is not None:
+                    first, last, stream, keys, rows = straddling
+                    chunk, key_list = _cut(Chunk(first, last, _STREAM_NAMES[stream], rows),
+                                           orjson.loads(keys), seq + 1, last)
+                    self._db.execute("UPDATE chunks SET first = ?, keys = ?, rows = ? "
+                                     "WHERE last = ?",
+                                     (chunk.first, orjson.dumps(key_list), chunk.rows, last))
                 for name, value in (state or {}).items():
                     self._set_state_locked(name, value)
                 self._db.execute("COMMIT")
@@ -97,16 +199,19 @@ class EventLog:
                 raise
 
     def depth(self) -> int:
-        # Records are appended with consecutive seqs and deleted only from the head,
-        # so the span of seqs is the count, read from the primary key without a scan.
+        # Records have consecutive seqs and are deleted only from the head, so the
+        # span from the head chunk's first to the last seq is the count, no scan.
         with self._lock:
-            low, high = self._db.execute("SELECT min(seq), max(seq) FROM log").fetchone()
-        return 0 if low is None else high - low + 1
+            row = self._db.execute(
+                "SELECT (SELECT max(last) FROM chunks) - first + 1 FROM chunks "
+                "ORDER BY last LIMIT 1").fetchone()
+        return 0 if row is None else row[0]
 
     def first_seq(self) -> int:
         """The oldest record's seq, or 0 when empty."""
         with self._lock:
-            return self._db.execute("SELECT coalesce(min(seq), 0) FROM log").fetchone()[0]
+            row = self._db.execute("SELECT first FROM chunks ORDER BY last LIMIT 1").fetchone()
+        return 0 if row is None else row[0]
 
     def writable(self) -> bool:
         """Whether a write can be committed now (a tiny one, to the state table)."""
@@ -135,6 +240,30 @@ class EventLog:
                 (name, value),
             )
 
+    def _upgrade_record_table(self) -> None:
+        """Move the records of an earlier version's one-row-per-record table into chunks."""
+        found = self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE name = 'log' AND type = 'table'").fetchone()
+        if not found:
+            return
+        self._db.execute(_TABLES[0])
+        self._db.execute("INSERT INTO chunks (last, first, stream, keys, rows) "
+                         "SELECT seq, seq, stream, json_array(key), value FROM log")
+        # Carry the high-water mark over, so seqs (and batch tokens) are never reused.
+        old = self._db.execute(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'log'").fetchone()
+        if old and old[0] > self._last_seq():
+            self._db.execute("DELETE FROM sqlite_sequence WHERE name = 'chunks'")
+            self._db.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('chunks', ?)",
+                             (old[0],))
+        self._db.execute("DROP TABLE log")
+
+    def _last_seq(self) -> int:
+        # AUTOINCREMENT's high-water mark: never reused, even once the log is empty,
+        # so a batch token (`log:first-last`) never names two different batches.
+        row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'chunks'").fetchone()
+        return row[0] if row else 0
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
@@ -142,3 +271,10 @@ class EventLog:
 
 def records_of(rows: Sequence[tuple[int, Record]]) -> list[Record]:
     return [record for _, record in rows]
+
+
+def _cut(chunk: Chunk, keys: list[str], low: int, high: int) -> tuple[Chunk, list[str]]:
+    """The part of a chunk from seq `low` to `high`."""
+    start, stop = low - chunk.first, high - chunk.first + 1
+    rows = b"\n".join(chunk.rows.split(b"\n")[start:stop])
+    return Chunk(low, high, chunk.stream, rows), keys[start:stop]

@@ -89,11 +89,11 @@ class Loader:
         # Two tables, two inserts; each has its own token so either may be repeated alone.
         if batch.events:
             self.warehouse.insert_json_rows("events_raw", batch.events, f"{batch.token}:events")
-            metrics.loader_rows.labels("events_raw").inc(len(batch.events))
+            metrics.loader_rows.labels("events_raw").inc(batch.event_rows)
         if batch.invalid:
             self.warehouse.insert_json_rows("events_invalid", batch.invalid,
                                             f"{batch.token}:invalid")
-            metrics.loader_rows.labels("events_invalid").inc(len(batch.invalid))
+            metrics.loader_rows.labels("events_invalid").inc(batch.invalid_rows)
 
     @staticmethod
     def _log_retry(state) -> None:  # type: ignore[no-untyped-def]

@@ -16,12 +16,16 @@ class Batch:
     """
 
     token: str
-    events: list[bytes] = field(default_factory=list)   # JSON rows for events_raw
-    invalid: list[bytes] = field(default_factory=list)  # JSON rows for events_invalid
+    # Newline-delimited JSON rows for events_raw / events_invalid: an item holds one
+    # row (a Kafka record) or several (a chunk of the embedded log).
+    events: list[bytes] = field(default_factory=list)
+    invalid: list[bytes] = field(default_factory=list)
+    event_rows: int = 0
+    invalid_rows: int = 0
     position: Any = None                                # source-specific, for commit()
 
     def __len__(self) -> int:
-        return len(self.events) + len(self.invalid)
+        return self.event_rows + self.invalid_rows
 
 
 class Source(Protocol):

@@ -6,7 +6,7 @@ import asyncio
 import time
 from typing import Any
 
-from funnelhouse.eventlog import EventLog
+from funnelhouse.eventlog import Chunk, EventLog
 from loader.sources.base import Batch
 
 # The batch being loaded, written to the log's state before the insert starts. After
@@ -27,28 +27,34 @@ class EmbeddedSource:
         pending = await asyncio.to_thread(self.log.get_state, PENDING)
         if pending:
             first, last = (int(part) for part in pending.split("-"))
-            rows = await asyncio.to_thread(self.log.read, first - 1, last - first + 1, last)
-            return self._batch(rows, first, last)
+            chunks = await asyncio.to_thread(self.log.read_chunks, first - 1,
+                                             last - first + 1, last)
+            return self._batch(chunks, first, last)
 
-        deadline = time.monotonic() + max_wait
-        rows = await asyncio.to_thread(self.log.read, 0, max_rows)
-        # Fill the batch while there is time left, so a trickle is loaded as one
+        # Wait for a full batch while there is time left, so a trickle is loaded as one
         # insert per max_wait rather than one insert per event (each insert has a
         # fixed cost of several milliseconds).
-        while len(rows) < max_rows and time.monotonic() < deadline:
+        deadline = time.monotonic() + max_wait
+        while (await asyncio.to_thread(self.log.depth) < max_rows
+               and time.monotonic() < deadline):
             await asyncio.sleep(POLL_SECONDS)
-            rows = await asyncio.to_thread(self.log.read, 0, max_rows)
-        if not rows:
+        chunks = await asyncio.to_thread(self.log.read_chunks, 0, max_rows)
+        if not chunks:
             return None
-        first, last = rows[0][0], rows[-1][0]
+        first, last = chunks[0].first, chunks[-1].last
         await asyncio.to_thread(self.log.set_state, PENDING, f"{first}-{last}")
-        return self._batch(rows, first, last)
+        return self._batch(chunks, first, last)
 
     @staticmethod
-    def _batch(rows: list, first: int, last: int) -> Batch:
+    def _batch(chunks: list[Chunk], first: int, last: int) -> Batch:
         batch = Batch(token=f"log:{first}-{last}", position=last)
-        for _, record in rows:
-            (batch.events if record.stream == "events" else batch.invalid).append(record.value)
+        for chunk in chunks:
+            if chunk.stream == "events":
+                batch.events.append(chunk.rows)
+                batch.event_rows += len(chunk)
+            else:
+                batch.invalid.append(chunk.rows)
+                batch.invalid_rows += len(chunk)
         return batch
 
     async def commit(self, batch: Batch) -> None:

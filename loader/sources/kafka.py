@@ -302,6 +302,7 @@ class KafkaSource:
         for tp in self._order(ranges):
             target = batch.events if self._streams[tp.topic] == "events" else batch.invalid
             target.extend(record.value for record in rows.get(tp, ()))
+        batch.event_rows, batch.invalid_rows = len(batch.events), len(batch.invalid)
         return batch
 
     def _order(self, ranges: Ranges) -> list[TopicPartition]:
