@@ -13,10 +13,12 @@
 -- time zone (as in Universal Analytics), so every day can be rebuilt on its own.
 --
 -- Dedup: events_raw may hold several copies of a message_id; the earliest received
--- wins (ORDER BY message_id, received_at LIMIT 1 BY message_id). One day either side
--- of the rebuilt days is read so that twin copies straddling midnight collapse. received_at is
--- deliberately not carried: copies differ in it, and events_raw's ReplacingMergeTree
--- keeps the LATEST copy once parts merge, so it would change with merge timing.
+-- wins. Copies are rare, so the message_ids with copies are found first (a GROUP BY
+-- over two narrow columns) and only their rows go through LIMIT 1 BY; the rest stream
+-- through without a sort. One day either side of the rebuilt days is read so that
+-- twin copies straddling midnight collapse. received_at is deliberately not carried:
+-- copies differ in it, and events_raw's ReplacingMergeTree keeps the LATEST copy once
+-- parts merge, so it would change with merge timing.
 --
 -- Person: user_id's person when the event carries a user id (a server-side order,
 -- an offline purchase), else the anonymous id's person; an id the map does not know
@@ -97,7 +99,7 @@ PARTITION BY event_date
 ORDER BY (event, person_id, event_at);
 
 WITH
-raw AS (
+slice AS (
     SELECT
         message_id, type, event, anonymous_id, user_id, timestamp, received_at, session_id,
         source, channel, page_url, page_path, page_title, screen_name, referrer_host,
@@ -106,8 +108,27 @@ raw AS (
     FROM events_by_day
     WHERE event_date >= {date_from:Date} - 1
       AND event_date <= {date_to:Date} + 1
-    ORDER BY message_id, received_at    -- the slice's sort key: read in order, not sorted
-    LIMIT 1 BY message_id
+),
+
+copies AS (
+    -- The few message_ids delivered more than once, and when the first copy arrived.
+    SELECT message_id, min(received_at) AS first_received
+    FROM slice
+    GROUP BY message_id
+    HAVING count() > 1
+),
+
+raw AS (
+    -- One row per message_id, the earliest received copy. Copies are rare, so only
+    -- their rows go through LIMIT BY; the rest stream through unsorted.
+    SELECT * FROM slice
+    WHERE message_id NOT IN (SELECT message_id FROM copies)
+    UNION ALL
+    SELECT * FROM (
+        SELECT * FROM slice
+        WHERE (message_id, received_at) IN (SELECT message_id, first_received FROM copies)
+        LIMIT 1 BY message_id
+    )
 ),
 
 parsed AS (
@@ -173,6 +194,12 @@ events AS (
     FROM parsed
 ),
 
+linked AS (
+    -- Only ids mapped to another person: an id that is its own person resolves to
+    -- itself through the fallbacks below anyway, and the join's hash table stays small.
+    SELECT id, person_id FROM identity_map WHERE person_id != id
+),
+
 identified AS (
     SELECT
         events.*,
@@ -181,8 +208,8 @@ identified AS (
                 by_anon.person_id != '', by_anon.person_id,
                 events.anonymous_id) AS person_id
     FROM events
-    LEFT JOIN identity_map AS by_user ON by_user.id = events.user_id
-    LEFT JOIN identity_map AS by_anon ON by_anon.id = events.anonymous_id
+    LEFT JOIN linked AS by_user ON by_user.id = events.user_id
+    LEFT JOIN linked AS by_anon ON by_anon.id = events.anonymous_id
 ),
 
 person_days AS (
