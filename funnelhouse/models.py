@@ -11,7 +11,10 @@ orders models by dependencies and, for each:
 * `incremental_by_day` — rebuilds only the affected days of the reporting time zone
   into `<name>__stage` and swaps each day in with REPLACE PARTITION (or drops a day
   that became empty). A full refresh (or a missing table) builds every day into
-  `<name>__new` in chunks of days, then swaps the table.
+  `<name>__new`, then swaps the table. Either way the days are built in chunks of at
+  most a week of consecutive days holding at most `chunk_rows` events (a bigger day is
+  a chunk of its own): that bounds the memory of one statement whatever a day's
+  traffic, and the parts one insert writes at once (one per day).
 
 Affected days = the look-back window (`lookback_days` before the latest day, or from
 `--since`), plus the days of events received since the model's previous run (however
@@ -26,7 +29,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -43,6 +46,8 @@ STATE_TABLE = "model_runs"
 # events through arrays by column name; '' (not NULL) for a missing join side.
 _QUERY_SETTINGS = "SETTINGS enable_named_columns_in_function_tuple = 1, join_use_nulls = 0"
 _PARAM = re.compile(r"\{(\w+):")
+# A chunk writes one part per day at once; a week keeps the write buffers small.
+CHUNK_MAX_DAYS = 7
 # One run at a time per process: staging tables have fixed names.
 _RUN_LOCK = threading.Lock()
 
@@ -79,7 +84,7 @@ def load_models(models_dir: Path) -> list[Model]:
             )
         deps = tuple(d.strip() for d in header.get("depends_on", "").split(",") if d.strip())
         materialized = header.get("materialized", "table").split()[0]
-        if materialized not in ("table", "incremental_by_day", "ephemeral"):
+        if materialized not in ("table", "incremental_by_day"):
             raise ValueError(f"{path.name}: unknown materialization {materialized!r}")
         models[path.stem] = Model(
             path.stem, deps, materialized, statements[0], _strip_comments(statements[1]), path
@@ -114,7 +119,7 @@ def run_models(
     select: list[str] | None = None,
     progress: Callable[[str], None] = print,
     today: date | None = None,
-    chunk_days: int = 7,
+    chunk_rows: int = 1_000_000,
     received_margin: timedelta = timedelta(minutes=10),
 ) -> list[ModelRun]:
     """Run the models in dependency order; see the module docstring for what is rebuilt.
@@ -124,7 +129,7 @@ def run_models(
     (default: now in the reporting time zone) anchors the look-back window.
     """
     with _RUN_LOCK:
-        return _Runner(warehouse, settings, progress, chunk_days, received_margin).run(
+        return _Runner(warehouse, settings, progress, chunk_rows, received_margin).run(
             full_refresh=full_refresh, since=since, select=select, today=today
         )
 
@@ -135,18 +140,17 @@ class _Runner:
         warehouse: Warehouse,
         settings: Settings,
         progress: Callable[[str], None],
-        chunk_days: int,
+        chunk_rows: int,
         received_margin: timedelta,
     ) -> None:
         self.wh = warehouse
         self.settings = settings
         self.tz = settings.reporting_tz
         self.progress = progress
-        self.chunk_days = max(1, chunk_days)
+        self.chunk_rows = max(1, chunk_rows)
         self.received_margin = received_margin
         self.rebuilt_days: set[date] = set()  # days rebuilt upstream in this run
-        self.ephemeral_built: list[str] = []
-        self.by_name: dict[str, Model] = {}
+        self.day_rows: dict[date, int] | None = None  # events per reporting day, read once
         self.rules = f"tz={settings.reporting_tz};gap={settings.session_gap_minutes}"
 
     # -- orchestration ---------------------------------------------------------------
@@ -158,11 +162,7 @@ class _Runner:
         select: list[str] | None,
         today: date | None,
     ) -> list[ModelRun]:
-        all_models = load_models(self.settings.sql_dir / "models")
-        self.by_name = {m.name: m for m in all_models}
-        # Ephemeral models are not run in their own right: they are built on demand for
-        # the days a dependant rebuilds, and dropped when the run ends.
-        models = [m for m in all_models if m.materialized != "ephemeral"]
+        models = load_models(self.settings.sql_dir / "models")
         if select:
             unknown = set(select) - {m.name for m in models}
             if unknown:
@@ -178,11 +178,7 @@ class _Runner:
         watermark = self.wh.query("SELECT max(received_at) FROM events_raw").scalar()
         window = self._window_days(since, today) if not full_refresh else set()
         runs: list[ModelRun] = []
-        try:
-            self._run_all(models, runs, full_refresh, window, watermark)
-        finally:
-            for name in self.ephemeral_built:
-                self.wh.execute(f"DROP TABLE IF EXISTS {name}")
+        self._run_all(models, runs, full_refresh, window, watermark)
         return runs
 
     def _run_all(
@@ -204,8 +200,7 @@ class _Runner:
                 # Days and sessions depend on the time zone and the gap: a change of either
                 # means every day is wrong, so the model is rebuilt whole.
                 if full_refresh or not exists or self._last_rules(model.name) != self.rules:
-                    days_list = self._all_days()
-                    runs.extend(self._build_ephemeral_inputs(model, days_list))
+                    days_list = sorted(self._day_rows())
                     rows = self._build_incremental_full(model, days_list)
                     mode, days = "full", len(days_list)
                 else:
@@ -213,7 +208,6 @@ class _Runner:
                     if "identity_map" in model.depends_on:
                         affected |= self._days_with_stale_persons(model.name)
                     days_list = sorted(affected)
-                    runs.extend(self._build_ephemeral_inputs(model, days_list))
                     rows = self._build_incremental_days(model, days_list)
                     mode, days = "incremental", len(days_list)
                 self.rebuilt_days |= set(days_list)
@@ -310,34 +304,42 @@ class _Runner:
         value, count = result.rows[0]
         return value if count else None
 
-    def _all_days(self) -> list[date]:
-        rows = self.wh.query(
-            "SELECT DISTINCT toString(toDate(timestamp, {tz:String})) AS d FROM events_raw "
-            "ORDER BY d",
-            {"tz": self.tz},
-        ).rows
-        return [date.fromisoformat(r[0]) for r in rows]
+    def _day_rows(self) -> dict[date, int]:
+        """Events per reporting day in events_raw (a read of the timestamp column)."""
+        if self.day_rows is None:
+            rows = self.wh.query(
+                "SELECT toString(toDate(timestamp, {tz:String})) AS d, count() "
+                "FROM events_raw GROUP BY d",
+                {"tz": self.tz},
+            ).rows
+            self.day_rows = {date.fromisoformat(r[0]): int(r[1]) for r in rows}
+        return self.day_rows
+
+    def _chunks(self, days: list[date]) -> list[list[date]]:
+        """Runs of consecutive days, cut at CHUNK_MAX_DAYS days or chunk_rows events.
+
+        Consecutive, because a chunk reads events_raw as one range of days; a day with
+        more events than chunk_rows is a chunk of its own.
+        """
+        counts = self._day_rows()
+        chunks: list[list[date]] = []
+        rows = 0
+        for day in sorted(days):
+            n = counts.get(day, 0)
+            if (
+                chunks
+                and chunks[-1][-1] == day - timedelta(days=1)
+                and len(chunks[-1]) < CHUNK_MAX_DAYS
+                and rows + n <= self.chunk_rows
+            ):
+                chunks[-1].append(day)
+                rows += n
+            else:
+                chunks.append([day])
+                rows = n
+        return chunks
 
     # -- building ----------------------------------------------------------------------
-    def _build_ephemeral_inputs(self, model: Model, days: list[date]) -> list[ModelRun]:
-        """Build the ephemeral models `model` reads, for its days and one either side."""
-        runs = []
-        for dep in model.depends_on:
-            eph = self.by_name[dep]
-            if eph.materialized != "ephemeral" or not days:
-                continue
-            started = time.monotonic()
-            padded = sorted({d + timedelta(days=k) for d in days for k in (-1, 0, 1)})
-            self.wh.execute(f"DROP TABLE IF EXISTS {eph.name}")
-            self.wh.execute(_ddl(eph, eph.name))
-            self.ephemeral_built.append(eph.name)
-            self._insert(eph, eph.name, self._day_params(padded))
-            rows = self._count(eph.name)
-            seconds = time.monotonic() - started
-            self.progress(f"    {eph.name}: {rows:,} rows in {seconds:.2f}s (ephemeral)")
-            runs.append(ModelRun(eph.name, rows, round(seconds, 3), "ephemeral", len(padded)))
-        return runs
-
     def _build_table(self, model: Model) -> int:
         new = f"{model.name}__new"
         self.wh.execute(f"DROP TABLE IF EXISTS {new}")
@@ -351,12 +353,10 @@ class _Runner:
         new = f"{model.name}__new"
         self.wh.execute(f"DROP TABLE IF EXISTS {new}")
         self.wh.execute(_ddl(model, new))
-        for n, chunk in enumerate(_chunks(days, self.chunk_days), 1):
+        chunks = self._chunks(days)
+        for n, chunk in enumerate(chunks, 1):
             self._insert(model, new, self._day_params(chunk))
-            self.progress(
-                f"    {model.name}: days {chunk[0]}…{chunk[-1]} "
-                f"({n}/{-(-len(days) // self.chunk_days)})"
-            )
+            self.progress(f"    {model.name}: days {chunk[0]}…{chunk[-1]} ({n}/{len(chunks)})")
         rows = self._count(new)
         self._swap(model.name, new)
         return rows
@@ -364,7 +364,7 @@ class _Runner:
     def _build_incremental_days(self, model: Model, days: list[date]) -> int:
         stage = f"{model.name}__stage"
         rows = 0
-        for chunk in _chunks(days, self.chunk_days):
+        for chunk in self._chunks(days):
             self.wh.execute(f"DROP TABLE IF EXISTS {stage}")
             self.wh.execute(_ddl(model, stage))
             self._insert(model, stage, self._day_params(chunk))
@@ -420,16 +420,22 @@ class _Runner:
         )
 
     def _day_params(self, days: list[date]) -> dict[str, str]:
+        """The chunk's days, and its bounds in UTC: [ts_from, ts_to) covers the days,
+        [pad_from, pad_to) one more day either side (for copies straddling midnight)."""
         zone = ZoneInfo(self.tz)
-        start = datetime(days[0].year, days[0].month, days[0].day, tzinfo=zone)
-        end_day = days[-1] + timedelta(days=1)
-        end = datetime(end_day.year, end_day.month, end_day.day, tzinfo=zone)
+
+        def start_of(day: date) -> str:
+            return _utc_text(datetime(day.year, day.month, day.day, tzinfo=zone))
+
+        first, last = days[0], days[-1]
         return {
             "days": "[" + ",".join(f"'{d.isoformat()}'" for d in days) + "]",
-            "date_from": days[0].isoformat(),
-            "date_to": days[-1].isoformat(),
-            "ts_from": _utc_text(start),
-            "ts_to": _utc_text(end),
+            "date_from": first.isoformat(),
+            "date_to": last.isoformat(),
+            "ts_from": start_of(first),
+            "ts_to": start_of(last + timedelta(days=1)),
+            "pad_from": start_of(first - timedelta(days=1)),
+            "pad_to": start_of(last + timedelta(days=2)),
         }
 
     def _swap(self, name: str, new: str) -> None:
@@ -459,11 +465,6 @@ def _ddl(model: Model, table: str) -> str:
 def _strip_comments(sql: str) -> str:
     """Drop whole-line comments before the body, so a wrapper can nest it safely."""
     return "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
-
-
-def _chunks(days: list[date], size: int) -> Iterable[list[date]]:
-    for i in range(0, len(days), size):
-        yield days[i : i + size]
 
 
 def _day_range(first: date, last: date) -> list[date]:

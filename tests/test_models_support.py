@@ -229,7 +229,7 @@ def assert_matches_reference(wh: ChdbWarehouse, ref: Reference) -> None:
         assert_same(name, table(wh, name, key, columns), reference_table(ref, attr, columns))
 
 
-# The tables the models leave behind (events_by_day is a per-run staging copy).
+# The tables the models leave behind.
 MODEL_TABLES = (
     "identity_map",
     "behavior_events",

@@ -2,8 +2,8 @@
 --
 -- grain:        event (one row per message_id)
 -- key:          message_id
--- sources:      events_raw (through events_by_day, the run's day-partitioned slice), identity_map
--- depends_on:   identity_map, events_by_day
+-- sources:      events_raw, identity_map
+-- depends_on:   identity_map
 -- materialized: incremental_by_day (partition column event_date, reporting time zone)
 --
 -- Refresh: the runner rebuilds whole days — the look-back window, the days of events
@@ -99,23 +99,30 @@ PARTITION BY event_date
 ORDER BY (event, person_id, event_at);
 
 WITH
+copies AS (
+    -- The few message_ids delivered more than once, and when their first copy arrived:
+    -- two narrow columns over the chunk's days and one day either side.
+    SELECT message_id, min(received_at) AS first_received
+    FROM events_raw
+    WHERE timestamp >= {pad_from:DateTime64(3, 'UTC')}
+      AND timestamp < {pad_to:DateTime64(3, 'UTC')}
+      AND (anonymous_id != '' OR user_id != '')
+    GROUP BY message_id
+    HAVING count() > 1
+),
+
 slice AS (
+    -- The chunk's days: events_raw is sorted by event day, so this is an index range.
     SELECT
         message_id, type, event, anonymous_id, user_id, timestamp, received_at, session_id,
         source, channel, page_url, page_path, page_title, screen_name, referrer_host,
         utm_source, utm_medium, utm_campaign, traffic_source, traffic_medium, device_type,
         os_name, browser_name, timezone, locale, properties, traits
-    FROM events_by_day
-    WHERE event_date >= {date_from:Date} - 1
-      AND event_date <= {date_to:Date} + 1
-),
-
-copies AS (
-    -- The few message_ids delivered more than once, and when the first copy arrived.
-    SELECT message_id, min(received_at) AS first_received
-    FROM slice
-    GROUP BY message_id
-    HAVING count() > 1
+    FROM events_raw
+    WHERE timestamp >= {ts_from:DateTime64(3, 'UTC')}
+      AND timestamp < {ts_to:DateTime64(3, 'UTC')}
+      AND has({days:Array(Date)}, toDate(timestamp, {tz:String}))
+      AND (anonymous_id != '' OR user_id != '')
 ),
 
 raw AS (
@@ -141,7 +148,6 @@ parsed AS (
             element_text String, query String, result_count Nullable(UInt32), order_id String,
             revenue Decimal(18, 2), coupon String, store_id String, staff_id String)') AS p
     FROM raw
-    WHERE has({days:Array(Date)}, toDate(timestamp, {tz:String}))
 ),
 
 events AS (
