@@ -182,9 +182,7 @@ class Collector:
         except ValueError:
             return ORJSONResponse({"error": "since is a received_at number (seconds)",
                                    "reason": "bad_request"}, status_code=400)
-        entries = [e for name, recent in self.ingestor.debug.items()
-                   if not source or name == source for e in recent]
-        entries = [e for e in entries
+        entries = [e for e in self.ingestor.debug_entries(source)
                    if (since is None or e.received_at > since)
                    and (not event or e.event == event)
                    and (not person or person in (e.anonymous_id, e.user_id))

@@ -26,7 +26,7 @@ from collector.normalise import LimitExceeded, normalise
 from collector.plan import TrackingPlan, Verdict
 from collector.sinks.base import Record, Sink
 from funnelhouse import metrics
-from funnelhouse.config import Settings, WriteKey
+from funnelhouse.config import Limits, Settings, WriteKey
 
 # The event name a non-track call is stored under.
 EVENT_OF_TYPE = {"page": "page_view", "screen": "screen_view", "identify": "identify",
@@ -92,6 +92,35 @@ class DebugEntry:
     payload: Any
 
 
+class _Call:
+    """One request's shared state while its events are processed, worked out once."""
+
+    __slots__ = ("batch_sent_at", "forced_type", "key", "limits", "outcome", "ip_policy",
+                 "received_at", "request", "request_ip", "seen", "source", "_formatted")
+
+    def __init__(self, request: RequestInfo, limits: Limits, forced_type: str | None,
+                 ip_salt: bytes) -> None:
+        self.request = request
+        self.key = request.write_key
+        self.source = request.write_key.source
+        self.limits = limits
+        self.forced_type = forced_type
+        self.outcome = Outcome()
+        self.seen: set[str] = set()                     # dedup keys seen in this request
+        self.received_at = format_ts(request.received_at)
+        self.batch_sent_at = parse_timestamp(request.sent_at)
+        self.ip_policy = "drop" if request.privacy_signal else self.key.ip_policy
+        self.request_ip = anonymise_ip(request.ip, self.ip_policy, ip_salt)
+        self._formatted: dict[float, str] = {}
+
+    def formatted(self, epoch_seconds: float) -> str:
+        """format_ts, remembered: events of one request mostly share sent_at."""
+        text = self._formatted.get(epoch_seconds)
+        if text is None:
+            text = self._formatted[epoch_seconds] = format_ts(epoch_seconds)
+        return text
+
+
 class Ingestor:
     def __init__(self, settings: Settings, plan: TrackingPlan, sink: Sink | None = None,
                  debug_size: int = 200) -> None:
@@ -99,7 +128,9 @@ class Ingestor:
         self.plan = plan
         self.sink = sink
         self.dedup = DedupWindow(settings.dedup_window_seconds, settings.dedup_window_size)
-        self.debug: dict[str, deque[DebugEntry]] = {}
+        # Per source, the last events as DebugEntry field tuples (a tuple is ~5× cheaper
+        # to make, and every event is remembered while few are ever looked at).
+        self._debug: dict[str, deque[tuple[Any, ...]]] = {}
         self._debug_size = debug_size
         self._ip_salt = hashlib.sha256(settings.admin_token.encode() or b"funnelhouse").digest()
 
@@ -127,16 +158,13 @@ class Ingestor:
 
     def process(self, messages: list[Any], request: RequestInfo,
                 forced_type: str | None = None) -> Outcome:
-        outcome = Outcome()
-        seen_in_request: set[str] = set()
+        call = _Call(request, self.settings.limits, forced_type, self._ip_salt)
         for index, message in enumerate(messages):
-            self._process_one(index, message, request, forced_type, outcome, seen_in_request)
-        return outcome
+            self._process_one(index, message, call)
+        return call.outcome
 
-    def _process_one(self, index: int, raw: Any, request: RequestInfo, forced_type: str | None,
-                     outcome: Outcome, seen_in_request: set[str]) -> None:
-        key = request.write_key
-        limits = self.settings.limits
+    def _process_one(self, index: int, raw: Any, call: _Call) -> None:
+        request, limits, outcome = call.request, call.limits, call.outcome
         if not isinstance(raw, dict):
             self._reject(outcome, index, raw, request, "", "not_an_object",
                          [{"path": f"$[{index}]", "message": "an event must be a JSON object"}])
@@ -152,7 +180,7 @@ class Ingestor:
                                                    "levels"}],
                          raw_bytes=b"", event=name if isinstance(name, str) else "")
             return
-        message_id = _message_id(raw, raw_bytes, key.source)
+        message_id = _message_id(raw, raw_bytes, call.source)
         if len(raw_bytes) > limits.max_event_bytes:
             self._reject(outcome, index, raw, request, message_id, "event_too_large",
                          [{"path": "$", "message": f"event is {len(raw_bytes)} bytes; "
@@ -161,26 +189,29 @@ class Ingestor:
             return
         try:
             message = normalise(raw, max_depth=limits.max_depth,
-                                max_string=limits.max_string_length)
+                                max_string=limits.max_string_length,
+                                encoded_size=len(raw_bytes))
         except LimitExceeded as exc:
             self._reject(outcome, index, raw, request, message_id, exc.reason,
                          [{"path": exc.path, "message": exc.message}], raw_bytes=raw_bytes)
             return
         # Segment's libraries send absent fields as null (`"category": null` on every
         # screen call); at the top of a message null means "not given".
-        message = {k: v for k, v in message.items() if v is not None}
+        for name in [name for name, value in message.items() if value is None]:
+            del message[name]
 
-        dedup_key = f"{key.source}:{message_id}"
-        if dedup_key in self.dedup or dedup_key in seen_in_request:
+        dedup_key = f"{call.source}:{message_id}"
+        if dedup_key in self.dedup or dedup_key in call.seen:
             outcome.duplicates += 1
             return
-        seen_in_request.add(dedup_key)
+        call.seen.add(dedup_key)
 
         properties = message.get("properties")
-        if isinstance(properties, dict) and "products" in properties and "items" not in properties:
+        if properties.__class__ is dict and "products" in properties \
+                and "items" not in properties:
             # Segment's ecommerce spec names an order's lines `products`; the plan, `items`.
             properties["items"] = properties.pop("products")
-        message_type = forced_type or message.get("type") or "track"
+        message_type = call.forced_type or message.get("type") or "track"
         message["type"] = message_type
         message["message_id"] = message_id
         if message_type == "track":
@@ -188,6 +219,7 @@ class Ingestor:
             message["event"] = self.plan.canonical_event(name) if isinstance(name, str) else name
         elif isinstance(message_type, str) and message_type in EVENT_OF_TYPE:
             message["event"] = EVENT_OF_TYPE[message_type]
+        key = call.key
         verdict = self.plan.validate(message, unknown_events=key.unknown_events,
                                      extra_properties=key.extra_properties)
         if not verdict.ok:
@@ -198,38 +230,39 @@ class Ingestor:
                          message_type=str(message_type), schema_version=verdict.schema_version)
             return
 
-        row = self._row(message, request, verdict)
+        row = self._row(message, call, verdict)
         person = row["anonymous_id"] or row["user_id"]
-        outcome.records.append(Record("events", f"{key.source}:{person}", orjson.dumps(row)))
+        outcome.records.append(Record("events", f"{call.source}:{person}", orjson.dumps(row)))
         outcome.dedup_keys.append(dedup_key)
         outcome.accepted += 1
         self._remember(request, row["event"], message_id, row["anonymous_id"], row["user_id"],
-                       True, "", [], list(row["flags"]), raw)
+                       True, "", [], row["flags"], raw)
 
-    def _row(self, message: dict[str, Any], request: RequestInfo, verdict: Verdict
-             ) -> dict[str, Any]:
-        key = request.write_key
-        limits = self.settings.limits
-        context = message.get("context") if isinstance(message.get("context"), dict) else {}
-        properties = message.get("properties") if isinstance(message.get("properties"),
-                                                             dict) else {}
-        traits = message.get("traits") if isinstance(message.get("traits"), dict) else None
-        if traits is None:
-            traits = context.get("traits") if isinstance(context.get("traits"), dict) else {}
+    def _row(self, message: dict[str, Any], call: _Call, verdict: Verdict) -> dict[str, Any]:
+        request, key, limits = call.request, call.key, call.limits
+        get = message.get
+        context = _dict(get("context"))
+        properties = _dict(get("properties"))
+        traits = get("traits")
+        if traits.__class__ is not dict:
+            traits = _dict(context.get("traits"))
         if key.hash_fields or key.drop_fields:
             properties, traits = scrub_fields(properties, traits, hash_fields=key.hash_fields,
                                               drop_fields=key.drop_fields, salt=self._ip_salt)
-        page = context.get("page") if isinstance(context.get("page"), dict) else {}
-        if message["type"] == "page":
+        page = _dict(context.get("page"))
+        message_type = message["type"]
+        if message_type == "page":
             # Segment's page call carries the page in properties; context.page may be absent.
             page = {**{k: properties.get(k) for k in ("url", "path", "title", "referrer",
                                                       "search") if properties.get(k)}, **page}
-        screen = context.get("screen") if isinstance(context.get("screen"), dict) else {}
-        library = context.get("library") if isinstance(context.get("library"), dict) else {}
+        library = _dict(context.get("library"))
 
+        original_at = get("timestamp") or get("original_timestamp")
+        sent_at_given = get("sent_at") or request.sent_at
         timestamp, original, sent_at, time_flags = correct_timestamp(
-            parse_timestamp(message.get("timestamp") or message.get("original_timestamp")),
-            parse_timestamp(message.get("sent_at") or request.sent_at),
+            None if original_at is None else parse_timestamp(original_at),
+            call.batch_sent_at if sent_at_given is request.sent_at
+            else parse_timestamp(sent_at_given),
             request.received_at,
             key_kind=key.kind,
             max_future_skew_seconds=limits.max_future_skew_seconds,
@@ -240,40 +273,45 @@ class Ingestor:
         agent = parse_user_agent(user_agent)
         page_url = _text(page.get("url"))
         referrer = _text(page.get("referrer")) or _text(context.get("referrer"))
-        campaign = context.get("campaign") if isinstance(context.get("campaign"), dict) else None
-        traffic = classify_traffic(page_url, referrer, campaign)
+        campaign = context.get("campaign")
+        traffic = classify_traffic(page_url, referrer,
+                                   campaign if campaign.__class__ is dict else None)
 
         # Server keys speak for their users and may pass the user's IP; a browser's
         # body cannot claim an IP other than the one it connects from.
-        ip = _text(context.get("ip")) if key.kind == "server" and context.get("ip") else request.ip
-        ip_policy = "drop" if request.privacy_signal else key.ip_policy
+        given_ip = context.get("ip") if key.kind == "server" else None
+        ip = anonymise_ip(_text(given_ip), call.ip_policy, self._ip_salt) if given_ip \
+            else call.request_ip
         rest_of_context = {k: v for k, v in context.items() if k not in CONTEXT_COLUMNS}
 
-        flags = list(verdict.flags) + list(time_flags)
+        flags = [*verdict.flags, *time_flags]
         if agent.is_bot:
             flags.append("bot")
-        event = verdict.event or str(message.get("event") or "")
+        event = verdict.event or str(get("event") or "")
+        formatted = call.formatted
+        screen_name = _text(_dict(context.get("screen")).get("name"))
+        if not screen_name and message_type == "screen":
+            screen_name = _text(get("name"))
         return {
             "message_id": message["message_id"],
-            "type": message["type"],
+            "type": message_type,
             "event": event,
-            "anonymous_id": _text(message.get("anonymous_id")),
-            "user_id": _text(message.get("user_id")),
-            "previous_id": _text(message.get("previous_id")),
-            "group_id": _text(message.get("group_id")),
-            "original_timestamp": format_ts(original),
-            "sent_at": format_ts(sent_at),
-            "received_at": format_ts(request.received_at),
-            "timestamp": format_ts(timestamp),
+            "anonymous_id": _text(get("anonymous_id")),
+            "user_id": _text(get("user_id")),
+            "previous_id": _text(get("previous_id")),
+            "group_id": _text(get("group_id")),
+            "original_timestamp": formatted(original),
+            "sent_at": formatted(sent_at),
+            "received_at": call.received_at,
+            "timestamp": formatted(timestamp),
             "session_id": _text(context.get("session_id")),
             "source": key.source,
-            "channel": _channel(context, key, message["type"], event, library),
+            "channel": _channel(context, key, message_type, event, library),
             "page_url": page_url,
             "page_path": _text(page.get("path")),
             "page_title": _text(page.get("title")),
             "page_search": _text(page.get("search")),
-            "screen_name": _text(screen.get("name"))
-            or (_text(message.get("name")) if message["type"] == "screen" else ""),
+            "screen_name": screen_name,
             "referrer": referrer,
             "referrer_host": traffic.referrer_host,
             "utm_source": traffic.utm_source,
@@ -294,7 +332,7 @@ class Ingestor:
             "browser_version": agent.browser_version,
             "is_bot": int(agent.is_bot),
             "user_agent": user_agent,
-            "ip": anonymise_ip(ip, ip_policy, self._ip_salt),
+            "ip": ip,
             "locale": _text(context.get("locale")),
             "timezone": _text(context.get("timezone")),
             "library_name": _text(library.get("name")),
@@ -352,11 +390,16 @@ class Ingestor:
                   flags: list[str], payload: Any) -> None:
         """Keep the last few events per source for the tagging-QA debug view."""
         source = request.write_key.source
-        recent = self.debug.get(source)
+        recent = self._debug.get(source)
         if recent is None:
-            recent = self.debug[source] = deque(maxlen=self._debug_size)
-        recent.append(DebugEntry(request.received_at, source, event, message_id, anonymous_id,
-                                 user_id, valid, reason, errors, flags, payload))
+            recent = self._debug[source] = deque(maxlen=self._debug_size)
+        recent.append((request.received_at, source, event, message_id, anonymous_id, user_id,
+                       valid, reason, errors, flags, payload))
+
+    def debug_entries(self, source: str | None = None) -> list[DebugEntry]:
+        """The remembered events of one source (or all), oldest first per source."""
+        return [DebugEntry(*fields) for name, recent in self._debug.items()
+                if not source or name == source for fields in recent]
 
 
 def _message_id(raw: dict[str, Any], raw_bytes: bytes, source: str) -> str:
@@ -367,6 +410,10 @@ def _message_id(raw: dict[str, Any], raw_bytes: bytes, source: str) -> str:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)
     return "fh-" + hashlib.blake2b(source.encode() + raw_bytes, digest_size=16).hexdigest()
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if value.__class__ is dict else {}
 
 
 def _text(value: Any) -> str:

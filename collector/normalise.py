@@ -33,20 +33,26 @@ def snake(key: str) -> str:
     return cached
 
 
-def normalise(value: Any, *, max_depth: int, max_string: int) -> Any:
+def normalise(value: Any, *, max_depth: int, max_string: int,
+              encoded_size: int | None = None) -> Any:
     """A copy of `value` with snake_case keys; raises LimitExceeded past the limits.
 
     The walk runs on every event, so it builds no JSON paths; only when a limit is
     exceeded does a second, slower walk name the path for the error report.
+    `encoded_size`, the length of `value` as JSON if the caller has it, bounds every
+    string in it: under max_string, strings are not measured one by one.
     """
+    leaves = _SHORT_LEAVES if encoded_size is not None and encoded_size <= max_string \
+        else _LEAVES
     try:
-        return _fast(value, max_depth, max_string, 0)
+        return _fast(value, max_depth, max_string, 0, leaves)
     except _Over:
         _report(value, max_depth, max_string, "$", 0)
         raise AssertionError("limit exceeded but not found again") from None
 
 
-def _fast(value: Any, max_depth: int, max_string: int, depth: int) -> Any:
+def _fast(value: Any, max_depth: int, max_string: int, depth: int,
+          leaves: frozenset[type]) -> Any:
     kind = type(value)
     if kind is str:
         if len(value) > max_string:
@@ -59,19 +65,21 @@ def _fast(value: Any, max_depth: int, max_string: int, depth: int) -> Any:
         cache = _SNAKE_CACHE
         return {
             (cache.get(k) or snake(k)): (
-                v if type(v) in _SCALARS else _fast(v, max_depth, max_string, depth))
+                v if type(v) in leaves else _fast(v, max_depth, max_string, depth, leaves))
             for k, v in value.items()
         }
     if kind is list:
         if depth >= max_depth:
             raise _Over
         depth += 1
-        return [v if type(v) in _SCALARS else _fast(v, max_depth, max_string, depth)
+        return [v if type(v) in leaves else _fast(v, max_depth, max_string, depth, leaves)
                 for v in value]
     return value
 
 
-_SCALARS = frozenset({int, float, bool, type(None)})
+# Values copied as they are; strings too when none can be over the length limit.
+_LEAVES = frozenset({int, float, bool, type(None)})
+_SHORT_LEAVES = _LEAVES | {str}
 
 
 def _report(value: Any, max_depth: int, max_string: int, path: str, depth: int) -> None:
