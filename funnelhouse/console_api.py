@@ -37,6 +37,7 @@ from funnelhouse.coverage import coverage
 from funnelhouse.people_search import MAX_LIMIT, search_people
 from funnelhouse.segments import (
     NOT_FORGOTTEN,
+    SEGMENT_TABLES,
     CompiledQuery,
     Segment,
     SegmentError,
@@ -231,12 +232,36 @@ def console_meta(reader: Warehouse, settings: Settings, plan: TrackingPlan) -> d
         "events_table": table,
         "planned_events": list(planned),
         "breakdowns": _breakdowns(reader, plan) if modelled else [],
+        "pages": _top_pages(reader) if modelled else [],
+        "segment_tables": _segment_tables(reader),
         "breakdown_prefixes": {"properties.": "a key of the event's properties JSON",
                                "segment:": "membership of a materialised segment (id)"},
         "date_range": {"min": low, "max": high} if int(count) else {"min": None, "max": None},
         "reporting_tz": settings.reporting_tz,
         "sources": sorted(set(sources_of(settings)) | set(seen_sources)),
     }
+
+
+def _top_pages(reader: Warehouse, limit: int = 200) -> list[dict[str, Any]]:
+    """The most viewed page paths and screen names: the Paths view's start-page choices."""
+    rows = reader.query(
+        "SELECT page_path, count() AS views FROM behavior_events "
+        "WHERE event IN ('page_view', 'screen_view') AND page_path != '' "
+        "GROUP BY page_path ORDER BY views DESC, page_path LIMIT {limit:UInt32}",
+        {"limit": limit}).rows
+    return [{"page": page, "views": int(views)} for page, views in rows]
+
+
+def _segment_tables(reader: Warehouse) -> dict[str, list[dict[str, str]]]:
+    """The tables a segment group may read (the order of SEGMENT_TABLES) with their columns,
+    for the segment builder's pickers; a table not built yet has no columns."""
+    columns: dict[str, list[dict[str, str]]] = {table: [] for table in SEGMENT_TABLES}
+    for table, name, ch_type in reader.query(
+            "SELECT table, name, type FROM system.columns WHERE database = currentDatabase() "
+            "ORDER BY table, position").rows:
+        if table in columns:
+            columns[table].append({"name": name, "type": ch_type})
+    return columns
 
 
 def _breakdowns(reader: Warehouse, plan: TrackingPlan) -> list[str]:

@@ -112,6 +112,7 @@ def print_welcome(settings: Settings, url: str) -> None:
     print(f"""funnelhouse is up at {url}  (data: {settings.data_dir})
   write key ({key.source}, {key.kind}): {key.key}
   admin token:                 {settings.admin_token}
+  web console:                 {url}/console/  (log in with the admin token)
 
 Send an event:
   curl -s -u {key.key}: {url}/v1/track -H 'Content-Type: application/json' \\

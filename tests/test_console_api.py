@@ -17,6 +17,7 @@ from starlette.testclient import TestClient
 from collector.plan import TrackingPlan
 from funnelhouse import analyses_api, console_api, people_api
 from funnelhouse.config import Settings, WriteKey
+from funnelhouse.segments import SEGMENT_TABLES
 from tests.people_support import Built, built_warehouse
 
 AUTH = {"Authorization": "Bearer admintok"}
@@ -279,6 +280,16 @@ def test_meta_counts_events_and_offers_breakdowns_the_funnel_accepts(api: TestCl
     assert "shop-web" in doc["sources"]
     assert "utm_campaign" in doc["breakdowns"] and "person_id" not in doc["breakdowns"]
     assert any(b.startswith("properties.") for b in doc["breakdowns"])
+    pages = {r["page_path"]: int(r["n"]) for r in rows(
+        built, "SELECT page_path, count() AS n FROM behavior_events WHERE event IN "
+               "('page_view', 'screen_view') AND page_path != '' GROUP BY page_path")}
+    assert {p["page"]: p["views"] for p in doc["pages"]} == pages and pages
+    assert [p["views"] for p in doc["pages"]] == sorted(pages.values(), reverse=True)
+    assert list(doc["segment_tables"]) == list(SEGMENT_TABLES)
+    users = [c["name"] for c in doc["segment_tables"]["users"]]
+    assert users == [r["name"] for r in rows(
+        built, "SELECT name FROM system.columns WHERE database = currentDatabase() "
+               "AND table = 'users' ORDER BY position")] and "revenue" in users
     for breakdown in ("channel", next(b for b in doc["breakdowns"]
                                       if b.startswith("properties."))):
         funnel = api.post("/v1/analyses/funnel", headers=AUTH, json={
