@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hmac
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.requests import Request
@@ -12,9 +13,9 @@ from collector.reasons import Refusal
 from funnelhouse.config import Settings, WriteKey
 
 
-def write_key_of(request: Request, body: Any = None) -> str:
+def write_key_of(request: Request, headers: Mapping[str, str], body: Any = None) -> str:
     """Basic auth user, X-Write-Key header, `writeKey` in the body, or in the query string."""
-    authorization = request.headers.get("authorization", "")
+    authorization = headers.get("authorization", "")
     if authorization[:6].lower() == "basic ":
         try:
             user = base64.b64decode(authorization[6:]).decode("utf-8").split(":", 1)[0]
@@ -22,7 +23,7 @@ def write_key_of(request: Request, body: Any = None) -> str:
             user = ""
         if user:
             return user
-    header = request.headers.get("x-write-key")
+    header = headers.get("x-write-key")
     if header:
         return header
     if isinstance(body, dict):
@@ -32,15 +33,17 @@ def write_key_of(request: Request, body: Any = None) -> str:
     return request.query_params.get("writeKey") or request.query_params.get("write_key") or ""
 
 
-def resolve_write_key(settings: Settings, request: Request, body: Any = None) -> WriteKey:
-    key = write_key_of(request, body)
+def resolve_write_key(keys: Mapping[str, WriteKey], request: Request,
+                      headers: Mapping[str, str], body: Any = None) -> WriteKey:
+    """The write key of a request; `keys` maps each key to its settings."""
+    key = write_key_of(request, headers, body)
     if not key:
         raise Refusal("unknown_write_key", "no write key: send it as Basic auth user, "
                       "X-Write-Key header, writeKey in the body or the query string")
-    write_key = settings.key(key)
+    write_key = keys.get(key)
     if write_key is None:
         raise Refusal("unknown_write_key", "write key is not known")
-    origin = request.headers.get("origin")
+    origin = headers.get("origin")
     if origin and write_key.allowed_origins and origin not in write_key.allowed_origins:
         raise Refusal("origin_not_allowed", f"origin {origin} may not use this write key")
     return write_key

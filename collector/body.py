@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zlib
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -16,8 +17,15 @@ GZIP_MAGIC = b"\x1f\x8b"
 JSON_TYPES = ("application/json", "text/plain", "application/x-json", "")
 
 
-async def read_body(request: Request, limits: Limits) -> bytes:
-    declared = request.headers.get("content-length")
+def request_headers(request: Request) -> dict[str, str]:
+    """The request's headers as a plain dict (names lowercased; the first of repeats)."""
+    # Starlette's Headers scans the raw list on every lookup; a request needs a dozen.
+    return {name.decode("latin-1"): value.decode("latin-1")
+            for name, value in reversed(request.scope["headers"])}
+
+
+async def read_body(request: Request, headers: Mapping[str, str], limits: Limits) -> bytes:
+    declared = headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limits.max_body_bytes:
         raise Refusal("body_too_large", f"body is {declared} bytes; limit {limits.max_body_bytes}")
     chunks: list[bytes] = []
@@ -28,7 +36,7 @@ async def read_body(request: Request, limits: Limits) -> bytes:
             raise Refusal("body_too_large", f"body exceeds {limits.max_body_bytes} bytes")
         chunks.append(chunk)
     body = b"".join(chunks)
-    encoding = request.headers.get("content-encoding", "").lower()
+    encoding = headers.get("content-encoding", "").lower()
     if encoding == "gzip" or body[:2] == GZIP_MAGIC:
         body = gunzip_capped(body, limits.max_decompressed_bytes)
     elif encoding not in ("", "identity"):
@@ -50,18 +58,19 @@ def gunzip_capped(data: bytes, cap: int) -> bytes:
     return out
 
 
-def check_content_type(request: Request) -> None:
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+def check_content_type(headers: Mapping[str, str]) -> None:
+    content_type = headers.get("content-type", "")
+    media_type = content_type.split(";")[0].strip().lower()
     if media_type not in JSON_TYPES:
         raise Refusal("unsupported_content_type",
                       f"content-type {media_type!r}; send application/json or text/plain")
-    charset = _charset(request.headers.get("content-type", ""))
+    charset = _charset(content_type)
     if charset and charset not in ("utf-8", "utf8"):
         raise Refusal("unsupported_content_type", f"charset {charset!r}; send utf-8")
 
 
 def parse_json(body: bytes) -> Any:
-    if not body.strip():
+    if not body or body.isspace():  # not strip(): that copies the whole body
         raise Refusal("malformed_json", "empty body")
     try:
         return orjson.loads(body)

@@ -132,6 +132,7 @@ class Ingestor:
         # to make, and every event is remembered while few are ever looked at).
         self._debug: dict[str, deque[tuple[Any, ...]]] = {}
         self._debug_size = debug_size
+        self._accepted: dict[str, Any] = {}  # source -> its events_accepted counter
         self._ip_salt = hashlib.sha256(settings.admin_token.encode() or b"funnelhouse").digest()
 
     async def ingest(self, messages: list[Any], request: RequestInfo,
@@ -147,9 +148,12 @@ class Ingestor:
         # Only after the publish: a retry of a request that got a 503 must not be
         # mistaken for a repeat of something stored.
         self.dedup.add_all(outcome.dedup_keys)
-        source = request.write_key.source
         if outcome.accepted:
-            metrics.events_accepted.labels(source).inc(outcome.accepted)
+            source = request.write_key.source
+            accepted = self._accepted.get(source)
+            if accepted is None:  # labels() costs more than inc(): look it up once
+                accepted = self._accepted[source] = metrics.events_accepted.labels(source)
+            accepted.inc(outcome.accepted)
         if outcome.duplicates:
             metrics.events_duplicate.inc(outcome.duplicates)
         for rejection in outcome.rejected:
