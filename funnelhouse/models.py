@@ -2,8 +2,12 @@
 
 Models are the files in `sql/models/`, one per table. Each file holds a header that
 names its dependencies (`-- depends_on: a, b`) and how it refreshes
-(`-- materialized: table | incremental_by_day`), then two statements: the table's DDL
-(`{{ this }}` stands for the table being written) and the model's SELECT. The runner
+(`-- materialized: table | incremental_by_day`), then the table's DDL (`{{ this }}`
+stands for the table being written), optionally a scratch step, and the model's SELECT.
+The scratch step (`CREATE TABLE {{ scratch }} ENGINE = Memory AS …`) holds an
+intermediate result that the SELECT reads more than once, so it is computed once per
+statement (a CTE would be re-run at every reference); the runner creates it before each
+insert and drops it after. The runner
 orders models by dependencies and, for each:
 
 * `table` — builds the whole table into `<name>__new` and swaps it in with
@@ -60,6 +64,7 @@ class Model:
     ddl: str  # CREATE TABLE IF NOT EXISTS {{ this }} …
     select: str
     path: Path
+    scratch: str = ""  # CREATE TABLE {{ scratch }} ENGINE = Memory AS … ('' if none)
 
 
 @dataclass(frozen=True)
@@ -78,16 +83,26 @@ def load_models(models_dir: Path) -> list[Model]:
         text = path.read_text()
         header = dict(re.findall(r"^--\s*(depends_on|materialized):[ \t]*(.*)$", text, re.M))
         statements = split_statements(text)
-        if len(statements) != 2:
+        if len(statements) not in (2, 3):
             raise ValueError(
-                f"{path.name}: expected a CREATE TABLE and a SELECT, got {len(statements)}"
+                f"{path.name}: expected a CREATE TABLE, an optional scratch step and a "
+                f"SELECT, got {len(statements)} statements"
             )
+        scratch = _strip_comments(statements[1]) if len(statements) == 3 else ""
+        if scratch and "{{ scratch }}" not in scratch:
+            raise ValueError(f"{path.name}: the middle statement must create {{{{ scratch }}}}")
         deps = tuple(d.strip() for d in header.get("depends_on", "").split(",") if d.strip())
         materialized = header.get("materialized", "table").split()[0]
         if materialized not in ("table", "incremental_by_day"):
             raise ValueError(f"{path.name}: unknown materialization {materialized!r}")
         models[path.stem] = Model(
-            path.stem, deps, materialized, statements[0], _strip_comments(statements[1]), path
+            path.stem,
+            deps,
+            materialized,
+            statements[0],
+            _strip_comments(statements[-1]).replace("{{ scratch }}", _scratch_name(path.stem)),
+            path,
+            scratch.replace("{{ scratch }}", _scratch_name(path.stem)),
         )
     ordered: list[Model] = []
     state: dict[str, str] = {}
@@ -406,18 +421,26 @@ class _Runner:
             "gap_seconds": str(self.settings.session_gap_minutes * 60),
             **day_params,
         }
-        wanted = set(_PARAM.findall(model.select))
+        wanted = set(_PARAM.findall(model.scratch + model.select))
         missing = wanted - set(available)
         if missing:
             raise ValueError(
                 f"{model.name}: parameter(s) {sorted(missing)} need an incremental run"
             )
         params = {k: v for k, v in available.items() if k in wanted}
-        self.wh.execute(
-            f"INSERT INTO {target} ({cols})\nSELECT {cols}\nFROM (\n{model.select}\n)\n"
-            f"{_QUERY_SETTINGS}",
-            params,
-        )
+        scratch = _scratch_name(model.name)
+        try:
+            if model.scratch:
+                self.wh.execute(f"DROP TABLE IF EXISTS {scratch}")
+                self.wh.execute(f"{model.scratch}\n{_QUERY_SETTINGS}", params)
+            self.wh.execute(
+                f"INSERT INTO {target} ({cols})\nSELECT {cols}\nFROM (\n{model.select}\n)\n"
+                f"{_QUERY_SETTINGS}",
+                params,
+            )
+        finally:
+            if model.scratch:
+                self.wh.execute(f"DROP TABLE IF EXISTS {scratch}")
 
     def _day_params(self, days: list[date]) -> dict[str, str]:
         """The chunk's days, and its bounds in UTC: [ts_from, ts_to) covers the days,
@@ -460,6 +483,10 @@ class _Runner:
 
 def _ddl(model: Model, table: str) -> str:
     return model.ddl.replace("{{ this }}", table)
+
+
+def _scratch_name(model: str) -> str:
+    return f"{model}__scratch"
 
 
 def _strip_comments(sql: str) -> str:

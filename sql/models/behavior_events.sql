@@ -98,6 +98,10 @@ ENGINE = MergeTree
 PARTITION BY event_date
 ORDER BY (event, person_id, event_at);
 
+-- Scratch: the chunk's events — deduplicated, parsed and identity-resolved — held in
+-- memory, because the SELECT below reads them twice (to cut sessions, and to emit
+-- the events with their session).
+CREATE TABLE {{ scratch }} ENGINE = Memory AS
 WITH
 copies AS (
     -- The few message_ids delivered more than once, and when their first copy arrived:
@@ -216,8 +220,11 @@ identified AS (
     FROM events
     LEFT JOIN linked AS by_user ON by_user.id = events.user_id
     LEFT JOIN linked AS by_anon ON by_anon.id = events.anonymous_id
-),
+)
 
+SELECT * FROM identified;
+
+WITH
 person_days AS (
     -- Each person's day as one time-ordered array of the few fields sessions need
     -- (the arraySplit-style sessionisation, several times cheaper than windows).
@@ -227,7 +234,7 @@ person_days AS (
             event_at, message_id, sdk_session_id, campaign_key, traffic_source,
             traffic_medium, utm_campaign
         ))) AS evs
-    FROM identified
+    FROM {{ scratch }}
     GROUP BY person_id, event_date
 ),
 
@@ -326,7 +333,7 @@ final AS (
         e.staff_id AS staff_id,
         e.properties AS properties,
         e.traits AS traits
-    FROM identified AS e
+    FROM {{ scratch }} AS e
     INNER JOIN event_sessions AS s ON s.message_id = e.message_id
 )
 
