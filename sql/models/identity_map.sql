@@ -30,6 +30,9 @@ CREATE TABLE IF NOT EXISTS {{ this }}
 ENGINE = MergeTree
 ORDER BY id;
 
+-- Scratch: each linked id's first link, held in memory because the chain below reads
+-- it four times (a CTE would re-run the scans of events_raw at each hop).
+CREATE TABLE {{ scratch }} ENGINE = Memory AS
 WITH
 links_raw AS (
     SELECT anonymous_id AS from_id, user_id AS to_id, timestamp, message_id
@@ -48,8 +51,11 @@ links AS (
         min(timestamp) AS linked_at
     FROM links_raw
     GROUP BY from_id
-),
+)
 
+SELECT id, to_id, linked_at FROM links;
+
+WITH
 resolved AS (
     -- join_use_nulls = 0: a missing hop reads as '' and stops the chain.
     SELECT
@@ -57,10 +63,10 @@ resolved AS (
         l1.to_id AS linked_to,
         l1.linked_at AS linked_at,
         multiIf(l4.to_id != '', l4.to_id, l3.to_id != '', l3.to_id, l2.to_id != '', l2.to_id, l1.to_id) AS person_id
-    FROM links AS l1
-    LEFT JOIN links AS l2 ON l2.id = l1.to_id
-    LEFT JOIN links AS l3 ON l3.id = l2.to_id
-    LEFT JOIN links AS l4 ON l4.id = l3.to_id
+    FROM {{ scratch }} AS l1
+    LEFT JOIN {{ scratch }} AS l2 ON l2.id = l1.to_id
+    LEFT JOIN {{ scratch }} AS l3 ON l3.id = l2.to_id
+    LEFT JOIN {{ scratch }} AS l4 ON l4.id = l3.to_id
 ),
 
 ids AS (
