@@ -38,6 +38,8 @@ ENGINE = MergeTree
 PARTITION BY toYYYYMM(order_date)
 ORDER BY (product_id, order_date, order_id, line_number);
 
+-- Scratch: the order lines, held in memory because the SELECT reads them three times.
+CREATE TABLE {{ scratch }} ENGINE = Memory AS
 WITH
 purchases AS (
     SELECT order_id, person_id, event_at AS ordered_at, event_date AS order_date, currency, properties
@@ -60,14 +62,17 @@ lines AS (
     ARRAY JOIN
         JSONExtractArrayRaw(properties, 'items') AS item,
         arrayEnumerate(JSONExtractArrayRaw(properties, 'items')) AS line_number
-),
+)
 
+SELECT * FROM lines;
+
+WITH
 product_touches AS (
     SELECT person_id, product_id, event, event_at
     FROM behavior_events
     WHERE event IN ('product_view', 'add_to_cart')
       AND product_id != ''
-      AND person_id IN (SELECT person_id FROM purchases)
+      AND person_id IN (SELECT person_id FROM {{ scratch }})
 ),
 
 behaviour AS (
@@ -77,8 +82,9 @@ behaviour AS (
         countIf(t.event = 'product_view' AND t.event_at < l.ordered_at) AS views,
         countIf(t.event = 'add_to_cart' AND t.event_at < l.ordered_at) AS carts,
         minIf(t.event_at, t.event = 'product_view' AND t.event_at < l.ordered_at) AS first_view
-    FROM lines AS l
-    INNER JOIN product_touches AS t ON t.person_id = l.person_id AND t.product_id = l.product_id
+    -- the lines (fewer rows) are the join's hash table, the touches stream past it
+    FROM product_touches AS t
+    INNER JOIN {{ scratch }} AS l ON l.person_id = t.person_id AND l.product_id = t.product_id
     GROUP BY l.order_id, l.line_number
 ),
 
@@ -102,7 +108,7 @@ final AS (
         if(b.views > 0,
            intDiv(toUnixTimestamp64Milli(l.ordered_at) - toUnixTimestamp64Milli(b.first_view), 1000),
            NULL) AS seconds_from_first_view
-    FROM lines AS l
+    FROM {{ scratch }} AS l
     LEFT JOIN behaviour AS b ON b.order_id = l.order_id AND b.line_number = l.line_number
 )
 

@@ -61,6 +61,9 @@ ENGINE = MergeTree
 PARTITION BY toYYYYMM(order_date)
 ORDER BY (person_id, ordered_at, order_id);
 
+-- Scratch: the orders in sequence, held in memory because the SELECT reads them
+-- four times.
+CREATE TABLE {{ scratch }} ENGINE = Memory AS
 WITH
 purchases AS (
     SELECT order_id, person_id, user_id, event_at AS ordered_at, event_date AS order_date,
@@ -75,12 +78,15 @@ sequenced AS (
     SELECT *,
         row_number() OVER (PARTITION BY person_id ORDER BY ordered_at, order_id) AS order_seq
     FROM purchases
-),
+)
 
+SELECT * FROM sequenced;
+
+WITH
 buyer_sessions AS (
     SELECT person_id, session_id, started_at, landing_source, landing_medium, landing_campaign, is_direct
     FROM sessions
-    WHERE person_id IN (SELECT person_id FROM purchases)
+    WHERE person_id IN (SELECT person_id FROM {{ scratch }})
 ),
 
 first_touch AS (
@@ -128,13 +134,16 @@ last_touch AS (
         t.landing_source AS touch_source,
         t.landing_medium AS touch_medium,
         t.landing_campaign AS touch_campaign
-    FROM sequenced AS s
+    FROM {{ scratch }} AS s
     ASOF LEFT JOIN non_direct_touches AS t
         ON t.person_id = s.person_id AND s.ordered_at >= t.started_at
 ),
 
 order_sessions AS (
-    SELECT session_id, started_at FROM buyer_sessions
+    -- only the sessions the orders were placed in: the join's hash table stays small
+    SELECT session_id, started_at
+    FROM buyer_sessions
+    WHERE session_id IN (SELECT session_id FROM {{ scratch }})
 ),
 
 final AS (
@@ -174,7 +183,7 @@ final AS (
         if(i.first_viewed_at IS NOT NULL,
            intDiv(toUnixTimestamp64Milli(s.ordered_at) - toUnixTimestamp64Milli(assumeNotNull(i.first_viewed_at)), 1000),
            NULL) AS lead_time_first_product_view_seconds
-    FROM sequenced AS s
+    FROM {{ scratch }} AS s
     LEFT JOIN items AS i ON i.order_id = s.order_id
     LEFT JOIN first_touch AS ft ON ft.person_id = s.person_id
     LEFT JOIN last_touch AS lt ON lt.order_id = s.order_id
