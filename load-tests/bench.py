@@ -12,9 +12,16 @@ shown as it runs and kept in --work-dir/logs), so any of them can also be run al
     bench_collector.py   collector vs the bare-endpoint ceiling, singles and 50-batches
     bench_pipeline.py    embedded queue vs Kafka, freshness, loader rows/s, collector RSS,
                          the per-stage profile of the ingest path
-    bench_models.py      the eight tables: full build at 1M and 10M events, incremental day
-    bench_analyses.py    5-step funnel with a breakdown, weekly retention (10M events)
-    bench_segments.py    segment materialisation and membership checks (10M events)
+    bench_models.py      the shared data set (dataset.py: 1M generated events, copied in
+                         SQL to 10M), full builds at 1M and 10M, an incremental day
+    bench_analyses.py    5-step funnel with a breakdown, weekly retention (the 10M folder)
+    bench_segments.py    segment materialisation and membership checks (the 10M folder)
+
+The 10M-event data folder is made once, by bench_models.py, in --work-dir/data; the
+analyses and segments parts read that same folder afterwards (one process at a time:
+chdb serves a folder to one process). The whole run has a time budget (20 min; --quick
+3 min): each part's limit is its share of the budget plus whatever earlier parts left
+unused, so the run ends within the budget even when a part has to be stopped.
 
 A part that fails or runs past its time limit is reported as such; the others still run.
 Every process a part starts (servers, Kafka) is stopped when it ends, fails or times out.
@@ -26,7 +33,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import shutil
 import signal
 import subprocess
@@ -59,29 +65,45 @@ class Part:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+# Sizes of the shared data set: the first is generated in Python, the second is copies of
+# it (load-tests/dataset.py); the second is the one the analyses and segments read.
+SIZES_FULL = (1_000_000, 10_000_000)
+SIZES_QUICK = (25_000, 100_000)
+BUDGET_FULL = 20 * 60      # seconds, the whole run
+BUDGET_QUICK = 3 * 60
+
+
+def shared_folder(work: Path, quick: bool) -> Path:
+    """The data folder bench_models.py builds and the analyses and segments parts read."""
+    return work / "data" / f"events-{(SIZES_QUICK if quick else SIZES_FULL)[-1]}"
+
+
 def parts(work: Path, no_kafka: bool) -> list[Part]:
     kafka = ["--no-kafka"] if no_kafka else []
+    data = str(work / "data")
+    full_folder, quick_folder = str(shared_folder(work, False)), str(shared_folder(work, True))
+    # Limits (full, quick) sum to the budgets above: what a part leaves unused goes to the
+    # parts after it (see run_all).
     return [
         # bench_collector waits (up to --patience s) for a quiet machine before each
-        # measurement; bounded here so the whole bench keeps its time budget. --quick
-        # leaves it out: bench_pipeline measures the same bare/collector pair, shorter.
-        Part("collector", "bench_collector.py", ["--workers", "1,2", "--patience", "10"],
-             [], 480, 0, json_flag=True),
-        Part("pipeline", "bench_pipeline.py", [*kafka, "--loader-rows", "500000"],
+        # measurement; bounded here so the whole bench keeps its time budget, as are the
+        # wrk runs (6 s, the scripts' default is 10). --quick leaves bench_collector out:
+        # bench_pipeline measures the same bare/collector pair, shorter.
+        Part("collector", "bench_collector.py",
+             ["--workers", "1,2", "--seconds", "6", "--patience", "3"], [], 140, 0,
+             json_flag=True),
+        Part("pipeline", "bench_pipeline.py", [*kafka, "--seconds", "6", "--loader-rows", "300000"],
              ["--quick", *kafka, "--only", "throughput,freshness,loader,profile"],
-             900, 150, json_flag=True),
+             260, 100, json_flag=True),
         Part("models", "bench_models.py",
-             ["--sizes", "1000000,10000000", "--work-dir", str(work / "models")],
-             ["--sizes", "50000", "--work-dir", str(work / "models")], 900, 90),
-        Part("analyses", "bench_analyses.py",
-             ["--events", "10000000", "--runs", "3", "--work-dir", str(work / "analyses")],
-             ["--events", "100000", "--runs", "1", "--work-dir", str(work / "analyses")],
-             900, 90),
+             ["--sizes", ",".join(map(str, SIZES_FULL)), "--work-dir", data],
+             ["--sizes", ",".join(map(str, SIZES_QUICK)), "--work-dir", data], 640, 45,
+             json_flag=True),
+        Part("analyses", "bench_analyses.py", ["--folder", full_folder, "--runs", "3"],
+             ["--folder", quick_folder, "--runs", "1"], 50, 15),
         Part("segments", "bench_segments.py",
-             ["--people", "13000", "--days", "30", "--copies", "10", "--checks", "2000",
-              "--dir", str(work / "segments")],
-             ["--people", "1000", "--days", "10", "--checks", "200",
-              "--dir", str(work / "segments")], 900, 90),
+             ["--folder", full_folder, "--checks", "2000", "--runs", "3"],
+             ["--folder", quick_folder, "--checks", "200", "--runs", "1"], 110, 20),
     ]
 
 
@@ -112,7 +134,28 @@ def _kill_group(proc: subprocess.Popen[str]) -> None:
         pass
 
 
-def run_part(part: Part, quick: bool, work: Path) -> None:
+def limit(part: Part, quick: bool) -> int:
+    """The part's own share of the time budget, in seconds (0: not run)."""
+    if quick:
+        return part.timeout_quick if part.quick else 0
+    return part.timeout_full
+
+
+def run_all(selected: list[Part], quick: bool, work: Path) -> int:
+    """Run the parts in order within the sum of their limits; returns that budget.
+
+    A part may run until the time left minus what the parts after it are owed, i.e. its
+    own limit plus whatever the parts before it left unused.
+    """
+    budget = sum(limit(p, quick) for p in selected)
+    deadline = time.monotonic() + budget
+    for i, part in enumerate(selected):
+        owed_later = sum(limit(p, quick) for p in selected[i + 1:])
+        run_part(part, quick, work, max(10, int(deadline - time.monotonic() - owed_later)))
+    return budget
+
+
+def run_part(part: Part, quick: bool, work: Path, timeout: int) -> None:
     script = HERE / part.script
     if quick and not part.quick:
         print(f"\n== {part.name}: not part of --quick", flush=True)
@@ -126,12 +169,12 @@ def run_part(part: Part, quick: bool, work: Path) -> None:
     json_path = work / f"{part.name}.json"
     if part.json_flag:
         args += ["--json", str(json_path)]
-    timeout = part.timeout_quick if quick else part.timeout_full
     part.log = work / "logs" / f"{part.name}.log"
     part.log.parent.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, str(script), *args]
     print(f"\n== {part.name}: {' '.join(['python', f'load-tests/{part.script}', *args])}"
-          f"  (limit {timeout // 60} min {timeout % 60} s)", flush=True)
+          f"  (limit {timeout // 60} min {timeout % 60} s: its {limit(part, quick)} s "
+          f"+ {max(0, timeout - limit(part, quick))} s left by earlier parts)", flush=True)
     started = time.monotonic()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -191,24 +234,7 @@ def parse_pipeline(output: str, json_path: Path) -> Any:
 
 
 def parse_models(output: str, json_path: Path) -> Any:
-    """bench_models.py prints a table (no JSON): step, events, seconds, peak RSS MB."""
-    rows = []
-    in_table = False
-    for line in output.splitlines():
-        if line.startswith("step") and "peak RSS" in line:
-            in_table = True
-            continue
-        if not in_table:
-            continue
-        match = re.match(r"^(.+?)\s+([\d,]+)\s+([\d.]+)\s*(\d+)?\s*$", line)
-        if match:
-            rows.append({"step": match.group(1).strip(),
-                         "events": int(match.group(2).replace(",", "")),
-                         "seconds": float(match.group(3)),
-                         "peak_rss_mb": int(match.group(4)) if match.group(4) else None})
-    if not rows:
-        raise ValueError("no table in the output")
-    return rows
+    return json.loads(json_path.read_text())
 
 
 def parse_json_report(output: str, json_path: Path) -> Any:
@@ -363,8 +389,8 @@ def build_rows(results: dict[str, Part], quick: bool) -> list[Row]:
                             if queue == "embedded" else "", "bench_pipeline"))
 
     if models:
-        fulls = [r for r in models if r["step"].startswith("full build")]
-        incs = [r for r in models if r["step"].startswith("incremental")]
+        fulls = [r for r in models["steps"] if r["step"].startswith("full build")]
+        incs = [r for r in models["steps"] if r["step"].startswith("incremental")]
         for r in fulls:
             big = r is fulls[-1] and not quick
             rows.append(Row(f"models: {r['step']}",
@@ -489,9 +515,10 @@ def main() -> int:
     if args.only:
         wanted = set(args.only.split(","))
         selected = [p for p in selected if p.name in wanted]
+    budget = sum(limit(p, args.quick) for p in selected)
+    print(f"time budget {budget // 60} min {budget % 60} s", flush=True)
     try:
-        for part in selected:
-            run_part(part, args.quick, work)
+        run_all(selected, args.quick, work)
     except KeyboardInterrupt:
         print("\ninterrupted: stopping what runs", flush=True)
     finally:
@@ -513,12 +540,18 @@ def main() -> int:
     for p in selected:
         if p.error and not p.skipped:
             print(f"(!) {p.name}: {p.error}")
+    ran = ", ".join(f"{p.name} {p.seconds / 60:.1f}" for p in selected if not p.skipped)
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"total wall time {total / 60:.1f} min of a {budget / 60:g}-min budget ({ran} min); "
+          f"load average at start {', '.join(f'{x:.1f}' for x in info['load_average_at_start'])}"
+          f", at the end {load}")
     if args.markdown:
         Path(args.markdown).write_text(markdown(rows) + "\n")
     if args.out:
         Path(args.out).write_text(json.dumps({
             "command": command, "date": time.strftime("%F %T"), "machine": info,
-            "total_seconds": round(total, 1),
+            "total_seconds": round(total, 1), "budget_seconds": budget,
+            "load_average_at_end": os.getloadavg(),
             "parts": {p.name: {"seconds": round(p.seconds, 1), "error": p.error,
                                "figures": p.result} for p in selected},
             "table": [r.__dict__ for r in rows]}, indent=2, default=str))

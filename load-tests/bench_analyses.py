@@ -1,36 +1,36 @@
 """Benchmark of the analyses on chdb: a 5-step funnel with a breakdown and a weekly retention
-on generated data (10M events by default), with windowFunnel beside it for scale.
+at 10M events, with windowFunnel beside it for scale.
 
-Loading (generator → events_raw → identity_map + behavior_events) runs once into
---work-dir and is reused. The queries run in a fresh child process, so its peak RSS
-(ru_maxrss) is the analyses' own plus chdb's ≈275 MB idle footprint.
+They read the shared data folder the bench builds once (load-tests/dataset.py: a
+generated base population copied in SQL, every model built by bench_models.py) —
+`--folder` names it. Run alone without `--folder`, the script prepares such a folder
+itself under --work-dir (generate, copy, build every model), reused on the next run.
+The queries run in a fresh child process, so its peak RSS (ru_maxrss) is the analyses'
+own plus chdb's ≈275 MB idle footprint.
 
-    python load-tests/bench_analyses.py                    # 10M events
-    python load-tests/bench_analyses.py --events 1000000   # a smaller run
+    python load-tests/bench_analyses.py --folder /tmp/funnelhouse-bench-data/events-10000000
+    python load-tests/bench_analyses.py --events 1000000      # a smaller run, prepared here
 """
 
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
-import multiprocessing as mp
 import resource
 import statistics
 import subprocess
 import sys
 import time
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
 
-EVENTS_PER_PERSON = 36        # what the generator averages (measured on small runs)
-DAYS = 28
-START = date(2024, 3, 1)
-SEED = 17
-CHUNK = 5000
+import dataset  # noqa: E402
+
 AS_OF = "2024-06-01T00:00:00Z"
 
 FUNNEL = {"steps": ["page_view", "product_view", "add_to_cart", "begin_checkout", "purchase"],
@@ -48,48 +48,24 @@ SELECT level, count() AS people FROM (
 GROUP BY level ORDER BY level"""
 
 
-def _chunk(args: tuple[int, int, int]) -> list[bytes]:
-    from funnelhouse.generator import iter_json_batches
-
-    first, people, days = args
-    out: list[bytes] = []
-    for batch in iter_json_batches(SEED, people, days, START, batch_rows=10**9, first_person=first):
-        out.extend(batch)
-    return out
+def prepare(folder: Path, events: int, base_events: int) -> dict:
+    """A data folder of ≈`events` events with every model built (when run alone)."""
+    done = dataset.prepare(folder, events, base_events, build=True)
+    return {"raw_rows": done["events"], "copies": done["copies"],
+            "generate_s": done["generate_s"], "load_s": done["load_s"],
+            "models_s": done.get("models_s")}
 
 
-def load(folder: Path, people: int) -> dict:
-    from funnelhouse.analyses.sample import build
+def describe(folder: Path) -> dict:
+    """What the queries run on: behavior_events rows and people in the folder."""
     from funnelhouse.config import Settings
-    from funnelhouse.generator import iter_json_batches
     from warehouse.chdb import ChdbWarehouse
-    from warehouse.migrate import migrate
 
-    settings = Settings(data_dir=folder, reporting_tz="Asia/Seoul")
-    wh = ChdbWarehouse(settings.warehouse_dir)
-    migrate(wh, ROOT / "sql" / "migrations")
-    started = time.monotonic()
-    rows = 0
-    if "first_person" in inspect.signature(iter_json_batches).parameters:
-        jobs = [(first, min(CHUNK, people - first), DAYS) for first in range(0, people, CHUNK)]
-        with mp.get_context("fork").Pool(2) as pool:
-            for chunk in pool.imap(_chunk, jobs):
-                for i in range(0, len(chunk), 100_000):
-                    rows += wh.insert_json_rows("events_raw", chunk[i:i + 100_000])
-                print(f"  loaded {rows:,} rows", file=sys.stderr, flush=True)
-    else:
-        for batch in iter_json_batches(SEED, people, DAYS, START):
-            rows += wh.insert_json_rows("events_raw", batch)
-            print(f"  loaded {rows:,} rows", file=sys.stderr, flush=True)
-    loaded = time.monotonic() - started
-    started = time.monotonic()
-    build(wh, settings, progress=lambda line: print("  " + line, file=sys.stderr, flush=True))
-    built = time.monotonic() - started
+    wh = ChdbWarehouse(Settings(data_dir=folder).warehouse_dir, readonly=True)
     events = wh.query("SELECT count() FROM behavior_events").scalar()
     persons = wh.query("SELECT uniqExact(person_id) FROM behavior_events").scalar()
     wh.close()
-    return {"raw_rows": rows, "events": events, "people": persons, "load_s": round(loaded, 1),
-            "models_s": round(built, 1)}
+    return {"events": events, "people": persons, **(dataset.read_marker(folder) or {})}
 
 
 def queries(folder: Path, runs: int) -> dict:
@@ -116,8 +92,9 @@ def queries(folder: Path, runs: int) -> dict:
     timed("retention_weekly", lambda: run_analysis(
         "retention", RETENTION, wh, settings.reporting_tz).summary)
     timed("windowFunnel_5_steps_no_times", lambda: wh.query(WINDOW_FUNNEL).rows)
-    wh.close()
     out["peak_rss_mb"] = _rss_mb()
+    wh.close()
+    out["data"] = describe(folder)     # after the peak: counting people takes memory too
     return out
 
 
@@ -126,37 +103,42 @@ def _rss_mb() -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--folder", default=None,
+                        help="a prepared data folder with every model built (the bench's "
+                             "shared one); without it, one is prepared under --work-dir")
     parser.add_argument("--events", type=int, default=10_000_000)
+    parser.add_argument("--base-events", type=int, default=1_000_000,
+                        help="events generated in Python when preparing; the rest are copies")
     parser.add_argument("--work-dir", default="/tmp/funnelhouse-bench-analyses")
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--phase", choices=["all", "load", "query"], default="all")
+    parser.add_argument("--phase", choices=["all", "prepare", "query"], default="all",
+                        help=argparse.SUPPRESS)
     args = parser.parse_args()
-    folder = Path(args.work_dir) / f"events-{args.events}"
-    people = max(1, args.events // EVENTS_PER_PERSON)
-    report: dict = {"events_wanted": args.events, "folder": str(folder),
-                    "at": datetime.now(UTC).isoformat(timespec="seconds")}
-    if args.phase == "load":
-        print(json.dumps(load(folder, people)))
+    folder = Path(args.folder or Path(args.work_dir) / f"events-{args.events}")
+    if args.phase == "prepare":
+        print(json.dumps(prepare(folder, args.events, args.base_events)))
         return 0
     if args.phase == "query":
         print(json.dumps(queries(folder, args.runs)))
         return 0
-    marker = folder / "loaded.json"
-    if marker.is_file():
-        report["load"] = json.loads(marker.read_text())
-    else:
-        print(f"loading ~{args.events:,} events ({people:,} people, {DAYS} days) into {folder} …")
-        done = subprocess.run([sys.executable, __file__, "--phase", "load", "--events",
-                               str(args.events), "--work-dir", args.work_dir],
-                              capture_output=False, stdout=subprocess.PIPE, text=True, check=True)
-        report["load"] = json.loads(done.stdout.strip().splitlines()[-1])
-        marker.write_text(json.dumps(report["load"]))
+    report: dict = {"folder": str(folder), "at": datetime.now(UTC).isoformat(timespec="seconds")}
+    marker = dataset.read_marker(folder)
+    if not (marker and marker.get("built")):
+        if args.folder:
+            print(f"{folder} holds no built data set (run bench_models.py first, or leave "
+                  "out --folder)", file=sys.stderr)
+            return 2
+        print(f"preparing ≈{args.events:,} events in {folder} …", flush=True)
+        subprocess.run([sys.executable, __file__, "--phase", "prepare", "--events",
+                        str(args.events), "--base-events", str(args.base_events),
+                        "--folder", str(folder)], stdout=subprocess.PIPE, text=True, check=True)
     print("running the analyses in a fresh process …", flush=True)
-    done = subprocess.run([sys.executable, __file__, "--phase", "query", "--events",
-                           str(args.events), "--work-dir", args.work_dir, "--runs", str(args.runs)],
+    done = subprocess.run([sys.executable, __file__, "--phase", "query", "--folder", str(folder),
+                           "--runs", str(args.runs)],
                           stdout=subprocess.PIPE, text=True, check=True)
     report["queries"] = json.loads(done.stdout.strip().splitlines()[-1])
+    report["load"] = report["queries"].pop("data")
     print(json.dumps(report, indent=2))
     return 0
 

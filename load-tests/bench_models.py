@@ -1,216 +1,191 @@
 """Benchmark of the model runner on chdb: full builds at 1M and 10M events, and an
-incremental run of one new day on top of the 10M build. Prints a table.
+incremental run of one new day on top of the 10M build. Prints a table (and, with
+--json, writes its figures).
 
-Each measured step runs in a fresh child process, so its peak RSS (ru_maxrss of the
-child) is the runner's alone, not the generator's. Data folders are kept under
---work-dir and reused when they already hold the wanted number of events.
+The data comes from load-tests/dataset.py: the smallest size is generated in Python
+(the base population), every larger size is that base copied in SQL with suffixed ids.
+Each size gets its own data folder, `WORK/events-<size>`; the largest one, built and
+settled here, is the folder bench_analyses.py and bench_segments.py then read
+(`--folder WORK/events-<largest size>`), so this build is their setup as well.
 
-    python load-tests/bench_models.py                 # 1M and 10M
-    python load-tests/bench_models.py --sizes 1000000 # one size
+Every step runs in a fresh child process: a timed step's peak RSS is that process's
+own (ru_maxrss), i.e. the runner plus chdb, not the generator's.
+
+    python load-tests/bench_models.py                         # 1M and 10M
+    python load-tests/bench_models.py --sizes 50000,200000    # a quick look
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
-import os
-import resource
 import shutil
 import subprocess
 import sys
 import time
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
 
-EVENTS_PER_PERSON = 35  # what the generator averages (measured)
-DAYS = 30
-START = date(2024, 3, 1)
-SEED = 11
-CHUNK_PEOPLE = 4000
+import dataset  # noqa: E402
 
 
-def _generate_chunk(args: tuple[int, int, int, int, str]) -> list[bytes]:
-    from funnelhouse.generator import iter_json_batches
-
-    seed, first, people, days, start = args
-    out: list[bytes] = []
-    for batch in iter_json_batches(
-        seed, people, days, date.fromisoformat(start), batch_rows=10**9, first_person=first
-    ):
-        out.extend(batch)
-    return out
-
-
-def load(
-    folder: Path, people: int, days: int, start: date, seed: int, first_person: int = 0
-) -> int:
-    """Generate people [first_person, first_person + people) into events_raw (2 processes)."""
-    from warehouse.chdb import ChdbWarehouse
-    from warehouse.migrate import migrate
-
-    wh = ChdbWarehouse(folder)
-    migrate(wh, ROOT / "sql" / "migrations")
-    jobs = [
-        (seed, first, min(CHUNK_PEOPLE, first_person + people - first), days, start.isoformat())
-        for first in range(first_person, first_person + people, CHUNK_PEOPLE)
-    ]
-    rows = 0
-    with mp.get_context("fork").Pool(2) as pool:
-        for chunk in pool.imap(_generate_chunk, jobs):
-            for i in range(0, len(chunk), 100_000):
-                rows += wh.insert_json_rows("events_raw", chunk[i : i + 100_000])
-    wh.execute("OPTIMIZE TABLE events_raw FINAL")  # let merges settle before timing
-    wh.close()
-    return rows
-
-
-def child(args: argparse.Namespace) -> None:
-    """One measured step, run in its own process; prints a JSON line."""
+def child(args: argparse.Namespace) -> dict[str, Any]:
+    """One step, in its own process; returns what the parent prints and records."""
     from funnelhouse.config import Settings
     from funnelhouse.models import run_models
     from warehouse.chdb import ChdbWarehouse
 
     folder = Path(args.folder)
     started = time.monotonic()
-    if args.step == "load":
-        rows = load(
-            folder,
-            args.people,
-            args.days,
-            date.fromisoformat(args.start),
-            args.seed,
-            args.first_person,
-        )
-        print(json.dumps({"rows": rows, "seconds": time.monotonic() - started}))
-        return
-    wh = ChdbWarehouse(folder)
+    if args.child == "prepare":
+        done = dataset.prepare(folder, args.events, args.base_events,
+                               base_dir=Path(args.base_dir))
+        return {"seconds": time.monotonic() - started, **done}
     settings = Settings(data_dir=folder, reporting_tz=args.tz, lookback_days=args.lookback)
-    runs = run_models(
-        wh,
-        settings,
-        full_refresh=args.step == "full",
-        today=date.fromisoformat(args.today) if args.today else None,
-        progress=lambda m: print(m, file=sys.stderr),
-    )
+    wh = ChdbWarehouse(settings.warehouse_dir)
+    if args.child == "add-day":
+        # A new day arrives: a day's share of new people, copied like the rest.
+        marker = dataset.read_marker(folder) or {}
+        day = date.fromisoformat(args.today)
+        people = max(1, marker["base_people"] // dataset.DAYS)
+        generated = dataset.generate(Path(args.base_dir), people, days=1, start=day,
+                                     first_person=marker["base_people"])
+        rows = dataset.load(wh, Path(args.base_dir), marker["copies"])
+        wh.close()
+        return {"seconds": time.monotonic() - started, "rows": rows,
+                "generated": generated["rows"]}
+    if args.child == "settle":
+        seconds = dataset.settle(wh)
+        wh.close()
+        return {"seconds": seconds}
+    runs = run_models(wh, settings, full_refresh=args.child == "full",
+                      today=date.fromisoformat(args.today),
+                      progress=lambda m: print("  " + m, file=sys.stderr, flush=True))
+    seconds = time.monotonic() - started
     events = wh.query("SELECT count() FROM behavior_events").scalar()
-    print(
-        json.dumps(
-            {
-                "seconds": time.monotonic() - started,
-                "events": events,
-                "models": [[r.model, r.rows, r.seconds, r.mode, r.days] for r in runs],
-            }
-        )
-    )
+    counts = {table: wh.query(f"SELECT count() FROM {table}").scalar()
+              for table in ("users", "sessions", "orders")}
+    wh.close()
+    return {"seconds": seconds, "events": events, "rows": counts,
+            "peak_rss_mb": dataset.peak_rss_mb(),
+            "models": [[r.model, r.rows, r.seconds, r.mode, r.days] for r in runs]}
 
 
-def measure(step: str, folder: Path, **kw) -> dict:
-    cmd = [sys.executable, __file__, "--child", step, "--folder", str(folder)]
-    for k, v in kw.items():
-        cmd += [f"--{k.replace('_', '-')}", str(v)]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT)
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    result = json.loads(out.stdout.strip().splitlines()[-1])
-    # ru_maxrss of children is the max over all children so far; steps run in
-    # increasing size order, so a larger value is this child's own peak.
-    result["peak_rss_mb"] = round(max(peak, before) / 1024)
-    result["peak_is_own"] = peak > before
-    return result
+def step(name: str, folder: Path, **options: Any) -> dict[str, Any]:
+    """Run one step in a fresh process; its stderr (progress) goes straight through."""
+    command = [sys.executable, __file__, "--child", name, "--folder", str(folder)]
+    for key, value in options.items():
+        command += [f"--{key.replace('_', '-')}", str(value)]
+    out = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--sizes", default="1000000,10000000")
-    parser.add_argument("--work-dir", default="/tmp/funnelhouse-bench")
-    parser.add_argument("--tz", default="Asia/Seoul")
-    parser.add_argument("--child")
-    parser.add_argument("--folder")
-    parser.add_argument("--people", type=int, default=0)
-    parser.add_argument("--first-person", type=int, default=0)
-    parser.add_argument("--days", type=int, default=DAYS)
-    parser.add_argument("--start", default=START.isoformat())
-    parser.add_argument("--seed", type=int, default=SEED)
-    parser.add_argument("--lookback", type=int, default=3)
-    parser.add_argument("--today", default="")
-    parser.add_argument("--keep", action="store_true", help="keep the data folders")
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="1000000,10000000",
+                        help="events per full build; the smallest is generated, the rest "
+                             "are SQL copies of it")
+    parser.add_argument("--work-dir", default="/tmp/funnelhouse-bench-data")
+    parser.add_argument("--tz", default=dataset.TZ)
+    parser.add_argument("--json", default=None, help="also write the figures here")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--folder", help=argparse.SUPPRESS)
+    parser.add_argument("--events", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--base-events", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--base-dir", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--lookback", type=int, default=3, help=argparse.SUPPRESS)
+    parser.add_argument("--today", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        args.step = args.child
-        child(args)
-        return
+        print(json.dumps(child(args)))
+        return 0
 
     work = Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)
-    sizes = [int(s) for s in args.sizes.split(",")]
-    table = []
-    last_day = (START + timedelta(days=DAYS - 1)).isoformat()
+    sizes = sorted(int(s) for s in args.sizes.split(","))
+    base_events = sizes[0]
+    last_day = dataset.last_day()
+    next_day = last_day + timedelta(days=1)
+    table: list[dict[str, Any]] = []
+    setup: list[tuple[str, float]] = []
     for size in sizes:
         folder = work / f"events-{size}"
-        people = size // EVENTS_PER_PERSON
-        if folder.exists():
-            shutil.rmtree(folder)
-        loaded = measure("load", folder, people=people, days=DAYS, start=START, seed=SEED)
-        table.append(
-            (f"load {size:,} (generate + insert)", loaded["rows"], loaded["seconds"], None)
-        )
-        full = measure("full", folder, tz=args.tz, today=last_day)
-        table.append(
-            (
-                f"full build, {full['events']:,} events",
-                full["events"],
-                full["seconds"],
-                full["peak_rss_mb"],
-            )
-        )
-        print_models(f"full build at {size:,}", full["models"])
-        if size == max(sizes):
-            # One more day arrives: a day's share of new people, plus nothing else.
-            next_day = START + timedelta(days=DAYS)
-            day_people = people // DAYS
-            added = measure(
-                "load",
-                folder,
-                people=day_people,
-                days=1,
-                start=next_day,
-                seed=SEED,
-                first_person=people,
-            )
-            for lookback in (0, 3):
-                inc = measure(
-                    "incremental", folder, tz=args.tz, today=next_day.isoformat(), lookback=lookback
-                )
-                table.append(
-                    (
-                        f"incremental, +{added['rows']:,} events of a new day, "
-                        f"look-back {lookback}",
-                        inc["events"],
-                        inc["seconds"],
-                        inc["peak_rss_mb"],
-                    )
-                )
-                print_models(f"incremental at {size:,}, look-back {lookback}", inc["models"])
-        if not args.keep:
-            shutil.rmtree(folder, ignore_errors=True)
-    print(f"\nchdb, {os.cpu_count()} cores, reporting tz {args.tz}")
-    print(f"{'step':<62} {'events':>12} {'seconds':>9} {'peak RSS MB':>12}")
-    for name, rows, seconds, rss in table:
-        print(f"{name:<62} {rows:>12,} {seconds:>9.1f} {rss if rss is not None else '':>12}")
+        print(f"\n-- {size:,} events: data folder {folder}", flush=True)
+        shutil.rmtree(folder, ignore_errors=True)     # fresh: the new day changes it
+        made = step("prepare", folder, events=size, base_events=base_events,
+                    base_dir=work / "generated")
+        generated = ("files reused" if made["generate_reused"]
+                     else f"generate {made['generate_s']:.0f} s")
+        setup.append((f"data for {size:,} (×{made['copies']} of the base; {generated}, "
+                      f"load {made['load_s']:.0f} s, merges {made['settle_s']:.0f} s)",
+                      made["seconds"]))
+        full = step("full", folder, tz=args.tz, today=last_day)
+        table.append({"step": f"full build, {full['events']:,} events",
+                      "events": full["events"], "seconds": round(full["seconds"], 1),
+                      "peak_rss_mb": full["peak_rss_mb"], "rows": full["rows"],
+                      "copies": made["copies"]})
+        print_models(f"full build at {full['events']:,} events", full)
+        if size != sizes[-1]:
+            continue
+        # Built: the analyses and segments parts can use the folder from here on, even
+        # if this part is stopped during the incremental run.
+        dataset.mark(folder, built=True, events=full["events"], built_by="bench_models.py")
+        added = step("add-day", folder, tz=args.tz, today=next_day,
+                     base_dir=work / "generated-day")
+        setup.append((f"a new day: {added['rows']:,} events", added["seconds"]))
+        for lookback in (0, 3):
+            inc = step("incremental", folder, tz=args.tz, today=next_day, lookback=lookback)
+            table.append({"step": f"incremental, +{added['rows']:,} events of a new day, "
+                                  f"look-back {lookback}",
+                          "events": inc["events"], "seconds": round(inc["seconds"], 1),
+                          "peak_rss_mb": inc["peak_rss_mb"], "rows": inc["rows"]})
+            print_models(f"incremental at {inc['events']:,} events, look-back {lookback}", inc)
+        settled = step("settle", folder, tz=args.tz)
+        setup.append(("merge the built tables (for the analyses and segments)",
+                      settled["seconds"]))
+        dataset.mark(folder, settled=True, events=inc["events"])
+
+    print(f"\nchdb, reporting tz {args.tz}; untimed setup:")
+    for name, seconds in setup:
+        print(f"  {name:<76} {seconds:>7.1f} s")
+    check_scaling(table)
+    print(f"\n{'step':<62} {'events':>12} {'seconds':>9} {'peak RSS MB':>12}")
+    for r in table:
+        print(f"{r['step']:<62} {r['events']:>12,} {r['seconds']:>9.1f} {r['peak_rss_mb']:>12}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"steps": table, "setup": setup,
+                                               "shared_folder": str(work / f"events-{sizes[-1]}")},
+                                              indent=2))
+    return 0
 
 
-def print_models(title: str, models: list) -> None:
-    print(f"\n{title}:")
-    for name, rows, seconds, mode, days in models:
-        print(
-            f"  {name:<22} {rows:>12,} rows {seconds:>8.2f}s  {mode}"
-            + (f" ({days} days)" if days else "")
-        )
+def check_scaling(table: list[dict[str, Any]]) -> None:
+    """Copies of the base are distinct people: per-person counts must scale with them."""
+    fulls = [r for r in table if r["step"].startswith("full")]
+    if len(fulls) < 2:
+        return
+    small, big = fulls[0], fulls[-1]
+    factor = big["copies"] / small["copies"]
+    print(f"\nscaling check, {small['copies']} → {big['copies']} copies of the base "
+          f"(expected ×{factor:g}):")
+    for table_name in ("users", "sessions", "orders"):
+        ratio = big["rows"][table_name] / max(1, small["rows"][table_name])
+        print(f"  {table_name:<10} {small['rows'][table_name]:>12,} → "
+              f"{big['rows'][table_name]:>12,}  ×{ratio:.2f}")
+
+
+def print_models(title: str, run: dict[str, Any]) -> None:
+    print(f"\n{title} ({run['seconds']:.1f} s, peak RSS {run['peak_rss_mb']:,} MB):")
+    for name, rows, seconds, mode, days in run["models"]:
+        print(f"  {name:<22} {rows:>12,} rows {seconds:>8.2f}s  {mode}"
+              + (f" ({days} days)" if days else ""), flush=True)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

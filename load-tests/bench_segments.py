@@ -1,17 +1,20 @@
-"""Benchmark: segment materialisation at ~10M events, membership latency, a day's export, forget.
+"""Benchmark: segment materialisation at ≈10M events, membership latency, a day's export, forget.
 
-    python load-tests/bench_segments.py --people 13000 --days 30 --copies 10   # ≈10M events
-    python load-tests/bench_segments.py --people 2000 --days 14     # a quick look
+    python load-tests/bench_segments.py --folder /tmp/funnelhouse-bench-data/events-10000000
+    python load-tests/bench_segments.py --events 200000 --base-events 50000   # prepared here
 
-Builds a fresh embedded warehouse in --dir (default a temp folder): generated events →
-events_raw → all models, then times:
+Reads the shared data folder the bench builds once (load-tests/dataset.py: a generated
+base population copied in SQL with suffixed ids, every model built by bench_models.py),
+named by `--folder`. Without `--folder` it prepares such a folder itself in --dir
+(default a temp folder; generate, copy, build every model). Then times:
   * materialising a rule segment (2 containers, 4 groups: intersection, exclusion, a
     30-day window, a count threshold) and a raw-SQL segment;
   * N membership checks (random members and non-members, by person id and by
     anonymous id) in process, and through the HTTP route (Starlette test client: ASGI,
     admin check and thread hop included, no socket);
   * one day's export of the eight tables as CSV + Parquet;
-  * forgetting one person (mutations on every table).
+  * forgetting one person (mutations on every table) — the last step, since it
+    changes the data.
 Prints one JSON document with the figures.
 """
 
@@ -24,21 +27,22 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+import dataset  # noqa: E402
 
 from funnelhouse.config import Settings  # noqa: E402
 from funnelhouse.exports import export_day  # noqa: E402
 from funnelhouse.forget import forget  # noqa: E402
-from funnelhouse.generator import iter_json_batches  # noqa: E402
-from funnelhouse.models import run_models  # noqa: E402
 from funnelhouse.segments import Segments  # noqa: E402
 from warehouse.chdb import ChdbWarehouse  # noqa: E402
-from warehouse.migrate import migrate  # noqa: E402
 
-START = date(2024, 3, 1)
+START = dataset.START
 
 RULE = {"name": "Re-engage cart abandoners", "containers": [
     {"groups": [
@@ -64,68 +68,45 @@ def percentiles(samples: list[float]) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--people", type=int, default=100_000)
-    parser.add_argument("--days", type=int, default=30)
-    parser.add_argument("--copies", type=int, default=1,
-                        help="replicate the generated population N times with SQL (ids "
-                             "suffixed), to reach 10M events without generating each one")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--folder", default=None,
+                        help="a prepared data folder with every model built (the bench's "
+                             "shared one)")
+    parser.add_argument("--events", type=int, default=10_000_000,
+                        help="without --folder: events to prepare in --dir")
+    parser.add_argument("--base-events", type=int, default=1_000_000,
+                        help="without --folder: events generated in Python; the rest are "
+                             "SQL copies of them")
     parser.add_argument("--checks", type=int, default=2000)
-    parser.add_argument("--models", default=None,
-                        help="comma-separated models to build (default: all)")
+    parser.add_argument("--runs", type=int, default=5, help="materialisations per segment")
     parser.add_argument("--dir", default=None)
     args = parser.parse_args()
-    folder = Path(args.dir or tempfile.mkdtemp(prefix="bench-segments-"))
+    figures: dict[str, object] = {}
+    if args.folder:
+        folder = Path(args.folder)
+        marker = dataset.read_marker(folder)
+        if not (marker and marker.get("built")):
+            sys.exit(f"{folder} holds no built data set (run bench_models.py first, or "
+                     "leave out --folder)")
+    else:
+        folder = Path(args.dir or tempfile.mkdtemp(prefix="bench-segments-"))
+        marker = dataset.prepare(folder, args.events, args.base_events, build=True)
+    figures.update(people=marker["base_people"] * marker["copies"], days=marker["days"],
+                   copies=marker["copies"])
     settings = Settings(data_dir=folder, reporting_tz="Asia/Seoul", admin_token="bench")
     wh = ChdbWarehouse(settings.warehouse_dir)
-    migrate(wh, settings.sql_dir / "migrations")
-    figures: dict[str, object] = {"people": args.people, "days": args.days}
-
-    started = time.monotonic()
-    events = 0
-    for batch in iter_json_batches(7, args.people, args.days, START, batch_rows=200_000):
-        events += wh.insert_json_rows("events_raw", batch)
-    if args.copies > 1:
-        # chdb inserts nothing when a table is read and written by one INSERT … SELECT:
-        # copy the generated population aside first.
-        wh.execute("CREATE TABLE bench_base AS events_raw")
-        wh.execute("INSERT INTO bench_base SELECT * FROM events_raw")
-    for copy in range(1, args.copies):
-        suffix = f"~{copy}"
-        wh.execute(f"""
-            INSERT INTO events_raw
-            SELECT * REPLACE (
-                concat(message_id, '{suffix}') AS message_id,
-                if(anonymous_id = '', '', concat(anonymous_id, '{suffix}')) AS anonymous_id,
-                if(user_id = '', '', concat(user_id, '{suffix}')) AS user_id,
-                if(previous_id = '', '', concat(previous_id, '{suffix}')) AS previous_id,
-                if(session_id = '', '', concat(session_id, '{suffix}')) AS session_id,
-                replaceRegexpAll(properties, '"order_id":"([^"]+)"',
-                                 '"order_id":"\\1{suffix}"') AS properties)
-            FROM bench_base""")
-    wh.execute("DROP TABLE IF EXISTS bench_base")
-    events = wh.query("SELECT count() FROM events_raw").scalar()
-    figures["copies"] = args.copies
-    figures["events"] = events
-    figures["load_seconds"] = round(time.monotonic() - started, 1)
-    started = time.monotonic()
-    run_models(wh, settings, progress=lambda _: None, today=START + timedelta(days=args.days),
-               select=args.models.split(",") if args.models else None)
-    figures["models_seconds"] = round(time.monotonic() - started, 1)
+    figures["events"] = wh.query("SELECT count() FROM events_raw").scalar()
     figures["behavior_events_rows"] = wh.query("SELECT count() FROM behavior_events").scalar()
-    # Right after a big load, background merges slow queries 2.5-3.5x (FACTS.md): let
-    # them finish so the figures are of a settled warehouse.
-    for table in ("events_raw", "behavior_events", "sessions"):
-        wh.execute(f"OPTIMIZE TABLE {table} FINAL")
-    while wh.query("SELECT count() FROM system.merges").scalar():
-        time.sleep(1)
+    # Right after a big load, background merges slow queries 2.5-3.5x (FACTS.md): the
+    # folder was merged when it was built; wait for any merge this process started.
+    figures["settle_seconds"] = round(dataset.settle(wh, limit_s=120), 1)
 
     store = Segments(wh, settings)
-    as_of = datetime.combine(START + timedelta(days=args.days), datetime.min.time(), UTC)
+    as_of = datetime.combine(START + timedelta(days=dataset.DAYS), datetime.min.time(), UTC)
     for key, doc in (("rule_segment", RULE), ("sql_segment", RAW)):
         segment = store.create(doc)
         runs = []
-        for _ in range(5):
+        for _ in range(args.runs):
             started = time.monotonic()
             done = store.materialise(segment.segment_id, as_of=as_of)
             runs.append(time.monotonic() - started)
@@ -166,7 +147,7 @@ def main() -> None:
             samples.append(time.perf_counter() - started)
     figures["membership_http_asgi"] = {"checks": len(ids), **percentiles(samples)}
 
-    day = START + timedelta(days=args.days // 2)
+    day = START + timedelta(days=dataset.DAYS // 2)
     started = time.monotonic()
     result = export_day(wh.readonly(), folder / "exports", day, formats=["csv", "parquet"],
                         tz=settings.reporting_tz)
