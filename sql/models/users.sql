@@ -83,8 +83,9 @@ activity AS (
         minIf(event_at, event = 'signup') AS signup_at,
         countIf(event = 'signup') AS signups,
         argMaxIf(traits, (event_at, message_id), type = 'identify' AND traits NOT IN ('', '{}')) AS latest_traits,
+        -- traits are '{}' on most events: the cheap test first spares parsing them
         argMaxIf(JSONExtractString(traits, 'email'), (event_at, message_id),
-                 JSONExtractString(traits, 'email') != '') AS latest_email,
+                 traits NOT IN ('', '{}') AND JSONExtractString(traits, 'email') != '') AS latest_email,
         arraySort(groupUniqArray(channel)) AS channels,
         max(event IN ('page_view', 'screen_view', 'store_visit')) AS visited,
         max(event IN ('product_view', 'add_to_cart')) AS shopped,
@@ -97,19 +98,31 @@ activity AS (
 ),
 
 touches AS (
+    -- One (started_at, session_id)-keyed aggregate per touch, returning all its fields:
+    -- comparing that tuple key is what these aggregates spend their time on.
     SELECT
         person_id,
-        count() AS sessions,
-        argMin(landing_source, (started_at, session_id)) AS first_touch_source,
-        argMin(landing_medium, (started_at, session_id)) AS first_touch_medium,
-        argMin(landing_campaign, (started_at, session_id)) AS first_touch_campaign,
-        argMin(channel, (started_at, session_id)) AS first_touch_channel,
-        countIf(is_direct = 0) AS non_direct_sessions,
-        argMaxIf(landing_source, (started_at, session_id), is_direct = 0) AS last_touch_source,
-        argMaxIf(landing_medium, (started_at, session_id), is_direct = 0) AS last_touch_medium,
-        argMaxIf(landing_campaign, (started_at, session_id), is_direct = 0) AS last_touch_campaign
-    FROM sessions
-    GROUP BY person_id
+        sessions,
+        first.1 AS first_touch_source,
+        first.2 AS first_touch_medium,
+        first.3 AS first_touch_campaign,
+        first.4 AS first_touch_channel,
+        non_direct_sessions,
+        last.1 AS last_touch_source,
+        last.2 AS last_touch_medium,
+        last.3 AS last_touch_campaign
+    FROM (
+        SELECT
+            person_id,
+            count() AS sessions,
+            argMin((landing_source, landing_medium, landing_campaign, channel),
+                   (started_at, session_id)) AS first,
+            countIf(is_direct = 0) AS non_direct_sessions,
+            argMaxIf((landing_source, landing_medium, landing_campaign),
+                     (started_at, session_id), is_direct = 0) AS last
+        FROM sessions
+        GROUP BY person_id
+    )
 ),
 
 purchases AS (
