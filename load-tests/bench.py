@@ -1,8 +1,8 @@
 """The one-command benchmark: every figure of the performance targets, in one run, on this
 machine, printed as one table (targets beside them) and written as JSON.
 
-    python load-tests/bench.py                  # everything (≈20 min on 2 cores)
-    python load-tests/bench.py --quick          # small sizes, short runs (≈3 min)
+    python load-tests/bench.py                  # everything, within 20 min on 2 cores
+    python load-tests/bench.py --quick          # small sizes, short runs, within 3 min
     python load-tests/bench.py --out results.json --markdown table.md
     funnelhouse bench [--quick] [--out …]       # the same
 
@@ -498,7 +498,9 @@ def main() -> int:
     parser.add_argument("--out", default=None, help="write every figure as JSON here")
     parser.add_argument("--markdown", default=None, help="write the summary table here")
     parser.add_argument("--only", default=None,
-                        help="comma-separated parts: collector,pipeline,models,analyses,segments")
+                        help="comma-separated parts: collector,pipeline,models,analyses,segments "
+                             "(analyses and segments read the folder models builds: "
+                             "run them with it, or with the --work-dir of a run that did)")
     parser.add_argument("--no-kafka", action="store_true", help="skip the Kafka measurements")
     parser.add_argument("--work-dir", default=None, help="scratch folder (removed unless given)")
     args = parser.parse_args(sys.argv[1:])
@@ -542,7 +544,7 @@ def main() -> int:
             print(f"(!) {p.name}: {p.error}")
     ran = ", ".join(f"{p.name} {p.seconds / 60:.1f}" for p in selected if not p.skipped)
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(f"total wall time {total / 60:.1f} min of a {budget / 60:g}-min budget ({ran} min); "
+    print(f"total wall time {total / 60:.1f} min of a {budget / 60:.1f}-min budget ({ran} min); "
           f"load average at start {', '.join(f'{x:.1f}' for x in info['load_average_at_start'])}"
           f", at the end {load}")
     if args.markdown:
