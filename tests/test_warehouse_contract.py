@@ -13,7 +13,13 @@ import orjson
 import pytest
 
 from funnelhouse.config import REPO_ROOT
-from warehouse.base import Warehouse, WarehouseError
+from warehouse.base import (
+    INSERT_PARTS,
+    MIN_PART_BYTES,
+    Warehouse,
+    WarehouseError,
+    insert_parts,
+)
 from warehouse.chdb import ChdbWarehouse
 from warehouse.migrate import migrate, split_statements
 
@@ -69,6 +75,29 @@ def test_same_dedup_token_inserts_once(warehouse: Warehouse) -> None:
     warehouse.insert_json_rows("events_raw", batch, token="log:1-2:events")
     warehouse.insert_json_rows("events_raw", batch, token="log:1-2:events")
     warehouse.insert_json_rows("events_raw", [row("m3")], token="log:3-3:events")
+    assert warehouse.query("SELECT count() FROM events_raw").scalar() == 3
+
+
+def test_a_large_insert_retried_after_a_partial_landing_inserts_each_row_once(
+        warehouse: Warehouse) -> None:
+    # Large enough to be inserted as several parts at once, each under its own token.
+    rows = [row(f"big{i}", properties=orjson.dumps({"pad": "x" * 400}).decode())
+            for i in range(2 * MIN_PART_BYTES // 400 + 100)]
+    parts = insert_parts(rows, "log:1-9:events")
+    assert len(parts) == INSERT_PARTS and sum(len(p) for p, _ in parts) == len(rows)
+    assert insert_parts(rows, "log:1-9:events") == parts  # a retry splits the same way
+    # The first attempt died after one part had landed; the retry sends them all.
+    first_part, first_token = parts[0]
+    warehouse.insert_json_rows("events_raw", first_part, first_token)
+    warehouse.insert_json_rows("events_raw", rows, "log:1-9:events")
+    warehouse.insert_json_rows("events_raw", rows, "log:1-9:events")
+    assert warehouse.query("SELECT count(), uniqExact(message_id) FROM events_raw").rows == [
+        [len(rows), len(rows)]]
+
+
+def test_rows_may_come_several_to_an_item(warehouse: Warehouse) -> None:
+    # The embedded log hands the loader chunks of newline-joined rows.
+    warehouse.insert_json_rows("events_raw", [row("m1") + b"\n" + row("m2"), row("m3")])
     assert warehouse.query("SELECT count() FROM events_raw").scalar() == 3
 
 

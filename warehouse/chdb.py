@@ -10,12 +10,20 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import chdb
 
-from warehouse.base import INSERT_SETTINGS, RESULT_SETTINGS, QueryResult, WarehouseError
+from warehouse.base import (
+    INSERT_PARTS,
+    INSERT_SETTINGS,
+    RESULT_SETTINGS,
+    QueryResult,
+    WarehouseError,
+    insert_parts,
+)
 
 
 class ChdbWarehouse:
@@ -36,6 +44,9 @@ class ChdbWarehouse:
             # in a query could be overridden or commented out by that query.
             self._conn.query("SET readonly = 1")
         self.is_readonly = readonly
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+        self._insert_conns: list[tuple[Any, threading.Lock]] = []
 
     def _run(self, sql: str, fmt: str, params: dict[str, Any] | None) -> bytes:
         if params:
@@ -60,24 +71,52 @@ class ChdbWarehouse:
     def insert_json_rows(self, table: str, rows: Sequence[bytes], token: str | None = None) -> int:
         if not rows:
             return 0
+        if self.is_readonly:  # the extra connections below are not read-only
+            raise WarehouseError(f"insert into {table} refused: read-only handle")
+        parts = insert_parts(rows, token)
+        # Part 0 on this handle's connection, the others at once on connections of
+        # their own (chdb runs an insert with the GIL released).
+        others = [self._executor().submit(self._insert_part, n, table, part, part_token)
+                  for n, (part, part_token) in enumerate(parts) if n]
+        try:
+            self._insert_part(0, table, *parts[0])
+        finally:
+            for other in others:
+                other.result()
+        return len(rows)
+
+    def _insert_part(self, n: int, table: str, rows: Sequence[bytes], token: str | None) -> None:
         settings: dict[str, Any] = dict(INSERT_SETTINGS)
         if token:
             settings["insert_deduplication_token"] = token
         clause = ", ".join(f"{name} = {_literal(value)}" for name, value in settings.items())
-        with self._lock:
+        conn, lock = (self._conn, self._lock) if n == 0 else self._insert_conns[n - 1]
+        with lock:
             try:
-                with self._conn.send_insert(f"INSERT INTO {table} SETTINGS {clause}",
-                                            "JSONEachRow") as ins:
+                with conn.send_insert(f"INSERT INTO {table} SETTINGS {clause}",
+                                      "JSONEachRow") as ins:
                     ins.append(b"\n".join(rows))
                     ins.finish()
             except Exception as exc:
                 raise WarehouseError(f"insert into {table} failed: {exc}") from exc
-        return len(rows)
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                self._insert_conns = [(chdb.connect(str(self.path)), threading.Lock())
+                                      for _ in range(INSERT_PARTS - 1)]
+                self._pool = ThreadPoolExecutor(INSERT_PARTS - 1,
+                                                thread_name_prefix="chdb-insert")
+            return self._pool
 
     def readonly(self) -> ChdbWarehouse:
         return ChdbWarehouse(self.path, readonly=True)
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            for conn, _ in self._insert_conns:
+                conn.close()
         with self._lock:
             self._conn.close()
 

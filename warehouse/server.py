@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlparse
 
@@ -10,11 +12,13 @@ import clickhouse_connect
 from clickhouse_connect.driver.exceptions import ClickHouseError, OperationalError
 
 from warehouse.base import (
+    INSERT_PARTS,
     INSERT_SETTINGS,
     RESULT_SETTINGS,
     QueryResult,
     WarehouseError,
     WarehouseUnavailable,
+    insert_parts,
 )
 
 
@@ -43,6 +47,8 @@ class ServerWarehouse:
         except OperationalError as exc:
             raise WarehouseUnavailable(f"cannot reach {parts.hostname}: {exc}") from exc
         self.is_readonly = readonly
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
 
     def _raw(self, sql: str, fmt: str, params: dict[str, Any] | None) -> bytes:
         try:
@@ -69,6 +75,19 @@ class ServerWarehouse:
     def insert_json_rows(self, table: str, rows: Sequence[bytes], token: str | None = None) -> int:
         if not rows:
             return 0
+        parts = insert_parts(rows, token)
+        # Part 0 from this thread, the others at once (the client is safe to share
+        # between threads: no session, one HTTP connection per request).
+        others = [self._executor().submit(self._insert_part, table, part, part_token)
+                  for part, part_token in parts[1:]]
+        try:
+            self._insert_part(table, *parts[0])
+        finally:
+            for other in others:
+                other.result()
+        return len(rows)
+
+    def _insert_part(self, table: str, rows: Sequence[bytes], token: str | None) -> None:
         settings: dict[str, Any] = dict(INSERT_SETTINGS)
         if token:
             settings["insert_deduplication_token"] = token
@@ -79,10 +98,18 @@ class ServerWarehouse:
             raise WarehouseUnavailable(str(exc)) from exc
         except ClickHouseError as exc:
             raise WarehouseError(f"insert into {table} failed: {exc}") from exc
-        return len(rows)
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(INSERT_PARTS - 1,
+                                                thread_name_prefix="clickhouse-insert")
+            return self._pool
 
     def readonly(self) -> ServerWarehouse:
         return ServerWarehouse(self.url, readonly=True)
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
         self._client.close()
