@@ -45,9 +45,16 @@ links_raw AS (
 ),
 
 links AS (
+    -- The first link by (timestamp, message_id). The key is that pair spelled as one
+    -- string that sorts the same way (milliseconds, offset to stay positive and padded
+    -- to a fixed width, then the message_id): argMin over a string key is ~3x cheaper
+    -- than over a tuple, and an identified device links on every event (3M links in
+    -- 10M events).
     SELECT
         from_id AS id,
-        argMin(to_id, (timestamp, message_id)) AS to_id,
+        argMin(to_id, concat(
+            leftPad(toString(toUnixTimestamp64Milli(timestamp) + 10000000000000), 15, '0'),
+            message_id)) AS to_id,
         min(timestamp) AS linked_at
     FROM links_raw
     GROUP BY from_id
