@@ -98,8 +98,8 @@ final AS (
         event_date AS activity_date,
         person_id,
         product_id,
-        argMinIf(product_name, (event_at, message_id), product_name != '') AS product_name,
-        argMinIf(product_category, (event_at, message_id), product_category != '') AS product_category,
+        argMinIf(product_name, first_key, product_name != '') AS product_name,
+        argMinIf(product_category, first_key, product_category != '') AS product_category,
         toUInt32(countIf(event = 'product_view')) AS detail_views,
         toUInt64(sumIf(dwell_ms, event = 'product_view')) AS dwell_ms,
         maxIf(scroll_depth, event = 'scroll') AS max_scroll_depth,
@@ -111,12 +111,20 @@ final AS (
         toUInt32(uniqExactIf(order_id, event = 'purchase')) AS orders,
         toUInt32(sumIf(quantity, event = 'purchase')) AS purchased_quantity,
         sum(line_revenue) AS purchased_revenue,
-        argMinIf(currency, (event_at, message_id), currency != '') AS currency,
+        argMinIf(currency, first_key, currency != '') AS currency,
         min(event_at) AS first_event_at,
         max(event_at) AS last_event_at,
         if(countIf(event = 'product_view') > 0, minIf(event_at, event = 'product_view'), NULL) AS first_viewed_at,
         toUInt8(countIf(event = 'purchase') > 0) AS converted
-    FROM unioned
+    FROM (
+        -- first_key sorts like (event_at, message_id) but is one string: argMin over a
+        -- string key is ~3x cheaper than over a tuple (milliseconds offset to stay
+        -- positive and padded to a fixed width, then the message_id)
+        SELECT *,
+            concat(leftPad(toString(toUnixTimestamp64Milli(event_at) + 10000000000000), 15, '0'),
+                   message_id) AS first_key
+        FROM unioned
+    )
     GROUP BY event_date, person_id, product_id
 )
 

