@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
@@ -111,3 +112,28 @@ def test_an_emptied_old_log_keeps_its_high_water_mark(tmp_path: Path) -> None:
                        [(b"{}",)] * 8)
         db.execute("DELETE FROM log")
     assert EventLog(path).append([ev(1)]) == (9, 9)
+
+
+def test_with_full_fsync_every_write_is_synced_before_it_returns(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # SQLite commits without syncing (synchronous=NORMAL); the log syncs the WAL
+    # itself, outside the write lock. Dropping that call would silently turn an
+    # acknowledged event into one a power cut can lose.
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    durable = EventLog(tmp_path / "full.sqlite3", fsync="full")
+    for write in (lambda: durable.append([ev(1)]), lambda: durable.set_state("x", "1"),
+                  lambda: durable.delete_through(1)):
+        synced.clear()
+        write()
+        assert synced == [str(tmp_path / "full.sqlite3-wal")]
+    relaxed = EventLog(tmp_path / "normal.sqlite3", fsync="normal")
+    synced.clear()
+    relaxed.append([ev(1)])
+    assert synced == []
