@@ -3,11 +3,11 @@
 Models are the files in `sql/models/`, one per table. Each file holds a header that
 names its dependencies (`-- depends_on: a, b`) and how it refreshes
 (`-- materialized: table | incremental_by_day`), then the table's DDL (`{{ this }}`
-stands for the table being written), optionally a scratch step, and the model's SELECT.
-The scratch step (`CREATE TABLE {{ scratch }} ENGINE = Memory AS …`) holds an
-intermediate result that the SELECT reads more than once, so it is computed once per
-statement (a CTE would be re-run at every reference); the runner creates it before each
-insert and drops it after. The runner
+stands for the table being written), optional scratch steps, and the model's SELECT.
+A scratch step (`CREATE TABLE {{ scratch }} ENGINE = Memory AS …`, or `{{ scratch:name }}`
+when a model has several) holds an intermediate result that later statements read more
+than once, so it is computed once (a CTE would be re-run at every reference); the runner
+creates the steps in order before each insert and drops them after. The runner
 orders models by dependencies and, for each:
 
 * `table` — builds the whole table into `<name>__new` and swaps it in with
@@ -56,6 +56,9 @@ _QUERY_SETTINGS = (
     "query_plan_join_swap_table = 'false'"
 )
 _PARAM = re.compile(r"\{(\w+):")
+_SCRATCH = re.compile(r"\{\{ scratch(?::(\w+))? \}\}")
+_SCRATCH_STEP = re.compile(r"\s*CREATE TABLE \{\{ scratch(?::\w+)? \}\} ")
+_SCRATCH_TABLE = re.compile(r"CREATE TABLE (\w+)")
 # A chunk writes one part per day at once; a week keeps the write buffers small.
 CHUNK_MAX_DAYS = 7
 # One run at a time per process: staging tables have fixed names.
@@ -70,7 +73,7 @@ class Model:
     ddl: str  # CREATE TABLE IF NOT EXISTS {{ this }} …
     select: str
     path: Path
-    scratch: str = ""  # CREATE TABLE {{ scratch }} ENGINE = Memory AS … ('' if none)
+    scratch: tuple[str, ...] = ()  # CREATE TABLE {{ scratch }} ENGINE = Memory AS …
 
 
 @dataclass(frozen=True)
@@ -89,26 +92,30 @@ def load_models(models_dir: Path) -> list[Model]:
         text = path.read_text()
         header = dict(re.findall(r"^--\s*(depends_on|materialized):[ \t]*(.*)$", text, re.M))
         statements = split_statements(text)
-        if len(statements) not in (2, 3):
+        if len(statements) < 2:
             raise ValueError(
-                f"{path.name}: expected a CREATE TABLE, an optional scratch step and a "
-                f"SELECT, got {len(statements)} statements"
+                f"{path.name}: expected a CREATE TABLE, optional scratch steps and a SELECT, "
+                f"got {len(statements)} statement(s)"
             )
-        scratch = _strip_comments(statements[1]) if len(statements) == 3 else ""
-        if scratch and "{{ scratch }}" not in scratch:
-            raise ValueError(f"{path.name}: the middle statement must create {{{{ scratch }}}}")
+        scratch = tuple(_strip_comments(st) for st in statements[1:-1])
+        for step in scratch:
+            if not _SCRATCH_STEP.match(step):
+                raise ValueError(
+                    f"{path.name}: a middle statement must be CREATE TABLE {{{{ scratch }}}} …"
+                )
         deps = tuple(d.strip() for d in header.get("depends_on", "").split(",") if d.strip())
         materialized = header.get("materialized", "table").split()[0]
         if materialized not in ("table", "incremental_by_day"):
             raise ValueError(f"{path.name}: unknown materialization {materialized!r}")
-        models[path.stem] = Model(
-            path.stem,
+        name = path.stem
+        models[name] = Model(
+            name,
             deps,
             materialized,
             statements[0],
-            _strip_comments(statements[-1]).replace("{{ scratch }}", _scratch_name(path.stem)),
+            _scratch_names(name, _strip_comments(statements[-1])),
             path,
-            scratch.replace("{{ scratch }}", _scratch_name(path.stem)),
+            tuple(_scratch_names(name, step) for step in scratch),
         )
     ordered: list[Model] = []
     state: dict[str, str] = {}
@@ -427,26 +434,26 @@ class _Runner:
             "gap_seconds": str(self.settings.session_gap_minutes * 60),
             **day_params,
         }
-        wanted = set(_PARAM.findall(model.scratch + model.select))
+        wanted = set(_PARAM.findall(" ".join((*model.scratch, model.select))))
         missing = wanted - set(available)
         if missing:
             raise ValueError(
                 f"{model.name}: parameter(s) {sorted(missing)} need an incremental run"
             )
         params = {k: v for k, v in available.items() if k in wanted}
-        scratch = _scratch_name(model.name)
+        scratch_tables = [_SCRATCH_TABLE.findall(step)[0] for step in model.scratch]
         try:
-            if model.scratch:
-                self.wh.execute(f"DROP TABLE IF EXISTS {scratch}")
-                self.wh.execute(f"{model.scratch}\n{_QUERY_SETTINGS}", params)
+            for table, step in zip(scratch_tables, model.scratch, strict=True):
+                self.wh.execute(f"DROP TABLE IF EXISTS {table}")
+                self.wh.execute(f"{step}\n{_QUERY_SETTINGS}", params)
             self.wh.execute(
                 f"INSERT INTO {target} ({cols})\nSELECT {cols}\nFROM (\n{model.select}\n)\n"
                 f"{_QUERY_SETTINGS}",
                 params,
             )
         finally:
-            if model.scratch:
-                self.wh.execute(f"DROP TABLE IF EXISTS {scratch}")
+            for table in scratch_tables:
+                self.wh.execute(f"DROP TABLE IF EXISTS {table}")
 
     def _day_params(self, days: list[date]) -> dict[str, str]:
         """The chunk's days, and its bounds in UTC: [ts_from, ts_to) covers the days,
@@ -491,8 +498,9 @@ def _ddl(model: Model, table: str) -> str:
     return model.ddl.replace("{{ this }}", table)
 
 
-def _scratch_name(model: str) -> str:
-    return f"{model}__scratch"
+def _scratch_names(model: str, sql: str) -> str:
+    """{{ scratch }} → <model>__scratch, {{ scratch:name }} → <model>__name."""
+    return _SCRATCH.sub(lambda m: f"{model}__{m.group(1) or 'scratch'}", sql)
 
 
 def _strip_comments(sql: str) -> str:

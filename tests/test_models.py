@@ -177,3 +177,22 @@ def test_changing_the_reporting_time_zone_rebuilds_every_day(tmp_path):
     runs = build(wh, settings_for(tmp_path, reporting_tz="Asia/Seoul"), today=date(2024, 3, 5))
     assert {r.mode for r in runs} == {"full"}
     assert_matches_reference(wh, build_reference(data.rows, "Asia/Seoul", 30))
+
+
+def test_scratch_steps_are_named_per_model_and_checked(tmp_path):
+    ddl = "CREATE TABLE IF NOT EXISTS {{ this }} (x UInt8) ENGINE = MergeTree ORDER BY x;\n"
+    (tmp_path / "m.sql").write_text(
+        ddl
+        + "CREATE TABLE {{ scratch:ids }} ENGINE = Memory AS SELECT 1 AS x;\n"
+        + "CREATE TABLE {{ scratch }} ENGINE = Memory AS SELECT x FROM {{ scratch:ids }};\n"
+        + "SELECT x FROM {{ scratch }}\n"
+    )
+    (model,) = load_models(tmp_path)
+    assert model.scratch == (
+        "CREATE TABLE m__ids ENGINE = Memory AS SELECT 1 AS x",
+        "CREATE TABLE m__scratch ENGINE = Memory AS SELECT x FROM m__ids",
+    )
+    assert model.select == "SELECT x FROM m__scratch"
+    (tmp_path / "m.sql").write_text(ddl + "DROP TABLE events_raw;\nSELECT 1 AS x\n")
+    with pytest.raises(ValueError, match="scratch"):
+        load_models(tmp_path)

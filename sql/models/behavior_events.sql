@@ -98,23 +98,23 @@ ENGINE = MergeTree
 PARTITION BY event_date
 ORDER BY (event, person_id, event_at);
 
--- Scratch: the chunk's events — deduplicated, parsed and identity-resolved — held in
+-- Scratch 1: the few message_ids delivered more than once, and when their first copy
+-- arrived: narrow columns over the chunk's days and one day either side. Its own step
+-- because the dedup below reads it twice (a CTE would be grouped twice).
+CREATE TABLE {{ scratch:copies }} ENGINE = Memory AS
+SELECT message_id, min(received_at) AS first_received
+FROM events_raw
+WHERE timestamp >= {pad_from:DateTime64(3, 'UTC')}
+  AND timestamp < {pad_to:DateTime64(3, 'UTC')}
+  AND (anonymous_id != '' OR user_id != '')
+GROUP BY message_id
+HAVING count() > 1;
+
+-- Scratch 2: the chunk's events — deduplicated, parsed and identity-resolved — held in
 -- memory, because the SELECT below reads them twice (to cut sessions, and to emit
 -- the events with their session).
 CREATE TABLE {{ scratch }} ENGINE = Memory AS
 WITH
-copies AS (
-    -- The few message_ids delivered more than once, and when their first copy arrived:
-    -- two narrow columns over the chunk's days and one day either side.
-    SELECT message_id, min(received_at) AS first_received
-    FROM events_raw
-    WHERE timestamp >= {pad_from:DateTime64(3, 'UTC')}
-      AND timestamp < {pad_to:DateTime64(3, 'UTC')}
-      AND (anonymous_id != '' OR user_id != '')
-    GROUP BY message_id
-    HAVING count() > 1
-),
-
 slice AS (
     -- The chunk's days: events_raw is sorted by event day, so this is an index range.
     SELECT
@@ -133,11 +133,12 @@ raw AS (
     -- One row per message_id, the earliest received copy. Copies are rare, so only
     -- their rows go through LIMIT BY; the rest stream through unsorted.
     SELECT * FROM slice
-    WHERE message_id NOT IN (SELECT message_id FROM copies)
+    WHERE message_id NOT IN (SELECT message_id FROM {{ scratch:copies }})
     UNION ALL
     SELECT * FROM (
         SELECT * FROM slice
-        WHERE (message_id, received_at) IN (SELECT message_id, first_received FROM copies)
+        WHERE (message_id, received_at) IN (
+            SELECT message_id, first_received FROM {{ scratch:copies }})
         LIMIT 1 BY message_id
     )
 ),
