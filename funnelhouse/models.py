@@ -238,6 +238,8 @@ class _Runner:
                     days_list = sorted(affected)
                     rows = self._build_incremental_days(model, days_list)
                     mode, days = "incremental", len(days_list)
+                if "identity_map" in model.depends_on:
+                    self._save_applied_links(model.name)
                 self.rebuilt_days |= set(days_list)
             seconds = time.monotonic() - started
             run = ModelRun(model.name, rows, round(seconds, 3), mode, days)
@@ -296,9 +298,41 @@ class _Runner:
     def _days_with_stale_persons(self, table: str) -> set[date]:
         """Days holding events whose stored person is not what identity_map says now.
 
-        Comparing the built table with the current map (rather than the map with its
-        previous version) also catches a map rebuilt by an earlier `--select` run.
+        The links `table` was last built with are kept beside it (`<table>_identity`,
+        see _save_applied_links), so the ids whose person changed since are the
+        difference of two small sets; the days are those with events carrying one of
+        those ids, scanned from the earliest day any of them was seen. Comparing with
+        the links the table was built with (not with the map's previous version) also
+        catches a map rebuilt by an earlier `--select` run. Without that record (a
+        table built by an older version) every stored person is checked instead.
         """
+        applied = _applied_links(table)
+        if not self._exists(applied):
+            return self._days_with_stale_persons_by_scan(table)
+        changed = f"""
+            SELECT id FROM (SELECT id, person_id FROM identity_map WHERE person_id != id
+                            EXCEPT SELECT id, person_id FROM {applied})
+            UNION ALL
+            SELECT id FROM (SELECT id, person_id FROM {applied}
+                            EXCEPT SELECT id, person_id FROM identity_map WHERE person_id != id)"""
+        count, since = self.wh.query(
+            f"SELECT count(), toString(toDate(minOrNull(m.first_seen_at), {{tz:String}})) "
+            f"FROM ({changed}) AS c LEFT JOIN identity_map AS m ON m.id = c.id "
+            f"SETTINGS join_use_nulls = 1",
+            {"tz": self.tz},
+        ).rows[0]
+        if not int(count):
+            return set()
+        rows = self.wh.query(
+            f"SELECT DISTINCT toString(event_date) FROM {table} "
+            f"WHERE event_date >= {{since:Date}} "
+            f"AND (user_id IN ({changed}) OR anonymous_id IN ({changed}))",
+            {"since": since or "1970-01-01"},
+        ).rows
+        return {date.fromisoformat(r[0]) for r in rows}
+
+    def _days_with_stale_persons_by_scan(self, table: str) -> set[date]:
+        """Days where a stored person differs from the current map (a full scan)."""
         rows = self.wh.query(f"""
             SELECT DISTINCT toString(b.event_date)
             FROM (
@@ -315,6 +349,19 @@ class _Runner:
                 b.anonymous_id)
             {_QUERY_SETTINGS}""").rows
         return {date.fromisoformat(r[0]) for r in rows}
+
+    def _save_applied_links(self, table: str) -> None:
+        """Record the links `table` now reflects: every day of it was built with them."""
+        applied = _applied_links(table)
+        new = f"{applied}__new"
+        self.wh.execute(f"DROP TABLE IF EXISTS {new}")
+        self.wh.execute(
+            f"CREATE TABLE {new} (id String, person_id String) ENGINE = MergeTree ORDER BY id"
+        )
+        self.wh.execute(
+            f"INSERT INTO {new} SELECT id, person_id FROM identity_map WHERE person_id != id"
+        )
+        self._swap(applied, new)
 
     def _last_rules(self, model: str) -> str | None:
         return self.wh.query(
@@ -496,6 +543,11 @@ class _Runner:
 
 def _ddl(model: Model, table: str) -> str:
     return model.ddl.replace("{{ this }}", table)
+
+
+def _applied_links(table: str) -> str:
+    """The identity links (id → person, linked ids only) `table` was last built with."""
+    return f"{table}_identity"
 
 
 def _scratch_names(model: str, sql: str) -> str:
