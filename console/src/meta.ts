@@ -1,7 +1,8 @@
 // What the pickers offer: events seen (GET /v1/meta) and planned (GET /v1/plan), breakdowns, the
-// date range with data. Loaded once per login and shared by every view.
-import { useEffect, useState } from 'preact/hooks';
+// date range with data. Loaded once per login and shared by every view (the top pages and segment
+// tables of pages.ts and segment-tables.ts are read from it too).
 import { getJson } from './api';
+import { useLoaded } from './components/useLoaded';
 
 export interface Meta {
   events: { name: string; count: number }[];
@@ -51,19 +52,8 @@ export function forgetCatalogue(): void {
 }
 
 export function useCatalogue(): { catalogue: Catalogue | null; error: unknown } {
-  const [catalogue, setCatalogue] = useState<Catalogue | null>(null);
-  const [error, setError] = useState<unknown>(null);
-  useEffect(() => {
-    let live = true;
-    loadCatalogue().then(
-      (c) => live && setCatalogue(c),
-      (e) => live && setError(e),
-    );
-    return () => {
-      live = false;
-    };
-  }, []);
-  return { catalogue, error };
+  const { value, error } = useLoaded<Catalogue | null>(loadCatalogue, null);
+  return { catalogue: value, error };
 }
 
 /** Sources as strings, whatever shape the plan gives them in. */

@@ -1,5 +1,5 @@
 // Page paths and screen names people view most (GET /v1/meta "pages"), offered as Paths' start page.
-import { useEffect, useState } from 'preact/hooks';
+import { useLoaded } from './components/useLoaded';
 import { loadCatalogue } from './meta';
 
 export interface PageCount {
@@ -7,7 +7,7 @@ export interface PageCount {
   views: number;
 }
 
-let loading: Promise<PageCount[]> | null = null;
+const NONE: PageCount[] = [];
 
 async function fetchPages(): Promise<PageCount[]> {
   const catalogue = await loadCatalogue();
@@ -15,18 +15,6 @@ async function fetchPages(): Promise<PageCount[]> {
 }
 
 export function usePages(): { pages: PageCount[]; error: unknown } {
-  const [pages, setPages] = useState<PageCount[]>([]);
-  const [error, setError] = useState<unknown>(null);
-  useEffect(() => {
-    if (!loading) {
-      loading = fetchPages();
-      loading.catch(() => (loading = null));
-    }
-    let live = true;
-    loading.then((p) => live && setPages(p), (e) => live && setError(e));
-    return () => {
-      live = false;
-    };
-  }, []);
-  return { pages, error };
+  const { value, error } = useLoaded(fetchPages, NONE);
+  return { pages: value, error };
 }

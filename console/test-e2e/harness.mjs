@@ -1,13 +1,14 @@
 // e2e harness for the console: a real `funnelhouse up` in a temp data folder serving console/dist,
 // demo data through its HTTP API, the CLI against the same instance, and headless Chromium.
-import { execFile, execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import net from 'node:net';
-import { tmpdir } from 'node:os';
+import { execFile } from 'node:child_process';
+import { existsSync, mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { chromium } from 'playwright-core';
+import { chromiumPath, startFunnelhouseUp, waitFor } from '../../e2e-support/funnelhouse.mjs';
+
+export { waitFor } from '../../e2e-support/funnelhouse.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const CONSOLE_ROOT = resolve(here, '..');
@@ -18,75 +19,21 @@ export const SERVER_KEY = 'sk_console_server';
 export const VIEWPORT = { width: 1366, height: 768 };
 
 const run = promisify(execFile);
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-export async function freePort() {
-  return new Promise((res, rej) => {
-    const s = net.createServer();
-    s.unref();
-    s.on('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => res(port));
-    });
-  });
-}
-
-/** Polls fn until it returns a truthy value or the deadline passes (then returns the last value). */
-export async function waitFor(fn, { timeout = 20_000, interval = 200 } = {}) {
-  const end = Date.now() + timeout;
-  let last;
-  for (;;) {
-    last = await fn();
-    if (last || Date.now() > end) return last;
-    await sleep(interval);
-  }
-}
-
-function funnelhouseBin() {
-  const bin = process.env.FUNNELHOUSE_BIN || resolve(CONSOLE_ROOT, '..', '.venv', 'bin', 'funnelhouse');
-  if (!existsSync(bin)) throw new Error(`funnelhouse not found at ${bin} (set FUNNELHOUSE_BIN or run scripts/setup)`);
-  return bin;
-}
 
 // ---- funnelhouse up ---------------------------------------------------------------------
 
 export async function startFunnelhouse() {
   const dist = join(CONSOLE_ROOT, 'dist');
   if (!existsSync(join(dist, 'index.html'))) throw new Error('console/dist is not built: npm --prefix console run build');
-  const bin = funnelhouseBin();
-  const port = await freePort();
-  const dataDir = mkdtempSync(join(tmpdir(), 'fh-console-e2e-'));
-  const env = {
-    ...process.env,
-    FUNNELHOUSE_WRITE_KEYS: `${BROWSER_KEY}:web,${SERVER_KEY}:backend:server`,
-    FUNNELHOUSE_ADMIN_TOKEN: ADMIN_TOKEN,
-    FUNNELHOUSE_CONSOLE_DIR: dist,
-  };
-  let log = '';
-  const proc = spawn(bin, ['up', '--host', '127.0.0.1', '--port', String(port), '--data-dir', dataDir], {
-    env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    detached: true, // its own process group, so stop() ends any children too
-  });
-  proc.stdout.on('data', (d) => (log += d));
-  proc.stderr.on('data', (d) => (log += d));
-  const url = `http://127.0.0.1:${port}`;
-  const ready = await waitFor(
-    async () => {
-      if (proc.exitCode !== null) return 'exited';
-      try {
-        return (await fetch(`${url}/healthz`)).ok;
-      } catch {
-        return false;
-      }
+  const fh = await startFunnelhouseUp({
+    dataDirPrefix: 'fh-console-e2e-',
+    env: {
+      FUNNELHOUSE_WRITE_KEYS: `${BROWSER_KEY}:web,${SERVER_KEY}:backend:server`,
+      FUNNELHOUSE_ADMIN_TOKEN: ADMIN_TOKEN,
+      FUNNELHOUSE_CONSOLE_DIR: dist,
     },
-    { timeout: 90_000, interval: 300 },
-  );
-  if (ready !== true) {
-    await stopProcess(proc);
-    throw new Error(`funnelhouse up did not become ready:\n${log}`);
-  }
+  });
+  const { url, dataDir, bin, env } = fh;
 
   /** The funnelhouse CLI on the same data folder: it finds the running instance and goes through HTTP. */
   async function cli(...args) {
@@ -112,7 +59,7 @@ export async function startFunnelhouse() {
   return {
     url,
     dataDir,
-    log: () => log,
+    log: fh.log,
     cli,
     api,
     /** One Segment-spec message to the collector with the browser key, as an SDK would send it. */
@@ -124,10 +71,7 @@ export async function startFunnelhouse() {
       });
       return { status: res.status, body: await res.json() };
     },
-    async stop() {
-      await stopProcess(proc);
-      rmSync(dataDir, { recursive: true, force: true });
-    },
+    stop: fh.stop,
   };
 }
 
@@ -146,43 +90,12 @@ export async function loadDemo(fh, { people = 400, days = 10 } = {}) {
   return accepted;
 }
 
-async function stopProcess(proc) {
-  if (proc.exitCode !== null || proc.signalCode !== null) return;
-  const exited = new Promise((r) => proc.once('exit', r));
-  try {
-    process.kill(-proc.pid, 'SIGTERM');
-  } catch {
-    return;
-  }
-  const t = setTimeout(() => {
-    try {
-      process.kill(-proc.pid, 'SIGKILL');
-    } catch {
-      // gone
-    }
-  }, 15_000);
-  await exited;
-  clearTimeout(t);
-}
-
 // ---- the browser ------------------------------------------------------------------------
-
-function chromiumPath() {
-  if (process.env.CHROMIUM) return process.env.CHROMIUM;
-  for (const name of ['chromium', 'chromium-browser', 'google-chrome']) {
-    try {
-      return execFileSync('which', [name], { encoding: 'utf8' }).trim();
-    } catch {
-      // next
-    }
-  }
-  throw new Error('no chromium found: apt-get install -y chromium (or set CHROMIUM)');
-}
 
 export async function startBrowser() {
   mkdirSync(SCREENSHOTS, { recursive: true });
   return chromium.launch({
-    executablePath: chromiumPath(),
+    executablePath: chromiumPath('CHROMIUM'),
     headless: true,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
   });

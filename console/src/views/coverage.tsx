@@ -1,8 +1,8 @@
 // Tracking-plan coverage: which planned events and properties were seen, never seen or failing,
 // with counts and last seen (GET /v1/plan/coverage).
-import { Fragment } from 'preact';
 import { useEffect, useMemo, useState } from 'preact/hooks';
 import { getJson } from '../api';
+import { ExpandableTable, useOpenRows, type Header } from '../components/expandable';
 import { Select, TextField } from '../components/fields';
 import { Empty, ErrorNotice, Loading } from '../components/notice';
 import { SqlDetails, type RanQuery } from '../components/sql';
@@ -41,6 +41,15 @@ interface Coverage {
 
 const STATUS_TEXT: Record<Status, string> = { seen: '✓ seen', never_seen: '○ never seen', failing: '✗ failing', unplanned: '? unplanned' };
 
+const COLUMNS: Header[] = [
+  { label: 'Event' },
+  { label: 'Status' },
+  { label: 'Valid', numeric: true },
+  { label: 'Invalid', numeric: true },
+  { label: 'Last seen (UTC)' },
+  { label: 'Top error' },
+];
+
 export function StatusBadge({ status }: { status: Status }) {
   return <span class={`badge status-${status}`}>{STATUS_TEXT[status] || status}</span>;
 }
@@ -51,7 +60,7 @@ export function CoverageView() {
   const [source, setSource] = useState('');
   const [status, setStatus] = useState('');
   const [search, setSearch] = useState('');
-  const [open, setOpen] = useState<Set<string>>(new Set());
+  const { open, toggle } = useOpenRows();
   const req = useRequest<Coverage>();
 
   useEffect(() => {
@@ -66,13 +75,6 @@ export function CoverageView() {
   }, [events]);
   const span = req.data?.window;
   const shown = events.filter((e) => (!status || e.status === status) && (!search || e.event.toLowerCase().includes(search.toLowerCase())));
-
-  function toggle(name: string) {
-    const next = new Set(open);
-    if (next.has(name)) next.delete(name);
-    else next.add(name);
-    setOpen(next);
-  }
 
   return (
     <section aria-label="Tracking-plan coverage">
@@ -105,63 +107,38 @@ export function CoverageView() {
       {req.loading && !req.data && <Loading />}
       {req.data && shown.length === 0 && <Empty>No event matches these filters.</Empty>}
       {shown.length > 0 && (
-        <div class="table-wrap tall">
-          <table>
-            <caption class="visually-hidden">Plan coverage by event</caption>
-            <thead>
-              <tr>
-                <th scope="col">Event</th>
-                <th scope="col">Status</th>
-                <th scope="col" class="num">Valid</th>
-                <th scope="col" class="num">Invalid</th>
-                <th scope="col">Last seen (UTC)</th>
-                <th scope="col">Top error</th>
-                <th scope="col"><span class="visually-hidden">Properties</span></th>
-              </tr>
-            </thead>
-            <tbody>
-              {shown.map((e) => {
-                const expanded = open.has(e.event);
-                const id = `cov-${e.event}`;
-                return (
-                  <Fragment key={e.event}>
-                    <tr class={`status-row-${e.status}`}>
-                      <th scope="row">{e.event}{!e.planned && <span class="muted"> (not in plan)</span>}</th>
-                      <td><StatusBadge status={e.status} /></td>
-                      <td class="num">{num(e.valid_count)}</td>
-                      <td class="num">{num(e.invalid_count)}</td>
-                      <td class="nowrap">{stamp(e.last_seen)}</td>
-                      <td class="errors">
-                        {e.top_errors[0] ? (
-                          <>
-                            <code>{e.top_errors[0].path}</code> {e.top_errors[0].message} <span class="muted">×{num(e.top_errors[0].count)}</span>
-                          </>
-                        ) : (
-                          ''
-                        )}
-                      </td>
-                      <td>
-                        {(e.properties.length > 0 || e.top_errors.length > 1) && (
-                          <button type="button" class="small" aria-expanded={expanded} aria-controls={id} onClick={() => toggle(e.event)}>
-                            {expanded ? 'Hide' : 'Properties'}
-                            <span class="visually-hidden"> of {e.event}</span>
-                          </button>
-                        )}
-                      </td>
-                    </tr>
-                    {expanded && (
-                      <tr class="details-row" id={id}>
-                        <td colSpan={7}>
-                          <PropertyTable event={e} />
-                        </td>
-                      </tr>
-                    )}
-                  </Fragment>
-                );
-              })}
-            </tbody>
-          </table>
-        </div>
+        <ExpandableTable
+          caption="Plan coverage by event"
+          headers={COLUMNS}
+          rows={shown}
+          keyOf={(e) => e.event}
+          rowAttrs={(e) => ({ class: `status-row-${e.status}` })}
+          cells={(e) => (
+            <>
+              <th scope="row">{e.event}{!e.planned && <span class="muted"> (not in plan)</span>}</th>
+              <td><StatusBadge status={e.status} /></td>
+              <td class="num">{num(e.valid_count)}</td>
+              <td class="num">{num(e.invalid_count)}</td>
+              <td class="nowrap">{stamp(e.last_seen)}</td>
+              <td class="errors">
+                {e.top_errors[0] ? (
+                  <>
+                    <code>{e.top_errors[0].path}</code> {e.top_errors[0].message} <span class="muted">×{num(e.top_errors[0].count)}</span>
+                  </>
+                ) : (
+                  ''
+                )}
+              </td>
+            </>
+          )}
+          canExpand={(e) => e.properties.length > 0 || e.top_errors.length > 1}
+          toggleText="Properties"
+          toggleOf={(e) => `of ${e.event}`}
+          detailsId={(e) => `cov-${e.event}`}
+          details={(e) => <PropertyTable event={e} />}
+          open={open}
+          onToggle={toggle}
+        />
       )}
       {req.data?.sql && <SqlDetails sql={req.data.sql} title="plan coverage" />}
     </section>

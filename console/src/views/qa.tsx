@@ -1,8 +1,8 @@
 // Live tagging QA: events as the collector receives them (GET /v1/debug/events, polled every
 // second with since=), newest first, each with its validation result and errors.
-import { Fragment } from 'preact';
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { ApiError, getJson } from '../api';
+import { ExpandableTable, useOpenRows, type Header } from '../components/expandable';
 import { Checkbox, Select, TextField } from '../components/fields';
 import { ErrorNotice } from '../components/notice';
 import { clock } from '../format';
@@ -32,6 +32,8 @@ interface Filters {
 const POLL_MS = 1000;
 const KEEP = 500;
 
+const COLUMNS: Header[] = [{ label: 'Time' }, { label: 'Source' }, { label: 'Event' }, { label: 'Person' }, { label: 'Result' }, { label: 'Errors' }];
+
 const keyOf = (e: DebugEvent) => `${e.source}|${e.message_id}|${e.received_at}`;
 
 export function QaView() {
@@ -41,7 +43,7 @@ export function QaView() {
   const [paused, setPaused] = useState(false);
   const [error, setError] = useState<unknown>(null);
   const [updatedAt, setUpdatedAt] = useState<number | null>(null);
-  const [open, setOpen] = useState<Set<string>>(new Set());
+  const { open, toggle, closeAll } = useOpenRows();
   const [fresh, setFresh] = useState<Set<string>>(new Set());
   const pausedRef = useRef(paused);
   pausedRef.current = paused;
@@ -59,7 +61,7 @@ export function QaView() {
     let seen = new Set<string>();
     let inFlight = false;
     setEvents([]);
-    setOpen(new Set());
+    closeAll();
 
     async function poll() {
       if (stopped || inFlight || pausedRef.current) return;
@@ -110,15 +112,6 @@ export function QaView() {
   }, [catalogue, events]);
   const invalidCount = events.filter((e) => !e.valid).length;
 
-  function toggle(key: string) {
-    setOpen((old) => {
-      const next = new Set(old);
-      if (next.has(key)) next.delete(key);
-      else next.add(key);
-      return next;
-    });
-  }
-
   return (
     <section aria-label="Live events">
       <p class="lede">Events as the collector receives them, checked against the tracking plan. Newest first; the list updates every second.</p>
@@ -138,101 +131,79 @@ export function QaView() {
         {updatedAt ? <span class="muted"> · updated {new Date(updatedAt).toLocaleTimeString('en-GB')}</span> : null}
       </p>
       <ErrorNotice error={error} what="Loading events" />
-      <div class="table-wrap tall">
-        <table class="qa-table">
-          <caption class="visually-hidden">Live events</caption>
-          <thead>
-            <tr>
-              <th scope="col">Time</th>
-              <th scope="col">Source</th>
-              <th scope="col">Event</th>
-              <th scope="col">Person</th>
-              <th scope="col">Result</th>
-              <th scope="col">Errors</th>
-              <th scope="col"><span class="visually-hidden">Details</span></th>
-            </tr>
-          </thead>
-          <tbody>
-            {events.length === 0 && (
-              <tr>
-                <td colSpan={7} class="empty-row">No events yet. Send one (see the SDK or the curl line <code>funnelhouse up</code> prints); it appears here within a second.</td>
-              </tr>
-            )}
-            {events.map((e) => {
-              const key = keyOf(e);
-              const expanded = open.has(key);
-              const detailsId = `qa-${e.message_id}-${Math.round(e.received_at * 1000)}`;
-              return (
-                <Fragment key={key}>
-                  <tr class={`${e.valid ? '' : 'invalid'} ${fresh.has(key) ? 'fresh' : ''}`} data-message-id={e.message_id}>
-                    <td class="mono">{clock(e.received_at)}</td>
-                    <td>{e.source}</td>
-                    <td>{e.event || <span class="muted">(none)</span>}</td>
-                    <td class="mono clip" title={[e.user_id, e.anonymous_id].filter(Boolean).join(' / ')}>
-                      {e.user_id || e.anonymous_id || '–'}
-                    </td>
-                    <td>
-                      {e.valid ? (
-                        <span class="badge ok">✓ valid</span>
-                      ) : (
-                        <span class="badge bad" title={e.reason}>✗ invalid</span>
-                      )}
-                      {e.flags.length > 0 && <span class="badge flag" title={e.flags.join(', ')}>⚑ {e.flags.length} flag{e.flags.length > 1 ? 's' : ''}</span>}
-                    </td>
-                    <td class="errors">
-                      {e.errors.slice(0, 2).map((err) => (
-                        <div>
-                          <code>{err.path}</code> {err.message}
-                        </div>
-                      ))}
-                      {e.errors.length > 2 && <div class="muted">+{e.errors.length - 2} more</div>}
-                    </td>
-                    <td>
-                      <button type="button" class="small" aria-expanded={expanded} aria-controls={detailsId} onClick={() => toggle(key)}>
-                        {expanded ? 'Hide' : 'Details'}
-                        <span class="visually-hidden"> of {e.event || 'event'} at {clock(e.received_at)}</span>
-                      </button>
-                    </td>
-                  </tr>
-                  {expanded && (
-                    <tr class="details-row" id={detailsId}>
-                      <td colSpan={7}>
-                        <div class="event-details">
-                          <div>
-                            <h3>Validation</h3>
-                            {e.valid ? (
-                              <p>Valid against the plan.</p>
-                            ) : (
-                              <>
-                                <p>
-                                  Reason: <code>{e.reason}</code>
-                                </p>
-                                <ul class="error-list">
-                                  {e.errors.map((err) => (
-                                    <li>
-                                      <code>{err.path}</code>: {err.message}
-                                    </li>
-                                  ))}
-                                </ul>
-                              </>
-                            )}
-                            {e.flags.length > 0 && <p>Flags: {e.flags.join(', ')}</p>}
-                            <p class="mono small-print">message id {e.message_id}</p>
-                          </div>
-                          <div>
-                            <h3>Payload</h3>
-                            <pre class="payload" tabIndex={0} aria-label="Payload">{JSON.stringify(e.payload, null, 2)}</pre>
-                          </div>
-                        </div>
-                      </td>
-                    </tr>
-                  )}
-                </Fragment>
-              );
-            })}
-          </tbody>
-        </table>
-      </div>
+      <ExpandableTable
+        caption="Live events"
+        tableClass="qa-table"
+        headers={COLUMNS}
+        rows={events}
+        keyOf={keyOf}
+        emptyRow={<>No events yet. Send one (see the SDK or the curl line <code>funnelhouse up</code> prints); it appears here within a second.</>}
+        rowAttrs={(e) => ({ class: `${e.valid ? '' : 'invalid'} ${fresh.has(keyOf(e)) ? 'fresh' : ''}`, 'data-message-id': e.message_id })}
+        cells={(e) => (
+          <>
+            <td class="mono">{clock(e.received_at)}</td>
+            <td>{e.source}</td>
+            <td>{e.event || <span class="muted">(none)</span>}</td>
+            <td class="mono clip" title={[e.user_id, e.anonymous_id].filter(Boolean).join(' / ')}>
+              {e.user_id || e.anonymous_id || '–'}
+            </td>
+            <td>
+              {e.valid ? (
+                <span class="badge ok">✓ valid</span>
+              ) : (
+                <span class="badge bad" title={e.reason}>✗ invalid</span>
+              )}
+              {e.flags.length > 0 && <span class="badge flag" title={e.flags.join(', ')}>⚑ {e.flags.length} flag{e.flags.length > 1 ? 's' : ''}</span>}
+            </td>
+            <td class="errors">
+              {e.errors.slice(0, 2).map((err) => (
+                <div>
+                  <code>{err.path}</code> {err.message}
+                </div>
+              ))}
+              {e.errors.length > 2 && <div class="muted">+{e.errors.length - 2} more</div>}
+            </td>
+          </>
+        )}
+        toggleText="Details"
+        toggleOf={(e) => `of ${e.event || 'event'} at ${clock(e.received_at)}`}
+        detailsId={(e) => `qa-${e.message_id}-${Math.round(e.received_at * 1000)}`}
+        details={(e) => <EventDetails event={e} />}
+        open={open}
+        onToggle={toggle}
+      />
     </section>
+  );
+}
+
+function EventDetails({ event: e }: { event: DebugEvent }) {
+  return (
+    <div class="event-details">
+      <div>
+        <h3>Validation</h3>
+        {e.valid ? (
+          <p>Valid against the plan.</p>
+        ) : (
+          <>
+            <p>
+              Reason: <code>{e.reason}</code>
+            </p>
+            <ul class="error-list">
+              {e.errors.map((err) => (
+                <li>
+                  <code>{err.path}</code>: {err.message}
+                </li>
+              ))}
+            </ul>
+          </>
+        )}
+        {e.flags.length > 0 && <p>Flags: {e.flags.join(', ')}</p>}
+        <p class="mono small-print">message id {e.message_id}</p>
+      </div>
+      <div>
+        <h3>Payload</h3>
+        <pre class="payload" tabIndex={0} aria-label="Payload">{JSON.stringify(e.payload, null, 2)}</pre>
+      </div>
+    </div>
   );
 }

@@ -80,6 +80,10 @@ const DEBOUNCE_MS = 500;
 const newFilter = (table: string): FilterInput => ({ column: table === 'behavior_events' ? 'event' : '', op: '=', value: '' });
 const newGroup = (table = 'behavior_events'): GroupInput => ({ table, exclude: false, withinDays: '', filters: [newFilter(table)], having: [] });
 
+/** The list with item i replaced, or removed: every editor below edits its list this way. */
+const replaceAt = <T,>(list: T[], i: number, item: T): T[] => list.map((x, j) => (j === i ? item : x));
+const removeAt = <T,>(list: T[], i: number): T[] => list.filter((_, j) => j !== i);
+
 const isNumericType = (type: string | undefined) => !!type && /Int|Float|Decimal/.test(type);
 const looksNumeric = (text: string) => text.trim() !== '' && Number.isFinite(Number(text));
 
@@ -178,7 +182,7 @@ function Builder({ tables, onSaved }: { tables: Record<string, TableColumns>; on
     return () => clearTimeout(timer);
   }, [shape]);
 
-  const updateContainer = (ci: number, c: ContainerInput) => setContainers(containers.map((x, i) => (i === ci ? c : x)));
+  const updateContainer = (ci: number, c: ContainerInput) => setContainers(replaceAt(containers, ci, c));
 
   async function save(e: Event) {
     e.preventDefault();
@@ -210,7 +214,7 @@ function Builder({ tables, onSaved }: { tables: Record<string, TableColumns>; on
             tables={tables}
             canRemove={containers.length > 1}
             onChange={(next) => updateContainer(ci, next)}
-            onRemove={() => setContainers(containers.filter((_, i) => i !== ci))}
+            onRemove={() => setContainers(removeAt(containers, ci))}
           />
         ))}
         <button type="button" onClick={() => setContainers([...containers, { groups: [newGroup()] }])}>
@@ -257,19 +261,15 @@ function ContainerEditor({ index, container, tables, canRemove, onChange, onRemo
           group={g}
           tables={tables}
           canRemove={container.groups.length > 1}
-          onChange={(next) => onChange({ groups: container.groups.map((x, i) => (i === gi ? next : x)) })}
-          onRemove={() => onChange({ groups: container.groups.filter((_, i) => i !== gi) })}
+          onChange={(next) => onChange({ groups: replaceAt(container.groups, gi, next) })}
+          onRemove={() => onChange({ groups: removeAt(container.groups, gi) })}
         />
       ))}
       <div class="row-buttons">
         <button type="button" onClick={() => onChange({ groups: [...container.groups, newGroup()] })}>
           + Add group (and)
         </button>
-        {canRemove && (
-          <button type="button" class="danger" onClick={onRemove}>
-            Remove {label.toLowerCase()}
-          </button>
-        )}
+        {canRemove && <RemoveButton label={label} onRemove={onRemove} />}
       </div>
     </fieldset>
   );
@@ -280,8 +280,8 @@ function GroupEditor({ label, first, group, tables, canRemove, onChange, onRemov
   const columnNames = Object.keys(columns);
   const listId = `cols-${label.replace(/\W+/g, '-')}`;
   const set = (change: Partial<GroupInput>) => onChange({ ...group, ...change });
-  const setFilter = (i: number, change: Partial<FilterInput>) => set({ filters: group.filters.map((f, j) => (j === i ? { ...f, ...change } : f)) });
-  const setHaving = (i: number, change: Partial<HavingInput>) => set({ having: group.having.map((h, j) => (j === i ? { ...h, ...change } : h)) });
+  const setFilter = (i: number, change: Partial<FilterInput>) => set({ filters: replaceAt(group.filters, i, { ...group.filters[i], ...change }) });
+  const setHaving = (i: number, change: Partial<HavingInput>) => set({ having: replaceAt(group.having, i, { ...group.having[i], ...change }) });
 
   return (
     <fieldset class={`group ${group.exclude ? 'excluded' : ''}`}>
@@ -318,7 +318,7 @@ function GroupEditor({ label, first, group, tables, canRemove, onChange, onRemov
                 onInput={(value) => setFilter(i, { value })}
               />
             )}
-            <button type="button" class="icon" onClick={() => set({ filters: group.filters.filter((_, j) => j !== i) })} aria-label={`Remove filter ${i + 1} of ${label.toLowerCase()}`}>
+            <button type="button" class="icon" onClick={() => set({ filters: removeAt(group.filters, i) })} aria-label={`Remove filter ${i + 1} of ${label.toLowerCase()}`}>
               ✕
             </button>
           </li>
@@ -332,7 +332,7 @@ function GroupEditor({ label, first, group, tables, canRemove, onChange, onRemov
               {h.fn !== 'count' && <TextField label={`Per person ${i + 1} column`} value={h.column} list={listId} onInput={(column) => setHaving(i, { column })} />}
               <Select label={`Per person ${i + 1} operator`} value={h.op} options={COMPARISONS} onChange={(op) => setHaving(i, { op })} />
               <TextField label={`Per person ${i + 1} value`} type="number" value={h.value} onInput={(value) => setHaving(i, { value })} class="narrow" />
-              <button type="button" class="icon" onClick={() => set({ having: group.having.filter((_, j) => j !== i) })} aria-label={`Remove per-person condition ${i + 1} of ${label.toLowerCase()}`}>
+              <button type="button" class="icon" onClick={() => set({ having: removeAt(group.having, i) })} aria-label={`Remove per-person condition ${i + 1} of ${label.toLowerCase()}`}>
                 ✕
               </button>
             </li>
@@ -346,13 +346,17 @@ function GroupEditor({ label, first, group, tables, canRemove, onChange, onRemov
         <button type="button" onClick={() => set({ having: [...group.having, { fn: 'count', column: '', op: '>=', value: '2' }] })}>
           + Add per-person condition
         </button>
-        {canRemove && (
-          <button type="button" class="danger" onClick={onRemove}>
-            Remove {label.toLowerCase()}
-          </button>
-        )}
+        {canRemove && <RemoveButton label={label} onRemove={onRemove} />}
       </div>
     </fieldset>
+  );
+}
+
+function RemoveButton({ label, onRemove }: { label: string; onRemove: () => void }) {
+  return (
+    <button type="button" class="danger" onClick={onRemove}>
+      Remove {label.toLowerCase()}
+    </button>
   );
 }
 
