@@ -16,6 +16,10 @@
 -- the new key (same columns, index and settings) that is then swapped in. Every step is
 -- safe to repeat: a migration stopped half way drops the partial copy on the next start
 -- and does it again; stopped after the swap, it copies the re-sorted table once more.
+-- Nothing may insert meanwhile: on a ClickHouse server shared by several processes, stop
+-- the loaders first (Kafka keeps what they have not consumed), or rows inserted between
+-- the copy and the swap would stay behind in the old table. (chdb: one process per data
+-- folder, and `up` migrates before its loader starts.)
 DROP TABLE IF EXISTS events_raw__by_day;
 
 CREATE TABLE events_raw__by_day AS events_raw
