@@ -47,8 +47,13 @@ def _item(level: str) -> tuple[str, str]:
     raise ValueError("level is product or category")
 
 
+# Products bought together: one basket per order.
+ORDER_BASKETS = "SELECT DISTINCT order_id, product_id FROM order_items"
+
+
 def _pairs(baskets: str, basket: str, count_name: str) -> str:
-    """CTEs `pairs` over a CTE `baskets(basket, product_id)`: support, confidence, lift."""
+    """CTEs up to `scored` over a CTE `baskets(basket, product_id)`: support, confidence,
+    lift per product pair."""
     return f"""baskets AS (
     {baskets}
 ),
@@ -78,58 +83,51 @@ scored AS (
 )"""
 
 
-def co_bought(*, product_id: str | None = None, min_orders: int = 2, per_product: int = 10,
-              **_: Any) -> CompiledQuery:
-    """Products bought in the same order."""
-    names = ("SELECT product_id, any(product_name) AS product_name FROM order_items "
-             "GROUP BY product_id")
+def _bought_or_viewed_together(baskets: str, basket: str, names: str, count_name: str,
+                               min_param: str, params: dict[str, Any],
+                               product_id: str | None) -> CompiledQuery:
+    """Product pairs that share a basket (`baskets(basket, product_id)`): how often, the
+    confidence P(other | product) and the lift, top `per_product` per product."""
     where = " AND s.product_id = {product:String}" if product_id else ""
+    if product_id:
+        params = {**params, "product": product_id}
     sql = f"""WITH
-{_pairs("SELECT DISTINCT order_id, product_id FROM order_items", "order_id", "orders_together")},
+{_pairs(baskets, basket, count_name)},
 names AS ({names})
 SELECT s.product_id AS product_id, n1.product_name AS product_name,
        s.other_product_id AS other_product_id, n2.product_name AS other_product_name,
-       s.orders_together AS orders_together, s.confidence AS confidence, s.lift AS lift
+       s.{count_name} AS {count_name}, s.confidence AS confidence, s.lift AS lift
 FROM scored AS s
 LEFT JOIN names AS n1 ON n1.product_id = s.product_id
 LEFT JOIN names AS n2 ON n2.product_id = s.other_product_id
-WHERE s.orders_together >= {{min_orders:UInt32}}{where}
-ORDER BY product_id, orders_together DESC, lift DESC, other_product_id
+WHERE s.{count_name} >= {{{min_param}:UInt32}}{where}
+ORDER BY product_id, {count_name} DESC, lift DESC, other_product_id
 LIMIT {{per_product:UInt32}} BY product_id"""
-    params: dict[str, Any] = {"min_orders": min_orders, "per_product": per_product}
-    if product_id:
-        params["product"] = product_id
     return CompiledQuery(sql, params)
+
+
+def co_bought(*, product_id: str | None = None, min_orders: int = 2, per_product: int = 10,
+              **_: Any) -> CompiledQuery:
+    """Products bought in the same order."""
+    return _bought_or_viewed_together(
+        ORDER_BASKETS, "order_id",
+        "SELECT product_id, any(product_name) AS product_name FROM order_items "
+        "GROUP BY product_id",
+        "orders_together", "min_orders",
+        {"min_orders": min_orders, "per_product": per_product}, product_id)
 
 
 def co_viewed(*, as_of: date, days: int = 90, product_id: str | None = None,
               min_sessions: int = 2, per_product: int = 10, **_: Any) -> CompiledQuery:
     """Products viewed in the same session, in the `days` before `as_of`."""
-    baskets = ("SELECT DISTINCT session_id, product_id FROM behavior_events\n"
-               "    WHERE event = 'product_view' AND product_id != ''\n"
-               "      AND event_date > {since:Date} AND event_date <= {as_of:Date}")
-    names = ("SELECT product_id, any(product_name) AS product_name FROM behavior_events "
-             "WHERE event = 'product_view' AND product_id != '' "
-             "AND event_date > {since:Date} AND event_date <= {as_of:Date} GROUP BY product_id")
-    where = " AND s.product_id = {product:String}" if product_id else ""
-    sql = f"""WITH
-{_pairs(baskets, "session_id", "sessions_together")},
-names AS ({names})
-SELECT s.product_id AS product_id, n1.product_name AS product_name,
-       s.other_product_id AS other_product_id, n2.product_name AS other_product_name,
-       s.sessions_together AS sessions_together, s.confidence AS confidence, s.lift AS lift
-FROM scored AS s
-LEFT JOIN names AS n1 ON n1.product_id = s.product_id
-LEFT JOIN names AS n2 ON n2.product_id = s.other_product_id
-WHERE s.sessions_together >= {{min_sessions:UInt32}}{where}
-ORDER BY product_id, sessions_together DESC, lift DESC, other_product_id
-LIMIT {{per_product:UInt32}} BY product_id"""
-    params: dict[str, Any] = {"since": (as_of - timedelta(days=days)).isoformat(),
-                              "as_of": as_of.isoformat(), "min_sessions": min_sessions,
-                              "per_product": per_product}
-    if product_id:
-        params["product"] = product_id
-    return CompiledQuery(sql, params)
+    viewed = ("FROM behavior_events WHERE event = 'product_view' AND product_id != '' "
+              "AND event_date > {since:Date} AND event_date <= {as_of:Date}")
+    return _bought_or_viewed_together(
+        f"SELECT DISTINCT session_id, product_id {viewed}", "session_id",
+        f"SELECT product_id, any(product_name) AS product_name {viewed} GROUP BY product_id",
+        "sessions_together", "min_sessions",
+        {"since": (as_of - timedelta(days=days)).isoformat(), "as_of": as_of.isoformat(),
+         "min_sessions": min_sessions, "per_product": per_product}, product_id)
 
 
 def _cycles(level: str) -> str:
@@ -224,7 +222,7 @@ def likely_next(*, as_of: date, person: str | None = None, lookback_days: int = 
     """Per person: the products most likely next, with points and reasons."""
     who = f" AND {_PERSON}" if person else ""
     sql = f"""WITH
-{_pairs("SELECT DISTINCT order_id, product_id FROM order_items", "order_id", "orders_together")},
+{_pairs(ORDER_BASKETS, "order_id", "orders_together")},
 {_due_cte("product", person)},
 recent AS (
     -- what each person did with each product in the look-back window
