@@ -127,6 +127,14 @@ _TYPE_OF = {"page_view": "page", "screen_view": "screen", "identify": "identify"
 _PAGES = ["/", "/new", "/sale", "/category/shoes", "/category/apparel", "/about", "/faq"]
 
 
+CAMPAIGN_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "traffic_source", "traffic_medium")
+
+
+def _campaign_fields(campaign: tuple[str, ...]) -> dict[str, str]:
+    """One CAMPAIGNS entry as the fields a landing page carries."""
+    return dict(zip(CAMPAIGN_FIELDS, campaign, strict=True))
+
+
 @dataclass
 class PersonTruth:
     """What one generated person really is: every id of theirs resolves to `person_id`."""
@@ -336,19 +344,7 @@ class _Person:
         roll = rng.random()
         landing: dict[str, str] = {}
         if roll < 0.4:
-            landing = dict(
-                zip(
-                    (
-                        "utm_source",
-                        "utm_medium",
-                        "utm_campaign",
-                        "traffic_source",
-                        "traffic_medium",
-                    ),
-                    rng.choice(CAMPAIGNS),
-                    strict=True,
-                )
-            )
+            landing = _campaign_fields(rng.choice(CAMPAIGNS))
         elif roll < 0.7 and channel == "web":
             host, src, med = rng.choice(REFERRERS)
             landing = {
@@ -415,19 +411,7 @@ class _Person:
                 )
             elif r < 0.3 and steps > 2:
                 # A new campaign lands in the middle of the session.
-                camp = dict(
-                    zip(
-                        (
-                            "utm_source",
-                            "utm_medium",
-                            "utm_campaign",
-                            "traffic_source",
-                            "traffic_medium",
-                        ),
-                        rng.choice(CAMPAIGNS),
-                        strict=True,
-                    )
-                )
+                camp = _campaign_fields(rng.choice(CAMPAIGNS))
                 self._view(ctx, t, rng.choice(_PAGES), camp)
             elif intent > 0.35:
                 product = rng.choice(PRODUCTS)
