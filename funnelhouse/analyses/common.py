@@ -275,6 +275,12 @@ def spec_errors() -> Iterator[None]:
         raise SpecError(str(exc)) from exc
 
 
+def days_json(date_from: date | None, date_to: date | None) -> dict[str, Any]:
+    """A spec's reporting days as JSON (None where not set)."""
+    return {"date_from": date_from.isoformat() if date_from else None,
+            "date_to": date_to.isoformat() if date_to else None}
+
+
 def analysis_window(warehouse: Warehouse, date_from: date | None, date_to: date | None,
                     as_of: datetime | None) -> tuple[date, date, datetime]:
     """The spec's days and moment, defaulting to the days that hold data and to now."""

@@ -46,6 +46,7 @@ from funnelhouse.analyses.common import (
     SqlParams,
     analysis_window,
     comment,
+    days_json,
     format_duration,
     parse_date,
     parse_duration_ms,
@@ -164,8 +165,7 @@ class FunnelSpec:
                 "order": self.order, "exclude": [x.text(n) for x in self.exclusions],
                 "optional": list(self.optional), "hold": self.hold, "breakdown": self.breakdown,
                 "attribution": self.attribution,
-                "date_from": self.date_from.isoformat() if self.date_from else None,
-                "date_to": self.date_to.isoformat() if self.date_to else None,
+                **days_json(self.date_from, self.date_to),
                 "as_of": utc_text(self.as_of) if self.as_of else None}
 
     # Step structure the SQL and the reference both use.

@@ -25,6 +25,7 @@ from funnelhouse.analyses.common import (
     SpecError,
     SqlParams,
     analysis_window,
+    days_json,
     parse_date,
     parse_moment,
     pct,
@@ -64,8 +65,7 @@ class PathsSpec:
 
     def to_json(self) -> dict[str, Any]:
         return {"page": self.page, "conversion": self.conversion.text(), "top": self.top,
-                "date_from": self.date_from.isoformat() if self.date_from else None,
-                "date_to": self.date_to.isoformat() if self.date_to else None,
+                **days_json(self.date_from, self.date_to),
                 "as_of": utc_text(self.as_of) if self.as_of else None}
 
 

@@ -35,6 +35,7 @@ from funnelhouse.analyses.common import (
     SqlParams,
     analysis_window,
     comment,
+    days_json,
     parse_date,
     parse_moment,
     pct,
@@ -107,8 +108,7 @@ class RetentionSpec:
                 "return_event": self.return_event.text() if self.return_event else None,
                 "period": self.period, "periods": self.periods, "mode": self.mode,
                 "breakdown": self.breakdown,
-                "date_from": self.date_from.isoformat() if self.date_from else None,
-                "date_to": self.date_to.isoformat() if self.date_to else None,
+                **days_json(self.date_from, self.date_to),
                 "as_of": utc_text(self.as_of) if self.as_of else None}
 
 

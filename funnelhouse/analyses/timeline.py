@@ -11,6 +11,7 @@ from funnelhouse.analyses.common import (
     AnalysisResult,
     SpecError,
     SqlParams,
+    days_json,
     parse_date,
     spec_errors,
     table_columns,
@@ -46,8 +47,7 @@ class TimelineSpec:
 
     def to_json(self) -> dict[str, Any]:
         return {"person": self.person, "limit": self.limit,
-                "date_from": self.date_from.isoformat() if self.date_from else None,
-                "date_to": self.date_to.isoformat() if self.date_to else None}
+                **days_json(self.date_from, self.date_to)}
 
 
 def build_sql(spec: TimelineSpec, columns: dict[str, str]) -> tuple[str, SqlParams]:
