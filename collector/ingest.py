@@ -417,6 +417,8 @@ def _message_id(raw: dict[str, Any], raw_bytes: bytes, source: str) -> str:
 
 
 def _dict(value: Any) -> dict[str, Any]:
+    # Messages come from orjson, so objects are plain dicts; on this per-event path a
+    # class check is cheaper than isinstance().
     return value if value.__class__ is dict else {}
 
 
