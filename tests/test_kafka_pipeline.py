@@ -313,8 +313,18 @@ def test_two_loaders_in_one_group_one_killed_mid_batch(stack: Stack) -> None:
     doomed = in_process_loader(stack, FlakyWarehouse(doomed_handle, die_after_insert=True),
                                "doomed")
     survivor = in_process_loader(stack, survivor_handle, "survivor")
+
+    async def doomed_then_survivor() -> list[BaseException | None]:
+        # The doomed loader starts alone, so it surely gets a batch (started together,
+        # the survivor could take every partition and load everything first); the
+        # survivor then joins the group and must take over its uncommitted batch.
+        dying = asyncio.create_task(doomed.run())
+        await asyncio.wait({dying}, timeout=60)
+        assert dying.done(), "the doomed loader never got a batch"
+        return [dying.exception(), *await _run_until_loaded([survivor], acknowledged, path)]
+
     try:
-        outcomes = asyncio.run(_run_until_loaded([doomed, survivor], acknowledged, path))
+        outcomes = asyncio.run(doomed_then_survivor())
     finally:
         doomed_handle.close()
         survivor_handle.close()
