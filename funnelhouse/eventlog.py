@@ -18,6 +18,7 @@ and deletes); SQLite's locking serialises the writers.
 
 from __future__ import annotations
 
+import errno
 import os
 import sqlite3
 import threading
@@ -97,7 +98,7 @@ class EventLog:
                 self._db.execute(statement)
             self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            self._rollback()
             raise
         # One connection, used from one thread at a time (the sink's writer thread or
         # the loader's); the lock makes misuse from two threads safe rather than corrupt.
@@ -130,7 +131,7 @@ class EventLog:
                     last += count
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._rollback()
                 raise
         self._sync()
         return (first, last - 1)
@@ -204,7 +205,7 @@ class EventLog:
                     self._set_state_locked(name, value)
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._rollback()
                 raise
         self._sync()
 
@@ -266,6 +267,16 @@ class EventLog:
         finally:
             os.close(fd)
 
+    def _rollback(self) -> None:
+        # SQLite ends the transaction itself on some errors (SQLITE_FULL among them); a
+        # second ROLLBACK then fails with "no transaction is active" and would hide the
+        # real cause (a full disk) behind it.
+        if self._db.in_transaction:
+            try:
+                self._db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass   # the error being handled is the one to report
+
     def _upgrade_record_table(self) -> None:
         """Move the records of an earlier version's one-row-per-record table into chunks."""
         found = self._db.execute(
@@ -293,6 +304,14 @@ class EventLog:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether a failed write means the disk (or the file's size limit) is full."""
+    if isinstance(exc, sqlite3.Error) and getattr(exc, "sqlite_errorcode", None) == \
+            sqlite3.SQLITE_FULL:
+        return True
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def records_of(rows: Sequence[tuple[int, Record]]) -> list[Record]:

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from collector.sinks.base import QueueUnavailable, Record
-from funnelhouse.eventlog import EventLog
+from funnelhouse.eventlog import EventLog, disk_full
 
 
 class EmbeddedSink:
@@ -46,7 +46,10 @@ class EmbeddedSink:
                 await loop.run_in_executor(self._executor, self.log.append, records)
             except Exception as exc:  # disk full, I/O error, locked for too long
                 self._healthy = False
-                error = QueueUnavailable(f"event log append failed: {exc}")
+                # Name a full disk as such: it is the one cause an operator must fix.
+                error = QueueUnavailable(
+                    f"disk full: the event queue cannot grow ({exc})"
+                    if disk_full(exc) else f"event log append failed: {exc}")
                 for _, future in group:
                     if not future.done():
                         future.set_exception(error)
