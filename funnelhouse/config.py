@@ -91,6 +91,13 @@ class Settings:
     models_interval_seconds: int = 300
     export_time: str = "02:00"               # local time (reporting_tz) of the nightly export
     export_formats: tuple[str, ...] = ("csv", "parquet")
+    # HTTP edge: a client gets this long to send its headers, and (in total time spent
+    # waiting for it) its body; slower ones are answered 408 and disconnected.
+    header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 30.0
+    # TLS for the collector and `up`: PEM certificate (chain) and key; empty = plain HTTP.
+    tls_cert: str = ""
+    tls_key: str = ""
 
     @property
     def warehouse_dir(self) -> Path:
@@ -181,6 +188,10 @@ _ENV: dict[str, tuple[str, type]] = {
     "FUNNELHOUSE_SEGMENTS_INTERVAL_MINUTES": ("segments_interval_minutes", float),
     "FUNNELHOUSE_EXPORT_TIME": ("export_time", str),
     "FUNNELHOUSE_DEDUP_WINDOW_SECONDS": ("dedup_window_seconds", int),
+    "FUNNELHOUSE_HEADER_TIMEOUT_SECONDS": ("header_timeout_seconds", float),
+    "FUNNELHOUSE_BODY_TIMEOUT_SECONDS": ("body_timeout_seconds", float),
+    "FUNNELHOUSE_TLS_CERT": ("tls_cert", str),
+    "FUNNELHOUSE_TLS_KEY": ("tls_key", str),
 }
 
 
