@@ -91,6 +91,9 @@ class Settings:
     models_interval_seconds: int = 300
     export_time: str = "02:00"               # local time (reporting_tz) of the nightly export
     export_formats: tuple[str, ...] = ("csv", "parquet")
+    # The one folder exports are written under (default <data_dir>/exports); the HTTP
+    # API may only name sub-folders of it.
+    export_root: Path | None = None
     # HTTP edge: a client gets this long to send its headers, and (in total time spent
     # waiting for it) its body; slower ones are answered 408 and disconnected.
     header_timeout_seconds: float = 10.0
@@ -109,7 +112,7 @@ class Settings:
 
     @property
     def export_dir(self) -> Path:
-        return self.data_dir / "exports"
+        return self.export_root or self.data_dir / "exports"
 
     def key(self, key: str) -> WriteKey | None:
         return _key_index(self.write_keys).get(key)
@@ -219,6 +222,8 @@ def load_settings(env: dict[str, str] | None = None, **overrides: Any) -> Settin
         values["plan_dir"] = Path(env["FUNNELHOUSE_PLAN_DIR"])
     if env.get("FUNNELHOUSE_CONSOLE_DIR"):
         values["console_dir"] = Path(env["FUNNELHOUSE_CONSOLE_DIR"])
+    if env.get("FUNNELHOUSE_EXPORT_ROOT"):
+        values["export_root"] = Path(env["FUNNELHOUSE_EXPORT_ROOT"])
 
     values.update({k: v for k, v in overrides.items() if v is not None})
     values["data_dir"] = data_dir
@@ -231,7 +236,7 @@ def _from_file(doc: dict[str, Any]) -> dict[str, Any]:
         values["write_keys"] = _keys_from_file(doc["write_keys"])
     if "limits" in doc:
         values["limits"] = Limits(**doc["limits"])
-    for name in ("plan_dir", "sql_dir", "console_dir"):
+    for name in ("plan_dir", "sql_dir", "console_dir", "export_root"):
         if name in values:
             values[name] = Path(values[name])
     for name in ("trusted_proxies", "export_formats"):
