@@ -257,10 +257,17 @@ def cmd_signals(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
-    body = {"date": args.date, "out": str(Path(args.out).resolve()) if args.out else None,
-            "tables": _split(args.tables), "formats": _split(args.formats),
-            "segments": _split(args.segments)}
-    result = _service(settings).export(body)
+    body: dict[str, Any] = {"date": args.date, "tables": _split(args.tables),
+                            "formats": _split(args.formats), "segments": _split(args.segments)}
+    service = _service(settings)
+    if isinstance(service, Remote):
+        # The running `up` writes only under its export root: name the sub-folder.
+        body["out"] = _under_export_root(args.out, settings)
+        result = service.export(body)
+    else:
+        # The operator's own shell works on the data folder itself: any folder.
+        body["out"] = str(Path(args.out).resolve()) if args.out else None
+        result = service.export(body, out_anywhere=True)
     rows = [{k: f[k] for k in ("file", "rows", "bytes", "sha256")} for f in result["files"]]
     if args.format == "table":
         print(f"exported {result['day']} into {result['folder']}")
@@ -270,6 +277,19 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
     for error in result.get("errors", []):
         print(f"FAILED {error['table']} ({error['format']}): {error['error']}", file=sys.stderr)
     return 1 if result.get("errors") else 0
+
+
+def _under_export_root(out: str | None, settings: Settings) -> str | None:
+    """--out as the sub-folder of the export root a running `up` accepts, or CliError."""
+    if not out:
+        return None
+    root = settings.export_dir.resolve()
+    folder = Path(out).resolve()
+    if not folder.is_relative_to(root):
+        raise CliError(f"--out {out}: a running `funnelhouse up` writes exports only under "
+                       f"its export root {root} (FUNNELHOUSE_EXPORT_ROOT); name a folder "
+                       "inside it, or stop `up` to export anywhere")
+    return folder.relative_to(root).as_posix() if folder != root else None
 
 
 def cmd_forget(args: argparse.Namespace, settings: Settings) -> int:
@@ -371,7 +391,9 @@ def register(sub: argparse._SubParsersAction,
                         help="csv,parquet,xlsx — one or more, comma-separated "
                              "(default: the configured export formats)")
     export.add_argument("--segments", default=None, help="segment ids, or 'all'")
-    export.add_argument("--out", default=None, help="folder (default: <data dir>/exports)")
+    export.add_argument("--out", default=None,
+                        help="folder (default: the export root, <data dir>/exports); while "
+                             "`up` runs, a folder inside the export root")
 
     forget = leaf(sub.add_parser("forget", help="delete a person everywhere (logged)"),
                   cmd_forget)

@@ -24,7 +24,9 @@ import csv
 import datetime as dt
 import hashlib
 import os
+import re
 import secrets
+import stat
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -39,7 +41,8 @@ import pyarrow.parquet as pq
 
 from warehouse.base import Warehouse, WarehouseError
 
-__all__ = ["EXPORT_TABLES", "FORMATS", "ExportResult", "default_day", "export_day"]
+__all__ = ["EXPORT_TABLES", "FORMATS", "ExportResult", "PathNotAllowed", "confined_folder",
+           "default_day", "export_day"]
 
 # Table → its day column, in order of preference (the first that exists is used);
 # () means the table is exported whole, as a snapshot.
@@ -60,6 +63,49 @@ XLSX_CELL_CHARS = 32_767             # and 32,767 characters a cell
 _FORGOTTEN = "lower(hex(SHA256(person_id))) NOT IN (SELECT id_hash FROM forgotten_ids)"
 # One export at a time in a process: they share temp-file cleanup and the manifest.
 _EXPORT_LOCK = threading.Lock()
+# A sub-folder an API caller may name: plain ASCII names joined by "/", none starting
+# with a dot (so no "..", no hidden names), nothing to decode (no %, no backslash).
+_FOLDER_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
+MAX_FOLDER_CHARS = 255
+MAX_FOLDER_DEPTH = 8
+# The temp names _write_file and _write_manifest make; only these are ever cleaned up.
+_TEMP_NAME = re.compile(r"\.(?P<file>.+)\.tmp-[0-9a-f]{8}")
+
+
+class PathNotAllowed(ValueError):
+    """A caller named a folder outside the export root (→ 400 path_not_allowed)."""
+
+    reason = "path_not_allowed"
+
+
+def confined_folder(root: Path, name: object) -> Path:
+    """The sub-folder `name` of `root`, as an HTTP caller may name it; else PathNotAllowed.
+
+    Absolute paths, "..", hidden or encoded names, NUL and other control characters,
+    over-long names, and symlinks that lead out of the root are all refused.
+    """
+    if name is None or name == "":
+        return root
+    if not isinstance(name, str):
+        raise PathNotAllowed("out must be a relative folder name (text)")
+    if len(name) > MAX_FOLDER_CHARS:
+        raise PathNotAllowed(f"out is longer than {MAX_FOLDER_CHARS} characters")
+    parts = name.removesuffix("/").split("/")
+    if (name.startswith("/") or len(parts) > MAX_FOLDER_DEPTH
+            or not all(_FOLDER_PART.fullmatch(part) for part in parts)):
+        raise PathNotAllowed(
+            "out must be a relative sub-folder of the export root: names of letters, digits, "
+            f"'_', '-' and '.' (not first) joined by '/', at most {MAX_FOLDER_DEPTH} deep")
+    folder = root.joinpath(*parts)
+    _check_inside(root, folder)
+    return folder
+
+
+def _check_inside(root: Path, folder: Path) -> None:
+    # resolve() follows every symlink that exists: a link inside the root that points
+    # out of it is caught here, before anything is created through it.
+    if not folder.resolve().is_relative_to(root.resolve()):
+        raise PathNotAllowed("out leads outside the export root (a symbolic link)")
 
 
 @dataclass
@@ -96,8 +142,13 @@ def default_day(tz: str, now: dt.datetime | None = None) -> dt.date:
 def export_day(reader: Warehouse, export_dir: Path, day: dt.date, *,
                tables: Iterable[str] | None = None, formats: Iterable[str] = ("csv", "parquet"),
                segments: Iterable[str] | None = None, tz: str = "UTC",
-               now: Callable[[], dt.datetime] | None = None) -> ExportResult:
-    """Export `tables` (default: all eight) and `segments` (ids, or ["all"]) for `day`."""
+               now: Callable[[], dt.datetime] | None = None,
+               root: Path | None = None) -> ExportResult:
+    """Export `tables` (default: all eight) and `segments` (ids, or ["all"]) for `day`.
+
+    With `root`, the day's folder must stay inside it (PathNotAllowed otherwise), also
+    when a symlink sits where the day's folder would be.
+    """
     formats = list(dict.fromkeys(formats))
     for fmt in formats:
         if fmt not in FORMATS:
@@ -110,7 +161,11 @@ def export_day(reader: Warehouse, export_dir: Path, day: dt.date, *,
     folder = export_dir / day.isoformat()
     result = ExportResult(day.isoformat(), str(folder))
     with _EXPORT_LOCK:
+        if root is not None:
+            _check_inside(root, folder)
         folder.mkdir(parents=True, exist_ok=True)
+        if root is not None:
+            _check_inside(root, folder)   # again: a link swapped in while we created it
         _remove_stale_temp_files(folder)
         columns = _columns(reader)
         has_forgotten = "forgotten_ids" in columns
@@ -236,6 +291,8 @@ def _fetch(reader: Warehouse, sql: str, params: dict[str, Any]) -> pa.Table:
 def _write_file(folder: Path, name: str, fmt: str, data: pa.Table, period: dict[str, Any],
                 clock: Callable[[], dt.datetime]) -> ExportFile:
     file_name = f"{name}.{EXTENSIONS[fmt]}"
+    if "/" in file_name or "\0" in file_name or file_name.startswith("."):
+        raise PathNotAllowed(f"not a file name: {file_name!r}")   # ids are checked; belt
     temp = folder / f".{file_name}.tmp-{secrets.token_hex(4)}"
     try:
         WRITERS[fmt](temp, data)
@@ -360,9 +417,27 @@ def _write_manifest(folder: Path, result: ExportResult, tz: str,
 
 
 def _remove_stale_temp_files(folder: Path) -> None:
-    """Temp files of an export killed mid-write (a crash, SIGKILL) are never completed."""
-    for stale in folder.glob(".*.tmp-*"):
-        stale.unlink(missing_ok=True)
+    """Temp files of an export killed mid-write (a crash, SIGKILL) are never completed.
+
+    Only names an export makes (`.<one of our file names>.tmp-<8 hex>`) that are plain
+    files of our own are removed: anything else in the folder is not ours to delete.
+    """
+    ours = {"manifest.json"} | {f"{table}.{ext}" for table in EXPORT_TABLES
+                                for ext in EXTENSIONS.values()}
+    for stale in folder.iterdir():
+        match = _TEMP_NAME.fullmatch(stale.name)
+        if not match:
+            continue
+        name = match["file"]
+        if name not in ours and not (name.startswith("segment__")
+                                     and name.rsplit(".", 1)[-1] in EXTENSIONS.values()):
+            continue
+        try:
+            info = stale.lstat()
+        except FileNotFoundError:
+            continue
+        if stat.S_ISREG(info.st_mode) and info.st_uid == os.getuid():
+            stale.unlink(missing_ok=True)
 
 
 def _sha256(path: Path) -> tuple[str, int]:

@@ -39,7 +39,7 @@ from starlette.routing import Route
 
 from funnelhouse.admin_http import admin_endpoint, failure, json_object
 from funnelhouse.config import Settings
-from funnelhouse.exports import default_day, export_day
+from funnelhouse.exports import PathNotAllowed, confined_folder, default_day, export_day
 from funnelhouse.forget import forget, forget_log
 from funnelhouse.segments import MEMBERSHIP_SQL, SegmentError, Segments, from_people, from_sql
 from funnelhouse.signals import SIGNALS, run_signal
@@ -161,14 +161,22 @@ class People:
         return {"signal": name, "as_of": day.isoformat(), "rows": result.dicts(),
                 **query.as_json()}
 
-    def export(self, body: dict[str, Any]) -> dict[str, Any]:
+    def export(self, body: dict[str, Any], *, out_anywhere: bool = False) -> dict[str, Any]:
+        """`out` is a sub-folder of the export root; any folder only for the operator's
+        own CLI working on the data folder itself (`out_anywhere`)."""
         day = (date.fromisoformat(body["date"]) if body.get("date")
                else default_day(self.settings.reporting_tz))
-        out = Path(body["out"]) if body.get("out") else self.settings.export_dir
+        root = self.settings.export_dir
+        confine: Path | None = root
+        if out_anywhere:
+            out, confine = (Path(body["out"]) if body.get("out") else root), None
+        else:
+            out = confined_folder(root, body.get("out"))
         with self._jobs:
             result = export_day(self.reader, out, day, tables=body.get("tables") or None,
                                 formats=body.get("formats") or self.settings.export_formats,
-                                segments=body.get("segments"), tz=self.settings.reporting_tz)
+                                segments=body.get("segments"), tz=self.settings.reporting_tz,
+                                root=confine)
         return result.as_json()
 
     def forget(self, user_id: str, *, requested_by: str = "", reason: str = "") -> dict[str, Any]:
@@ -218,6 +226,7 @@ def routes(settings: Settings, warehouse: Warehouse) -> list[Route]:
     def endpoint(handler: Callable[[Request], Awaitable[Any]]):  # type: ignore[no-untyped-def]
         return admin_endpoint(settings, handler, errors=[
             (SegmentError, segment_failure),
+            (PathNotAllowed, failure(400, "path_not_allowed")),
             ((ValueError, KeyError, TypeError), failure(400, "bad_request")),
         ])
 

@@ -162,7 +162,7 @@ def test_an_interrupted_write_leaves_no_partial_file(built: Built, tmp_path: Pat
     # A temp file left by an export killed outright (SIGKILL) earlier today:
     folder = tmp_path / DAY.isoformat()
     folder.mkdir()
-    (folder / ".sessions.csv.tmp-dead").write_text("session_date\n2024-")
+    (folder / ".sessions.csv.tmp-0badc0de").write_text("session_date\n2024-")
     result = export_day(built.warehouse.readonly(), tmp_path, DAY, tables=["orders", "sessions"],
                         formats=["csv"], tz=built.settings.reporting_tz)
     assert [e["table"] for e in result.errors] == ["orders"]
@@ -250,10 +250,12 @@ def test_export_over_http_and_from_the_cli(built: Built, tmp_path: Path,
     with TestClient(app, headers={"Authorization": "Bearer admintok"}) as client:
         answer = client.post("/v1/exports", json={"date": "2024-03-06", "tables": ["orders"],
                                                   "formats": ["parquet"],
-                                                  "out": str(tmp_path / "http")})
+                                                  "out": "http/daily"})
     assert answer.status_code == 200, answer.text
     assert [f["file"] for f in answer.json()["files"]] == ["orders.parquet"]
-    assert (tmp_path / "http" / "2024-03-06" / "orders.parquet").is_file()
+    # Over HTTP `out` is a sub-folder of the export root (tests/test_security_files.py).
+    assert (built.settings.export_dir / "http" / "daily" / "2024-03-06" /
+            "orders.parquet").is_file()
 
     parser = argparse.ArgumentParser(prog="funnelhouse")
     register(parser.add_subparsers(dest="command", required=True))
