@@ -21,12 +21,13 @@ import html
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from collector.plan import PAYLOAD_OF_EVENT, TrackingPlan
 from funnelhouse.admin_http import admin_endpoint, failure, json_object
@@ -55,9 +56,21 @@ NOT_BUILT_PAGE = f"""<!doctype html>
 <p>(<code>scripts/setup</code> does this), or point <code>FUNNELHOUSE_CONSOLE_DIR</code> at a
 built console. The data API under <code>/v1/</code> works without it.</p>
 """
-# Security headers for the console's pages: it holds an admin token in the browser.
-CONSOLE_HEADERS = {"X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff",
-                   "Referrer-Policy": "no-referrer"}
+# The console's Content-Security-Policy: it holds an admin token in the browser and draws
+# strings anyone with a write key can send, so no script runs but the bundle's own app.js
+# (no inline script, no handler attributes, no eval) and nothing loads or connects elsewhere.
+# Styles: app.css only; the style *attributes* Preact and ECharts set go through the CSSOM,
+# which the policy allows, so no 'unsafe-inline' is needed for them either. Trusted Types
+# is not required: ECharts clears its own nodes with innerHTML = "" and would break.
+CONSOLE_CSP = "; ".join([
+    "default-src 'none'", "script-src 'self'", "style-src 'self'",
+    "img-src 'self' data:", "font-src 'self'", "connect-src 'self'",
+    "manifest-src 'self'", "object-src 'none'", "base-uri 'none'", "form-action 'none'",
+    "frame-ancestors 'none'"])
+# Security headers for the console's pages (and its not-built page).
+CONSOLE_HEADERS = {"Content-Security-Policy": CONSOLE_CSP, "X-Frame-Options": "DENY",
+                   "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+                   "Cross-Origin-Opener-Policy": "same-origin"}
 # Columns of behavior_events that are ids, times or raw JSON: accepted by the funnel as
 # breakdowns, but no useful one (one value per person/event), so the pickers skip them.
 NOT_BREAKDOWNS = {"event_at", "event_date", "message_id", "person_id", "anonymous_id",
@@ -77,12 +90,30 @@ class ConsoleFiles(StaticFiles):
         self.folder = Path(directory)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and not (self.folder / "index.html").is_file():
-            page = NOT_BUILT_PAGE.replace("{folder}", html.escape(str(self.folder)))
-            await HTMLResponse(page, status_code=503, headers={
-                "Cache-Control": "no-cache", **CONSOLE_HEADERS})(scope, receive, send)
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
             return
-        await super().__call__(scope, receive, send)
+
+        # Every answer under /console/ carries the security headers: files, the app's
+        # routes, 304s, 404s and 405s alike (the last two are raised, not returned).
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in CONSOLE_HEADERS.items():
+                    headers[name] = value
+            await send(message)
+
+        if not (self.folder / "index.html").is_file():
+            page = NOT_BUILT_PAGE.replace("{folder}", html.escape(str(self.folder)))
+            await HTMLResponse(page, status_code=503, headers={"Cache-Control": "no-cache"})(
+                scope, receive, send_with_headers)
+            return
+        try:
+            await super().__call__(scope, receive, send_with_headers)
+        except HTTPException as exc:
+            # Answered here, not by the app's handler, so the refusal carries the headers too.
+            await PlainTextResponse(exc.detail, status_code=exc.status_code, headers=exc.headers)(
+                scope, receive, send_with_headers)
 
     async def get_response(self, path: str, scope: Scope) -> Response:
         try:
@@ -96,7 +127,6 @@ class ConsoleFiles(StaticFiles):
         # The bundle's file names carry no content hash, so every file is revalidated
         # (ETag → 304): an upgrade never leaves a browser on an old app.js.
         response.headers["Cache-Control"] = "no-cache"
-        response.headers.update(CONSOLE_HEADERS)
         return response
 
 

@@ -48,8 +48,3 @@ export function stamp(value: unknown): string {
 export function isoDay(date: Date): string {
   return date.toISOString().slice(0, 10);
 }
-
-/** For ECharts tooltips, which take HTML. */
-export function escapeHtml(text: string): string {
-  return text.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
-}

@@ -8,7 +8,7 @@ import { Empty, ErrorNotice, Loading } from '../components/notice';
 import { SqlDetails } from '../components/sql';
 import { DataTable, type Column, type Row, type Sort } from '../components/table';
 import { useRequest } from '../components/useRequest';
-import { escapeHtml, num, pct } from '../format';
+import { num, pct } from '../format';
 import { useCatalogue } from '../meta';
 
 interface CampaignColumn {
@@ -118,9 +118,9 @@ function trendChart(data: Campaigns, metric: CampaignColumn | undefined): ChartO
   return {
     grid: { left: 56, right: 16, top: 64, bottom: 30 },
     legend: { top: 0, type: 'scroll', formatter: (n: string) => (n.length > 40 ? `${n.slice(0, 39)}…` : n) },
-    tooltip: { trigger: 'axis', valueFormatter: (v: number) => (isShare(metric) ? share(v) : num(v)), formatter: undefined },
+    tooltip: { trigger: 'axis', valueFormatter: (v: number) => (isShare(metric) ? share(v) : num(v)) },
     xAxis: { type: 'category', data: days },
-    yAxis: { type: 'value', name: escapeHtml(metric.label || metric.name) },
+    yAxis: { type: 'value', name: metric.label || metric.name },
     series: series.map((s, i) => ({ ...s, symbol: symbols[i % symbols.length] })),
   };
 }

@@ -8,7 +8,7 @@ import { Empty, ErrorNotice, Loading } from '../components/notice';
 import { SqlDetails } from '../components/sql';
 import { DataTable, type Column } from '../components/table';
 import { useRequest } from '../components/useRequest';
-import { duration, escapeHtml, num, pct } from '../format';
+import { duration, num, pct } from '../format';
 import { useCatalogue } from '../meta';
 
 interface FunnelStep {
@@ -210,12 +210,12 @@ function funnelChart(steps: FunnelStep[]): ChartOption {
       formatter: (items: { dataIndex: number }[]) => {
         const s = steps[items[0].dataIndex];
         return [
-          `<strong>${s.step}. ${escapeHtml(s.name)}</strong>`,
+          `${s.step}. ${s.name}`,
           `reached: ${num(s.people)} (${pct(s.pct_of_start)} of step 1)`,
           s.pct_of_previous !== null ? `from previous: ${pct(s.pct_of_previous)}` : '',
           s.step > 1 ? `dropped: ${num(s.dropped)}, still in window: ${num(s.in_window)}` : '',
           s.median_s_from_prev !== null ? `median time from previous: ${duration(s.median_s_from_prev)}` : '',
-        ].filter(Boolean).join('<br>');
+        ].filter(Boolean);
       },
     },
     xAxis: { type: 'category', data: labels, axisLabel: { interval: 0, overflow: 'truncate', width: 140 } },

@@ -23,6 +23,7 @@ export function RetentionView() {
   const [period, setPeriod] = useState('day');
   const [periods, setPeriods] = useState('7');
   const [mode, setMode] = useState('on');
+  const [breakdown, setBreakdown] = useState('');
   const [dates, setDates] = useState<DateWindow>({ date_from: '', date_to: '' });
   const req = useRequest<RetentionResult>();
 
@@ -40,6 +41,7 @@ export function RetentionView() {
       period,
       periods: Math.max(1, Number(periods) || 1),
       mode,
+      breakdown: breakdown || null,
       date_from: dates.date_from || null,
       date_to: dates.date_to || null,
     };
@@ -81,6 +83,7 @@ export function RetentionView() {
               { value: 'on_or_after', label: 'Unbounded: then or later' },
             ]}
           />
+          <Select label="Breakdown" value={breakdown} onChange={setBreakdown} options={[{ value: '', label: 'none' }, ...(catalogue?.meta.breakdowns || []).map((b) => ({ value: b, label: b }))]} />
           <DateRange value={dates} onChange={setDates} />
           <button type="submit" class="primary" disabled={req.loading}>
             {req.loading ? 'Running…' : 'Show retention'}
@@ -143,7 +146,7 @@ function heatmap(rows: Record<string, unknown>[], periods: string[]): ChartOptio
   );
   return {
     grid: { left: 170, right: 70, top: 10, bottom: 30 },
-    tooltip: { formatter: (p: { value: [number, number, number] }) => `${cohorts[p.value[1]]}<br>${periods[p.value[0]]}: ${pct(p.value[2])}` },
+    tooltip: { formatter: (p: { value: [number, number, number] }) => [cohorts[p.value[1]], `${periods[p.value[0]]}: ${pct(p.value[2])}`] },
     xAxis: { type: 'category', data: periods, splitArea: { show: true } },
     yAxis: { type: 'category', data: cohorts, inverse: true, axisLabel: { fontSize: 11 } },
     visualMap: { min: 0, max: 100, calculable: false, orient: 'vertical', right: 0, top: 'center', itemHeight: 120, text: ['100%', '0%'], inRange: { color: ['#f7fbff', '#6baed6', '#08306b'] } },
