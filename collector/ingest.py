@@ -96,7 +96,8 @@ class _Call:
     """One request's shared state while its events are processed, worked out once."""
 
     __slots__ = ("batch_sent_at", "forced_type", "key", "limits", "outcome", "ip_policy",
-                 "received_at", "request", "request_ip", "seen", "source", "_formatted")
+                 "received_at", "refused", "request", "request_ip", "seen", "source",
+                 "_formatted")
 
     def __init__(self, request: RequestInfo, limits: Limits, forced_type: str | None,
                  ip_salt: bytes) -> None:
@@ -106,7 +107,10 @@ class _Call:
         self.limits = limits
         self.forced_type = forced_type
         self.outcome = Outcome()
-        self.seen: set[str] = set()                     # dedup keys seen in this request
+        self.seen: set[str] = set()                     # dedup keys accepted in this request
+        # dedup key -> (payload bytes, reason, errors, _reject keywords) of an event
+        # refused earlier in this request, for its byte-identical copies.
+        self.refused: dict[str, tuple[Any, ...]] = {}
         self.received_at = format_ts(request.received_at)
         self.batch_sent_at = parse_timestamp(request.sent_at)
         self.ip_policy = "drop" if request.privacy_signal else self.key.ip_policy
@@ -170,26 +174,48 @@ class Ingestor:
     def _process_one(self, index: int, raw: Any, call: _Call) -> None:
         request, limits, outcome = call.request, call.limits, call.outcome
         if not isinstance(raw, dict):
-            self._reject(outcome, index, raw, request, "", "not_an_object",
-                         [{"path": f"$[{index}]", "message": "an event must be a JSON object"}])
+            # Cut to the depth limit: a non-object nested past what orjson writes (255
+            # levels) is still stored, as its first levels, flagged truncated.
+            shown, truncated = _cut_deep(raw, limits.max_depth)
+            shown_bytes = orjson.dumps(shown)
+            self._reject(outcome, index, shown, request,
+                         _message_id({}, shown_bytes, call.source), "not_an_object",
+                         [{"path": f"$[{index}]", "message": "an event must be a JSON object"}],
+                         raw_bytes=shown_bytes, truncated=truncated)
             return
         try:
             raw_bytes = orjson.dumps(raw)
         except orjson.JSONEncodeError:
-            # orjson reads 1024 levels of nesting but writes only 255: far past max_depth,
-            # and not even storable as a payload, so only its name is kept.
-            name = raw.get("event")
-            self._reject(outcome, index, None, request, "", "too_deep",
+            # orjson reads 1024 levels of nesting but writes only 255: far past max_depth.
+            # Its first levels are stored, flagged truncated, so the dead letter can be
+            # read and replay skips it with a reason instead of failing on it.
+            shown, _ = _cut_deep(raw, limits.max_depth)
+            shown_bytes = orjson.dumps(shown)
+            self._reject(outcome, index, shown, request,
+                         _message_id(raw, shown_bytes, call.source),
+                         "too_deep",
                          [{"path": "$", "message": f"nesting deeper than {limits.max_depth} "
                                                    "levels"}],
-                         raw_bytes=b"", event=name if isinstance(name, str) else "")
+                         raw_bytes=shown_bytes, truncated=True)
             return
         message_id = _message_id(raw, raw_bytes, call.source)
+        dedup_key = f"{call.source}:{message_id}"
+        earlier = call.refused.get(dedup_key)
+        if earlier is not None and earlier[0] == raw_bytes:
+            # A byte-identical copy of an event refused earlier in this request is
+            # refused alike (not counted as a duplicate of something stored), and
+            # dead-lettered like every refused event listed in the answer.
+            reason, errors, details = earlier[1:]
+            self._reject(outcome, index, raw, request, message_id, reason, errors, **details)
+            return
         if len(raw_bytes) > limits.max_event_bytes:
             self._reject(outcome, index, raw, request, message_id, "event_too_large",
                          [{"path": "$", "message": f"event is {len(raw_bytes)} bytes; "
                                                    f"limit {limits.max_event_bytes}"}],
-                         raw_bytes=raw_bytes[: limits.max_event_bytes])
+                         raw_bytes=raw_bytes[: limits.max_event_bytes], truncated=True)
+            call.refused[dedup_key] = (raw_bytes, "event_too_large", outcome.rejected[-1].errors,
+                                       {"raw_bytes": raw_bytes[: limits.max_event_bytes],
+                                        "truncated": True})
             return
         try:
             message = normalise(raw, max_depth=limits.max_depth,
@@ -198,17 +224,20 @@ class Ingestor:
         except LimitExceeded as exc:
             self._reject(outcome, index, raw, request, message_id, exc.reason,
                          [{"path": exc.path, "message": exc.message}], raw_bytes=raw_bytes)
+            call.refused[dedup_key] = (raw_bytes, exc.reason, outcome.rejected[-1].errors,
+                                       {"raw_bytes": raw_bytes})
             return
         # Segment's libraries send absent fields as null (`"category": null` on every
         # screen call); at the top of a message null means "not given".
         for name in [name for name, value in message.items() if value is None]:
             del message[name]
 
-        dedup_key = f"{call.source}:{message_id}"
+        # First copy wins: a message_id already accepted (in this request or the
+        # window) is a duplicate whatever its payload. A refused one is not "seen": a
+        # corrected copy with the same id may follow it.
         if dedup_key in self.dedup or dedup_key in call.seen:
             outcome.duplicates += 1
             return
-        call.seen.add(dedup_key)
 
         properties = message.get("properties")
         if properties.__class__ is dict and "products" in properties \
@@ -232,7 +261,11 @@ class Ingestor:
             self._reject(outcome, index, raw, request, message_id, reason, errors,
                          raw_bytes=raw_bytes, event=str(message.get("event") or ""),
                          message_type=str(message_type), schema_version=verdict.schema_version)
+            call.refused[dedup_key] = (raw_bytes, reason, errors, {
+                "raw_bytes": raw_bytes, "event": str(message.get("event") or ""),
+                "message_type": str(message_type), "schema_version": verdict.schema_version})
             return
+        call.seen.add(dedup_key)
 
         row = self._row(message, call, verdict)
         person = row["anonymous_id"] or row["user_id"]
@@ -351,7 +384,7 @@ class Ingestor:
     def _reject(self, outcome: Outcome, index: int, raw: Any, request: RequestInfo,
                 message_id: str, reason: str, errors: list[dict[str, str]], *,
                 raw_bytes: bytes | None = None, event: str = "", message_type: str = "",
-                schema_version: str = "") -> None:
+                schema_version: str = "", truncated: bool = False) -> None:
         """Refuse one event: it goes to the dead-letter stream, never silently away."""
         if isinstance(raw, dict):
             event = event or _text(raw.get("event"))
@@ -373,6 +406,9 @@ class Ingestor:
             "errors": errors,
             "schema_version": schema_version,
             "payload": payload,
+            # The payload is not the whole event (cut at the size or depth limit): replay
+            # skips such a row with a reason instead of re-validating a fragment.
+            "payload_truncated": int(truncated),
             "request": orjson.dumps({
                 "ip": anonymise_ip(request.ip, "drop" if request.privacy_signal
                                    else key.ip_policy, self._ip_salt),
@@ -404,6 +440,22 @@ class Ingestor:
         """The remembered events of one source (or all), oldest first per source."""
         return [DebugEntry(*fields) for name, recent in self._debug.items()
                 if not source or name == source for fields in recent]
+
+
+def _cut_deep(value: Any, max_depth: int, depth: int = 0) -> tuple[Any, bool]:
+    """`value` with containers past `max_depth` levels replaced by a marker; and whether any was.
+
+    Recursion stops at max_depth, so a value nested 1,000 levels deep is safe to walk.
+    """
+    if isinstance(value, dict | list) and depth >= max_depth:
+        return f"(cut: nested deeper than {max_depth} levels)", True
+    if isinstance(value, dict):
+        pairs = [(k, _cut_deep(v, max_depth, depth + 1)) for k, v in value.items()]
+        return {k: v for k, (v, _) in pairs}, any(cut for _, (_, cut) in pairs)
+    if isinstance(value, list):
+        items = [_cut_deep(v, max_depth, depth + 1) for v in value]
+        return [v for v, _ in items], any(cut for _, cut in items)
+    return value, False
 
 
 def _message_id(raw: dict[str, Any], raw_bytes: bytes, source: str) -> str:
