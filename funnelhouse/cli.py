@@ -107,6 +107,18 @@ def cmd_sql(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_token(args: argparse.Namespace) -> int:
+    """Print the admin token for the operator (`up` shows it once, when it is made)."""
+    settings = _settings(args)
+    token = instance.show_token(settings)
+    if not token:
+        print(f"no admin token yet in {settings.data_dir}: `funnelhouse up` makes one",
+              file=sys.stderr)
+        return 1
+    print(token)
+    return 0
+
+
 def _pretty(doc: dict) -> str:
     columns = [m["name"] for m in doc.get("meta", [])]
     rows = [[str(row.get(c, "")) for c in columns] for row in doc.get("data", [])]
@@ -255,6 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     command("migrate", cmd_migrate, "apply the raw-layer migrations")
 
+    token = command("token", cmd_token, "print the admin token kept in the data folder")
+    token.add_argument("action", choices=["show"])
+
     sql = command("sql", cmd_sql, "run read-only SQL (through the running instance if any)")
     sql.add_argument("query")
     sql.add_argument("--format", choices=["pretty", "csv", "json", "tsv"], default="pretty")
@@ -337,6 +352,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Every file any command makes (queue, chdb, credentials, exports) is private.
+    instance.private_files()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     args = build_parser().parse_args(argv)
     return int(args.handler(args) or 0)

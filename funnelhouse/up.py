@@ -107,15 +107,28 @@ async def refresh_models_periodically(settings: Settings, warehouse: Warehouse,
 
 
 def print_welcome(settings: Settings, url: str) -> None:
+    """What to do next. Secrets are not printed (they would land in every service log):
+    a browser key is public by design (it sits in web pages); the admin token only at
+    the start that made it."""
     browser = next((k for k in settings.write_keys if k.kind == "browser"), None)
-    key = browser or settings.write_keys[0]
+    keys = "\n".join(f"  write key ({k.source}, {k.kind}):".ljust(31)
+                     + (k.key if k.kind == "browser" else
+                        "(secret, not shown: see credentials.json or your config)")
+                     for k in settings.write_keys)
+    if instance.admin_token_first_showing(settings):
+        token = (f"{settings.admin_token}\n    (shown this once; kept in "
+                 f"{instance.credentials_path(settings)}; `funnelhouse token show "
+                 f"--data-dir {settings.data_dir}` prints it again)")
+    else:
+        token = instance.admin_token_source(settings)
+    write_key = browser.key if browser else "WRITE_KEY"
     print(f"""funnelhouse is up at {url}  (data: {settings.data_dir})
-  write key ({key.source}, {key.kind}): {key.key}
-  admin token:                 {settings.admin_token}
+{keys}
+  admin token:                 {token}
   web console:                 {url}/console/  (log in with the admin token)
 
 Send an event:
-  curl -s -u {key.key}: {url}/v1/track -H 'Content-Type: application/json' \\
+  curl -s -u {write_key}: {url}/v1/track -H 'Content-Type: application/json' \\
     -d '{{"event":"click","anonymousId":"a1","properties":{{"element":"#buy"}}}}'
 Query it:
   funnelhouse sql --data-dir {settings.data_dir} \
