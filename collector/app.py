@@ -18,10 +18,12 @@ from starlette.routing import BaseRoute, Route
 
 from collector.auth import require_admin, resolve_write_key
 from collector.body import check_content_type, parse_json, read_body, request_headers
+from collector.edge import EdgeMiddleware
 from collector.enrich.ip import client_ip
 from collector.ingest import MESSAGE_TYPES, Ingestor, RequestInfo
 from collector.limits import RateLimiter
 from collector.openapi import openapi_document
+from collector.params import query_float, query_int
 from collector.plan import TrackingPlan
 from collector.reasons import EVENT_STATUS, Refusal
 from collector.sinks.base import QueueUnavailable, Sink
@@ -178,15 +180,12 @@ class Collector:
         event = request.query_params.get("event")
         person = request.query_params.get("person")
         only_invalid = request.query_params.get("invalid") in ("1", "true")
-        limit_text = request.query_params.get("limit", "")
-        limit = int(limit_text) if limit_text.isdecimal() else 100
-        # `since` (a received_at from an earlier answer): only newer entries, for polling.
-        since_text = request.query_params.get("since", "")
         try:
-            since = float(since_text) if since_text else None
-        except ValueError:
-            return ORJSONResponse({"error": "since is a received_at number (seconds)",
-                                   "reason": "bad_request"}, status_code=400)
+            limit = query_int(request, "limit", 100, 0, 10_000)
+            # `since` (a received_at from an earlier answer): only newer entries, for polling.
+            since = query_float(request, "since", None, 0, 1e11)
+        except Refusal as refusal:
+            return refusal_response(refusal)
         entries = [e for e in self.ingestor.debug_entries(source)
                    if (since is None or e.received_at > since)
                    and (not event or e.event == event)
@@ -282,6 +281,8 @@ def create_app(
         *extra_routes,
     ]
     middleware = [
+        # Outermost: slow bodies get a 408, clients that hang up are not server errors.
+        Middleware(EdgeMiddleware, body_timeout=settings.body_timeout_seconds),
         # Browsers post from any site that embeds the SDK; per-key origin allow-lists
         # are enforced in auth (403), so CORS itself stays open. No cookies are read.
         Middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "POST"],

@@ -13,19 +13,23 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
 from collector.app import create_app
+from collector.edge import HeaderTimeoutProtocol, orphan_watchdog
 from funnelhouse.config import load_settings
 from funnelhouse.queues import make_sink
 
 
 def build() -> Starlette:
     settings = load_settings()
+    # uvicorn workers get the protocol class by its import path; its timeout is set here.
+    HeaderTimeoutProtocol.header_timeout = settings.header_timeout_seconds
     sink = make_sink(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await sink.start()
         try:
-            yield
+            async with orphan_watchdog():  # a worker whose master died stops serving
+                yield
         finally:
             await sink.stop()
 

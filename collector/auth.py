@@ -49,11 +49,30 @@ def resolve_write_key(keys: Mapping[str, WriteKey], request: Request,
     return write_key
 
 
+# Longer than any token we issue by far; refuse before comparing megabytes of header.
+MAX_TOKEN_BYTES = 1024
+
+
+def _raw_header(request: Request, name: bytes) -> bytes:
+    """A header's bytes as sent (names are lowercased by the server)."""
+    for key, value in request.scope.get("headers", ()):
+        if key == name:
+            return value
+    return b""
+
+
+def admin_token_of(request: Request) -> bytes:
+    """`Authorization: Bearer …` or `X-Admin-Token`, as raw bytes."""
+    authorization = _raw_header(request, b"authorization")
+    token = authorization[7:].strip() if authorization[:7].lower() == b"bearer " else b""
+    return token or _raw_header(request, b"x-admin-token").strip()
+
+
 def require_admin(settings: Settings, request: Request) -> None:
-    token = ""
-    authorization = request.headers.get("authorization", "")
-    if authorization[:7].lower() == "bearer ":
-        token = authorization[7:].strip()
-    token = token or request.headers.get("x-admin-token", "")
-    if not settings.admin_token or not hmac.compare_digest(token, settings.admin_token):
+    # Compared as bytes: hmac.compare_digest raises TypeError on non-ASCII str, and a
+    # header may carry any byte (`Bearer t\xe9` was a 500 on every admin route).
+    token = admin_token_of(request)
+    expected = settings.admin_token.encode("utf-8")
+    if not expected or not token or len(token) > MAX_TOKEN_BYTES \
+            or not hmac.compare_digest(token, expected):
         raise Refusal("unauthorized", "admin token required (Authorization: Bearer …)")

@@ -21,6 +21,8 @@ REQUEST_STATUS = {
     "origin_not_allowed": 403,
     "rate_limited": 429,
     "unauthorized": 401,
+    "bad_parameter": 400,        # a query parameter that is not what the route takes
+    "request_timeout": 408,      # headers or body not received within the timeout
     "queue_unavailable": 503,
 }
 

@@ -51,6 +51,8 @@ def admin_endpoint(settings: Settings, handler: Handler,
             return refusal_response(refusal)
         try:
             result = await handler(request)
+        except Refusal as refusal:  # e.g. a bad query parameter (collector.params)
+            return refusal_response(refusal)
         except Exception as exc:
             for kinds, answer in rules:
                 if isinstance(exc, kinds):

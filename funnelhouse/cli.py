@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import dataclasses
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -16,16 +17,23 @@ from funnelhouse.config import Settings, load_settings
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    overrides = {name: getattr(args, name, None) for name in ("host", "port", "data_dir")}
+    overrides = {name: getattr(args, name, None)
+                 for name in ("host", "port", "data_dir", "tls_cert", "tls_key")}
     if overrides["data_dir"] is not None:
         overrides["data_dir"] = Path(overrides["data_dir"])
     return load_settings(**overrides)
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    from collector.edge import tls_options
     from funnelhouse.up import serve
 
     settings = instance.with_local_credentials(_settings(args))
+    try:
+        tls_options(settings.tls_cert, settings.tls_key)
+    except (ValueError, OSError) as exc:
+        print(f"cannot serve TLS: {exc}", file=sys.stderr)
+        return 2
     if instance.running_url(settings):
         print(f"funnelhouse is already running for {settings.data_dir}", file=sys.stderr)
         return 1
@@ -51,10 +59,26 @@ def cmd_collector(args: argparse.Namespace) -> int:
     """Production collector: uvicorn workers importing collector.asgi:app (env config)."""
     import uvicorn
 
+    from collector.edge import server_options
+
     settings = _settings(args)
+    # The workers read their settings from the environment (collector.asgi): hand them
+    # what the command line said too.
+    for var, value in (("FUNNELHOUSE_DATA_DIR", args.data_dir),
+                       ("FUNNELHOUSE_TLS_CERT", args.tls_cert),
+                       ("FUNNELHOUSE_TLS_KEY", args.tls_key)):
+        if value:
+            os.environ[var] = str(value)
+    try:
+        options = server_options(settings, protocol="collector.edge:HeaderTimeoutProtocol")
+    except (ValueError, OSError) as exc:
+        print(f"cannot serve TLS: {exc}", file=sys.stderr)
+        return 2
+    scheme = "https" if options.get("ssl_certfile") else "http"
+    print(f"funnelhouse collector at {scheme}://{settings.host}:{settings.port}", flush=True)
     uvicorn.run("collector.asgi:app", host=settings.host, port=settings.port,
                 workers=args.workers or settings.collector_workers, log_level="warning",
-                access_log=False, env_file=None)
+                access_log=False, env_file=None, **options)
     return 0
 
 
@@ -261,6 +285,11 @@ def build_parser() -> argparse.ArgumentParser:
     collector.add_argument("--host", default=None)
     collector.add_argument("--port", type=int, default=None)
     collector.add_argument("--workers", type=int, default=None)
+    for p in (up, collector):
+        p.add_argument("--tls-cert", dest="tls_cert", default=None,
+                       help="PEM certificate (chain) to serve HTTPS (env FUNNELHOUSE_TLS_CERT)")
+        p.add_argument("--tls-key", dest="tls_key", default=None,
+                       help="its PEM private key (env FUNNELHOUSE_TLS_KEY)")
 
     command("loader", cmd_loader, "production loader: queue → warehouse, /metrics on "
             "$FUNNELHOUSE_LOADER_PORT")

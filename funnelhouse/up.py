@@ -137,11 +137,15 @@ Ctrl-C drains the queue and stops.""", flush=True)
 
 
 async def serve(settings: Settings, pipeline: Pipeline | None = None) -> None:
+    from collector.edge import server_options
+
+    options = server_options(settings)  # header timeout, TLS; fails early on a bad cert
     pipeline = pipeline or build_pipeline(settings)
     config = uvicorn.Config(pipeline.app, host=settings.host, port=settings.port,
-                            log_level="warning", access_log=False, lifespan="on")
+                            log_level="warning", access_log=False, lifespan="on", **options)
     server = uvicorn.Server(config)
-    url = f"http://{settings.host}:{settings.port}"
+    scheme = "https" if options.get("ssl_certfile") else "http"
+    url = f"{scheme}://{settings.host}:{settings.port}"
 
     async def welcome_when_started() -> None:
         while not server.started:
