@@ -21,6 +21,11 @@ from collector.app import create_app
 from collector.sinks.embedded import EmbeddedSink
 from funnelhouse.config import Limits, Settings, WriteKey
 from funnelhouse.eventlog import EventLog
+from tests.warehouse_backends import (  # noqa: F401 - fixtures, used by name
+    backend,
+    clickhouse_url,
+    make_warehouse,
+)
 
 BROWSER_KEY = "wk_browser"
 SERVER_KEY = "sk_server"

@@ -1,18 +1,16 @@
-"""The warehouse contract, run on every backend available: chdb always, a ClickHouse
-server when FUNNELHOUSE_CLICKHOUSE_URL is set (docker-compose)."""
+"""The warehouse contract, run on both backends: chdb, and a ClickHouse server through
+clickhouse-connect (FUNNELHOUSE_CLICKHOUSE_URL when set, else the chdb-backed HTTP fixture)."""
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
 
 import orjson
 import pytest
 
 from funnelhouse.config import REPO_ROOT
+from tests.warehouse_backends import BACKENDS, ServerDatabases
 from warehouse.base import (
     INSERT_PARTS,
     MIN_PART_BYTES,
@@ -24,26 +22,23 @@ from warehouse.chdb import ChdbWarehouse
 from warehouse.migrate import migrate, split_statements
 
 MIGRATIONS = REPO_ROOT / "sql" / "migrations"
-BACKENDS = ["chdb"] + (["server"] if os.environ.get("FUNNELHOUSE_CLICKHOUSE_URL") else [])
 
 
 @pytest.fixture(params=BACKENDS)
 def warehouse(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Warehouse]:
+    databases = None
     if request.param == "chdb":
         wh: Warehouse = ChdbWarehouse(tmp_path / "wh")
     else:
-        from warehouse.server import ServerWarehouse
-
         # A fresh database per test keeps server runs independent.
-        base = os.environ["FUNNELHOUSE_CLICKHOUSE_URL"].rstrip("/")
-        admin = ServerWarehouse(base)
-        database = f"fh_test_{uuid.uuid4().hex[:8]}"
-        admin.execute(f"CREATE DATABASE {database}")
-        wh = ServerWarehouse(urlunparse(urlparse(base)._replace(path=f"/{database}")))
+        databases = ServerDatabases(request.getfixturevalue("clickhouse_url"))
+        wh = databases.open()
     migrate(wh, MIGRATIONS)
     yield wh
     # chdb serves one data folder per process: close it so the next test can open its own.
     wh.close()
+    if databases is not None:
+        databases.close()
 
 
 def row(message_id: str, **fields: object) -> bytes:
