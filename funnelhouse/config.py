@@ -91,6 +91,12 @@ class Settings:
     models_interval_seconds: int = 300
     export_time: str = "02:00"               # local time (reporting_tz) of the nightly export
     export_formats: tuple[str, ...] = ("csv", "parquet")
+    # Per-query limits of user SQL (/v1/sql, `funnelhouse sql`, SQL segments); a query
+    # that exceeds one is stopped and answered 400 `query_limit`.
+    sql_max_seconds: float = 30.0
+    sql_max_result_rows: int = 1_000_000
+    sql_max_result_bytes: int = 100 * 1024 * 1024
+    sql_max_memory_bytes: int = 2 * 1024 * 1024 * 1024
     # The one folder exports are written under (default <data_dir>/exports); the HTTP
     # API may only name sub-folders of it.
     export_root: Path | None = None
@@ -191,6 +197,10 @@ _ENV: dict[str, tuple[str, type]] = {
     "FUNNELHOUSE_SEGMENTS_INTERVAL_MINUTES": ("segments_interval_minutes", float),
     "FUNNELHOUSE_EXPORT_TIME": ("export_time", str),
     "FUNNELHOUSE_DEDUP_WINDOW_SECONDS": ("dedup_window_seconds", int),
+    "FUNNELHOUSE_SQL_MAX_SECONDS": ("sql_max_seconds", float),
+    "FUNNELHOUSE_SQL_MAX_RESULT_ROWS": ("sql_max_result_rows", int),
+    "FUNNELHOUSE_SQL_MAX_RESULT_BYTES": ("sql_max_result_bytes", int),
+    "FUNNELHOUSE_SQL_MAX_MEMORY_BYTES": ("sql_max_memory_bytes", int),
     "FUNNELHOUSE_HEADER_TIMEOUT_SECONDS": ("header_timeout_seconds", float),
     "FUNNELHOUSE_BODY_TIMEOUT_SECONDS": ("body_timeout_seconds", float),
     "FUNNELHOUSE_TLS_CERT": ("tls_cert", str),
