@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -95,7 +95,10 @@ class Warehouse(Protocol):
         inserted at once.
         """
 
-    def readonly(self) -> Warehouse:
-        """A second handle on which the engine itself refuses writes, DDL and settings changes."""
+    def readonly(self, limits: Mapping[str, Any] | None = None) -> Warehouse:
+        """A second handle on which the engine itself refuses writes, DDL and settings changes.
+
+        `limits` are settings fixed on it before read-only mode (max_execution_time …).
+        """
 
     def close(self) -> None: ...

@@ -9,7 +9,7 @@ take their own handle and do not queue behind each other.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,8 @@ from warehouse.base import (
 class ChdbWarehouse:
     backend = "chdb"
 
-    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+    def __init__(self, path: Path, *, readonly: bool = False,
+                 limits: Mapping[str, Any] | None = None) -> None:
         path.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._lock = threading.Lock()
@@ -37,8 +38,9 @@ class ChdbWarehouse:
             self._conn = chdb.connect(str(path))
         except Exception as exc:
             raise WarehouseError(f"cannot open {path}: {exc}") from exc
-        for name, value in RESULT_SETTINGS.items():
-            self._conn.query(f"SET {name} = {value}")
+        for name, value in {**RESULT_SETTINGS, **(limits or {})}.items():
+            # Limits go in before `readonly`: after it, no query can change them.
+            self._conn.query(f"SET {name} = {_literal(value)}")
         if readonly:
             # Set on the connection, not appended to the user's text: a SETTINGS clause
             # in a query could be overridden or commented out by that query.
@@ -56,8 +58,17 @@ class ChdbWarehouse:
             try:
                 result = self._conn.query(sql, fmt, params=params or None)
             except Exception as exc:
+                self._drain()
                 raise WarehouseError(str(exc)) from exc
         return result.bytes() if result is not None else b""
+
+    def _drain(self) -> None:
+        # chdb keeps what a query that failed mid-way (a limit, a KILL) had written and
+        # prepends it to the next result on this connection; one throwaway query takes it.
+        try:
+            self._conn.query("SELECT 1", "TabSeparated")
+        except Exception:  # the original error is the one to report
+            pass
 
     def execute(self, sql: str, params: dict[str, Any] | None = None) -> None:
         self._run(sql, "TabSeparated", params)
@@ -109,8 +120,8 @@ class ChdbWarehouse:
                                                 thread_name_prefix="chdb-insert")
             return self._pool
 
-    def readonly(self) -> ChdbWarehouse:
-        return ChdbWarehouse(self.path, readonly=True)
+    def readonly(self, limits: Mapping[str, Any] | None = None) -> ChdbWarehouse:
+        return ChdbWarehouse(self.path, readonly=True, limits=limits)
 
     def close(self) -> None:
         if self._pool is not None:

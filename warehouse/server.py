@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlparse
@@ -25,10 +25,12 @@ from warehouse.base import (
 class ServerWarehouse:
     backend = "server"
 
-    def __init__(self, url: str, *, readonly: bool = False) -> None:
+    def __init__(self, url: str, *, readonly: bool = False,
+                 limits: Mapping[str, Any] | None = None) -> None:
         self.url = url
         parts = urlparse(url)
-        settings: dict[str, Any] = dict(RESULT_SETTINGS)
+        # Per-query limits travel with every query, like readonly, which forbids changing them.
+        settings: dict[str, Any] = {**RESULT_SETTINGS, **(limits or {})}
         if readonly:
             # Sent with every query by the client; the server refuses a query that
             # tries to lower it, so user SQL cannot switch it off.
@@ -106,8 +108,8 @@ class ServerWarehouse:
                                                 thread_name_prefix="clickhouse-insert")
             return self._pool
 
-    def readonly(self) -> ServerWarehouse:
-        return ServerWarehouse(self.url, readonly=True)
+    def readonly(self, limits: Mapping[str, Any] | None = None) -> ServerWarehouse:
+        return ServerWarehouse(self.url, readonly=True, limits=limits)
 
     def close(self) -> None:
         if self._pool is not None:
