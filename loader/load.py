@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
+from collections.abc import Sequence
 
+import orjson
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
 from funnelhouse import metrics
@@ -88,8 +91,16 @@ class Loader:
     def _insert(self, batch: Batch) -> None:
         # Two tables, two inserts; each has its own token so either may be repeated alone.
         if batch.events:
-            self.warehouse.insert_json_rows("events_raw", batch.events, f"{batch.token}:events")
-            metrics.loader_rows.labels("events_raw").inc(batch.event_rows)
+            events, token = batch.events, f"{batch.token}:events"
+            kept, dropped = first_copies(self.warehouse, events)
+            if dropped:
+                # Fewer rows than the batch: a token of their own, so a retry after a
+                # half-landed insert is not mistaken for the part that landed.
+                events, token = kept, f"{token}:minus:{_digest(dropped)}"
+                metrics.events_duplicate.inc(len(dropped))
+            if events:
+                self.warehouse.insert_json_rows("events_raw", events, token)
+            metrics.loader_rows.labels("events_raw").inc(batch.event_rows - len(dropped))
         if batch.invalid:
             self.warehouse.insert_json_rows("events_invalid", batch.invalid,
                                             f"{batch.token}:invalid")
@@ -100,3 +111,41 @@ class Loader:
         metrics.loader_failures.inc()
         log.warning("warehouse insert failed (attempt %d), retrying: %s",
                     state.attempt_number, state.outcome.exception())
+
+
+def first_copies(warehouse: Warehouse, items: Sequence[bytes]) -> tuple[list[bytes], list[str]]:
+    """`items` (newline-joined JSON rows) without rows whose message_id is already stored.
+
+    The first stored copy of a (source, message_id) wins: a later row with that id — a
+    retry past the collector's dedup window, or a different payload reusing the id — is
+    dropped here, as is a second copy within `items` (the queue's order is the order
+    received). Returns the rows to insert and the `source:message_id` of those dropped.
+    """
+    rows: list[tuple[str, bytes]] = []
+    for item in items:
+        for line in item.split(b"\n"):
+            if line:
+                row = orjson.loads(line)
+                rows.append((f"{row.get('source', '')}:{row.get('message_id', '')}", line))
+    ids = sorted({key.split(":", 1)[1] for key, _ in rows})
+    # One lookup per batch over the message_id column: a copy may carry any timestamp,
+    # so the sort key (day, source, message_id) cannot narrow it down.
+    stored = {f"{source}:{message_id}" for source, message_id in warehouse.query(
+        "SELECT DISTINCT source, message_id FROM events_raw WHERE message_id IN "
+        "(SELECT arrayJoin(JSONExtract({ids:String}, 'Array(String)')))",
+        {"ids": orjson.dumps(ids).decode()}).rows} if ids else set()
+    kept: list[bytes] = []
+    dropped: list[str] = []
+    for key, line in rows:
+        if key in stored:
+            dropped.append(key)
+        else:
+            stored.add(key)
+            kept.append(line)
+    if not dropped:
+        return list(items), []
+    return kept, dropped
+
+
+def _digest(keys: Sequence[str]) -> str:
+    return hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]

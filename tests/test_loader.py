@@ -16,7 +16,7 @@ from funnelhouse.config import REPO_ROOT
 from funnelhouse.eventlog import EventLog
 from loader.load import Loader
 from loader.sources.embedded import PENDING, EmbeddedSource
-from warehouse.base import WarehouseUnavailable
+from warehouse.base import QueryResult, WarehouseUnavailable
 from warehouse.chdb import ChdbWarehouse
 from warehouse.migrate import migrate
 
@@ -33,6 +33,9 @@ class FlakyWarehouse:
         self.failures = failures
         self.die_after_insert = die_after_insert
         self.attempts = 0
+
+    def query(self, sql: str, params: dict | None = None) -> QueryResult:
+        return self.inner.query(sql, params)  # reads work: the loader looks up stored ids
 
     def insert_json_rows(self, table: str, rows: Sequence[bytes], token: str | None = None) -> int:
         self.attempts += 1
