@@ -236,6 +236,11 @@ def _delete_everywhere(wh: Warehouse, ids: set[str], result: ForgetResult | None
                        ) -> dict[str, int]:
     params = {"ids": orjson.dumps(sorted(ids)).decode()}
     removed: dict[str, int] = {}
+    # chdb never removes the parts a merge, mutation or REPLACE PARTITION replaced: rows
+    # the models already dropped may still sit in them. Such tables are rewritten too.
+    stale = {r[0] for r in wh.query(
+        "SELECT DISTINCT table FROM system.parts WHERE database = currentDatabase() "
+        "AND NOT active").rows} if wh.backend == "chdb" and ids else set()
     for table, columns in sorted(_tables(wh).items()):
         if table in SKIP_TABLES:
             continue
@@ -244,8 +249,9 @@ def _delete_everywhere(wh: Warehouse, ids: set[str], result: ForgetResult | None
             continue
         count = int(wh.query(f"SELECT count() FROM `{table}` WHERE {condition}", params).scalar()
                     or 0)
-        if count:
+        if count or table in stale:
             _without_rows(wh, table, condition, params, count)
+        if count:
             removed[table] = count
             if result is not None:
                 result.rows_deleted[table] = count

@@ -354,7 +354,7 @@ class _Runner:
         """Record the links `table` now reflects: every day of it was built with them."""
         applied = _applied_links(table)
         new = f"{applied}__new"
-        self.wh.execute(f"DROP TABLE IF EXISTS {new}")
+        self.wh.execute(f"DROP TABLE IF EXISTS {new} SYNC")
         self.wh.execute(
             f"CREATE TABLE {new} (id String, person_id String) ENGINE = MergeTree ORDER BY id"
         )
@@ -417,7 +417,7 @@ class _Runner:
     # -- building ----------------------------------------------------------------------
     def _build_table(self, model: Model) -> int:
         new = f"{model.name}__new"
-        self.wh.execute(f"DROP TABLE IF EXISTS {new}")
+        self.wh.execute(f"DROP TABLE IF EXISTS {new} SYNC")
         self.wh.execute(_ddl(model, new))
         self._insert(model, new, {})
         rows = self._count(new)
@@ -426,7 +426,7 @@ class _Runner:
 
     def _build_incremental_full(self, model: Model, days: list[date]) -> int:
         new = f"{model.name}__new"
-        self.wh.execute(f"DROP TABLE IF EXISTS {new}")
+        self.wh.execute(f"DROP TABLE IF EXISTS {new} SYNC")
         self.wh.execute(_ddl(model, new))
         chunks = self._chunks(days)
         for n, chunk in enumerate(chunks, 1):
@@ -440,7 +440,7 @@ class _Runner:
         stage = f"{model.name}__stage"
         rows = 0
         for chunk in self._chunks(days):
-            self.wh.execute(f"DROP TABLE IF EXISTS {stage}")
+            self.wh.execute(f"DROP TABLE IF EXISTS {stage} SYNC")
             self.wh.execute(_ddl(model, stage))
             self._insert(model, stage, self._day_params(chunk))
             filled = {
@@ -462,7 +462,7 @@ class _Runner:
                 else:
                     self.wh.execute(f"ALTER TABLE {model.name} DROP PARTITION ID '{pid}'")
             self.progress(f"    {model.name}: days {chunk[0]}…{chunk[-1]} replaced")
-        self.wh.execute(f"DROP TABLE IF EXISTS {stage}")
+        self.wh.execute(f"DROP TABLE IF EXISTS {stage} SYNC")
         return rows
 
     def _insert(self, model: Model, target: str, day_params: dict[str, str]) -> None:
@@ -491,7 +491,7 @@ class _Runner:
         scratch_tables = [_SCRATCH_TABLE.findall(step)[0] for step in model.scratch]
         try:
             for table, step in zip(scratch_tables, model.scratch, strict=True):
-                self.wh.execute(f"DROP TABLE IF EXISTS {table}")
+                self.wh.execute(f"DROP TABLE IF EXISTS {table} SYNC")
                 self.wh.execute(f"{step}\n{_QUERY_SETTINGS}", params)
             self.wh.execute(
                 f"INSERT INTO {target} ({cols})\nSELECT {cols}\nFROM (\n{model.select}\n)\n"
@@ -500,7 +500,7 @@ class _Runner:
             )
         finally:
             for table in scratch_tables:
-                self.wh.execute(f"DROP TABLE IF EXISTS {table}")
+                self.wh.execute(f"DROP TABLE IF EXISTS {table} SYNC")
 
     def _day_params(self, days: list[date]) -> dict[str, str]:
         """The chunk's days, and its bounds in UTC: [ts_from, ts_to) covers the days,
@@ -524,7 +524,7 @@ class _Runner:
     def _swap(self, name: str, new: str) -> None:
         if self._exists(name):
             self.wh.execute(f"EXCHANGE TABLES {name} AND {new}")
-            self.wh.execute(f"DROP TABLE {new}")
+            self.wh.execute(f"DROP TABLE {new} SYNC")
         else:
             self.wh.execute(f"RENAME TABLE {new} TO {name}")
 

@@ -627,7 +627,7 @@ class Segments:
             else:
                 self.wh.execute(f"ALTER TABLE segment_members DROP PARTITION {_partition(sid)}")
         finally:
-            self.wh.execute(f"DROP TABLE IF EXISTS {stage}")
+            self.wh.execute(f"DROP TABLE IF EXISTS {stage} SYNC")
         seconds = round(time.monotonic() - started, 3)
         self.wh.insert_json_rows("segment_snapshots", [orjson.dumps({
             "segment_id": sid, "version": segment.version, "materialised_at": at,
