@@ -213,7 +213,10 @@ def cmd_replay_invalid(args: argparse.Namespace) -> int:
         result = dataclasses.asdict(replay_invalid(open_warehouse(settings), settings,
                                                    TrackingPlan.load(settings.plan_dir)))
     print(f"examined {result['examined']}, moved to events_raw {result['moved']}, "
-          f"still invalid {result['still_invalid']}")
+          f"still invalid {result['still_invalid']}, skipped {result.get('skipped', 0)}")
+    # A dead letter that can never be replayed is skipped with its reason, once.
+    for row in result.get("skipped_rows", []):
+        print(f"skipped {row['source']}:{row['message_id']}: {row['reason']}")
     return 0
 
 
