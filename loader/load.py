@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import threading
 import time
 from collections.abc import Sequence
 
@@ -12,6 +13,7 @@ import orjson
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
 from funnelhouse import metrics
+from funnelhouse.forget import ForgottenSet
 from loader.sources.base import Batch, Source
 from warehouse.base import Warehouse, WarehouseError
 
@@ -28,8 +30,14 @@ class Loader:
     """
 
     def __init__(self, source: Source, warehouse: Warehouse, *, batch_rows: int = 50_000,
-                 batch_seconds: float = 0.5) -> None:
+                 batch_seconds: float = 0.5, forgotten: ForgottenSet | None = None) -> None:
         self.source = source
+        # Rows of forgotten people are not loaded (a device still sending, a late batch).
+        self.forgotten = forgotten
+        # Held from a batch's insert to its commit: forget swaps tables only between
+        # batches, so no insert lands in a table being replaced and no batch is left
+        # inserted-but-uncommitted across a swap (its dedup token would be forgotten).
+        self.gate = threading.Lock()
         self.warehouse = warehouse
         self.batch_rows = batch_rows
         self.batch_seconds = batch_seconds
@@ -57,8 +65,13 @@ class Loader:
             if batch is not None:
                 await self.source.commit(batch)
             return 0
-        await self._insert_with_retries(batch)
-        await self.source.commit(batch)
+        while not self.gate.acquire(blocking=False):   # a forget is swapping tables
+            await asyncio.sleep(0.02)
+        try:
+            await self._insert_with_retries(batch)
+            await self.source.commit(batch)
+        finally:
+            self.gate.release()
         self.rows_loaded += len(batch)
         self.last_loaded_at = time.time()
         return len(batch)
@@ -90,8 +103,18 @@ class Loader:
 
     def _insert(self, batch: Batch) -> None:
         # Two tables, two inserts; each has its own token so either may be repeated alone.
-        if batch.events:
-            events, token = batch.events, f"{batch.token}:events"
+        events, invalid, gone = batch.events, batch.invalid, 0
+        forgotten = self.forgotten
+        hashes = forgotten.hashes() if forgotten is not None else frozenset()
+        if forgotten is not None and hashes:
+            # The token stays the batch's: the same rows are dropped again on a retry.
+            events, gone = forgotten.keep(events, hashes)
+            invalid, gone_invalid = forgotten.keep(invalid, hashes)
+            gone += gone_invalid
+            if gone:
+                log.info("loader: %d rows of forgotten people not loaded", gone)
+        if events:
+            token = f"{batch.token}:events"
             kept, dropped = first_copies(self.warehouse, events)
             if dropped:
                 # Fewer rows than the batch: a token of their own, so a retry after a
@@ -100,9 +123,9 @@ class Loader:
                 metrics.events_duplicate.inc(len(dropped))
             if events:
                 self.warehouse.insert_json_rows("events_raw", events, token)
-            metrics.loader_rows.labels("events_raw").inc(batch.event_rows - len(dropped))
-        if batch.invalid:
-            self.warehouse.insert_json_rows("events_invalid", batch.invalid,
+            metrics.loader_rows.labels("events_raw").inc(len(events))
+        if invalid:
+            self.warehouse.insert_json_rows("events_invalid", invalid,
                                             f"{batch.token}:invalid")
             metrics.loader_rows.labels("events_invalid").inc(batch.invalid_rows)
 
