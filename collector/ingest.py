@@ -9,6 +9,7 @@ is sent only after the queue said the rows are durable.
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -436,6 +437,17 @@ class Ingestor:
         recent.append((request.received_at, source, event, message_id, anonymous_id, user_id,
                        valid, reason, errors, flags, payload))
 
+    def forget_entries(self, ids: set[str], pattern: re.Pattern[str]) -> int:
+        """Drop the debug entries of a forgotten person (by id, or an id in the payload)."""
+        removed = 0
+        for source, recent in list(self._debug.items()):
+            kept = [e for e in recent
+                    if not (e[4] in ids or e[5] in ids
+                            or pattern.search(_as_text(e[10])))]
+            removed += len(recent) - len(kept)
+            self._debug[source] = deque(kept, maxlen=self._debug_size)
+        return removed
+
     def debug_entries(self, source: str | None = None) -> list[DebugEntry]:
         """The remembered events of one source (or all), oldest first per source."""
         return [DebugEntry(*fields) for name, recent in self._debug.items()
@@ -456,6 +468,13 @@ def _cut_deep(value: Any, max_depth: int, depth: int = 0) -> tuple[Any, bool]:
         items = [_cut_deep(v, max_depth, depth + 1) for v in value]
         return [v for v, _ in items], any(cut for _, cut in items)
     return value, False
+
+
+def _as_text(value: Any) -> str:
+    try:
+        return orjson.dumps(value, default=str).decode()
+    except (TypeError, orjson.JSONEncodeError):  # nested past orjson's depth
+        return repr(value)
 
 
 def _message_id(raw: dict[str, Any], raw_bytes: bytes, source: str) -> str:
