@@ -22,7 +22,8 @@ import errno
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import groupby
 from pathlib import Path
@@ -208,6 +209,55 @@ class EventLog:
                 self._rollback()
                 raise
         self._sync()
+
+    def redact(self, hints: Sequence[bytes], is_match: Callable[[bytes], bool],
+               tombstone: bytes) -> int:
+        """Replace every queued record `is_match` accepts by `tombstone`; leave no copy.
+
+        For forget: a record keeps its seq (batch tokens and the loader's pending range
+        stay valid) but its value becomes the tombstone, which the loader skips. Only
+        chunks containing one of `hints` are parsed. Then the freed pages are zeroed
+        (secure_delete), the WAL is checkpointed and truncated and the file vacuumed, so
+        neither the database file nor its WAL keeps the old bytes. Returns records changed.
+        """
+        changed = 0
+        with self._lock:
+            self._db.execute("PRAGMA secure_delete = ON")
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    for last, rows in self._db.execute(
+                            "SELECT last, rows FROM chunks").fetchall():
+                        if not any(h in rows for h in hints):
+                            continue
+                        lines = rows.split(b"\n")
+                        new = [tombstone if is_match(line) else line for line in lines]
+                        hits = sum(1 for a, b in zip(lines, new, strict=True) if a is not b)
+                        if hits:
+                            changed += hits
+                            self._db.execute("UPDATE chunks SET rows = ? WHERE last = ?",
+                                             (b"\n".join(new), last))
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._checkpoint()
+                self._db.execute("VACUUM")
+                self._checkpoint()
+            finally:
+                self._db.execute("PRAGMA secure_delete = FAST")
+        self._sync()
+        return changed
+
+    def _checkpoint(self) -> None:
+        # TRUNCATE waits (busy timeout) for other connections' readers, then empties
+        # the WAL file; retried briefly if a reader was still in the way.
+        for _ in range(50):
+            busy, _, _ = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            if not busy:
+                return
+            time.sleep(0.1)
+        raise sqlite3.OperationalError("the queue's WAL could not be checkpointed (busy)")
 
     def depth(self) -> int:
         # Records have consecutive seqs and are deleted only from the head, so the

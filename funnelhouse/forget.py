@@ -66,6 +66,8 @@ SKIP_TABLES = {"forget_log", "forgotten_ids", "schema_migrations", "model_runs",
 PAYLOAD_KEYS = ("userId", "user_id", "anonymousId", "anonymous_id", "previousId", "previous_id")
 # What a forgotten id in a segment definition becomes: matches nobody, still valid.
 REDACTED = "[forgotten]"
+# What a queued record of a forgotten person becomes (the loader skips it).
+TOMBSTONE = b'{"_forgotten":1}'
 SCRATCH = "__forget"
 # Array parameters are not usable on chdb: ids travel as one JSON text parameter.
 IDS = "JSONExtract({ids:String}, 'Array(String)')"
@@ -425,6 +427,8 @@ class ForgottenSet:
 
 
 def _forgotten_row(line: bytes, hashes: frozenset[str]) -> bool:
+    if line == TOMBSTONE:
+        return True
     row = orjson.loads(line)
     values = [row.get(c) for c in ID_COLUMNS]
     payload = row.get("payload")
@@ -436,6 +440,28 @@ def _forgotten_row(line: bytes, hashes: frozenset[str]) -> bool:
         if isinstance(doc, dict):
             values += [doc.get(k) for k in PAYLOAD_KEYS]
     return any(isinstance(v, str) and v and hash_id(v) in hashes for v in values)
+
+
+def queue_scrubber(log: Any) -> Callable[[set[str]], int]:
+    """For ForgetHooks.scrubbers: the person's records still queued in the embedded log."""
+
+    def scrub(ids: set[str]) -> int:
+        hashes = frozenset(hash_id(i) for i in ids)
+        # As the ids appear inside a JSON line (escaped), to pick the chunks to parse.
+        hints = [orjson.dumps(i)[1:-1] for i in ids]
+        return int(log.redact(hints, lambda line: line != TOMBSTONE and bool(line)
+                              and _forgotten_row(line, hashes), TOMBSTONE))
+
+    return scrub
+
+
+def debug_ring_scrubber(ingestor: Any) -> Callable[[set[str]], int]:
+    """For ForgetHooks.scrubbers: the QA debug ring's entries of the person."""
+
+    def scrub(ids: set[str]) -> int:
+        return int(ingestor.forget_entries(ids, _whole(ids)))
+
+    return scrub
 
 
 def forget_log(wh: Warehouse, limit: int = 100) -> list[dict[str, Any]]:
