@@ -40,7 +40,7 @@ from starlette.routing import Route
 from funnelhouse.admin_http import admin_endpoint, failure, json_object
 from funnelhouse.config import Settings
 from funnelhouse.exports import PathNotAllowed, confined_folder, default_day, export_day
-from funnelhouse.forget import forget, forget_log
+from funnelhouse.forget import ForgetHooks, forget, forget_log
 from funnelhouse.segments import MEMBERSHIP_SQL, SegmentError, Segments, from_people, from_sql
 from funnelhouse.signals import SIGNALS, run_signal
 from warehouse.base import Warehouse
@@ -65,8 +65,10 @@ class People:
     """Segments, signals, exports and forget over one warehouse: what the API and CLI call."""
 
     def __init__(self, settings: Settings, warehouse: Warehouse,
-                 reader: Warehouse | None = None) -> None:
+                 reader: Warehouse | None = None, hooks: ForgetHooks | None = None) -> None:
         self.settings = settings
+        # Forget's job lock and loader gate (from `up`); alone, a lock of its own.
+        self.hooks = hooks or ForgetHooks()
         self.wh = warehouse
         self.reader = reader or warehouse.readonly()
         self.segments = Segments(warehouse, settings, self.reader)
@@ -180,8 +182,8 @@ class People:
         return result.as_json()
 
     def forget(self, user_id: str, *, requested_by: str = "", reason: str = "") -> dict[str, Any]:
-        with self._jobs:
-            return forget(self.wh, user_id, requested_by=requested_by, reason=reason).as_json()
+        return forget(self.wh, user_id, requested_by=requested_by, reason=reason,
+                      hooks=self.hooks).as_json()
 
     def forget_log(self) -> dict[str, Any]:
         return {"log": forget_log(self.reader)}
@@ -211,9 +213,10 @@ def _text(body: dict[str, Any], key: str) -> str:
 
 # -- HTTP -----------------------------------------------------------------------------------
 
-def routes(settings: Settings, warehouse: Warehouse) -> list[Route]:
+def routes(settings: Settings, warehouse: Warehouse, hooks: ForgetHooks | None = None
+           ) -> list[Route]:
     writer = own_handle(warehouse)
-    people = People(settings, writer, warehouse.readonly())
+    people = People(settings, writer, warehouse.readonly(), hooks)
     # Membership gets a connection of its own: a long export or signal on the shared
     # reader must not hold up a point lookup.
     checker = People(settings, writer, warehouse.readonly())

@@ -132,10 +132,15 @@ class Scheduler:
 
 
 def build_scheduler(settings: Any, warehouse: Any, *, segments_every_minutes: float = 60,
-                    clock: Clock = utc_now, tick_seconds: float = 20.0) -> Scheduler:
-    """The jobs of `up`: nightly sweep + export at `export_time`, segments every N minutes."""
+                    clock: Clock = utc_now, tick_seconds: float = 20.0,
+                    hooks: Any = None) -> Scheduler:
+    """The jobs of `up`: nightly sweep + export at `export_time`, segments every N minutes.
+
+    `hooks` (ForgetHooks) carry the job lock: the sweep swaps tables and the segment
+    job writes segment_members, so neither may run while forget or a model run does.
+    """
     from funnelhouse.exports import EXPORT_TABLES, export_day
-    from funnelhouse.forget import sweep_forgotten
+    from funnelhouse.forget import ForgetHooks, sweep_forgotten
     from funnelhouse.people_api import own_handle
     from funnelhouse.segments import Segments
 
@@ -143,6 +148,7 @@ def build_scheduler(settings: Any, warehouse: Any, *, segments_every_minutes: fl
     reader = warehouse.readonly()
     segments = Segments(writer, settings, reader)
     scheduler = Scheduler(clock=clock, tick_seconds=tick_seconds)
+    hooks = hooks or ForgetHooks()
 
     def nightly_export(local_day: date) -> None:
         day = local_day - timedelta(days=1)
@@ -151,7 +157,7 @@ def build_scheduler(settings: Any, warehouse: Any, *, segments_every_minutes: fl
                             f"currentDatabase() AND name IN ({names})").scalar():
             log.info("nightly export %s: no tables yet (models never ran)", day)
             return
-        removed = sweep_forgotten(writer)
+        removed = sweep_forgotten(writer, hooks)
         if removed:
             log.info("forget sweep removed late rows: %s", removed)
         result = export_day(reader, settings.export_dir, day, formats=settings.export_formats,
@@ -163,9 +169,13 @@ def build_scheduler(settings: Any, warehouse: Any, *, segments_every_minutes: fl
         day = local_day - timedelta(days=1)
         return (settings.export_dir / day.isoformat() / "manifest.json").is_file()
 
+    def materialise_segments() -> None:
+        with hooks.job_lock:
+            segments.materialise_all()
+
     scheduler.daily("nightly-export", settings.export_time, settings.reporting_tz,
                     nightly_export, done=exported)
     if segments_every_minutes > 0:
         scheduler.every("segments", segments_every_minutes * 60,
-                        lambda: segments.materialise_all(), first_after=60)
+                        materialise_segments, first_after=60)
     return scheduler

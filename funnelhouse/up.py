@@ -17,9 +17,11 @@ from starlette.routing import BaseRoute
 from collector.app import create_app
 from collector.plan import TrackingPlan
 from collector.sinks.base import Sink
+from collector.sinks.embedded import EmbeddedSink
 from funnelhouse import admin_api, console_api, instance, people_api
 from funnelhouse.analyses_api import routes as analyses_routes
 from funnelhouse.config import Settings
+from funnelhouse.forget import ForgetHooks, ForgottenSet, debug_ring_scrubber, queue_scrubber
 from funnelhouse.queues import make_sink, make_source
 from funnelhouse.scheduler import build_scheduler
 from funnelhouse.sql_api import sql_routes
@@ -50,8 +52,9 @@ def build_pipeline(settings: Settings, queue: tuple[Sink, Source] | None = None)
     warehouse = open_warehouse(settings)
     migrate(warehouse, settings.sql_dir / "migrations")
     sink, source = queue or (make_sink(settings), make_source(settings))
+    forgotten = ForgottenSet(warehouse)
     loader = Loader(source, warehouse, batch_rows=settings.loader_batch_rows,
-                    batch_seconds=settings.loader_batch_seconds)
+                    batch_seconds=settings.loader_batch_seconds, forgotten=forgotten)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -61,7 +64,8 @@ def build_pipeline(settings: Settings, queue: tuple[Sink, Source] | None = None)
             refresh_models_periodically(settings, warehouse, job_lock), name="models")
         # Nightly export at export_time (reporting tz) and segment materialisation.
         people_scheduler = build_scheduler(
-            settings, warehouse, segments_every_minutes=settings.segments_interval_minutes)
+            settings, warehouse, segments_every_minutes=settings.segments_interval_minutes,
+            hooks=forget_hooks)
         scheduler_task = asyncio.create_task(people_scheduler.run(), name="scheduler")
         try:
             yield
@@ -77,12 +81,19 @@ def build_pipeline(settings: Settings, queue: tuple[Sink, Source] | None = None)
             await loader_task
 
     job_lock = threading.Lock()
+    # Forget takes the job lock (it swaps tables, as model runs do) and the loader's
+    # gate; the scrubbers reach what this process keeps outside the warehouse.
+    forget_hooks = ForgetHooks(job_lock=job_lock, load_gate=loader.gate,
+                               on_forgotten=[forgotten.changed])
+    if isinstance(sink, EmbeddedSink):
+        forget_hooks.scrubbers["queue"] = queue_scrubber(sink.log)
     routes: list[BaseRoute] = [*sql_routes(settings, warehouse.readonly()),
                                *admin_api.routes(settings, warehouse, job_lock),
                                *console_api.routes(settings, warehouse.readonly(), plan),
-                               *people_api.routes(settings, warehouse),
+                               *people_api.routes(settings, warehouse, hooks=forget_hooks),
                                *analyses_routes(settings, warehouse.readonly(), writer=warehouse)]
     app = create_app(settings, sink, plan=plan, extra_routes=routes, lifespan=lifespan)
+    forget_hooks.scrubbers["debug_ring"] = debug_ring_scrubber(app.state.ingestor)
     return Pipeline(settings, plan, warehouse, sink, source, loader, app)
 
 
