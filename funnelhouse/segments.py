@@ -42,6 +42,7 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from funnelhouse.config import Settings
+from funnelhouse.sql_guard import GuardedSql, SqlRefused, guard, limit_error, limited_reader
 from warehouse.base import Warehouse, WarehouseError
 
 __all__ = [
@@ -534,8 +535,8 @@ class Segments:
             return compile_definition(definition, self._columns(), as_of=as_of,
                                       tz=self.settings.reporting_tz)
         if segment.kind == "sql":
-            return CompiledQuery(self._wrap_sql(definition["sql"], self._sql_column(definition)),
-                                 dict(definition.get("params") or {}))
+            query, index = self._sql_column(definition)
+            return CompiledQuery(self._wrap_sql(query, index), dict(query.params))
         has_map = "identity_map" in self._columns()
         resolve = ("SELECT DISTINCT if(m.person_id != '', m.person_id, p.id) AS person_id\n"
                    "FROM segment_people AS p\nLEFT JOIN identity_map AS m ON m.id = p.id\n"
@@ -545,26 +546,45 @@ class Segments:
             "WHERE p.segment_id = {segment_id:String} AND p.version = {segment_version:UInt32}",
             {"segment_id": segment.segment_id, "segment_version": segment.version})
 
-    def _wrap_sql(self, sql: str, column: str) -> str:
-        # The newline before `)` keeps a trailing `--` comment in the user's text from
-        # swallowing the wrapper.
-        return (f"SELECT DISTINCT toString(`{column}`) AS person_id\nFROM (\n{sql}\n)\n"
-                f"WHERE person_id != ''")
+    def _wrap_sql(self, query: GuardedSql, index: int) -> str:
+        # Only the engine's canonical print of one guarded SELECT goes in (no comments,
+        # nothing after it), and the person column is taken by position: no name or text
+        # the caller chose is pasted into this statement.
+        return (f"SELECT DISTINCT toString(tupleElement(tuple(*), {int(index)})) AS person_id\n"
+                f"FROM (\n{query.sql}\n)\nWHERE person_id != ''")
 
-    def _sql_column(self, definition: dict[str, Any]) -> str:
-        """The person column of a raw-SQL definition, checked on the read-only handle."""
+    def _user_reader(self) -> Warehouse:
+        """The read-only handle user SQL runs on: time and memory limited."""
+        return limited_reader(self.reader, self.settings, result=False)
+
+    def _sql_column(self, definition: dict[str, Any]) -> tuple[GuardedSql, int]:
+        """A raw-SQL definition guarded, and the 1-based position of its person column."""
         try:
-            meta = self.reader.query(f"SELECT * FROM (\n{definition['sql']}\n) LIMIT 0",
-                                     definition.get("params") or None)
+            query = guard(self.reader, definition["sql"], definition.get("params") or None)
+        except SqlRefused as exc:
+            raise SegmentError(exc.message, "$.sql", exc.reason) from exc
+        try:
+            meta = self._user_reader().query(f"SELECT * FROM (\n{query.sql}\n) LIMIT 0",
+                                             query.params or None)
         except WarehouseError as exc:
-            raise SegmentError(f"the SQL does not run read-only: {_first_line(exc)}", "$.sql",
-                               "invalid_sql") from exc
+            raise _sql_failure(exc) from exc
         if "person_id" in meta.columns:
-            return "person_id"
+            return query, meta.columns.index("person_id") + 1
         if len(meta.columns) == 1:
-            return meta.columns[0]
+            return query, 1
         raise SegmentError("the SQL must return a person_id column (or a single column)",
                            "$.sql", "invalid_sql")
+
+    def _sql_people(self, definition: dict[str, Any], where: str = "1") -> list[str]:
+        """The person ids a raw-SQL definition returns, read on the limited read-only handle."""
+        query, index = self._sql_column(definition)
+        try:
+            raw = self._user_reader().query_raw(
+                f"SELECT person_id FROM (\n{self._wrap_sql(query, index)}\n) WHERE {where}",
+                "JSONCompactEachRow", query.params or None)
+        except WarehouseError as exc:
+            raise _sql_failure(exc) from exc
+        return [orjson.loads(line)[0] for line in raw.splitlines() if line.strip()]
 
     def _check(self, definition: dict[str, Any]) -> None:
         if definition["kind"] == "sql":
@@ -605,14 +625,25 @@ class Segments:
         stage = f"segment_members__stage_{secrets.token_hex(4)}"
         sid = segment.segment_id
         at = _utc_text(datetime.now(UTC))
+        # User SQL never runs on the writer: its people are read on the read-only handle
+        # (guarded, limited) and handed to the writer as data.
+        people = (self._sql_people(segment.definition, f"person_id != '' AND {NOT_FORGOTTEN}")
+                  if segment.kind == "sql" else None)
         self.wh.execute(f"CREATE TABLE {stage} AS segment_members")
         try:
-            self.wh.execute(
-                f"INSERT INTO {stage} (segment_id, person_id, version, materialised_at)\n"
-                f"SELECT {{m_segment:String}}, person_id, {{m_version:UInt32}}, "
-                f"{{m_at:{_TIME}}}\nFROM (\n{query.sql}\n)\n"
-                f"WHERE person_id != '' AND {NOT_FORGOTTEN}",
-                {**query.params, "m_segment": sid, "m_version": segment.version, "m_at": at})
+            if people is not None:
+                for chunk in _chunks(people, 50_000):
+                    self.wh.insert_json_rows(stage, [orjson.dumps({
+                        "segment_id": sid, "person_id": p, "version": segment.version,
+                        "materialised_at": at}) for p in chunk])
+            else:
+                self.wh.execute(
+                    f"INSERT INTO {stage} (segment_id, person_id, version, materialised_at)\n"
+                    f"SELECT {{m_segment:String}}, person_id, {{m_version:UInt32}}, "
+                    f"{{m_at:{_TIME}}}\nFROM (\n{query.sql}\n)\n"
+                    f"WHERE person_id != '' AND {NOT_FORGOTTEN}",
+                    {**query.params, "m_segment": sid, "m_version": segment.version,
+                     "m_at": at})
             members, added, removed = self.wh.query(f"""
                 SELECT (SELECT count() FROM {stage}),
                        (SELECT count() FROM {stage} WHERE person_id NOT IN (
@@ -798,6 +829,15 @@ def _partition(segment_id: str) -> str:
     return f"'{segment_id}'"
 
 
+def _sql_failure(exc: WarehouseError) -> SegmentError:
+    """A failure of user SQL as a refusal (a 4xx), naming a limit when one stopped it."""
+    limit = limit_error(exc)
+    if limit is not None:
+        return SegmentError(limit.message, "$.sql", limit.reason)
+    return SegmentError(f"the SQL does not run read-only: {_first_line(exc)}", "$.sql",
+                        "invalid_sql")
+
+
 def _first_line(exc: Exception) -> str:
     return str(exc).strip().splitlines()[0][:400] if str(exc).strip() else type(exc).__name__
 
@@ -824,9 +864,7 @@ def from_sql(warehouse: Warehouse, settings: Settings, name: str, sql: str,
     store = Segments(warehouse, settings, reader)
     try:
         if freeze:
-            column = store._sql_column({"sql": sql, "params": params or {}})
-            ids = [r[0] for r in store.reader.query(
-                store._wrap_sql(sql.strip().rstrip(";"), column), params or None).rows]
+            ids = store._sql_people({"sql": sql, "params": params or {}})
             return from_people(warehouse, settings, name, ids, description=description,
                                origin={**(origin or {}), "sql": sql, "params": params or {}},
                                created_by=created_by, reader=store.reader)
