@@ -132,7 +132,10 @@ class Ingestor:
         self.settings = settings
         self.plan = plan
         self.sink = sink
-        self.dedup = DedupWindow(settings.dedup_window_seconds, settings.dedup_window_size)
+        # The live collector (with a sink) keeps its window in the data folder, so a
+        # restart does not forget it; a replay's throwaway Ingestor does not.
+        self.dedup = DedupWindow(settings.dedup_window_seconds, settings.dedup_window_size,
+                                 settings.data_dir / "dedup.sqlite3" if sink else None)
         # Per source, the last events as DebugEntry field tuples (a tuple is ~5× cheaper
         # to make, and every event is remembered while few are ever looked at).
         self._debug: dict[str, deque[tuple[Any, ...]]] = {}

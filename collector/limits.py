@@ -1,10 +1,17 @@
-"""Per-key rate limits and the message_id dedup window; both in memory, per process."""
+"""Per-key rate limits (in memory) and the message_id dedup window (kept on disk too)."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import sqlite3
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterable
+from pathlib import Path
+
+log = logging.getLogger("funnelhouse.collector")
 
 
 class TokenBucket:
@@ -49,22 +56,54 @@ class DedupWindow:
     """message_ids seen in the last `seconds` (at most `size` of them).
 
     Catches client retries (a lost response, a beacon sent twice) before they reach
-    the queue. Past the window the warehouse still collapses repeats by message_id.
+    the queue. With a `path`, the ids are also written to a small SQLite file and read
+    back at start, so the window survives a restart (a reused messageId just after a
+    restart is still answered as a duplicate); the collector's workers share that file.
+    Past the window, the loader drops rows whose message_id is already stored.
     """
 
-    def __init__(self, seconds: float, size: int) -> None:
+    def __init__(self, seconds: float, size: int, path: Path | None = None) -> None:
         self.seconds = seconds
         self.size = size
+        # Wall-clock times: they must mean the same after a restart.
         self._seen: OrderedDict[str, float] = OrderedDict()
+        self._db: sqlite3.Connection | None = None
+        self._db_lock = threading.Lock()
+        self._pruned_at = 0.0
+        if path is not None and seconds > 0:
+            self._open(path)
+
+    def _open(self, path: Path) -> None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(path, timeout=10, isolation_level=None,
+                                 check_same_thread=False)
+            db.execute("PRAGMA journal_mode = WAL")
+            # A lost last write costs only a retry answered 200 instead of "duplicate";
+            # the loader still drops the copy. Not worth an fsync per request.
+            db.execute("PRAGMA synchronous = NORMAL")
+            db.execute("CREATE TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY, at REAL NOT NULL)"
+                       " WITHOUT ROWID")
+            db.execute("CREATE INDEX IF NOT EXISTS seen_at ON seen (at)")
+            rows = db.execute("SELECT key, at FROM seen WHERE at > ? ORDER BY at DESC LIMIT ?",
+                              (time.time() - self.seconds, self.size)).fetchall()
+        except sqlite3.Error as exc:
+            # The window is an optimisation: without its file it works in memory only.
+            log.warning("dedup window not persisted (%s): %s", path, exc)
+            return
+        for key, at in reversed(rows):
+            self._seen[key] = at
+        self._db = db
 
     def __contains__(self, message_key: str) -> bool:
         seen_at = self._seen.get(message_key)
-        return seen_at is not None and time.monotonic() - seen_at < self.seconds
+        return seen_at is not None and time.time() - seen_at < self.seconds
 
     def add_all(self, message_keys: Iterable[str]) -> None:
-        now = time.monotonic()
+        now = time.time()
         seen = self._seen
-        for key in message_keys:
+        keys = list(message_keys)
+        for key in keys:
             seen[key] = now
             seen.move_to_end(key)
         while len(seen) > self.size:
@@ -75,3 +114,27 @@ class DedupWindow:
             if now - oldest_at < self.seconds:
                 break
             del seen[oldest_key]
+        if self._db is not None and keys:
+            self._persist(keys, now)
+
+    def _persist(self, keys: list[str], now: float) -> None:
+        try:
+            with self._db_lock:
+                assert self._db is not None
+                self._db.execute("BEGIN")
+                self._db.executemany("INSERT OR REPLACE INTO seen (key, at) VALUES (?, ?)",
+                                     [(key, now) for key in keys])
+                if now - self._pruned_at > 60:  # expired ids go once a minute
+                    self._db.execute("DELETE FROM seen WHERE at <= ?", (now - self.seconds,))
+                    self._pruned_at = now
+                self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")  # type: ignore[union-attr]
+            log.warning("dedup window not persisted: %s", exc)
+
+    def close(self) -> None:
+        if self._db is not None:
+            with self._db_lock:
+                self._db.close()
+            self._db = None
