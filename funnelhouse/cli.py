@@ -119,12 +119,15 @@ def cmd_sql(args: argparse.Namespace) -> int:
         else:
             sys.stdout.write(response.text)
         return 0
+    from funnelhouse.sql_guard import SqlRefused, SqlRunner
     from warehouse.base import WarehouseError
     from warehouse.open import open_warehouse
 
+    # The same guard and limits as POST /v1/sql: the CLI is no way around them.
+    runner = SqlRunner(open_warehouse(settings, readonly=True), settings, size=1)
     try:
-        result = open_warehouse(settings, readonly=True).query_raw(args.query, fmt)
-    except WarehouseError as exc:
+        result = runner.run(runner.guard(args.query), fmt)
+    except (SqlRefused, WarehouseError) as exc:
         print(str(exc), file=sys.stderr)
         return 1
     sys.stdout.write(result.decode())
