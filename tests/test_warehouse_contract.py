@@ -144,3 +144,10 @@ def test_string_parameters_round_trip_unchanged(warehouse: Warehouse) -> None:
     for value in ('{"sql": "SELECT 1\\nFROM t", "q": "a\\"b"}', "two\nlines", "tab\there",
                   "it's", "C:\\temp\\new", "nul\0byte", "한국어 ✓"):
         assert warehouse.query("SELECT {v:String} AS v", {"v": value}).scalar() == value
+
+
+def test_collection_parameters_given_as_literal_text(warehouse: Warehouse) -> None:
+    # The models bind the days they rebuild as one literal: "['2024-03-01',…]".
+    result = warehouse.query("SELECT {d:Array(Date)} AS d, {s:Array(String)} AS s",
+                             {"d": "['2024-03-01','2024-03-02']", "s": "['a', 'b c']"})
+    assert result.rows == [[["2024-03-01", "2024-03-02"], ["a", "b c"]]]

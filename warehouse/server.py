@@ -54,7 +54,7 @@ class ServerWarehouse:
 
     def _raw(self, sql: str, fmt: str, params: dict[str, Any] | None) -> bytes:
         try:
-            return self._client.raw_query(sql, parameters=params or None, fmt=fmt)
+            return self._client.raw_query(sql, parameters=_bind(sql, params), fmt=fmt)
         except OperationalError as exc:
             raise WarehouseUnavailable(str(exc)) from exc
         except ClickHouseError as exc:
@@ -62,7 +62,7 @@ class ServerWarehouse:
 
     def execute(self, sql: str, params: dict[str, Any] | None = None) -> None:
         try:
-            self._client.command(sql, parameters=params or None)
+            self._client.command(sql, parameters=_bind(sql, params))
         except OperationalError as exc:
             raise WarehouseUnavailable(str(exc)) from exc
         except ClickHouseError as exc:
@@ -115,3 +115,32 @@ class ServerWarehouse:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
         self._client.close()
+
+
+# ClickHouse reads a query parameter's value in its escaped text form, and a value bound
+# as a collection ({days:Array(Date)} given "['2024-03-01']") is read as that literal:
+# clickhouse-connect escapes every quote of a str (`\'`), which the array reader refuses
+# (CANNOT_PARSE_INPUT_ASSERTION_FAILED). Escape as warehouse/chdb.py does instead (the
+# characters that end or start an escape), so both backends take the same values.
+_PARAM_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r",
+                                "\0": "\\0"})
+
+
+class _Escaped:
+    """A str parameter already in escaped form: clickhouse-connect sends str(value) as is."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, value: str) -> None:
+        self.text = value.translate(_PARAM_ESCAPES)
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def _bind(sql: str, params: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not params:
+        return None
+    # Only server-side placeholders ({name:Type}); anything else is left to the client.
+    return {name: _Escaped(value) if isinstance(value, str) and f"{{{name}:" in sql else value
+            for name, value in params.items()}
