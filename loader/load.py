@@ -144,16 +144,17 @@ def first_copies(warehouse: Warehouse, items: Sequence[bytes]) -> tuple[list[byt
     dropped here, as is a second copy within `items` (the queue's order is the order
     received). Returns the rows to insert and the `source:message_id` of those dropped.
     """
-    rows: list[tuple[str, bytes]] = []
+    rows: list[tuple[tuple[str, str], bytes]] = []
     for item in items:
         for line in item.split(b"\n"):
             if line:
                 row = orjson.loads(line)
-                rows.append((f"{row.get('source', '')}:{row.get('message_id', '')}", line))
-    ids = sorted({key.split(":", 1)[1] for key, _ in rows})
+                rows.append(((str(row.get("source", "")), str(row.get("message_id", ""))),
+                             line))
+    ids = sorted({message_id for (_, message_id), _ in rows})
     # One lookup per batch over the message_id column: a copy may carry any timestamp,
     # so the sort key (day, source, message_id) cannot narrow it down.
-    stored = {f"{source}:{message_id}" for source, message_id in warehouse.query(
+    stored = {(source, message_id) for source, message_id in warehouse.query(
         "SELECT DISTINCT source, message_id FROM events_raw WHERE message_id IN "
         "(SELECT arrayJoin(JSONExtract({ids:String}, 'Array(String)')))",
         {"ids": orjson.dumps(ids).decode()}).rows} if ids else set()
@@ -161,7 +162,7 @@ def first_copies(warehouse: Warehouse, items: Sequence[bytes]) -> tuple[list[byt
     dropped: list[str] = []
     for key, line in rows:
         if key in stored:
-            dropped.append(key)
+            dropped.append(f"{key[0]}:{key[1]}")
         else:
             stored.add(key)
             kept.append(line)
