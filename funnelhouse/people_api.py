@@ -37,6 +37,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from collector.params import query_int
 from funnelhouse.admin_http import admin_endpoint, failure, json_object
 from funnelhouse.config import Settings
 from funnelhouse.exports import PathNotAllowed, confined_folder, default_day, export_day
@@ -196,7 +197,11 @@ def clean_options(options: dict[str, Any]) -> dict[str, Any]:
         if value is None or value == "":
             continue
         if key in NUMERIC_OPTIONS:
-            out[key] = int(value)
+            # Whole numbers of days/counts: no signs, no 5,000-digit values, no floats.
+            text = str(value).strip()
+            if not (text.isascii() and text.isdecimal()) or len(text) > 9:
+                raise ValueError(f"{key} is a whole number from 0 to 999999999")
+            out[key] = int(text)
         elif key in TEXT_OPTIONS:
             out[key] = str(value)
         else:
@@ -257,8 +262,8 @@ def routes(settings: Settings, warehouse: Warehouse, hooks: ForgetHooks | None =
         return await run(people.segment_from_people, await body_of(request))
 
     async def show(request: Request) -> Any:
-        version = request.query_params.get("version")
-        return await run(people.segment_show, sid(request), int(version) if version else None)
+        version = query_int(request, "version", None, 0, 2**31)
+        return await run(people.segment_show, sid(request), version)
 
     async def update(request: Request) -> Any:
         doc = await body_of(request)
@@ -279,10 +284,9 @@ def routes(settings: Settings, warehouse: Warehouse, hooks: ForgetHooks | None =
             data = await run(people.segment_members_csv, sid(request))
             return Response(data, media_type="text/csv", headers={
                 "Content-Disposition": f'attachment; filename="segment__{sid(request)}.csv"'})
-        limit = request.query_params.get("limit")
         return await run(people.segment_members, sid(request),
-                         limit=int(limit) if limit else None,
-                         offset=int(request.query_params.get("offset") or 0))
+                         limit=query_int(request, "limit", None, 0, 10_000_000),
+                         offset=query_int(request, "offset", 0, 0, 2**62))
 
     async def membership(request: Request) -> Any:
         return await run(checker.segment_check, sid(request), request.path_params["member_id"])
