@@ -1,5 +1,6 @@
 """The SQL models equal the plain-Python reference, table by table, on generated logs;
-incremental runs after late events equal a full refresh; running twice changes nothing."""
+incremental runs after late events equal a full refresh; running twice changes nothing.
+On both backends (`make_warehouse`: chdb, and a ClickHouse server through clickhouse-connect)."""
 
 from __future__ import annotations
 
@@ -32,9 +33,9 @@ START = date(2024, 3, 1)
         (4, 120, 7, "Asia/Seoul", 10),
     ],
 )
-def test_models_equal_reference(tmp_path, seed, people, days, tz, gap):
+def test_models_equal_reference(tmp_path, make_warehouse, seed, people, days, tz, gap):
     data = generate(seed, people, days, START)
-    wh = warehouse_with(tmp_path / "wh", data.rows)
+    wh = warehouse_with(tmp_path / "wh", data.rows, make_warehouse)
     build(wh, settings_for(tmp_path, reporting_tz=tz, session_gap_minutes=gap))
     assert_matches_reference(wh, build_reference(data.rows, tz, gap))
 
@@ -60,9 +61,9 @@ def test_generated_log_plants_what_the_models_must_handle(tmp_path):
     assert generate(5, 300, 14, START).rows == data.rows  # deterministic
 
 
-def test_generated_people_resolve_to_their_planted_person(tmp_path):
+def test_generated_people_resolve_to_their_planted_person(tmp_path, make_warehouse):
     data = generate(6, 200, 10, START)
-    wh = warehouse_with(tmp_path / "wh", data.rows)
+    wh = warehouse_with(tmp_path / "wh", data.rows, make_warehouse)
     build(wh, settings_for(tmp_path))
     persons = {r[0]: r[1] for r in wh.query("SELECT id, person_id FROM identity_map").rows}
     for person in data.truth:
@@ -80,7 +81,7 @@ def test_generated_people_resolve_to_their_planted_person(tmp_path):
         assert set(person.order_ids) <= got_orders
 
 
-def test_incremental_run_with_late_events_equals_full_refresh(tmp_path):
+def test_incremental_run_with_late_events_equals_full_refresh(tmp_path, make_warehouse):
     data = generate(7, 250, 12, START)
     cutoff = "2024-03-09 00:00:00.000"
     early = [r for r in data.rows if r["received_at"] < cutoff]
@@ -88,7 +89,7 @@ def test_incremental_run_with_late_events_equals_full_refresh(tmp_path):
     assert any(r["timestamp"] < cutoff for r in late), "the split must hold late events"
     settings = settings_for(tmp_path, reporting_tz="Asia/Seoul", lookback_days=2)
 
-    wh = warehouse_with(tmp_path / "inc", early)
+    wh = warehouse_with(tmp_path / "inc", early, make_warehouse)
     # small chunks here, one chunk for the full refresh below: chunking changes nothing
     build(wh, settings, today=date(2024, 3, 8), chunk_rows=1500)
     insert(wh, late)
@@ -97,7 +98,7 @@ def test_incremental_run_with_late_events_equals_full_refresh(tmp_path):
     incremental = snapshot(wh)
     wh.close()
 
-    fresh = warehouse_with(tmp_path / "full", data.rows)
+    fresh = warehouse_with(tmp_path / "full", data.rows, make_warehouse)
     build(fresh, settings, full_refresh=True)
     full = snapshot(fresh)
     for name in full:
@@ -105,9 +106,9 @@ def test_incremental_run_with_late_events_equals_full_refresh(tmp_path):
     assert_matches_reference(fresh, build_reference(data.rows, "Asia/Seoul", 30))
 
 
-def test_running_twice_changes_nothing(tmp_path):
+def test_running_twice_changes_nothing(tmp_path, make_warehouse):
     data = generate(8, 150, 8, START)
-    wh = warehouse_with(tmp_path / "wh", data.rows)
+    wh = warehouse_with(tmp_path / "wh", data.rows, make_warehouse)
     settings = settings_for(tmp_path, reporting_tz="Asia/Seoul")
     build(wh, settings)
     first = snapshot(wh)
@@ -118,9 +119,9 @@ def test_running_twice_changes_nothing(tmp_path):
     assert snapshot(wh) == first
 
 
-def test_since_and_select_rebuild_only_what_is_asked(tmp_path):
+def test_since_and_select_rebuild_only_what_is_asked(tmp_path, make_warehouse):
     data = generate(9, 100, 8, START)
-    wh = warehouse_with(tmp_path / "wh", data.rows)
+    wh = warehouse_with(tmp_path / "wh", data.rows, make_warehouse)
     settings = settings_for(tmp_path)
     build(wh, settings)
     runs = build(wh, settings, since=date(2024, 3, 6), select=["behavior_events", "sessions"])
@@ -145,14 +146,15 @@ def test_models_declare_dependencies_in_order():
 
 
 @pytest.mark.parametrize("applied_record", [True, False])
-def test_a_late_identify_moves_old_days_even_after_a_map_only_run(tmp_path, applied_record):
+def test_a_late_identify_moves_old_days_even_after_a_map_only_run(tmp_path, make_warehouse,
+                                                                  applied_record):
     from tests.test_models_rules import ev
 
     rows = [
         ev("page_view", "2024-03-01 10:00", anon="old-device"),
         ev("page_view", "2024-03-20 10:00", anon="other"),
     ]
-    wh = warehouse_with(tmp_path / "wh", rows)
+    wh = warehouse_with(tmp_path / "wh", rows, make_warehouse)
     settings = settings_for(tmp_path, lookback_days=1)
     build(wh, settings, today=date(2024, 3, 20))
     # weeks later the old device identifies; only the map is rebuilt at first
@@ -173,9 +175,9 @@ def test_a_late_identify_moves_old_days_even_after_a_map_only_run(tmp_path, appl
     ]
 
 
-def test_changing_the_reporting_time_zone_rebuilds_every_day(tmp_path):
+def test_changing_the_reporting_time_zone_rebuilds_every_day(tmp_path, make_warehouse):
     data = generate(10, 60, 5, START)
-    wh = warehouse_with(tmp_path / "wh", data.rows)
+    wh = warehouse_with(tmp_path / "wh", data.rows, make_warehouse)
     build(wh, settings_for(tmp_path, reporting_tz="UTC"))
     runs = build(wh, settings_for(tmp_path, reporting_tz="Asia/Seoul"), today=date(2024, 3, 5))
     assert {r.mode for r in runs} == {"full"}

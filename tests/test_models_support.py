@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -11,14 +12,17 @@ import orjson
 from funnelhouse.config import REPO_ROOT, Settings
 from funnelhouse.models import run_models
 from funnelhouse.reference import Reference, money
+from warehouse.base import Warehouse
 from warehouse.chdb import ChdbWarehouse
 from warehouse.migrate import migrate
 
 MONEY_COLUMNS = {"revenue", "line_revenue", "purchased_revenue"}
 
 
-def warehouse_with(path: Path, rows: list[dict]) -> ChdbWarehouse:
-    wh = ChdbWarehouse(path)
+def warehouse_with(path: Path, rows: list[dict],
+                   make: Callable[[Path], Warehouse] = ChdbWarehouse) -> Warehouse:
+    """A migrated warehouse holding `rows`; `make` opens it (the backend under test)."""
+    wh = make(path)
     migrate(wh, REPO_ROOT / "sql" / "migrations")
     insert(wh, rows)
     return wh
