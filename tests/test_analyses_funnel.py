@@ -15,6 +15,8 @@ from funnelhouse.analyses.funnel import Exclusion, run_funnel
 from funnelhouse.analyses.sample import blank_row, load_rows, person_and_session_of
 from funnelhouse.config import Settings
 from funnelhouse.generator import generate
+from tests.warehouse_backends import WarehouseMaker
+from warehouse.base import Warehouse
 from warehouse.chdb import ChdbWarehouse
 
 TZ = "Asia/Seoul"
@@ -24,17 +26,18 @@ MID_AS_OF = datetime(2024, 3, 9, 12, tzinfo=UTC)       # some people still insid
 
 
 class Data:
-    def __init__(self, warehouse: ChdbWarehouse, events: list[ref.Event]) -> None:
+    def __init__(self, warehouse: Warehouse, events: list[ref.Event]) -> None:
         self.warehouse = warehouse
         self.events = events
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Data]:
+def data(tmp_path_factory: pytest.TempPathFactory, make_warehouse: WarehouseMaker
+         ) -> Iterator[Data]:
     root = tmp_path_factory.mktemp("funnel")
     settings = Settings(data_dir=root, reporting_tz=TZ)
     generated = generate(seed=11, people=260, days=14, start_date=FROM)
-    data = Data(ChdbWarehouse(settings.warehouse_dir), [])
+    data = Data(make_warehouse(settings.warehouse_dir), [])
     try:
         load_rows(data.warehouse, settings, generated.rows)
         person_of, session_of = person_and_session_of(data.warehouse)
@@ -170,9 +173,11 @@ def _row(anon: str, mid: str, event: str, at: str, **props: object) -> dict:
 
 
 @pytest.fixture
-def tie_warehouse(tmp_path: Path, data: Data) -> Iterator[tuple[ChdbWarehouse, list[ref.Event]]]:
+def tie_warehouse(tmp_path: Path, data: Data, make_warehouse: WarehouseMaker
+                  ) -> Iterator[tuple[Warehouse, list[ref.Event]]]:
     # chdb serves one data folder per process: pause the module's folder while this runs.
-    data.warehouse.close()
+    if isinstance(data.warehouse, ChdbWarehouse):
+        data.warehouse.close()
     settings = Settings(data_dir=tmp_path, reporting_tz="UTC")
     same = "2024-03-02 10:00:00.000"
     rows = [
@@ -191,14 +196,15 @@ def tie_warehouse(tmp_path: Path, data: Data) -> Iterator[tuple[ChdbWarehouse, l
         _row("e", "e-1", "page_view", same),
         _row("e", "e-2", "product_view", "2024-03-02 11:00:00.001"),
     ]
-    warehouse = ChdbWarehouse(settings.warehouse_dir)
+    warehouse = make_warehouse(settings.warehouse_dir)
     try:
         load_rows(warehouse, settings, rows)
         person_of, session_of = person_and_session_of(warehouse)
         yield warehouse, ref.events_from_raw(rows, "UTC", person_of, session_of)
     finally:
         warehouse.close()
-        data.warehouse = ChdbWarehouse(data.warehouse.path)
+        if isinstance(data.warehouse, ChdbWarehouse):
+            data.warehouse = ChdbWarehouse(data.warehouse.path)
 
 
 def test_same_millisecond_steps_follow_message_id_order(tie_warehouse) -> None:  # type: ignore[no-untyped-def]

@@ -16,7 +16,8 @@ from funnelhouse.analyses.sample import load_rows, person_and_session_of
 from funnelhouse.analyses.timeline import run_timeline
 from funnelhouse.config import Settings
 from funnelhouse.generator import generate
-from warehouse.chdb import ChdbWarehouse
+from tests.warehouse_backends import WarehouseMaker
+from warehouse.base import Warehouse
 
 TZ = "America/Los_Angeles"
 START = date(2024, 2, 26)
@@ -25,18 +26,19 @@ LATE_AS_OF = datetime(2024, 9, 1, tzinfo=UTC)
 
 
 class Data:
-    def __init__(self, warehouse: ChdbWarehouse, events: list[ref.Event], truth: list) -> None:
+    def __init__(self, warehouse: Warehouse, events: list[ref.Event], truth: list) -> None:
         self.warehouse = warehouse
         self.events = events
         self.truth = truth
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Data]:
+def data(tmp_path_factory: pytest.TempPathFactory, make_warehouse: WarehouseMaker
+         ) -> Iterator[Data]:
     root = tmp_path_factory.mktemp("retention")
     settings = Settings(data_dir=root, reporting_tz=TZ)
     generated = generate(seed=5, people=300, days=35, start_date=START)
-    warehouse = ChdbWarehouse(settings.warehouse_dir)
+    warehouse = make_warehouse(settings.warehouse_dir)
     try:
         load_rows(warehouse, settings, generated.rows)
         person_of, session_of = person_and_session_of(warehouse)
