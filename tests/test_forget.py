@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from funnelhouse.exports import export_day
-from funnelhouse.forget import forget, hash_id, scrub_fields, sweep_forgotten
+from funnelhouse.forget import collect_ids, forget, hash_id, scrub_fields, sweep_forgotten
 from funnelhouse.generator import PersonTruth
 from funnelhouse.models import run_models
 from funnelhouse.segments import Segments, from_people
@@ -152,3 +152,145 @@ def test_forget_over_http_is_logged(built: Built) -> None:
         log = client.get("/v1/forget").json()["log"]
     assert any(entry["reason"] == "test" for entry in log)
     assert "never-seen" not in orjson.dumps(log).decode()
+
+
+# -- no trace, no race, no half-done forget (issue 13, finding 6) ---------------------------
+
+def other_people(built: Built, n: int) -> list[PersonTruth]:
+    """Buyers with several ids, not the victim of the first test."""
+    first = victim_of(built)
+    people = sorted((t for t in built.data.truth if t is not first and t.user_ids),
+                    key=lambda t: (-len(t.order_ids), -len(t.anonymous_ids), t.person_id))
+    return people[:n]
+
+
+def files_holding(folder: Path, ids: set[str]) -> dict[str, list[str]]:
+    """What `grep -r -a <id> <folder>` would find: every file's raw bytes, per id."""
+    # Whole ids only: "u-5-7" inside another person's "u-5-71" is not theirs.
+    patterns = {i: re.compile(rb"(?<![\w-])" + re.escape(i.encode()) + rb"(?![\w-])")
+                for i in ids}
+    found: dict[str, list[str]] = {}
+    for path in folder.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            for i, pattern in patterns.items():
+                if pattern.search(data):
+                    found.setdefault(i, []).append(str(path.relative_to(folder)))
+    return found
+
+
+def test_forget_leaves_no_id_in_any_file_or_system_table(built: Built) -> None:
+    person = other_people(built, 3)[0]
+    ids = {person.person_id, *person.user_ids, *person.anonymous_ids}
+    wh = built.warehouse
+    store = Segments(wh, built.settings)
+    # Their ids as segment parameters: a filter value, a saved list, a name.
+    named = store.create({"name": f"Just {person.user_ids[0]}", "containers": [{"groups": [
+        {"table": "behavior_events",
+         "filters": [{"column": "user_id", "value": person.user_ids[0]}]}]}]})
+    store.materialise(named.segment_id)
+    from_people(wh, built.settings, "VIP list", [person.anonymous_ids[0], "someone-else"])
+    # A model refresh first: it replaces parts and drops tables, as a running `up` does.
+    run_models(wh, built.settings, progress=lambda _: None, full_refresh=True)
+    assert files_holding(built.settings.data_dir, ids)          # the test can see them
+
+    result = forget(wh, person.anonymous_ids[-1])
+
+    assert result.ids_found == len(ids)
+    assert files_holding(built.settings.data_dir, ids) == {}
+    text = orjson.dumps(wh.query(
+        "SELECT * FROM system.mutations WHERE database = currentDatabase()").rows).decode()
+    assert not any(i in text for i in ids)
+    assert rows_with(built, ids) == {}
+    assert wh.query("SELECT count() FROM system.tables WHERE database = currentDatabase() "
+                    "AND name LIKE '%\\_\\_forget'").scalar() == 0
+    # The segment naming them is still a valid segment, with the id redacted.
+    # (Its segment_id, a slug of the name it was created with, is not renamed.)
+    kept = store.get(named.segment_id)
+    shown = orjson.dumps([kept.name, kept.as_json()["definition"]]).decode()
+    assert person.user_ids[0] not in shown and "[forgotten]" in shown
+    assert store.materialise(named.segment_id).members == 0
+    # Forgetting again is harmless, and so is a sweep with nothing left.
+    assert forget(wh, person.user_ids[0]).rows_deleted == {}
+    assert sweep_forgotten(wh) == {}
+
+
+def test_forget_during_model_refreshes_never_fails_and_nothing_comes_back(built: Built
+                                                                           ) -> None:
+    import threading
+
+    from funnelhouse.forget import ForgetHooks
+
+    people = other_people(built, 4)[1:3]
+    # The ids that can be linked to them (a device that never logged in cannot be).
+    linked = [collect_ids(built.warehouse, p.user_ids[0]) for p in people]
+    assert all(len(ids) >= 2 for ids in linked)
+    hooks = ForgetHooks()
+    errors: list[BaseException] = []
+    runs = 0
+    stop = threading.Event()
+
+    def refresh() -> None:
+        nonlocal runs
+        while not stop.is_set():
+            try:
+                with hooks.job_lock:    # as `up` does for its periodic refresh
+                    run_models(built.warehouse, built.settings, progress=lambda _: None,
+                               full_refresh=runs % 2 == 0)
+                runs += 1
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+                return
+
+    thread = threading.Thread(target=refresh)
+    thread.start()
+    try:
+        for person in people:
+            while runs == 0 and thread.is_alive():   # forget while a refresh is under way
+                threading.Event().wait(0.05)
+            forget(built.warehouse, person.user_ids[0], hooks=hooks)
+    finally:
+        stop.set()
+        thread.join()
+    assert errors == [] and runs >= 1
+    run_models(built.warehouse, built.settings, progress=lambda _: None, full_refresh=True)
+    for ids in linked:
+        assert rows_with(built, ids) == {}
+
+
+def test_a_forget_failing_half_way_is_not_logged_and_a_retry_completes(
+        built: Built, monkeypatch: pytest.MonkeyPatch) -> None:
+    from funnelhouse import forget as forget_module
+    from funnelhouse.forget import ForgetIncomplete
+    from warehouse.base import WarehouseError
+
+    person = other_people(built, 4)[3]
+    ids = {person.person_id, *person.user_ids, *person.anonymous_ids}
+    wh = built.warehouse
+    logged = wh.query("SELECT count() FROM forget_log").scalar()
+    real = forget_module._without_rows
+    calls = 0
+
+    def dies_on_the_third_table(*args: object, **kwargs: object) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise WarehouseError("Unknown table behavior_events__stage (simulated)")
+        real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(forget_module, "_without_rows", dies_on_the_third_table)
+    with pytest.raises(WarehouseError):
+        forget(wh, person.user_ids[0])
+    assert wh.query("SELECT count() FROM forget_log").scalar() == logged
+    assert rows_with(built, ids)                  # half done: some rows are left
+
+    # A delete that silently removes nothing is caught by the recount, not logged.
+    monkeypatch.setattr(forget_module, "_without_rows", lambda *a, **k: None)
+    with pytest.raises(ForgetIncomplete):
+        forget(wh, person.user_ids[0])
+    assert wh.query("SELECT count() FROM forget_log").scalar() == logged
+
+    monkeypatch.setattr(forget_module, "_without_rows", real)
+    forget(wh, person.user_ids[0])
+    assert rows_with(built, ids) == {}
+    assert wh.query("SELECT count() FROM forget_log").scalar() == logged + 1
