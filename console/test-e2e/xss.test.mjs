@@ -252,9 +252,9 @@ describe('the console draws hostile event data as text', () => {
     await page.getByRole('table', { name: /Next steps after/ }).waitFor({ timeout: 60_000 });
     let moves = await hoverEveryChartElement(page);
     assert.ok(moves > 10, `paths: hovered ${moves} points`);
+    await assertClean(page, state, 'paths');
     assert.ok((await tipTexts(page)).some((t) => t.includes(IMG_TEXT)), 'a paths tooltip showed the payload as text');
     await screenshot(page, 'xss-paths');
-    await assertClean(page, state, 'paths');
 
     // Funnels, broken down by fields holding payloads.
     await page.goto(`${fh.url}/console/#/funnels`);
