@@ -4,7 +4,7 @@ builds one (module scope) and closes it before the next module opens another."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
@@ -15,6 +15,7 @@ import orjson
 from funnelhouse.config import Settings
 from funnelhouse.generator import GeneratedData, generate
 from funnelhouse.models import run_models
+from warehouse.base import Warehouse
 from warehouse.chdb import ChdbWarehouse
 from warehouse.migrate import migrate
 
@@ -24,13 +25,15 @@ START = date(2024, 3, 1)
 @dataclass
 class Built:
     settings: Settings
-    warehouse: ChdbWarehouse
+    warehouse: Warehouse
     data: GeneratedData
 
 
 @contextmanager
 def built_warehouse(data_dir: Path, *, people: int = 120, days: int = 14, seed: int = 5,
-                    tz: str = "Asia/Seoul") -> Iterator[Built]:
+                    tz: str = "Asia/Seoul",
+                    make: Callable[[Path], Warehouse] | None = None) -> Iterator[Built]:
+    """`make` opens the warehouse on another backend (tests/warehouse_backends.py)."""
     settings = Settings(data_dir=data_dir, reporting_tz=tz, admin_token="admintok")
     # Every handle opened on this folder (read-only ones, the API's own) is closed at the
     # end, or the engine would stay on this folder and refuse the next module's.
@@ -42,7 +45,10 @@ def built_warehouse(data_dir: Path, *, people: int = 120, days: int = 14, seed: 
         opened.append(self)
 
     ChdbWarehouse.__init__ = recording_init  # type: ignore[method-assign]
-    warehouse = ChdbWarehouse(settings.warehouse_dir)
+    warehouse = make(settings.warehouse_dir) if make else ChdbWarehouse(settings.warehouse_dir)
+    server_url = getattr(warehouse, "url", "")
+    if server_url:  # what the code under test opens itself goes to the same database
+        settings = settings.replace(clickhouse_url=server_url)
     try:
         migrate(warehouse, settings.sql_dir / "migrations")
         data = generate(seed=seed, people=people, days=days, start_date=START)

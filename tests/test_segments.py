@@ -19,6 +19,7 @@ from funnelhouse import people_api
 from funnelhouse.cli_people import register
 from funnelhouse.segments import SegmentError, Segments, from_people, from_sql
 from tests.people_support import Built, built_warehouse
+from tests.warehouse_backends import WarehouseMaker
 
 AS_OF = datetime(2024, 3, 15, tzinfo=UTC)
 
@@ -32,8 +33,10 @@ def main(argv: list[str]) -> int:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
-    with built_warehouse(tmp_path_factory.mktemp("segments") / "data") as b:
+def built(tmp_path_factory: pytest.TempPathFactory, make_warehouse: WarehouseMaker
+          ) -> Iterator[Built]:
+    with built_warehouse(tmp_path_factory.mktemp("segments") / "data",
+                         make=make_warehouse) as b:
         yield b
 
 
@@ -306,7 +309,10 @@ def test_api_signals_show_their_sql(api: TestClient) -> None:
 
 
 def test_cli_lists_shows_checks_and_prints_sql(built: Built, capsys: pytest.CaptureFixture,
-                                               events_by_person) -> None:
+                                               events_by_person,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    if built.settings.clickhouse_url:  # the CLI finds the server as a deployment would
+        monkeypatch.setenv("FUNNELHOUSE_CLICKHOUSE_URL", built.settings.clickhouse_url)
     data_dir = str(built.settings.data_dir)
     assert main(["segment", "create", "--data-dir", data_dir, "--name", "CLI viewers",
                  "--json", orjson.dumps({"containers": [
