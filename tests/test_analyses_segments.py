@@ -15,7 +15,8 @@ from funnelhouse.analyses.cohorts import save_as_segment
 from funnelhouse.analyses.sample import load_rows
 from funnelhouse.config import Settings
 from funnelhouse.generator import generate
-from warehouse.chdb import ChdbWarehouse
+from tests.warehouse_backends import WarehouseMaker
+from warehouse.base import Warehouse
 
 TOKEN = "seg-token"
 FUNNEL = {"steps": ["page_view", "product_view", "add_to_cart", "purchase"], "window": "2d",
@@ -25,10 +26,10 @@ PATHS = {"page": "/category/apparel", "date_from": "2024-03-01", "date_to": "202
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory
-          ) -> Iterator[tuple[Settings, ChdbWarehouse, ChdbWarehouse]]:
+def setup(tmp_path_factory: pytest.TempPathFactory, make_warehouse: WarehouseMaker
+          ) -> Iterator[tuple[Settings, Warehouse, Warehouse]]:
     settings = Settings(data_dir=tmp_path_factory.mktemp("cohorts"), admin_token=TOKEN)
-    writer = ChdbWarehouse(settings.warehouse_dir)
+    writer = make_warehouse(settings.warehouse_dir)
     reader = writer.readonly()
     try:
         load_rows(writer, settings, generate(seed=5, people=150, days=7,
@@ -39,12 +40,12 @@ def setup(tmp_path_factory: pytest.TempPathFactory
         writer.close()
 
 
-def members(writer: ChdbWarehouse, settings: Settings, segment_id: str) -> int:
+def members(writer: Warehouse, settings: Settings, segment_id: str) -> int:
     store = segments.Segments(writer, settings)
     return len(store.members(segment_id))
 
 
-def funnel_step(settings: Settings, reader: ChdbWarehouse, step: int) -> dict:
+def funnel_step(settings: Settings, reader: Warehouse, step: int) -> dict:
     result = run_analysis("funnel", FUNNEL, reader, settings.reporting_tz)
     return result.data["groups"][0]["steps"][step - 1]
 
