@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import ssl
 import stat
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,9 @@ def _instance_file(settings: Settings) -> Path:
 
 def announce(settings: Settings, url: str) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    _instance_file(settings).write_bytes(orjson.dumps({"url": url, "pid": os.getpid()}))
+    # The certificate too: local commands pin it when they call an https `up`.
+    _instance_file(settings).write_bytes(orjson.dumps(
+        {"url": url, "pid": os.getpid(), "tls_cert": settings.tls_cert}))
 
 
 def retire(settings: Settings) -> None:
@@ -72,7 +75,7 @@ def running_url(settings: Settings) -> str | None:
         return None
     url = orjson.loads(path.read_bytes()).get("url")
     try:
-        if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+        if httpx.get(f"{url}/healthz", timeout=2, verify=_verify(settings)).status_code == 200:
             return url
     except httpx.HTTPError:
         pass
@@ -81,8 +84,32 @@ def running_url(settings: Settings) -> str | None:
 
 def call(settings: Settings, url: str, path: str, body: dict[str, Any],
          timeout: float = 600) -> httpx.Response:
-    return httpx.post(f"{url}{path}", json=body, timeout=timeout,
+    return httpx.post(f"{url}{path}", json=body, timeout=timeout, verify=_verify(settings),
                       headers={"Authorization": f"Bearer {settings.admin_token}"})
+
+
+def _verify(settings: Settings) -> ssl.SSLContext | bool:
+    """How a local command checks the `up` it calls: when `up` serves TLS, by its own
+    certificate alone (the first of the configured file, self-signed or not).
+
+    The host name is not checked: the address is the loopback one `up` announced in
+    the private data folder, and only the holder of the configured key can present
+    that exact certificate. No other CA is trusted, so a cert for another name from
+    the same issuer does not pass.
+    """
+    try:
+        cert = orjson.loads(_instance_file(settings).read_bytes()).get("tls_cert") or ""
+        pem = Path(cert).read_text() if cert else ""
+    except (OSError, orjson.JSONDecodeError):
+        return True
+    end = "-----END CERTIFICATE-----"
+    if end not in pem:
+        return True
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.load_verify_locations(cadata=pem[:pem.index(end) + len(end)])
+    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    return context
 
 
 def credentials_path(settings: Settings) -> Path:

@@ -596,9 +596,16 @@ def test_up_serves_https_with_a_certificate(tmp_path: Path,
 
         wait_until(loaded, timeout=30, interval=0.2)
         assert_plain_http_refused(port)
-        # Other commands find it at the https address.
+        # Other commands find it at the https address and trust its certificate.
         announced = orjson.loads((tmp_path / "data" / "instance.json").read_bytes())
         assert announced["url"] == url
+        sql = subprocess.run(
+            [sys.executable, "-m", "funnelhouse.cli", "sql", "--data-dir",
+             str(tmp_path / "data"), "--format", "csv",
+             "SELECT message_id FROM events_raw WHERE message_id = 'tls-event-1'"],
+            env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+        assert sql.returncode == 0, sql.stderr
+        assert "tls-event-1" in sql.stdout
     finally:
         process.send_signal(signal.SIGINT)
         try:
