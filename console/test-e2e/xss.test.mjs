@@ -41,7 +41,7 @@ function hostileBatch(p) {
     category: pay(p, `${tag}-category`),
     [pay(p, `${tag}-key`)]: pay(p, `${tag}-value`),
   });
-  const context = { campaign, page: { path: centre, referrer: pay(p, 'ctx-referrer'), title: pay(p, 'ctx-title') }, userAgent: pay(p, 'ua') };
+  const context = { campaign, page: { referrer: pay(p, 'ctx-referrer'), title: pay(p, 'ctx-title') }, userAgent: pay(p, 'ua') };
   const batch = [];
   for (const d of [3, 2, 1, 0]) {
     const at = (m) => day(d, m);
@@ -275,6 +275,7 @@ describe('the console draws hostile event data as text', () => {
     // Retention, broken down by the same fields (breakdown values are the tooltip's cohort names).
     await page.goto(`${fh.url}/console/#/retention`);
     await page.getByRole('table', { name: /Retention by cohort/ }).waitFor({ timeout: 60_000 });
+    await page.evaluate(() => (window.__tips = []));
     for (const breakdown of await breakdownsToTry(page)) {
       await page.getByLabel('Breakdown', { exact: true }).selectOption(breakdown);
       await page.getByRole('button', { name: 'Show retention' }).click();
