@@ -300,7 +300,7 @@ def test_debug_events_since_returns_only_newer_entries(pipeline) -> None:  # typ
                        headers=AUTH).json()["events"]
     assert {e["message_id"] for e in older} == {"click-server", "buy-1"}
     bad = client.get("/v1/debug/events?since=yesterday", headers=AUTH)
-    assert bad.status_code == 400 and bad.json()["reason"] == "bad_request"
+    assert bad.status_code == 400 and bad.json()["reason"] == "bad_parameter"
     assert client.get("/v1/debug/events?since=0").status_code == 401
 
 
