@@ -39,10 +39,25 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
     # Set per process: by `edge_protocol` (in-process servers) or by collector.asgi
     # (uvicorn workers, which get this class by its import path).
     header_timeout: float = 10.0
+    # httptools sets no cap on the header block: 10 s of headers at loopback speed is
+    # gigabytes held in memory. Past this the client gets 431 and the socket is closed.
+    max_header_bytes: int = 64 * 1024
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._header_timer: asyncio.TimerHandle | None = None
+        self._header_bytes = 0
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._header_timer is None:  # headers complete (or not yet begun)
+            return
+        self._header_bytes += len(data)
+        if self._header_bytes > self.max_header_bytes:
+            self._disarm_header_timer()
+            self._refuse(b"431 Request Header Fields Too Large", orjson.dumps(
+                {"error": f"request headers over {self.max_header_bytes} bytes",
+                 "reason": "headers_too_large"}))
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -62,6 +77,7 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
 
     def _arm_header_timer(self) -> None:
         if self._header_timer is None and self.header_timeout > 0:
+            self._header_bytes = 0
             self._header_timer = self.loop.call_later(self.header_timeout,
                                                       self._headers_too_slow)
 
@@ -72,13 +88,16 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
 
     def _headers_too_slow(self) -> None:
         self._header_timer = None
+        self._refuse(b"408 Request Timeout",
+                     _timeout_body("request headers", self.header_timeout))
+
+    def _refuse(self, status: bytes, body: bytes) -> None:
         if self.transport is None or self.transport.is_closing():
             return
         # Only answer when no earlier (pipelined) response is being written on this socket.
         if self.cycle is None or self.cycle.response_complete:
-            body = _timeout_body("request headers", self.header_timeout)
             self.transport.write(
-                b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+                b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\n"
                 b"connection: close\r\ncontent-length: " + str(len(body)).encode() +
                 b"\r\n\r\n" + body)
         self.transport.close()

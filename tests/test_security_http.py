@@ -167,6 +167,30 @@ def test_headers_dripped_byte_by_byte_are_cut_off(slow_edge: CollectorProcess) -
 
 
 @pytest.mark.timeout(120)
+def test_endless_header_block_is_cut_off_by_size(slow_edge: CollectorProcess) -> None:
+    # Within the timeout a client could still stream gigabytes of headers into memory.
+    with connect(slow_edge.port) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        sent = 0
+        try:
+            for _ in range(200):  # up to 3.2 MB of one header line
+                sock.sendall(b"X-Pad: " + b"a" * 16_000 + b"\r\n")
+                sent += 16_000
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        received, _ = read_until_closed(sock, timeout=10)
+    assert sent < 1_000_000, "the server kept reading"
+    assert received.startswith(b"HTTP/1.1 431") or received == b"", received[:200]
+
+
+@pytest.mark.timeout(120)
+def test_large_but_reasonable_headers_are_served(slow_edge: CollectorProcess) -> None:
+    with slow_edge.client() as client:
+        response = client.get("/healthz", headers={"Cookie": "c=" + "x" * 32_000})
+    assert response.status_code == 200
+
+
+@pytest.mark.timeout(120)
 @pytest.mark.parametrize("body_sent", [0, len(TRACK_BODY) // 2], ids=["no-body", "half-body"])
 def test_body_that_never_finishes_gets_408(slow_edge: CollectorProcess, body_sent: int) -> None:
     head = (f"POST /v1/track HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
