@@ -578,7 +578,10 @@ def test_collector_refuses_half_a_tls_configuration(tmp_path: Path,
                   {"FUNNELHOUSE_TLS_CERT": str(cert), "FUNNELHOUSE_TLS_KEY": str(cert)},
                   {"FUNNELHOUSE_TLS_CERT": str(cert), "FUNNELHOUSE_TLS_KEY": "/nonexistent"}):
         collector = CollectorProcess(tmp_path, **extra)
-        assert collector.process.wait(timeout=30) == 2
+        try:
+            assert collector.process.wait(timeout=30) == 2
+        finally:
+            collector.stop()  # a collector that served anyway must not outlive the test
         assert "cannot serve TLS" in collector.log()
 
 
