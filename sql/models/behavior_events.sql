@@ -17,8 +17,9 @@
 -- over two narrow columns) and only their rows go through LIMIT 1 BY; the rest stream
 -- through without a sort. One day either side of the rebuilt days is read so that
 -- twin copies straddling midnight collapse. received_at is deliberately not carried:
--- copies differ in it, and events_raw's ReplacingMergeTree keeps the LATEST copy once
--- parts merge, so it would change with merge timing.
+-- copies differ in it. events_raw agrees on the winner: its ReplacingMergeTree keeps
+-- the earliest received copy too (migration 0015), and the loader does not store a
+-- copy of a (source, message_id) already stored.
 --
 -- Person: user_id's person when the event carries a user id (a server-side order,
 -- an offline purchase), else the anonymous id's person; an id the map does not know
