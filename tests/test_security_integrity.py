@@ -345,3 +345,20 @@ def test_loader_drops_stored_ids_and_repeats_within_a_batch(
                            "ORDER BY source, message_id").rows
     assert rows == [["backend", "m2", "other"], ["web", "a:b", "x"], ["web", "m1", "first"],
                     ["web", "m2", "first"]]
+
+
+def test_dedup_window_file_survives_a_restart_and_still_expires(tmp_path: Path) -> None:
+    from collector.limits import DedupWindow
+
+    path = tmp_path / "dedup.sqlite3"
+    window = DedupWindow(1, 1000, path)
+    window.add_all(["web:a"])
+    window.add_all(["web:b"])                      # within FLUSH_SECONDS: written by the timer
+    time.sleep(DedupWindow.FLUSH_SECONDS + 0.3)
+    restarted = DedupWindow(1, 1000, path)         # as a new process would open it
+    assert "web:a" in restarted and "web:b" in restarted and "web:c" not in restarted
+    time.sleep(1.1)
+    assert "web:a" not in restarted                # the window still ends
+    assert "web:a" not in DedupWindow(1, 1000, path)
+    window.close()
+    restarted.close()
