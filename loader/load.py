@@ -123,7 +123,9 @@ class Loader:
                 metrics.events_duplicate.inc(len(dropped))
             if events:
                 self.warehouse.insert_json_rows("events_raw", events, token)
-            metrics.loader_rows.labels("events_raw").inc(len(events))
+            # Rows, not items: an item of the embedded log is a chunk of several rows.
+            metrics.loader_rows.labels("events_raw").inc(
+                sum(item.count(b"\n") + 1 for item in events))
         if invalid:
             self.warehouse.insert_json_rows("events_invalid", invalid,
                                             f"{batch.token}:invalid")
