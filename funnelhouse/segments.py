@@ -42,7 +42,14 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from funnelhouse.config import Settings
-from funnelhouse.sql_guard import GuardedSql, SqlRefused, guard, limit_error, limited_reader
+from funnelhouse.sql_guard import (
+    GuardedSql,
+    SqlRefused,
+    guard,
+    limit_error,
+    limited_reader,
+    release_limited,
+)
 from warehouse.base import Warehouse, WarehouseError
 
 __all__ = [
@@ -447,6 +454,7 @@ class Segments:
     def close(self) -> None:
         """Close the read-only handle this store opened itself (not one it was given)."""
         if self._own_reader and self._reader is not None:
+            release_limited(self._reader)
             self._reader.close()
             self._reader, self._own_reader = None, False
 

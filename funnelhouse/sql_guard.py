@@ -235,6 +235,14 @@ def limited_reader(reader: Warehouse, settings: Settings, *, result: bool = True
         return handles[result]
 
 
+def release_limited(reader: Warehouse) -> None:
+    """Close the limited handles made for `reader` (when the reader itself is closed)."""
+    with _LIMITED_LOCK:
+        handles = _LIMITED.pop(reader, {})
+    for handle in handles.values():
+        handle.close()
+
+
 _MARK = "funnelhouse-sql:"
 
 
