@@ -43,8 +43,10 @@ from funnelhouse.segments import (
     Segment,
     SegmentError,
     Segments,
+    sql_failure,
     validate_definition,
 )
+from funnelhouse.sql_guard import limited_reader
 from warehouse.base import Warehouse, WarehouseError
 
 BUILD_COMMAND = "npm --prefix console ci && npm --prefix console run build"
@@ -223,9 +225,17 @@ def preview_segment(reader: Warehouse, settings: Settings, doc: dict[str, Any]) 
         query = store.compiled(Segment("preview", 0, definition["name"], "",
                                        definition["kind"], definition, "", ""))
     count_sql = PREVIEW_COUNT_SQL.replace("QUERY", query.sql)
-    members = int(reader.query(count_sql, query.params or None).scalar() or 0)
-    sample = [row[0] for row in reader.query(PREVIEW_SAMPLE_SQL.replace("QUERY", query.sql),
-                                             query.params or None).rows]
+    # A caller's SQL runs with the per-query time and memory limits, as materialising does.
+    runner = (limited_reader(reader, settings, result=False) if definition["kind"] == "sql"
+              else reader)
+    try:
+        members = int(runner.query(count_sql, query.params or None).scalar() or 0)
+        sample = [row[0] for row in runner.query(PREVIEW_SAMPLE_SQL.replace("QUERY", query.sql),
+                                                 query.params or None).rows]
+    except WarehouseError as exc:
+        if definition["kind"] != "sql":
+            raise
+        raise sql_failure(exc) from exc
     return {"members": members, "sample": sample, "kind": definition["kind"],
             "sql": count_sql, "params": query.params}
 

@@ -575,7 +575,7 @@ class Segments:
             meta = self._user_reader().query(f"SELECT * FROM (\n{query.sql}\n) LIMIT 0",
                                              query.params or None)
         except WarehouseError as exc:
-            raise _sql_failure(exc) from exc
+            raise sql_failure(exc) from exc
         if "person_id" in meta.columns:
             return query, meta.columns.index("person_id") + 1
         if len(meta.columns) == 1:
@@ -591,7 +591,7 @@ class Segments:
                 f"SELECT person_id FROM (\n{self._wrap_sql(query, index)}\n) WHERE {where}",
                 "JSONCompactEachRow", query.params or None)
         except WarehouseError as exc:
-            raise _sql_failure(exc) from exc
+            raise sql_failure(exc) from exc
         return [orjson.loads(line)[0] for line in raw.splitlines() if line.strip()]
 
     def _check(self, definition: dict[str, Any]) -> None:
@@ -837,7 +837,7 @@ def _partition(segment_id: str) -> str:
     return f"'{segment_id}'"
 
 
-def _sql_failure(exc: WarehouseError) -> SegmentError:
+def sql_failure(exc: WarehouseError) -> SegmentError:
     """A failure of user SQL as a refusal (a 4xx), naming a limit when one stopped it."""
     limit = limit_error(exc)
     if limit is not None:

@@ -35,6 +35,9 @@ MAX_SQL_CHARS = 200_000
 SYSTEM_TABLES = frozenset({"one", "tables", "columns", "databases", "functions",
                            "data_type_families", "table_functions", "formats", "time_zones"})
 INFORMATION_SCHEMA_TABLES = frozenset({"tables", "columns", "schemata"})
+# funnelhouse's own bookkeeping that user SQL may not read: the hashes of forgotten ids
+# (a reader could confirm a guess of who asked to be forgotten) and the forget log.
+INTERNAL_TABLES = frozenset({"forgotten_ids", "forget_log"})
 _RESTRICTED_DATABASES = {"system": SYSTEM_TABLES,
                          "information_schema": INFORMATION_SCHEMA_TABLES}
 
@@ -166,6 +169,8 @@ def _check_table(node: dict[str, Any]) -> None:
     # same dotted name, and is judged the same (refusing more, never less).
     name = str(node.get("name", ""))
     parts = node.get("name_parts") or name.split(".")
+    if str(parts[-1]).lower() in INTERNAL_TABLES or name.split(".")[-1].lower() in INTERNAL_TABLES:
+        raise SqlRefused(f"{name} is funnelhouse's own bookkeeping and not readable")
     if len(parts) < 2 and "." not in name:
         return
     database, _, rest = name.partition(".")

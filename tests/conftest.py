@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from tests.warehouse_backends import (  # noqa: F401 - fixtures, used by name
     clickhouse_url,
     make_warehouse,
 )
+from warehouse.chdb import ChdbWarehouse
 
 BROWSER_KEY = "wk_browser"
 SERVER_KEY = "sk_server"
@@ -171,3 +173,26 @@ def track(event: str = "click", anonymous_id: str = "anon-1", **fields: Any) -> 
     return {"type": "track", "event": event, "anonymousId": anonymous_id,
             "messageId": fields.pop("messageId", f"m-{time.monotonic_ns()}"),
             "properties": properties, **fields}
+
+
+@contextmanager
+def every_handle_closed() -> Iterator[None]:
+    """Close every chdb handle opened inside (an app opens read-only ones of its own):
+    chdb serves one folder per process, and the next test module opens another."""
+    opened: list[ChdbWarehouse] = []
+    real_init = ChdbWarehouse.__init__
+
+    def recording_init(self: ChdbWarehouse, *args: Any, **kwargs: Any) -> None:
+        real_init(self, *args, **kwargs)
+        opened.append(self)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ChdbWarehouse, "__init__", recording_init)
+        try:
+            yield
+        finally:
+            for handle in reversed(opened):
+                try:
+                    handle.close()
+                except Exception:  # noqa: BLE001 - already closed
+                    pass

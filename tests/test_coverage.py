@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,11 +21,11 @@ from tests.conftest import (
     BROWSER_KEY,
     SERVER_KEY,
     STRICT_KEY,
+    every_handle_closed,
     make_settings,
     track,
     wait_until,
 )
-from warehouse.chdb import ChdbWarehouse
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 PURCHASE = {"order_id": "o-1", "revenue": 10.0, "currency": "EUR",
@@ -59,29 +58,6 @@ VALID, INVALID = 8, 5
 
 def row_time(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
-
-
-@contextmanager
-def every_handle_closed() -> Iterator[None]:
-    """Close every chdb handle opened inside (the app opens read-only ones of its own):
-    chdb serves one folder per process, and the next test module opens another."""
-    opened: list[ChdbWarehouse] = []
-    real_init = ChdbWarehouse.__init__
-
-    def recording_init(self: ChdbWarehouse, *args: Any, **kwargs: Any) -> None:
-        real_init(self, *args, **kwargs)
-        opened.append(self)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(ChdbWarehouse, "__init__", recording_init)
-        try:
-            yield
-        finally:
-            for handle in reversed(opened):
-                try:
-                    handle.close()
-                except Exception:  # noqa: BLE001 - already closed
-                    pass
 
 
 @pytest.fixture(scope="module")

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import orjson
-import pytest
 from starlette.testclient import TestClient
 
 from collector.sinks.base import Record
 from funnelhouse.eventlog import EventLog
 from funnelhouse.forget import TOMBSTONE, ForgottenSet, hash_id, queue_scrubber
 from funnelhouse.up import build_pipeline
-from tests.conftest import ADMIN_TOKEN, SERVER_KEY, make_settings, track, wait_until
+from tests.conftest import (
+    ADMIN_TOKEN,
+    SERVER_KEY,
+    every_handle_closed,
+    make_settings,
+    track,
+    wait_until,
+)
 from warehouse.chdb import ChdbWarehouse
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -71,28 +74,6 @@ def test_queued_records_of_a_forgotten_person_leave_the_log_file_and_its_wal(
     kept, dropped = ForgottenSet(None).keep([b"\n".join(values)], hashes)  # type: ignore[arg-type]
     assert dropped == changed and kept and TOMBSTONE not in kept[0]
     log.close()
-
-
-@contextmanager
-def every_handle_closed() -> Iterator[None]:
-    """Close every chdb handle opened inside: one folder per process, per test module."""
-    opened: list[ChdbWarehouse] = []
-    real_init = ChdbWarehouse.__init__
-
-    def recording_init(self: ChdbWarehouse, *args: Any, **kwargs: Any) -> None:
-        real_init(self, *args, **kwargs)
-        opened.append(self)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(ChdbWarehouse, "__init__", recording_init)
-        try:
-            yield
-        finally:
-            for handle in reversed(opened):
-                try:
-                    handle.close()
-                except Exception:  # noqa: BLE001 - already closed
-                    pass
 
 
 def test_forget_over_http_clears_queue_debug_ring_and_suppresses_late_events(

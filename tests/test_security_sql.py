@@ -163,6 +163,10 @@ def test_files_and_network_are_unreachable(api: TestClient, built: Built, templa
     "WITH m AS (SELECT command FROM system.mutations) SELECT * FROM m",
     "SELECT (SELECT any(command) FROM system.mutations)",
     "SELECT * FROM information_schema.processes", "SELECT * FROM INFORMATION_SCHEMA.PROCESSES",
+    # funnelhouse's own bookkeeping: hashes of forgotten ids confirm a guess of who asked
+    "SELECT * FROM forgotten_ids", "SELECT id_hash FROM default.forgotten_ids",
+    "SELECT * FROM `forgotten_ids`", "SELECT * FROM FORGOTTEN_IDS",
+    "SELECT * FROM forget_log", "SELECT 1 WHERE 'x' IN (SELECT id_hash FROM forgotten_ids)",
 ])
 def test_system_tables_outside_the_allowlist_are_refused(api: TestClient, payload: str) -> None:
     refused(sql(api, payload))
