@@ -14,7 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+# Data that ships inside the package (works from a wheel, not only a checkout).
+PACKAGE_ROOT = Path(__file__).resolve().parent
+# A source checkout (dev tools only: benchmarks, the Kafka Maven project).
+REPO_ROOT = PACKAGE_ROOT.parent
 
 Policy = Literal["allow", "flag", "reject"]
 KeyKind = Literal["browser", "server"]
@@ -64,9 +67,9 @@ class Settings:
     limits: Limits = field(default_factory=Limits)
     dedup_window_seconds: int = 600
     dedup_window_size: int = 200_000
-    plan_dir: Path = REPO_ROOT / "schemas"
-    sql_dir: Path = REPO_ROOT / "sql"
-    console_dir: Path = REPO_ROOT / "console" / "dist"   # the built web console (/console)
+    plan_dir: Path = PACKAGE_ROOT / "schemas"
+    sql_dir: Path = PACKAGE_ROOT / "sql"
+    console_dir: Path = PACKAGE_ROOT / "console_dist"   # the built web console (/console)
     # Queue: the durable on-disk log, or Kafka when bootstrap servers are set.
     queue_fsync: Literal["full", "normal"] = "full"
     kafka_bootstrap: str = ""

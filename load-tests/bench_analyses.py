@@ -59,7 +59,7 @@ def prepare(folder: Path, events: int, base_events: int) -> dict:
 def describe(folder: Path) -> dict:
     """What the queries run on: behavior_events rows and people in the folder."""
     from funnelhouse.config import Settings
-    from warehouse.chdb import ChdbWarehouse
+    from funnelhouse.warehouse.chdb import ChdbWarehouse
 
     wh = ChdbWarehouse(Settings(data_dir=folder).warehouse_dir, readonly=True)
     events = wh.query("SELECT count() FROM behavior_events").scalar()
@@ -71,7 +71,7 @@ def describe(folder: Path) -> dict:
 def queries(folder: Path, runs: int) -> dict:
     from funnelhouse.analyses import run_analysis
     from funnelhouse.config import Settings
-    from warehouse.chdb import ChdbWarehouse
+    from funnelhouse.warehouse.chdb import ChdbWarehouse
 
     settings = Settings(data_dir=folder, reporting_tz="Asia/Seoul")
     wh = ChdbWarehouse(settings.warehouse_dir, readonly=True)

@@ -204,7 +204,7 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.data_dir = data_dir
         target = ["--app-dir", str(HERE), "bare_endpoint:app"] if kind == "bare" else \
-            ["--app-dir", str(ROOT), "collector.asgi:app"]
+            ["--app-dir", str(ROOT), "funnelhouse.collector.asgi:app"]
         env = {**os.environ, "FUNNELHOUSE_DATA_DIR": str(data_dir),
                "FUNNELHOUSE_WRITE_KEYS": f"{WRITE_KEY}:web:browser",
                "FUNNELHOUSE_ADMIN_TOKEN": "bench", "FUNNELHOUSE_KAFKA_BOOTSTRAP": "",

@@ -38,8 +38,8 @@ import dataset  # noqa: E402
 def child(args: argparse.Namespace) -> dict[str, Any]:
     """One step, in its own process; returns what the parent prints and records."""
     from funnelhouse.config import Settings
-    from funnelhouse.models import run_models
-    from warehouse.chdb import ChdbWarehouse
+    from funnelhouse.models.run import run_models
+    from funnelhouse.warehouse.chdb import ChdbWarehouse
 
     folder = Path(args.folder)
     started = time.monotonic()

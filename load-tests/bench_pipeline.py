@@ -189,7 +189,7 @@ class RssSampler:
 
 def sample_messages(count: int = 400) -> list[dict[str, Any]]:
     """Realistic Segment messages (web and app, page/screen/track/identify, a few invalid)."""
-    from funnelhouse.demo import demo_messages
+    from funnelhouse.demo.send import demo_messages
 
     out = []
     for message in demo_messages(people=60, days=3, seed=5):
@@ -525,7 +525,7 @@ def _rows_for_loader(rows: int) -> Any:
     """`rows` events_raw rows; at most 100k generated, the rest copies with new ids."""
     from datetime import date
 
-    from funnelhouse.generator import iter_json_batches
+    from funnelhouse.demo.generator import iter_json_batches
 
     base: list[bytes] = []
     for batch in iter_json_batches(17, max(1, min(rows, 100_000) // 30), 30, date(2024, 3, 1),
@@ -545,11 +545,11 @@ def _rows_for_loader(rows: int) -> Any:
 
 
 async def _loader_child(args: argparse.Namespace) -> dict[str, Any]:
-    from collector.sinks.base import Record
-    from funnelhouse.eventlog import EventLog
-    from loader.load import Loader
-    from warehouse.chdb import ChdbWarehouse
-    from warehouse.migrate import migrate
+    from funnelhouse.collector.sinks.base import Record
+    from funnelhouse.loader.load import Loader
+    from funnelhouse.queue.eventlog import EventLog
+    from funnelhouse.warehouse.chdb import ChdbWarehouse
+    from funnelhouse.warehouse.migrate import migrate
 
     folder = Path(args.folder)
     shutil.rmtree(folder, ignore_errors=True)
@@ -566,12 +566,12 @@ async def _loader_child(args: argparse.Namespace) -> dict[str, Any]:
             for i in range(0, len(chunk), 5000):
                 log.append([Record("events", "k", v) for v in chunk[i:i + 5000]])
             fill_seconds += time.perf_counter() - started
-        from loader.sources.embedded import EmbeddedSource
+        from funnelhouse.loader.sources.embedded import EmbeddedSource
 
         source: Any = EmbeddedSource(log)
     else:
-        from collector.sinks.kafka import KafkaSink
-        from loader.sources.kafka import KafkaSource
+        from funnelhouse.collector.sinks.kafka import KafkaSink
+        from funnelhouse.loader.sources.kafka import KafkaSource
 
         sink = KafkaSink(args.bootstrap, folder / "spool", **topics)
         await sink.start()
@@ -690,12 +690,12 @@ def profile(batches: int) -> dict[str, Any]:
     (orjson.loads of the body) and enqueue (EventLog.append of the rows, fsync full)."""
     import orjson
 
-    import collector.ingest as ingest
-    from collector.app import Collector  # noqa: F401 - the same imports the app has
-    from collector.ingest import Ingestor, RequestInfo
-    from collector.plan import TrackingPlan
+    import funnelhouse.collector.ingest as ingest
+    from funnelhouse.collector.app import Collector  # noqa: F401 - the same imports the app has
+    from funnelhouse.collector.ingest import Ingestor, RequestInfo
+    from funnelhouse.collector.plan import TrackingPlan
     from funnelhouse.config import Settings, WriteKey
-    from funnelhouse.eventlog import EventLog
+    from funnelhouse.queue.eventlog import EventLog
 
     key = WriteKey(SERVER_KEY, "backend", "server")
     settings = Settings(write_keys=(key,), admin_token=ADMIN_TOKEN)
@@ -822,8 +822,8 @@ def pyspy(work: Path, seconds: float, messages: list[dict[str, Any]]) -> dict[st
     data_dir = work / "collector-spy"
     port = free_port()
     log_path = work / "collector-spy.log"
-    proc = start_process([sys.executable, "-m", "uvicorn", "collector.asgi:app", "--port",
-                          str(port), "--log-level", "warning", "--no-access-log"],
+    proc = start_process([sys.executable, "-m", "uvicorn", "funnelhouse.collector.asgi:app",
+                          "--port", str(port), "--log-level", "warning", "--no-access-log"],
                          base_env(data_dir), log_path)
     url = f"http://127.0.0.1:{port}"
     out: dict[str, Any] = {}
@@ -986,7 +986,7 @@ def main() -> None:
 
 
 def start_broker(work: Path) -> str:
-    from funnelhouse.kafka_broker import KafkaBroker, KafkaBrokerError
+    from funnelhouse.queue.kafka_broker import KafkaBroker, KafkaBrokerError
 
     broker = KafkaBroker(work / "kafka", die_with_parent=True)
     _BROKERS.append(broker)

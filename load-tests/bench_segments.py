@@ -37,10 +37,10 @@ sys.path.insert(0, str(HERE))
 import dataset  # noqa: E402
 
 from funnelhouse.config import Settings  # noqa: E402
-from funnelhouse.exports import export_day  # noqa: E402
-from funnelhouse.forget import forget  # noqa: E402
-from funnelhouse.segments import Segments  # noqa: E402
-from warehouse.chdb import ChdbWarehouse  # noqa: E402
+from funnelhouse.jobs.exports import export_day  # noqa: E402
+from funnelhouse.people.forget import forget  # noqa: E402
+from funnelhouse.people.segments import Segments  # noqa: E402
+from funnelhouse.warehouse.chdb import ChdbWarehouse  # noqa: E402
 
 START = dataset.START
 
@@ -134,7 +134,7 @@ def main() -> None:
     from starlette.applications import Starlette
     from starlette.testclient import TestClient
 
-    from funnelhouse import people_api
+    from funnelhouse.api import people as people_api
 
     app = Starlette(routes=people_api.routes(settings, wh))
     with TestClient(app, headers={"Authorization": "Bearer bench"}) as client:

@@ -56,7 +56,7 @@ def _say(line: str) -> None:
 # ---- generating the base population -------------------------------------------------------
 
 def _write_chunk(job: tuple[Path, int, int, int, int, str]) -> int:
-    from funnelhouse.generator import iter_json_batches
+    from funnelhouse.demo.generator import iter_json_batches
 
     path, seed, first, people, days, start = job
     rows = 0
@@ -138,7 +138,7 @@ def load(warehouse: Any, files: Path, copies: int, *, progress: Progress = _say)
     The files are parsed once into a staging table (chdb inserts nothing when one
     INSERT … SELECT reads and writes the same table), copied from there, then dropped.
     """
-    from warehouse.migrate import migrate
+    from funnelhouse.warehouse.migrate import migrate
 
     migrate(warehouse, ROOT / "sql" / "migrations")
     before = warehouse.query("SELECT count() FROM events_raw").scalar()
@@ -200,7 +200,7 @@ def prepare(folder: Path, events: int, base_events: int, *, base_dir: Path | Non
     process, which must not have another chdb folder open.
     """
     from funnelhouse.config import Settings
-    from warehouse.chdb import ChdbWarehouse
+    from funnelhouse.warehouse.chdb import ChdbWarehouse
 
     base_events = min(base_events, events)
     copies = copies_for(events, base_events)
@@ -235,7 +235,7 @@ def prepare(folder: Path, events: int, base_events: int, *, base_dir: Path | Non
 def build_models(wh: Any, settings: Any, *, progress: Progress = _say,
                  today: date | None = None) -> dict[str, Any]:
     """A full build of every model, then the built tables settled; for parts run alone."""
-    from funnelhouse.models import run_models
+    from funnelhouse.models.run import run_models
 
     started = time.monotonic()
     run_models(wh, settings, full_refresh=True, today=today or last_day(),

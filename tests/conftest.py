@@ -18,16 +18,16 @@ import orjson
 import pytest
 from starlette.testclient import TestClient
 
-from collector.app import create_app
-from collector.sinks.embedded import EmbeddedSink
+from funnelhouse.collector.app import create_app
+from funnelhouse.collector.sinks.embedded import EmbeddedSink
 from funnelhouse.config import Limits, Settings, WriteKey
-from funnelhouse.eventlog import EventLog
+from funnelhouse.queue.eventlog import EventLog
+from funnelhouse.warehouse.chdb import ChdbWarehouse
 from tests.warehouse_backends import (  # noqa: F401 - fixtures, used by name
     backend,
     clickhouse_url,
     make_warehouse,
 )
-from warehouse.chdb import ChdbWarehouse
 
 BROWSER_KEY = "wk_browser"
 SERVER_KEY = "sk_server"

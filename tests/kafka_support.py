@@ -23,9 +23,9 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from funnelhouse.kafka_broker import KafkaBroker
-from loader.sources.base import Batch
-from loader.sources.kafka import KafkaSource
+from funnelhouse.loader.sources.base import Batch
+from funnelhouse.loader.sources.kafka import KafkaSource
+from funnelhouse.queue.kafka_broker import KafkaBroker
 
 # Each module that imports the fixture gets its own copy of it, session-scoped or
 # not; this keeps them to one broker, stopped when the session ends.

@@ -13,11 +13,11 @@ from pathlib import Path
 import orjson
 
 from funnelhouse.config import Settings
-from funnelhouse.generator import GeneratedData, generate
-from funnelhouse.models import run_models
-from warehouse.base import Warehouse
-from warehouse.chdb import ChdbWarehouse
-from warehouse.migrate import migrate
+from funnelhouse.demo.generator import GeneratedData, generate
+from funnelhouse.models.run import run_models
+from funnelhouse.warehouse.base import Warehouse
+from funnelhouse.warehouse.chdb import ChdbWarehouse
+from funnelhouse.warehouse.migrate import migrate
 
 START = date(2024, 3, 1)
 

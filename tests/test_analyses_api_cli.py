@@ -12,11 +12,13 @@ import pytest
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from funnelhouse import analyses_api, cli_analyses, instance
-from funnelhouse.analyses.sample import load_rows
+from funnelhouse.api import analyses as analyses_api
+from funnelhouse.cli import analyses as cli_analyses
 from funnelhouse.config import Settings
-from funnelhouse.generator import generate
-from warehouse.chdb import ChdbWarehouse
+from funnelhouse.demo.generator import generate
+from funnelhouse.server import instance
+from funnelhouse.warehouse.chdb import ChdbWarehouse
+from tests.support.sample import load_rows
 
 TOKEN = "analyst-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

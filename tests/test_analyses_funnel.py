@@ -8,16 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from funnelhouse import analyses_reference as ref
 from funnelhouse.analyses import FunnelSpec, SpecError, run_analysis
 from funnelhouse.analyses.common import EventSpec
 from funnelhouse.analyses.funnel import Exclusion, run_funnel
-from funnelhouse.analyses.sample import blank_row, load_rows, person_and_session_of
 from funnelhouse.config import Settings
-from funnelhouse.generator import generate
+from funnelhouse.demo.generator import generate
+from funnelhouse.warehouse.base import Warehouse
+from funnelhouse.warehouse.chdb import ChdbWarehouse
+from tests.support import analyses_reference as ref
+from tests.support.sample import blank_row, load_rows, person_and_session_of
 from tests.warehouse_backends import WarehouseMaker
-from warehouse.base import Warehouse
-from warehouse.chdb import ChdbWarehouse
 
 TZ = "Asia/Seoul"
 FROM, TO = date(2024, 3, 1), date(2024, 3, 14)

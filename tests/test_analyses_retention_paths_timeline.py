@@ -7,17 +7,17 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from funnelhouse import analyses_reference as ref
 from funnelhouse.analyses import PathsSpec, RetentionSpec, SpecError, TimelineSpec
 from funnelhouse.analyses.common import EventSpec
 from funnelhouse.analyses.paths import run_paths
 from funnelhouse.analyses.retention import run_retention
-from funnelhouse.analyses.sample import load_rows, person_and_session_of
 from funnelhouse.analyses.timeline import run_timeline
 from funnelhouse.config import Settings
-from funnelhouse.generator import generate
+from funnelhouse.demo.generator import generate
+from funnelhouse.warehouse.base import Warehouse
+from tests.support import analyses_reference as ref
+from tests.support.sample import load_rows, person_and_session_of
 from tests.warehouse_backends import WarehouseMaker
-from warehouse.base import Warehouse
 
 TZ = "America/Los_Angeles"
 START = date(2024, 2, 26)

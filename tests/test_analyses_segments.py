@@ -9,14 +9,15 @@ import pytest
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from funnelhouse import analyses_api, segments
 from funnelhouse.analyses import SpecError, run_analysis
 from funnelhouse.analyses.cohorts import save_as_segment
-from funnelhouse.analyses.sample import load_rows
+from funnelhouse.api import analyses as analyses_api
 from funnelhouse.config import Settings
-from funnelhouse.generator import generate
+from funnelhouse.demo.generator import generate
+from funnelhouse.people import segments
+from funnelhouse.warehouse.base import Warehouse
+from tests.support.sample import load_rows
 from tests.warehouse_backends import WarehouseMaker
-from warehouse.base import Warehouse
 
 TOKEN = "seg-token"
 FUNNEL = {"steps": ["page_view", "product_view", "add_to_cart", "purchase"], "window": "2d",

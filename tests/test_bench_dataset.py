@@ -13,8 +13,8 @@ import pytest
 
 from funnelhouse.analyses import run_analysis
 from funnelhouse.config import Settings
-from funnelhouse.models import run_models
-from warehouse.chdb import ChdbWarehouse
+from funnelhouse.models.run import run_models
+from funnelhouse.warehouse.chdb import ChdbWarehouse
 
 LOAD_TESTS = Path(__file__).resolve().parent.parent / "load-tests"
 COPIES = 3

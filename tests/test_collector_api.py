@@ -15,8 +15,8 @@ import orjson
 import pytest
 from starlette.testclient import TestClient
 
-from collector.app import PIXEL_GIF
-from funnelhouse.eventlog import EventLog
+from funnelhouse.collector.app import PIXEL_GIF
+from funnelhouse.queue.eventlog import EventLog
 from tests.conftest import (
     ADMIN_TOKEN,
     ALLOWED_ORIGIN,

@@ -19,11 +19,11 @@ import pytest
 import uvicorn
 from starlette.testclient import TestClient
 
-from collector.app import create_app
-from collector.sinks.base import QueueUnavailable, Record
-from collector.sinks.embedded import EmbeddedSink
+from funnelhouse.collector.app import create_app
+from funnelhouse.collector.sinks.base import QueueUnavailable, Record
+from funnelhouse.collector.sinks.embedded import EmbeddedSink
 from funnelhouse.config import Limits, Settings
-from funnelhouse.eventlog import EventLog
+from funnelhouse.queue.eventlog import EventLog
 from tests.conftest import (
     BROWSER_KEY,
     LIMITED_KEY,
@@ -273,7 +273,7 @@ def test_rate_limit_is_429_with_retry_after(client: TestClient, event_log: Event
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     # The limiter's clock stands still, so the burst is what it is however slow the
     # machine: 5 events/s with a one-second burst lets exactly 5 single events through.
-    monkeypatch.setattr("collector.limits.time.monotonic", lambda: 1000.0)
+    monkeypatch.setattr("funnelhouse.collector.limits.time.monotonic", lambda: 1000.0)
     statuses = [client.post("/v1/track", json=track(), headers=basic(LIMITED_KEY))
                 for _ in range(8)]
     assert [r.status_code for r in statuses] == [200] * 5 + [429] * 3
@@ -288,7 +288,7 @@ def test_rate_limit_is_429_with_retry_after(client: TestClient, event_log: Event
 def test_batch_bigger_than_the_burst_passes_after_retry_after(
         client: TestClient, event_log: EventLog, monkeypatch: pytest.MonkeyPatch) -> None:
     clock = [1000.0]
-    monkeypatch.setattr("collector.limits.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("funnelhouse.collector.limits.time.monotonic", lambda: clock[0])
     batch = {"batch": [track(messageId=f"r-{n}") for n in range(20)]}  # 4 s worth at 5/s
     assert client.post("/v1/batch", json=batch, headers=basic(LIMITED_KEY)).status_code == 200
     second = {"batch": [track(messageId=f"s-{n}") for n in range(20)]}

@@ -13,10 +13,10 @@ import orjson
 import pytest
 from starlette.testclient import TestClient
 
-from collector.app import create_app
-from collector.sinks.embedded import EmbeddedSink
+from funnelhouse.collector.app import create_app
+from funnelhouse.collector.sinks.embedded import EmbeddedSink
 from funnelhouse.config import Settings, WriteKey
-from funnelhouse.eventlog import EventLog
+from funnelhouse.queue.eventlog import EventLog
 from tests.conftest import (
     BROWSER_KEY,
     SERVER_KEY,

@@ -24,9 +24,9 @@ from hypothesis import strategies as st
 from schemathesis.checks import content_type_conformance, not_a_server_error
 from starlette.testclient import TestClient
 
-from collector.app import create_app
-from collector.sinks.embedded import EmbeddedSink
-from funnelhouse.eventlog import EventLog
+from funnelhouse.collector.app import create_app
+from funnelhouse.collector.sinks.embedded import EmbeddedSink
+from funnelhouse.queue.eventlog import EventLog
 from tests.conftest import (
     ADMIN_TOKEN,
     ALLOWED_ORIGIN,

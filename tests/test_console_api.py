@@ -14,10 +14,12 @@ import pytest
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from collector.plan import TrackingPlan
-from funnelhouse import analyses_api, console_api, people_api
+from funnelhouse.api import analyses as analyses_api
+from funnelhouse.api import console as console_api
+from funnelhouse.api import people as people_api
+from funnelhouse.collector.plan import TrackingPlan
 from funnelhouse.config import Settings, WriteKey
-from funnelhouse.segments import SEGMENT_TABLES
+from funnelhouse.people.segments import SEGMENT_TABLES
 from tests.people_support import Built, built_warehouse
 
 AUTH = {"Authorization": "Bearer admintok"}

@@ -8,7 +8,7 @@ import pytest
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from funnelhouse import console_api
+from funnelhouse.api import console as console_api
 from funnelhouse.config import Settings
 
 

@@ -13,9 +13,10 @@ import orjson
 import pytest
 from starlette.testclient import TestClient
 
-from funnelhouse import cli, instance
-from funnelhouse.coverage import render_table
-from funnelhouse.up import Pipeline, build_pipeline
+from funnelhouse.analyses.coverage import render_table
+from funnelhouse.cli import main as cli
+from funnelhouse.server import instance
+from funnelhouse.server.up import Pipeline, build_pipeline
 from tests.conftest import (
     ADMIN_TOKEN,
     BROWSER_KEY,

@@ -2,7 +2,7 @@
 
 import pytest
 
-from collector.enrich.campaign import TrafficInfo, classify_traffic
+from funnelhouse.collector.enrich.campaign import TrafficInfo, classify_traffic
 
 PAGE = "https://shop.example/products/42"
 
@@ -238,7 +238,7 @@ def test_referrer_without_scheme_still_has_a_host():
 
 
 def test_every_known_click_id_is_detected_in_the_url():
-    from collector.enrich.campaign import _CLICK_ID_KEYS
+    from funnelhouse.collector.enrich.campaign import _CLICK_ID_KEYS
 
     for key in _CLICK_ID_KEYS:
         info = classify(f"{PAGE}?page=2&{key.upper()}=v1")

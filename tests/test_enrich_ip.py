@@ -4,7 +4,7 @@ import ipaddress
 
 import pytest
 
-from collector.enrich.ip import anonymise_ip, client_ip
+from funnelhouse.collector.enrich.ip import anonymise_ip, client_ip
 
 PROXIES = [ipaddress.ip_network(n) for n in ("10.0.0.0/8", "fd00::/8")]
 

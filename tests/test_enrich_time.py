@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from collector.enrich.time import correct_timestamp, format_ts, parse_timestamp
+from funnelhouse.collector.enrich.time import correct_timestamp, format_ts, parse_timestamp
 from funnelhouse.config import Limits
 
 LIMITS = Limits()

@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from collector.enrich.useragent import UserAgentInfo, _parse_cached, parse_user_agent
+from funnelhouse.collector.enrich.useragent import UserAgentInfo, _parse_cached, parse_user_agent
 
 CHROME_WINDOWS = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from collector.sinks.base import Record
-from funnelhouse.eventlog import EventLog
+from funnelhouse.collector.sinks.base import Record
+from funnelhouse.queue.eventlog import EventLog
 
 
 def ev(i: int, key: str = "web:a") -> Record:

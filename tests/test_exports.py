@@ -17,10 +17,10 @@ import orjson
 import pyarrow.parquet as pq
 import pytest
 
-from funnelhouse import exports
-from funnelhouse.exports import EXPORT_TABLES, export_day
-from funnelhouse.scheduler import build_scheduler
-from funnelhouse.segments import from_people
+from funnelhouse.jobs import exports
+from funnelhouse.jobs.exports import EXPORT_TABLES, export_day
+from funnelhouse.jobs.scheduler import build_scheduler
+from funnelhouse.people.segments import from_people
 from tests.people_support import Built, built_warehouse
 
 DAY = date(2024, 3, 6)
@@ -243,8 +243,8 @@ def test_export_over_http_and_from_the_cli(built: Built, tmp_path: Path,
     from starlette.applications import Starlette
     from starlette.testclient import TestClient
 
-    from funnelhouse import people_api
-    from funnelhouse.cli_people import register
+    from funnelhouse.api import people as people_api
+    from funnelhouse.cli.people import register
 
     app = Starlette(routes=people_api.routes(built.settings, built.warehouse))
     with TestClient(app, headers={"Authorization": "Bearer admintok"}) as client:

@@ -10,11 +10,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from funnelhouse.exports import export_day
-from funnelhouse.forget import collect_ids, forget, hash_id, scrub_fields, sweep_forgotten
-from funnelhouse.generator import PersonTruth
-from funnelhouse.models import run_models
-from funnelhouse.segments import Segments, from_people
+from funnelhouse.demo.generator import PersonTruth
+from funnelhouse.jobs.exports import export_day
+from funnelhouse.models.run import run_models
+from funnelhouse.people.forget import collect_ids, forget, hash_id, scrub_fields, sweep_forgotten
+from funnelhouse.people.segments import Segments, from_people
 from tests.people_support import Built, built_warehouse
 
 ID_COLUMNS = ("person_id", "user_id", "anonymous_id", "previous_id", "id")
@@ -142,7 +142,7 @@ def test_forget_over_http_is_logged(built: Built) -> None:
     from starlette.applications import Starlette
     from starlette.testclient import TestClient
 
-    from funnelhouse import people_api
+    from funnelhouse.api import people as people_api
 
     app = Starlette(routes=people_api.routes(built.settings, built.warehouse))
     with TestClient(app, headers={"Authorization": "Bearer admintok"}) as client:
@@ -219,7 +219,7 @@ def test_forget_during_model_refreshes_never_fails_and_nothing_comes_back(built:
                                                                            ) -> None:
     import threading
 
-    from funnelhouse.forget import ForgetHooks
+    from funnelhouse.people.forget import ForgetHooks
 
     people = other_people(built, 4)[1:3]
     # The ids that can be linked to them (a device that never logged in cannot be).
@@ -260,9 +260,9 @@ def test_forget_during_model_refreshes_never_fails_and_nothing_comes_back(built:
 
 def test_a_forget_failing_half_way_is_not_logged_and_a_retry_completes(
         built: Built, monkeypatch: pytest.MonkeyPatch) -> None:
-    from funnelhouse import forget as forget_module
-    from funnelhouse.forget import ForgetIncomplete
-    from warehouse.base import WarehouseError
+    from funnelhouse.people import forget as forget_module
+    from funnelhouse.people.forget import ForgetIncomplete
+    from funnelhouse.warehouse.base import WarehouseError
 
     person = other_people(built, 4)[3]
     ids = {person.person_id, *person.user_ids, *person.anonymous_ids}

@@ -8,10 +8,11 @@ from pathlib import Path
 import orjson
 from starlette.testclient import TestClient
 
-from collector.sinks.base import Record
-from funnelhouse.eventlog import EventLog
-from funnelhouse.forget import TOMBSTONE, ForgottenSet, hash_id, queue_scrubber
-from funnelhouse.up import build_pipeline
+from funnelhouse.collector.sinks.base import Record
+from funnelhouse.people.forget import TOMBSTONE, ForgottenSet, hash_id, queue_scrubber
+from funnelhouse.queue.eventlog import EventLog
+from funnelhouse.server.up import build_pipeline
+from funnelhouse.warehouse.chdb import ChdbWarehouse
 from tests.conftest import (
     ADMIN_TOKEN,
     SERVER_KEY,
@@ -20,7 +21,6 @@ from tests.conftest import (
     track,
     wait_until,
 )
-from warehouse.chdb import ChdbWarehouse
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 

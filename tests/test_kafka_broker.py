@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from collector.sinks.kafka import ensure_topics
-from funnelhouse.kafka_broker import KafkaBroker, KafkaBrokerError
+from funnelhouse.collector.sinks.kafka import ensure_topics
+from funnelhouse.queue.kafka_broker import KafkaBroker, KafkaBrokerError
 from tests.kafka_support import kafka_broker, read_topics, running, unique  # noqa: F401
 
 pytestmark = pytest.mark.kafka

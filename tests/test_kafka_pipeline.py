@@ -23,15 +23,15 @@ import httpx
 import orjson
 import pytest
 
-from funnelhouse.config import REPO_ROOT, Settings
-from funnelhouse.kafka_broker import KafkaBroker
-from loader.load import Loader
-from loader.sources.kafka import KafkaSource
+from funnelhouse.config import PACKAGE_ROOT, REPO_ROOT, Settings
+from funnelhouse.loader.load import Loader
+from funnelhouse.loader.sources.kafka import KafkaSource
+from funnelhouse.queue.kafka_broker import KafkaBroker
+from funnelhouse.warehouse.chdb import ChdbWarehouse
+from funnelhouse.warehouse.migrate import migrate
 from tests.conftest import ADMIN_TOKEN, BROWSER_KEY, free_port, wait_until
 from tests.kafka_support import kafka_broker, read_topics, running, unique  # noqa: F401
 from tests.test_loader import FlakyWarehouse, ProcessDied
-from warehouse.chdb import ChdbWarehouse
-from warehouse.migrate import migrate
 
 pytestmark = pytest.mark.kafka
 
@@ -288,7 +288,7 @@ def test_warehouse_failing_inserts_for_a_while_loses_nothing(stack: Stack) -> No
         acknowledged += 50
     path = stack.loader_dir / "warehouse"
     warehouse = ChdbWarehouse(path)
-    migrate(warehouse, REPO_ROOT / "sql" / "migrations")
+    migrate(warehouse, PACKAGE_ROOT / "sql" / "migrations")
     flaky = FlakyWarehouse(warehouse, failures=5)
     try:
         asyncio.run(_run_until_loaded([in_process_loader(stack, flaky, "flaky")], acknowledged,
@@ -307,7 +307,7 @@ def test_two_loaders_in_one_group_one_killed_mid_batch(stack: Stack) -> None:
         acknowledged += 100
     path = stack.loader_dir / "warehouse"
     survivor_handle = ChdbWarehouse(path)
-    migrate(survivor_handle, REPO_ROOT / "sql" / "migrations")
+    migrate(survivor_handle, PACKAGE_ROOT / "sql" / "migrations")
     # The doomed loader inserts one batch and dies before committing it.
     doomed_handle = ChdbWarehouse(path)
     doomed = in_process_loader(stack, FlakyWarehouse(doomed_handle, die_after_insert=True),

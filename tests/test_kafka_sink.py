@@ -11,9 +11,9 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from collector.sinks.base import QueueUnavailable, Record
-from collector.sinks.kafka import KafkaSink
-from funnelhouse.kafka_broker import KafkaBroker, free_port
+from funnelhouse.collector.sinks.base import QueueUnavailable, Record
+from funnelhouse.collector.sinks.kafka import KafkaSink
+from funnelhouse.queue.kafka_broker import KafkaBroker, free_port
 from tests.kafka_support import Read, kafka_broker, read_topics, running, unique  # noqa: F401
 
 pytestmark = pytest.mark.kafka

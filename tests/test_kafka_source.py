@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from collector.sinks.base import Record
-from collector.sinks.kafka import KafkaSink
-from funnelhouse.kafka_broker import KafkaBroker
-from loader.sources.base import Batch
-from loader.sources.kafka import KafkaSource
+from funnelhouse.collector.sinks.base import Record
+from funnelhouse.collector.sinks.kafka import KafkaSink
+from funnelhouse.loader.sources.base import Batch
+from funnelhouse.loader.sources.kafka import KafkaSource
+from funnelhouse.queue.kafka_broker import KafkaBroker
 from tests.kafka_support import TokenWarehouse, kafka_broker, running, unique  # noqa: F401
 
 pytestmark = pytest.mark.kafka

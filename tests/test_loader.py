@@ -10,15 +10,15 @@ from pathlib import Path
 import orjson
 import pytest
 
-from collector.enrich.time import format_ts
-from collector.sinks.base import Record
-from funnelhouse.config import REPO_ROOT
-from funnelhouse.eventlog import EventLog
-from loader.load import Loader
-from loader.sources.embedded import PENDING, EmbeddedSource
-from warehouse.base import QueryResult, WarehouseUnavailable
-from warehouse.chdb import ChdbWarehouse
-from warehouse.migrate import migrate
+from funnelhouse.collector.enrich.time import format_ts
+from funnelhouse.collector.sinks.base import Record
+from funnelhouse.config import PACKAGE_ROOT
+from funnelhouse.loader.load import Loader
+from funnelhouse.loader.sources.embedded import PENDING, EmbeddedSource
+from funnelhouse.queue.eventlog import EventLog
+from funnelhouse.warehouse.base import QueryResult, WarehouseUnavailable
+from funnelhouse.warehouse.chdb import ChdbWarehouse
+from funnelhouse.warehouse.migrate import migrate
 
 
 class ProcessDied(BaseException):
@@ -65,7 +65,7 @@ def fill(log: EventLog, first: int, count: int, per_append: int = 60) -> None:
 def warehouse(tmp_path: Path) -> Iterator[ChdbWarehouse]:
     # chdb serves one data folder per process: close it so the next test can open its own.
     wh = ChdbWarehouse(tmp_path / "wh")
-    migrate(wh, REPO_ROOT / "sql" / "migrations")
+    migrate(wh, PACKAGE_ROOT / "sql" / "migrations")
     yield wh
     wh.close()
 

@@ -8,9 +8,9 @@ from datetime import date
 
 import pytest
 
-from funnelhouse.generator import generate
-from funnelhouse.models import load_models
-from funnelhouse.reference import build_reference
+from funnelhouse.demo.generator import generate
+from funnelhouse.models.run import load_models
+from tests.support.reference import build_reference
 from tests.test_models_support import (
     MODEL_TABLES,
     assert_matches_reference,
@@ -136,9 +136,9 @@ def test_since_and_select_rebuild_only_what_is_asked(tmp_path, make_warehouse):
 
 
 def test_models_declare_dependencies_in_order():
-    from funnelhouse.config import REPO_ROOT
+    from funnelhouse.config import PACKAGE_ROOT
 
-    models = load_models(REPO_ROOT / "sql" / "models")
+    models = load_models(PACKAGE_ROOT / "sql" / "models")
     names = [m.name for m in models]
     assert set(names) == set(MODEL_TABLES)
     for i, m in enumerate(models):

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import orjson
 
-from funnelhouse.generator import COLUMNS
+from funnelhouse.demo.generator import COLUMNS
 from tests.test_models_support import build, settings_for, warehouse_with
 
 _ids = itertools.count(1)

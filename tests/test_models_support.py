@@ -9,12 +9,12 @@ from typing import Any
 
 import orjson
 
-from funnelhouse.config import REPO_ROOT, Settings
-from funnelhouse.models import run_models
-from funnelhouse.reference import Reference, money
-from warehouse.base import Warehouse
-from warehouse.chdb import ChdbWarehouse
-from warehouse.migrate import migrate
+from funnelhouse.config import PACKAGE_ROOT, Settings
+from funnelhouse.models.run import run_models
+from funnelhouse.warehouse.base import Warehouse
+from funnelhouse.warehouse.chdb import ChdbWarehouse
+from funnelhouse.warehouse.migrate import migrate
+from tests.support.reference import Reference, money
 
 MONEY_COLUMNS = {"revenue", "line_revenue", "purchased_revenue"}
 
@@ -23,7 +23,7 @@ def warehouse_with(path: Path, rows: list[dict],
                    make: Callable[[Path], Warehouse] = ChdbWarehouse) -> Warehouse:
     """A migrated warehouse holding `rows`; `make` opens it (the backend under test)."""
     wh = make(path)
-    migrate(wh, REPO_ROOT / "sql" / "migrations")
+    migrate(wh, PACKAGE_ROOT / "sql" / "migrations")
     insert(wh, rows)
     return wh
 

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from collector.plan import (
+from funnelhouse.cli.plan_check import plan_check
+from funnelhouse.collector.plan import (
     EVENT_OF_TYPE,
     InvalidPlan,
     PlanError,
@@ -18,9 +19,8 @@ from collector.plan import (
     Verdict,
     to_snake_case_keys,
 )
-from funnelhouse.plan_check import plan_check
 
-PLAN_DIR = Path(__file__).resolve().parent.parent / "schemas"
+PLAN_DIR = Path(__file__).resolve().parent.parent / "funnelhouse" / "schemas"
 TYPE_OF_EVENT = {event: call for call, event in EVENT_OF_TYPE.items()}
 REQUIRED_EVENTS = {
     "page_view", "screen_view", "click", "scroll", "swipe", "search", "product_view",

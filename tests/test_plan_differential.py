@@ -21,10 +21,10 @@ from hypothesis import event as count_as
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from collector.plan import ReportValidator, TrackingPlan, compile_fast
-from funnelhouse.plan_check import read_messages
+from funnelhouse.cli.plan_check import read_messages
+from funnelhouse.collector.plan import ReportValidator, TrackingPlan, compile_fast
 
-PLAN_DIR = Path(__file__).resolve().parent.parent / "schemas"
+PLAN_DIR = Path(__file__).resolve().parent.parent / "funnelhouse" / "schemas"
 PLAN = TrackingPlan.load(PLAN_DIR)
 
 

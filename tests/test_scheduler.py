@@ -6,7 +6,7 @@ import asyncio
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from funnelhouse.scheduler import Scheduler
+from funnelhouse.jobs.scheduler import Scheduler
 
 SEOUL = ZoneInfo("Asia/Seoul")
 

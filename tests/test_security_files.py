@@ -20,11 +20,12 @@ import pytest
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from collector.app import create_app
-from collector.sinks.base import Record
-from collector.sinks.embedded import EmbeddedSink
-from funnelhouse import cli_people, people_api
-from funnelhouse.eventlog import EventLog
+from funnelhouse.api import people as people_api
+from funnelhouse.cli import people as cli_people
+from funnelhouse.collector.app import create_app
+from funnelhouse.collector.sinks.base import Record
+from funnelhouse.collector.sinks.embedded import EmbeddedSink
+from funnelhouse.queue.eventlog import EventLog
 from tests.conftest import BROWSER_KEY, Funnelhouse, make_settings, track, wait_until
 from tests.people_support import Built, built_warehouse
 

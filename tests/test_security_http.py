@@ -326,8 +326,8 @@ BAD_CREDENTIALS: list[dict[str, bytes]] = [
 @pytest.fixture(scope="module")
 def up_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     """`up`'s whole app (every route) over a fresh warehouse with the models built."""
-    from funnelhouse.models import run_models
-    from funnelhouse.up import build_pipeline
+    from funnelhouse.models.run import run_models
+    from funnelhouse.server.up import build_pipeline
 
     settings = make_settings(tmp_path_factory.mktemp("up") / "data")
     with every_handle_closed():
@@ -395,8 +395,8 @@ QUERY_PARAMS = ["limit", "offset", "version", "days", "since", "trend_campaigns"
 
 def routes_with_real_names(client: TestClient) -> list[tuple[str, str]]:
     """Every GET route; the signal route once per signal, so its options are parsed."""
-    from funnelhouse.people_api import NUMERIC_OPTIONS
-    from funnelhouse.signals import SIGNALS
+    from funnelhouse.api.people import NUMERIC_OPTIONS
+    from funnelhouse.people.signals import SIGNALS
 
     out = []
     for method, path in every_route(client):

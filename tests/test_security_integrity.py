@@ -15,15 +15,17 @@ import orjson
 import pytest
 from starlette.testclient import TestClient
 
-from collector.app import create_app
-from collector.plan import TrackingPlan
-from collector.sinks.embedded import EmbeddedSink
-from funnelhouse.config import REPO_ROOT, Settings
-from funnelhouse.eventlog import EventLog
-from funnelhouse.models import run_models
-from funnelhouse.replay import replay_invalid
-from loader.load import Loader
-from loader.sources.embedded import EmbeddedSource
+from funnelhouse.collector.app import create_app
+from funnelhouse.collector.plan import TrackingPlan
+from funnelhouse.collector.sinks.embedded import EmbeddedSink
+from funnelhouse.config import PACKAGE_ROOT, Settings
+from funnelhouse.jobs.replay import replay_invalid
+from funnelhouse.loader.load import Loader
+from funnelhouse.loader.sources.embedded import EmbeddedSource
+from funnelhouse.models.run import run_models
+from funnelhouse.queue.eventlog import EventLog
+from funnelhouse.warehouse.chdb import ChdbWarehouse
+from funnelhouse.warehouse.migrate import migrate
 from tests.conftest import (
     ADMIN_TOKEN,
     BROWSER_KEY,
@@ -34,8 +36,6 @@ from tests.conftest import (
     track,
     wait_until,
 )
-from warehouse.chdb import ChdbWarehouse
-from warehouse.migrate import migrate
 
 
 def basic(key: str) -> dict[str, str]:
@@ -64,7 +64,7 @@ def deep_event(levels: int, message_id: str | None = None) -> bytes:
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     plan_dir = tmp_path / "plan"
-    shutil.copytree(REPO_ROOT / "schemas", plan_dir)
+    shutil.copytree(PACKAGE_ROOT / "schemas", plan_dir)
     return make_settings(tmp_path / "data", plan_dir=plan_dir)
 
 
@@ -328,7 +328,7 @@ def test_events_raw_keeps_the_first_received_copy_on_merge_and_the_models_agree(
 def test_loader_drops_stored_ids_and_repeats_within_a_batch(
         settings: Settings, warehouse: ChdbWarehouse) -> None:
     log = EventLog(settings.queue_path)
-    from collector.sinks.base import Record
+    from funnelhouse.collector.sinks.base import Record
 
     def row(message_id: str, anonymous_id: str, source: str = "web") -> Record:
         return Record("events", "k", orjson.dumps({
@@ -348,7 +348,7 @@ def test_loader_drops_stored_ids_and_repeats_within_a_batch(
 
 
 def test_dedup_window_file_survives_a_restart_and_still_expires(tmp_path: Path) -> None:
-    from collector.limits import DedupWindow
+    from funnelhouse.collector.limits import DedupWindow
 
     path = tmp_path / "dedup.sqlite3"
     window = DedupWindow(1, 1000, path)

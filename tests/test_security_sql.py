@@ -15,12 +15,14 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from collector.plan import TrackingPlan
-from funnelhouse import analyses_api, console_api, people_api
+from funnelhouse.api import analyses as analyses_api
+from funnelhouse.api import console as console_api
+from funnelhouse.api import people as people_api
+from funnelhouse.api.sql import sql_routes
+from funnelhouse.collector.plan import TrackingPlan
 from funnelhouse.config import Settings
-from funnelhouse.segments import Segments
-from funnelhouse.sql_api import sql_routes
-from funnelhouse.sql_guard import SqlRefused, SqlRunner, guard
+from funnelhouse.people.segments import Segments
+from funnelhouse.warehouse.sql_guard import SqlRefused, SqlRunner, guard
 from tests.conftest import free_port, wait_until
 from tests.people_support import Built, built_warehouse
 
@@ -462,7 +464,7 @@ def test_analysis_filters_and_breakdowns_are_data(api: TestClient, built: Built,
 
 def test_the_cli_goes_through_the_same_guard(built: Built, tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
-    from funnelhouse.cli import cmd_sql
+    from funnelhouse.cli.main import cmd_sql
 
     target = tmp_path / "cli.out"
 

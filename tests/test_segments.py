@@ -15,9 +15,9 @@ import pytest
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from funnelhouse import people_api
-from funnelhouse.cli_people import register
-from funnelhouse.segments import SegmentError, Segments, from_people, from_sql
+from funnelhouse.api import people as people_api
+from funnelhouse.cli.people import register
+from funnelhouse.people.segments import SegmentError, Segments, from_people, from_sql
 from tests.people_support import Built, built_warehouse
 from tests.warehouse_backends import WarehouseMaker
 

@@ -10,7 +10,7 @@ from itertools import permutations
 
 import pytest
 
-from funnelhouse.signals import run_signal
+from funnelhouse.people.signals import run_signal
 from tests.people_support import Built, built_warehouse
 
 AS_OF = date(2024, 3, 31)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from funnelhouse.config import REPO_ROOT
+from funnelhouse.config import PACKAGE_ROOT
 from tests.conftest import ADMIN_TOKEN, Funnelhouse, track, wait_until
 
 
@@ -62,7 +62,7 @@ def test_sql_endpoint_refuses_writes_and_ddl(funnelhouse_up: Funnelhouse) -> Non
 
 def test_replay_moves_dead_letters_after_the_plan_is_fixed(tmp_path: Path) -> None:
     plan_dir = tmp_path / "plan"
-    shutil.copytree(REPO_ROOT / "schemas", plan_dir)
+    shutil.copytree(PACKAGE_ROOT / "schemas", plan_dir)
     instance = Funnelhouse(tmp_path / "data", env={"FUNNELHOUSE_PLAN_DIR": str(plan_dir)}).start()
     try:
         # The plan requires `element` on click; this tag sends `selector` instead.

@@ -9,19 +9,19 @@ from pathlib import Path
 import orjson
 import pytest
 
-from funnelhouse.config import REPO_ROOT
-from tests.warehouse_backends import BACKENDS, ServerDatabases
-from warehouse.base import (
+from funnelhouse.config import PACKAGE_ROOT
+from funnelhouse.warehouse.base import (
     INSERT_PARTS,
     MIN_PART_BYTES,
     Warehouse,
     WarehouseError,
     insert_parts,
 )
-from warehouse.chdb import ChdbWarehouse
-from warehouse.migrate import migrate, split_statements
+from funnelhouse.warehouse.chdb import ChdbWarehouse
+from funnelhouse.warehouse.migrate import migrate, split_statements
+from tests.warehouse_backends import BACKENDS, ServerDatabases
 
-MIGRATIONS = REPO_ROOT / "sql" / "migrations"
+MIGRATIONS = PACKAGE_ROOT / "sql" / "migrations"
 
 
 @pytest.fixture(params=BACKENDS)

@@ -15,9 +15,9 @@ from urllib.parse import urlparse, urlunparse
 
 import pytest
 
+from funnelhouse.warehouse.base import Warehouse
+from funnelhouse.warehouse.chdb import ChdbWarehouse
 from tests.clickhouse_http_fixture import start_fixture
-from warehouse.base import Warehouse
-from warehouse.chdb import ChdbWarehouse
 
 BACKENDS = ["chdb", pytest.param("server", marks=pytest.mark.server)]
 
@@ -41,7 +41,7 @@ class ServerDatabases:
     """Fresh databases on one server, one per warehouse opened, all dropped by close()."""
 
     def __init__(self, base_url: str) -> None:
-        from warehouse.server import ServerWarehouse
+        from funnelhouse.warehouse.server import ServerWarehouse
 
         self.base = urlparse(base_url)
         self.admin = ServerWarehouse(base_url)
@@ -49,7 +49,7 @@ class ServerDatabases:
         self.opened: list[Warehouse] = []
 
     def open(self, _path: Path | None = None) -> Warehouse:
-        from warehouse.server import ServerWarehouse
+        from funnelhouse.warehouse.server import ServerWarehouse
 
         name = f"fh_test_{uuid.uuid4().hex[:12]}"
         self.admin.execute(f"CREATE DATABASE {name}")

@@ -1,4 +1,4 @@
-// Builds dist/: index.html, app.js (one bundle: Preact, the tree-shaken ECharts parts, the views) and app.css.
+// Builds funnelhouse/console_dist/: index.html, app.js (one bundle: Preact, the tree-shaken ECharts parts, the views) and app.css.
 // Type-checks first, so a type error fails the build.
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
@@ -8,7 +8,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const dist = join(root, 'dist');
+// Built into the Python package, so `pip install .` ships it.
+const dist = join(root, '..', 'funnelhouse', 'console_dist');
 
 execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', join(root, 'tsconfig.json')], { stdio: 'inherit' });
 

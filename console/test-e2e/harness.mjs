@@ -23,8 +23,8 @@ const run = promisify(execFile);
 // ---- funnelhouse up ---------------------------------------------------------------------
 
 export async function startFunnelhouse() {
-  const dist = join(CONSOLE_ROOT, 'dist');
-  if (!existsSync(join(dist, 'index.html'))) throw new Error('console/dist is not built: npm --prefix console run build');
+  const dist = join(CONSOLE_ROOT, '..', 'funnelhouse', 'console_dist');
+  if (!existsSync(join(dist, 'index.html'))) throw new Error('funnelhouse/console_dist is not built: npm --prefix console run build');
   const fh = await startFunnelhouseUp({
     dataDirPrefix: 'fh-console-e2e-',
     env: {

@@ -15,7 +15,7 @@ from funnelhouse.analyses.funnel import FunnelSpec, run_funnel
 from funnelhouse.analyses.paths import PathsSpec, run_paths
 from funnelhouse.analyses.retention import RetentionSpec, run_retention
 from funnelhouse.analyses.timeline import TimelineSpec, run_timeline
-from warehouse.base import Warehouse
+from funnelhouse.warehouse.base import Warehouse
 
 __all__ = ["ANALYSES", "AnalysisResult", "FunnelSpec", "PathsSpec", "RetentionSpec", "SpecError",
            "TimelineSpec", "run_analysis"]

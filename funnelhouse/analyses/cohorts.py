@@ -14,7 +14,7 @@ from typing import Any
 from funnelhouse.analyses import funnel, paths
 from funnelhouse.analyses.common import SpecError, analysis_window, table_columns
 from funnelhouse.config import Settings
-from warehouse.base import Warehouse
+from funnelhouse.warehouse.base import Warehouse
 
 FUNNEL_WHO = re.compile(r"^(converted|reached:(\d+)|dropped:(\d+)|in_window:(\d+))$")
 PATHS_WHO = ("exited", "converted", "viewed")
@@ -74,7 +74,7 @@ def paths_people_sql(warehouse: Warehouse, doc: dict[str, Any], who: str
 def save_as_segment(analysis: str, doc: dict[str, Any], who: str, name: str, *,
                     reader: Warehouse, writer: Warehouse, settings: Settings) -> dict[str, Any]:
     """Save the people of one part of a funnel or paths result as a frozen segment."""
-    from funnelhouse import segments
+    from funnelhouse.people import segments
 
     builders = {"funnel": funnel_people_sql, "paths": paths_people_sql}
     if analysis not in builders:

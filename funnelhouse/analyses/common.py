@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from warehouse.base import Warehouse
+from funnelhouse.warehouse.base import Warehouse
 
 EVENTS_TABLE = "behavior_events"
 # Comparison operators a filter may use; longest first so that "!=" wins over "=".

@@ -56,7 +56,7 @@ from funnelhouse.analyses.common import (
     table_columns,
     utc_text,
 )
-from warehouse.base import Warehouse
+from funnelhouse.warehouse.base import Warehouse
 
 ORDERS = ("loose", "strict", "any")
 ATTRIBUTIONS = ("first", "last")

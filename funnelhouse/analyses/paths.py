@@ -33,7 +33,7 @@ from funnelhouse.analyses.common import (
     table_columns,
     utc_text,
 )
-from warehouse.base import Warehouse
+from funnelhouse.warehouse.base import Warehouse
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ from funnelhouse.analyses.common import (
     table_columns,
     utc_text,
 )
-from warehouse.base import Warehouse
+from funnelhouse.warehouse.base import Warehouse
 
 PERIODS = ("day", "week", "month")
 MODES = ("on", "on_or_after")

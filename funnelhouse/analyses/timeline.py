@@ -16,7 +16,7 @@ from funnelhouse.analyses.common import (
     spec_errors,
     table_columns,
 )
-from warehouse.base import Warehouse
+from funnelhouse.warehouse.base import Warehouse
 
 # Shown when the table has them (the model may grow); in this order.
 TIMELINE_COLUMNS = ("event_at", "event", "type", "channel", "device_type", "os_name", "source",

@@ -1,0 +1,1 @@
+"""The admin HTTP APIs: SQL, analyses, people, segments, console data."""

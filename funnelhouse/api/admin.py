@@ -1,0 +1,55 @@
+"""Admin routes of a running `up`: what other commands do through it while it holds chdb."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import threading
+from datetime import date
+
+from starlette.requests import Request
+from starlette.routing import Route
+
+from funnelhouse.api.endpoint import admin_endpoint, failure, json_object
+from funnelhouse.collector.plan import TrackingPlan
+from funnelhouse.config import Settings
+from funnelhouse.jobs.replay import replay_invalid
+from funnelhouse.warehouse.base import Warehouse
+
+
+def routes(settings: Settings, warehouse: Warehouse, job_lock: threading.Lock) -> list[Route]:
+    """`job_lock` is held by every job that writes derived tables (replay, models)."""
+
+    async def replay(request: Request) -> dict:
+        def job():  # type: ignore[no-untyped-def]
+            with job_lock:
+                # The plan on disk may have been fixed since start: reload it.
+                return replay_invalid(warehouse, settings, TrackingPlan.load(settings.plan_dir))
+
+        return dataclasses.asdict(await asyncio.to_thread(job))
+
+    async def models_run(request: Request) -> dict:
+        from funnelhouse.models.run import run_models
+
+        body = await json_object(request)
+        lines: list[str] = []
+
+        def job():  # type: ignore[no-untyped-def]
+            with job_lock:
+                return run_models(
+                    warehouse, settings,
+                    full_refresh=bool(body.get("full_refresh")),
+                    since=date.fromisoformat(body["since"]) if body.get("since") else None,
+                    select=body.get("select") or None,
+                    progress=lines.append,
+                )
+
+        runs = await asyncio.to_thread(job)
+        return {"runs": [dataclasses.asdict(r) for r in runs], "log": lines}
+
+    bad_request = [(ValueError, failure(400, "bad_request"))]
+    return [
+        Route("/v1/admin/replay-invalid", admin_endpoint(settings, replay), methods=["POST"]),
+        Route("/v1/admin/models/run", admin_endpoint(settings, models_run, bad_request),
+              methods=["POST"]),
+    ]

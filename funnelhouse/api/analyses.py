@@ -1,0 +1,66 @@
+"""HTTP API of the analyses: POST /v1/analyses/{funnel|retention|paths}, GET /v1/timeline/{id}.
+
+Admin token required. The body is the analysis' JSON spec (as in docs/analyses.md); the
+answer is the result with the SQL that ran and its parameters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from starlette.requests import Request
+from starlette.routing import Route
+
+from funnelhouse.analyses import SpecError, run_analysis
+from funnelhouse.api.endpoint import admin_endpoint, failure, json_object
+from funnelhouse.collector.app import ORJSONResponse
+from funnelhouse.config import Settings
+from funnelhouse.warehouse.base import Warehouse, WarehouseError
+
+POSTED = ("funnel", "retention", "paths")
+
+
+def routes(settings: Settings, warehouse: Warehouse,
+           writer: Warehouse | None = None) -> list[Route]:
+    """`warehouse` is read-only; `writer`, if given, saves segments from results."""
+    errors = [(SpecError, failure(400, "bad_spec")),
+              (WarehouseError, failure(400, "query_failed")),
+              (ValueError, failure(400, "bad_spec"))]
+
+    def run(name: str, doc: dict[str, Any]) -> Any:
+        return asyncio.to_thread(
+            lambda: run_analysis(name, doc, warehouse, settings.reporting_tz).to_dict())
+
+    async def analysis(request: Request) -> Any:
+        name = request.path_params["name"]
+        if name not in POSTED:
+            return ORJSONResponse({"error": f"unknown analysis {name!r}; one of "
+                                   f"{', '.join(POSTED)}", "reason": "not_found"}, status_code=404)
+        return await run(name, await json_object(request, required=True))
+
+    async def timeline(request: Request) -> Any:
+        query = request.query_params
+        return await run("timeline", {"person": request.path_params["id"],
+                                      "limit": query.get("limit") or 1000,
+                                      "date_from": query.get("date_from"),
+                                      "date_to": query.get("date_to")})
+
+    async def save_segment(request: Request) -> Any:
+        """POST /v1/analyses/{funnel|paths}/segment {"spec", "who", "name"}: save the people."""
+        from funnelhouse.analyses.cohorts import save_as_segment
+
+        doc = await json_object(request, required=True)
+        if not isinstance(doc.get("spec"), dict) or not doc.get("who") or not doc.get("name") \
+                or writer is None:
+            raise SpecError('send {"spec": {…}, "who": "dropped:2", "name": "…"}')
+        return await asyncio.to_thread(
+            save_as_segment, request.path_params["name"], doc["spec"], str(doc["who"]),
+            str(doc["name"]), reader=warehouse, writer=writer, settings=settings)
+
+    return [Route("/v1/analyses/{name:str}/segment", admin_endpoint(settings, save_segment, errors),
+                  methods=["POST"]),
+            Route("/v1/analyses/{name:str}", admin_endpoint(settings, analysis, errors),
+                  methods=["POST"]),
+            Route("/v1/timeline/{id:path}", admin_endpoint(settings, timeline, errors),
+                  methods=["GET"])]

@@ -1,0 +1,1 @@
+"""The `funnelhouse` command line."""

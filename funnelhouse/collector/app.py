@@ -1,0 +1,299 @@
+"""The collector's HTTP routes (Segment/RudderStack-compatible) and the app factory."""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from funnelhouse.collector import metrics
+from funnelhouse.collector.auth import require_admin, resolve_write_key
+from funnelhouse.collector.body import check_content_type, parse_json, read_body, request_headers
+from funnelhouse.collector.edge import EdgeMiddleware
+from funnelhouse.collector.enrich.ip import client_ip
+from funnelhouse.collector.ingest import MESSAGE_TYPES, Ingestor, RequestInfo
+from funnelhouse.collector.limits import RateLimiter
+from funnelhouse.collector.openapi import openapi_document
+from funnelhouse.collector.params import query_float, query_int
+from funnelhouse.collector.plan import TrackingPlan
+from funnelhouse.collector.reasons import EVENT_STATUS, Refusal
+from funnelhouse.collector.sinks.base import QueueUnavailable, Sink
+from funnelhouse.config import Settings
+
+# A transparent 1×1 GIF for the pixel endpoint.
+PIXEL_GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+NO_CACHE = {"Cache-Control": "no-cache, no-store, must-revalidate", "Pragma": "no-cache",
+            "Expires": "0"}
+
+
+class ORJSONResponse(JSONResponse):
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def refusal_response(refusal: Refusal) -> Response:
+    metrics.events_rejected.labels(refusal.reason).inc()
+    return ORJSONResponse(refusal.body(), status_code=refusal.status, headers=refusal.headers)
+
+
+class Collector:
+    """The endpoints; state (settings, ingestor, limiter) lives here, not in globals."""
+
+    def __init__(self, settings: Settings, ingestor: Ingestor, sink: Sink) -> None:
+        self.settings = settings
+        self.ingestor = ingestor
+        self.sink = sink
+        self.limiter = RateLimiter()
+        self.keys = {key.key: key for key in settings.write_keys}
+        # Labelled children looked up once: labels() costs more than the observation.
+        self._latency = {True: metrics.request_seconds.labels("batch"),
+                         False: metrics.request_seconds.labels("single")}
+
+    # ---- ingest -------------------------------------------------------------------
+
+    async def batch(self, request: Request) -> Response:
+        return await self._ingest(request, batch=True)
+
+    def single(self, message_type: str) -> Callable[[Request], Any]:
+        async def endpoint(request: Request) -> Response:
+            return await self._ingest(request, batch=False, forced_type=message_type)
+
+        endpoint.__name__ = message_type
+        return endpoint
+
+    async def _ingest(self, request: Request, *, batch: bool,
+                      forced_type: str | None = None) -> Response:
+        started = time.perf_counter()
+        try:
+            headers = request_headers(request)
+            check_content_type(headers)
+            body = parse_json(await read_body(request, headers, self.settings.limits))
+            info = self._request_info(request, headers, body)
+            messages = self._messages(body, batch)
+            outcome = await self._run(messages, info, forced_type)
+        except Refusal as refusal:
+            return refusal_response(refusal)
+        finally:
+            self._latency[batch].observe(time.perf_counter() - started)
+        status = 200
+        if outcome.rejected and not outcome.accepted and not outcome.duplicates:
+            # Nothing stored as valid: answer with the refusal's status so clients that
+            # do not read bodies still see a 4xx (the events are in the dead-letter).
+            status = EVENT_STATUS.get(outcome.rejected[0].reason, 400)
+        return ORJSONResponse(outcome.as_json(), status_code=status)
+
+    def _messages(self, body: Any, batch: bool) -> list[Any]:
+        if not batch:
+            return [body]
+        messages = body.get("batch") if isinstance(body, dict) else body
+        if not isinstance(messages, list):
+            raise Refusal("bad_batch", "a batch is {\"batch\": [event, …]} or a JSON list")
+        if len(messages) > self.settings.limits.max_events_per_batch:
+            raise Refusal("too_many_events", f"{len(messages)} events in one batch; limit "
+                          f"{self.settings.limits.max_events_per_batch}")
+        return messages
+
+    def _request_info(self, request: Request, headers: Mapping[str, str],
+                      body: Any) -> RequestInfo:
+        key = resolve_write_key(self.keys, request, headers, body)
+        client = request.scope.get("client")
+        peer = client[0] if client else ""
+        forwarded = headers.get("x-forwarded-for")
+        return RequestInfo(
+            write_key=key,
+            ip=client_ip(peer, forwarded, self.settings.is_trusted_proxy),
+            user_agent=headers.get("user-agent", ""),
+            received_at=time.time(),
+            sent_at=(body.get("sentAt") or body.get("sent_at")) if isinstance(body, dict)
+            else None,
+            privacy_signal=headers.get("sec-gpc") == "1" or headers.get("dnt") == "1",
+        )
+
+    async def _run(self, messages: list[Any], info: RequestInfo, forced_type: str | None):
+        retry_after = self.limiter.check(info.write_key.key, info.write_key.rate_limit,
+                                         len(messages))
+        if retry_after:
+            seconds = max(1, int(retry_after + 0.999))
+            raise Refusal("rate_limited", f"over {info.write_key.rate_limit:g} events/s for "
+                          "this write key", headers={"Retry-After": str(seconds)})
+        try:
+            return await self.ingestor.ingest(messages, info, forced_type)
+        except QueueUnavailable as exc:
+            raise Refusal("queue_unavailable", f"events could not be stored: {exc}",
+                          headers={"Retry-After": "5"}) from exc
+
+    async def pixel(self, request: Request) -> Response:
+        """GET /v1/p.gif?…: one event from the query string, always answered with a GIF.
+
+        Either `data=` (JSON, or base64 of JSON) or flat fields: type, event,
+        anonymousId, userId, messageId, timestamp, url, title, referrer, and
+        `properties.<name>` / `context.<name>` for nested values.
+        """
+        try:
+            message = pixel_message(request)
+            info = self._request_info(request, request_headers(request), None)
+            outcome = await self._run([message], info, None)
+        except Refusal as refusal:
+            metrics.events_rejected.labels(refusal.reason).inc()
+            return Response(PIXEL_GIF, status_code=refusal.status, media_type="image/gif",
+                            headers={**NO_CACHE, "X-Funnelhouse-Reason": refusal.reason,
+                                     **refusal.headers})
+        headers = dict(NO_CACHE)
+        status = 200
+        if outcome.rejected:
+            headers["X-Funnelhouse-Reason"] = outcome.rejected[0].reason
+            status = EVENT_STATUS.get(outcome.rejected[0].reason, 400)
+        return Response(PIXEL_GIF, status_code=status, media_type="image/gif", headers=headers)
+
+    # ---- operations -----------------------------------------------------------------
+
+    async def healthz(self, request: Request) -> Response:
+        return ORJSONResponse({"status": "ok"})
+
+    async def readyz(self, request: Request) -> Response:
+        status = self.sink.status()
+        return ORJSONResponse(status, status_code=200 if status.get("ready") else 503)
+
+    async def metrics(self, request: Request) -> Response:
+        status = self.sink.status()
+        metrics.queue_depth.set(status.get("depth", 0))
+        metrics.queue_ready.set(1 if status.get("ready") else 0)
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4")
+
+    async def debug_events(self, request: Request) -> Response:
+        """The last events per source with their validation result, for tagging QA."""
+        try:
+            require_admin(self.settings, request)
+        except Refusal as refusal:
+            return refusal_response(refusal)
+        source = request.query_params.get("source")
+        event = request.query_params.get("event")
+        person = request.query_params.get("person")
+        only_invalid = request.query_params.get("invalid") in ("1", "true")
+        try:
+            limit = query_int(request, "limit", 100, 0, 10_000)
+            # `since` (a received_at from an earlier answer): only newer entries, for polling.
+            since = query_float(request, "since", None, 0, 1e11)
+        except Refusal as refusal:
+            return refusal_response(refusal)
+        entries = [e for e in self.ingestor.debug_entries(source)
+                   if (since is None or e.received_at > since)
+                   and (not event or e.event == event)
+                   and (not person or person in (e.anonymous_id, e.user_id))
+                   and (not only_invalid or not e.valid)]
+        entries.sort(key=lambda e: e.received_at, reverse=True)
+        return ORJSONResponse({"events": [e.__dict__ for e in entries[:limit]]})
+
+    async def openapi(self, request: Request) -> Response:
+        return ORJSONResponse(openapi_document())
+
+
+def pixel_message(request: Request) -> dict[str, Any]:
+    params = request.query_params
+    data = params.get("data")
+    if data:
+        try:
+            decoded = data if data.lstrip().startswith("{") else base64.urlsafe_b64decode(
+                data + "=" * (-len(data) % 4)).decode("utf-8")
+            message = orjson.loads(decoded)
+        except (ValueError, UnicodeDecodeError, orjson.JSONDecodeError) as exc:
+            raise Refusal("malformed_json", f"pixel data is not JSON or base64 JSON: {exc}"
+                          ) from exc
+        if not isinstance(message, dict):
+            raise Refusal("bad_batch", "pixel data must be one JSON object")
+        return message
+    message: dict[str, Any] = {"type": params.get("type", "track")}
+    properties: dict[str, Any] = {}
+    context: dict[str, Any] = {}
+    page: dict[str, Any] = {}
+    for name, value in params.multi_items():
+        if name.startswith("properties."):
+            properties[name[len("properties."):]] = _pixel_value(value)
+        elif name.startswith("context."):
+            context[name[len("context."):]] = value
+        elif name in ("url", "title", "referrer", "path", "search"):
+            page[name] = value
+        elif name in ("event", "anonymousId", "userId", "messageId", "timestamp", "name"):
+            message[name] = value
+    if not page.get("url") and request.headers.get("referer"):
+        page["url"] = request.headers["referer"]
+    if page:
+        context["page"] = page
+        if message["type"] == "page":
+            properties = {**page, **properties}
+    message["properties"] = properties
+    message["context"] = context
+    return message
+
+
+def _pixel_value(value: str) -> Any:
+    """Numbers and booleans in a query string arrive as text; give them their type back."""
+    if value in ("true", "false"):
+        return value == "true"
+    try:
+        number = int(value)
+    except ValueError:
+        pass
+    else:
+        # Past 64 bits a number cannot be stored as an integer (orjson refuses it).
+        if -(2**63) <= number < 2**64:
+            return number
+    try:
+        return float(value)
+    except ValueError:
+        return value
+
+
+def create_app(
+    settings: Settings,
+    sink: Sink,
+    *,
+    plan: TrackingPlan | None = None,
+    extra_routes: Sequence[BaseRoute] = (),
+    lifespan: Callable[[Starlette], AbstractAsyncContextManager[None]] | None = None,
+) -> Starlette:
+    plan = plan or TrackingPlan.load(settings.plan_dir)
+    ingestor = Ingestor(settings, plan, sink)
+    collector = Collector(settings, ingestor, sink)
+    routes: list[BaseRoute] = [
+        Route("/v1/batch", collector.batch, methods=["POST"]),
+        Route("/v1/import", collector.batch, methods=["POST"]),
+        # Segment's analytics-swift / analytics-kotlin post batches to `{apiHost}/b`.
+        Route("/v1/b", collector.batch, methods=["POST"]),
+        *[Route(f"/v1/{kind}", collector.single(kind), methods=["POST"])
+          for kind in MESSAGE_TYPES],
+        Route("/v1/p.gif", collector.pixel, methods=["GET"]),
+        Route("/v1/debug/events", collector.debug_events, methods=["GET"]),
+        Route("/healthz", collector.healthz, methods=["GET"]),
+        Route("/readyz", collector.readyz, methods=["GET"]),
+        Route("/metrics", collector.metrics, methods=["GET"]),
+        Route("/openapi.json", collector.openapi, methods=["GET"]),
+        *extra_routes,
+    ]
+    middleware = [
+        # Outermost: slow bodies get a 408, clients that hang up are not server errors.
+        Middleware(EdgeMiddleware, body_timeout=settings.body_timeout_seconds),
+        # Browsers post from any site that embeds the SDK; per-key origin allow-lists
+        # are enforced in auth (403), so CORS itself stays open. No cookies are read.
+        Middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "POST"],
+                   allow_headers=["Content-Type", "Authorization", "X-Write-Key",
+                                  "Content-Encoding"],
+                   # Browsers hide response headers from cross-origin scripts unless
+                   # exposed; the SDK needs Retry-After to honour a 429.
+                   expose_headers=["Retry-After"], max_age=86400),
+    ]
+    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    app.state.collector = collector
+    app.state.ingestor = ingestor
+    app.state.settings = settings
+    return app

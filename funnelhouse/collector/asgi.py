@@ -1,0 +1,45 @@
+"""The production collector app (`funnelhouse collector`), configured from env vars.
+
+Each uvicorn worker imports this module and builds its own app and queue producer.
+With a ClickHouse server configured, /v1/sql is served too (read-only user settings).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute
+
+from funnelhouse.collector.app import create_app
+from funnelhouse.collector.edge import HeaderTimeoutProtocol, orphan_watchdog
+from funnelhouse.config import load_settings
+from funnelhouse.queue.open import make_sink
+
+
+def build() -> Starlette:
+    settings = load_settings()
+    # uvicorn workers get the protocol class by its import path; its timeout is set here.
+    HeaderTimeoutProtocol.header_timeout = settings.header_timeout_seconds
+    sink = make_sink(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await sink.start()
+        try:
+            async with orphan_watchdog():  # a worker whose master died stops serving
+                yield
+        finally:
+            await sink.stop()
+
+    routes: list[BaseRoute] = []
+    if settings.clickhouse_url:
+        from funnelhouse.api.sql import sql_routes
+        from funnelhouse.warehouse.open import open_warehouse
+
+        routes = sql_routes(settings, open_warehouse(settings, readonly=True))
+    return create_app(settings, sink, extra_routes=routes, lifespan=lifespan)
+
+
+app = build()

@@ -1,0 +1,1 @@
+"""`funnelhouse demo`: synthetic visitors sent through the HTTP API."""

@@ -1,0 +1,1 @@
+"""Scheduled and on-demand jobs: exports, replay of dead letters, the scheduler."""

@@ -1,0 +1,177 @@
+"""Source → warehouse: batches, inserts with a dedup token, commits only after success."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Sequence
+
+import orjson
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
+
+from funnelhouse.collector import metrics
+from funnelhouse.loader.sources.base import Batch, Source
+from funnelhouse.people.forget import ForgottenSet
+from funnelhouse.warehouse.base import Warehouse, WarehouseError
+
+log = logging.getLogger("funnelhouse.loader")
+
+
+class Loader:
+    """Exactly-once loading from an at-least-once queue.
+
+    The batch token names the batch's position in the queue; it goes into the
+    insert as `insert_deduplication_token`. If the process dies after the insert but
+    before the commit, the source hands out the same range again after restart, the
+    insert carries the same token, and the warehouse drops it as a repeat.
+    """
+
+    def __init__(self, source: Source, warehouse: Warehouse, *, batch_rows: int = 50_000,
+                 batch_seconds: float = 0.5, forgotten: ForgottenSet | None = None) -> None:
+        self.source = source
+        # Rows of forgotten people are not loaded (a device still sending, a late batch).
+        self.forgotten = forgotten
+        # Held from a batch's insert to its commit: forget swaps tables only between
+        # batches, so no insert lands in a table being replaced and no batch is left
+        # inserted-but-uncommitted across a swap (its dedup token would be forgotten).
+        self.gate = threading.Lock()
+        self.warehouse = warehouse
+        self.batch_rows = batch_rows
+        self.batch_seconds = batch_seconds
+        self.rows_loaded = 0
+        self.last_loaded_at = 0.0
+        self._stopping = asyncio.Event()
+
+    async def run(self, drain_timeout: float = 0.0) -> None:
+        """Load until stop() is called; then load what is left (up to drain_timeout)."""
+        await self.source.start()
+        try:
+            while not self._stopping.is_set():
+                await self.load_once()
+            if drain_timeout:
+                await self.drain(drain_timeout)
+        except WarehouseError as exc:
+            log.warning("loader stopped with a batch not loaded (kept in the queue): %s", exc)
+        finally:
+            await self.source.stop()
+
+    async def load_once(self) -> int:
+        batch = await self.source.next_batch(self.batch_rows, self.batch_seconds)
+        metrics.loader_lag.set(self.source.status().get("lag", 0))
+        if batch is None or len(batch) == 0:
+            if batch is not None:
+                await self.source.commit(batch)
+            return 0
+        while not self.gate.acquire(blocking=False):   # a forget is swapping tables
+            await asyncio.sleep(0.02)
+        try:
+            await self._insert_with_retries(batch)
+            await self.source.commit(batch)
+        finally:
+            self.gate.release()
+        self.rows_loaded += len(batch)
+        self.last_loaded_at = time.time()
+        return len(batch)
+
+    async def drain(self, timeout: float = 30.0) -> None:
+        """Load until the source is empty (used at shutdown and in tests)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if await self.load_once() == 0 and self.source.status().get("lag", 0) == 0:
+                return
+        log.warning("drain stopped after %.0fs with rows left in the queue", timeout)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def _insert_with_retries(self, batch: Batch) -> None:
+        # Retried without limit: dropping a batch would lose acknowledged events. The
+        # backoff keeps a failing warehouse from being hammered; metrics show failures.
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(WarehouseError),
+            wait=wait_exponential_jitter(multiplier=0.2, max=10),
+            before_sleep=self._log_retry,
+            # On shutdown give up the retry: the batch stays in the queue, uncommitted.
+            stop=lambda _state: self._stopping.is_set(),
+            reraise=True,
+        ):
+            with attempt:
+                await asyncio.to_thread(self._insert, batch)
+
+    def _insert(self, batch: Batch) -> None:
+        # Two tables, two inserts; each has its own token so either may be repeated alone.
+        events, invalid, gone = batch.events, batch.invalid, 0
+        forgotten = self.forgotten
+        hashes = forgotten.hashes() if forgotten is not None else frozenset()
+        if forgotten is not None and hashes:
+            # The token stays the batch's: the same rows are dropped again on a retry.
+            events, gone = forgotten.keep(events, hashes)
+            invalid, gone_invalid = forgotten.keep(invalid, hashes)
+            gone += gone_invalid
+            if gone:
+                log.info("loader: %d rows of forgotten people not loaded", gone)
+        if events:
+            token = f"{batch.token}:events"
+            kept, dropped = first_copies(self.warehouse, events)
+            if dropped:
+                # Fewer rows than the batch: a token of their own, so a retry after a
+                # half-landed insert is not mistaken for the part that landed.
+                events, token = kept, f"{token}:minus:{_digest(dropped)}"
+                metrics.events_duplicate.inc(len(dropped))
+            if events:
+                self.warehouse.insert_json_rows("events_raw", events, token)
+            # Rows, not items: an item of the embedded log is a chunk of several rows.
+            metrics.loader_rows.labels("events_raw").inc(
+                sum(item.count(b"\n") + 1 for item in events))
+        if invalid:
+            self.warehouse.insert_json_rows("events_invalid", invalid,
+                                            f"{batch.token}:invalid")
+            metrics.loader_rows.labels("events_invalid").inc(batch.invalid_rows)
+
+    @staticmethod
+    def _log_retry(state) -> None:  # type: ignore[no-untyped-def]
+        metrics.loader_failures.inc()
+        log.warning("warehouse insert failed (attempt %d), retrying: %s",
+                    state.attempt_number, state.outcome.exception())
+
+
+def first_copies(warehouse: Warehouse, items: Sequence[bytes]) -> tuple[list[bytes], list[str]]:
+    """`items` (newline-joined JSON rows) without rows whose message_id is already stored.
+
+    The first stored copy of a (source, message_id) wins: a later row with that id — a
+    retry past the collector's dedup window, or a different payload reusing the id — is
+    dropped here, as is a second copy within `items` (the queue's order is the order
+    received). Returns the rows to insert and the `source:message_id` of those dropped.
+    """
+    rows: list[tuple[tuple[str, str], bytes]] = []
+    for item in items:
+        for line in item.split(b"\n"):
+            if line:
+                row = orjson.loads(line)
+                rows.append(((str(row.get("source", "")), str(row.get("message_id", ""))),
+                             line))
+    ids = sorted({message_id for (_, message_id), _ in rows})
+    # One lookup per batch over the message_id column: a copy may carry any timestamp,
+    # so the sort key (day, source, message_id) cannot narrow it down.
+    stored = {(source, message_id) for source, message_id in warehouse.query(
+        "SELECT DISTINCT source, message_id FROM events_raw WHERE message_id IN "
+        "(SELECT arrayJoin(JSONExtract({ids:String}, 'Array(String)')))",
+        {"ids": orjson.dumps(ids).decode()}).rows} if ids else set()
+    kept: list[bytes] = []
+    dropped: list[str] = []
+    for key, line in rows:
+        if key in stored:
+            dropped.append(f"{key[0]}:{key[1]}")
+        else:
+            stored.add(key)
+            kept.append(line)
+    if not dropped:
+        return list(items), []
+    return kept, dropped
+
+
+def _digest(keys: Sequence[str]) -> str:
+    return hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]

@@ -1,0 +1,61 @@
+"""The production loader (`funnelhouse loader`): queue → warehouse, plus /metrics.
+
+Run several for Kafka (the consumer group shares the partitions). With the embedded
+log, run one: it owns the log's read side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from funnelhouse.collector import metrics
+from funnelhouse.config import Settings
+from funnelhouse.loader.load import Loader
+from funnelhouse.queue.open import make_source
+from funnelhouse.warehouse.migrate import migrate
+from funnelhouse.warehouse.open import open_warehouse
+
+log = logging.getLogger("funnelhouse.loader")
+
+
+def metrics_app(loader: Loader) -> Starlette:
+    async def metrics_endpoint(request: Request) -> Response:
+        metrics.loader_lag.set(loader.source.status().get("lag", 0))
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4")
+
+    async def healthz(request: Request) -> Response:
+        return Response(b'{"status":"ok"}', media_type="application/json")
+
+    return Starlette(routes=[Route("/metrics", metrics_endpoint), Route("/healthz", healthz)])
+
+
+async def run_loader(settings: Settings) -> None:
+    warehouse = open_warehouse(settings)
+    migrate(warehouse, settings.sql_dir / "migrations")
+    loader = Loader(make_source(settings), warehouse, batch_rows=settings.loader_batch_rows,
+                    batch_seconds=settings.loader_batch_seconds)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, loader.stop)
+    server = uvicorn.Server(uvicorn.Config(metrics_app(loader), host=settings.host,
+                                           port=settings.loader_port, log_level="warning"))
+    # The metrics server must not install its own signal handlers over ours.
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    metrics_task = asyncio.create_task(server.serve())
+    log.info("loader running (%s → %s), metrics on :%d",
+             "kafka" if settings.kafka_bootstrap else "embedded log", warehouse.backend,
+             settings.loader_port)
+    try:
+        await loader.run()
+    finally:
+        server.should_exit = True
+        await metrics_task
+        warehouse.close()

@@ -1,0 +1,1 @@
+"""The SQL model runner that builds the eight tables."""

@@ -1,0 +1,568 @@
+"""The model runner: builds the eight tables (and the identity map) from events_raw.
+
+Models are the files in `sql/models/`, one per table. Each file holds a header that
+names its dependencies (`-- depends_on: a, b`) and how it refreshes
+(`-- materialized: table | incremental_by_day`), then the table's DDL (`{{ this }}`
+stands for the table being written), optional scratch steps, and the model's SELECT.
+A scratch step (`CREATE TABLE {{ scratch }} ENGINE = Memory AS …`, or `{{ scratch:name }}`
+when a model has several) holds an intermediate result that later statements read more
+than once, so it is computed once (a CTE would be re-run at every reference); the runner
+creates the steps in order before each insert and drops them after. The runner
+orders models by dependencies and, for each:
+
+* `table` — builds the whole table into `<name>__new` and swaps it in with
+  EXCHANGE TABLES: readers see the old table until the new one is complete.
+* `incremental_by_day` — rebuilds only the affected days of the reporting time zone
+  into `<name>__stage` and swaps each day in with REPLACE PARTITION (or drops a day
+  that became empty). A full refresh (or a missing table) builds every day into
+  `<name>__new`, then swaps the table. Either way the days are built in chunks of at
+  most a week of consecutive days holding at most `chunk_rows` events (a bigger day is
+  a chunk of its own): that bounds the memory of one statement whatever a day's
+  traffic, and the parts one insert writes at once (one per day).
+
+Affected days = the look-back window (`lookback_days` before the latest day, or from
+`--since`), plus the days of events received since the model's previous run (however
+late), plus the days holding events whose person the identity map now resolves
+differently, plus the days rebuilt upstream in the same run.
+Because every day is rebuilt from events_raw as a whole, running twice changes
+nothing, and a re-run after late events corrects exactly the days they touch.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from funnelhouse.config import Settings
+from funnelhouse.warehouse.base import Warehouse
+from funnelhouse.warehouse.migrate import split_statements
+
+__all__ = ["Model", "ModelRun", "load_models", "run_models"]
+
+STATE_TABLE = "model_runs"
+# Settings every model statement runs with: named tuples let the models carry whole
+# events through arrays by column name; '' (not NULL) for a missing join side; joins
+# keep the side the SQL puts on the right as the hash table (the models put the small
+# side there, and the planner's automatic swap, fed by sizes cached from earlier
+# statements, was seen to build it from the chunk's wide events instead: 3x slower).
+_QUERY_SETTINGS = (
+    "SETTINGS enable_named_columns_in_function_tuple = 1, join_use_nulls = 0, "
+    "query_plan_join_swap_table = 'false'"
+)
+_PARAM = re.compile(r"\{(\w+):")
+_SCRATCH = re.compile(r"\{\{ scratch(?::(\w+))? \}\}")
+_SCRATCH_STEP = re.compile(r"\s*CREATE TABLE \{\{ scratch(?::\w+)? \}\} ")
+_SCRATCH_TABLE = re.compile(r"CREATE TABLE (\w+)")
+# A chunk writes one part per day at once; a week keeps the write buffers small.
+CHUNK_MAX_DAYS = 7
+# One run at a time per process: staging tables have fixed names.
+_RUN_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    depends_on: tuple[str, ...]
+    materialized: str  # "table" | "incremental_by_day"
+    ddl: str  # CREATE TABLE IF NOT EXISTS {{ this }} …
+    select: str
+    path: Path
+    scratch: tuple[str, ...] = ()  # CREATE TABLE {{ scratch }} ENGINE = Memory AS …
+
+
+@dataclass(frozen=True)
+class ModelRun:
+    model: str
+    rows: int  # rows written by this run (all rows for a table build)
+    seconds: float
+    mode: str  # "full" | "incremental" | "skipped"
+    days: int = 0  # days rebuilt (incremental models)
+
+
+def load_models(models_dir: Path) -> list[Model]:
+    """Every model in `models_dir`, in dependency order (ties by name)."""
+    models = {}
+    for path in sorted(models_dir.glob("*.sql")):
+        text = path.read_text()
+        header = dict(re.findall(r"^--\s*(depends_on|materialized):[ \t]*(.*)$", text, re.M))
+        statements = split_statements(text)
+        if len(statements) < 2:
+            raise ValueError(
+                f"{path.name}: expected a CREATE TABLE, optional scratch steps and a SELECT, "
+                f"got {len(statements)} statement(s)"
+            )
+        scratch = tuple(_strip_comments(st) for st in statements[1:-1])
+        for step in scratch:
+            if not _SCRATCH_STEP.match(step):
+                raise ValueError(
+                    f"{path.name}: a middle statement must be CREATE TABLE {{{{ scratch }}}} …"
+                )
+        deps = tuple(d.strip() for d in header.get("depends_on", "").split(",") if d.strip())
+        materialized = header.get("materialized", "table").split()[0]
+        if materialized not in ("table", "incremental_by_day"):
+            raise ValueError(f"{path.name}: unknown materialization {materialized!r}")
+        name = path.stem
+        models[name] = Model(
+            name,
+            deps,
+            materialized,
+            statements[0],
+            _scratch_names(name, _strip_comments(statements[-1])),
+            path,
+            tuple(_scratch_names(name, step) for step in scratch),
+        )
+    ordered: list[Model] = []
+    state: dict[str, str] = {}
+
+    def visit(name: str, chain: tuple[str, ...]) -> None:
+        if state.get(name) == "done":
+            return
+        if name not in models:
+            raise ValueError(f"{chain[-1]} depends on unknown model {name!r}")
+        if state.get(name) == "visiting":
+            raise ValueError(f"dependency cycle: {' -> '.join(chain + (name,))}")
+        state[name] = "visiting"
+        for dep in models[name].depends_on:
+            visit(dep, chain + (name,))
+        state[name] = "done"
+        ordered.append(models[name])
+
+    for name in sorted(models):
+        visit(name, ())
+    return ordered
+
+
+def run_models(
+    warehouse: Warehouse,
+    settings: Settings,
+    *,
+    full_refresh: bool = False,
+    since: date | None = None,
+    select: list[str] | None = None,
+    progress: Callable[[str], None] = print,
+    today: date | None = None,
+    chunk_rows: int = 1_000_000,
+    received_margin: timedelta = timedelta(minutes=10),
+) -> list[ModelRun]:
+    """Run the models in dependency order; see the module docstring for what is rebuilt.
+
+    `select` runs only the named models (still in dependency order); `since` rebuilds
+    incremental models from that day on (instead of the look-back window); `today`
+    (default: now in the reporting time zone) anchors the look-back window.
+    """
+    with _RUN_LOCK:
+        return _Runner(warehouse, settings, progress, chunk_rows, received_margin).run(
+            full_refresh=full_refresh, since=since, select=select, today=today
+        )
+
+
+class _Runner:
+    def __init__(
+        self,
+        warehouse: Warehouse,
+        settings: Settings,
+        progress: Callable[[str], None],
+        chunk_rows: int,
+        received_margin: timedelta,
+    ) -> None:
+        self.wh = warehouse
+        self.settings = settings
+        self.tz = settings.reporting_tz
+        self.progress = progress
+        self.chunk_rows = max(1, chunk_rows)
+        self.received_margin = received_margin
+        self.rebuilt_days: set[date] = set()  # days rebuilt upstream in this run
+        self.day_rows: dict[date, int] | None = None  # events per reporting day, read once
+        self.rules = f"tz={settings.reporting_tz};gap={settings.session_gap_minutes}"
+
+    # -- orchestration ---------------------------------------------------------------
+    def run(
+        self,
+        *,
+        full_refresh: bool,
+        since: date | None,
+        select: list[str] | None,
+        today: date | None,
+    ) -> list[ModelRun]:
+        models = load_models(self.settings.sql_dir / "models")
+        if select:
+            unknown = set(select) - {m.name for m in models}
+            if unknown:
+                raise ValueError(f"unknown model(s): {', '.join(sorted(unknown))}")
+            models = [m for m in models if m.name in select]
+        self.wh.execute(f"""
+            CREATE TABLE IF NOT EXISTS {STATE_TABLE}
+            (model String, ran_at DateTime64(3, 'UTC'), mode LowCardinality(String),
+             rows UInt64, seconds Float64, days UInt32,
+             watermark DateTime64(3, 'UTC'),  -- max received_at of events_raw at run start
+             rules String)                    -- reporting tz and session gap it was built with
+            ENGINE = MergeTree ORDER BY (model, ran_at)""")
+        watermark = self.wh.query("SELECT max(received_at) FROM events_raw").scalar()
+        window = self._window_days(since, today) if not full_refresh else set()
+        runs: list[ModelRun] = []
+        self._run_all(models, runs, full_refresh, window, watermark)
+        return runs
+
+    def _run_all(
+        self,
+        models: list[Model],
+        runs: list[ModelRun],
+        full_refresh: bool,
+        window: set[date],
+        watermark: str | None,
+    ) -> None:
+        for index, model in enumerate(models, 1):
+            started = time.monotonic()
+            self.progress(f"[{index}/{len(models)}] {model.name} ({model.materialized}) …")
+            if model.materialized == "table":
+                rows = self._build_table(model)
+                mode, days = "full", 0
+            else:
+                exists = self._exists(model.name)
+                # Days and sessions depend on the time zone and the gap: a change of either
+                # means every day is wrong, so the model is rebuilt whole.
+                if full_refresh or not exists or self._last_rules(model.name) != self.rules:
+                    days_list = sorted(self._day_rows())
+                    rows = self._build_incremental_full(model, days_list)
+                    mode, days = "full", len(days_list)
+                else:
+                    affected = window | self._received_days(model.name) | self.rebuilt_days
+                    if "identity_map" in model.depends_on:
+                        affected |= self._days_with_stale_persons(model.name)
+                    days_list = sorted(affected)
+                    rows = self._build_incremental_days(model, days_list)
+                    mode, days = "incremental", len(days_list)
+                if "identity_map" in model.depends_on:
+                    self._save_applied_links(model.name)
+                self.rebuilt_days |= set(days_list)
+            seconds = time.monotonic() - started
+            run = ModelRun(model.name, rows, round(seconds, 3), mode, days)
+            runs.append(run)
+            self.wh.execute(
+                f"INSERT INTO {STATE_TABLE} "
+                "(model, ran_at, mode, rows, seconds, days, watermark, rules) "
+                "VALUES ({m:String}, now64(3), {mode:String}, {rows:UInt64}, {s:Float64}, "
+                "{d:UInt32}, {w:DateTime64(3, 'UTC')}, {r:String})",
+                {
+                    "m": model.name,
+                    "mode": mode,
+                    "rows": rows,
+                    "s": seconds,
+                    "d": days,
+                    "w": watermark or "1970-01-01 00:00:00.000",
+                    "r": self.rules,
+                },
+            )
+            detail = f", {days} day(s)" if model.materialized == "incremental_by_day" else ""
+            self.progress(
+                f"[{index}/{len(models)}] {model.name}: {rows:,} rows in "
+                f"{seconds:.2f}s ({mode}{detail})"
+            )
+
+    def _window_days(self, since: date | None, today: date | None) -> set[date]:
+        """The look-back window: `lookback_days` before the latest day (or from `since`)."""
+        max_day = self.wh.query(
+            "SELECT toString(toDate(max(timestamp), {tz:String})) FROM events_raw "
+            "WHERE timestamp > toDateTime64('1971-01-01', 3, 'UTC')",
+            {"tz": self.tz},
+        ).scalar()
+        if not max_day:
+            return set()
+        max_day = date.fromisoformat(max_day)
+        if since is None:
+            anchor = min(today or datetime.now(ZoneInfo(self.tz)).date(), max_day)
+            since = anchor - timedelta(days=self.settings.lookback_days)
+        return set(_day_range(since, max_day))
+
+    def _received_days(self, model: str) -> set[date]:
+        """Event days of everything received since this model's previous run, however late.
+
+        The margin covers events the loader commits a little after later-received ones.
+        """
+        last = self._last_watermark(model)
+        if last is None:
+            return set()
+        rows = self.wh.query(
+            "SELECT DISTINCT toString(toDate(timestamp, {tz:String})) FROM events_raw "
+            "WHERE received_at > {w:DateTime64(3, 'UTC')} - INTERVAL {m:UInt32} SECOND",
+            {"tz": self.tz, "w": last, "m": int(self.received_margin.total_seconds())},
+        ).rows
+        return {date.fromisoformat(r[0]) for r in rows}
+
+    def _days_with_stale_persons(self, table: str) -> set[date]:
+        """Days holding events whose stored person is not what identity_map says now.
+
+        The links `table` was last built with are kept beside it (`<table>_identity`,
+        see _save_applied_links), so the ids whose person changed since are the
+        difference of two small sets; the days are those with events carrying one of
+        those ids, scanned from the earliest day any of them was seen. Comparing with
+        the links the table was built with (not with the map's previous version) also
+        catches a map rebuilt by an earlier `--select` run. Without that record (a
+        table built by an older version) every stored person is checked instead.
+        """
+        applied = _applied_links(table)
+        if not self._exists(applied):
+            return self._days_with_stale_persons_by_scan(table)
+        changed = f"""
+            SELECT id FROM (SELECT id, person_id FROM identity_map WHERE person_id != id
+                            EXCEPT SELECT id, person_id FROM {applied})
+            UNION ALL
+            SELECT id FROM (SELECT id, person_id FROM {applied}
+                            EXCEPT SELECT id, person_id FROM identity_map WHERE person_id != id)"""
+        count, since = self.wh.query(
+            f"SELECT count(), toString(toDate(minOrNull(m.first_seen_at), {{tz:String}})) "
+            f"FROM ({changed}) AS c LEFT JOIN identity_map AS m ON m.id = c.id "
+            f"SETTINGS join_use_nulls = 1",
+            {"tz": self.tz},
+        ).rows[0]
+        if not int(count):
+            return set()
+        rows = self.wh.query(
+            f"SELECT DISTINCT toString(event_date) FROM {table} "
+            f"WHERE event_date >= {{since:Date}} "
+            f"AND (user_id IN ({changed}) OR anonymous_id IN ({changed}))",
+            {"since": since or "1970-01-01"},
+        ).rows
+        return {date.fromisoformat(r[0]) for r in rows}
+
+    def _days_with_stale_persons_by_scan(self, table: str) -> set[date]:
+        """Days where a stored person differs from the current map (a full scan)."""
+        rows = self.wh.query(f"""
+            SELECT DISTINCT toString(b.event_date)
+            FROM (
+                SELECT event_date, person_id, user_id, anonymous_id
+                FROM {table}
+                GROUP BY event_date, person_id, user_id, anonymous_id
+            ) AS b
+            LEFT JOIN identity_map AS by_user ON by_user.id = b.user_id
+            LEFT JOIN identity_map AS by_anon ON by_anon.id = b.anonymous_id
+            WHERE b.person_id != multiIf(
+                b.user_id != '' AND by_user.person_id != '', by_user.person_id,
+                b.user_id != '', b.user_id,
+                by_anon.person_id != '', by_anon.person_id,
+                b.anonymous_id)
+            {_QUERY_SETTINGS}""").rows
+        return {date.fromisoformat(r[0]) for r in rows}
+
+    def _save_applied_links(self, table: str) -> None:
+        """Record the links `table` now reflects: every day of it was built with them."""
+        applied = _applied_links(table)
+        new = f"{applied}__new"
+        self.wh.execute(f"DROP TABLE IF EXISTS {new} SYNC")
+        self.wh.execute(
+            f"CREATE TABLE {new} (id String, person_id String) ENGINE = MergeTree ORDER BY id"
+        )
+        self.wh.execute(
+            f"INSERT INTO {new} SELECT id, person_id FROM identity_map WHERE person_id != id"
+        )
+        self._swap(applied, new)
+
+    def _last_rules(self, model: str) -> str | None:
+        return self.wh.query(
+            f"SELECT argMax(rules, ran_at) FROM {STATE_TABLE} WHERE model = {{m:String}} "
+            "HAVING count() > 0",
+            {"m": model},
+        ).scalar()
+
+    def _last_watermark(self, model: str | None) -> str | None:
+        where = "WHERE model = {m:String}" if model else ""
+        result = self.wh.query(
+            f"SELECT toString(max(watermark)), count() FROM {STATE_TABLE} {where}",
+            {"m": model} if model else None,
+        )
+        value, count = result.rows[0]
+        return value if count else None
+
+    def _day_rows(self) -> dict[date, int]:
+        """Events per reporting day in events_raw (a read of the timestamp column)."""
+        if self.day_rows is None:
+            rows = self.wh.query(
+                "SELECT toString(toDate(timestamp, {tz:String})) AS d, count() "
+                "FROM events_raw GROUP BY d",
+                {"tz": self.tz},
+            ).rows
+            self.day_rows = {date.fromisoformat(r[0]): int(r[1]) for r in rows}
+        return self.day_rows
+
+    def _chunks(self, days: list[date]) -> list[list[date]]:
+        """Runs of consecutive days, cut at CHUNK_MAX_DAYS days or chunk_rows events.
+
+        Consecutive, because a chunk reads events_raw as one range of days; a day with
+        more events than chunk_rows is a chunk of its own.
+        """
+        counts = self._day_rows()
+        chunks: list[list[date]] = []
+        rows = 0
+        for day in sorted(days):
+            n = counts.get(day, 0)
+            if (
+                chunks
+                and chunks[-1][-1] == day - timedelta(days=1)
+                and len(chunks[-1]) < CHUNK_MAX_DAYS
+                and rows + n <= self.chunk_rows
+            ):
+                chunks[-1].append(day)
+                rows += n
+            else:
+                chunks.append([day])
+                rows = n
+        return chunks
+
+    # -- building ----------------------------------------------------------------------
+    def _build_table(self, model: Model) -> int:
+        new = f"{model.name}__new"
+        self.wh.execute(f"DROP TABLE IF EXISTS {new} SYNC")
+        self.wh.execute(_ddl(model, new))
+        self._insert(model, new, {})
+        rows = self._count(new)
+        self._swap(model.name, new)
+        return rows
+
+    def _build_incremental_full(self, model: Model, days: list[date]) -> int:
+        new = f"{model.name}__new"
+        self.wh.execute(f"DROP TABLE IF EXISTS {new} SYNC")
+        self.wh.execute(_ddl(model, new))
+        chunks = self._chunks(days)
+        for n, chunk in enumerate(chunks, 1):
+            self._insert(model, new, self._day_params(chunk))
+            self.progress(f"    {model.name}: days {chunk[0]}…{chunk[-1]} ({n}/{len(chunks)})")
+        rows = self._count(new)
+        self._swap(model.name, new)
+        return rows
+
+    def _build_incremental_days(self, model: Model, days: list[date]) -> int:
+        stage = f"{model.name}__stage"
+        rows = 0
+        for chunk in self._chunks(days):
+            self.wh.execute(f"DROP TABLE IF EXISTS {stage} SYNC")
+            self.wh.execute(_ddl(model, stage))
+            self._insert(model, stage, self._day_params(chunk))
+            filled = {
+                r[0]: r[1]
+                for r in self.wh.query(
+                    "SELECT partition_id, sum(rows) FROM system.parts "
+                    "WHERE database = currentDatabase() "
+                    "AND table = {t:String} AND active GROUP BY partition_id",
+                    {"t": stage},
+                ).rows
+            }
+            for day in chunk:
+                pid = day.strftime("%Y%m%d")
+                if pid in filled:
+                    self.wh.execute(
+                        f"ALTER TABLE {model.name} REPLACE PARTITION ID '{pid}' FROM {stage}"
+                    )
+                    rows += int(filled[pid])
+                else:
+                    self.wh.execute(f"ALTER TABLE {model.name} DROP PARTITION ID '{pid}'")
+            self.progress(f"    {model.name}: days {chunk[0]}…{chunk[-1]} replaced")
+        self.wh.execute(f"DROP TABLE IF EXISTS {stage} SYNC")
+        return rows
+
+    def _insert(self, model: Model, target: str, day_params: dict[str, str]) -> None:
+        columns = [
+            r[0]
+            for r in self.wh.query(
+                "SELECT name FROM system.columns "
+                "WHERE database = currentDatabase() AND table = {t:String} "
+                "ORDER BY position",
+                {"t": target},
+            ).rows
+        ]
+        cols = ", ".join(f"`{c}`" for c in columns)
+        available = {
+            "tz": self.tz,
+            "gap_seconds": str(self.settings.session_gap_minutes * 60),
+            **day_params,
+        }
+        wanted = set(_PARAM.findall(" ".join((*model.scratch, model.select))))
+        missing = wanted - set(available)
+        if missing:
+            raise ValueError(
+                f"{model.name}: parameter(s) {sorted(missing)} need an incremental run"
+            )
+        params = {k: v for k, v in available.items() if k in wanted}
+        scratch_tables = [_SCRATCH_TABLE.findall(step)[0] for step in model.scratch]
+        try:
+            for table, step in zip(scratch_tables, model.scratch, strict=True):
+                self.wh.execute(f"DROP TABLE IF EXISTS {table} SYNC")
+                self.wh.execute(f"{step}\n{_QUERY_SETTINGS}", params)
+            self.wh.execute(
+                f"INSERT INTO {target} ({cols})\nSELECT {cols}\nFROM (\n{model.select}\n)\n"
+                f"{_QUERY_SETTINGS}",
+                params,
+            )
+        finally:
+            for table in scratch_tables:
+                self.wh.execute(f"DROP TABLE IF EXISTS {table} SYNC")
+
+    def _day_params(self, days: list[date]) -> dict[str, str]:
+        """The chunk's days, and its bounds in UTC: [ts_from, ts_to) covers the days,
+        [pad_from, pad_to) one more day either side (for copies straddling midnight)."""
+        zone = ZoneInfo(self.tz)
+
+        def start_of(day: date) -> str:
+            return _utc_text(datetime(day.year, day.month, day.day, tzinfo=zone))
+
+        first, last = days[0], days[-1]
+        return {
+            "days": "[" + ",".join(f"'{d.isoformat()}'" for d in days) + "]",
+            "date_from": first.isoformat(),
+            "date_to": last.isoformat(),
+            "ts_from": start_of(first),
+            "ts_to": start_of(last + timedelta(days=1)),
+            "pad_from": start_of(first - timedelta(days=1)),
+            "pad_to": start_of(last + timedelta(days=2)),
+        }
+
+    def _swap(self, name: str, new: str) -> None:
+        if self._exists(name):
+            self.wh.execute(f"EXCHANGE TABLES {name} AND {new}")
+            self.wh.execute(f"DROP TABLE {new} SYNC")
+        else:
+            self.wh.execute(f"RENAME TABLE {new} TO {name}")
+
+    def _exists(self, name: str) -> bool:
+        return bool(
+            self.wh.query(
+                "SELECT count() FROM system.tables "
+                "WHERE database = currentDatabase() AND name = {t:String}",
+                {"t": name},
+            ).scalar()
+        )
+
+    def _count(self, table: str) -> int:
+        return int(self.wh.query(f"SELECT count() FROM {table}").scalar() or 0)
+
+
+def _ddl(model: Model, table: str) -> str:
+    return model.ddl.replace("{{ this }}", table)
+
+
+def _applied_links(table: str) -> str:
+    """The identity links (id → person, linked ids only) `table` was last built with."""
+    return f"{table}_identity"
+
+
+def _scratch_names(model: str, sql: str) -> str:
+    """{{ scratch }} → <model>__scratch, {{ scratch:name }} → <model>__name."""
+    return _SCRATCH.sub(lambda m: f"{model}__{m.group(1) or 'scratch'}", sql)
+
+
+def _strip_comments(sql: str) -> str:
+    """Drop whole-line comments before the body, so a wrapper can nest it safely."""
+    return "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
+
+
+def _day_range(first: date, last: date) -> list[date]:
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+def _utc_text(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.000")

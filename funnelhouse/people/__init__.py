@@ -1,0 +1,1 @@
+"""People-level features: segments, search, forget, CRM signals."""

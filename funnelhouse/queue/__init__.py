@@ -1,0 +1,1 @@
+"""The durable queue between collector and loader: the embedded log and Kafka."""

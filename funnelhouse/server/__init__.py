@@ -1,0 +1,1 @@
+"""Composing the roles into running processes (`up`) and finding a running instance."""

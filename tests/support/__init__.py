@@ -1,0 +1,1 @@
+"""Test oracles and data helpers; not part of the shipped package."""
