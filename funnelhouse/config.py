@@ -87,6 +87,11 @@ class Settings:
     loader_port: int = 9464                  # the standalone loader's /metrics
     collector_workers: int = 2
     segments_interval_minutes: float = 60     # `up` re-materialises segments this often
+    # Roles that need the schema (loader, serve, collector with /v1/sql) wait this long
+    # for `funnelhouse migrate` to have applied the shipped migrations, then exit.
+    migration_wait_seconds: float = 120.0
+    # Scheduled jobs hold a lease in the warehouse for this long, renewed every third.
+    job_lease_seconds: float = 60.0
     # Models and reporting.
     reporting_tz: str = "UTC"
     session_gap_minutes: int = 30
@@ -198,6 +203,8 @@ _ENV: dict[str, tuple[str, type]] = {
     "FUNNELHOUSE_LOOKBACK_DAYS": ("lookback_days", int),
     "FUNNELHOUSE_MODELS_INTERVAL_SECONDS": ("models_interval_seconds", int),
     "FUNNELHOUSE_SEGMENTS_INTERVAL_MINUTES": ("segments_interval_minutes", float),
+    "FUNNELHOUSE_MIGRATION_WAIT_SECONDS": ("migration_wait_seconds", float),
+    "FUNNELHOUSE_JOB_LEASE_SECONDS": ("job_lease_seconds", float),
     "FUNNELHOUSE_EXPORT_TIME": ("export_time", str),
     "FUNNELHOUSE_DEDUP_WINDOW_SECONDS": ("dedup_window_seconds", int),
     "FUNNELHOUSE_SQL_MAX_SECONDS": ("sql_max_seconds", float),
