@@ -93,17 +93,9 @@ def test_bad_specs_get_a_clear_400(client: TestClient) -> None:
 # -- CLI --------------------------------------------------------------------------------
 def run_cli(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="funnelhouse")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    def command(name, handler, help_text):  # type: ignore[no-untyped-def]
-        p = sub.add_parser(name, help=help_text)
-        p.add_argument("--data-dir", dest="data_dir", default=None)
-        p.set_defaults(handler=handler)
-        return p
-
-    cli_analyses.register(sub, command)
+    cli_analyses.register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
-    return args.handler(args)
+    return int(args.handler(args))
 
 
 FUNNEL_ARGS = ["funnel", "--step", "page_view", "--step", "product_view:product_category~shoes",
@@ -142,19 +134,17 @@ def test_cli_goes_through_the_running_instance(setup, client: TestClient,
                                                monkeypatch: pytest.MonkeyPatch,
                                                tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     settings, _, person = setup
-    calls = []
+    calls: list[str] = []
 
-    def call(settings_, url, path, body, timeout=600):  # type: ignore[no-untyped-def]
-        calls.append(path)
-        return client.post(path, json=body, headers=AUTH)
-
-    def get(url, params=None, timeout=None, headers=None):  # type: ignore[no-untyped-def]
-        calls.append(url)
-        return client.get(url.replace("http://up", ""), params=params, headers=AUTH)
+    def http_client(settings_, url, timeout=3600):  # type: ignore[no-untyped-def]
+        # The running instance, in process: the CLI's one HTTP client, seen by its path.
+        http = TestClient(client.app, base_url=url, headers=AUTH)
+        http.event_hooks = {"request": [lambda request: calls.append(str(request.url))],
+                            "response": []}
+        return http
 
     monkeypatch.setattr(instance, "running_url", lambda s: "http://up")
-    monkeypatch.setattr(instance, "call", call)
-    monkeypatch.setattr(cli_analyses.httpx, "get", get)
+    monkeypatch.setattr(instance, "http_client", http_client)
     # A folder the CLI must not open: everything goes over HTTP.
     other = ["--data-dir", str(tmp_path / "elsewhere")]
     assert run_cli([*FUNNEL_ARGS, "--format", "json", *other]) == 0
@@ -162,5 +152,5 @@ def test_cli_goes_through_the_running_instance(setup, client: TestClient,
     assert run_cli(["paths", "/sale", *other]) == 0
     assert "went_to" in capsys.readouterr().out
     assert run_cli(["timeline", person, "--limit", "1", *other]) == 0
-    assert calls[:2] == ["/v1/analyses/funnel", "/v1/analyses/paths"]
+    assert calls[:2] == ["http://up/v1/analyses/funnel", "http://up/v1/analyses/paths"]
     assert calls[2].startswith("http://up/v1/timeline/")

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 import orjson
 import pytest
 from starlette.testclient import TestClient
@@ -225,13 +224,16 @@ def test_cli_goes_through_the_running_instance(pipeline, capsys: pytest.CaptureF
     url = "http://funnelhouse.test"
     calls: list[str] = []
 
-    def get(address: str, **kwargs: Any) -> Any:
-        calls.append(address)
-        return client.get(address.removeprefix(url), params=kwargs["params"],
-                          headers=kwargs["headers"])
+    def http_client(settings: Any, address: str, timeout: float = 3600) -> TestClient:
+        # The running instance in process, reached with the token the CLI holds.
+        http = TestClient(client.app, base_url=address,
+                          headers={"Authorization": f"Bearer {settings.admin_token}"})
+        http.event_hooks = {"request": [lambda r: calls.append(f"{url}{r.url.path}")],
+                            "response": []}
+        return http
 
     monkeypatch.setattr(instance, "running_url", lambda s: url)
-    monkeypatch.setattr(httpx, "get", get)
+    monkeypatch.setattr(instance, "http_client", http_client)
     monkeypatch.setenv("FUNNELHOUSE_ADMIN_TOKEN", ADMIN_TOKEN)
     monkeypatch.delenv("FUNNELHOUSE_CLICKHOUSE_URL", raising=False)
     data_dir = str(built.settings.data_dir)

@@ -22,6 +22,7 @@ from starlette.testclient import TestClient
 
 from funnelhouse.api import people as people_api
 from funnelhouse.cli import people as cli_people
+from funnelhouse.cli.client import Client, RemoteClient
 from funnelhouse.collector.app import create_app
 from funnelhouse.collector.sinks.base import Record
 from funnelhouse.collector.sinks.embedded import EmbeddedSink
@@ -183,10 +184,12 @@ def test_cli_through_a_running_up_names_only_folders_in_the_root(
     """The CLI asks a running `up` over HTTP: it may name a folder inside the root (sent as
     a relative sub-folder), not one outside; without `up` it writes anywhere (test_exports)."""
     app = Starlette(routes=people_api.routes(built.settings, built.warehouse))
-    remote = cli_people.Remote(built.settings, "http://up.invalid")
-    remote.client = TestClient(app, base_url="http://up.invalid",
-                               headers={"Authorization": "Bearer admintok"})
-    monkeypatch.setattr(cli_people, "_service", lambda settings: remote)
+
+    def remote(settings: Any) -> RemoteClient:   # the running `up`, in process
+        return RemoteClient(settings, "http://up.invalid", TestClient(
+            app, base_url="http://up.invalid", headers={"Authorization": "Bearer admintok"}))
+
+    monkeypatch.setattr(Client, "for_settings", staticmethod(remote))
     parser = argparse.ArgumentParser(prog="funnelhouse")
     cli_people.register(parser.add_subparsers(dest="command", required=True))
 

@@ -464,7 +464,7 @@ def test_analysis_filters_and_breakdowns_are_data(api: TestClient, built: Built,
 
 def test_the_cli_goes_through_the_same_guard(built: Built, tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
-    from funnelhouse.cli.main import cmd_sql
+    from funnelhouse.cli.sql import cmd_sql
 
     target = tmp_path / "cli.out"
 

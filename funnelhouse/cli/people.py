@@ -1,9 +1,9 @@
 """CLI: `funnelhouse segment …`, `signals …`, `export …`, `forget …`.
 
-Through the running `up` over HTTP when there is one (it holds the data folder),
-else on the data folder directly; both paths return the same JSON, rendered here as a
-readable table, CSV or JSON. `--show-sql` prints the SQL that ran (and its parameters)
-on stderr, so stdout stays clean for `--format csv|json`.
+Through the running `up` when there is one, else on the data directly (cli.client);
+both ways return the same JSON, rendered here as a readable table, CSV or JSON.
+`--show-sql` prints the SQL that ran (and its parameters) on stderr, so stdout stays
+clean for `--format csv|json`.
 """
 
 from __future__ import annotations
@@ -17,111 +17,13 @@ from typing import Any
 
 import orjson
 
-from funnelhouse.config import Settings
-from funnelhouse.warehouse.base import WarehouseError
+from funnelhouse.cli.client import Client, ClientError
+from funnelhouse.cli.common import Subparsers, add_data_dir, settings_of, split_list
 
 SIGNAL_FLAGS = {"person": str, "product_id": str, "level": str, "days": int, "min_orders": int,
                 "per_product": int, "min_sessions": int, "min_repeat_buyers": int,
                 "horizon_days": int, "overdue_days": int, "lookback_days": int,
                 "per_person": int, "limit": int}
-
-
-class Remote:
-    """The same calls as people_api.People, over a running instance's HTTP API."""
-
-    def __init__(self, settings: Settings, url: str) -> None:
-        import httpx
-
-        self.client = httpx.Client(base_url=url, timeout=3600, headers={
-            "Authorization": f"Bearer {settings.admin_token}"})
-
-    def _call(self, method: str, path: str, *, body: Any = None,
-              params: dict[str, Any] | None = None, raw: bool = False) -> Any:
-        response = self.client.request(method, path, json=body, params=params)
-        if response.status_code >= 400:
-            try:
-                detail = response.json()
-            except ValueError:
-                detail = {"error": response.text}
-            raise CliError(f"{detail.get('error')} ({detail.get('reason', response.status_code)}"
-                           + (f" at {detail['path']}" if detail.get("path") else "") + ")")
-        return response.content if raw else response.json()
-
-    def segment_list(self) -> Any:
-        return self._call("GET", "/v1/segments")
-
-    def segment_create(self, doc: dict[str, Any], *, materialise: bool = True,
-                       created_by: str = "") -> Any:
-        return self._call("POST", "/v1/segments", body={**doc, "materialise": materialise})
-
-    def segment_update(self, segment_id: str, doc: dict[str, Any], *,
-                       materialise: bool = True) -> Any:
-        return self._call("PUT", f"/v1/segments/{segment_id}",
-                          body={**doc, "materialise": materialise})
-
-    def segment_show(self, segment_id: str, version: int | None = None) -> Any:
-        return self._call("GET", f"/v1/segments/{segment_id}",
-                          params={"version": version} if version else None)
-
-    def segment_delete(self, segment_id: str) -> Any:
-        return self._call("DELETE", f"/v1/segments/{segment_id}")
-
-    def segment_materialise(self, segment_id: str | None = None) -> Any:
-        path = (f"/v1/segments/{segment_id}/materialise" if segment_id
-                else "/v1/segments/materialise")
-        return self._call("POST", path)
-
-    def segment_members(self, segment_id: str, *, limit: int | None = None,
-                        offset: int = 0) -> Any:
-        params = {"offset": offset, **({"limit": limit} if limit is not None else {})}
-        return self._call("GET", f"/v1/segments/{segment_id}/members", params=params)
-
-    def segment_members_csv(self, segment_id: str) -> bytes:
-        return self._call("GET", f"/v1/segments/{segment_id}/members", params={"format": "csv"},
-                          raw=True)
-
-    def segment_check(self, segment_id: str, any_id: str) -> Any:
-        return self._call("GET", f"/v1/segments/{segment_id}/members/{any_id}")
-
-    def segment_history(self, segment_id: str) -> Any:
-        return self._call("GET", f"/v1/segments/{segment_id}/history")
-
-    def segment_from_sql(self, body: dict[str, Any]) -> Any:
-        return self._call("POST", "/v1/segments/from-sql", body=body)
-
-    def signal(self, name: str, options: dict[str, Any]) -> Any:
-        return self._call("GET", f"/v1/signals/{name}",
-                          params={k: v for k, v in options.items() if v is not None})
-
-    def export(self, body: dict[str, Any]) -> Any:
-        return self._call("POST", "/v1/exports", body=body)
-
-    def forget(self, user_id: str, *, requested_by: str = "", reason: str = "") -> Any:
-        return self._call("POST", "/v1/forget", body={"user_id": user_id, "reason": reason,
-                                                      "requested_by": requested_by})
-
-    def forget_log(self) -> Any:
-        return self._call("GET", "/v1/forget")
-
-
-class CliError(Exception):
-    pass
-
-
-def _service(settings: Settings) -> Any:
-    from funnelhouse.server import instance
-
-    settings = instance.with_local_credentials(settings)
-    url = None if settings.clickhouse_url else instance.running_url(settings)
-    if url:
-        return Remote(settings, url)
-    from funnelhouse.api.people import People
-    from funnelhouse.warehouse.migrate import migrate
-    from funnelhouse.warehouse.open import open_warehouse
-
-    warehouse = open_warehouse(settings)
-    migrate(warehouse, settings.sql_dir / "migrations")
-    return People(settings, warehouse)
 
 
 # -- output ---------------------------------------------------------------------------------
@@ -174,7 +76,7 @@ def _definition(args: argparse.Namespace) -> dict[str, Any]:
     elif args.sql:
         doc = {"sql": args.sql}
     else:
-        raise CliError("give a definition: --file def.json, --json '{…}' or --sql 'SELECT …'")
+        raise ClientError("give a definition: --file def.json, --json '{…}' or --sql 'SELECT …'")
     if args.name:
         doc["name"] = args.name
     if getattr(args, "id", None):
@@ -182,30 +84,29 @@ def _definition(args: argparse.Namespace) -> dict[str, Any]:
     return doc
 
 
-def cmd_segment(args: argparse.Namespace, settings: Settings) -> int:
-    service = _service(settings)
+def cmd_segment(args: argparse.Namespace, client: Client) -> int:
     action = args.segment_command
     fmt = args.format
     if action == "list":
-        result = service.segment_list()
+        result = client.segment_list()
         render(result["segments"], fmt)
     elif action in ("create", "update"):
         doc = _definition(args)
-        result = (service.segment_create(doc, materialise=not args.no_materialise)
+        result = (client.segment_create(doc, materialise=not args.no_materialise)
                   if action == "create" else
-                  service.segment_update(args.segment_id, doc,
-                                         materialise=not args.no_materialise))
+                  client.segment_update(args.segment_id, doc,
+                                        materialise=not args.no_materialise))
         show_sql(result, args)
         row = {**result["segment"], **result.get("materialisation", {})}
         row.pop("definition", None)
         render([row], fmt)
     elif action == "from-sql":
-        result = service.segment_from_sql({"name": args.name, "sql": args.sql,
-                                           "freeze": args.freeze, "created_by": "cli"})
+        result = client.segment_from_sql({"name": args.name, "sql": args.sql,
+                                          "freeze": args.freeze, "created_by": "cli"})
         show_sql(result, args)
         render([{**result["segment"], **result["materialisation"], "definition": None}], fmt)
     elif action == "show":
-        result = service.segment_show(args.segment_id, args.version)
+        result = client.segment_show(args.segment_id, args.version)
         show_sql(result, args)
         if fmt == "table":
             segment = result["segment"]
@@ -222,52 +123,45 @@ def cmd_segment(args: argparse.Namespace, settings: Settings) -> int:
         else:
             render([result], fmt)
     elif action == "delete":
-        render([service.segment_delete(args.segment_id)], fmt)
+        render([client.segment_delete(args.segment_id)], fmt)
     elif action == "materialise":
         if not args.segment_id and not args.all:
-            raise CliError("name a segment or pass --all")
-        result = service.segment_materialise(None if args.all else args.segment_id)
+            raise ClientError("name a segment or pass --all")
+        result = client.segment_materialise(None if args.all else args.segment_id)
         show_sql(result, args)
         render(result["materialisations"], fmt)
     elif action == "members":
         if fmt == "csv" and args.limit is None:
             # The full member export, streamed as the warehouse wrote it.
-            sys.stdout.write(service.segment_members_csv(args.segment_id).decode())
+            sys.stdout.write(client.segment_members_csv(args.segment_id).decode())
         else:
-            result = service.segment_members(args.segment_id, limit=args.limit)
+            result = client.segment_members(args.segment_id, limit=args.limit)
             show_sql(result, args)
             render(result["members"], fmt)
     elif action == "check":
-        result = service.segment_check(args.segment_id, args.member_id)
+        result = client.segment_check(args.segment_id, args.member_id)
         show_sql(result, args)
         render([{k: v for k, v in result.items() if k not in ("sql", "params")}], fmt)
         return 0 if result["member"] else 3
     elif action == "history":
-        render(service.segment_history(args.segment_id)["history"], fmt)
+        render(client.segment_history(args.segment_id)["history"], fmt)
     return 0
 
 
-def cmd_signals(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_signals(args: argparse.Namespace, client: Client) -> int:
     options = {k: getattr(args, k) for k in SIGNAL_FLAGS}
     options["as_of"] = args.as_of
-    result = _service(settings).signal(args.signal, options)
+    result = client.signal(args.signal, options)
     show_sql(result, args)
     render(result["rows"], args.format)
     return 0
 
 
-def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
-    body: dict[str, Any] = {"date": args.date, "tables": _split(args.tables),
-                            "formats": _split(args.formats), "segments": _split(args.segments)}
-    service = _service(settings)
-    if isinstance(service, Remote):
-        # The running `up` writes only under its export root: name the sub-folder.
-        body["out"] = _under_export_root(args.out, settings)
-        result = service.export(body)
-    else:
-        # The operator's own shell works on the data folder itself: any folder.
-        body["out"] = str(Path(args.out).resolve()) if args.out else None
-        result = service.export(body, out_anywhere=True)
+def cmd_export(args: argparse.Namespace, client: Client) -> int:
+    body: dict[str, Any] = {"date": args.date, "tables": split_list(args.tables),
+                            "formats": split_list(args.formats),
+                            "segments": split_list(args.segments)}
+    result = client.export(body, args.out)
     rows = [{k: f[k] for k in ("file", "rows", "bytes", "sha256")} for f in result["files"]]
     if args.format == "table":
         print(f"exported {result['day']} into {result['folder']}")
@@ -279,28 +173,14 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if result.get("errors") else 0
 
 
-def _under_export_root(out: str | None, settings: Settings) -> str | None:
-    """--out as the sub-folder of the export root a running `up` accepts, or CliError."""
-    if not out:
-        return None
-    root = settings.export_dir.resolve()
-    folder = Path(out).resolve()
-    if not folder.is_relative_to(root):
-        raise CliError(f"--out {out}: a running `funnelhouse up` writes exports only under "
-                       f"its export root {root} (FUNNELHOUSE_EXPORT_ROOT); name a folder "
-                       "inside it, or stop `up` to export anywhere")
-    return folder.relative_to(root).as_posix() if folder != root else None
-
-
-def cmd_forget(args: argparse.Namespace, settings: Settings) -> int:
-    service = _service(settings)
+def cmd_forget(args: argparse.Namespace, client: Client) -> int:
     if args.log:
-        render(service.forget_log()["log"], args.format)
+        render(client.forget_log()["log"], args.format)
         return 0
     if not args.user_id:
-        raise CliError("--user-id is required")
-    result = service.forget(args.user_id, requested_by=args.requested_by or "cli",
-                            reason=args.reason or "")
+        raise ClientError("--user-id is required")
+    result = client.forget(args.user_id, requested_by=args.requested_by or "cli",
+                           reason=args.reason or "")
     if args.format == "table":
         print(f"forgot {result['ids_found']} id(s) of this person "
               f"(request {result['request_id']}, {result['seconds']}s)")
@@ -309,25 +189,14 @@ def cmd_forget(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _split(value: str | None) -> list[str] | None:
-    return [v.strip() for v in value.split(",") if v.strip()] if value else None
-
-
 # -- registration ---------------------------------------------------------------------------
 
-def _default_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-dir", dest="data_dir", default=None,
-                        help="data folder (default ./.funnelhouse or $FUNNELHOUSE_DATA_DIR)")
-
-
-def register(sub: argparse._SubParsersAction,
-             add_common: Callable[[argparse.ArgumentParser], None] | None = None) -> None:
+def register(sub: Subparsers) -> None:
     """Add `segment`, `signals`, `export` and `forget` to the `funnelhouse` parser."""
-    common = add_common or _default_common
 
-    def leaf(parser: argparse.ArgumentParser, handler: Callable[..., int],
+    def leaf(parser: argparse.ArgumentParser, handler: PeopleHandler,
              output_flag: str = "--format") -> argparse.ArgumentParser:
-        common(parser)
+        add_data_dir(parser)
         parser.add_argument(output_flag, dest="format", choices=("table", "csv", "json"),
                             default="table", help="how to print the answer")
         parser.add_argument("--show-sql", action="store_true",
@@ -403,23 +272,25 @@ def register(sub: argparse._SubParsersAction,
     forget.add_argument("--log", action="store_true", help="show the forget log instead")
 
 
-def _run(handler: Callable[[argparse.Namespace, Settings], int]
-         ) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        from funnelhouse.config import load_settings
 
-        settings = load_settings(data_dir=Path(args.data_dir) if args.data_dir else None)
+PeopleHandler = Callable[[argparse.Namespace, Client], int]
+
+
+def _run(handler: PeopleHandler) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
         try:
-            return handler(args, settings)
-        except CliError as exc:
+            with Client.for_settings(settings_of(args)) as client:
+                return handler(args, client)
+        except ClientError as exc:
+            # The warehouse failing is 1; a request it refuses (bad definition …) is 2.
+            if exc.reason == "warehouse_error":
+                print(f"warehouse error: {exc.message}", file=sys.stderr)
+                return 1
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        except ValueError as exc:   # SegmentError included: it names the JSON path
+        except ValueError as exc:   # a --json or --file that is not JSON
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        except WarehouseError as exc:
-            print(f"warehouse error: {str(exc).strip().splitlines()[0][:500]}", file=sys.stderr)
-            return 1
 
     return run
 

@@ -1,7 +1,7 @@
 """The data folder's own files: the running `up` of it, its credentials, its privacy.
 
-chdb lets one process open a data folder, so while `up` runs, `funnelhouse sql`,
-`models run` and `replay-invalid` go through its HTTP API instead of the folder.
+chdb lets one process open a data folder, so while `up` runs, the commands that read
+or change the data go through its HTTP API instead of the folder (funnelhouse.cli.client).
 The folder holds every event and the admin token: it is kept 0700, its files 0600.
 """
 
@@ -84,8 +84,15 @@ def running_url(settings: Settings) -> str | None:
 
 def call(settings: Settings, url: str, path: str, body: dict[str, Any],
          timeout: float = 600) -> httpx.Response:
-    return httpx.post(f"{url}{path}", json=body, timeout=timeout, verify=_verify(settings),
-                      headers={"Authorization": f"Bearer {settings.admin_token}"})
+    with http_client(settings, url, timeout) as client:
+        return client.post(path, json=body)
+
+
+def http_client(settings: Settings, url: str, timeout: float = 3600) -> httpx.Client:
+    """An HTTP client for the running instance at `url`: its admin token, its certificate
+    pinned (`_verify`). The one way local commands reach it (funnelhouse.cli.client)."""
+    return httpx.Client(base_url=url, timeout=timeout, verify=_verify(settings),
+                        headers={"Authorization": f"Bearer {settings.admin_token}"})
 
 
 def _verify(settings: Settings) -> ssl.SSLContext | bool:

@@ -1,0 +1,46 @@
+"""`funnelhouse collector`: the production collector, uvicorn workers in front of the queue."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from funnelhouse.cli.common import Subparsers, add_tls, command, settings_of
+
+
+def cmd_collector(args: argparse.Namespace) -> int:
+    """uvicorn workers importing funnelhouse.collector.asgi:app (config from the env)."""
+    import uvicorn
+
+    from funnelhouse.collector.edge import server_options
+
+    settings = settings_of(args)
+    # The workers read their settings from the environment (collector.asgi): hand them
+    # what the command line said too.
+    for var, value in (("FUNNELHOUSE_DATA_DIR", args.data_dir),
+                       ("FUNNELHOUSE_TLS_CERT", args.tls_cert),
+                       ("FUNNELHOUSE_TLS_KEY", args.tls_key)):
+        if value:
+            os.environ[var] = str(value)
+    try:
+        options = server_options(settings,
+                                 protocol="funnelhouse.collector.edge:HeaderTimeoutProtocol")
+    except (ValueError, OSError) as exc:
+        print(f"cannot serve TLS: {exc}", file=sys.stderr)
+        return 2
+    scheme = "https" if options.get("ssl_certfile") else "http"
+    print(f"funnelhouse collector at {scheme}://{settings.host}:{settings.port}", flush=True)
+    uvicorn.run("funnelhouse.collector.asgi:app", host=settings.host, port=settings.port,
+                workers=args.workers or settings.collector_workers, log_level="warning",
+                access_log=False, env_file=None, **options)
+    return 0
+
+
+def register(sub: Subparsers) -> None:
+    collector = command(sub, "collector", cmd_collector,
+                        "production collector (uvicorn workers; queue from env: Kafka or log)")
+    collector.add_argument("--host", default=None)
+    collector.add_argument("--port", type=int, default=None)
+    collector.add_argument("--workers", type=int, default=None)
+    add_tls(collector)

@@ -1,0 +1,26 @@
+"""`funnelhouse token show`: print the admin token kept in the data folder."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from funnelhouse.cli.common import Subparsers, command, settings_of
+from funnelhouse.server import instance
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    """Print the admin token for the operator (`up` shows it once, when it is made)."""
+    settings = settings_of(args)
+    token = instance.show_token(settings)
+    if not token:
+        print(f"no admin token yet in {settings.data_dir}: `funnelhouse up` makes one",
+              file=sys.stderr)
+        return 1
+    print(token)
+    return 0
+
+
+def register(sub: Subparsers) -> None:
+    token = command(sub, "token", cmd_token, "print the admin token kept in the data folder")
+    token.add_argument("action", choices=["show"])
