@@ -27,7 +27,7 @@ from funnelhouse.queue.kafka_broker import KafkaBroker
 from tests.clickhouse_http_fixture import start_fixture
 from tests.conftest import ADMIN_TOKEN, BROWSER_KEY, free_port
 from tests.kafka_support import kafka_broker, running, unique  # noqa: F401
-from tests.scaled_support import Topology, answers, wait_for
+from tests.scaled_support import Topology, answers, split_clickhouse_url, wait_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.server, pytest.mark.timeout(600)]
 
@@ -48,14 +48,17 @@ def scaled(tmp_path: Path, kafka_broker: KafkaBroker) -> Iterator[Scaled]:  # no
     with ExitStack() as stack:
         real = os.environ.get("FUNNELHOUSE_CLICKHOUSE_URL")
         # The warehouse server: chdb behind ClickHouse's HTTP interface, in its own process.
-        base = real.rsplit("/", 1)[0] if real else stack.enter_context(
+        base = split_clickhouse_url(real)[0] if real else stack.enter_context(
             start_fixture(tmp_path / "clickhouse"))
         topology = Topology(tmp_path / "roles", bootstrap=running(kafka_broker),
                             clickhouse_url=base, write_keys=f"{BROWSER_KEY}:web",
+                            database=unique("fh_scaled").replace("-", "_"),
                             admin_token=ADMIN_TOKEN, partitions=3,
                             topic_prefix=unique("scaled"), group=unique("loaders"),
                             models_interval_seconds=4)
         topology.root.mkdir(parents=True)
+        if real:  # a real server keeps databases: drop this test's
+            stack.callback(topology.sql, f"DROP DATABASE IF EXISTS {topology.database}")
         stack.callback(topology.stop)
         scaled = Scaled(topology, f"http://127.0.0.1:{free_port()}",
                         f"http://127.0.0.1:{free_port()}")
