@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-import re
 from pathlib import Path
+
+from sqlparse import tokens
+from sqlparse.lexer import Lexer
 
 from funnelhouse.warehouse.base import Warehouse
 
@@ -21,9 +23,46 @@ ORDER BY version
 
 
 def split_statements(sql: str) -> list[str]:
-    """Statements separated by `;` at a line end; comments stay with their statement."""
-    parts = re.split(r";\s*(?:\n|$)", sql)
-    return [p.strip() for p in parts if re.sub(r"--[^\n]*", "", p).strip()]
+    """The statements of a SQL script, without their closing `;`.
+
+    sqlparse's lexer knows `--`, `# ` and `/* */` comments and '…', "…", `…` and $$…$$
+    quoting (with escapes), so a `;` inside any of them does not end a statement. A
+    comment after the `;` on the same line stays with that statement, every other
+    comment with the statement it precedes; pieces that are only comments are dropped.
+    """
+    statements: list[str] = []
+    current: list[tuple[object, str]] = []
+
+    def close() -> None:
+        if any(not _blank(ttype) for ttype, _ in current):
+            statements.append("".join(value for _, value in current).strip())
+        current.clear()
+
+    ended = False   # a `;` was seen and the rest of its line is still being read
+    # Only the lexer: sqlparse's own splitter also ends statements at `GO` and keeps
+    # BEGIN…END blocks together, and it attaches the next line's comment to the last
+    # statement when a comment follows the `;`.
+    for ttype, value in Lexer.get_default_instance().get_tokens(sql):
+        if ended:
+            if ttype in tokens.Comment.Single:      # runs to the line end, newline included
+                current.append((ttype, value))
+            if ttype in tokens.Whitespace and ttype not in tokens.Newline:
+                current.append((ttype, value))
+                continue
+            close()
+            ended = False
+            if ttype in tokens.Comment.Single or ttype in tokens.Newline:
+                continue
+        if ttype in tokens.Punctuation and value == ";":
+            ended = True
+            continue
+        current.append((ttype, value))
+    close()
+    return statements
+
+
+def _blank(ttype: object) -> bool:
+    return ttype in tokens.Whitespace or ttype in tokens.Comment
 
 
 def migrate(warehouse: Warehouse, migrations_dir: Path) -> list[str]:
