@@ -88,6 +88,10 @@ class Stack:
         return process
 
     def start_loader(self, **extra: str) -> subprocess.Popen:
+        # Loaders do not migrate: the one-shot `migrate` goes first, as in compose.
+        subprocess.run([sys.executable, "-m", "funnelhouse.cli", "migrate"], check=True,
+                       env=self.env(self.loader_dir, **extra), cwd=REPO_ROOT, timeout=120,
+                       stdout=subprocess.DEVNULL)
         process = self._spawn(["loader"], self.env(self.loader_dir, **extra), "loader")
         wait_until(lambda: _answers(f"http://127.0.0.1:{self.loader_port}/healthz"), timeout=60)
         return process

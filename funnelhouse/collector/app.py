@@ -17,15 +17,15 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from funnelhouse.collector import metrics
-from funnelhouse.collector.auth import require_admin, resolve_write_key
+from funnelhouse.collector.auth import resolve_write_key
 from funnelhouse.collector.body import check_content_type, parse_json, read_body, request_headers
 from funnelhouse.collector.edge import EdgeMiddleware
 from funnelhouse.collector.enrich.ip import client_ip
 from funnelhouse.collector.ingest import MESSAGE_TYPES, Ingestor, RequestInfo
 from funnelhouse.collector.limits import RateLimiter
 from funnelhouse.collector.openapi import openapi_document
-from funnelhouse.collector.params import query_float, query_int
 from funnelhouse.collector.plan import TrackingPlan
+from funnelhouse.collector.qa import QaSource, debug_endpoint, ring_source
 from funnelhouse.collector.reasons import EVENT_STATUS, Refusal
 from funnelhouse.collector.sinks.base import QueueUnavailable, Sink
 from funnelhouse.config import Settings
@@ -49,10 +49,13 @@ def refusal_response(refusal: Refusal) -> Response:
 class Collector:
     """The endpoints; state (settings, ingestor, limiter) lives here, not in globals."""
 
-    def __init__(self, settings: Settings, ingestor: Ingestor, sink: Sink) -> None:
+    def __init__(self, settings: Settings, ingestor: Ingestor, sink: Sink,
+                 qa_sources: Sequence[QaSource] = ()) -> None:
         self.settings = settings
         self.ingestor = ingestor
         self.sink = sink
+        # Tagging QA: this worker's ring, then whatever else sees every worker's events.
+        self._debug_endpoint = debug_endpoint(settings, [ring_source(ingestor), *qa_sources])
         self.limiter = RateLimiter()
         self.keys = {key.key: key for key in settings.write_keys}
         # Labelled children looked up once: labels() costs more than the observation.
@@ -172,27 +175,7 @@ class Collector:
 
     async def debug_events(self, request: Request) -> Response:
         """The last events per source with their validation result, for tagging QA."""
-        try:
-            require_admin(self.settings, request)
-        except Refusal as refusal:
-            return refusal_response(refusal)
-        source = request.query_params.get("source")
-        event = request.query_params.get("event")
-        person = request.query_params.get("person")
-        only_invalid = request.query_params.get("invalid") in ("1", "true")
-        try:
-            limit = query_int(request, "limit", 100, 0, 10_000)
-            # `since` (a received_at from an earlier answer): only newer entries, for polling.
-            since = query_float(request, "since", None, 0, 1e11)
-        except Refusal as refusal:
-            return refusal_response(refusal)
-        entries = [e for e in self.ingestor.debug_entries(source)
-                   if (since is None or e.received_at > since)
-                   and (not event or e.event == event)
-                   and (not person or person in (e.anonymous_id, e.user_id))
-                   and (not only_invalid or not e.valid)]
-        entries.sort(key=lambda e: e.received_at, reverse=True)
-        return ORJSONResponse({"events": [e.__dict__ for e in entries[:limit]]})
+        return await self._debug_endpoint(request)
 
     async def openapi(self, request: Request) -> Response:
         return ORJSONResponse(openapi_document())
@@ -261,10 +244,12 @@ def create_app(
     plan: TrackingPlan | None = None,
     extra_routes: Sequence[BaseRoute] = (),
     lifespan: Callable[[Starlette], AbstractAsyncContextManager[None]] | None = None,
+    qa_sources: Sequence[QaSource] = (),
 ) -> Starlette:
+    """The collector's app; `qa_sources` add to this worker's ring in /v1/debug/events."""
     plan = plan or TrackingPlan.load(settings.plan_dir)
     ingestor = Ingestor(settings, plan, sink)
-    collector = Collector(settings, ingestor, sink)
+    collector = Collector(settings, ingestor, sink, qa_sources)
     routes: list[BaseRoute] = [
         Route("/v1/batch", collector.batch, methods=["POST"]),
         Route("/v1/import", collector.batch, methods=["POST"]),

@@ -1,7 +1,7 @@
-"""A small async scheduler for `funnelhouse up`: daily jobs at a local time, periodic jobs.
+"""A small async scheduler for `serve` and `up`: daily jobs at a local time, periodic jobs.
 
-Two kinds of job are all `up` needs — the nightly export at `export_time` in the
-reporting time zone, and segment materialisation every N minutes — so this is a loop
+Two kinds of job are all they need — the nightly sweep and export at `export_time` in
+the reporting time zone; model refresh and segment materialisation every N — so this is a loop
 that wakes every `tick_seconds`, asks each job whether it is due and runs the due ones
 one after another in a worker thread (the warehouse calls block). A cron library would
 add parsing for schedules nobody configures here; scaled deployments use real cron
@@ -12,12 +12,21 @@ schedule in microseconds. A daily job fires once per local date, at the first ti
 or after its time; after a restart, `done(local_date)` tells whether today's run
 already happened (the export checks for the day's manifest), so nothing runs twice and
 a run missed while stopped is caught up.
+
+Across processes and hosts (several `serve` replicas), a scheduler given `leases`
+(server/lease.py) runs a due job only while holding its lease in the warehouse: a
+periodic job's lease is its name, a daily job's its name and local date. The lease is
+renewed while the job runs and kept afterwards — a periodic job until its next run is
+due, a daily one for the rest of the day — so the other replicas, finding it held, do
+not run it again; they retry at their next tick (the job stays due), and take it over
+if its holder dies (the lease expires after its ttl).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time as _time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -69,8 +78,10 @@ class PeriodicJob:
 
 class Scheduler:
     def __init__(self, *, clock: Clock = utc_now, tick_seconds: float = 20.0,
-                 sleep: Callable[[float], Awaitable[None]] | None = None) -> None:
+                 sleep: Callable[[float], Awaitable[None]] | None = None,
+                 leases: Any = None) -> None:
         self.clock = clock
+        self.leases = leases          # server.lease.Leases, or None: this process only
         self.tick_seconds = tick_seconds
         self.jobs: list[DailyJob | PeriodicJob] = []
         self.history: list[tuple[str, datetime, str]] = []   # (job, started, "ok" | error)
@@ -100,21 +111,46 @@ class Scheduler:
                 day = job.due(now)
                 if day is None:
                     continue
-                job.last_date = day
                 call: Callable[[], Any] = lambda job=job, day=day: job.run(day)  # noqa: E731
+                key, keep = f"{job.name}/{day.isoformat()}", 26 * 3600.0
             else:
                 if not job.due(now):
                     continue
-                job.next_at = now + job.every
-                call = job.run
-            fired.append(job.name)
+                call, key, keep = job.run, job.name, job.every.total_seconds()
             try:
-                await asyncio.to_thread(call)
-                self.history.append((job.name, now, "ok"))
+                ran = await asyncio.to_thread(self._run_leased, key, keep, call)
             except Exception as exc:  # noqa: BLE001 - a failed run must not stop the loop
                 log.exception("scheduled job %s failed", job.name)
-                self.history.append((job.name, now, str(exc)[:300]))
+                ran, outcome = True, str(exc)[:300]
+            else:
+                outcome = "ok"
+            if not ran:    # another replica holds it: still due, tried again next tick
+                self.history.append((job.name, now, "held elsewhere"))
+                continue
+            if isinstance(job, DailyJob):
+                job.last_date = day
+            else:
+                job.next_at = now + job.every
+            fired.append(job.name)
+            self.history.append((job.name, now, outcome))
         return fired
+
+    def _run_leased(self, key: str, keep_seconds: float, call: Callable[[], Any]) -> bool:
+        """Run `call` holding the job's lease (if coordinated); False if another holds it."""
+        if self.leases is None:
+            call()
+            return True
+        lease = self.leases.try_acquire(key)
+        if lease is None:
+            return False
+        try:
+            with lease.keep_alive():
+                call()
+        finally:
+            # Kept whether it succeeded or not: a failed run is retried at its next time,
+            # as without leases, not straight away by another replica.
+            lease.release(keep_seconds)
+        return True
 
     async def run(self) -> None:
         while not self._stop.is_set():
@@ -133,11 +169,14 @@ class Scheduler:
 
 def build_scheduler(settings: Any, warehouse: Any, *, segments_every_minutes: float = 60,
                     clock: Clock = utc_now, tick_seconds: float = 20.0,
-                    hooks: Any = None) -> Scheduler:
-    """The jobs of `up`: nightly sweep + export at `export_time`, segments every N minutes.
+                    hooks: Any = None, models_every_seconds: float = 0,
+                    leases: Any = None) -> Scheduler:
+    """The jobs of `serve` and `up`: nightly sweep + export at `export_time`, segments
+    every N minutes, and (when `models_every_seconds` > 0) the model refresh.
 
-    `hooks` (ForgetHooks) carry the job lock: the sweep swaps tables and the segment
-    job writes segment_members, so neither may run while forget or a model run does.
+    `hooks` (ForgetHooks) carry the job lock: the sweep swaps tables, the segment job
+    writes segment_members and a model run swaps tables, so none of them may run while
+    forget or another of them does. `leases` coordinate the jobs across replicas.
     """
     from funnelhouse.api.people import own_handle
     from funnelhouse.jobs.exports import EXPORT_TABLES, export_day
@@ -147,7 +186,7 @@ def build_scheduler(settings: Any, warehouse: Any, *, segments_every_minutes: fl
     writer = own_handle(warehouse)      # long jobs do not hold up the loader's inserts
     reader = warehouse.readonly()
     segments = Segments(writer, settings, reader)
-    scheduler = Scheduler(clock=clock, tick_seconds=tick_seconds)
+    scheduler = Scheduler(clock=clock, tick_seconds=tick_seconds, leases=leases)
     hooks = hooks or ForgetHooks()
 
     def nightly_export(local_day: date) -> None:
@@ -173,6 +212,19 @@ def build_scheduler(settings: Any, warehouse: Any, *, segments_every_minutes: fl
         with hooks.job_lock:
             segments.materialise_all()
 
+    def refresh_models() -> None:
+        from funnelhouse.models.run import run_models
+
+        with hooks.job_lock:
+            started = _time.perf_counter()
+            runs = run_models(warehouse, settings, progress=log.debug)
+            log.info("models refreshed: %d models in %.1fs", len(runs),
+                     _time.perf_counter() - started)
+
+    if models_every_seconds > 0:
+        # The first refresh one interval after start, as `up` always did.
+        scheduler.every("models", models_every_seconds, refresh_models,
+                        first_after=models_every_seconds)
     scheduler.daily("nightly-export", settings.export_time, settings.reporting_tz,
                     nightly_export, done=exported)
     if segments_every_minutes > 0:

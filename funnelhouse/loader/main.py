@@ -1,7 +1,9 @@
 """The production loader (`funnelhouse loader`): queue → warehouse, plus /metrics.
 
 Run several for Kafka (the consumer group shares the partitions). With the embedded
-log, run one: it owns the log's read side.
+log, run one: it owns the log's read side. It does not migrate the warehouse (another
+loader may be inserting while a migration copies events_raw): it waits for
+`funnelhouse migrate`, then exits non-zero if the schema is still behind.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from funnelhouse.collector import metrics
 from funnelhouse.config import Settings
 from funnelhouse.loader.load import Loader
 from funnelhouse.queue.open import make_source
-from funnelhouse.warehouse.migrate import migrate
+from funnelhouse.server.migrations import MigrationsPending, wait_for_migrations
 from funnelhouse.warehouse.open import open_warehouse
 
 log = logging.getLogger("funnelhouse.loader")
@@ -38,8 +40,15 @@ def metrics_app(loader: Loader) -> Starlette:
 
 
 async def run_loader(settings: Settings) -> None:
+    """Load until SIGINT/SIGTERM; SystemExit(2) when the schema is not migrated."""
     warehouse = open_warehouse(settings)
-    migrate(warehouse, settings.sql_dir / "migrations")
+    try:
+        await asyncio.to_thread(wait_for_migrations, warehouse, settings.sql_dir / "migrations",
+                                role="loader", timeout=settings.migration_wait_seconds)
+    except MigrationsPending as exc:
+        warehouse.close()
+        log.error("%s", exc)
+        raise SystemExit(2) from exc
     loader = Loader(make_source(settings), warehouse, batch_rows=settings.loader_batch_rows,
                     batch_seconds=settings.loader_batch_seconds)
     loop = asyncio.get_running_loop()

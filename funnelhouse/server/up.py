@@ -1,37 +1,30 @@
-"""`funnelhouse up`: collector, queue, loader and warehouse in one process."""
+"""`funnelhouse up`: the three roles — collector, loader, serve — in one process, over the
+embedded queue and chdb, built by the same builders the separate roles use (roles.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-import threading
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import uvicorn
 from starlette.applications import Starlette
-from starlette.routing import BaseRoute
 
-from funnelhouse.api import admin as admin_api
-from funnelhouse.api import console as console_api
-from funnelhouse.api import people as people_api
-from funnelhouse.api.analyses import routes as analyses_routes
-from funnelhouse.api.sql import sql_routes
 from funnelhouse.collector.app import create_app
 from funnelhouse.collector.plan import TrackingPlan
 from funnelhouse.collector.sinks.base import Sink
 from funnelhouse.collector.sinks.embedded import EmbeddedSink
 from funnelhouse.config import Settings
-from funnelhouse.jobs.scheduler import build_scheduler
 from funnelhouse.loader.load import Loader
 from funnelhouse.loader.sources.base import Source
-from funnelhouse.people.forget import ForgetHooks, ForgottenSet, debug_ring_scrubber, queue_scrubber
+from funnelhouse.people.forget import debug_ring_scrubber, queue_scrubber
 from funnelhouse.queue.open import make_sink, make_source
 from funnelhouse.server import instance
+from funnelhouse.server.migrations import migrate_coordinated
+from funnelhouse.server.roles import ServePart, build_loader, build_serve
 from funnelhouse.warehouse.base import Warehouse
-from funnelhouse.warehouse.migrate import migrate
 from funnelhouse.warehouse.open import open_warehouse
 
 log = logging.getLogger("funnelhouse")
@@ -48,34 +41,30 @@ class Pipeline:
     source: Source
     loader: Loader
     app: Starlette
+    serve: ServePart
 
 
 def build_pipeline(settings: Settings, queue: tuple[Sink, Source] | None = None) -> Pipeline:
     plan = TrackingPlan.load(settings.plan_dir)
     warehouse = open_warehouse(settings)
-    migrate(warehouse, settings.sql_dir / "migrations")
+    # One process: nothing else inserts, so `up` migrates itself before its loader starts.
+    migrate_coordinated(warehouse, settings.sql_dir / "migrations")
     sink, source = queue or (make_sink(settings), make_source(settings))
-    forgotten = ForgottenSet(warehouse)
-    loader = Loader(source, warehouse, batch_rows=settings.loader_batch_rows,
-                    batch_seconds=settings.loader_batch_seconds, forgotten=forgotten)
+    loader, forgotten = build_loader(settings, warehouse, source)
+    # Forget holds the loader's gate (no batch lands in a table being swapped) and
+    # reloads the loader's forgotten set; the scrubbers reach what this process keeps
+    # outside the warehouse.
+    serve_part = build_serve(settings, warehouse, plan, load_gate=loader.gate,
+                             on_forgotten=[forgotten.changed], with_qa_route=False)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await sink.start()
         loader_task = asyncio.create_task(loader.run(drain_timeout=30), name="loader")
-        models_task = asyncio.create_task(
-            refresh_models_periodically(settings, warehouse, job_lock), name="models")
-        # Nightly export at export_time (reporting tz) and segment materialisation.
-        people_scheduler = build_scheduler(
-            settings, warehouse, segments_every_minutes=settings.segments_interval_minutes,
-            hooks=forget_hooks)
-        scheduler_task = asyncio.create_task(people_scheduler.run(), name="scheduler")
         try:
-            yield
+            async with serve_part.running():
+                yield
         finally:
-            people_scheduler.stop()
-            await scheduler_task
-            models_task.cancel()
             # In-flight requests are done (uvicorn waits for them): flush the producer,
             # then let the loader load what is left, so Ctrl-C leaves the queue empty
             # when the warehouse is healthy (whatever is left stays queued, durable).
@@ -83,41 +72,13 @@ def build_pipeline(settings: Settings, queue: tuple[Sink, Source] | None = None)
             loader.stop()
             await loader_task
 
-    job_lock = threading.Lock()
-    # Forget takes the job lock (it swaps tables, as model runs do) and the loader's
-    # gate; the scrubbers reach what this process keeps outside the warehouse.
-    forget_hooks = ForgetHooks(job_lock=job_lock, load_gate=loader.gate,
-                               on_forgotten=[forgotten.changed])
     if isinstance(sink, EmbeddedSink):
-        forget_hooks.scrubbers["queue"] = queue_scrubber(sink.log)
-    routes: list[BaseRoute] = [*sql_routes(settings, warehouse.readonly()),
-                               *admin_api.routes(settings, warehouse, job_lock),
-                               *console_api.routes(settings, warehouse.readonly(), plan),
-                               *people_api.routes(settings, warehouse, hooks=forget_hooks),
-                               *analyses_routes(settings, warehouse.readonly(), writer=warehouse)]
-    app = create_app(settings, sink, plan=plan, extra_routes=routes, lifespan=lifespan)
-    forget_hooks.scrubbers["debug_ring"] = debug_ring_scrubber(app.state.ingestor)
-    return Pipeline(settings, plan, warehouse, sink, source, loader, app)
-
-
-async def refresh_models_periodically(settings: Settings, warehouse: Warehouse,
-                                      job_lock: threading.Lock) -> None:
-    """Rebuild the eight tables every `models_interval_seconds` (incremental, look-back)."""
-    from funnelhouse.models.run import run_models
-
-    def job() -> None:
-        with job_lock:
-            started = time.perf_counter()
-            runs = run_models(warehouse, settings, progress=log.debug)
-            log.info("models refreshed: %d models in %.1fs", len(runs),
-                     time.perf_counter() - started)
-
-    while True:
-        await asyncio.sleep(settings.models_interval_seconds)
-        try:
-            await asyncio.to_thread(job)
-        except Exception:  # a failed refresh is retried at the next tick; keep serving
-            log.exception("model refresh failed")
+        serve_part.hooks.scrubbers["queue"] = queue_scrubber(sink.log)
+    # The collector's QA answer: its ring (at once) and the warehouse (everything loaded).
+    app = create_app(settings, sink, plan=plan, extra_routes=serve_part.routes,
+                     lifespan=lifespan, qa_sources=[serve_part.qa])
+    serve_part.hooks.scrubbers["debug_ring"] = debug_ring_scrubber(app.state.ingestor)
+    return Pipeline(settings, plan, warehouse, sink, source, loader, app, serve_part)
 
 
 def print_welcome(settings: Settings, url: str) -> None:
@@ -173,4 +134,5 @@ async def serve(settings: Settings, pipeline: Pipeline | None = None) -> None:
     finally:
         welcome.cancel()
         instance.retire(settings)
+        pipeline.serve.close()
         pipeline.warehouse.close()
