@@ -37,6 +37,10 @@ def _die_with_parent() -> None:
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
+class RoleDied(RuntimeError):
+    """A role's process exited while it was waited for."""
+
+
 def wait_for(predicate: Callable[[], T], timeout: float, interval: float = 0.25,
              what: str = "condition") -> T:
     """Poll until `predicate()` is truthy (exceptions count as not yet); its value."""
@@ -47,6 +51,8 @@ def wait_for(predicate: Callable[[], T], timeout: float, interval: float = 0.25,
             value = predicate()
             if value:
                 return value
+        except RoleDied:
+            raise
         except Exception as exc:  # noqa: BLE001 - a process still starting refuses connections
             last = exc
         if time.monotonic() > deadline:
@@ -177,7 +183,7 @@ class Topology:
     def _wait_up(self, role: Role, url: str, timeout: float) -> None:
         def up() -> bool:
             if not role.alive:
-                raise RuntimeError(f"{role.name} exited {role.process.returncode}:\n"
+                raise RoleDied(f"{role.name} exited {role.process.returncode}:\n"
                                    f"{role.log.read_text(errors='replace')[-3000:]}")
             return answers(url)
 
