@@ -20,14 +20,6 @@ FUNNEL_WHO = re.compile(r"^(converted|reached:(\d+)|dropped:(\d+)|in_window:(\d+
 PATHS_WHO = ("exited", "converted", "viewed")
 
 
-def _cut(sql: str, before: str) -> str:
-    """The analysis SQL up to (not including) the CTE named `before`, without its comma."""
-    head, found, _ = sql.partition(f"\n{before} AS (")
-    if not found:
-        raise AssertionError(f"analysis SQL has no CTE {before}")
-    return head.rstrip().rstrip(",")
-
-
 def funnel_people_sql(warehouse: Warehouse, doc: dict[str, Any], who: str
                       ) -> tuple[str, dict[str, Any]]:
     """who: converted | reached:K | dropped:K (window closed) | in_window:K (still open)."""
@@ -49,10 +41,12 @@ def funnel_people_sql(warehouse: Warehouse, doc: dict[str, Any], who: str
     }[who.split(":")[0]]
     date_from, date_to, as_of = analysis_window(warehouse, spec.date_from, spec.date_to,
                                                 spec.as_of)
-    sql, params = funnel.build_sql(spec, table_columns(warehouse), as_of, date_from, date_to)
-    people = (f"{_cut(sql, 'person_steps')}\n"
-              f"SELECT DISTINCT person_id FROM people WHERE NOT excluded AND {condition}")
-    return people, params.for_query()
+    query = funnel.build_query(spec, table_columns(warehouse), as_of, date_from, date_to)
+    # The funnel's pieces through `people` (one row per person: step_times, excluded,
+    # window_open), then the people who match instead of the per-step counts.
+    people = query.through("people").select(
+        f"SELECT DISTINCT person_id FROM people WHERE NOT excluded AND {condition}")
+    return people.sql(), people.params.for_query()
 
 
 def paths_people_sql(warehouse: Warehouse, doc: dict[str, Any], who: str
@@ -65,10 +59,11 @@ def paths_people_sql(warehouse: Warehouse, doc: dict[str, Any], who: str
                  "viewed": "1"}[who]
     date_from, date_to, as_of = analysis_window(warehouse, spec.date_from, spec.date_to,
                                                 spec.as_of)
-    sql, params = paths.build_sql(spec, table_columns(warehouse), as_of, date_from, date_to)
-    people = (f"{_cut(sql, 'sides')}\n"
-              f"SELECT DISTINCT person_id FROM page_views WHERE {condition}")
-    return people, params.for_query()
+    query = paths.build_query(spec, table_columns(warehouse), as_of, date_from, date_to)
+    # Through `page_views` (one row per view of the page: came_from, went_to, converted).
+    people = query.through("page_views").select(
+        f"SELECT DISTINCT person_id FROM page_views WHERE {condition}")
+    return people.sql(), people.params.for_query()
 
 
 def save_as_segment(analysis: str, doc: dict[str, Any], who: str, name: str, *,

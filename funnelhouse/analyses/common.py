@@ -7,7 +7,7 @@ import io
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -175,6 +175,61 @@ class SqlParams:
             text = str(value).replace("\\", "\\\\").replace("'", "\\'")
             lines.append(f"SET param_{name} = '{text}';")
         return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Cte:
+    """One named piece of an analysis: `name AS (body)`, with comment lines above it."""
+
+    name: str
+    body: str          # the SELECT inside the parentheses, as shown (indented lines)
+    note: str = ""     # `--` lines printed above `name AS (`; empty for none
+
+
+@dataclass(frozen=True)
+class Query:
+    """An analysis query as named pieces: header comment, WITH pieces in order, final SELECT.
+
+    Other features build on an analysis by taking, adding or replacing pieces by name
+    (the people behind a funnel step are the funnel's pieces up to `people` and their
+    own final SELECT), never by searching the SQL text.
+    """
+
+    header: str                  # `--` lines above WITH
+    ctes: tuple[Cte, ...]
+    final: str                   # the SELECT over the pieces
+    params: SqlParams
+
+    def names(self) -> list[str]:
+        return [cte.name for cte in self.ctes]
+
+    def index(self, name: str) -> int:
+        names = self.names()
+        if name not in names:
+            raise KeyError(f"the query has no piece {name!r} (it has {', '.join(names)})")
+        return names.index(name)
+
+    def through(self, name: str) -> Query:
+        """The pieces up to and including `name`, with no final SELECT yet."""
+        return replace(self, ctes=self.ctes[:self.index(name) + 1], final="")
+
+    def with_cte(self, cte: Cte) -> Query:
+        """`cte` in place of the piece of the same name, or appended after the others."""
+        if cte.name in self.names():
+            i = self.index(cte.name)
+            return replace(self, ctes=(*self.ctes[:i], cte, *self.ctes[i + 1:]))
+        return replace(self, ctes=(*self.ctes, cte))
+
+    def select(self, final: str) -> Query:
+        return replace(self, final=final)
+
+    def sql(self) -> str:
+        if not self.final:
+            raise ValueError("the query has no final SELECT")
+        pieces = ",\n\n".join(f"{cte.note}{cte.name} AS (\n{cte.body}\n)" for cte in self.ctes)
+        with_ = f"WITH\n{pieces}\n\n" if self.ctes else ""
+        header = f"{self.header}\n" if self.header else ""
+        return f"{header}{with_}{self.final}\n"
 
 
 def comment(text: str) -> str:

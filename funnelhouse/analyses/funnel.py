@@ -33,6 +33,7 @@ per-person array walk below (groupArray + arrayFold) does all of it in one pass.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -40,8 +41,10 @@ from typing import Any
 from funnelhouse.analyses.common import (
     EVENTS_TABLE,
     AnalysisResult,
+    Cte,
     EventSpec,
     Properties,
+    Query,
     SpecError,
     SqlParams,
     analysis_window,
@@ -195,9 +198,11 @@ class FunnelSpec:
         return out
 
 
-def build_sql(spec: FunnelSpec, columns: dict[str, str], as_of: datetime,
-              date_from: date, date_to: date) -> tuple[str, SqlParams]:
-    """The funnel as one parameterised query; one row per (breakdown, step)."""
+def build_query(spec: FunnelSpec, columns: dict[str, str], as_of: datetime,
+                date_from: date, date_to: date) -> Query:
+    """The funnel as named pieces: step_events, journeys (each person's events in order),
+    walked (the walk's final state per person), people (one row per person: step_times,
+    excluded, window_open, breakdown) and person_steps; one row per (breakdown, step)."""
     n = len(spec.steps)
     params = SqlParams()
     props = Properties(columns, params)
@@ -292,7 +297,7 @@ def build_sql(spec: FunnelSpec, columns: dict[str, str], as_of: datetime,
     if _is_plain(spec):
         walked = _walked_by_search(n, p_window)
     else:
-        walked = f"""walked AS (
+        walked = [Cte("walked", f"""\
     -- walk the events once: level = steps done, t0 = when the window opened
     SELECT
         person_id,
@@ -305,14 +310,14 @@ def build_sql(spec: FunnelSpec, columns: dict[str, str], as_of: datetime,
 {walk}        s),
         events, arrayEnumerate(events),
         CAST((0, 0, 0, 0, arrayWithConstant({n}, 0), 0, 0, 0, 0), '{_STATE}')) AS state
-    FROM journeys
-),"""
+    FROM journeys""")]
 
-    sql = f"""-- Funnel: {n} steps, {spec.order} order, window {format_duration(spec.window_ms)}.
--- Step 1 happens on a reporting day in [date_from, date_to]; events after as_of are ignored.
--- Masks: bit k stands for step k (hits) or for "after k steps" (voids).
-WITH
-step_events AS (
+    header = (f"-- Funnel: {n} steps, {spec.order} order, "
+              f"window {format_duration(spec.window_ms)}.\n"
+              "-- Step 1 happens on a reporting day in [date_from, date_to]; "
+              "events after as_of are ignored.\n"
+              '-- Masks: bit k stands for step k (hits) or for "after k steps" (voids).')
+    step_events = Cte("step_events", f"""\
     -- every event that fills a step or an exclusion
     SELECT
         person_id,
@@ -328,10 +333,8 @@ step_events AS (
     FROM {EVENTS_TABLE}
     WHERE event_date >= {p_from}
       AND event_date <= {p_to} + {p_scan}
-      AND event_at <= {p_as_of}{prefilter}
-),
-
-journeys AS (
+      AND event_at <= {p_as_of}{prefilter}""")
+    journeys = Cte("journeys", f"""\
     -- each person's events in (event_at, message_id) order: tuples sort by their fields
     SELECT
         person_id,
@@ -339,12 +342,8 @@ journeys AS (
             (ts, message_id, hits, voids, can_start, hold, breakdown_value), '{_EVENT}'))) AS events
     FROM step_events
     WHERE hits > 0 OR voids > 0
-    GROUP BY person_id
-),
-
-{walked}
-
-people AS (
+    GROUP BY person_id""")
+    people = Cte("people", f"""\
     SELECT
         person_id,
         state.t0 AS started_ms,
@@ -353,10 +352,8 @@ people AS (
         toUInt8(state.t0 + {p_window} >= toUnixTimestamp64Milli({p_as_of})) AS window_open,
         events[state.{touch}].breakdown_value AS breakdown  -- {spec.attribution}-touch
     FROM walked
-    WHERE state.level > 0
-),
-
-person_steps AS (
+    WHERE state.level > 0""")
+    person_steps = Cte("person_steps", f"""\
     SELECT
         breakdown,
         step,
@@ -368,9 +365,8 @@ person_steps AS (
         step_times[step] - started_ms AS ms_from_start,
         step_times[step] - if(base = 0, started_ms, step_times[base]) AS ms_from_previous
     FROM people
-    ARRAY JOIN arrayEnumerate(step_times) AS step
-)
-
+    ARRAY JOIN arrayEnumerate(step_times) AS step""")
+    final = f"""\
 SELECT
     {is_total} AS is_total,
     breakdown,
@@ -387,9 +383,15 @@ SELECT
     avgIf(ms_from_start, reached AND NOT excluded AND step > 1) / 1000 AS mean_s_from_start
 FROM person_steps
 {group_by}
-ORDER BY is_total DESC, breakdown, step
-"""
-    return sql, params
+ORDER BY is_total DESC, breakdown, step"""
+    return Query(header, (step_events, journeys, *walked, people, person_steps), final, params)
+
+
+def build_sql(spec: FunnelSpec, columns: dict[str, str], as_of: datetime,
+              date_from: date, date_to: date) -> tuple[str, SqlParams]:
+    """The funnel as one parameterised query; one row per (breakdown, step)."""
+    query = build_query(spec, columns, as_of, date_from, date_to)
+    return query.sql(), query.params
 
 
 def _is_plain(spec: FunnelSpec) -> bool:
@@ -398,43 +400,39 @@ def _is_plain(spec: FunnelSpec) -> bool:
             and not spec.hold)
 
 
-def _walked_by_search(n: int, p_window: str) -> str:
+def _walked_by_search(n: int, p_window: str) -> list[Cte]:
     """The plain funnel without a fold: step k is the first event of step k after step
     k-1's event and within the window — one arrayFirstIndex per step, the same state
     the general walk would reach (one event fills one step; ties by message_id).
 
     One CTE per step keeps each index a column: as aliases in one SELECT they would be
     inlined into each other and the query tree would double with every step."""
-    ctes = ["""search_1 AS (
+    ctes = [Cte("search_1", """\
     -- the first step-1 event that may start an attempt opens the window
     SELECT person_id, events,
         arrayFirstIndex(e -> e.can_start = 1 AND bitTest(e.hits, 1), events) AS i1,
         events[i1].ts AS t0
-    FROM journeys
-),"""]
+    FROM journeys""", note="""\
+-- loose order, every step required: step k is the first event of step k after the
+-- event of step k-1, within the window opened by the first step-1 event
+""")]
     for k in range(2, n + 1):
-        ctes.append(f"""search_{k} AS (
+        ctes.append(Cte(f"search_{k}", f"""\
     SELECT *,
         if(i{k - 1} = 0, 0, arrayFirstIndex((e, j) -> j > i{k - 1} AND bitTest(e.hits, {k})
             AND e.ts - t0 <= {p_window}, events, arrayEnumerate(events))) AS i{k}
-    FROM search_{k - 1}
-),""")
+    FROM search_{k - 1}"""))
     indexes = [f"i{k}" for k in range(1, n + 1)]
     level = " + ".join(f"({i} > 0)" for i in indexes)
     times = ", ".join(f"if({i} > 0, events[{i}].ts, 0)" for i in indexes)
     last = "greatest(" + ", ".join(indexes) + ")" if n > 1 else "i1"
-    searches = "\n\n".join(ctes)
-    return f"""-- loose order, every step required: step k is the first event of step k after the
--- event of step k-1, within the window opened by the first step-1 event
-{searches}
-
-walked AS (
+    ctes.append(Cte("walked", f"""\
     SELECT
         person_id,
         events,
         CAST(({level}, t0, 0, 0, [{times}], 0, 0, i1, {last}), '{_STATE}') AS state
-    FROM search_{n}
-),"""
+    FROM search_{n}"""))
+    return ctes
 
 
 def _state(level: str, t0: str, stopped: str, excluded: str, times: str, done: str, hold: str,
@@ -449,7 +447,7 @@ def _set_time(step: str, times: str) -> str:
     return f"arrayMap((t, j) -> if(j = {step}, e.ts, t), {times}, arrayEnumerate({times}))"
 
 
-def _mask(bits) -> int:  # type: ignore[no-untyped-def]
+def _mask(bits: Iterable[int]) -> int:
     """An integer with the given bits set (step k is bit k)."""
     return sum(1 << b for b in set(bits))
 
@@ -485,8 +483,8 @@ def shape_result(spec: FunnelSpec, rows: list[dict[str, Any]], sql: str, params:
         groups.setdefault((int(row["is_total"]), row["breakdown"]), {})[int(row["step"])] = row
     ordered = sorted(groups.items(),
                      key=lambda kv: (-kv[0][0], -int(kv[1].get(1, {}).get("people", 0)), kv[0][1]))
-    out_groups = []
-    table = []
+    out_groups: list[dict[str, Any]] = []
+    table: list[list[Any]] = []
     for (is_total, value), steps in ordered:
         label = None if (is_total or not spec.breakdown) else value
         first = int(steps.get(1, {}).get("people", 0))
@@ -513,7 +511,7 @@ def shape_result(spec: FunnelSpec, rows: list[dict[str, Any]], sql: str, params:
             table.append(([shown] if spec.breakdown else []) + cells)
         excluded = int(steps.get(1, {}).get("excluded_people", 0))
         out_groups.append({"breakdown": label, "excluded": excluded, "steps": entries})
-    total = out_groups[0] if out_groups else {"steps": [], "excluded": 0}
+    total: dict[str, Any] = out_groups[0] if out_groups else {"steps": [], "excluded": 0}
     entered = total["steps"][0]["people"] if total["steps"] else 0
     converted = total["steps"][-1]["people"] if total["steps"] else 0
     # Required steps only: each unconverted person is missing exactly one of them first.

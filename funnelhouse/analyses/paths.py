@@ -20,8 +20,10 @@ from typing import Any
 from funnelhouse.analyses.common import (
     EVENTS_TABLE,
     AnalysisResult,
+    Cte,
     EventSpec,
     Properties,
+    Query,
     SpecError,
     SqlParams,
     analysis_window,
@@ -69,8 +71,10 @@ class PathsSpec:
                 "as_of": utc_text(self.as_of) if self.as_of else None}
 
 
-def build_sql(spec: PathsSpec, columns: dict[str, str], as_of: datetime,
-              date_from: date, date_to: date) -> tuple[str, SqlParams]:
+def build_query(spec: PathsSpec, columns: dict[str, str], as_of: datetime,
+                date_from: date, date_to: date) -> Query:
+    """Paths as named pieces: session_events, sessions, page_views (one row per view of
+    the page), sides (each view under total, came_from and went_to); one row per side."""
     params = SqlParams()
     props = Properties(columns, params)
     p_page = params.add("page", "String", spec.page)
@@ -79,9 +83,7 @@ def build_sql(spec: PathsSpec, columns: dict[str, str], as_of: datetime,
     p_as_of = params.add("as_of", "DateTime64(3, 'UTC')", utc_text(as_of))
     p_top = params.add("top", "UInt32", spec.top)
     conversion = props.condition(spec.conversion, "conversion")
-    sql = f"""-- Paths around one page: previous and next view in the session, conversion after it.
-WITH
-session_events AS (
+    session_events = Cte("session_events", f"""\
     SELECT
         session_id,
         person_id,
@@ -93,10 +95,8 @@ session_events AS (
     FROM {EVENTS_TABLE}
     WHERE event_date BETWEEN {p_from} AND {p_to}
       AND event_at <= {p_as_of}
-      AND (type IN ('page', 'screen') OR is_conversion = 1)
-),
-
-sessions AS (
+      AND (type IN ('page', 'screen') OR is_conversion = 1)""")
+    sessions = Cte("sessions", f"""\
     -- sessions that viewed the page, their events in (event_at, message_id) order
     SELECT
         session_id,
@@ -109,10 +109,8 @@ sessions AS (
         arrayFilter(e -> e.is_conversion = 1, events) AS conversions
     FROM session_events
     GROUP BY session_id
-    HAVING countIf(is_view = 1 AND page = {p_page}) > 0
-),
-
-page_views AS (
+    HAVING countIf(is_view = 1 AND page = {p_page}) > 0""")
+    page_views = Cte("page_views", f"""\
     -- one row per view of the page
     SELECT
         session_id,
@@ -123,17 +121,14 @@ page_views AS (
                     conversions) AS converted
     FROM sessions
     ARRAY JOIN arrayEnumerate(views) AS i
-    WHERE views[i].page = {p_page}
-),
-
-sides AS (
+    WHERE views[i].page = {p_page}""")
+    sides = Cte("sides", f"""\
     SELECT 'total' AS side, {p_page} AS page, session_id, person_id, converted FROM page_views
     UNION ALL
     SELECT 'came_from', came_from, session_id, person_id, converted FROM page_views
     UNION ALL
-    SELECT 'went_to', went_to, session_id, person_id, converted FROM page_views
-)
-
+    SELECT 'went_to', went_to, session_id, person_id, converted FROM page_views""")
+    final = f"""\
 SELECT
     side,
     page,
@@ -144,9 +139,16 @@ SELECT
 FROM sides
 GROUP BY side, page
 ORDER BY side = 'total' DESC, side, views DESC, page
-LIMIT {p_top} + 1 BY side
-"""
-    return sql, params
+LIMIT {p_top} + 1 BY side"""
+    header = ("-- Paths around one page: previous and next view in the session, "
+              "conversion after it.")
+    return Query(header, (session_events, sessions, page_views, sides), final, params)
+
+
+def build_sql(spec: PathsSpec, columns: dict[str, str], as_of: datetime,
+              date_from: date, date_to: date) -> tuple[str, SqlParams]:
+    query = build_query(spec, columns, as_of, date_from, date_to)
+    return query.sql(), query.params
 
 
 def run_paths(warehouse: Warehouse, spec: PathsSpec, reporting_tz: str = "UTC") -> AnalysisResult:

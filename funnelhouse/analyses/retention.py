@@ -29,8 +29,10 @@ from zoneinfo import ZoneInfo
 from funnelhouse.analyses.common import (
     EVENTS_TABLE,
     AnalysisResult,
+    Cte,
     EventSpec,
     Properties,
+    Query,
     SpecError,
     SqlParams,
     analysis_window,
@@ -112,9 +114,10 @@ class RetentionSpec:
                 "as_of": utc_text(self.as_of) if self.as_of else None}
 
 
-def build_sql(spec: RetentionSpec, columns: dict[str, str], as_of: datetime,
-              date_from: date, date_to: date) -> tuple[str, SqlParams]:
-    """One pass over the events, grouped by person into arrays (no self-join)."""
+def build_query(spec: RetentionSpec, columns: dict[str, str], as_of: datetime,
+                date_from: date, date_to: date) -> Query:
+    """One pass over the events, grouped by person into arrays (no self-join): named
+    pieces events, people (each person's cohorts and return periods), memberships."""
     params = SqlParams()
     props = Properties(columns, params)
     p_from = params.add("date_from", "Date", date_from.isoformat())
@@ -155,11 +158,11 @@ def build_sql(spec: RetentionSpec, columns: dict[str, str], as_of: datetime,
                 if spec.breakdown else "GROUP BY cohort_period, breakdown")
     is_total = "grouping(breakdown)" if spec.breakdown else "0"
 
-    sql = f"""-- Retention: cohorts by {comment(spec.cohort)} ({spec.cohort_type}), \
-{unit}s 0..periods, mode {spec.mode}.
--- Periods are calendar {unit}s of the reporting time zone (event_date); weeks start on Monday.
-WITH
-events AS (
+    header = (f"-- Retention: cohorts by {comment(spec.cohort)} ({spec.cohort_type}), "
+              f"{unit}s 0..periods, mode {spec.mode}.\n"
+              f"-- Periods are calendar {unit}s of the reporting time zone (event_date); "
+              "weeks start on Monday.")
+    events = Cte("events", f"""\
     SELECT
         person_id,
         event_at,
@@ -170,10 +173,8 @@ events AS (
         toUInt8({return_cond}) AS is_return_event,
         {breakdown} AS breakdown_value
     FROM {EVENTS_TABLE}
-    WHERE event_at <= {p_as_of}
-),
-
-people AS (
+    WHERE event_at <= {p_as_of}""")
+    people = Cte("people", f"""\
     -- one row per person: the cohort(s) they belong to and every period they came back in
     SELECT
         person_id,
@@ -181,10 +182,8 @@ people AS (
         groupUniqArrayIf(period_start, is_return_event = 1) AS return_periods
     FROM events
     GROUP BY person_id
-    HAVING length(cohorts) > 0
-),
-
-memberships AS (
+    HAVING length(cohorts) > 0""")
+    memberships = Cte("memberships", f"""\
     SELECT
         person_id,
         cohort.period AS cohort_period,
@@ -194,9 +193,8 @@ memberships AS (
         arrayFilter(k -> k >= 0,
                     arrayMap(p -> dateDiff('{unit}', cohort_period, p), return_periods)) AS offsets
     FROM people
-    ARRAY JOIN cohorts AS cohort
-)
-
+    ARRAY JOIN cohorts AS cohort""")
+    final = f"""\
 SELECT
     {is_total} AS is_total,
     cohort_period,
@@ -205,9 +203,14 @@ SELECT
     sumForEach({returned}) AS returned  {returned_note}
 FROM memberships
 {group_by}
-ORDER BY cohort_period, is_total DESC, cohort_size DESC, breakdown
-"""
-    return sql, params
+ORDER BY cohort_period, is_total DESC, cohort_size DESC, breakdown"""
+    return Query(header, (events, people, memberships), final, params)
+
+
+def build_sql(spec: RetentionSpec, columns: dict[str, str], as_of: datetime,
+              date_from: date, date_to: date) -> tuple[str, SqlParams]:
+    query = build_query(spec, columns, as_of, date_from, date_to)
+    return query.sql(), query.params
 
 
 def period_index(unit: str, start: date, day: date) -> int:
@@ -244,7 +247,7 @@ def shape_result(spec: RetentionSpec, rows: list[dict[str, Any]], sql: str, para
     """Cohort × period table; cells of periods that had not begun at as_of are None."""
     epoch = date(1970, 1, 5)      # a Monday: any fixed origin works for differences
     current = period_index(spec.period, epoch, period_start(spec.period, as_of_day(as_of, tz)))
-    cohorts = []
+    cohorts: list[dict[str, Any]] = []
     for row in rows:
         start = date.fromisoformat(row["cohort_period"])
         age = current - period_index(spec.period, epoch, start)
@@ -261,7 +264,7 @@ def shape_result(spec: RetentionSpec, rows: list[dict[str, Any]], sql: str, para
         overall.append(pct(sum(c["counts"][k] for c in seen), sum(c["size"] for c in seen)))
     columns = (["cohort"] + (["breakdown"] if spec.breakdown else []) + ["size"]
                + [f"{spec.period[0]}{k}" for k in range(spec.periods + 1)])
-    table = []
+    table: list[list[Any]] = []
     for c in cohorts:
         label = "(all)" if c["breakdown"] is None else (c["breakdown"] or "(none)")
         table.append([c["cohort"]] + ([label] if spec.breakdown else [])
