@@ -13,7 +13,7 @@ from starlette.routing import Route
 from funnelhouse.api.endpoint import admin_endpoint, failure, json_object
 from funnelhouse.collector.plan import TrackingPlan
 from funnelhouse.config import Settings
-from funnelhouse.jobs.replay import replay_invalid
+from funnelhouse.jobs.replay import ReplayResult, replay_invalid
 from funnelhouse.warehouse.base import Warehouse
 
 
@@ -21,7 +21,7 @@ def routes(settings: Settings, warehouse: Warehouse, job_lock: threading.Lock) -
     """`job_lock` is held by every job that writes derived tables (replay, models)."""
 
     async def replay(request: Request) -> dict:
-        def job():  # type: ignore[no-untyped-def]
+        def job() -> ReplayResult:
             with job_lock:
                 # The plan on disk may have been fixed since start: reload it.
                 return replay_invalid(warehouse, settings, TrackingPlan.load(settings.plan_dir))
@@ -29,12 +29,12 @@ def routes(settings: Settings, warehouse: Warehouse, job_lock: threading.Lock) -
         return dataclasses.asdict(await asyncio.to_thread(job))
 
     async def models_run(request: Request) -> dict:
-        from funnelhouse.models.run import run_models
+        from funnelhouse.models.run import ModelRun, run_models
 
         body = await json_object(request)
         lines: list[str] = []
 
-        def job():  # type: ignore[no-untyped-def]
+        def job() -> list[ModelRun]:
             with job_lock:
                 return run_models(
                     warehouse, settings,

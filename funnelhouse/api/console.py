@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+from collections.abc import Awaitable, Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -31,7 +32,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from funnelhouse.analyses.campaigns import CampaignQuery, campaign_performance
 from funnelhouse.analyses.coverage import coverage
-from funnelhouse.api.endpoint import admin_endpoint, failure, json_object
+from funnelhouse.api.endpoint import ErrorRule, Handler, admin_endpoint, failure, json_object
 from funnelhouse.collector.plan import PAYLOAD_OF_EVENT, TrackingPlan
 from funnelhouse.config import Settings
 from funnelhouse.models.built import NotBuilt, existing_tables
@@ -338,7 +339,7 @@ def _segment_failure(exc: BaseException) -> tuple[int, dict[str, Any]]:
 
 def routes(settings: Settings, reader: Warehouse, plan: TrackingPlan) -> list[BaseRoute]:
     """The console's data endpoints over a read-only handle, and its static files."""
-    errors = [(NotBuilt, failure(503, "not_built")),
+    errors: list[ErrorRule] = [(NotBuilt, failure(503, "not_built")),
               (SegmentError, _segment_failure),
               (WarehouseError, failure(400, "query_failed")),
               ((ValueError, TypeError), failure(400, "bad_spec"))]
@@ -347,7 +348,7 @@ def routes(settings: Settings, reader: Warehouse, plan: TrackingPlan) -> list[Ba
     # lookups (meta, search, preview) do not queue behind it.
     auditor = reader.readonly()
 
-    def endpoint(handler):  # type: ignore[no-untyped-def]
+    def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         return admin_endpoint(settings, handler, errors)
 
     def run(fn: Any, *args: Any, **kwargs: Any) -> Any:

@@ -237,7 +237,8 @@ def routes(settings: Settings, warehouse: Warehouse, hooks: ForgetHooks | None =
         status = {"unknown_segment": 404, "segment_exists": 409}.get(exc.reason, 400)
         return status, exc.as_json()
 
-    def endpoint(handler: Callable[[Request], Awaitable[Any]]):  # type: ignore[no-untyped-def]
+    def endpoint(handler: Callable[[Request], Awaitable[Any]]
+                 ) -> Callable[[Request], Awaitable[Response]]:
         return admin_endpoint(settings, handler, errors=[
             (SegmentError, segment_failure),
             (PathNotAllowed, failure(400, "path_not_allowed")),

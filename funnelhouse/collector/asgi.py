@@ -7,7 +7,7 @@ With a ClickHouse server configured, /v1/sql is served too (read-only user setti
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
@@ -33,7 +33,7 @@ def build() -> Starlette:
         finally:
             await sink.stop()
 
-    routes: list[BaseRoute] = []
+    routes: Sequence[BaseRoute] = ()
     if settings.clickhouse_url:
         from funnelhouse.api.sql import sql_routes
         from funnelhouse.warehouse.open import open_warehouse

@@ -158,7 +158,7 @@ class DedupWindow:
                 self._db.execute("COMMIT")
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
-                self._db.execute("ROLLBACK")  # type: ignore[union-attr]
+                self._db.execute("ROLLBACK")
             log.warning("dedup window not persisted: %s", exc)
 
     def close(self) -> None:

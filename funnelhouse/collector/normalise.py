@@ -78,7 +78,7 @@ def _fast(value: Any, max_depth: int, max_string: int, depth: int,
 
 
 # Values copied as they are; strings too when none can be over the length limit.
-_LEAVES = frozenset({int, float, bool, type(None)})
+_LEAVES: frozenset[type] = frozenset({int, float, bool, type(None)})
 _SHORT_LEAVES = _LEAVES | {str}
 
 

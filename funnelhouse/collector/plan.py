@@ -413,7 +413,7 @@ def _explain(error: ValidationError) -> list[tuple[list[Any], str]]:
     single branch applies, the branches' descriptions are listed.
     """
     if error.validator in _SCHEMA_LISTS and isinstance(error.validator_value, list):
-        by_branch: dict[int, list[ValidationError]] = {}
+        by_branch: dict[str | int, list[ValidationError]] = {}
         for sub in error.context or ():
             by_branch.setdefault(sub.relative_schema_path[0], []).append(sub)
         applicable = [errs for errs in by_branch.values()

@@ -27,6 +27,7 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -165,7 +166,7 @@ def generate(
     """All rows in memory, with the truth — for tests and small demos."""
     rows: list[dict] = []
     truth: list[PersonTruth] = []
-    for person_rows, person_truth in _people(seed, people, days, start_date, **options):
+    for person_rows, person_truth in _people(seed, people, days, start_date, 0, options):
         rows.extend(person_rows)
         truth.append(person_truth)
     counts: dict[str, int] = {}
@@ -194,7 +195,7 @@ def iter_rows(
     `first_person`/`people` select a slice of persons, so several processes can
     generate disjoint parts of one dataset.
     """
-    for person_rows, _ in _people(seed, people, days, start_date, first_person, **options):
+    for person_rows, _ in _people(seed, people, days, start_date, first_person, options):
         yield from person_rows
 
 
@@ -220,8 +221,9 @@ def iter_json_batches(
 
 
 def _people(
-    seed: int, people: int, days: int, start_date: date, first_person: int = 0, **options: float
-):
+    seed: int, people: int, days: int, start_date: date, first_person: int,
+    options: dict[str, float],
+) -> Iterator[tuple[list[dict[str, Any]], PersonTruth]]:
     start_ms = int(
         datetime(start_date.year, start_date.month, start_date.day, tzinfo=UTC).timestamp() * 1000
     )
@@ -279,7 +281,7 @@ class _Person:
         )
         kinds = list(DEVICE_KINDS)
         n_devices = rng.choices([1, 2, 3], [0.5, 0.35, 0.15])[0]
-        self.devices = []
+        self.devices: list[dict[str, Any]] = []
         for _ in range(n_devices):
             kind = rng.choice(kinds)
             self.devices.append(
@@ -326,8 +328,8 @@ class _Person:
             device = self.devices[0] if i == 0 else rng.choice(self.devices)
             self._session(device, start, first=(i == 0))
         if self.identifies and self.identified_at is not None:
-            self._server_orders()
-            self._store_visits()
+            self._server_orders(self.identified_at)
+            self._store_visits(self.identified_at)
         return self.rows, self.truth
 
     def _local_start(self, day: int) -> int:
@@ -548,12 +550,12 @@ class _Person:
                 traits={"email": f"{self.user_id}@example.com", "name": f"Person {self.index}"},
             )
 
-    def _server_orders(self) -> None:
+    def _server_orders(self, identified_at: int) -> None:
         rng = self.rng
         if rng.random() >= 0.15:
             return
         for _ in range(rng.randint(1, 2)):
-            t = self.identified_at + rng.randint(1, 72) * 3600 * 1000
+            t = identified_at + rng.randint(1, 72) * 3600 * 1000
             cart = [(rng.choice(PRODUCTS), rng.randint(1, 2))]
             ctx = {
                 "device": None,
@@ -564,13 +566,13 @@ class _Person:
             }
             self._purchase(ctx, t, cart, source="backend")
 
-    def _store_visits(self) -> None:
+    def _store_visits(self, identified_at: int) -> None:
         rng = self.rng
         if rng.random() >= 0.2:
             return
         store = rng.choice(sorted(STORES))
         staff = rng.choice(STORES[store])
-        t = self.identified_at + rng.randint(-72, 72) * 3600 * 1000
+        t = identified_at + rng.randint(-72, 72) * 3600 * 1000
         ctx = {"device": None, "channel": "offline", "session_id": "", "late": False, "late_ms": 0}
         self._emit(ctx, t, "store_visit", {"store_id": store}, source="pos")
         if rng.random() < 0.7:

@@ -10,7 +10,12 @@ import time
 from collections.abc import Sequence
 
 import orjson
-from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    wait_exponential_jitter,
+)
 
 from funnelhouse.collector import metrics
 from funnelhouse.loader.sources.base import Batch, Source
@@ -132,10 +137,10 @@ class Loader:
             metrics.loader_rows.labels("events_invalid").inc(batch.invalid_rows)
 
     @staticmethod
-    def _log_retry(state) -> None:  # type: ignore[no-untyped-def]
+    def _log_retry(state: RetryCallState) -> None:
         metrics.loader_failures.inc()
         log.warning("warehouse insert failed (attempt %d), retrying: %s",
-                    state.attempt_number, state.outcome.exception())
+                    state.attempt_number, state.outcome.exception() if state.outcome else None)
 
 
 def first_copies(warehouse: Warehouse, items: Sequence[bytes]) -> tuple[list[bytes], list[str]]:

@@ -28,6 +28,7 @@ any id of the person (through the identity map).
 
 from __future__ import annotations
 
+import builtins
 import re
 import secrets
 import threading
@@ -245,7 +246,8 @@ def compile_definition(definition: dict[str, Any], columns: dict[str, dict[str, 
     ctes: list[str] = []
     container_names: list[str] = []
     for ci, container in enumerate(definition["containers"]):
-        keep, drop = [], []
+        keep: list[str] = []
+        drop: list[str] = []
         for gi, group in enumerate(container["groups"]):
             name = f"c{ci}_g{gi}"
             path = f"$.containers[{ci}].groups[{gi}]"
@@ -528,7 +530,7 @@ class Segments:
             WHERE s.deleted = 0
             ORDER BY s.segment_id""").dicts()
 
-    def versions(self, segment_id: str) -> list[dict[str, Any]]:
+    def versions(self, segment_id: str) -> builtins.list[dict[str, Any]]:
         return self.reader.query(
             "SELECT version, name, kind, toString(created_at) AS created_at, created_by, deleted "
             "FROM segments WHERE segment_id = {s:String} ORDER BY version",
@@ -583,7 +585,7 @@ class Segments:
         raise SegmentError("the SQL must return a person_id column (or a single column)",
                            "$.sql", "invalid_sql")
 
-    def _sql_people(self, definition: dict[str, Any], where: str = "1") -> list[str]:
+    def _sql_people(self, definition: dict[str, Any], where: str = "1") -> builtins.list[str]:
         """The person ids a raw-SQL definition returns, read on the limited read-only handle."""
         query, index = self._sql_column(definition)
         try:
@@ -616,7 +618,7 @@ class Segments:
         with _segment_lock(segment_id):
             return self._materialise(self.get(segment_id), as_of or datetime.now(UTC))
 
-    def materialise_all(self, *, as_of: datetime | None = None) -> list[Materialisation]:
+    def materialise_all(self, *, as_of: datetime | None = None) -> builtins.list[Materialisation]:
         """Every current segment; one failing segment does not stop the others."""
         done = []
         for row in self.list():
@@ -721,7 +723,7 @@ class Segments:
                 "version": None, "materialised_at": None}
 
     def members(self, segment_id: str, *, limit: int | None = None, offset: int = 0
-                ) -> list[dict[str, Any]]:
+                ) -> builtins.list[dict[str, Any]]:
         self.get(segment_id)
         return self.reader.query(members_sql(limit is not None),
                                  {"s": segment_id, "limit": limit or 0, "offset": offset}).dicts()
@@ -731,7 +733,7 @@ class Segments:
         self.get(segment_id)
         return self.reader.query_raw(members_sql(False), fmt, {"s": segment_id})
 
-    def history(self, segment_id: str) -> list[dict[str, Any]]:
+    def history(self, segment_id: str) -> builtins.list[dict[str, Any]]:
         """Size and KPIs at every materialisation, oldest first."""
         self.get(segment_id)
         return self.reader.query(

@@ -30,9 +30,9 @@ from pathlib import Path
 
 import orjson
 
-from funnelhouse.collector.sinks.base import Record
+from funnelhouse.collector.sinks.base import Record, Stream
 
-_STREAM_CODES = {"events": 0, "invalid": 1}
+_STREAM_CODES: dict[Stream, int] = {"events": 0, "invalid": 1}
 _STREAM_NAMES = {code: name for name, code in _STREAM_CODES.items()}
 
 _TABLES = (
@@ -63,7 +63,7 @@ class Chunk:
 
     first: int
     last: int
-    stream: str
+    stream: Stream
     rows: bytes
 
     def __len__(self) -> int:

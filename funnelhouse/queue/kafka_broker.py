@@ -27,7 +27,6 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 from pathlib import Path
 from string import Template
 from types import TracebackType
@@ -153,19 +152,22 @@ class KafkaBroker:
             self._format()
         log = open(self.log_path, "ab")
         try:
-            spawn = partial(
-                subprocess.Popen, self._java("kafka.Kafka", str(self._properties_path)),
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                cwd=self.data_dir, start_new_session=True,
-                preexec_fn=_die_with_parent if self.die_with_parent else None,
-            )
+            def spawn() -> subprocess.Popen[bytes]:
+                return subprocess.Popen(
+                    self._java("kafka.Kafka", str(self._properties_path)),
+                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                    cwd=self.data_dir, start_new_session=True,
+                    preexec_fn=_die_with_parent if self.die_with_parent else None,
+                )
+
             # The kernel's parent-death signal follows the *thread* that forked, so
             # fork from one that lives as long as the process, not from a passing
             # worker thread (asyncio.to_thread) whose exit would kill the broker.
-            self._process = _SPAWNER.submit(spawn).result() if self.die_with_parent else spawn()
+            process = _SPAWNER.submit(spawn).result() if self.die_with_parent else spawn()
+            self._process = process
         finally:
             log.close()
-        self._pid_path.write_text(str(self._process.pid))
+        self._pid_path.write_text(str(process.pid))
         try:
             self._wait_ready(timeout)
         except BaseException:

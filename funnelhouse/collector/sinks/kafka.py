@@ -108,12 +108,12 @@ class KafkaSink:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self.spool, self._spool_lock = await loop.run_in_executor(
-            self._executor, self._open_spool)
-        self._depth = await loop.run_in_executor(self._executor, self.spool.depth)
+        spool, self._spool_lock = await loop.run_in_executor(self._executor, self._open_spool)
+        self.spool = spool
+        self._depth = await loop.run_in_executor(self._executor, spool.depth)
         if self._depth:
             log.warning("kafka spool %s holds %d records from before; replaying",
-                        self.spool.path, self._depth)
+                        spool.path, self._depth)
         try:
             async with asyncio.timeout(max(self.ack_timeout, 5.0)):
                 await self._connect()
