@@ -357,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
         server_key = next((k[0] for k in keys if k[2:3] == ["server"]), "SERVER_KEY")
         print(f"""
 funnelhouse, scaled, on this machine (state and logs in {data_dir})
-  collector ({options.workers} workers):  {collector}   write key: {key}
+  collector:               {collector}   ({options.workers} workers)   write key: {key}
   Kafka:                   {bootstrap}   events topic: {options.partitions} partitions
   loaders:                 {options.loaders}, /metrics on ports {options.port + 1000}…
   warehouse:               {shown}
