@@ -188,13 +188,13 @@ def pixel_message(request: Request) -> dict[str, Any]:
         try:
             decoded = data if data.lstrip().startswith("{") else base64.urlsafe_b64decode(
                 data + "=" * (-len(data) % 4)).decode("utf-8")
-            message = orjson.loads(decoded)
+            doc = orjson.loads(decoded)
         except (ValueError, UnicodeDecodeError, orjson.JSONDecodeError) as exc:
             raise Refusal("malformed_json", f"pixel data is not JSON or base64 JSON: {exc}"
                           ) from exc
-        if not isinstance(message, dict):
+        if not isinstance(doc, dict):
             raise Refusal("bad_batch", "pixel data must be one JSON object")
-        return message
+        return doc
     message: dict[str, Any] = {"type": params.get("type", "track")}
     properties: dict[str, Any] = {}
     context: dict[str, Any] = {}

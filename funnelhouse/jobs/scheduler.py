@@ -30,6 +30,7 @@ import time as _time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -111,7 +112,7 @@ class Scheduler:
                 day = job.due(now)
                 if day is None:
                     continue
-                call: Callable[[], Any] = lambda job=job, day=day: job.run(day)  # noqa: E731
+                call: Callable[[], Any] = partial(job.run, day)
                 key, keep = f"{job.name}/{day.isoformat()}", 26 * 3600.0
             else:
                 if not job.due(now):

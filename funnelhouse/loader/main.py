@@ -9,8 +9,10 @@ loader may be inserting while a migration copies events_raw): it waits for
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
+from collections.abc import Iterator
 
 import uvicorn
 from starlette.applications import Starlette
@@ -39,6 +41,15 @@ def metrics_app(loader: Loader) -> Starlette:
     return Starlette(routes=[Route("/metrics", metrics_endpoint), Route("/healthz", healthz)])
 
 
+class _MetricsServer(uvicorn.Server):
+    """uvicorn leaving SIGINT/SIGTERM to the loader, which stops this server itself."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # uvicorn >= 0.29 takes the signals here (signal.signal) while it serves.
+        yield
+
+
 async def run_loader(settings: Settings) -> None:
     """Load until SIGINT/SIGTERM; SystemExit(2) when the schema is not migrated."""
     warehouse = open_warehouse(settings)
@@ -54,10 +65,8 @@ async def run_loader(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, loader.stop)
-    server = uvicorn.Server(uvicorn.Config(metrics_app(loader), host=settings.host,
+    server = _MetricsServer(uvicorn.Config(metrics_app(loader), host=settings.host,
                                            port=settings.loader_port, log_level="warning"))
-    # The metrics server must not install its own signal handlers over ours.
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     metrics_task = asyncio.create_task(server.serve())
     log.info("loader running (%s → %s), metrics on :%d",
              "kafka" if settings.kafka_bootstrap else "embedded log", warehouse.backend,
