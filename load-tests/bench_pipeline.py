@@ -546,6 +546,7 @@ def _rows_for_loader(rows: int) -> Any:
 
 async def _loader_child(args: argparse.Namespace) -> dict[str, Any]:
     from funnelhouse.collector.sinks.base import Record
+    from funnelhouse.config import PACKAGE_ROOT
     from funnelhouse.loader.load import Loader
     from funnelhouse.queue.eventlog import EventLog
     from funnelhouse.warehouse.chdb import ChdbWarehouse
@@ -597,7 +598,7 @@ async def _loader_child(args: argparse.Namespace) -> dict[str, Any]:
         source = KafkaSource(args.bootstrap, group_id=f"bench-loader-{os.getpid()}", **topics)
 
     warehouse = ChdbWarehouse(folder / "warehouse")
-    migrate(warehouse, ROOT / "sql" / "migrations")
+    migrate(warehouse, PACKAGE_ROOT / "sql" / "migrations")
     await source.start()
     loader_ = Loader(source, warehouse, batch_rows=50_000, batch_seconds=0.5)
     # Where the drain's time goes: reading the queue, inserting, committing.

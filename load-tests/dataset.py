@@ -138,9 +138,10 @@ def load(warehouse: Any, files: Path, copies: int, *, progress: Progress = _say)
     The files are parsed once into a staging table (chdb inserts nothing when one
     INSERT … SELECT reads and writes the same table), copied from there, then dropped.
     """
+    from funnelhouse.config import PACKAGE_ROOT
     from funnelhouse.warehouse.migrate import migrate
 
-    migrate(warehouse, ROOT / "sql" / "migrations")
+    migrate(warehouse, PACKAGE_ROOT / "sql" / "migrations")
     before = warehouse.query("SELECT count() FROM events_raw").scalar()
     warehouse.execute("DROP TABLE IF EXISTS bench_base")
     warehouse.execute("CREATE TABLE bench_base AS events_raw")

@@ -67,6 +67,9 @@ def _blank(ttype: object) -> bool:
 
 def migrate(warehouse: Warehouse, migrations_dir: Path) -> list[str]:
     """Apply every migration not yet recorded; return the versions applied now."""
+    if not any(migrations_dir.glob("*.sql")):
+        # A wrong path must not look like "up to date" (a moved folder once did).
+        raise FileNotFoundError(f"no migrations in {migrations_dir}")
     warehouse.execute(_LEDGER)
     done = {row[0] for row in warehouse.query("SELECT version FROM schema_migrations").rows}
     applied = []
