@@ -155,23 +155,30 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:500] if text else type(exc).__name__
 
 
-def _said(fn: Callable[P, R]) -> Callable[P, R]:
-    """The library's exceptions as ClientError, with the reason the HTTP API would give."""
-    @functools.wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return fn(*args, **kwargs)
-        except ClientError:
-            raise
-        except WarehouseError as exc:
-            raise ClientError(_first_line(exc), "warehouse_error") from exc
-        except (ValueError, KeyError) as exc:  # SpecError, SegmentError, SqlRefused …
-            as_json = getattr(exc, "as_json", None)
-            detail = as_json() if callable(as_json) else {}
-            raise ClientError(str(detail.get("error") or _first_line(exc)),
-                              str(detail.get("reason") or "bad_request"),
-                              detail.get("path")) from exc
-    return wrapper
+def _said(value: str = "bad_request", warehouse: str = "warehouse_error"
+          ) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """The library's exceptions as ClientError, with the reason the HTTP endpoint of the
+    same operation gives (`value` for a refused request, `warehouse` for a failed query)."""
+    def decorate(fn: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(fn)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return fn(*args, **kwargs)
+            except ClientError:
+                raise
+            except WarehouseError as exc:
+                reason = warehouse
+                if warehouse == "query_failed" and "readonly" in str(exc).lower():
+                    reason = "read_only"   # as POST /v1/sql says it
+                raise ClientError(_first_line(exc), reason) from exc
+            except (ValueError, KeyError) as exc:  # SpecError, SegmentError, SqlRefused …
+                as_json = getattr(exc, "as_json", None)
+                detail = as_json() if callable(as_json) else {}
+                raise ClientError(str(detail.get("error") or _first_line(exc)),
+                                  str(detail.get("reason") or value),
+                                  detail.get("path")) from exc
+        return wrapper
+    return decorate
 
 
 class LocalClient(Client):
@@ -226,7 +233,7 @@ class LocalClient(Client):
                 handle.close()
         self._reader = self._writer = self._people = self._runner = None
 
-    @_said
+    @_said(warehouse="query_failed")
     def sql(self, query: str, fmt: str) -> bytes:
         from funnelhouse.api.sql import FORMATS
         from funnelhouse.warehouse.sql_guard import SqlRunner
@@ -238,7 +245,7 @@ class LocalClient(Client):
             self._runner = SqlRunner(self.reader, self.settings, size=1)
         return bytes(self._runner.run(self._runner.guard(query), FORMATS[fmt][0]))
 
-    @_said
+    @_said()
     def models_run(self, *, full_refresh: bool = False, since: str | None = None,
                    select: list[str] | None = None, progress: Progress = print
                    ) -> dict[str, Any]:
@@ -255,7 +262,7 @@ class LocalClient(Client):
                           select=select or None, progress=said)
         return {"runs": [dataclasses.asdict(r) for r in runs], "log": lines}
 
-    @_said
+    @_said()
     def replay_invalid(self) -> dict[str, Any]:
         from funnelhouse.collector.plan import TrackingPlan
         from funnelhouse.jobs.replay import replay_invalid
@@ -263,7 +270,7 @@ class LocalClient(Client):
         return dataclasses.asdict(replay_invalid(self.writer, self.settings,
                                                  TrackingPlan.load(self.settings.plan_dir)))
 
-    @_said
+    @_said(value="bad_spec", warehouse="query_failed")
     def coverage(self, *, days: int, source: str | None,
                  plan_dir: Path | None = None) -> dict[str, Any]:
         from funnelhouse.analyses.coverage import coverage
@@ -272,13 +279,13 @@ class LocalClient(Client):
         plan = TrackingPlan.load(plan_dir or self.settings.plan_dir)
         return coverage(self.reader, plan, days=days, source=source)
 
-    @_said
+    @_said(value="bad_spec", warehouse="query_failed")
     def analysis(self, name: str, doc: dict[str, Any]) -> dict[str, Any]:
         from funnelhouse.analyses import run_analysis
 
         return run_analysis(name, doc, self.reader, self.settings.reporting_tz).to_dict()
 
-    @_said
+    @_said(value="bad_spec", warehouse="query_failed")
     def save_segment(self, analysis: str, spec: dict[str, Any], who: str,
                      name: str) -> dict[str, Any]:
         from funnelhouse.analyses.cohorts import save_as_segment
@@ -286,67 +293,67 @@ class LocalClient(Client):
         return save_as_segment(analysis, spec, who, name, reader=self.reader,
                                writer=self.writer, settings=self.settings)
 
-    @_said
+    @_said()
     def segment_list(self) -> dict[str, Any]:
         return dict(self.people.segment_list())
 
-    @_said
+    @_said()
     def segment_create(self, doc: dict[str, Any], *, materialise: bool = True
                        ) -> dict[str, Any]:
         return dict(self.people.segment_create(doc, materialise=materialise, created_by="cli"))
 
-    @_said
+    @_said()
     def segment_update(self, segment_id: str, doc: dict[str, Any], *,
                        materialise: bool = True) -> dict[str, Any]:
         return dict(self.people.segment_update(segment_id, doc, materialise=materialise))
 
-    @_said
+    @_said()
     def segment_show(self, segment_id: str, version: int | None = None) -> dict[str, Any]:
         return dict(self.people.segment_show(segment_id, version))
 
-    @_said
+    @_said()
     def segment_delete(self, segment_id: str) -> dict[str, Any]:
         return dict(self.people.segment_delete(segment_id))
 
-    @_said
+    @_said()
     def segment_materialise(self, segment_id: str | None = None) -> dict[str, Any]:
         return dict(self.people.segment_materialise(segment_id))
 
-    @_said
+    @_said()
     def segment_members(self, segment_id: str, *, limit: int | None = None) -> dict[str, Any]:
         return dict(self.people.segment_members(segment_id, limit=limit))
 
-    @_said
+    @_said()
     def segment_members_csv(self, segment_id: str) -> bytes:
         return bytes(self.people.segment_members_csv(segment_id))
 
-    @_said
+    @_said()
     def segment_check(self, segment_id: str, any_id: str) -> dict[str, Any]:
         return dict(self.people.segment_check(segment_id, any_id))
 
-    @_said
+    @_said()
     def segment_history(self, segment_id: str) -> dict[str, Any]:
         return dict(self.people.segment_history(segment_id))
 
-    @_said
+    @_said()
     def segment_from_sql(self, body: dict[str, Any]) -> dict[str, Any]:
         return dict(self.people.segment_from_sql(body))
 
-    @_said
+    @_said()
     def signal(self, name: str, options: dict[str, Any]) -> dict[str, Any]:
         return dict(self.people.signal(name, dict(options)))
 
-    @_said
+    @_said()
     def export(self, body: dict[str, Any], out: str | None) -> dict[str, Any]:
         # The operator's own shell works on the data itself: any folder.
         body = {**body, "out": str(Path(out).resolve()) if out else None}
         return dict(self.people.export(body, out_anywhere=True))
 
-    @_said
+    @_said()
     def forget(self, user_id: str, *, requested_by: str, reason: str) -> dict[str, Any]:
         return dict(self.people.forget(user_id, requested_by=requested_by, reason=reason))
 
-    @_said
+    @_said()
     def forget_log(self) -> dict[str, Any]:
         return dict(self.people.forget_log())
 

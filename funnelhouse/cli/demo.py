@@ -12,14 +12,18 @@ from funnelhouse.server import instance
 def cmd_demo(args: argparse.Namespace) -> int:
     from funnelhouse.demo.send import run_demo
 
-    settings = instance.with_local_credentials(settings_of(args))
+    settings = settings_of(args)
     url = args.url or instance.running_url(settings)
     if not url:
-        print("no running funnelhouse for this data folder: start `funnelhouse up` or pass "
-              "--url and --write-key", file=sys.stderr)
+        # Nothing is made in the folder (no credentials) when there is nothing to send to.
+        print(f"no running funnelhouse for {settings.data_dir.resolve()}: start "
+              "`funnelhouse up` or pass --url and --write-key", file=sys.stderr)
         return 1
-    server_keys = [k.key for k in settings.write_keys if k.kind == "server"]
-    write_key = args.write_key or (server_keys[0] if server_keys else settings.write_keys[0].key)
+    write_key = args.write_key
+    if not write_key:
+        settings = instance.with_local_credentials(settings)
+        server_keys = [k.key for k in settings.write_keys if k.kind == "server"]
+        write_key = server_keys[0] if server_keys else settings.write_keys[0].key
     print(f"sending {args.people} visitors over {args.days} days to {url} …")
     result = run_demo(url, write_key, people=args.people, days=args.days, seed=args.seed)
     print(f"sent {result.sent:,} events in {result.seconds:.1f}s: accepted {result.accepted:,}, "

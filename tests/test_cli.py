@@ -1,0 +1,203 @@
+"""The command line: every command's --help, and the same answer on the data folder itself
+as through a running `funnelhouse up` (a real process) for every command that has both ways."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from funnelhouse.cli.main import build_parser, main
+from tests.conftest import Funnelhouse, wait_until
+
+# Out of the way during the test: the instance's own refreshes would change what we compare.
+QUIET = {"FUNNELHOUSE_MODELS_INTERVAL_SECONDS": "3600",
+         "FUNNELHOUSE_SEGMENTS_INTERVAL_MINUTES": "600"}
+AS_OF = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%dT00:00:00Z")
+
+
+def command_paths(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()
+                  ) -> Iterator[tuple[str, ...]]:
+    """Every command and sub-command the parser knows, as argv prefixes."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                yield (*prefix, name)
+                yield from command_paths(child, (*prefix, name))
+
+
+ALL_COMMANDS = sorted(command_paths(build_parser()))
+
+
+def test_the_parser_knows_every_command() -> None:
+    top = {path[0] for path in ALL_COMMANDS}
+    assert {"up", "collector", "loader", "migrate", "token", "sql", "plan", "replay-invalid",
+            "models", "demo", "segment", "signals", "export", "forget", "funnel", "retention",
+            "paths", "timeline", "bench"} <= top
+    assert ("models", "run") in ALL_COMMANDS and ("segment", "members") in ALL_COMMANDS
+
+
+@pytest.mark.parametrize("path", ALL_COMMANDS, ids=" ".join)
+def test_every_command_has_help(path: tuple[str, ...], capsys: pytest.CaptureFixture[str]
+                                ) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main([*path, "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: funnelhouse {' '.join(path)}"), out[:200]
+
+
+def test_the_module_and_the_script_run_the_same_command_line() -> None:
+    script = Path(sys.executable).with_name("funnelhouse")
+    for argv in ([sys.executable, "-m", "funnelhouse.cli", "--help"], [str(script), "--help"]):
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert "replay-invalid" in result.stdout and "timeline" in result.stdout
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("FUNNELHOUSE_DATA_DIR", "FUNNELHOUSE_CLICKHOUSE_URL",
+                        "FUNNELHOUSE_CONFIG")}
+    return {**env, **extra}
+
+
+def test_sql_without_data_says_where_it_looked_and_makes_nothing(tmp_path: Path) -> None:
+    for argv in (["sql", "SELECT 1"], ["models", "run"], ["segment", "list"],
+                 ["funnel", "--step", "a", "--step", "b"], ["demo"]):
+        result = subprocess.run([sys.executable, "-m", "funnelhouse.cli", *argv], cwd=tmp_path,
+                                env=clean_env(), capture_output=True, text=True, timeout=60)
+        assert result.returncode != 0, argv
+        assert str(tmp_path / ".funnelhouse") in result.stderr, (argv, result.stderr)
+        assert list(tmp_path.iterdir()) == [], argv   # no empty ./.funnelhouse
+    said = subprocess.run([sys.executable, "-m", "funnelhouse.cli", "sql", "SELECT 1"],
+                          cwd=tmp_path, env=clean_env(), capture_output=True, text=True,
+                          timeout=60).stderr
+    assert "instance.json" in said and "warehouse" in said and "--data-dir" in said
+
+
+# -- the same answer both ways -----------------------------------------------------------
+
+def cli(data_dir: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "funnelhouse.cli", *args, "--data-dir",
+                           str(data_dir)], env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+def without_timings(text: str) -> str:
+    return re.sub(r"in \d+\.\d+s", "in …s", text)
+
+
+def rows_of(text: str, *keys: str) -> list[dict[str, Any]]:
+    return [{k: row.get(k) for k in keys} for row in orjson.loads(text)]
+
+
+# (name, argv, what of the output must agree): run in this order, state changes included.
+SCRIPT: list[tuple[str, list[str], Any]] = [
+    ("models run", ["models", "run", "--full-refresh"], without_timings),
+    ("models run --select a,b", ["models", "run", "--select", "identity_map,sessions"],
+     without_timings),
+    ("replay-invalid", ["replay-invalid"], str),
+    ("sql csv", ["sql", "--format", "csv", "SELECT event, count() AS n FROM events_raw "
+                 "GROUP BY event ORDER BY event"], str),
+    ("sql pretty", ["sql", "SELECT count() AS sessions, sum(pageviews) AS views "
+                    "FROM sessions"], str),
+    ("sql refused", ["sql", "DROP TABLE events_raw"], str),
+    ("sql failing", ["sql", "SELECT no_such_column FROM events_raw"], str),
+    ("funnel refused", ["funnel", "--step", "page_view"], str),
+    ("plan coverage", ["plan", "coverage", "--json"],
+     # The window and the SQL's parameters hold the time of asking; the audit must agree.
+     lambda out: {k: v for k, v in orjson.loads(out).items() if k in ("events", "summary")}),
+    ("funnel", ["funnel", "--step", "page_view", "--step", "product_view", "--step",
+                "purchase", "--window", "2d", "--as-of", AS_OF, "--format", "csv"], str),
+    ("retention", ["retention", "--period", "day", "--periods", "3", "--as-of", AS_OF,
+                   "--format", "csv"], str),
+    ("segment from-sql", ["segment", "from-sql", "--name", "CLI buyers", "--sql",
+                          "SELECT DISTINCT person_id FROM behavior_events "
+                          "WHERE event = 'purchase'", "--format", "json"],
+     lambda out: rows_of(out, "segment_id", "name", "kind", "version", "members")),
+    ("segment list", ["segment", "list", "--format", "json"],
+     lambda out: rows_of(out, "segment_id", "name", "kind", "version", "members")),
+    ("segment members", ["segment", "members", "cli-buyers", "--format", "csv"],
+     lambda out: [line.rsplit(",", 1)[0] for line in out.splitlines()]),  # not the time
+    ("signals", ["signals", "co-viewed", "--as-of", AS_OF[:10], "--format", "csv"], str),
+]
+
+
+def run_script(data_dir: Path, env: dict[str, str], person: str) -> dict[str, Any]:
+    answers: dict[str, Any] = {}
+    for name, argv, agreeing in [*SCRIPT, (
+            "timeline", ["timeline", person, "--limit", "25", "--format", "json"], str)]:
+        result = cli(data_dir, env, *argv)
+        answers[name] = (result.returncode, agreeing(result.stdout),
+                         result.stderr.strip().splitlines()[-1:] if result.returncode else [])
+    return answers
+
+
+@pytest.fixture(scope="module")
+def twins(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Funnelhouse, Path, str]]:
+    """One data folder with demo traffic in it, and its copy made while nothing held it."""
+    root = tmp_path_factory.mktemp("cli")
+    up = Funnelhouse(root / "data", env=QUIET).start()
+    try:
+        sent = cli(up.data_dir, up.env, "demo", "--people", "60", "--days", "3")
+        assert sent.returncode == 0, sent.stderr
+        accepted = int(re.search(r"accepted ([\d,]+)", sent.stdout)[1].replace(",", ""))  # type: ignore[index]
+        wait_until(lambda: up.sql("SELECT count() AS n FROM events_raw")[0]["n"]
+                   in (accepted, str(accepted)), timeout=60)
+    finally:
+        assert up.stop() == 0
+    twin = root / "twin"
+    shutil.copytree(up.data_dir, twin, symlinks=True)   # chdb links metadata into store/
+    probe = cli(twin, up.env, "sql", "--format", "csv",
+                "SELECT if(user_id != '', user_id, anonymous_id) AS id FROM events_raw "
+                "WHERE event = 'purchase' ORDER BY id LIMIT 1")
+    assert probe.returncode == 0, probe.stderr
+    person = probe.stdout.splitlines()[1].strip('"')   # a buyer, by an id they sent
+    assert person
+    yield up, twin, person
+
+
+def test_each_command_answers_the_same_here_and_through_a_running_up(
+        twins: tuple[Funnelhouse, Path, str]) -> None:
+    up, twin, person = twins
+    here = run_script(twin, up.env, person)            # the folder itself, nothing running
+    up.start()
+    try:
+        wait_until(lambda: (up.data_dir / "instance.json").is_file())   # announced
+        there = run_script(up.data_dir, up.env, person)   # through the running `up`
+        # Proof the second run went over HTTP: the folder is locked by `up` (chdb lets
+        # one process hold it), so only the instance could have answered.
+        assert up.process is not None and up.process.poll() is None
+    finally:
+        assert up.stop() == 0
+    assert here.keys() == there.keys()
+    for name in here:
+        assert here[name] == there[name], name
+    # And the answers are answers, not two identical failures.
+    # Refusals and failures are said alike too: message and the API's reason.
+    assert here["sql refused"][0] == 1 and "(sql_refused)" in here["sql refused"][2][0]
+    assert "(query_failed)" in here["sql failing"][2][0]
+    assert "(bad_spec)" in here["funnel refused"][2][0]
+    failed = [name for name, (code, _, _) in here.items() if code != 0]
+    assert failed == ["sql refused", "sql failing", "funnel refused"], {
+        n: here[n] for n in failed}
+    selected = here["models run --select a,b"][1]
+    assert "identity_map" in selected and "sessions:" in selected
+    assert "orders" not in selected and "users" not in selected
+    assert "examined" in here["replay-invalid"][1]
+    assert len(here["funnel"][1].splitlines()) > 1
+    assert here["segment list"][1][0]["segment_id"] == "cli-buyers"
+    assert here["segment from-sql"][1][0]["members"] > 0
+    assert len(here["segment members"][1]) == here["segment from-sql"][1][0]["members"] + 1
+    assert person in here["timeline"][1]
