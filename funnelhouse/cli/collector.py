@@ -7,6 +7,7 @@ import os
 import sys
 
 from funnelhouse.cli.common import Subparsers, add_tls, command, settings_of
+from funnelhouse.config import Settings
 
 
 def cmd_collector(args: argparse.Namespace) -> int:
@@ -29,12 +30,31 @@ def cmd_collector(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as exc:
         print(f"cannot serve TLS: {exc}", file=sys.stderr)
         return 2
+    if settings.clickhouse_url and not _schema_ready(settings):
+        return 2
     scheme = "https" if options.get("ssl_certfile") else "http"
     print(f"funnelhouse collector at {scheme}://{settings.host}:{settings.port}", flush=True)
     uvicorn.run("funnelhouse.collector.asgi:app", host=settings.host, port=settings.port,
                 workers=args.workers or settings.collector_workers, log_level="warning",
                 access_log=False, env_file=None, **options)
     return 0
+
+
+def _schema_ready(settings: Settings) -> bool:
+    """With a server, the workers answer /v1/sql and QA from it: wait for `migrate` first."""
+    from funnelhouse.server.migrations import MigrationsPending, wait_for_migrations
+    from funnelhouse.warehouse.open import open_warehouse
+
+    warehouse = open_warehouse(settings, readonly=True)
+    try:
+        wait_for_migrations(warehouse, settings.sql_dir / "migrations", role="collector",
+                            timeout=settings.migration_wait_seconds)
+    except MigrationsPending as exc:
+        print(str(exc), file=sys.stderr)
+        return False
+    finally:
+        warehouse.close()
+    return True
 
 
 def register(sub: Subparsers) -> None:

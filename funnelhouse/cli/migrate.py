@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from funnelhouse.cli.common import Subparsers, command, settings_of
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from funnelhouse.warehouse.migrate import migrate
+    from funnelhouse.server.lease import LeaseHeld
+    from funnelhouse.server.migrations import migrate_coordinated
     from funnelhouse.warehouse.open import open_warehouse
 
     settings = settings_of(args)
     warehouse = open_warehouse(settings)
     try:
-        applied = migrate(warehouse, settings.sql_dir / "migrations")
+        # Under the `migrate` lease: a second run at once waits, then finds nothing to do.
+        applied = migrate_coordinated(warehouse, settings.sql_dir / "migrations")
+    except LeaseHeld as exc:
+        print(f"another migrate is running: {exc}", file=sys.stderr)
+        return 1
     finally:
         warehouse.close()
     print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
