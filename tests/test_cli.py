@@ -19,6 +19,7 @@ import pytest
 
 from funnelhouse.cli.main import build_parser, main
 from tests.conftest import Funnelhouse, wait_until
+from tests.test_security_http import certificate  # noqa: F401 - the fixture, made per run
 
 # Out of the way during the test: the instance's own refreshes would change what we compare.
 QUIET = {"FUNNELHOUSE_MODELS_INTERVAL_SECONDS": "3600",
@@ -201,3 +202,31 @@ def test_each_command_answers_the_same_here_and_through_a_running_up(
     assert here["segment from-sql"][1][0]["members"] > 0
     assert len(here["segment members"][1]) == here["segment from-sql"][1][0]["members"] + 1
     assert person in here["timeline"][1]
+
+
+def test_every_way_through_an_https_up_pins_its_certificate(
+        tmp_path: Path, certificate: tuple[Path, Path]) -> None:  # noqa: F811 - the fixture
+    """GETs too (segments, coverage, timeline): one HTTP client, the pinned certificate."""
+    cert, key = certificate
+    up = Funnelhouse(tmp_path / "data", env=QUIET)
+    up.url = up.url.replace("http://", "https://")
+    log = open(up.log_path, "ab")  # noqa: SIM115 - closed with the process
+    up.process = subprocess.Popen(
+        [sys.executable, "-m", "funnelhouse.cli", "up", "--data-dir", str(up.data_dir),
+         "--port", str(up.port), "--tls-cert", str(cert), "--tls-key", str(key)],
+        env=up.env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: (up.data_dir / "instance.json").is_file(), timeout=120)
+        for argv in (["sql", "--format", "csv", "SELECT 41 + 1 AS answer"],
+                     ["segment", "list", "--format", "json"],
+                     ["plan", "coverage", "--days", "1"],
+                     ["models", "run"],
+                     ["timeline", "nobody", "--format", "json"]):
+            result = cli(up.data_dir, up.env, *argv)
+            assert result.returncode == 0, (argv, result.stderr)
+            assert "HTTP Request" not in result.stderr   # httpx's own log stays quiet
+        assert cli(up.data_dir, up.env, "sql", "--format", "csv", "SELECT 41 + 1 AS answer"
+                   ).stdout.splitlines() == ['"answer"', "42"]
+    finally:
+        assert up.stop() == 0
+        log.close()
