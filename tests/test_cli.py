@@ -42,9 +42,9 @@ ALL_COMMANDS = sorted(command_paths(build_parser()))
 
 def test_the_parser_knows_every_command() -> None:
     top = {path[0] for path in ALL_COMMANDS}
-    assert {"up", "collector", "loader", "migrate", "token", "sql", "plan", "replay-invalid",
-            "models", "demo", "segment", "signals", "export", "forget", "funnel", "retention",
-            "paths", "timeline", "bench"} <= top
+    assert {"up", "collector", "loader", "serve", "migrate", "token", "sql", "plan",
+            "replay-invalid", "models", "demo", "segment", "signals", "export", "forget",
+            "funnel", "retention", "paths", "timeline", "bench"} <= top
     assert ("models", "run") in ALL_COMMANDS and ("segment", "members") in ALL_COMMANDS
 
 

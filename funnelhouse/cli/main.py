@@ -33,14 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      description="Event collector and funnel warehouse")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"funnelhouse.cli.{name}")
-        except ModuleNotFoundError as exc:
-            # `serve` lands in its own change; until then the others must still parse.
-            if name == "serve" and exc.name == "funnelhouse.cli.serve":
-                continue
-            raise
-        module.register(sub)
+        importlib.import_module(f"funnelhouse.cli.{name}").register(sub)
     return parser
 
 
