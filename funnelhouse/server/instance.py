@@ -82,12 +82,6 @@ def running_url(settings: Settings) -> str | None:
     return None
 
 
-def call(settings: Settings, url: str, path: str, body: dict[str, Any],
-         timeout: float = 600) -> httpx.Response:
-    with http_client(settings, url, timeout) as client:
-        return client.post(path, json=body)
-
-
 def http_client(settings: Settings, url: str, timeout: float = 3600) -> httpx.Client:
     """An HTTP client for the running instance at `url`: its admin token, its certificate
     pinned (`_verify`). The one way local commands reach it (funnelhouse.cli.client)."""
