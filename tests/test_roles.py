@@ -355,3 +355,57 @@ def test_one_qa_answer_shows_the_events_of_every_collector_worker(migrated: Sett
 def _ids(response: httpx.Response) -> set[str]:
     assert response.status_code == 200, response.text
     return {e["message_id"] for e in orjson.loads(response.content)["events"]}
+
+
+@pytest.mark.server
+def test_qa_of_a_two_worker_collector_shows_every_workers_events(clickhouse_url: str,
+                                                                 tmp_path: Path) -> None:
+    """Real processes: `collector --workers 2` and a loader against a server; whichever
+    worker answers, the QA answer holds the events both workers received."""
+    databases = ServerDatabases(clickhouse_url)
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        url = databases.open().url  # type: ignore[attr-defined]
+        port, loader_port = free_port(), free_port()
+        env = role_env(tmp_path / "edge", FUNNELHOUSE_CLICKHOUSE_URL=url,
+                       FUNNELHOUSE_LOADER_PORT=str(loader_port),
+                       FUNNELHOUSE_LOADER_BATCH_SECONDS="0.2")
+        assert cli("migrate", env=env).returncode == 0
+        logs = open(tmp_path / "roles.log", "ab")  # noqa: SIM115 - closed below
+        for args in (["collector", "--workers", "2", "--port", str(port)], ["loader"]):
+            processes.append(subprocess.Popen([sys.executable, "-m", "funnelhouse.cli", *args],
+                                              env=env, cwd=REPO_ROOT, stdout=logs,
+                                              stderr=subprocess.STDOUT))
+        base = f"http://127.0.0.1:{port}"
+        wait_until(lambda: _answers(f"{base}/readyz"), timeout=60)
+        sent = set()
+        for n in range(40):    # a fresh connection each: the two workers share them
+            message_id = f"qa-{n}"
+            event = {"type": "track", "event": "click", "anonymousId": f"p{n}",
+                     "messageId": message_id,
+                     "properties": {"element": "#x"} if n % 2 else {}}
+            with httpx.Client(timeout=10) as client:
+                answer = client.post(f"{base}/v1/track", json=event, auth=(BROWSER_KEY, ""))
+            assert answer.status_code in (200, 400)
+            sent.add(message_id)
+
+        def every_answer_has_all() -> bool:
+            for _ in range(6):
+                with httpx.Client(timeout=10) as client:
+                    events = client.get(f"{base}/v1/debug/events?limit=1000",
+                                        headers=AUTH).json()["events"]
+                if {e["message_id"] for e in events} != sent or len(events) != len(sent):
+                    return False
+            return True
+
+        wait_until(every_answer_has_all, timeout=60, interval=0.5)
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+        databases.close()

@@ -1,7 +1,8 @@
 """The production collector app (`funnelhouse collector`), configured from env vars.
 
 Each uvicorn worker imports this module and builds its own app and queue producer.
-With a ClickHouse server configured, /v1/sql is served too (read-only user settings).
+With a ClickHouse server configured, /v1/sql is served too (read-only user settings),
+and /v1/debug/events adds what every worker received (read back from the warehouse).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from starlette.routing import BaseRoute
 
 from funnelhouse.collector.app import create_app
 from funnelhouse.collector.edge import HeaderTimeoutProtocol, orphan_watchdog
+from funnelhouse.collector.qa import QaSource
 from funnelhouse.config import load_settings
 from funnelhouse.queue.open import make_sink
 
@@ -34,12 +36,17 @@ def build() -> Starlette:
             await sink.stop()
 
     routes: Sequence[BaseRoute] = ()
+    qa_sources: list[QaSource] = []
     if settings.clickhouse_url:
         from funnelhouse.api.sql import sql_routes
+        from funnelhouse.collector.qa import warehouse_source
         from funnelhouse.warehouse.open import open_warehouse
 
         routes = sql_routes(settings, open_warehouse(settings, readonly=True))
-    return create_app(settings, sink, extra_routes=routes, lifespan=lifespan)
+        # QA shows every worker's events (as loaded), not only this worker's ring.
+        qa_sources = [warehouse_source(open_warehouse(settings, readonly=True))]
+    return create_app(settings, sink, extra_routes=routes, lifespan=lifespan,
+                      qa_sources=qa_sources)
 
 
 app = build()
