@@ -19,7 +19,10 @@ warehouse keeps the enriched row, not the bytes sent, so its payload is rebuilt 
 the stored type, ids, timestamp, properties, traits and context.
 
 Without `since`, the warehouse is read over the last `window_hours` of received_at (a
-live QA view; a skip index on received_at keeps that read short).
+live QA view). A poll reads the received_at column of events_raw (no index can prune
+it: rows are sorted by day, source and message id) plus the newest `limit` rows:
+measured 15–20 ms per poll over 2M events on one core (a minmax skip index on
+received_at made no difference), so ≈1 ms per 100k stored events.
 """
 
 from __future__ import annotations
@@ -83,41 +86,40 @@ def ring_source(ingestor: Any) -> QaSource:
     return entries
 
 
-_FORGOTTEN = "(SELECT id_hash FROM forgotten_ids)"
-_VALID_SQL = f"""
-SELECT toUnixTimestamp64Milli(received_at) / 1000 AS received_at, toString(source) AS source,
-       toString(event) AS event, message_id, anonymous_id, user_id, toString(type) AS type,
-       toString(original_timestamp) AS sent_timestamp, properties, traits, context,
-       arrayMap(f -> toString(f), flags) AS flags
-FROM events_raw
-WHERE received_at > fromUnixTimestamp64Milli({{since_ms:Int64}})
-  AND ({{source:String}} = '' OR source = {{source:String}})
-  AND ({{event:String}} = '' OR event = {{event:String}})
-  AND ({{person:String}} = '' OR anonymous_id = {{person:String}}
-       OR user_id = {{person:String}})
-  AND lower(hex(SHA256(anonymous_id))) NOT IN {_FORGOTTEN}
-  AND lower(hex(SHA256(user_id))) NOT IN {_FORGOTTEN}
+# The forgotten-id check runs on the newest `limit` candidates only: hashing every id of
+# the window first made a poll over 2M rows ≈25× slower (158 ms vs 6 ms). Forget deletes
+# the rows anyway; this is the backstop, so a rare forgotten row costs a shorter page.
+_NOT_FORGOTTEN = """
+WHERE lower(hex(SHA256(anonymous_id))) NOT IN (SELECT id_hash FROM forgotten_ids)
+  AND lower(hex(SHA256(user_id))) NOT IN (SELECT id_hash FROM forgotten_ids)
+ORDER BY received_at DESC"""
+_FILTERS = """
+WHERE received_at > fromUnixTimestamp64Milli({since_ms:Int64})
+  AND ({source:String} = '' OR source = {source:String})
+  AND ({event:String} = '' OR event = {event:String})
+  AND ({person:String} = '' OR anonymous_id = {person:String} OR user_id = {person:String})
 ORDER BY received_at DESC
-LIMIT {{limit:UInt32}}
+LIMIT {limit:UInt32}"""
+_VALID_SQL = f"""
+SELECT * FROM (
+    SELECT toUnixTimestamp64Milli(received_at) / 1000 AS received_ms, received_at,
+           toString(source) AS source, toString(event) AS event, message_id, anonymous_id,
+           user_id, toString(type) AS type, toString(original_timestamp) AS sent_timestamp,
+           properties, traits, context, arrayMap(f -> toString(f), flags) AS flags
+    FROM events_raw {_FILTERS}
+) {_NOT_FORGOTTEN}
 """
 _INVALID_SQL = f"""
-SELECT toUnixTimestamp64Milli(received_at) / 1000 AS received_at, toString(source) AS source,
-       toString(event) AS event, message_id,
-       coalesce(nullIf(JSONExtractString(payload, 'anonymousId'), ''),
-                JSONExtractString(payload, 'anonymous_id')) AS anonymous_id,
-       coalesce(nullIf(JSONExtractString(payload, 'userId'), ''),
-                JSONExtractString(payload, 'user_id')) AS user_id,
-       toString(reason) AS reason, errors, payload
-FROM events_invalid
-WHERE received_at > fromUnixTimestamp64Milli({{since_ms:Int64}})
-  AND ({{source:String}} = '' OR source = {{source:String}})
-  AND ({{event:String}} = '' OR event = {{event:String}})
-  AND ({{person:String}} = '' OR anonymous_id = {{person:String}}
-       OR user_id = {{person:String}})
-  AND lower(hex(SHA256(anonymous_id))) NOT IN {_FORGOTTEN}
-  AND lower(hex(SHA256(user_id))) NOT IN {_FORGOTTEN}
-ORDER BY received_at DESC
-LIMIT {{limit:UInt32}}
+SELECT * FROM (
+    SELECT toUnixTimestamp64Milli(received_at) / 1000 AS received_ms, received_at,
+           toString(source) AS source, toString(event) AS event, message_id,
+           coalesce(nullIf(JSONExtractString(payload, 'anonymousId'), ''),
+                    JSONExtractString(payload, 'anonymous_id')) AS anonymous_id,
+           coalesce(nullIf(JSONExtractString(payload, 'userId'), ''),
+                    JSONExtractString(payload, 'user_id')) AS user_id,
+           toString(reason) AS reason, errors, payload
+    FROM events_invalid {_FILTERS}
+) {_NOT_FORGOTTEN}
 """
 
 
@@ -158,7 +160,7 @@ def warehouse_source(reader: Warehouse, *, window_hours: float = 24.0,
 
 def _entry(row: dict[str, Any], valid: bool, reason: str, errors: list[dict[str, str]],
            flags: list[str], payload: Any) -> dict[str, Any]:
-    return {"received_at": float(row["received_at"]), "source": row["source"],
+    return {"received_at": float(row["received_ms"]), "source": row["source"],
             "event": row["event"], "message_id": row["message_id"],
             "anonymous_id": row["anonymous_id"], "user_id": row["user_id"], "valid": valid,
             "reason": reason, "errors": errors, "flags": flags, "payload": payload}
