@@ -183,3 +183,44 @@ def test_a_killed_process_loses_its_lease_after_the_ttl(clickhouse_url: str) -> 
             holder.kill()
             holder.wait(timeout=10)
         databases.close()
+
+
+def test_an_on_demand_model_run_waits_its_turn_behind_a_scheduled_one(
+        warehouse: Warehouse, tmp_path: Path) -> None:
+    """POST /v1/admin/models/run and `funnelhouse models run` on a server warehouse take
+    the `models` lease that serve's scheduler takes: 409 job_running while another holds it."""
+    from starlette.applications import Starlette
+    from starlette.testclient import TestClient
+
+    from funnelhouse.api import admin
+    from funnelhouse.cli.client import ClientError, LocalClient
+    from funnelhouse.config import PACKAGE_ROOT
+    from funnelhouse.warehouse.migrate import migrate
+    from tests.conftest import ADMIN_TOKEN, make_settings
+
+    migrate(warehouse, PACKAGE_ROOT / "sql" / "migrations")
+    # The CLI's settings name the same warehouse: the folder, or the server database.
+    settings = make_settings(tmp_path, clickhouse_url=getattr(warehouse, "url", ""))
+    mine = Leases(warehouse, holder_id("serve-a"), ttl_seconds=30)
+    app = Starlette(routes=admin.routes(settings, warehouse, threading.Lock(), mine))
+    scheduled = Leases(another_handle(warehouse), holder_id("serve-b"), ttl_seconds=30)
+    admin_header = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    with TestClient(app) as client:
+        lease = scheduled.try_acquire("models")
+        assert lease is not None
+        refused = client.post("/v1/admin/models/run", json={}, headers=admin_header)
+        assert refused.status_code == 409 and refused.json()["reason"] == "job_running"
+        assert "serve-b" in refused.json()["error"]
+        local = LocalClient(settings)  # the CLI's way on the warehouse itself
+        try:
+            with pytest.raises(ClientError) as cli_refused:
+                local.models_run(progress=lambda line: None)
+        finally:
+            local.close()
+        assert cli_refused.value.reason == "job_running"
+        lease.release()
+        ran = client.post("/v1/admin/models/run", json={}, headers=admin_header)
+        assert ran.status_code == 200, ran.text
+        assert ran.json()["runs"]
+    latest = mine.current("models")
+    assert latest is not None and latest["holder"] == mine.holder and not latest["live"]

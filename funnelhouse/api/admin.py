@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import threading
 from datetime import date
@@ -14,11 +15,14 @@ from funnelhouse.api.endpoint import admin_endpoint, failure, json_object
 from funnelhouse.collector.plan import TrackingPlan
 from funnelhouse.config import Settings
 from funnelhouse.jobs.replay import ReplayResult, replay_invalid
+from funnelhouse.server.lease import LeaseHeld, Leases
 from funnelhouse.warehouse.base import Warehouse
 
 
-def routes(settings: Settings, warehouse: Warehouse, job_lock: threading.Lock) -> list[Route]:
-    """`job_lock` is held by every job that writes derived tables (replay, models)."""
+def routes(settings: Settings, warehouse: Warehouse, job_lock: threading.Lock,
+           leases: Leases | None = None) -> list[Route]:
+    """`job_lock` is held by every job that writes derived tables (replay, models) in this
+    process; `leases` keep an on-demand model run off one scheduled on another replica."""
 
     async def replay(request: Request) -> dict:
         def job() -> ReplayResult:
@@ -35,7 +39,8 @@ def routes(settings: Settings, warehouse: Warehouse, job_lock: threading.Lock) -
         lines: list[str] = []
 
         def job() -> list[ModelRun]:
-            with job_lock:
+            with job_lock, (leases.holding("models") if leases is not None
+                            else contextlib.nullcontext()):
                 return run_models(
                     warehouse, settings,
                     full_refresh=bool(body.get("full_refresh")),
@@ -48,8 +53,9 @@ def routes(settings: Settings, warehouse: Warehouse, job_lock: threading.Lock) -
         return {"runs": [dataclasses.asdict(r) for r in runs], "log": lines}
 
     bad_request = [(ValueError, failure(400, "bad_request"))]
+    held = [(LeaseHeld, failure(409, "job_running"))]
     return [
         Route("/v1/admin/replay-invalid", admin_endpoint(settings, replay), methods=["POST"]),
-        Route("/v1/admin/models/run", admin_endpoint(settings, models_run, bad_request),
+        Route("/v1/admin/models/run", admin_endpoint(settings, models_run, [*held, *bad_request]),
               methods=["POST"]),
     ]

@@ -21,6 +21,7 @@ import httpx
 
 from funnelhouse.config import Settings
 from funnelhouse.server import instance
+from funnelhouse.server.lease import LeaseHeld, Leases, holder_id
 from funnelhouse.warehouse.base import Warehouse, WarehouseError
 
 P = ParamSpec("P")
@@ -166,6 +167,8 @@ def _said(value: str = "bad_request", warehouse: str = "warehouse_error"
                 return fn(*args, **kwargs)
             except ClientError:
                 raise
+            except LeaseHeld as exc:   # as POST /v1/admin/models/run answers (409)
+                raise ClientError(str(exc), "job_running") from exc
             except WarehouseError as exc:
                 reason = warehouse
                 if warehouse == "query_failed" and "readonly" in str(exc).lower():
@@ -250,16 +253,18 @@ class LocalClient(Client):
                    select: list[str] | None = None, progress: Progress = print
                    ) -> dict[str, Any]:
         from funnelhouse.models.run import run_models
-
         lines: list[str] = []
 
         def said(line: str) -> None:
             lines.append(line)
             progress(line)
 
-        runs = run_models(self.writer, self.settings, full_refresh=full_refresh,
-                          since=date.fromisoformat(since) if since else None,
-                          select=select or None, progress=said)
+        # A `serve` replica may be refreshing the same server warehouse: take its lease.
+        leases = Leases(self.writer, holder_id("cli"), ttl_seconds=self.settings.job_lease_seconds)
+        with leases.holding("models"):
+            runs = run_models(self.writer, self.settings, full_refresh=full_refresh,
+                              since=date.fromisoformat(since) if since else None,
+                              select=select or None, progress=said)
         return {"runs": [dataclasses.asdict(r) for r in runs], "log": lines}
 
     @_said()

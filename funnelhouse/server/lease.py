@@ -208,6 +208,20 @@ class Leases:
                 raise LeaseHeld(f"{job} is held by {latest.get('holder')} for {left:.0f}s more")
             time.sleep(poll)
 
+    @contextlib.contextmanager
+    def holding(self, job: str) -> Iterator[Lease]:
+        """Run a block as `job`'s holder (renewed while it runs, released after); LeaseHeld
+        at once when another holder has it — for on-demand runs of scheduled jobs."""
+        lease = self.try_acquire(job)
+        if lease is None:
+            latest = self.current(job) or {}
+            raise LeaseHeld(f"{job} is running elsewhere ({latest.get('holder')}); try later")
+        try:
+            with lease.keep_alive():
+                yield lease
+        finally:
+            lease.release()
+
     def _claim(self, job: str, term: int, seconds: float) -> tuple[int, int] | None:
         """Insert our claim on `term` and read who got it: (term, expires_ms) if we did."""
         self.ensure_table()

@@ -90,9 +90,11 @@ def build_serve(settings: Settings, warehouse: Warehouse, plan: TrackingPlan, *,
     sql_reader, console_reader, analyses_reader, qa_reader = (
         warehouse.readonly(), warehouse.readonly(), warehouse.readonly(), warehouse.readonly())
     qa = warehouse_source(qa_reader)
+    lease_handle = people_api.own_handle(warehouse)
+    leases = Leases(lease_handle, holder_id("serve"), ttl_seconds=settings.job_lease_seconds)
     routes: list[BaseRoute] = [
         *sql_routes(settings, sql_reader),
-        *admin_api.routes(settings, warehouse, job_lock),
+        *admin_api.routes(settings, warehouse, job_lock, leases),
         *console_api.routes(settings, console_reader, plan),
         *people_api.routes(settings, warehouse, hooks=hooks),
         *analyses_routes(settings, analyses_reader, writer=warehouse),
@@ -100,8 +102,6 @@ def build_serve(settings: Settings, warehouse: Warehouse, plan: TrackingPlan, *,
     if with_qa_route:
         routes.append(Route("/v1/debug/events", debug_endpoint(settings, [qa]),
                             methods=["GET"]))
-    lease_handle = people_api.own_handle(warehouse)
-    leases = Leases(lease_handle, holder_id("serve"), ttl_seconds=settings.job_lease_seconds)
     scheduler = build_scheduler(settings, warehouse,
                                 segments_every_minutes=settings.segments_interval_minutes,
                                 models_every_seconds=settings.models_interval_seconds,
