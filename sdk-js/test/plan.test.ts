@@ -1,4 +1,4 @@
-// Payloads the SDK builds must match the tracking plan in ../schemas (valid, and no unplanned keys).
+// Payloads the SDK builds must match the tracking plan in ../funnelhouse/schemas (valid, and no unplanned keys).
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -6,7 +6,7 @@ import Ajv2020 from 'ajv/dist/2020';
 import { FakeTransport, client } from './helpers';
 import type { Message } from '../src/core/types';
 
-const PLAN = join(__dirname, '..', '..', 'schemas', 'events');
+const PLAN = join(__dirname, '..', '..', 'funnelhouse', 'schemas', 'events');
 
 function schemaOf(event: string): Record<string, unknown> {
   return JSON.parse(readFileSync(join(PLAN, event, '1-0-0.json'), 'utf8'));
