@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 import time
 
-from funnelhouse.server.lease import Leases, holder_id
+from funnelhouse.warehouse.lease import Leases, holder_id
 from funnelhouse.warehouse.server import ServerWarehouse
 
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from funnelhouse.server.lease import Leases, holder_id
 from funnelhouse.warehouse.base import Warehouse
 from funnelhouse.warehouse.chdb import ChdbWarehouse
+from funnelhouse.warehouse.lease import Leases, holder_id
 from funnelhouse.warehouse.server import ServerWarehouse
 from tests.warehouse_backends import WarehouseMaker
 

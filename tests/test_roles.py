@@ -21,20 +21,20 @@ from funnelhouse.collector.qa import warehouse_source
 from funnelhouse.collector.sinks.embedded import EmbeddedSink
 from funnelhouse.config import PACKAGE_ROOT, Settings
 from funnelhouse.jobs.scheduler import Scheduler
+from funnelhouse.loader.sources.open import make_source
 from funnelhouse.queue.eventlog import EventLog
-from funnelhouse.queue.open import make_source
-from funnelhouse.server.lease import Leases
-from funnelhouse.server.migrations import (
+from funnelhouse.server.roles import build_loader
+from funnelhouse.server.serve import build_serve_app
+from funnelhouse.warehouse.base import Warehouse
+from funnelhouse.warehouse.chdb import ChdbWarehouse
+from funnelhouse.warehouse.lease import Leases
+from funnelhouse.warehouse.migrations import (
     MigrationsPending,
     migrate_coordinated,
     pending_migrations,
     shipped_versions,
     wait_for_migrations,
 )
-from funnelhouse.server.roles import build_loader
-from funnelhouse.server.serve import build_serve_app
-from funnelhouse.warehouse.base import Warehouse
-from funnelhouse.warehouse.chdb import ChdbWarehouse
 from tests.conftest import (
     ADMIN_TOKEN,
     BROWSER_KEY,

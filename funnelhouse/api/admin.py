@@ -15,8 +15,8 @@ from funnelhouse.api.endpoint import admin_endpoint, failure, json_object
 from funnelhouse.collector.plan import TrackingPlan
 from funnelhouse.config import Settings
 from funnelhouse.jobs.replay import ReplayResult, replay_invalid
-from funnelhouse.server.lease import LeaseHeld, Leases
 from funnelhouse.warehouse.base import Warehouse
+from funnelhouse.warehouse.lease import LeaseHeld, Leases
 
 
 def routes(settings: Settings, warehouse: Warehouse, job_lock: threading.Lock,

@@ -21,8 +21,8 @@ import httpx
 
 from funnelhouse.config import Settings
 from funnelhouse.server import instance
-from funnelhouse.server.lease import LeaseHeld, Leases, holder_id
 from funnelhouse.warehouse.base import Warehouse, WarehouseError
+from funnelhouse.warehouse.lease import LeaseHeld, Leases, holder_id
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -42,7 +42,7 @@ def cmd_collector(args: argparse.Namespace) -> int:
 
 def _schema_ready(settings: Settings) -> bool:
     """With a server, the workers answer /v1/sql and QA from it: wait for `migrate` first."""
-    from funnelhouse.server.migrations import MigrationsPending, wait_for_migrations
+    from funnelhouse.warehouse.migrations import MigrationsPending, wait_for_migrations
     from funnelhouse.warehouse.open import open_warehouse
 
     warehouse = open_warehouse(settings, readonly=True)

@@ -9,8 +9,8 @@ from funnelhouse.cli.common import Subparsers, command, settings_of
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from funnelhouse.server.lease import LeaseHeld
-    from funnelhouse.server.migrations import migrate_coordinated
+    from funnelhouse.warehouse.lease import LeaseHeld
+    from funnelhouse.warehouse.migrations import migrate_coordinated
     from funnelhouse.warehouse.open import open_warehouse
 
     settings = settings_of(args)

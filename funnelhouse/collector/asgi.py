@@ -16,8 +16,8 @@ from starlette.routing import BaseRoute
 from funnelhouse.collector.app import create_app
 from funnelhouse.collector.edge import HeaderTimeoutProtocol, orphan_watchdog
 from funnelhouse.collector.qa import QaSource
+from funnelhouse.collector.sinks.open import make_sink
 from funnelhouse.config import load_settings
-from funnelhouse.queue.open import make_sink
 
 
 def build() -> Starlette:

@@ -14,7 +14,7 @@ already happened (the export checks for the day's manifest), so nothing runs twi
 a run missed while stopped is caught up.
 
 Across processes and hosts (several `serve` replicas), a scheduler given `leases`
-(server/lease.py) runs a due job only while holding its lease in the warehouse: a
+(warehouse/lease.py) runs a due job only while holding its lease in the warehouse: a
 periodic job's lease is its name, a daily job's its name and local date. The lease is
 renewed while the job runs and kept afterwards — a periodic job until its next run is
 due, a daily one for the rest of the day — so the other replicas, finding it held, do
@@ -82,7 +82,7 @@ class Scheduler:
                  sleep: Callable[[float], Awaitable[None]] | None = None,
                  leases: Any = None) -> None:
         self.clock = clock
-        self.leases = leases          # server.lease.Leases, or None: this process only
+        self.leases = leases          # warehouse.lease.Leases, or None: this process only
         self.tick_seconds = tick_seconds
         self.jobs: list[DailyJob | PeriodicJob] = []
         self.history: list[tuple[str, datetime, str]] = []   # (job, started, "ok" | error)

@@ -23,8 +23,8 @@ from starlette.routing import Route
 from funnelhouse.collector import metrics
 from funnelhouse.config import Settings
 from funnelhouse.loader.load import Loader
-from funnelhouse.queue.open import make_source
-from funnelhouse.server.migrations import MigrationsPending, wait_for_migrations
+from funnelhouse.loader.sources.open import make_source
+from funnelhouse.warehouse.migrations import MigrationsPending, wait_for_migrations
 from funnelhouse.warehouse.open import open_warehouse
 
 log = logging.getLogger("funnelhouse.loader")

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import orjson
 
-from funnelhouse.collector.sinks.base import Record, Stream
+from funnelhouse.queue.record import Record, Stream
 
 _STREAM_CODES: dict[Stream, int] = {"events": 0, "invalid": 1}
 _STREAM_NAMES = {code: name for name, code in _STREAM_CODES.items()}

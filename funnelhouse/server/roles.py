@@ -34,8 +34,8 @@ from funnelhouse.jobs.scheduler import Scheduler, build_scheduler
 from funnelhouse.loader.load import Loader
 from funnelhouse.loader.sources.base import Source
 from funnelhouse.people.forget import ForgetHooks, ForgottenSet
-from funnelhouse.server.lease import Leases, holder_id
 from funnelhouse.warehouse.base import Warehouse
+from funnelhouse.warehouse.lease import Leases, holder_id
 
 
 def build_loader(settings: Settings, warehouse: Warehouse, source: Source

@@ -27,9 +27,9 @@ from funnelhouse.collector.edge import EdgeMiddleware
 from funnelhouse.collector.plan import TrackingPlan
 from funnelhouse.config import Settings
 from funnelhouse.server import instance
-from funnelhouse.server.migrations import MigrationsPending, wait_for_migrations
 from funnelhouse.server.roles import ServePart, build_serve
 from funnelhouse.warehouse.base import Warehouse, WarehouseError
+from funnelhouse.warehouse.migrations import MigrationsPending, wait_for_migrations
 from funnelhouse.warehouse.open import open_warehouse
 
 log = logging.getLogger("funnelhouse.serve")

@@ -16,15 +16,16 @@ from funnelhouse.collector.app import create_app
 from funnelhouse.collector.plan import TrackingPlan
 from funnelhouse.collector.sinks.base import Sink
 from funnelhouse.collector.sinks.embedded import EmbeddedSink
+from funnelhouse.collector.sinks.open import make_sink
 from funnelhouse.config import Settings
 from funnelhouse.loader.load import Loader
 from funnelhouse.loader.sources.base import Source
+from funnelhouse.loader.sources.open import make_source
 from funnelhouse.people.forget import debug_ring_scrubber, queue_scrubber
-from funnelhouse.queue.open import make_sink, make_source
 from funnelhouse.server import instance
-from funnelhouse.server.migrations import migrate_coordinated
 from funnelhouse.server.roles import ServePart, build_loader, build_serve
 from funnelhouse.warehouse.base import Warehouse
+from funnelhouse.warehouse.migrations import migrate_coordinated
 from funnelhouse.warehouse.open import open_warehouse
 
 log = logging.getLogger("funnelhouse")

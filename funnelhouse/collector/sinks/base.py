@@ -3,29 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
-Stream = Literal["events", "invalid"]
+# The queue's own types; re-exported here because every sink speaks them.
+from funnelhouse.queue.record import QueueUnavailable, Record, Stream
 
-
-class QueueUnavailable(Exception):
-    """Nothing could be stored durably; the collector answers 503, never 2xx."""
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One row for the warehouse, already serialised.
-
-    `stream` picks the table (events -> events_raw, invalid -> events_invalid); `key`
-    keeps one person's events in order (Kafka partition key `source:person`); `value`
-    is the JSON object of the row, column names as in sql/migrations.
-    """
-
-    stream: Stream
-    key: str
-    value: bytes
-
+__all__ = ["QueueUnavailable", "Record", "Sink", "Stream"]
 
 class Sink(Protocol):
     async def start(self) -> None: ...

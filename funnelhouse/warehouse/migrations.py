@@ -17,8 +17,8 @@ import logging
 import time
 from pathlib import Path
 
-from funnelhouse.server.lease import Leases, holder_id
 from funnelhouse.warehouse.base import Warehouse
+from funnelhouse.warehouse.lease import Leases, holder_id
 from funnelhouse.warehouse.migrate import migrate
 
 log = logging.getLogger("funnelhouse.migrations")

@@ -1,23 +1,9 @@
-"""Which queue a process uses: Kafka when bootstrap servers are set, else the on-disk log."""
+"""Which queue the loader reads: Kafka when bootstrap servers are set, else the log."""
 
 from __future__ import annotations
 
-from funnelhouse.collector.sinks.base import Sink
 from funnelhouse.config import Settings
 from funnelhouse.loader.sources.base import Source
-
-
-def make_sink(settings: Settings) -> Sink:
-    if settings.kafka_bootstrap:
-        from funnelhouse.collector.sinks.kafka import KafkaSink
-
-        return KafkaSink.from_settings(
-            settings, replication_factor=settings.kafka_replication_factor,
-            ack_timeout=settings.kafka_ack_timeout_seconds)
-    from funnelhouse.collector.sinks.embedded import EmbeddedSink
-    from funnelhouse.queue.eventlog import EventLog
-
-    return EmbeddedSink(EventLog(settings.queue_path, settings.queue_fsync))
 
 
 def make_source(settings: Settings) -> Source:

@@ -1,0 +1,26 @@
+"""What travels on the queue: a serialised warehouse row, its stream and its key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Stream = Literal["events", "invalid"]
+
+
+class QueueUnavailable(Exception):
+    """Nothing could be stored durably; the collector answers 503, never 2xx."""
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One row for the warehouse, already serialised.
+
+    `stream` picks the table (events -> events_raw, invalid -> events_invalid); `key`
+    keeps one person's events in order (Kafka partition key `source:person`); `value`
+    is the JSON object of the row, column names as in sql/migrations.
+    """
+
+    stream: Stream
+    key: str
+    value: bytes
