@@ -64,6 +64,18 @@ def role_env(data_dir: Path, **extra: str) -> dict[str, str]:
 
 # -- migrations: one-shot migrate, the roles wait -------------------------------------------
 
+
+def stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM every role, then wait (SIGKILL after 30 s)."""
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
 def test_a_loader_on_an_unmigrated_folder_exits_saying_to_run_migrate(tmp_path: Path) -> None:
     data = tmp_path / "data"
     started = time.monotonic()
@@ -113,14 +125,7 @@ def test_roles_wait_for_migrate_on_a_server_then_start(clickhouse_url: str, tmp_
         wait_until(lambda: _answers(f"http://127.0.0.1:{loader_port}/healthz")
                    and _answers(f"http://127.0.0.1:{serve_port}/readyz"), timeout=60)
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+        stop_all(processes)
         databases.close()
 
 
@@ -400,12 +405,5 @@ def test_qa_of_a_two_worker_collector_shows_every_workers_events(clickhouse_url:
 
         wait_until(every_answer_has_all, timeout=60, interval=0.5)
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+        stop_all(processes)
         databases.close()

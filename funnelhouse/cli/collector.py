@@ -42,18 +42,12 @@ def cmd_collector(args: argparse.Namespace) -> int:
 
 def _schema_ready(settings: Settings) -> bool:
     """With a server, the workers answer /v1/sql and QA from it: wait for `migrate` first."""
-    from funnelhouse.warehouse.migrations import MigrationsPending, wait_for_migrations
-    from funnelhouse.warehouse.open import open_warehouse
+    from funnelhouse.warehouse.migrations import open_migrated
 
-    warehouse = open_warehouse(settings, readonly=True)
     try:
-        wait_for_migrations(warehouse, settings.sql_dir / "migrations", role="collector",
-                            timeout=settings.migration_wait_seconds)
-    except MigrationsPending as exc:
-        print(str(exc), file=sys.stderr)
+        open_migrated(settings, role="collector", readonly=True).close()
+    except SystemExit:
         return False
-    finally:
-        warehouse.close()
     return True
 
 

@@ -24,8 +24,7 @@ from funnelhouse.collector import metrics
 from funnelhouse.config import Settings
 from funnelhouse.loader.load import Loader
 from funnelhouse.loader.sources.open import make_source
-from funnelhouse.warehouse.migrations import MigrationsPending, wait_for_migrations
-from funnelhouse.warehouse.open import open_warehouse
+from funnelhouse.warehouse.migrations import open_migrated
 
 log = logging.getLogger("funnelhouse.loader")
 
@@ -52,14 +51,7 @@ class _MetricsServer(uvicorn.Server):
 
 async def run_loader(settings: Settings) -> None:
     """Load until SIGINT/SIGTERM; SystemExit(2) when the schema is not migrated."""
-    warehouse = open_warehouse(settings)
-    try:
-        await asyncio.to_thread(wait_for_migrations, warehouse, settings.sql_dir / "migrations",
-                                role="loader", timeout=settings.migration_wait_seconds)
-    except MigrationsPending as exc:
-        warehouse.close()
-        log.error("%s", exc)
-        raise SystemExit(2) from exc
+    warehouse = await asyncio.to_thread(open_migrated, settings, role="loader")
     loader = Loader(make_source(settings), warehouse, batch_rows=settings.loader_batch_rows,
                     batch_seconds=settings.loader_batch_seconds)
     loop = asyncio.get_running_loop()

@@ -29,8 +29,7 @@ from funnelhouse.config import Settings
 from funnelhouse.server import instance
 from funnelhouse.server.roles import ServePart, build_serve
 from funnelhouse.warehouse.base import Warehouse, WarehouseError
-from funnelhouse.warehouse.migrations import MigrationsPending, wait_for_migrations
-from funnelhouse.warehouse.open import open_warehouse
+from funnelhouse.warehouse.migrations import open_migrated
 
 log = logging.getLogger("funnelhouse.serve")
 
@@ -69,14 +68,7 @@ async def run_serve(settings: Settings) -> None:
     from funnelhouse.collector.edge import server_options
 
     options = server_options(settings)  # header timeout, TLS; fails early on a bad cert
-    warehouse = open_warehouse(settings)
-    try:
-        await asyncio.to_thread(wait_for_migrations, warehouse, settings.sql_dir / "migrations",
-                                role="serve", timeout=settings.migration_wait_seconds)
-    except MigrationsPending as exc:
-        warehouse.close()
-        log.error("%s", exc)
-        raise SystemExit(2) from exc
+    warehouse = await asyncio.to_thread(open_migrated, settings, role="serve")
     app, part = build_serve_app(settings, warehouse)
     server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port,
                                            log_level="warning", access_log=False,

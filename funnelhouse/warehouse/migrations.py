@@ -17,6 +17,7 @@ import logging
 import time
 from pathlib import Path
 
+from funnelhouse.config import Settings
 from funnelhouse.warehouse.base import Warehouse
 from funnelhouse.warehouse.lease import Leases, holder_id
 from funnelhouse.warehouse.migrate import migrate
@@ -81,3 +82,19 @@ def wait_for_migrations(warehouse: Warehouse, migrations_dir: Path, *, role: str
             "`funnelhouse migrate` (with the same FUNNELHOUSE_CLICKHOUSE_URL or --data-dir) "
             "first, then start the " + role)
     log.info("%s: warehouse schema up to date", role)
+
+
+def open_migrated(settings: Settings, *, role: str, readonly: bool = False) -> Warehouse:
+    """The warehouse of a long-running role once it is migrated; SystemExit(2) saying to
+    run `funnelhouse migrate` when it is not by `migration_wait_seconds`."""
+    from funnelhouse.warehouse.open import open_warehouse
+
+    warehouse = open_warehouse(settings, readonly=readonly)
+    try:
+        wait_for_migrations(warehouse, settings.sql_dir / "migrations", role=role,
+                            timeout=settings.migration_wait_seconds)
+    except MigrationsPending as exc:
+        warehouse.close()
+        log.error("%s", exc)
+        raise SystemExit(2) from exc
+    return warehouse
