@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -43,7 +44,7 @@ class ClientError(Exception):
         return f"{self.message} ({self.reason}" + (f" at {self.path}" if self.path else "") + ")"
 
 
-class Client:
+class Client(ABC):
     """The operations the commands need; `for_settings` picks the way to run them."""
 
     settings: Settings
@@ -74,81 +75,103 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @abstractmethod
     def close(self) -> None:
         """Release connections (the warehouse handles or the HTTP client)."""
 
     # Each operation, one implementation per way (LocalClient, RemoteClient).
+    @abstractmethod
     def sql(self, query: str, fmt: str) -> bytes:
         """One guarded read-only query; `fmt` json, csv or tsv (as POST /v1/sql)."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def models_run(self, *, full_refresh: bool = False, since: str | None = None,
                    select: list[str] | None = None, progress: Progress = print
                    ) -> dict[str, Any]:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def replay_invalid(self) -> dict[str, Any]:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def coverage(self, *, days: int, source: str | None,
                  plan_dir: Path | None = None) -> dict[str, Any]:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def analysis(self, name: str, doc: dict[str, Any]) -> dict[str, Any]:
         """funnel, retention, paths or timeline (`doc["person"]`)."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def save_segment(self, analysis: str, spec: dict[str, Any], who: str,
                      name: str) -> dict[str, Any]:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def segment_list(self) -> dict[str, Any]:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def segment_create(self, doc: dict[str, Any], *, materialise: bool = True
                        ) -> dict[str, Any]:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def segment_update(self, segment_id: str, doc: dict[str, Any], *,
                        materialise: bool = True) -> dict[str, Any]:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def segment_show(self, segment_id: str, version: int | None = None) -> dict[str, Any]:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def segment_delete(self, segment_id: str) -> dict[str, Any]:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def segment_materialise(self, segment_id: str | None = None) -> dict[str, Any]:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def segment_members(self, segment_id: str, *, limit: int | None = None) -> dict[str, Any]:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def segment_members_csv(self, segment_id: str) -> bytes:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def segment_check(self, segment_id: str, any_id: str) -> dict[str, Any]:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def segment_history(self, segment_id: str) -> dict[str, Any]:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def segment_from_sql(self, body: dict[str, Any]) -> dict[str, Any]:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def signal(self, name: str, options: dict[str, Any]) -> dict[str, Any]:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def export(self, body: dict[str, Any], out: str | None) -> dict[str, Any]:
         """Export one day; `out` is any folder locally, one inside the export root remotely."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def forget(self, user_id: str, *, requested_by: str, reason: str) -> dict[str, Any]:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def forget_log(self) -> dict[str, Any]:
-        raise NotImplementedError
+        ...
 
 
 def _first_line(exc: BaseException) -> str:
