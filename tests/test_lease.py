@@ -7,6 +7,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,14 +16,17 @@ from funnelhouse.warehouse.base import Warehouse
 from funnelhouse.warehouse.chdb import ChdbWarehouse
 from funnelhouse.warehouse.lease import Leases, holder_id
 from funnelhouse.warehouse.server import ServerWarehouse
+from tests.conftest import every_handle_closed
 from tests.warehouse_backends import WarehouseMaker
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
-def warehouse(make_warehouse: WarehouseMaker, tmp_path: Path) -> Warehouse:
-    return make_warehouse(tmp_path / "warehouse")
+def warehouse(make_warehouse: WarehouseMaker, tmp_path: Path) -> Iterator[Warehouse]:
+    # Every chdb handle a test opens is closed after it: one folder per process.
+    with every_handle_closed():
+        yield make_warehouse(tmp_path / "warehouse")
 
 
 def another_handle(warehouse: Warehouse) -> Warehouse:
@@ -203,7 +207,8 @@ def test_an_on_demand_model_run_waits_its_turn_behind_a_scheduled_one(
     settings = make_settings(tmp_path, clickhouse_url=getattr(warehouse, "url", ""))
     mine = Leases(warehouse, holder_id("serve-a"), ttl_seconds=30)
     app = Starlette(routes=admin.routes(settings, warehouse, threading.Lock(), mine))
-    scheduled = Leases(another_handle(warehouse), holder_id("serve-b"), ttl_seconds=30)
+    other = another_handle(warehouse)
+    scheduled = Leases(other, holder_id("serve-b"), ttl_seconds=30)
     admin_header = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     with TestClient(app) as client:
         lease = scheduled.try_acquire("models")
@@ -223,4 +228,5 @@ def test_an_on_demand_model_run_waits_its_turn_behind_a_scheduled_one(
         assert ran.status_code == 200, ran.text
         assert ran.json()["runs"]
     latest = mine.current("models")
+    other.close()  # chdb serves one folder per process: the next module opens another
     assert latest is not None and latest["holder"] == mine.holder and not latest["live"]
