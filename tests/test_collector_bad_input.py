@@ -609,3 +609,14 @@ def test_slow_client_that_stops_sending_does_not_block_others(served: str,
     finally:
         stalled.close()
     assert [r["message_id"] for r in queued_rows(event_log)] == ["while-stalled"]
+
+
+def test_gzipped_json_labelled_as_a_form_is_json(client: TestClient,
+                                                 event_log: EventLog) -> None:
+    """rudder-sdk-node's axios labels its gzipped JSON x-www-form-urlencoded."""
+    response = client.post("/v1/batch", content=gzip.compress(orjson.dumps({"batch": [track()]})),
+                           headers={**basic(SERVER_KEY), "Content-Encoding": "gzip",
+                                    "Content-Type": "application/x-www-form-urlencoded"})
+    assert response.status_code == 200, response.text
+    assert response.json()["accepted"] == 1
+    assert event_log.depth() == 1

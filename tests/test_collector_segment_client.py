@@ -173,7 +173,9 @@ def test_segment_invalid_track_is_dead_lettered_not_lost(collector: Funnelhouse,
         segment.track(user_id="user-42", event="Order Completed", message_id=message_id,
                       properties={"revenue": -5})
     assert refused.value.status == 400
-    assert "schema_violation" in refused.value.message
+    # Segment's APIError reads `code` and `message` from the answer.
+    assert refused.value.code == "schema_violation"
+    assert "$.properties.currency" in refused.value.message
     dead = wait_until(lambda: collector.sql(
         "SELECT reason, event, source FROM events_invalid "
         f"WHERE message_id = '{message_id}'"), timeout=60)

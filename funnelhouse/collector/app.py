@@ -104,6 +104,8 @@ class Collector:
         if len(messages) > self.settings.limits.max_events_per_batch:
             raise Refusal("too_many_events", f"{len(messages)} events in one batch; limit "
                           f"{self.settings.limits.max_events_per_batch}")
+        if isinstance(body, dict):
+            apply_batch_fields(body, messages)
         return messages
 
     def _request_info(self, request: Request, headers: Mapping[str, str],
@@ -181,6 +183,26 @@ class Collector:
         return ORJSONResponse(openapi_document())
 
 
+# Fields a batch may carry once for all its messages (analytics-java sends its
+# `context.library` only there); a message's own keys win over the batch's.
+BATCH_LEVEL_FIELDS = ("context", "integrations")
+
+
+def apply_batch_fields(body: dict[str, Any], messages: list[Any]) -> None:
+    for name in BATCH_LEVEL_FIELDS:
+        shared = body.get(name)
+        if not isinstance(shared, dict) or not shared:
+            continue
+        for message in messages:
+            if not isinstance(message, dict):
+                continue  # refused on its own, as sent
+            own = message.get(name)
+            if own is None:
+                message[name] = dict(shared)
+            elif isinstance(own, dict):
+                message[name] = {**shared, **own}
+
+
 def pixel_message(request: Request) -> dict[str, Any]:
     params = request.query_params
     data = params.get("data")
@@ -237,6 +259,33 @@ def _pixel_value(value: str) -> Any:
         return value
 
 
+# Each ingest path and the client family that posts to it. A trailing slash is the same
+# route, not a 307 (analytics-java posts to `/v1/import/`).
+BATCH_PATHS = (
+    "/v1/batch",          # Segment and RudderStack server libraries, our SDK
+    "/v1/import",         # analytics-java, historical imports
+    "/v1/b",              # Segment's analytics-swift / analytics-kotlin (`{apiHost}/b`)
+    "/beacon/v1/batch",   # RudderStack's analytics-js with useBeacon (sendBeacon)
+)
+# Segment's analytics-next posts each call alone to a one-letter path.
+SHORT_PATHS = {"t": "track", "p": "page", "i": "identify", "a": "alias", "g": "group",
+               "s": "screen"}
+
+
+def ingest_routes(collector: Collector) -> list[BaseRoute]:
+    singles = [(f"/v1/{kind}", kind) for kind in MESSAGE_TYPES]
+    singles += [(f"/v1/{short}", kind) for short, kind in SHORT_PATHS.items()]
+    routes: list[BaseRoute] = []
+    for path in BATCH_PATHS:
+        routes += [Route(path, collector.batch, methods=["POST"]),
+                   Route(path + "/", collector.batch, methods=["POST"])]
+    for path, kind in singles:
+        endpoint = collector.single(kind)
+        routes += [Route(path, endpoint, methods=["POST"]),
+                   Route(path + "/", endpoint, methods=["POST"])]
+    return routes
+
+
 def create_app(
     settings: Settings,
     sink: Sink,
@@ -251,12 +300,7 @@ def create_app(
     ingestor = Ingestor(settings, plan, sink)
     collector = Collector(settings, ingestor, sink, qa_sources)
     routes: list[BaseRoute] = [
-        Route("/v1/batch", collector.batch, methods=["POST"]),
-        Route("/v1/import", collector.batch, methods=["POST"]),
-        # Segment's analytics-swift / analytics-kotlin post batches to `{apiHost}/b`.
-        Route("/v1/b", collector.batch, methods=["POST"]),
-        *[Route(f"/v1/{kind}", collector.single(kind), methods=["POST"])
-          for kind in MESSAGE_TYPES],
+        *ingest_routes(collector),
         Route("/v1/p.gif", collector.pixel, methods=["GET"]),
         Route("/v1/debug/events", collector.debug_events, methods=["GET"]),
         Route("/healthz", collector.healthz, methods=["GET"]),
@@ -266,16 +310,19 @@ def create_app(
         *extra_routes,
     ]
     middleware = [
-        # Outermost: slow bodies get a 408, clients that hang up are not server errors.
-        Middleware(EdgeMiddleware, body_timeout=settings.body_timeout_seconds),
-        # Browsers post from any site that embeds the SDK; per-key origin allow-lists
-        # are enforced in auth (403), so CORS itself stays open. No cookies are read.
+        # Outermost, so every answer carries the CORS headers, the edge's 408s included:
+        # a browser SDK that cannot read a 429 or 503 cannot honour it, and retries blind.
+        # Browsers post from any site that embeds an SDK; per-key origin allow-lists are
+        # enforced in auth (403), so CORS itself stays open. No cookies are read, so any
+        # request header may be allowed: SDKs add their own (analytics-next's
+        # X-Retry-Count on a resend, RudderStack's AnonymousId and SentAt).
         Middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "POST"],
-                   allow_headers=["Content-Type", "Authorization", "X-Write-Key",
-                                  "Content-Encoding"],
+                   allow_headers=["*"],
                    # Browsers hide response headers from cross-origin scripts unless
                    # exposed; the SDK needs Retry-After to honour a 429.
                    expose_headers=["Retry-After"], max_age=86400),
+        # Slow bodies get a 408, clients that hang up are not server errors.
+        Middleware(EdgeMiddleware, body_timeout=settings.body_timeout_seconds),
     ]
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
     app.state.collector = collector

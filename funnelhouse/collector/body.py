@@ -15,6 +15,10 @@ from funnelhouse.config import Limits
 GZIP_MAGIC = b"\x1f\x8b"
 # sendBeacon can only send text/plain (or a Blob's type) without a preflight.
 JSON_TYPES = ("application/json", "text/plain", "application/x-json", "")
+# rudder-sdk-node posts gzipped JSON through axios without naming a type, and axios
+# labels a Buffer application/x-www-form-urlencoded: with `Content-Encoding: gzip` that
+# type is taken as JSON (a real form is never gzipped by a browser).
+GZIPPED_JSON_TYPES = ("application/x-www-form-urlencoded",)
 
 
 def request_headers(request: Request) -> dict[str, str]:
@@ -61,7 +65,8 @@ def gunzip_capped(data: bytes, cap: int) -> bytes:
 def check_content_type(headers: Mapping[str, str]) -> None:
     content_type = headers.get("content-type", "")
     media_type = content_type.split(";")[0].strip().lower()
-    if media_type not in JSON_TYPES:
+    gzipped = headers.get("content-encoding", "").lower() == "gzip"
+    if media_type not in JSON_TYPES and not (gzipped and media_type in GZIPPED_JSON_TYPES):
         raise Refusal("unsupported_content_type",
                       f"content-type {media_type!r}; send application/json or text/plain")
     charset = _charset(content_type)

@@ -17,14 +17,15 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from funnelhouse.collector.reasons import error_body
 from funnelhouse.config import Settings
 
 log = logging.getLogger("funnelhouse.edge")
 
 
 def _timeout_body(what: str, seconds: float) -> bytes:
-    return orjson.dumps({"error": f"{what} not received within {seconds:g}s",
-                         "reason": "request_timeout"})
+    return orjson.dumps(error_body("request_timeout",
+                                   f"{what} not received within {seconds:g}s"))
 
 
 class HeaderTimeoutProtocol(HttpToolsProtocol):
@@ -55,9 +56,8 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
         self._header_bytes += len(data)
         if self._header_bytes > self.max_header_bytes:
             self._disarm_header_timer()
-            self._refuse(b"431 Request Header Fields Too Large", orjson.dumps(
-                {"error": f"request headers over {self.max_header_bytes} bytes",
-                 "reason": "headers_too_large"}))
+            self._refuse(b"431 Request Header Fields Too Large", orjson.dumps(error_body(
+                "headers_too_large", f"request headers over {self.max_header_bytes} bytes")))
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)

@@ -74,8 +74,17 @@ class Outcome:
     dedup_keys: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
-        return {"accepted": self.accepted, "duplicates": self.duplicates,
-                "rejected": [r.as_json() for r in self.rejected]}
+        answer: dict[str, Any] = {"accepted": self.accepted, "duplicates": self.duplicates,
+                                  "rejected": [r.as_json() for r in self.rejected]}
+        if self.rejected:
+            # Segment/RudderStack clients read `code` and `message` from a refusal.
+            first = self.rejected[0]
+            detail = f": {first.errors[0]['path']} {first.errors[0]['message']}" \
+                if first.errors else ""
+            answer["code"] = first.reason
+            answer["message"] = (f"{len(self.rejected)} event(s) refused (in the "
+                                 f"dead-letter); first, #{first.index}{detail}")
+        return answer
 
 
 @dataclass
@@ -310,7 +319,11 @@ class Ingestor:
             max_past_days_browser=limits.max_past_days_browser,
         )
 
-        user_agent = _text(context.get("user_agent")) or request.user_agent
+        # The request's own user agent describes the end user's device only when the
+        # device itself sent it (browser keys: SDKs, beacons, pixels). From a server it
+        # names the server's HTTP library, which would make every such event a "bot".
+        user_agent = _text(context.get("user_agent")) or (
+            request.user_agent if key.kind == "browser" else "")
         agent = parse_user_agent(user_agent)
         page_url = _text(page.get("url"))
         referrer = _text(page.get("referrer")) or _text(context.get("referrer"))

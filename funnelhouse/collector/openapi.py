@@ -24,13 +24,19 @@ _MESSAGE = {
         "context": {"type": "object"},
     },
 }
-_REFUSAL = {"type": "object", "properties": {"error": {"type": "string"},
+# `code`/`message` are what Segment's and RudderStack's libraries read; `reason`/`error`
+# carry the same for everyone else.
+_REFUSAL = {"type": "object", "properties": {"code": {"type": "string"},
+                                             "message": {"type": "string"},
+                                             "error": {"type": "string"},
                                              "reason": {"type": "string"}}}
 _OUTCOME = {
     "type": "object",
     "properties": {
         "accepted": {"type": "integer"},
         "duplicates": {"type": "integer"},
+        "code": {"type": "string", "description": "the first refusal's reason, if any"},
+        "message": {"type": "string"},
         "rejected": {"type": "array", "items": {"type": "object", "properties": {
             "index": {"type": "integer"}, "message_id": {"type": "string"},
             "reason": {"type": "string"},
@@ -72,10 +78,17 @@ def _ingest(summary: str, body: dict[str, Any]) -> dict[str, Any]:
 def openapi_document() -> dict[str, Any]:
     batch = {"type": "object", "required": ["batch"], "properties": {
         "batch": {"type": "array", "items": _MESSAGE}, "sentAt": {"type": "string"},
-        "writeKey": {"type": "string"}}}
+        "writeKey": {"type": "string"},
+        "context": {"type": "object", "description": "applied to every message of the batch "
+                                                    "(a message's own keys win)"},
+        "integrations": {"type": "object"}}}
     paths: dict[str, Any] = {"/v1/batch": _ingest("A batch of messages", batch)}
+    for alias in ("/v1/import", "/v1/b", "/beacon/v1/batch"):
+        paths[alias] = _ingest("A batch of messages (same as /v1/batch)", batch)
     for kind in ("track", "page", "screen", "identify", "alias", "group"):
         paths[f"/v1/{kind}"] = _ingest(f"One {kind} message", _MESSAGE)
+        paths[f"/v1/{kind[0]}"] = _ingest(f"One {kind} message (analytics-next's path)",
+                                          _MESSAGE)
     paths["/v1/p.gif"] = {"get": {
         "summary": "Tracking pixel: one event from the query string; answers a 1×1 GIF",
         "parameters": [{"name": n, "in": "query", "required": False, "schema": {"type": "string"}}

@@ -52,4 +52,11 @@ class Refusal(Exception):
         return REQUEST_STATUS[self.reason]
 
     def body(self) -> dict[str, str]:
-        return {"error": self.message, "reason": self.reason}
+        return error_body(self.reason, self.message)
+
+
+def error_body(reason: str, message: str) -> dict[str, str]:
+    """An error answer every client family reads: `code`/`message` are what Segment's and
+    RudderStack's libraries parse (rudder-sdk-python raises KeyError and retries without
+    them); `reason`/`error` are this collector's own names for the same two things."""
+    return {"code": reason, "message": message, "reason": reason, "error": message}
