@@ -24,9 +24,11 @@ from funnelhouse.collector.enrich.ip import client_ip
 from funnelhouse.collector.ingest import MESSAGE_TYPES, Ingestor, RequestInfo
 from funnelhouse.collector.limits import RateLimiter
 from funnelhouse.collector.openapi import openapi_document
+from funnelhouse.collector.partners import partner_routes
 from funnelhouse.collector.plan import TrackingPlan
 from funnelhouse.collector.qa import QaSource, debug_endpoint, ring_source
 from funnelhouse.collector.reasons import EVENT_STATUS, Refusal
+from funnelhouse.collector.sdk_settings import sdk_settings_routes
 from funnelhouse.collector.sinks.base import QueueUnavailable, Sink
 from funnelhouse.config import Settings
 
@@ -301,6 +303,8 @@ def create_app(
     collector = Collector(settings, ingestor, sink, qa_sources)
     routes: list[BaseRoute] = [
         *ingest_routes(collector),
+        *partner_routes(collector),
+        *sdk_settings_routes(settings),
         Route("/v1/p.gif", collector.pixel, methods=["GET"]),
         Route("/v1/debug/events", collector.debug_events, methods=["GET"]),
         Route("/healthz", collector.healthz, methods=["GET"]),
