@@ -70,6 +70,15 @@ def test_every_analysis_route_answers(client: TestClient, setup) -> None:  # typ
     assert paths.status_code == 200 and paths.json()["summary"]["views"] > 0
     timeline = client.get(f"/v1/timeline/{person}?limit=3", headers=AUTH)
     assert timeline.status_code == 200 and len(timeline.json()["rows"]) == 3
+    trends = client.post("/v1/analyses/trends", headers=AUTH, json={
+        "series": ["page_view|people", "purchase|sum:revenue"], "interval": "week",
+        "as_of": "2024-04-01"})
+    assert trends.status_code == 200, trends.text
+    assert trends.json()["summary"]["purchase · sum(revenue)"] > 0
+    assert "uniqExactIf(person_id, hit_0)" in trends.json()["sql"]
+    bad = client.post("/v1/analyses/trends", headers=AUTH,
+                      json={"series": ["a", "b"], "formula": "__import__('os')"})
+    assert bad.status_code == 400 and bad.json()["reason"] == "bad_spec"
 
 
 def test_admin_token_is_required(client: TestClient) -> None:
@@ -125,6 +134,12 @@ def test_cli_csv_and_json(setup, capsys: pytest.CaptureFixture[str],
     assert run_cli(["timeline", person, "--limit", "2", "--format", "json", *data_dir]) == 0
     doc = orjson.loads(capsys.readouterr().out)
     assert doc["summary"]["person_id"] == person and len(doc["rows"]) == 2
+    assert run_cli(["trends", "--series", "page_view", "--series", "*|dau", "--interval",
+                    "day", "--format", "csv", "--as-of", "2024-04-01", *data_dir]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "bucket,page_view,* · dau,incomplete"
+    assert all(len(line.split(",")) == 4 for line in lines[1:]) and len(lines) > 7
+    assert "2024-03-01,12,11,False" in lines   # counts are integers in CSV
     assert run_cli(["funnel", "--step", "a", *data_dir]) == 1
     assert "at least two steps" in capsys.readouterr().err
 

@@ -1,4 +1,4 @@
-"""Analyses over the tables — funnels, retention, paths, user timeline — as readable SQL.
+"""Analyses over the tables — trends, funnels, retention, paths, user timeline — as SQL.
 
 Each analysis has a typed spec (`FunnelSpec.from_json(...)`), a `build_sql` that returns the
 SQL text with named `{name:Type}` parameters, and a `run_*` that runs it and returns an
@@ -15,10 +15,11 @@ from funnelhouse.analyses.funnel import FunnelSpec, run_funnel
 from funnelhouse.analyses.paths import PathsSpec, run_paths
 from funnelhouse.analyses.retention import RetentionSpec, run_retention
 from funnelhouse.analyses.timeline import TimelineSpec, run_timeline
+from funnelhouse.analyses.trends import TrendsSpec, run_trends
 from funnelhouse.warehouse.base import Warehouse
 
 __all__ = ["ANALYSES", "AnalysisResult", "FunnelSpec", "PathsSpec", "RetentionSpec", "SpecError",
-           "TimelineSpec", "run_analysis"]
+           "TimelineSpec", "TrendsSpec", "run_analysis"]
 
 # name → (spec parser, runner)
 ANALYSES: dict[str, tuple[Callable[[dict[str, Any]], Any], Callable[..., AnalysisResult]]] = {
@@ -26,6 +27,7 @@ ANALYSES: dict[str, tuple[Callable[[dict[str, Any]], Any], Callable[..., Analysi
     "retention": (RetentionSpec.from_json, run_retention),
     "paths": (PathsSpec.from_json, run_paths),
     "timeline": (TimelineSpec.from_json, run_timeline),
+    "trends": (TrendsSpec.from_json, run_trends),
 }
 
 

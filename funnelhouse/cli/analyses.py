@@ -1,4 +1,4 @@
-"""`funnelhouse funnel|retention|paths|timeline`: the analyses from the terminal.
+"""`funnelhouse trends|funnel|retention|paths|timeline`: the analyses from the terminal.
 
 Through the running `funnelhouse up` when one holds the data folder, else on the data
 directly (cli.client). Output: a readable table, CSV or JSON;
@@ -19,7 +19,21 @@ from funnelhouse.cli.common import Subparsers, command, with_client
 
 
 def register(sub: Subparsers) -> None:
-    """Add `funnel`, `retention`, `paths` and `timeline`."""
+    """Add `trends`, `funnel`, `retention`, `paths` and `timeline`."""
+    trends = command(sub, "trends", cmd_trends,
+                     "events, people, sessions, sums or active people per hour/day/week/month")
+    trends.add_argument("--series", action="append", required=True,
+                        metavar="EVENT[:FILTERS][|MATH[:PROP]]",
+                        help="repeat; MATH: total (default), people, sessions, sum:PROP, "
+                             "avg:PROP, min:PROP, max:PROP, dau, wau, mau")
+    trends.add_argument("--interval", choices=["hour", "day", "week", "month"], default="day")
+    trends.add_argument("--breakdown", default=None, metavar="PROP")
+    trends.add_argument("--compare", action="store_true",
+                        help="also the previous range of as many days")
+    trends.add_argument("--formula", default=None, metavar="EXPR",
+                        help="arithmetic over the series by letter, e.g. 'B / A * 100'")
+    _common(trends)
+
     funnel = command(sub, "funnel", cmd_funnel, "conversion through ordered steps within a window")
     funnel.add_argument("--step", action="append", required=True, metavar="EVENT[:PROP=VALUE,…]",
                         help="a step; repeat in order (filters: = != ~ !~ > >= < <=)")
@@ -83,6 +97,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
 def _dates(args: argparse.Namespace) -> dict[str, Any]:
     return {"date_from": args.date_from, "date_to": args.date_to,
             "as_of": getattr(args, "as_of", None)}
+
+
+def cmd_trends(args: argparse.Namespace) -> int:
+    return _run(args, "trends", {
+        "series": args.series, "interval": args.interval, "breakdown": args.breakdown,
+        "compare": args.compare, "formula": args.formula, **_dates(args)})
 
 
 def cmd_funnel(args: argparse.Namespace) -> int:

@@ -102,7 +102,7 @@ class Client(ABC):
 
     @abstractmethod
     def analysis(self, name: str, doc: dict[str, Any]) -> dict[str, Any]:
-        """funnel, retention, paths or timeline (`doc["person"]`)."""
+        """trends, funnel, retention, paths or timeline (`doc["person"]`)."""
         ...
 
     @abstractmethod

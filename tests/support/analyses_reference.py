@@ -337,3 +337,59 @@ def timeline(events: list[Event], person_id: str) -> list[str]:
     """The person's message ids in (event_at, message_id) order."""
     mine = sorted((e for e in events if e.person_id == person_id), key=lambda e: e.order_key)
     return [e.message_id for e in mine]
+
+
+# -- trends ---------------------------------------------------------------------------
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _bucket(interval: str, e: Event, tz: str) -> str:
+    if interval == "hour":
+        local = datetime.fromtimestamp(e.ts / 1000, ZoneInfo(tz))
+        return local.strftime("%Y-%m-%d %H:00:00")
+    return _period_start(interval, e.day).isoformat() if interval != "month" \
+        else date(e.day.year, e.day.month, 1).isoformat()
+
+
+def trend_counts(events: list[Event], series: Any, interval: str, breakdown: str | None,
+                 date_from: date, date_to: date, as_of: datetime, tz: str
+                 ) -> dict[tuple[str, str | None], float]:
+    """(bucket, breakdown value or None for all) → the series' value, for counted maths
+    (total, people, sessions, sum, avg, min, max). Buckets without events are absent."""
+    as_of_ms = int(as_of.timestamp() * 1000)
+    groups: dict[tuple[str, str | None], list[Event]] = defaultdict(list)
+    for e in events:
+        if date_from <= e.day <= date_to and e.ts <= as_of_ms and matches(e, series.event):
+            bucket = _bucket(interval, e, tz)
+            groups[(bucket, None)].append(e)
+            if breakdown:
+                groups[(bucket, prop_value(e, breakdown))].append(e)
+    out: dict[tuple[str, str | None], float] = {}
+    for key, evs in groups.items():
+        if series.math == "total":
+            out[key] = len(evs)
+        elif series.math == "people":
+            out[key] = len({e.person_id for e in evs})
+        elif series.math == "sessions":
+            out[key] = len({e.session_id for e in evs if e.session_id})
+        else:
+            numbers = [n for e in evs
+                       if (n := _number(prop_value(e, series.property))) is not None]
+            if series.math == "sum":
+                out[key] = sum(numbers)
+            elif numbers:
+                out[key] = {"avg": statistics.fmean, "min": min, "max": max}[series.math](numbers)
+    return out
+
+
+def active_people(events: list[Event], event_spec: EventSpec, days: int, on_day: date,
+                  as_of: datetime) -> int:
+    """People who did the event on one of the `days` days ending on `on_day`."""
+    as_of_ms = int(as_of.timestamp() * 1000)
+    first = date.fromordinal(on_day.toordinal() - days + 1)
+    return len({e.person_id for e in events
+                if first <= e.day <= on_day and e.ts <= as_of_ms and matches(e, event_spec)})
