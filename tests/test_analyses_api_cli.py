@@ -76,6 +76,9 @@ def test_every_analysis_route_answers(client: TestClient, setup) -> None:  # typ
     assert trends.status_code == 200, trends.text
     assert trends.json()["summary"]["purchase · sum(revenue)"] > 0
     assert "uniqExactIf(person_id, hit_0)" in trends.json()["sql"]
+    sticky = client.post("/v1/analyses/stickiness", headers=AUTH,
+                         json={"period": "week", "as_of": "2024-04-01"})
+    assert sticky.status_code == 200 and sticky.json()["summary"]["dau_mau_pct"] > 0
     bad = client.post("/v1/analyses/trends", headers=AUTH,
                       json={"series": ["a", "b"], "formula": "__import__('os')"})
     assert bad.status_code == 400 and bad.json()["reason"] == "bad_spec"

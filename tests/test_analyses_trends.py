@@ -8,7 +8,8 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from funnelhouse.analyses import SpecError, TrendsSpec
+from funnelhouse.analyses import SpecError, StickinessSpec, TrendsSpec
+from funnelhouse.analyses.stickiness import run_stickiness
 from funnelhouse.analyses.trends import ACTIVE, OTHER, buckets, last_day, run_trends
 from funnelhouse.config import Settings
 from funnelhouse.demo.generator import generate
@@ -194,3 +195,27 @@ def test_bucket_lists_cover_the_range_including_empty_ones() -> None:
     assert buckets("month", date(2024, 1, 31), date(2024, 3, 1)) == [
         "2024-01-01", "2024-02-01", "2024-03-01"]
     assert len(buckets("hour", date(2024, 3, 9), date(2024, 3, 10))) == 48
+
+
+@pytest.mark.parametrize(("period", "event"), [("week", "*"), ("month", "product_view")])
+def test_stickiness_distribution_matches_reference(data: Data, period: str, event: str
+                                                   ) -> None:
+    as_of = datetime(2024, 3, 21, 3, 0, tzinfo=UTC)
+    spec = StickinessSpec.from_json({"event": event, "period": period,
+                                     "date_from": FROM.isoformat(), "date_to": TO.isoformat(),
+                                     "as_of": as_of.isoformat()})
+    result = run_stickiness(data.warehouse, spec, TZ).to_dict()
+    expected = ref.stickiness(data.events, spec.event, period, FROM, TO, as_of)
+    got = {p["period"]: p["counts"] for p in result["data"]["periods"] if any(p["counts"])}
+    assert got == expected and expected
+    # DAU/MAU from the same definition as the reference's active people.
+    as_of_day = as_of.astimezone(__import__("zoneinfo").ZoneInfo(TZ)).date()
+    ratios = []
+    day = FROM
+    while day <= min(TO, as_of_day):
+        mau = ref.active_people(data.events, spec.event, 30, day, as_of)
+        if mau:
+            ratios.append(100 * ref.active_people(data.events, spec.event, 1, day, as_of) / mau)
+        day += timedelta(days=1)
+    assert result["summary"]["dau_mau_pct"] == pytest.approx(sum(ratios) / len(ratios),
+                                                             abs=0.006)

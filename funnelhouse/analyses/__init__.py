@@ -14,12 +14,13 @@ from funnelhouse.analyses.common import AnalysisResult, SpecError
 from funnelhouse.analyses.funnel import FunnelSpec, run_funnel
 from funnelhouse.analyses.paths import PathsSpec, run_paths
 from funnelhouse.analyses.retention import RetentionSpec, run_retention
+from funnelhouse.analyses.stickiness import StickinessSpec, run_stickiness
 from funnelhouse.analyses.timeline import TimelineSpec, run_timeline
 from funnelhouse.analyses.trends import TrendsSpec, run_trends
 from funnelhouse.warehouse.base import Warehouse
 
 __all__ = ["ANALYSES", "AnalysisResult", "FunnelSpec", "PathsSpec", "RetentionSpec", "SpecError",
-           "TimelineSpec", "TrendsSpec", "run_analysis"]
+           "StickinessSpec", "TimelineSpec", "TrendsSpec", "run_analysis"]
 
 # name → (spec parser, runner)
 ANALYSES: dict[str, tuple[Callable[[dict[str, Any]], Any], Callable[..., AnalysisResult]]] = {
@@ -28,6 +29,7 @@ ANALYSES: dict[str, tuple[Callable[[dict[str, Any]], Any], Callable[..., Analysi
     "paths": (PathsSpec.from_json, run_paths),
     "timeline": (TimelineSpec.from_json, run_timeline),
     "trends": (TrendsSpec.from_json, run_trends),
+    "stickiness": (StickinessSpec.from_json, run_stickiness),
 }
 
 

@@ -1,4 +1,4 @@
-"""`funnelhouse trends|funnel|retention|paths|timeline`: the analyses from the terminal.
+"""`funnelhouse trends|stickiness|funnel|retention|paths|timeline`: the analyses from the terminal.
 
 Through the running `funnelhouse up` when one holds the data folder, else on the data
 directly (cli.client). Output: a readable table, CSV or JSON;
@@ -33,6 +33,13 @@ def register(sub: Subparsers) -> None:
     trends.add_argument("--formula", default=None, metavar="EXPR",
                         help="arithmetic over the series by letter, e.g. 'B / A * 100'")
     _common(trends)
+
+    stickiness = command(sub, "stickiness", cmd_stickiness,
+                         "people by active days per week or month, and DAU/MAU")
+    stickiness.add_argument("--event", default="*", metavar="EVENT[:FILTERS]",
+                            help="what counts as active (default: any event)")
+    stickiness.add_argument("--period", choices=["week", "month"], default="week")
+    _common(stickiness)
 
     funnel = command(sub, "funnel", cmd_funnel, "conversion through ordered steps within a window")
     funnel.add_argument("--step", action="append", required=True, metavar="EVENT[:PROP=VALUE,…]",
@@ -103,6 +110,11 @@ def cmd_trends(args: argparse.Namespace) -> int:
     return _run(args, "trends", {
         "series": args.series, "interval": args.interval, "breakdown": args.breakdown,
         "compare": args.compare, "formula": args.formula, **_dates(args)})
+
+
+def cmd_stickiness(args: argparse.Namespace) -> int:
+    return _run(args, "stickiness", {"event": args.event, "period": args.period,
+                                     **_dates(args)})
 
 
 def cmd_funnel(args: argparse.Namespace) -> int:

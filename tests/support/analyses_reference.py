@@ -393,3 +393,18 @@ def active_people(events: list[Event], event_spec: EventSpec, days: int, on_day:
     first = date.fromordinal(on_day.toordinal() - days + 1)
     return len({e.person_id for e in events
                 if first <= e.day <= on_day and e.ts <= as_of_ms and matches(e, event_spec)})
+
+
+def stickiness(events: list[Event], event_spec: EventSpec, period: str, date_from: date,
+               date_to: date, as_of: datetime) -> dict[str, list[int]]:
+    """period start → people active on exactly k days of it (index k-1)."""
+    as_of_ms = int(as_of.timestamp() * 1000)
+    days: dict[tuple[str, str], set[date]] = defaultdict(set)
+    for e in events:
+        if date_from <= e.day <= date_to and e.ts <= as_of_ms and matches(e, event_spec):
+            start = _period_start(period, e.day)
+            days[(start.isoformat(), e.person_id)].add(e.day)
+    out: dict[str, list[int]] = defaultdict(lambda: [0] * (7 if period == "week" else 31))
+    for (start, _), active in days.items():
+        out[start][len(active) - 1] += 1
+    return dict(out)
