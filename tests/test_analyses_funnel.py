@@ -69,6 +69,12 @@ def assert_matches_reference(data: Data, spec: FunnelSpec, as_of: datetime = LAT
                     assert g[field] is None, (key, k, field)
                 else:
                     assert g[field] == pytest.approx(w[field], abs=0.002), (key, k, field)
+            if w["percentiles_s_from_start"] is None:
+                assert g["percentiles_s_from_start"] is None, (key, k)
+            else:
+                assert g["percentiles_s_from_start"] == pytest.approx(
+                    w["percentiles_s_from_start"], abs=0.002), (key, k)
+            assert g["covering_s_from_start"] == w["covering_s_from_start"], (key, k)
     assert expected[None]["steps"][0]["people"] > 0
     return result.to_dict()
 
@@ -224,3 +230,21 @@ def test_same_millisecond_steps_follow_message_id_order(tie_warehouse) -> None: 
     expected = ref.funnel(events, spec, spec.date_from, spec.date_to, LATE_AS_OF)
     assert {k: [s["people"] for s in v["steps"]] for k, v in expected.items()} == \
         {g["breakdown"]: [s["people"] for s in g["steps"]] for g in result.data["groups"]}
+
+
+@pytest.mark.parametrize("period", ["day", "week"])
+def test_conversion_by_entry_period_and_covering_window_match_reference(data: Data,
+                                                                        period: str) -> None:
+    spec = FunnelSpec(steps=steps("product_view", "add_to_cart", "purchase"),
+                      window_ms=2 * 86_400_000, covering=0.95, trend=period,
+                      date_from=FROM, date_to=TO, as_of=MID_AS_OF)
+    doc = assert_matches_reference(data, spec, as_of=MID_AS_OF)
+    expected = ref.funnel_trend(data.events, spec, FROM, TO, MID_AS_OF, TZ, period)
+    got = {t["period"]: (t["entered"], t["converted"], t["still_open"])
+           for t in doc["data"]["trend"]}
+    assert got == expected and len(expected) > 1
+    assert sum(v[0] for v in got.values()) == doc["summary"]["entered"]
+    last = doc["data"]["groups"][0]["steps"][-1]
+    assert last["percentiles_s_from_start"]["p50"] == pytest.approx(
+        last["median_s_from_start"], abs=0.002)
+    assert last["covering_s_from_start"] >= last["percentiles_s_from_start"]["p90"] - 0.002

@@ -62,6 +62,9 @@ from funnelhouse.analyses.common import (
 from funnelhouse.warehouse.base import Warehouse
 
 ORDERS = ("loose", "strict", "any")
+TREND_PERIODS = ("day", "week", "month")
+# Time-to-convert percentiles reported for every step after the first.
+PERCENTILES = (0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99)
 ATTRIBUTIONS = ("first", "last")
 MAX_STEPS = 63
 _DAY_MS = 86_400_000
@@ -116,6 +119,8 @@ class FunnelSpec:
     date_from: date | None = None            # reporting days in which step 1 may happen
     date_to: date | None = None
     as_of: datetime | None = None            # default: now
+    covering: float = 0.8                    # share of converters the "covering" window holds
+    trend: str | None = None                 # day | week | month: conversion by entry period
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -142,6 +147,10 @@ class FunnelSpec:
                                 f"1 <= from < to <= {n}")
         if self.date_from and self.date_to and self.date_from > self.date_to:
             raise SpecError("date_from is after date_to")
+        if not 0 < self.covering <= 1:
+            raise SpecError("covering is a share of converters in (0, 1]")
+        if self.trend is not None and self.trend not in TREND_PERIODS:
+            raise SpecError(f"trend must be one of {', '.join(TREND_PERIODS)}")
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> FunnelSpec:
@@ -160,6 +169,8 @@ class FunnelSpec:
                 date_from=parse_date(doc.get("date_from"), "date_from"),
                 date_to=parse_date(doc.get("date_to"), "date_to"),
                 as_of=parse_moment(doc.get("as_of")),
+                covering=float(doc.get("covering", 0.8)),
+                trend=doc.get("trend") or None,
             )
 
     def to_json(self) -> dict[str, Any]:
@@ -169,7 +180,8 @@ class FunnelSpec:
                 "optional": list(self.optional), "hold": self.hold, "breakdown": self.breakdown,
                 "attribution": self.attribution,
                 **days_json(self.date_from, self.date_to),
-                "as_of": utc_text(self.as_of) if self.as_of else None}
+                "as_of": utc_text(self.as_of) if self.as_of else None,
+                "covering": self.covering, "trend": self.trend}
 
     # Step structure the SQL and the reference both use.
     def eligible(self) -> list[list[int]]:
@@ -211,6 +223,7 @@ def build_query(spec: FunnelSpec, columns: dict[str, str], as_of: datetime,
     p_window = params.add("window_ms", "Int64", spec.window_ms)
     p_scan = params.add("scan_days", "UInt32", -(-spec.window_ms // _DAY_MS) + 1)
     p_as_of = params.add("as_of", "DateTime64(3, 'UTC')", utc_text(as_of))
+    p_cover = params.add("covering", "Float64", spec.covering)
 
     step_conds = [props.condition(s, f"step_{k}") for k, s in enumerate(spec.steps, 1)]
     excl_conds = [props.condition(x.event, f"exclude_{i}")
@@ -293,6 +306,7 @@ def build_query(spec: FunnelSpec, columns: dict[str, str], as_of: datetime,
                 else "GROUP BY breakdown, step")
     is_total = "grouping(breakdown)" if spec.breakdown else "0"
     touch = "first_index" if spec.attribution == "first" else "last_index"
+    levels = ", ".join(str(level) for level in PERCENTILES)   # constants, not user text
 
     if _is_plain(spec):
         walked = _walked_by_search(n, p_window)
@@ -380,7 +394,14 @@ SELECT
     avgIf(ms_from_previous, reached AND NOT excluded AND step > 1) / 1000 AS mean_s_from_prev,
     quantileExactInclusiveIf(0.5)(ms_from_start, reached AND NOT excluded AND step > 1) / 1000
         AS median_s_from_start,
-    avgIf(ms_from_start, reached AND NOT excluded AND step > 1) / 1000 AS mean_s_from_start
+    avgIf(ms_from_start, reached AND NOT excluded AND step > 1) / 1000 AS mean_s_from_start,
+    -- the time-to-convert distribution from step 1 (linear interpolation, like the median)
+    arrayMap(q -> q / 1000, quantilesExactInclusiveIf({levels})(
+        ms_from_start, reached AND NOT excluded AND step > 1)) AS percentiles_s_from_start,
+    -- the smallest window from step 1 within which the covering share of them got here
+    countIf(reached AND NOT excluded AND step > 1) AS timed,
+    arraySort(groupArrayIf(ms_from_start, reached AND NOT excluded AND step > 1))[
+        toUInt64(ceil({p_cover} * timed))] / 1000 AS covering_s_from_start
 FROM person_steps
 {group_by}
 ORDER BY is_total DESC, breakdown, step"""
@@ -469,9 +490,39 @@ def run_funnel(warehouse: Warehouse, spec: FunnelSpec, reporting_tz: str = "UTC"
     date_from, date_to, as_of = analysis_window(warehouse, spec.date_from, spec.date_to,
                                                 spec.as_of)
     columns = table_columns(warehouse)
-    sql, params = build_sql(spec, columns, as_of, date_from, date_to)
+    query = build_query(spec, columns, as_of, date_from, date_to)
+    sql, params = query.sql(), query.params
     result = warehouse.query(sql, params.for_query())
-    return shape_result(spec, result.dicts(), sql, params, date_from, date_to, as_of, reporting_tz)
+    shaped = shape_result(spec, result.dicts(), sql, params, date_from, date_to, as_of,
+                          reporting_tz)
+    if spec.trend:
+        trend = trend_query(query, spec, spec.trend, reporting_tz)
+        rows = warehouse.query(trend.sql(), trend.params.for_query()).dicts()
+        shaped.data["trend"] = [
+            {"period": r["period"], "entered": int(r["entered"]),
+             "converted": int(r["converted"]), "still_open": int(r["still_open"]),
+             "conversion_pct": pct(int(r["converted"]), int(r["entered"]))} for r in rows]
+        shaped.sql += "\n-- conversion by entry period\n" + trend.sql()
+    return shaped
+
+
+def trend_query(query: Query, spec: FunnelSpec, period: str, tz: str) -> Query:
+    """Conversion by the period people entered in: the funnel's pieces up to `people`,
+    then one row per entry period (reporting time zone)."""
+    p_tz = query.params.add("tz", "String", tz)
+    start = {"day": "toDate", "week": "toMonday", "month": "toStartOfMonth"}[period]
+    entered_day = f"toDate(fromUnixTimestamp64Milli(started_ms), {p_tz})"
+    n = len(spec.steps)
+    return query.through("people").select(f"""-- conversion by the {period} people entered (step 1), excluded people left out
+SELECT
+    toString({start}({entered_day})) AS period,
+    count() AS entered,
+    countIf(step_times[{n}] > 0) AS converted,
+    countIf(step_times[{n}] = 0 AND window_open = 1) AS still_open
+FROM people
+WHERE excluded = 0
+GROUP BY period
+ORDER BY period""")
 
 
 def shape_result(spec: FunnelSpec, rows: list[dict[str, Any]], sql: str, params: SqlParams,
@@ -504,6 +555,9 @@ def shape_result(spec: FunnelSpec, rows: list[dict[str, Any]], sql: str, params:
                 "mean_s_from_prev": _num(row.get("mean_s_from_prev")),
                 "median_s_from_start": _num(row.get("median_s_from_start")),
                 "mean_s_from_start": _num(row.get("mean_s_from_start")),
+                "percentiles_s_from_start": _percentiles(row) if k > 1 else None,
+                "covering_s_from_start": (_num(row.get("covering_s_from_start"))
+                                          if k > 1 and int(row.get("timed", 0)) else None),
             }
             entries.append(entry)
             cells = [entry[c] for c in _STEP_COLUMNS]
@@ -524,6 +578,9 @@ def shape_result(spec: FunnelSpec, rows: list[dict[str, Any]], sql: str, params:
     notes = [f"step 1 on reporting days {date_from} .. {date_to}; a day is a calendar day in {tz}",
              "events in (event_at, message_id) order; in_window = not there yet but the window "
              "is still open at as_of"]
+    notes.append(f"covering_s_from_start: the smallest time from step 1 within which "
+                 f"{spec.covering:.0%} of the people at that step got there; "
+                 "percentiles_s_from_start in data.groups[].steps[]")
     if spec.breakdown:
         notes.append(f"breakdown {spec.breakdown} by {spec.attribution}-touch "
                      f"({'step 1 event' if spec.attribution == 'first' else 'last step reached'})")
@@ -536,7 +593,15 @@ def shape_result(spec: FunnelSpec, rows: list[dict[str, Any]], sql: str, params:
 
 _STEP_COLUMNS = ("step", "name", "people", "pct_of_start", "pct_of_previous", "dropped",
                  "in_window", "median_s_from_prev", "mean_s_from_prev",
-                 "median_s_from_start", "mean_s_from_start")
+                 "median_s_from_start", "mean_s_from_start", "covering_s_from_start")
+
+
+def _percentiles(row: dict[str, Any]) -> dict[str, float | None] | None:
+    values = row.get("percentiles_s_from_start")
+    if not values or not int(row.get("timed", 0)):
+        return None
+    return {f"p{round(level * 100)}": _num(v)
+            for level, v in zip(PERCENTILES, values, strict=True)}
 
 
 def _num(value: Any) -> float | None:

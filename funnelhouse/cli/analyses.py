@@ -55,6 +55,10 @@ def register(sub: Subparsers) -> None:
     funnel.add_argument("--breakdown", default=None, metavar="PROP")
     funnel.add_argument("--attribution", choices=["first", "last"], default="first",
                         help="breakdown value of step 1 (first) or of the last step reached")
+    funnel.add_argument("--covering", type=float, default=0.8, metavar="SHARE",
+                        help="report the smallest window holding this share of converters")
+    funnel.add_argument("--trend", choices=["day", "week", "month"], default=None,
+                        help="also conversion by the period people entered")
     _common(funnel)
 
     retention = command(sub, "retention", cmd_retention, "cohort × period retention table")
@@ -122,7 +126,8 @@ def cmd_funnel(args: argparse.Namespace) -> int:
     return _run(args, "funnel", {
         "steps": args.step, "window": args.window, "order": args.order, "exclude": args.exclude,
         "optional": optional, "hold": args.hold, "breakdown": args.breakdown,
-        "attribution": args.attribution, **_dates(args)})
+        "attribution": args.attribution, "covering": args.covering, "trend": args.trend,
+        **_dates(args)})
 
 
 def cmd_retention(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ passes `person_of` / `session_of` (message_id → person, session) read from beh
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from funnelhouse.analyses.common import EventSpec
-from funnelhouse.analyses.funnel import FunnelSpec
+from funnelhouse.analyses.funnel import PERCENTILES, FunnelSpec
 from funnelhouse.analyses.paths import PathsSpec
 from funnelhouse.analyses.retention import RetentionSpec
 
@@ -240,9 +241,40 @@ def funnel(events: list[Event], spec: FunnelSpec, date_from: date, date_to: date
                 "mean_s_from_prev": statistics.fmean(from_prev) if from_prev else None,
                 "median_s_from_start": statistics.median(from_start) if from_start else None,
                 "mean_s_from_start": statistics.fmean(from_start) if from_start else None,
+                "percentiles_s_from_start": {
+                    f"p{round(q * 100)}": _linear_quantile(sorted(from_start), q)
+                    for q in PERCENTILES} if from_start else None,
+                "covering_s_from_start": sorted(from_start)[
+                    math.ceil(spec.covering * len(from_start)) - 1] if from_start else None,
             })
         out[key] = {"excluded": len(members) - len(kept), "steps": steps}
     return out
+
+
+def _linear_quantile(ordered: list[float], q: float) -> float:
+    """The q-quantile with linear interpolation between closest ranks (R7, numpy's default)."""
+    h = (len(ordered) - 1) * q
+    low = math.floor(h)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (h - low) * (ordered[high] - ordered[low])
+
+
+def funnel_trend(events: list[Event], spec: FunnelSpec, date_from: date, date_to: date,
+                 as_of: datetime, tz: str, period: str) -> dict[str, tuple[int, int, int]]:
+    """entry period → (entered, converted, still open) among people not excluded."""
+    as_of_ms = int(as_of.timestamp() * 1000)
+    out: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+    for evs in _by_person([e for e in events if e.ts <= as_of_ms and e.day >= date_from]).values():
+        attempt = _walk(evs, spec, date_from, date_to)
+        if attempt is None or attempt.excluded:
+            continue
+        day = datetime.fromtimestamp(attempt.started / 1000, ZoneInfo(tz)).date()
+        cell = out[_period_start(period, day).isoformat()]
+        converted = attempt.times[-1] > 0
+        cell[0] += 1
+        cell[1] += int(converted)
+        cell[2] += int(not converted and attempt.started + spec.window_ms >= as_of_ms)
+    return {k: (v[0], v[1], v[2]) for k, v in out.items()}
 
 
 # -- retention ------------------------------------------------------------------------
