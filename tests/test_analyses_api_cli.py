@@ -79,6 +79,11 @@ def test_every_analysis_route_answers(client: TestClient, setup) -> None:  # typ
     sticky = client.post("/v1/analyses/stickiness", headers=AUTH,
                          json={"period": "week", "as_of": "2024-04-01"})
     assert sticky.status_code == 200 and sticky.json()["summary"]["dau_mau_pct"] > 0
+    flows = client.post("/v1/analyses/flows", headers=AUTH,
+                        json={"start": "/", "steps": 3, "as_of": "2024-04-01"})
+    assert flows.status_code == 200 and flows.json()["data"]["edges"]
+    pages = client.post("/v1/analyses/pages", headers=AUTH, json={"top": 5})
+    assert pages.status_code == 200 and len(pages.json()["rows"]) == 5
     bad = client.post("/v1/analyses/trends", headers=AUTH,
                       json={"series": ["a", "b"], "formula": "__import__('os')"})
     assert bad.status_code == 400 and bad.json()["reason"] == "bad_spec"
@@ -143,6 +148,10 @@ def test_cli_csv_and_json(setup, capsys: pytest.CaptureFixture[str],
     assert lines[0] == "bucket,page_view,* · dau,incomplete"
     assert all(len(line.split(",")) == 4 for line in lines[1:]) and len(lines) > 7
     assert "2024-03-01,12,11,False" in lines   # counts are integers in CSV
+    assert run_cli(["flows", "--start", "/", "--steps", "3", "--format", "json", *data_dir]) == 0
+    assert orjson.loads(capsys.readouterr().out)["analysis"] == "flows"
+    assert run_cli(["pages", "--top", "2", "--format", "csv", *data_dir]) == 0
+    assert capsys.readouterr().out.splitlines()[0].startswith("page,views,sessions,people")
     assert run_cli(["funnel", "--step", "a", *data_dir]) == 1
     assert "at least two steps" in capsys.readouterr().err
 

@@ -1,4 +1,4 @@
-"""Analyses over the tables — trends, funnels, retention, paths, user timeline — as SQL.
+"""Analyses over the tables — trends, funnels, retention, flows, pages, timeline — as SQL.
 
 Each analysis has a typed spec (`FunnelSpec.from_json(...)`), a `build_sql` that returns the
 SQL text with named `{name:Type}` parameters, and a `run_*` that runs it and returns an
@@ -11,7 +11,9 @@ from collections.abc import Callable
 from typing import Any
 
 from funnelhouse.analyses.common import AnalysisResult, SpecError
+from funnelhouse.analyses.flows import FlowsSpec, run_flows
 from funnelhouse.analyses.funnel import FunnelSpec, run_funnel
+from funnelhouse.analyses.pages import PagesSpec, run_pages
 from funnelhouse.analyses.paths import PathsSpec, run_paths
 from funnelhouse.analyses.retention import RetentionSpec, run_retention
 from funnelhouse.analyses.stickiness import StickinessSpec, run_stickiness
@@ -19,7 +21,7 @@ from funnelhouse.analyses.timeline import TimelineSpec, run_timeline
 from funnelhouse.analyses.trends import TrendsSpec, run_trends
 from funnelhouse.warehouse.base import Warehouse
 
-__all__ = ["ANALYSES", "AnalysisResult", "FunnelSpec", "PathsSpec", "RetentionSpec", "SpecError",
+__all__ = ["ANALYSES", "AnalysisResult", "FlowsSpec", "FunnelSpec", "PagesSpec", "PathsSpec", "RetentionSpec", "SpecError",
            "StickinessSpec", "TimelineSpec", "TrendsSpec", "run_analysis"]
 
 # name → (spec parser, runner)
@@ -30,6 +32,8 @@ ANALYSES: dict[str, tuple[Callable[[dict[str, Any]], Any], Callable[..., Analysi
     "timeline": (TimelineSpec.from_json, run_timeline),
     "trends": (TrendsSpec.from_json, run_trends),
     "stickiness": (StickinessSpec.from_json, run_stickiness),
+    "flows": (FlowsSpec.from_json, run_flows),
+    "pages": (PagesSpec.from_json, run_pages),
 }
 
 

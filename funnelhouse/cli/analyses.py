@@ -1,4 +1,4 @@
-"""`funnelhouse trends|stickiness|funnel|retention|paths|timeline`: the analyses from the terminal.
+"""`funnelhouse trends|stickiness|funnel|retention|paths|flows|pages|timeline`: the analyses from the terminal.
 
 Through the running `funnelhouse up` when one holds the data folder, else on the data
 directly (cli.client). Output: a readable table, CSV or JSON;
@@ -86,6 +86,23 @@ def register(sub: Subparsers) -> None:
                                  "paths: exited | converted | viewed")
     _common(paths)
 
+    flows = command(sub, "flows", cmd_flows, "the steps people take after a start or before an end")
+    anchor = flows.add_mutually_exclusive_group(required=True)
+    anchor.add_argument("--start", default=None, help="page/screen (or event) the flow starts at")
+    anchor.add_argument("--end", default=None, help="page/screen (or event) the flow ends at")
+    flows.add_argument("--steps", type=int, default=5)
+    flows.add_argument("--nodes", choices=["views", "events"], default="views")
+    flows.add_argument("--no-collapse", dest="collapse", action="store_false",
+                       help="keep back-to-back repeats of a node")
+    flows.add_argument("--conversion", default="purchase", metavar="EVENT[:FILTERS]")
+    flows.add_argument("--top", type=int, default=10, help="nodes shown per step")
+    _common(flows)
+
+    pages = command(sub, "pages", cmd_pages,
+                    "pages and screens: views, people, entrances, exits, time on page")
+    pages.add_argument("--top", type=int, default=50)
+    _common(pages)
+
     timeline = command(sub, "timeline", cmd_timeline, "every event of one person, in order")
     timeline.add_argument("person", help="person id, user id or anonymous id")
     timeline.add_argument("--limit", type=int, default=1000)
@@ -140,6 +157,17 @@ def cmd_retention(args: argparse.Namespace) -> int:
 def cmd_paths(args: argparse.Namespace) -> int:
     return _run(args, "paths", {"page": args.page, "conversion": args.conversion,
                                 "top": args.top, **_dates(args)})
+
+
+def cmd_flows(args: argparse.Namespace) -> int:
+    return _run(args, "flows", {
+        "start": args.start, "end": args.end, "steps": args.steps, "nodes": args.nodes,
+        "collapse": args.collapse, "conversion": args.conversion, "top": args.top,
+        **_dates(args)})
+
+
+def cmd_pages(args: argparse.Namespace) -> int:
+    return _run(args, "pages", {"top": args.top, **_dates(args)})
 
 
 def cmd_timeline(args: argparse.Namespace) -> int:

@@ -440,3 +440,79 @@ def stickiness(events: list[Event], event_spec: EventSpec, period: str, date_fro
     for (start, _), active in days.items():
         out[start][len(active) - 1] += 1
     return dict(out)
+
+
+# -- flows ----------------------------------------------------------------------------
+def flows(events: list[Event], spec: Any, date_from: date, date_to: date,
+          as_of: datetime) -> dict[tuple[int, str, str], tuple[int, int]]:
+    """(step, node, next node / '(exit)' / '') → (sessions, converted), before top-N."""
+    as_of_ms = int(as_of.timestamp() * 1000)
+    sessions: dict[str, list[Event]] = defaultdict(list)
+    for e in events:
+        if date_from <= e.day <= date_to and e.ts <= as_of_ms and e.session_id:
+            sessions[e.session_id].append(e)
+    out: dict[tuple[int, str, str], list[int]] = defaultdict(lambda: [0, 0])
+    for evs in sessions.values():
+        evs.sort(key=lambda e: e.order_key)
+        if spec.nodes == "views":
+            seq = [(e.page, e.ts) for e in evs if e.type in ("page", "screen") and e.page]
+        else:
+            seq = [(e.event, e.ts) for e in evs]
+        if spec.collapse:
+            seq = [x for i, x in enumerate(seq) if i == 0 or x[0] != seq[i - 1][0]]
+        conversions = [e.ts for e in evs if matches(e, spec.conversion)]
+        last_conversion = max(conversions, default=None)
+        names = [n for n, _ in seq]
+        if spec.start:
+            if spec.start not in names:
+                continue
+            first = names.index(spec.start)
+            path = seq[first:first + spec.steps]
+            steps = list(range(1, len(path) + 1))
+            ends_session = first + len(path) == len(seq)
+        else:
+            if spec.end not in names:
+                continue
+            last = len(names) - 1 - names[::-1].index(spec.end)
+            path = seq[max(0, last - spec.steps + 1):last + 1]
+            steps = list(range(1 - len(path), 1))
+            ends_session = False
+        for i, ((node, ts), step) in enumerate(zip(path, steps, strict=True)):
+            if i + 1 < len(path):
+                nxt = path[i + 1][0]
+            else:
+                nxt = "(exit)" if ends_session else ""
+            cell = out[(step, node, nxt)]
+            cell[0] += 1
+            cell[1] += int(last_conversion is not None and last_conversion > ts)
+    return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+def pages(events: list[Event], date_from: date, date_to: date,
+          as_of: datetime) -> dict[str, dict[str, Any]]:
+    """page → views, sessions, people, entrances, exits, mean/median seconds on page."""
+    as_of_ms = int(as_of.timestamp() * 1000)
+    sessions: dict[str, list[Event]] = defaultdict(list)
+    for e in events:
+        if date_from <= e.day <= date_to and e.ts <= as_of_ms and e.session_id \
+                and e.type in ("page", "screen"):
+            sessions[e.session_id].append(e)
+    acc: dict[str, dict[str, Any]] = {}
+    for evs in sessions.values():
+        evs.sort(key=lambda e: e.order_key)
+        for i, e in enumerate(evs):
+            slot = acc.setdefault(e.page, {"views": 0, "sessions": set(), "people": set(),
+                                           "entrances": 0, "exits": 0, "times": []})
+            slot["views"] += 1
+            slot["sessions"].add(e.session_id)
+            slot["people"].add(e.person_id)
+            slot["entrances"] += int(i == 0)
+            slot["exits"] += int(i == len(evs) - 1)
+            if i + 1 < len(evs):
+                slot["times"].append((evs[i + 1].ts - e.ts) / 1000)
+    return {page: {"views": s["views"], "sessions": len(s["sessions"]),
+                   "people": len(s["people"]), "entrances": s["entrances"],
+                   "exits": s["exits"],
+                   "mean_s_on_page": statistics.fmean(s["times"]) if s["times"] else None,
+                   "median_s_on_page": statistics.median(s["times"]) if s["times"] else None}
+            for page, s in acc.items()}
