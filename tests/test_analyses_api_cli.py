@@ -84,6 +84,11 @@ def test_every_analysis_route_answers(client: TestClient, setup) -> None:  # typ
     assert flows.status_code == 200 and flows.json()["data"]["edges"]
     pages = client.post("/v1/analyses/pages", headers=AUTH, json={"top": 5})
     assert pages.status_code == 200 and len(pages.json()["rows"]) == 5
+    correlation = client.post("/v1/analyses/correlation", headers=AUTH, json={
+        "funnel": {"steps": ["product_view", "purchase"], "as_of": "2024-04-01"},
+        "properties": ["channel"]})
+    assert correlation.status_code == 200, correlation.text
+    assert {c["kind"] for c in correlation.json()["data"]["candidates"]} == {"event", "property"}
     bad = client.post("/v1/analyses/trends", headers=AUTH,
                       json={"series": ["a", "b"], "formula": "__import__('os')"})
     assert bad.status_code == 400 and bad.json()["reason"] == "bad_spec"
@@ -150,6 +155,9 @@ def test_cli_csv_and_json(setup, capsys: pytest.CaptureFixture[str],
     assert "2024-03-01,12,11,False" in lines   # counts are integers in CSV
     assert run_cli(["flows", "--start", "/", "--steps", "3", "--format", "json", *data_dir]) == 0
     assert orjson.loads(capsys.readouterr().out)["analysis"] == "flows"
+    assert run_cli(["correlation", "--period", "day", "--retained-period", "2",
+                    "--format", "json", "--as-of", "2024-04-01", *data_dir]) == 0
+    assert orjson.loads(capsys.readouterr().out)["summary"]["source"] == "retention"
     assert run_cli(["pages", "--top", "2", "--format", "csv", *data_dir]) == 0
     assert capsys.readouterr().out.splitlines()[0].startswith("page,views,sessions,people")
     assert run_cli(["funnel", "--step", "a", *data_dir]) == 1

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from funnelhouse.analyses.common import AnalysisResult, SpecError
+from funnelhouse.analyses.correlation import CorrelationSpec, run_correlation
 from funnelhouse.analyses.flows import FlowsSpec, run_flows
 from funnelhouse.analyses.funnel import FunnelSpec, run_funnel
 from funnelhouse.analyses.pages import PagesSpec, run_pages
@@ -21,7 +22,7 @@ from funnelhouse.analyses.timeline import TimelineSpec, run_timeline
 from funnelhouse.analyses.trends import TrendsSpec, run_trends
 from funnelhouse.warehouse.base import Warehouse
 
-__all__ = ["ANALYSES", "AnalysisResult", "FlowsSpec", "FunnelSpec", "PagesSpec", "PathsSpec", "RetentionSpec", "SpecError",
+__all__ = ["ANALYSES", "AnalysisResult", "CorrelationSpec", "FlowsSpec", "FunnelSpec", "PagesSpec", "PathsSpec", "RetentionSpec", "SpecError",
            "StickinessSpec", "TimelineSpec", "TrendsSpec", "run_analysis"]
 
 # name → (spec parser, runner)
@@ -34,6 +35,7 @@ ANALYSES: dict[str, tuple[Callable[[dict[str, Any]], Any], Callable[..., Analysi
     "stickiness": (StickinessSpec.from_json, run_stickiness),
     "flows": (FlowsSpec.from_json, run_flows),
     "pages": (PagesSpec.from_json, run_pages),
+    "correlation": (CorrelationSpec.from_json, run_correlation),
 }
 
 

@@ -1,4 +1,5 @@
-"""HTTP API of the analyses: POST /v1/analyses/{name} (trends, stickiness, funnel, retention, paths, flows, pages), GET /v1/timeline/{id}.
+"""HTTP API of the analyses: POST /v1/analyses/{name} (trends, stickiness, funnel, retention,
+paths, flows, pages, correlation), GET /v1/timeline/{id}.
 
 Admin token required. The body is the analysis' JSON spec (as in docs/analyses.md); the
 answer is the result with the SQL that ran and its parameters.
@@ -18,7 +19,8 @@ from funnelhouse.collector.app import ORJSONResponse
 from funnelhouse.config import Settings
 from funnelhouse.warehouse.base import Warehouse, WarehouseError
 
-POSTED = ("funnel", "retention", "paths", "trends", "stickiness", "flows", "pages")
+POSTED = ("funnel", "retention", "paths", "trends", "stickiness", "flows", "pages",
+          "correlation")
 
 
 def routes(settings: Settings, warehouse: Warehouse,

@@ -1,4 +1,4 @@
-"""`funnelhouse trends|stickiness|funnel|retention|paths|flows|pages|timeline`: the analyses from the terminal.
+"""`funnelhouse trends|stickiness|funnel|retention|paths|flows|pages|correlation|timeline`: the analyses from the terminal.
 
 Through the running `funnelhouse up` when one holds the data folder, else on the data
 directly (cli.client). Output: a readable table, CSV or JSON;
@@ -98,6 +98,23 @@ def register(sub: Subparsers) -> None:
     flows.add_argument("--top", type=int, default=10, help="nodes shown per step")
     _common(flows)
 
+    correlation = command(sub, "correlation", cmd_correlation,
+                          "events and property values that set converters (or retained "
+                          "people) apart")
+    correlation.add_argument("--step", action="append", default=[],
+                             metavar="EVENT[:FILTERS]",
+                             help="funnel steps (repeat); without them: a retention cohort")
+    correlation.add_argument("--window", default="7d")
+    correlation.add_argument("--cohort", default="first_seen")
+    correlation.add_argument("--period", choices=["day", "week", "month"], default="week")
+    correlation.add_argument("--retained-period", type=int, default=1, metavar="K",
+                             help="retention: success = came back in period K")
+    correlation.add_argument("--mode", choices=["on", "on_or_after"], default="on")
+    correlation.add_argument("--property", action="append", default=[], metavar="PROP",
+                             help="also compare this property's values on the entering event")
+    correlation.add_argument("--top", type=int, default=20)
+    _common(correlation)
+
     pages = command(sub, "pages", cmd_pages,
                     "pages and screens: views, people, entrances, exits, time on page")
     pages.add_argument("--top", type=int, default=50)
@@ -164,6 +181,18 @@ def cmd_flows(args: argparse.Namespace) -> int:
         "start": args.start, "end": args.end, "steps": args.steps, "nodes": args.nodes,
         "collapse": args.collapse, "conversion": args.conversion, "top": args.top,
         **_dates(args)})
+
+
+def cmd_correlation(args: argparse.Namespace) -> int:
+    if args.step:
+        base: dict[str, Any] = {"funnel": {"steps": args.step, "window": args.window,
+                                           **_dates(args)}}
+    else:
+        base = {"retention": {"cohort": args.cohort, "period": args.period,
+                              "periods": max(args.retained_period, 1), "mode": args.mode,
+                              **_dates(args)}}
+    return _run(args, "correlation", {**base, "retained_period": args.retained_period,
+                                      "properties": args.property, "top": args.top})
 
 
 def cmd_pages(args: argparse.Namespace) -> int:

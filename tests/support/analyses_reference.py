@@ -516,3 +516,61 @@ def pages(events: list[Event], date_from: date, date_to: date,
                    "mean_s_on_page": statistics.fmean(s["times"]) if s["times"] else None,
                    "median_s_on_page": statistics.median(s["times"]) if s["times"] else None}
             for page, s in acc.items()}
+
+
+# -- correlation ----------------------------------------------------------------------
+def funnel_outcomes(events: list[Event], spec: FunnelSpec, date_from: date, date_to: date,
+                    as_of: datetime) -> list[tuple[bool, set[str], str]]:
+    """Each decided person: (converted, event names done in their attempt span except the
+    funnel's steps, value of `spec.breakdown` on their step-1 event)."""
+    as_of_ms = int(as_of.timestamp() * 1000)
+    steps = {s.event for s in spec.steps}
+    out = []
+    for evs in _by_person([e for e in events if e.ts <= as_of_ms and e.day >= date_from]).values():
+        attempt = _walk(evs, spec, date_from, date_to)
+        if attempt is None or attempt.excluded:
+            continue
+        converted = attempt.times[-1] > 0
+        if not converted and attempt.started + spec.window_ms >= as_of_ms:
+            continue   # still inside the window: not decided
+        end = attempt.times[-1] if converted else attempt.started + spec.window_ms
+        names = {e.event for e in evs if attempt.started <= e.ts <= end and e.event not in steps}
+        out.append((converted, names, attempt.value))
+    return out
+
+
+def retention_outcomes(events: list[Event], spec: RetentionSpec, k: int, date_from: date,
+                       date_to: date, as_of: datetime, tz: str
+                       ) -> list[tuple[bool, set[str], str]]:
+    """Each first-time cohort member whose period k had begun at as_of: (retained, event
+    names done in the cohort period, breakdown value on the cohort event)."""
+    as_of_ms = int(as_of.timestamp() * 1000)
+    unit = spec.period
+    now = _period_start(unit, datetime.fromtimestamp(as_of_ms / 1000, ZoneInfo(tz)).date())
+    cohort_spec = spec.cohort_event()
+    out = []
+    for evs in _by_person([e for e in events if e.ts <= as_of_ms]).values():
+        entry = next((e for e in evs if matches(e, cohort_spec)), None)
+        if entry is None or not date_from <= entry.day <= date_to:
+            continue
+        start = _period_start(unit, entry.day)
+        if _periods_between(unit, start, now) < k:
+            continue
+        offsets = {_periods_between(unit, start, _period_start(unit, e.day)) for e in evs
+                   if spec.return_event is None or matches(e, spec.return_event)}
+        retained = k in offsets if spec.mode == "on" else max(offsets, default=-1) >= k
+        names = {e.event for e in evs if _period_start(unit, e.day) == start}
+        value = prop_value(entry, spec.breakdown) if spec.breakdown else ""
+        out.append((retained, names, value))
+    return out
+
+
+def correlation_counts(outcomes: list[tuple[bool, set[str], str]], by_value: bool = False
+                       ) -> tuple[dict[str, tuple[int, int]], int, int]:
+    """name (event, or entry value) → (success with it, failure with it); and the totals."""
+    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for success, names, value in outcomes:
+        for name in ([value] if by_value else names):
+            counts[name][0 if success else 1] += 1
+    successes = sum(1 for o in outcomes if o[0])
+    return ({k: (v[0], v[1]) for k, v in counts.items()}, successes, len(outcomes) - successes)
