@@ -74,6 +74,15 @@ def test_weekly_unbounded_retention_with_breakdown_matches_reference(data: Data)
                                         breakdown="device_type"))
 
 
+@pytest.mark.parametrize("nth", [2, 3])
+def test_nth_purchase_cohorts_match_reference(data: Data, nth: int) -> None:
+    """A hypermarket's "after the 3rd purchase" cohort: the day of each person's Nth
+    purchase (earlier history counts), returning to buy again."""
+    doc = check_retention(data, RetentionSpec(cohort="first_purchase", nth=nth, period="week",
+                                              periods=3, return_event=EventSpec("purchase")))
+    assert sum(c["size"] for c in doc["data"]["cohorts"] if c["breakdown"] is None) > 0
+
+
 def test_first_purchase_cohort_with_return_event_matches_reference(data: Data) -> None:
     check_retention(data, RetentionSpec(cohort="first_purchase", period="week", periods=3,
                                         return_event=EventSpec("product_view")))

@@ -67,8 +67,13 @@ class RetentionSpec:
     date_from: date | None = None            # cohort days (reporting time zone)
     date_to: date | None = None
     as_of: datetime | None = None
+    nth: int = 1                             # first_time: the Nth cohort event (3rd purchase)
 
     def __post_init__(self) -> None:
+        if not 1 <= self.nth <= 1000:
+            raise SpecError("nth must be between 1 and 1000")
+        if self.nth > 1 and self.cohort_type != "first_time":
+            raise SpecError("nth applies to first_time cohorts")
         if self.period not in PERIODS:
             raise SpecError(f"period must be one of {', '.join(PERIODS)}")
         if self.mode not in MODES:
@@ -103,10 +108,11 @@ class RetentionSpec:
                        mode=doc.get("mode", "on"), breakdown=doc.get("breakdown") or None,
                        date_from=parse_date(doc.get("date_from"), "date_from"),
                        date_to=parse_date(doc.get("date_to"), "date_to"),
-                       as_of=parse_moment(doc.get("as_of")))
+                       as_of=parse_moment(doc.get("as_of")),
+                       nth=int(doc.get("nth", 1)))
 
     def to_json(self) -> dict[str, Any]:
-        return {"cohort": self.cohort, "cohort_type": self.cohort_type,
+        return {"cohort": self.cohort, "cohort_type": self.cohort_type, "nth": self.nth,
                 "return_event": self.return_event.text() if self.return_event else None,
                 "period": self.period, "periods": self.periods, "mode": self.mode,
                 "breakdown": self.breakdown,
@@ -129,7 +135,18 @@ def build_query(spec: RetentionSpec, columns: dict[str, str], as_of: datetime,
     breakdown = props.expr(spec.breakdown) if spec.breakdown else "''"
     unit = spec.period
 
-    if spec.cohort_type == "first_time":
+    p_nth = params.add("nth", "UInt32", spec.nth)
+    if spec.cohort_type == "first_time" and spec.nth > 1:
+        cohorts = f"""    -- the {spec.nth}th cohort event ever (history before date_from counts)
+        arraySort(e -> (e.ts, e.message_id), groupArrayIf(
+            CAST((period_start, event_date, breakdown_value, toUnixTimestamp64Milli(event_at),
+                  message_id),
+                 'Tuple(period Date, day Date, value String, ts Int64, message_id String)'),
+            is_cohort_event = 1)) AS entries,
+        if(length(entries) >= {p_nth} AND entries[{p_nth}].day BETWEEN {p_from} AND {p_to},
+           [CAST((entries[{p_nth}].period, entries[{p_nth}].day, entries[{p_nth}].value),
+                 'Tuple(period Date, day Date, value String)')], []) AS cohorts,"""
+    elif spec.cohort_type == "first_time":
         cohorts = f"""    -- the first cohort event ever: its period, its day, the breakdown on it
         argMinIf(CAST((period_start, event_date, breakdown_value),
                       'Tuple(period Date, day Date, value String)'),

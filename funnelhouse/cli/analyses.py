@@ -68,6 +68,9 @@ def register(sub: Subparsers) -> None:
                            default="first_time")
     retention.add_argument("--return-event", default=None, metavar="EVENT[:FILTERS]",
                            help="what counts as coming back (default: any event)")
+    retention.add_argument("--nth", type=int, default=1, metavar="N",
+                           help="first_time cohorts: enter at the Nth cohort event "
+                                "(--cohort first_purchase --nth 3: after the 3rd purchase)")
     retention.add_argument("--period", choices=["day", "week", "month"], default="week")
     retention.add_argument("--periods", type=int, default=8)
     retention.add_argument("--mode", choices=["on", "on_or_after"], default="on")
@@ -166,7 +169,8 @@ def cmd_funnel(args: argparse.Namespace) -> int:
 
 def cmd_retention(args: argparse.Namespace) -> int:
     return _run(args, "retention", {
-        "cohort": args.cohort, "cohort_type": args.cohort_type, "return_event": args.return_event,
+        "cohort": args.cohort, "cohort_type": args.cohort_type, "nth": args.nth,
+        "return_event": args.return_event,
         "period": args.period, "periods": args.periods, "mode": args.mode,
         "breakdown": args.breakdown, **_dates(args)})
 

@@ -309,7 +309,7 @@ def retention(events: list[Event], spec: RetentionSpec, date_from: date, date_to
     for evs in _by_person([e for e in events if e.ts <= as_of_ms]).values():
         entries = [e for e in evs if matches(e, cohort_spec)]
         if spec.cohort_type == "first_time":
-            entries = entries[:1]
+            entries = entries[spec.nth - 1:spec.nth]
         entries = [e for e in entries if date_from <= e.day <= date_to]
         cohorts: dict[date, Event] = {}
         for e in entries:
