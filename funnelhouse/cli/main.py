@@ -20,6 +20,7 @@ COMMANDS = (
     "sql",         # sql
     "plan",        # plan check | coverage
     "replay",      # replay-invalid
+    "import_cmd",  # import (CSV / JSON lines through the plan)
     "models",      # models run
     "demo",        # demo
     "people",      # segment, signals, export, forget
