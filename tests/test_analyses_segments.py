@@ -96,6 +96,11 @@ def test_save_segment_over_http(setup) -> None:
                                json={"spec": FUNNEL, "who": "converted", "name": "buyers"})
         assert response.status_code == 200, response.text
         assert response.json()["members"] == funnel_step(settings, reader, 4)["people"]
+        live = client.post("/v1/analyses/funnel/segment",
+                           headers={"Authorization": f"Bearer {TOKEN}"},
+                           json={"spec": FUNNEL, "who": "converted", "name": "buyers live",
+                                 "live": True, "last_days": 7})
+        assert live.status_code == 200 and live.json()["live"] is True
         refused = client.post("/v1/analyses/funnel/segment", json={"spec": FUNNEL},
                               headers={"Authorization": f"Bearer {TOKEN}"})
         assert refused.status_code == 400
@@ -115,3 +120,55 @@ def test_funnel_breaks_down_by_segment_membership(setup) -> None:
     assert inside[0]["people"] == inside[-1]["people"] == converted
     assert outside[-1]["people"] == 0
     assert inside[0]["people"] + outside[0]["people"] == result.summary["entered"]
+
+
+def people_of(writer: Warehouse, settings: Settings, segment_id: str) -> set[str]:
+    return {m["person_id"] for m in segments.Segments(writer, settings).members(segment_id)}
+
+
+def dropped_people(reader: Warehouse, spec: dict, step: int) -> set[str]:
+    sql, params = __import__("funnelhouse.analyses.cohorts", fromlist=["x"]).funnel_people_sql(
+        reader, spec, f"dropped:{step}")
+    return {r[0] for r in reader.query(sql, params).rows}
+
+
+def test_a_live_segment_is_re_evaluated_from_its_definition(setup) -> None:
+    """A "dropped at step 3 in the last 3 days" audience follows the calendar; the same
+    result saved frozen keeps the people it had."""
+    settings, writer, reader = setup
+    rolling = {k: v for k, v in FUNNEL.items() if k not in ("date_from", "date_to", "as_of")}
+    live = save_as_segment("funnel", rolling, "dropped:3", "dropped at cart, rolling",
+                           reader=reader, writer=writer, settings=settings, live=True,
+                           last_days=3)
+    assert live["live"] is True
+    store = segments.Segments(writer, settings)
+    seen = []
+    for day in ("2024-03-04", "2024-03-07"):
+        as_of = __import__("datetime").datetime.fromisoformat(f"{day}T23:00:00+00:00")
+        store.materialise(live["segment_id"], as_of=as_of)
+        start = (as_of.date() - __import__("datetime").timedelta(days=2)).isoformat()
+        expected = dropped_people(reader, {**rolling, "date_from": start, "date_to": day,
+                                           "as_of": as_of.isoformat()}, 3)
+        assert people_of(writer, settings, live["segment_id"]) == expected
+        seen.append(expected)
+    assert seen[0] != seen[1] and seen[0] and seen[1]
+    # The definition is what is stored, not the people.
+    definition = store.get(live["segment_id"]).definition
+    assert definition["kind"] == "analysis" and definition["analysis"]["who"] == "dropped:3"
+    frozen = save_as_segment("funnel", FUNNEL, "dropped:3", "dropped at cart, frozen",
+                             reader=reader, writer=writer, settings=settings)
+    before = people_of(writer, settings, frozen["segment_id"])
+    store.materialise(frozen["segment_id"])
+    assert people_of(writer, settings, frozen["segment_id"]) == before
+
+
+@pytest.mark.parametrize("analysis", [
+    {"name": "retention", "spec": {}, "who": "x"},
+    {"name": "funnel", "spec": FUNNEL, "who": "dropped:9"},
+    {"name": "funnel", "spec": FUNNEL, "who": "converted", "last_days": 0},
+    {"name": "funnel", "spec": {"steps": ["a"]}, "who": "converted"},
+])
+def test_bad_live_definitions_are_refused(setup, analysis) -> None:
+    settings, writer, reader = setup
+    with pytest.raises(segments.SegmentError):
+        segments.Segments(writer, settings, reader).create({"name": "x", "analysis": analysis})

@@ -2,14 +2,18 @@
 
 "Who dropped out at step 3", "who converted", "who left the site from /cart": the
 same SQL as the analysis up to its per-person (or per-view) step, then a SELECT of
-the person ids that match. The segment is frozen: it keeps the people of the result
-the marketer looked at, for a re-engagement campaign.
+the person ids that match. Saved frozen, the segment keeps the people of the result the
+marketer looked at; saved live, it keeps the definition (analysis, spec, who, and
+optionally a rolling number of days) and is re-evaluated at every materialisation.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from funnelhouse.analyses import funnel, paths
 from funnelhouse.analyses.common import SpecError, analysis_window, table_columns
@@ -66,15 +70,47 @@ def paths_people_sql(warehouse: Warehouse, doc: dict[str, Any], who: str
     return people.sql(), people.params.for_query()
 
 
+BUILDERS: dict[str, Callable[[Warehouse, dict[str, Any], str], tuple[str, dict[str, Any]]]] = {
+    "funnel": funnel_people_sql, "paths": paths_people_sql}
+
+
+def live_people_sql(reader: Warehouse, definition: dict[str, Any], as_of: datetime,
+                    tz: str) -> tuple[str, dict[str, Any]]:
+    """A live analysis segment's SQL at `as_of`: its spec over the last N reporting days
+    up to as_of (when `last_days` is set), else over the spec's own days."""
+    spec = dict(definition["spec"])
+    spec["as_of"] = as_of.isoformat()
+    if definition.get("last_days"):
+        today = as_of.astimezone(ZoneInfo(tz)).date()
+        spec["date_from"] = (today - timedelta(days=int(definition["last_days"]) - 1)).isoformat()
+        spec["date_to"] = today.isoformat()
+    return BUILDERS[definition["name"]](reader, spec, definition["who"])
+
+
 def save_as_segment(analysis: str, doc: dict[str, Any], who: str, name: str, *,
-                    reader: Warehouse, writer: Warehouse, settings: Settings) -> dict[str, Any]:
-    """Save the people of one part of a funnel or paths result as a frozen segment."""
+                    reader: Warehouse, writer: Warehouse, settings: Settings,
+                    live: bool = False, last_days: int | None = None) -> dict[str, Any]:
+    """Save the people of one part of a funnel or paths result as a segment: frozen (the
+    people now) or live (the definition, re-evaluated at every materialisation)."""
     from funnelhouse.people import segments
 
-    builders = {"funnel": funnel_people_sql, "paths": paths_people_sql}
-    if analysis not in builders:
+    if analysis not in BUILDERS:
         raise SpecError("segments can be saved from funnel or paths results")
-    sql, params = builders[analysis](reader, doc, who)
+    if live:
+        store = segments.Segments(writer, settings, reader)
+        try:
+            segment = store.create({"name": name, "description": f"{analysis}: {who} (live)",
+                                    "analysis": {"name": analysis, "spec": doc, "who": who,
+                                                 "last_days": last_days}},
+                                   created_by="analysis")
+            done = store.materialise(segment.segment_id)
+        except segments.SegmentError as exc:
+            raise SpecError(str(exc)) from exc
+        finally:
+            store.close()
+        return {"segment_id": segment.segment_id, "members": done.members, "live": True,
+                "sql": done.sql.sql, "params": done.sql.params}
+    sql, params = BUILDERS[analysis](reader, doc, who)
     segment, materialised = segments.from_sql(
         writer, settings, name, sql, params, freeze=True, reader=reader,
         description=f"{analysis}: {who}",

@@ -49,7 +49,8 @@ def routes(settings: Settings, warehouse: Warehouse,
                                       "date_to": query.get("date_to")})
 
     async def save_segment(request: Request) -> Any:
-        """POST /v1/analyses/{funnel|paths}/segment {"spec", "who", "name"}: save the people."""
+        """POST /v1/analyses/{funnel|paths}/segment {"spec", "who", "name", "live",
+        "last_days"}: save the people (frozen), or the definition (live)."""
         from funnelhouse.analyses.cohorts import save_as_segment
 
         doc = await json_object(request, required=True)
@@ -58,7 +59,9 @@ def routes(settings: Settings, warehouse: Warehouse,
             raise SpecError('send {"spec": {…}, "who": "dropped:2", "name": "…"}')
         return await asyncio.to_thread(
             save_as_segment, request.path_params["name"], doc["spec"], str(doc["who"]),
-            str(doc["name"]), reader=warehouse, writer=writer, settings=settings)
+            str(doc["name"]), reader=warehouse, writer=writer, settings=settings,
+            live=bool(doc.get("live")),
+            last_days=int(doc["last_days"]) if doc.get("last_days") is not None else None)
 
     return [Route("/v1/analyses/{name:str}/segment", admin_endpoint(settings, save_segment, errors),
                   methods=["POST"]),

@@ -87,6 +87,11 @@ def register(sub: Subparsers) -> None:
         parser.add_argument("--who", default=None,
                             help="funnel: converted | reached:K | dropped:K | in_window:K; "
                                  "paths: exited | converted | viewed")
+        parser.add_argument("--live", action="store_true",
+                            help="save the definition, re-evaluated at every "
+                                 "materialisation, instead of today's people")
+        parser.add_argument("--last-days", type=int, default=None, metavar="N",
+                            help="live: each evaluation covers the last N reporting days")
     _common(paths)
 
     flows = command(sub, "flows", cmd_flows, "the steps people take after a start or before an end")
@@ -220,17 +225,19 @@ def _run(args: argparse.Namespace, name: str, doc: dict[str, Any]) -> int:
 
 
 def _save_segment(name: str, doc: dict[str, Any], args: argparse.Namespace) -> int:
-    """Save the people of one part of the result (--who) as a frozen segment."""
+    """Save the people of one part of the result (--who) as a segment (frozen, or --live)."""
     if not args.who:
         print("--save-segment needs --who (funnel: converted, reached:K, dropped:K, "
               "in_window:K; paths: exited, converted, viewed)", file=sys.stderr)
         return 1
 
     def run(client: Client) -> int:
-        saved = client.save_segment(name, doc, args.who, args.save_segment)
+        saved = client.save_segment(name, doc, args.who, args.save_segment, live=args.live,
+                                    last_days=args.last_days)
         if args.show_sql:
             print(saved["sql"], file=sys.stderr)
-        print(f"saved segment {saved['segment_id']} with {saved['members']} people")
+        kind = "live segment" if saved.get("live") else "segment"
+        print(f"saved {kind} {saved['segment_id']} with {saved['members']} people")
         return 0
 
     return with_client(args, run)

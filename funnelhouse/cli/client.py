@@ -106,8 +106,8 @@ class Client(ABC):
         ...
 
     @abstractmethod
-    def save_segment(self, analysis: str, spec: dict[str, Any], who: str,
-                     name: str) -> dict[str, Any]:
+    def save_segment(self, analysis: str, spec: dict[str, Any], who: str, name: str,
+                     live: bool = False, last_days: int | None = None) -> dict[str, Any]:
         ...
 
     @abstractmethod
@@ -314,12 +314,13 @@ class LocalClient(Client):
         return run_analysis(name, doc, self.reader, self.settings.reporting_tz).to_dict()
 
     @_said(value="bad_spec", warehouse="query_failed")
-    def save_segment(self, analysis: str, spec: dict[str, Any], who: str,
-                     name: str) -> dict[str, Any]:
+    def save_segment(self, analysis: str, spec: dict[str, Any], who: str, name: str,
+                     live: bool = False, last_days: int | None = None) -> dict[str, Any]:
         from funnelhouse.analyses.cohorts import save_as_segment
 
         return save_as_segment(analysis, spec, who, name, reader=self.reader,
-                               writer=self.writer, settings=self.settings)
+                               writer=self.writer, settings=self.settings, live=live,
+                               last_days=last_days)
 
     @_said()
     def segment_list(self) -> dict[str, Any]:
@@ -453,10 +454,11 @@ class RemoteClient(Client):
                               params=params)
         return self._json("POST", f"/v1/analyses/{name}", body=doc)
 
-    def save_segment(self, analysis: str, spec: dict[str, Any], who: str,
-                     name: str) -> dict[str, Any]:
+    def save_segment(self, analysis: str, spec: dict[str, Any], who: str, name: str,
+                     live: bool = False, last_days: int | None = None) -> dict[str, Any]:
         return self._json("POST", f"/v1/analyses/{analysis}/segment",
-                          body={"spec": spec, "who": who, "name": name})
+                          body={"spec": spec, "who": who, "name": name, "live": live,
+                                "last_days": last_days})
 
     def segment_list(self) -> dict[str, Any]:
         return self._json("GET", "/v1/segments")

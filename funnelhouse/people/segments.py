@@ -18,6 +18,11 @@ A definition is one of three kinds:
   returning a ``person_id`` column (or exactly one column); ``{name:Type}`` parameters.
 * people — a fixed list of ids (person, user or anonymous ids), kept in
   ``segment_people`` and resolved through the identity map at every materialisation.
+* analysis — ``{"analysis": {"name": "funnel", "spec": {…}, "who": "dropped:3",
+  "last_days": 30}}``: the people of one part of an analysis result, re-evaluated from
+  its definition at every materialisation (a live "dropped at step 3" audience).
+  With ``last_days`` the analysis covers the N reporting days up to the materialisation;
+  without, the spec's own days (or all days with data).
 
 Every change is a new version (table ``segments``). Materialising a segment writes its
 members into a staging table and swaps them into ``segment_members`` with REPLACE
@@ -75,7 +80,7 @@ COMPARISONS = {"=": "=", "!=": "!=", ">": ">", ">=": ">=", "<": "<", "<=": "<="}
 OPS = set(COMPARISONS) | {"in", "not_in", "contains", "not_contains", "starts_with",
                           "is_set", "is_not_set", "between", "has"}
 AGGREGATES = {"count", "sum", "avg", "min", "max", "uniq"}
-KINDS = ("containers", "sql", "people")
+KINDS = ("containers", "sql", "people", "analysis")
 _ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _JSON_KEY = re.compile(r"^[A-Za-z0-9_$-]{1,64}$")
@@ -116,7 +121,7 @@ def validate_definition(doc: Any) -> dict[str, Any]:
         raise SegmentError("a segment definition is a JSON object")
     present = [k for k in KINDS if k in doc]
     if len(present) != 1:
-        raise SegmentError("give exactly one of containers, sql or people")
+        raise SegmentError("give exactly one of containers, sql, people or analysis")
     kind = present[0]
     name = doc.get("name", "")
     if not isinstance(name, str) or not name.strip():
@@ -136,6 +141,9 @@ def validate_definition(doc: Any) -> dict[str, Any]:
         out["sql"] = sql.strip().rstrip(";").strip()
         out["params"] = params
         return out
+    if kind == "analysis":
+        out["analysis"] = _validate_analysis(doc["analysis"])
+        return out
     if kind == "people":
         people = doc["people"]
         if not isinstance(people, list) or not all(isinstance(p, str) and p for p in people):
@@ -148,6 +156,24 @@ def validate_definition(doc: Any) -> dict[str, Any]:
     out["containers"] = [_validate_container(c, f"$.containers[{i}]")
                          for i, c in enumerate(containers)]
     return out
+
+
+def _validate_analysis(doc: Any) -> dict[str, Any]:
+    from funnelhouse.analyses.cohorts import BUILDERS
+
+    if not isinstance(doc, dict) or doc.get("name") not in BUILDERS:
+        raise SegmentError(f"analysis.name is one of {', '.join(BUILDERS)}", "$.analysis.name")
+    if not isinstance(doc.get("spec"), dict):
+        raise SegmentError("analysis.spec is the analysis' JSON spec", "$.analysis.spec")
+    if not isinstance(doc.get("who"), str) or not doc["who"]:
+        raise SegmentError("analysis.who names the people (e.g. dropped:3)", "$.analysis.who")
+    last_days = doc.get("last_days")
+    if last_days is not None and (not isinstance(last_days, int) or isinstance(last_days, bool)
+                                  or not 1 <= last_days <= 3650):
+        raise SegmentError("analysis.last_days is a number of days (1..3650)",
+                           "$.analysis.last_days")
+    return {"name": doc["name"], "spec": doc["spec"], "who": doc["who"],
+            "last_days": last_days}
 
 
 def _validate_container(container: Any, path: str) -> dict[str, Any]:
@@ -547,6 +573,12 @@ class Segments:
         if segment.kind == "sql":
             query, index = self._sql_column(definition)
             return CompiledQuery(self._wrap_sql(query, index), dict(query.params))
+        if segment.kind == "analysis":
+            from funnelhouse.analyses.cohorts import live_people_sql
+
+            sql, params = live_people_sql(self.reader, definition["analysis"], as_of,
+                                          self.settings.reporting_tz)
+            return CompiledQuery(sql, params)
         has_map = "identity_map" in self._columns()
         resolve = ("SELECT DISTINCT if(m.person_id != '', m.person_id, p.id) AS person_id\n"
                    "FROM segment_people AS p\nLEFT JOIN identity_map AS m ON m.id = p.id\n"
@@ -599,6 +631,15 @@ class Segments:
     def _check(self, definition: dict[str, Any]) -> None:
         if definition["kind"] == "sql":
             self._sql_column(definition)
+        elif definition["kind"] == "analysis":
+            from funnelhouse.analyses.cohorts import live_people_sql
+            from funnelhouse.analyses.common import SpecError
+
+            try:   # the spec and `who` are checked now, against the live tables
+                live_people_sql(self.reader, definition["analysis"], datetime.now(UTC),
+                                self.settings.reporting_tz)
+            except SpecError as exc:
+                raise SegmentError(str(exc), "$.analysis") from exc
         elif definition["kind"] == "containers":
             # Compiles against the live columns: unknown tables/columns fail now.
             compile_definition(definition, self._columns(), as_of=datetime.now(UTC),
