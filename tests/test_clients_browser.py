@@ -31,7 +31,9 @@ from funnelhouse.collector.sinks.embedded import EmbeddedSink
 from funnelhouse.queue.eventlog import EventLog
 from tests.conftest import (
     ADMIN_TOKEN,
+    ALLOWED_ORIGIN,
     BROWSER_KEY,
+    ORIGIN_KEY,
     SERVER_KEY,
     Funnelhouse,
     make_settings,
@@ -385,3 +387,18 @@ def test_segment_settings_behind_a_trusted_proxy_name_its_public_address(
             "X-Forwarded-Proto": "https", "X-Forwarded-Host": "collect.shop.example"})
     segmentio = response.json()["integrations"]["Segment.io"]
     assert (segmentio["protocol"], segmentio["apiHost"]) == expected
+
+
+@pytest.mark.parametrize(("origin", "status"), [(ALLOWED_ORIGIN, 200),
+                                                ("https://elsewhere.example", 403)])
+def test_settings_of_an_origin_bound_key_only_for_its_origins(
+        tmp_path: Path, origin: str, status: int) -> None:
+    settings = make_settings(tmp_path / "data")
+    app = create_app(settings, EmbeddedSink(EventLog(settings.queue_path)))
+    with TestClient(app) as client:
+        segment = client.get(f"/v1/projects/{ORIGIN_KEY}/settings", headers={"Origin": origin})
+        rudderstack = client.get(f"/sourceConfig/?writeKey={ORIGIN_KEY}",
+                                 headers={"Origin": origin})
+    assert (segment.status_code, rudderstack.status_code) == (status, status)
+    if status != 200:
+        assert segment.json()["code"] == rudderstack.json()["code"] == "origin_not_allowed"
