@@ -204,6 +204,49 @@ def test_snapshot_kpis_count_buyers_among_members(built: Built, store: Segments)
     assert history[-1]["members"] == buyers and history[-1]["buyers"] == buyers
 
 
+def period_truth(built: Built, people: set[str], start: datetime, end: datetime) -> dict:
+    """The KPIs of a set of people over [start, end), from plain rows of the tables."""
+    fmt = "%Y-%m-%d %H:%M:%S.000"
+    lo, hi = start.strftime(fmt), end.strftime(fmt)
+    sessions = built.warehouse.query(
+        "SELECT person_id, toString(started_at) FROM sessions").rows
+    orders = built.warehouse.query(
+        "SELECT person_id, toString(ordered_at), toFloat64(revenue) FROM orders").rows
+    in_period = [(p, r) for p, at, r in orders if p in people and lo <= at < hi]
+    return {"people": len(people),
+            "active": len({p for p, at in sessions if p in people and lo <= at < hi}),
+            "buyers": len({p for p, _ in in_period}), "orders": len(in_period),
+            "revenue": sum(r for _, r in in_period)}
+
+
+def test_segment_kpis_beside_all_users_and_the_previous_period(
+        built: Built, store: Segments, monkeypatch: pytest.MonkeyPatch) -> None:
+    seg, _ = from_sql(built.warehouse, built.settings, "Carted",
+                      "SELECT DISTINCT person_id FROM behavior_events "
+                      "WHERE event = 'add_to_cart'")
+    as_of, days = AS_OF, 7
+    doc = store.compare(seg.segment_id, as_of=as_of, days=days)
+    carted = members(store, seg.segment_id)
+    everyone = {r[0] for r in built.warehouse.query(
+        "SELECT person_id FROM users WHERE first_seen_at < {t:DateTime64(3, 'UTC')}",
+        {"t": as_of.strftime("%Y-%m-%d %H:%M:%S.000")}).rows}
+    week = timedelta(days=days)
+    for who, people, end in (("segment", carted, as_of), ("all_users", everyone, as_of),
+                             ("segment_previous", carted, as_of - week)):
+        truth = period_truth(built, people, end - week, end)
+        got = doc[who]
+        assert {k: got[k] for k in ("people", "active", "buyers", "orders")} == {
+            k: truth[k] for k in ("people", "active", "buyers", "orders")}, who
+        assert got["revenue"] == pytest.approx(truth["revenue"], abs=0.01), who
+    assert doc["segment"]["buyers"] > 0 and doc["all_users"]["people"] > doc["segment"]["people"]
+    # The CLI prints the three side by side.
+    if built.settings.clickhouse_url:  # the CLI finds the server as a deployment would
+        monkeypatch.setenv("FUNNELHOUSE_CLICKHOUSE_URL", built.settings.clickhouse_url)
+    assert main(["segment", "compare", seg.segment_id, "--days", "7", "--as-of",
+                 as_of.isoformat(), "--data-dir", str(built.settings.data_dir),
+                 "--format", "json"]) == 0
+
+
 def test_frozen_sql_segment_keeps_its_people(built: Built, store: Segments) -> None:
     seg, result = from_sql(built.warehouse, built.settings, "Dropped at checkout",
                            "SELECT person_id FROM sessions WHERE reached_checkout = 1 "

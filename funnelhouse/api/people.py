@@ -139,6 +139,10 @@ class People:
     def segment_history(self, segment_id: str) -> dict[str, Any]:
         return {"history": self.segments.history(segment_id)}
 
+    def segment_compare(self, segment_id: str, *, days: int = 30,
+                        as_of: datetime | None = None) -> dict[str, Any]:
+        return self.segments.compare(segment_id, days=days, as_of=as_of)
+
     def segment_from_sql(self, body: dict[str, Any]) -> dict[str, Any]:
         segment, done = from_sql(self.wh, self.settings, _text(body, "name"), _text(body, "sql"),
                                  body.get("params") or None,
@@ -301,6 +305,13 @@ def routes(settings: Settings, warehouse: Warehouse, hooks: ForgetHooks | None =
     async def history(request: Request) -> Any:
         return await run(people.segment_history, sid(request))
 
+    async def compare(request: Request) -> Any:
+        as_of = request.query_params.get("as_of")
+        return await run(people.segment_compare, sid(request),
+                         days=query_int(request, "days", 30, 1, 3650),
+                         as_of=datetime.fromisoformat(as_of.replace("Z", "+00:00"))
+                         if as_of else None)
+
     async def signal(request: Request) -> Any:
         name = request.path_params["name"]
         if name not in SIGNALS:
@@ -334,6 +345,7 @@ def routes(settings: Settings, warehouse: Warehouse, hooks: ForgetHooks | None =
         Route("/v1/segments/{segment_id}/members/{member_id}", endpoint(membership),
               methods=["GET"]),
         Route("/v1/segments/{segment_id}/history", endpoint(history), methods=["GET"]),
+        Route("/v1/segments/{segment_id}/compare", endpoint(compare), methods=["GET"]),
         Route("/v1/signals/{name}", endpoint(signal), methods=["GET"]),
         Route("/v1/exports", endpoint(export), methods=["POST"]),
         Route("/v1/forget", endpoint(forget_person), methods=["POST"]),

@@ -13,7 +13,7 @@ import dataclasses
 import functools
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 from urllib.parse import quote
@@ -150,6 +150,11 @@ class Client(ABC):
 
     @abstractmethod
     def segment_history(self, segment_id: str) -> dict[str, Any]:
+        ...
+
+    @abstractmethod
+    def segment_compare(self, segment_id: str, days: int, as_of: str | None
+                        ) -> dict[str, Any]:
         ...
 
     @abstractmethod
@@ -365,6 +370,12 @@ class LocalClient(Client):
         return dict(self.people.segment_history(segment_id))
 
     @_said()
+    def segment_compare(self, segment_id: str, days: int, as_of: str | None
+                        ) -> dict[str, Any]:
+        moment = datetime.fromisoformat(as_of.replace("Z", "+00:00")) if as_of else None
+        return dict(self.people.segment_compare(segment_id, days=days, as_of=moment))
+
+    @_said()
     def segment_from_sql(self, body: dict[str, Any]) -> dict[str, Any]:
         return dict(self.people.segment_from_sql(body))
 
@@ -495,6 +506,11 @@ class RemoteClient(Client):
 
     def segment_history(self, segment_id: str) -> dict[str, Any]:
         return self._json("GET", f"/v1/segments/{segment_id}/history")
+
+    def segment_compare(self, segment_id: str, days: int, as_of: str | None
+                        ) -> dict[str, Any]:
+        params: dict[str, Any] = {"days": days, **({"as_of": as_of} if as_of else {})}
+        return self._json("GET", f"/v1/segments/{segment_id}/compare", params=params)
 
     def segment_from_sql(self, body: dict[str, Any]) -> dict[str, Any]:
         return self._json("POST", "/v1/segments/from-sql", body=body)

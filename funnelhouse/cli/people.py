@@ -145,6 +145,10 @@ def cmd_segment(args: argparse.Namespace, client: Client) -> int:
         return 0 if result["member"] else 3
     elif action == "history":
         render(client.segment_history(args.segment_id)["history"], fmt)
+    elif action == "compare":
+        kpis = client.segment_compare(args.segment_id, args.days, args.as_of)
+        render([{"who": who, **kpis[who]} for who in ("segment", "all_users",
+                                                       "segment_previous")], fmt)
     return 0
 
 
@@ -242,6 +246,11 @@ def register(sub: Subparsers) -> None:
     p.add_argument("member_id")
     p = leaf(actions.add_parser("history", help="size and KPIs over time"), cmd_segment)
     p.add_argument("segment_id")
+    p = leaf(actions.add_parser("compare", help="KPIs beside all users and the previous "
+                                                "period"), cmd_segment)
+    p.add_argument("segment_id")
+    p.add_argument("--days", type=int, default=30)
+    p.add_argument("--as-of", dest="as_of", default=None, help="ISO time (default now)")
 
     signals = leaf(sub.add_parser("signals", help="next-purchase signals for CRM"), cmd_signals)
     signals.add_argument("signal", choices=["co-bought", "co-viewed", "repurchase", "due", "next"])

@@ -743,6 +743,42 @@ class Segments:
         return {k: row.get(k) for k in ("identified", "buyers", "orders_30d", "revenue_30d",
                                         "active_7d")}
 
+    def compare(self, segment_id: str, *, as_of: datetime | None = None, days: int = 30
+                ) -> dict[str, Any]:
+        """The segment's KPIs over the `days` before as_of, beside all users over the same
+        days and beside the segment's own members over the `days` before that."""
+        self.get(segment_id)
+        if not 1 <= days <= 3650:
+            raise SegmentError("days must be between 1 and 3650", "$.days")
+        as_of = as_of or datetime.now(UTC)
+        members = "SELECT person_id FROM segment_members WHERE segment_id = {s:String}"
+        everyone = "SELECT person_id FROM users WHERE first_seen_at < {period_end:%s}" % _TIME
+        out: dict[str, Any] = {"segment_id": segment_id, "as_of": _utc_text(as_of),
+                               "days": days}
+        for name, people, end in (("segment", members, as_of),
+                                  ("all_users", everyone, as_of),
+                                  ("segment_previous", members,
+                                   as_of - timedelta(days=days))):
+            out[name] = self._period_kpis(people, segment_id, end - timedelta(days=days), end)
+        out["sql"] = PERIOD_KPIS_SQL
+        return out
+
+    def _period_kpis(self, people: str, segment_id: str, start: datetime, end: datetime
+                     ) -> dict[str, Any]:
+        row = self.reader.query(PERIOD_KPIS_SQL.replace("{people}", people), {
+            "s": segment_id, "period_start": _utc_text(start),
+            "period_end": _utc_text(end)}).dicts()[0]
+        size, active, buyers = int(row["people"]), int(row["active"]), int(row["buyers"])
+        revenue = float(row["revenue"])
+
+        def share(part: float) -> float | None:
+            return round(100 * part / size, 2) if size else None
+
+        return {"from": _utc_text(start), "to": _utc_text(end), "people": size,
+                "active": active, "buyers": buyers, "orders": int(row["orders"]),
+                "revenue": revenue, "active_pct": share(active), "buyers_pct": share(buyers),
+                "revenue_per_person": round(revenue / size, 2) if size else None}
+
     # -- reading members ------------------------------------------------------------------
     def membership(self, segment_id: str, any_id: str) -> dict[str, Any]:
         """Is this person (by person id, user id or anonymous id) in the segment now?
@@ -851,6 +887,25 @@ FROM segment_members
 WHERE segment_id = {s:String} AND person_id = {id:String}
 LIMIT 1
 """.strip()
+
+
+# One period's KPIs for a set of people ({people} is a fixed SELECT of person ids chosen
+# by the caller — the segment's members or all users; every value is a parameter).
+PERIOD_KPIS_SQL = f"""WITH people AS ({{people}})
+SELECT
+    (SELECT count() FROM people) AS people,
+    (SELECT uniqExact(person_id) FROM sessions WHERE person_id IN (SELECT person_id FROM people)
+        AND started_at >= {{period_start:{_TIME}}} AND started_at < {{period_end:{_TIME}}})
+        AS active,
+    (SELECT uniqExact(person_id) FROM orders WHERE person_id IN (SELECT person_id FROM people)
+        AND ordered_at >= {{period_start:{_TIME}}} AND ordered_at < {{period_end:{_TIME}}})
+        AS buyers,
+    (SELECT count() FROM orders WHERE person_id IN (SELECT person_id FROM people)
+        AND ordered_at >= {{period_start:{_TIME}}} AND ordered_at < {{period_end:{_TIME}}})
+        AS orders,
+    (SELECT toFloat64(sum(revenue)) FROM orders WHERE person_id IN (SELECT person_id FROM people)
+        AND ordered_at >= {{period_start:{_TIME}}} AND ordered_at < {{period_end:{_TIME}}})
+        AS revenue"""
 
 
 def members_sql(paged: bool) -> str:
