@@ -221,6 +221,13 @@ def test_install_postbacks_need_a_server_key(live: Funnelhouse) -> None:
     assert without_key.json()["code"] == "unknown_write_key"
 
 
+def test_a_head_request_on_the_postback_url_is_no_install(live: Funnelhouse) -> None:
+    params = {"writeKey": SERVER_KEY, **{k: v for k, v in install().items() if v != ""}}
+    assert httpx.head(f"{live.url}{APPSFLYER}", params=params).status_code == 200
+    # The install itself is still new: the HEAD stored nothing and reserved no id.
+    assert httpx.get(f"{live.url}{APPSFLYER}", params=params).json()["accepted"] == 1
+
+
 def test_get_postback_without_fields_is_a_bad_parameter(live: Funnelhouse) -> None:
     response = httpx.get(f"{live.url}{APPSFLYER}", params={"writeKey": SERVER_KEY})
     assert response.status_code == 400

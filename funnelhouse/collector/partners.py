@@ -69,6 +69,10 @@ class PartnerEndpoints:
 
     async def _handle(self, request: Request, to_message: ToMessage, *,
                       server_key_only: bool) -> Response:
+        if request.method == "HEAD":
+            # Starlette answers HEAD on GET routes; a link check or a partner validating
+            # the URL is not an install.
+            return Response(status_code=200)
         collector = self.collector
         try:
             headers = request_headers(request)

@@ -8,7 +8,8 @@
 -- materialized: table (rebuilt whole, swapped in atomically)
 --
 -- Every session is credited once under each model, on its session_date:
--- * first_touch: the landing of the person's first session (kept for life);
+-- * first_touch: the landing of the person's first session (kept for life) — an app
+--   user's attributed install when that is their first event (see sessions);
 -- * last_touch: the session's own landing if it is not direct, else the latest
 --   earlier non-direct session of the person ("last non-direct click"), else direct.
 -- Metrics are the credited sessions' sums: sessions, persons, new_persons (the

@@ -14,7 +14,8 @@
 -- * an order is its first purchase event (event time, message_id); order_seq numbers a
 --   person's orders by (ordered_at, order_id), 1 = first order;
 -- * first touch = the person's first session (kept for life): its landing
---   source/medium/campaign, and first touch → order in seconds;
+--   source/medium/campaign (an app user's attributed install, when that is their first
+--   event: see sessions), and first touch → order in seconds;
 -- * last touch = the latest non-direct session of the person that started at or before
 --   the order ("last non-direct click"); '(direct)'/'direct' when there is none;
 -- * staff credit = the person's first staff_qr_scan, for every order at or after it,

@@ -14,6 +14,10 @@
 -- e.g. by the browser and the server, is one order); currency beside it.
 -- Bounce: exactly one page/screen view and no interaction (click, scroll, swipe,
 -- search, product, cart, checkout, purchase, signup, login, promotion click, store).
+-- Landing: the first event's classification. An attributed app install from a partner
+-- postback (funnelhouse/collector/partners.py) carries the install's media source and
+-- campaign in its campaign fields, so the session it starts lands there; an organic
+-- install carries none and lands direct.
 --
 -- Engine/sort key: partitioned by day like its source; ORDER BY (person_id, started_at)
 -- because attribution and funnel work walks each person's sessions in time order

@@ -12,8 +12,10 @@
 -- docs/models.md, it costs about as much as finding and deleting the affected persons
 -- would, without a window where readers see people missing.
 --
--- Rules: first touch = landing of the first session, kept for life; last touch = the
--- latest non-direct session (else direct); acquired_staff/store = the first
+-- Rules: first touch = landing of the first session, kept for life — for an app user
+-- whose first event is an attributed app_install (a partner postback), the install's
+-- media source / campaign (see sessions); last touch = the latest non-direct session
+-- (else direct); acquired_staff/store = the first
 -- staff_qr_scan; lifecycle stage as in funnel_stages (cumulative):
 --   never_visited < visited_no_shopping < viewed_product_or_cart < purchased_once < purchased_repeat
 -- where a visit is a page_view, screen_view or store_visit.
