@@ -226,8 +226,11 @@ class _Runner:
             else:
                 exists = self._exists(model.name)
                 # Days and sessions depend on the time zone and the gap: a change of either
-                # means every day is wrong, so the model is rebuilt whole.
-                if full_refresh or not exists or self._last_rules(model.name) != self.rules:
+                # means every day is wrong, so the model is rebuilt whole. So does a new
+                # release's DDL (a column added): days could not be swapped into the old
+                # table's shape.
+                if full_refresh or not exists or self._last_rules(model.name) != self.rules \
+                        or self._schema_changed(model):
                     days_list = sorted(self._day_rows())
                     rows = self._build_incremental_full(model, days_list)
                     mode, days = "full", len(days_list)
@@ -527,6 +530,24 @@ class _Runner:
             self.wh.execute(f"DROP TABLE {new} SYNC")
         else:
             self.wh.execute(f"RENAME TABLE {new} TO {name}")
+
+    def _schema_changed(self, model: Model) -> bool:
+        """Do the stored table's columns differ from what the model's DDL creates now?"""
+        probe = f"{model.name}__probe"
+        self.wh.execute(f"DROP TABLE IF EXISTS {probe} SYNC")
+        self.wh.execute(_ddl(model, probe))
+        try:
+            shapes = self.wh.query(
+                "SELECT table, groupArray((name, type)) FROM ("
+                "SELECT table, name, type FROM system.columns "
+                "WHERE database = currentDatabase() AND table IN ({t:String}, {p:String}) "
+                "ORDER BY table, position) GROUP BY table",
+                {"t": model.name, "p": probe},
+            ).rows
+        finally:
+            self.wh.execute(f"DROP TABLE IF EXISTS {probe} SYNC")
+        columns = {table: list(cols) for table, cols in shapes}
+        return columns.get(model.name) != columns.get(probe)
 
     def _exists(self, name: str) -> bool:
         return bool(

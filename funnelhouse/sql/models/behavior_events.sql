@@ -87,6 +87,12 @@ CREATE TABLE IF NOT EXISTS {{ this }}
     search_result_count Nullable(UInt32),
     order_id            String,
     revenue             Decimal(18, 2),              -- purchase revenue, in currency
+    -- Order lines (properties.items) of events that carry them — purchase, checkout —
+    -- in items[] order: analyses match and hold product fields on any line.
+    item_product_ids    Array(String),
+    item_product_names  Array(String),
+    item_categories     Array(String),
+    item_revenues       Array(Decimal(18, 2)),       -- price × quantity (no quantity: 1)
     coupon              String,
     store_id            String,
     staff_id            String,
@@ -152,7 +158,9 @@ parsed AS (
             price Decimal(18, 2), quantity UInt32, currency String, dwell_ms UInt32,
             depth_percent Nullable(Float32), direction String, element String,
             element_text String, query String, result_count Nullable(UInt32), order_id String,
-            revenue Decimal(18, 2), coupon String, store_id String, staff_id String)') AS p
+            revenue Decimal(18, 2), coupon String, store_id String, staff_id String,
+            items Array(Tuple(product_id String, name String, category String,
+                              price Decimal(18, 2), quantity UInt32)))') AS p
     FROM raw
 ),
 
@@ -198,6 +206,11 @@ events AS (
         if(event = 'search', p.result_count, NULL) AS search_result_count,
         p.order_id AS order_id,
         if(event = 'purchase', p.revenue, toDecimal64(0, 2)) AS revenue,
+        arrayMap(i -> i.product_id, p.items) AS item_product_ids,
+        arrayMap(i -> i.name, p.items) AS item_product_names,
+        arrayMap(i -> i.category, p.items) AS item_categories,
+        arrayMap(i -> toDecimal64(i.price * greatest(i.quantity, 1), 2), p.items)
+            AS item_revenues,
         p.coupon AS coupon,
         p.store_id AS store_id,
         p.staff_id AS staff_id,
@@ -330,6 +343,10 @@ final AS (
         e.search_result_count AS search_result_count,
         e.order_id AS order_id,
         e.revenue AS revenue,
+        e.item_product_ids AS item_product_ids,
+        e.item_product_names AS item_product_names,
+        e.item_categories AS item_categories,
+        e.item_revenues AS item_revenues,
         e.coupon AS coupon,
         e.store_id AS store_id,
         e.staff_id AS staff_id,

@@ -1,0 +1,40 @@
+"""A release that adds a column to a day-incremental model rebuilds that model whole on
+the next run (days cannot be swapped into the old shape); an unchanged model does not."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from funnelhouse.config import Settings
+from funnelhouse.demo.generator import generate
+from funnelhouse.models.run import run_models
+from tests.support.sample import MODELS, load_rows
+from tests.warehouse_backends import WarehouseMaker
+
+
+def test_a_changed_model_schema_is_rebuilt_whole(tmp_path, make_warehouse: WarehouseMaker
+                                                 ) -> None:
+    settings = Settings(data_dir=tmp_path, reporting_tz="UTC")
+    warehouse = make_warehouse(settings.warehouse_dir)
+    try:
+        load_rows(warehouse, settings, generate(seed=1, people=30, days=3,
+                                                start_date=date(2024, 3, 1)).rows)
+        quiet = {"progress": lambda _: None, "today": date(2024, 3, 4)}
+        again = {r.model: r.mode for r in run_models(warehouse, settings, select=MODELS,
+                                                     **quiet)}
+        assert again["behavior_events"] == "incremental"
+        # What an older release built: the same table without the order-line columns.
+        warehouse.execute("ALTER TABLE behavior_events DROP COLUMN item_revenues")
+        runs = {r.model: r for r in run_models(warehouse, settings, select=MODELS, **quiet)}
+        assert runs["behavior_events"].mode == "full"
+        assert runs["behavior_events"].rows > 0
+        assert warehouse.query("SELECT count() FROM system.columns WHERE database = "
+                               "currentDatabase() AND table = 'behavior_events' AND name = "
+                               "'item_revenues'").scalar() == 1
+        lines = warehouse.query("SELECT sum(length(item_product_ids)) FROM behavior_events "
+                                "WHERE event = 'purchase'").scalar()
+        assert lines and int(lines) > 0
+        assert warehouse.query("SELECT count() FROM system.tables WHERE name LIKE "
+                               "'%__probe'").scalar() == 0
+    finally:
+        warehouse.close()
