@@ -75,6 +75,7 @@ def assert_matches_reference(data: Data, spec: FunnelSpec, as_of: datetime = LAT
                 assert g["percentiles_s_from_start"] == pytest.approx(
                     w["percentiles_s_from_start"], abs=0.002), (key, k)
             assert g["covering_s_from_start"] == w["covering_s_from_start"], (key, k)
+            assert g["revenue"] == pytest.approx(w["revenue"], abs=0.011), (key, k)
     assert expected[None]["steps"][0]["people"] > 0
     return result.to_dict()
 
@@ -248,3 +249,23 @@ def test_conversion_by_entry_period_and_covering_window_match_reference(data: Da
     assert last["percentiles_s_from_start"]["p50"] == pytest.approx(
         last["median_s_from_start"], abs=0.002)
     assert last["covering_s_from_start"] >= last["percentiles_s_from_start"]["p90"] - 0.002
+
+
+def test_purchases_match_and_hold_on_their_order_lines(data: Data) -> None:
+    """product detail view → cart → purchase of that product: the purchase carries the
+    product only in its items[]; it must still fill the held step, with the line's revenue."""
+    doc = assert_matches_reference(data, FunnelSpec(
+        steps=steps("product_view", "add_to_cart", "purchase"), hold="product_id",
+        window_ms=3 * 86_400_000, breakdown="product_category"))
+    bought = doc["data"]["groups"][0]["steps"][2]
+    assert bought["people"] > 0 and bought["revenue"] > 0
+    # A purchase step filtered on one product (found in some order's lines).
+    product = next(item["product_id"] for e in data.events if e.event == "purchase"
+                   for item in e.properties.get("items", []) if item.get("product_id"))
+    doc = assert_matches_reference(data, FunnelSpec(
+        steps=steps(f"product_view:product_id={product}", f"purchase:product_id={product}"),
+        window_ms=7 * 86_400_000))
+    assert doc["data"]["groups"][0]["steps"][1]["people"] > 0
+    assert_matches_reference(data, FunnelSpec(
+        steps=steps("product_view", f"purchase:product_id!={product}"),
+        window_ms=7 * 86_400_000))

@@ -23,6 +23,10 @@ _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w
 # Columns of behavior_events that hold numbers; a property filter on them compares numbers.
 _PROPERTY_PREFIX = "properties."
 _SEGMENT_PREFIX = "segment:"
+# Product fields that an event with order lines (a purchase) carries per line: a filter
+# matches when any line matches, a held value is held when any line has it.
+ITEM_ARRAYS = {"product_id": "item_product_ids", "product_name": "item_product_names",
+               "product_category": "item_categories"}
 
 
 class SpecError(ValueError):
@@ -271,6 +275,11 @@ class Properties:
                     f"concat('not in ', {p_segment}))")
         if prop.startswith(_PROPERTY_PREFIX):
             return self._json(prop[len(_PROPERTY_PREFIX):])
+        lines = self._item_array(prop)
+        if lines:
+            # One value per event: its own, else its lines' distinct values joined.
+            return (f"if({prop} != '' OR empty({lines}), {prop}, "
+                    f"arrayStringConcat(arrayDistinct({lines}), ','))")
         if prop in self.columns:
             if not _NAME.match(prop):
                 raise SpecError(f"property {prop!r} is not a plain column name")
@@ -281,6 +290,26 @@ class Properties:
                 return f"ifNull(toString({prop}), '')"
             return prop if kind in ("String", "LowCardinality(String)") else f"toString({prop})"
         return self._json(prop)
+
+    def _item_array(self, prop: str) -> str | None:
+        """The order-line array column of a product field, when the table has both."""
+        lines = ITEM_ARRAYS.get(prop)
+        return lines if lines and prop in self.columns and lines in self.columns else None
+
+    def hold_keys(self, prop: str) -> str:
+        """The values an event offers for a held property, hashed: one, or one per line."""
+        lines = self._item_array(prop)
+        if lines:
+            return f"if(empty({lines}), [cityHash64({prop})], arrayMap(x -> cityHash64(x), {lines}))"
+        return f"[cityHash64({self.expr(prop)})]"
+
+    def hold_revenues(self, prop: str) -> str:
+        """Beside hold_keys: the revenue each offered value carries (a line's revenue)."""
+        revenue = "toFloat64(revenue)" if "revenue" in self.columns else "0."
+        if self._item_array(prop) and "item_revenues" in self.columns:
+            return (f"if(empty(item_revenues), [{revenue}], "
+                    "arrayMap(x -> toFloat64(x), item_revenues))")
+        return f"[{revenue}]"
 
     def _json(self, key: str) -> str:
         if not key:
@@ -303,7 +332,17 @@ class Properties:
         for index, flt in enumerate(spec.filters, 1):
             expr = self.expr(flt.prop)
             name = f"{prefix}_value_{index}"
-            if flt.op in ("=", "!="):
+            lines = self._item_array(flt.prop)
+            if lines and flt.op in ("=", "!=", "~", "!~"):
+                value = self.params.add(name, "String", flt.value)
+                if flt.op in ("=", "!="):
+                    any_line = f"({flt.prop} = {value} OR has({lines}, {value}))"
+                else:
+                    any_line = (f"(positionCaseInsensitive({flt.prop}, {value}) > 0 OR "
+                                f"arrayExists(x -> positionCaseInsensitive(x, {value}) > 0, "
+                                f"{lines}))")
+                parts.append(any_line if flt.op in ("=", "~") else f"NOT {any_line}")
+            elif flt.op in ("=", "!="):
                 parts.append(f"{expr} {flt.op} {self.params.add(name, 'String', flt.value)}")
             elif flt.op in ("~", "!~"):
                 negate = "= 0" if flt.op == "!~" else "> 0"

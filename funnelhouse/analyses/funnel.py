@@ -70,10 +70,15 @@ MAX_STEPS = 63
 _DAY_MS = 86_400_000
 
 # Bit k of a mask stands for step k (or for level k); bit 0 is unused; at most 63 steps.
+# values: the revenue of the event that filled each step (of the held lines when a
+# product field is held). An event offers one held value, or one per order line (holds),
+# with the revenue of each (revenues).
 _STATE = ("Tuple(level UInt8, t0 Int64, stopped UInt8, excluded UInt8, times Array(Int64), "
-          "done UInt64, hold UInt64, first_index UInt32, last_index UInt32)")
+          "done UInt64, hold UInt64, first_index UInt32, last_index UInt32, "
+          "values Array(Float64))")
 _EVENT = ("Tuple(ts Int64, message_id String, hits UInt64, voids UInt64, can_start UInt8, "
-          "hold UInt64, breakdown_value String)")
+          "holds Array(UInt64), revenues Array(Float64), revenue Float64, "
+          "breakdown_value String)")
 
 
 @dataclass(frozen=True)
@@ -228,7 +233,9 @@ def build_query(spec: FunnelSpec, columns: dict[str, str], as_of: datetime,
     step_conds = [props.condition(s, f"step_{k}") for k, s in enumerate(spec.steps, 1)]
     excl_conds = [props.condition(x.event, f"exclude_{i}")
                   for i, x in enumerate(spec.exclusions, 1)]
-    hold = f"cityHash64({props.expr(spec.hold)})" if spec.hold else "0"
+    holds = props.hold_keys(spec.hold) if spec.hold else "[toUInt64(0)]"
+    revenues = props.hold_revenues(spec.hold) if spec.hold else "[0.]"
+    revenue = "toFloat64(revenue)" if "revenue" in columns else "0."
     breakdown = props.expr(spec.breakdown) if spec.breakdown else "''"
 
     # hits: bit k set when the event is step k.
@@ -253,11 +260,16 @@ def build_query(spec: FunnelSpec, columns: dict[str, str], as_of: datetime,
         prefilter = f"\n      AND event IN ({', '.join(placeholders)})"
 
     # The walk: (comment, condition, new state) branches of one multiIf, first match wins.
-    same_hold = " AND e.hold = s.hold" if spec.hold else ""
+    same_hold = " AND has(e.holds, s.hold)" if spec.hold else ""
+    # The revenue an event brings to the step it fills: its held lines', else its own.
+    filled_value = ("arraySum(arrayMap((h, r) -> if(h = s.hold, r, 0.), e.holds, e.revenues))"
+                    if spec.hold else "e.revenue")
+    opened_value = "e.revenues[1]" if spec.hold else "e.revenue"
     if spec.order == "any":
         first_bit = "bitCount(bitXor(e.hits, e.hits - 1)) - 1"
         opened = _state("1", "e.ts", "0", "0", _set_time(first_bit, f"arrayWithConstant({n}, 0)"),
-                        "bitAnd(e.hits, bitXor(e.hits, e.hits - 1))", "e.hold", "i", "i")
+                        "bitAnd(e.hits, bitXor(e.hits, e.hits - 1))", "e.holds[1]", "i", "i",
+                        _set_at(first_bit, opened_value, f"arrayWithConstant({n}, 0.)"))
         start = (f"if(e.can_start = 1 AND e.hits > 0,\n"
                  f"               {opened},\n               s)")
         fresh = "bitAnd(e.hits, bitNot(s.done))"
@@ -266,11 +278,13 @@ def build_query(spec: FunnelSpec, columns: dict[str, str], as_of: datetime,
                      f"{fresh} > 0{same_hold}",
                      _state("s.level + 1", "s.t0", "0", "0", _set_time(fresh_bit, "s.times"),
                             f"bitOr(s.done, bitShiftLeft(toUInt64(1), {fresh_bit}))",
-                            "s.hold", "s.first_index", "i"))]
+                            "s.hold", "s.first_index", "i",
+                            _set_at(fresh_bit, filled_value, "s.values")))]
     else:
         opened = _state("1", "e.ts", "0", "0",
                         f"arrayConcat([e.ts], arrayWithConstant({n - 1}, 0))",
-                        "2", "e.hold", "i", "i")
+                        "2", "e.holds[1]", "i", "i",
+                        f"arrayConcat([{opened_value}], arrayWithConstant({n - 1}, 0.))")
         start = (f"if(e.can_start = 1 AND bitTest(e.hits, 1),\n"
                  f"               {opened},\n               s)")
         # From `level` steps done, the next event may fill these steps (mask per level).
@@ -280,28 +294,32 @@ def build_query(spec: FunnelSpec, columns: dict[str, str], as_of: datetime,
         branches = [("the next step (or a later one when the steps between are optional)",
                      f"{fill} > 0{same_hold}",
                      _state(fill_bit, "s.t0", "0", "0", _set_time(fill_bit, "s.times"),
-                            "s.done", "s.hold", "s.first_index", "i"))]
+                            "s.done", "s.hold", "s.first_index", "i",
+                            _set_at(fill_bit, filled_value, "s.values")))]
     if spec.exclusions:
         branches.append(("an exclusion event between its steps voids the attempt",
                          "bitTest(e.voids, s.level)",
                          _state("s.level", "s.t0", "0", "1", "s.times", "s.done", "s.hold",
-                                "s.first_index", "s.last_index")))
+                                "s.first_index", "s.last_index", "s.values")))
     if spec.order == "strict":
         branches.append(("strict order: another step of this funnel in between ends the attempt",
                          f"bitAnd(e.hits, {nexts}[s.level + 1]) = 0"
                          " AND bitAnd(e.hits, bitNot(bitShiftLeft(toUInt64(1), s.level))) > 0"
                          f"{same_hold}",
                          _state("s.level", "s.t0", "1", "0", "s.times", "s.done", "s.hold",
-                                "s.first_index", "s.last_index")))
+                                "s.first_index", "s.last_index", "s.values")))
     walk = "".join(f"        -- {note}\n        {cond},\n            {state},\n"
                    for note, cond, state in branches)
 
     if spec.order == "any":
         step_times = f"arrayResize(arraySort(arrayFilter(t -> t > 0, state.times)), {n}, 0)"
         step_times_note = "-- any order: when the k-th different step was done"
+        step_values = (f"arrayResize(arrayMap(x -> x.2, arraySort(x -> x.1, arrayFilter("
+                       f"x -> x.1 > 0, arrayZip(state.times, state.values)))), {n}, 0.)")
     else:
         step_times = "state.times"
         step_times_note = "-- when each step was done (0: not done)"
+        step_values = "state.values"
     group_by = ("GROUP BY GROUPING SETS ((breakdown, step), (step))" if spec.breakdown
                 else "GROUP BY breakdown, step")
     is_total = "grouping(breakdown)" if spec.breakdown else "0"
@@ -323,7 +341,8 @@ def build_query(spec: FunnelSpec, columns: dict[str, str], as_of: datetime,
             s,
 {walk}        s),
         events, arrayEnumerate(events),
-        CAST((0, 0, 0, 0, arrayWithConstant({n}, 0), 0, 0, 0, 0), '{_STATE}')) AS state
+        CAST((0, 0, 0, 0, arrayWithConstant({n}, 0), 0, 0, 0, 0, arrayWithConstant({n}, 0.)),
+             '{_STATE}')) AS state
     FROM journeys""")]
 
     header = (f"-- Funnel: {n} steps, {spec.order} order, "
@@ -342,7 +361,9 @@ def build_query(spec: FunnelSpec, columns: dict[str, str], as_of: datetime,
         ) AS hits,
         {voids} AS voids,
         toUInt8(event_date <= {p_to}) AS can_start,
-        {hold} AS hold,
+        {holds} AS holds,
+        {revenues} AS revenues,
+        {revenue} AS event_revenue,
         {breakdown} AS breakdown_value
     FROM {EVENTS_TABLE}
     WHERE event_date >= {p_from}
@@ -353,7 +374,9 @@ def build_query(spec: FunnelSpec, columns: dict[str, str], as_of: datetime,
     SELECT
         person_id,
         arraySort(groupArray(CAST(
-            (ts, message_id, hits, voids, can_start, hold, breakdown_value), '{_EVENT}'))) AS events
+            (ts, message_id, hits, voids, can_start, holds, revenues, event_revenue,
+             breakdown_value),
+            '{_EVENT}'))) AS events
     FROM step_events
     WHERE hits > 0 OR voids > 0
     GROUP BY person_id""")
@@ -363,6 +386,7 @@ def build_query(spec: FunnelSpec, columns: dict[str, str], as_of: datetime,
         state.t0 AS started_ms,
         state.excluded AS excluded,
         {step_times} AS step_times,  {step_times_note}
+        {step_values} AS step_values,  -- the revenue each step's event brought
         toUInt8(state.t0 + {p_window} >= toUnixTimestamp64Milli({p_as_of})) AS window_open,
         events[state.{touch}].breakdown_value AS breakdown  -- {spec.attribution}-touch
     FROM walked
@@ -374,6 +398,7 @@ def build_query(spec: FunnelSpec, columns: dict[str, str], as_of: datetime,
         excluded,
         window_open,
         step_times[step] > 0 AS reached,
+        step_values[step] AS step_revenue,
         {_literal(spec.bases())}[step] AS base,
         if(base = 0, 1, step_times[base] > 0) AS base_reached,
         step_times[step] - started_ms AS ms_from_start,
@@ -389,6 +414,7 @@ SELECT
     countIf(base_reached AND NOT reached AND NOT excluded AND NOT window_open) AS dropped,
     countIf(base_reached AND NOT reached AND NOT excluded AND window_open) AS in_window,
     countIf(excluded AND step = 1) AS excluded_people,
+    sumIf(step_revenue, reached AND NOT excluded) AS revenue,
     quantileExactInclusiveIf(0.5)(ms_from_previous, reached AND NOT excluded AND step > 1) / 1000
         AS median_s_from_prev,
     avgIf(ms_from_previous, reached AND NOT excluded AND step > 1) / 1000 AS mean_s_from_prev,
@@ -446,21 +472,27 @@ def _walked_by_search(n: int, p_window: str) -> list[Cte]:
     indexes = [f"i{k}" for k in range(1, n + 1)]
     level = " + ".join(f"({i} > 0)" for i in indexes)
     times = ", ".join(f"if({i} > 0, events[{i}].ts, 0)" for i in indexes)
+    values = ", ".join(f"if({i} > 0, events[{i}].revenue, 0.)" for i in indexes)
     last = "greatest(" + ", ".join(indexes) + ")" if n > 1 else "i1"
     ctes.append(Cte("walked", f"""\
     SELECT
         person_id,
         events,
-        CAST(({level}, t0, 0, 0, [{times}], 0, 0, i1, {last}), '{_STATE}') AS state
+        CAST(({level}, t0, 0, 0, [{times}], 0, 0, i1, {last}, [{values}]), '{_STATE}') AS state
     FROM search_{n}"""))
     return ctes
 
 
 def _state(level: str, t0: str, stopped: str, excluded: str, times: str, done: str, hold: str,
-           first_index: str, last_index: str) -> str:
+           first_index: str, last_index: str, values: str) -> str:
     """A new walk state; the breakdown is read afterwards from the event at first/last_index."""
     return (f"CAST(({level}, {t0}, {stopped}, {excluded}, {times}, {done}, {hold}, "
-            f"{first_index}, {last_index}), '{_STATE}')")
+            f"{first_index}, {last_index}, {values}), '{_STATE}')")
+
+
+def _set_at(step: str, value: str, values: str) -> str:
+    """`values` with the step's slot set to `value`."""
+    return f"arrayMap((v, j) -> if(j = {step}, {value}, v), {values}, arrayEnumerate({values}))"
 
 
 def _set_time(step: str, times: str) -> str:
@@ -551,6 +583,7 @@ def shape_result(spec: FunnelSpec, rows: list[dict[str, Any]], sql: str, params:
                 "pct_of_start": pct(people, first),
                 "pct_of_previous": pct(people, base_people) if k > 1 else None,
                 "dropped": int(row.get("dropped", 0)), "in_window": int(row.get("in_window", 0)),
+                "revenue": round(float(row.get("revenue") or 0), 2),
                 "median_s_from_prev": _num(row.get("median_s_from_prev")),
                 "mean_s_from_prev": _num(row.get("mean_s_from_prev")),
                 "median_s_from_start": _num(row.get("median_s_from_start")),
@@ -592,7 +625,7 @@ def shape_result(spec: FunnelSpec, rows: list[dict[str, Any]], sql: str, params:
 
 
 _STEP_COLUMNS = ("step", "name", "people", "pct_of_start", "pct_of_previous", "dropped",
-                 "in_window", "median_s_from_prev", "mean_s_from_prev",
+                 "in_window", "revenue", "median_s_from_prev", "mean_s_from_prev",
                  "median_s_from_start", "mean_s_from_start", "covering_s_from_start")
 
 

@@ -88,7 +88,40 @@ def events_from_raw(rows: list[dict[str, Any]], tz: str, person_of: dict[str, st
 
 
 # -- properties and filters ------------------------------------------------------------
+# A product field on an event with order lines (properties.items): each line's value.
+_ITEM_KEYS = {"product_id": "product_id", "product_name": "name", "product_category": "category"}
+
+
+def line_values(e: Event, name: str) -> list[str]:
+    items = e.properties.get("items")
+    if name not in _ITEM_KEYS or not isinstance(items, list):
+        return []
+    return [str(i.get(_ITEM_KEYS[name]) or "") if isinstance(i, dict) else "" for i in items]
+
+
+def line_revenues(e: Event) -> list[float]:
+    items = e.properties.get("items")
+    if not isinstance(items, list):
+        return []
+    return [round(float(i.get("price") or 0) * max(int(i.get("quantity") or 0), 1), 2)
+            if isinstance(i, dict) else 0.0 for i in items]
+
+
+def event_revenue(e: Event) -> float:
+    value = e.properties.get("revenue") if e.event == "purchase" else 0
+    return float(value) if isinstance(value, int | float) else 0.0
+
+
+def held_values(e: Event, name: str) -> list[str]:
+    """What an event offers for a held property: its own value, or each line's."""
+    lines = line_values(e, name)
+    return lines if lines else [prop_value(e, name)]
+
+
 def prop_value(e: Event, name: str) -> str:
+    lines = line_values(e, name)
+    if lines and not e.columns.get(name):
+        return ",".join(dict.fromkeys(lines))        # distinct, in line order
     if name.startswith("properties."):
         return _json_text(e.properties.get(name[len("properties."):]))
     if name in e.columns:
@@ -109,6 +142,16 @@ def matches(e: Event, spec: EventSpec) -> bool:
         return False
     for flt in spec.filters:
         value = prop_value(e, flt.prop)
+        lines = line_values(e, flt.prop)
+        if lines and flt.op in ("=", "!=", "~", "!~"):
+            own = e.columns.get(flt.prop, "")
+            if flt.op in ("=", "!="):
+                hit = own == flt.value or flt.value in lines
+            else:
+                hit = any(flt.value.lower() in v.lower() for v in [own, *lines])
+            if hit != (flt.op in ("=", "~")):
+                return False
+            continue
         if flt.op == "=" and value != flt.value:
             return False
         if flt.op == "!=" and value == flt.value:
@@ -146,6 +189,7 @@ class _Attempt:
     times: list[int]                # per step (ordered) / per k-th different step (any)
     excluded: bool
     value: str                      # breakdown value (first or last touch)
+    values: list[float] = field(default_factory=list)   # revenue brought to each step
 
 
 def _walk(evs: list[Event], spec: FunnelSpec, date_from: date, date_to: date) -> _Attempt | None:
@@ -156,25 +200,40 @@ def _walk(evs: list[Event], spec: FunnelSpec, date_from: date, date_to: date) ->
         else any(matches(e, s) for s in spec.steps))), None)
     if start is None:
         return None
-    held = prop_value(start, hold) if hold else ""
+    held = held_values(start, hold)[0] if hold else ""
+
+    def value_of(e: Event) -> float:
+        """The revenue an event brings to the step it fills (of its held lines if held)."""
+        if not hold:
+            return event_revenue(e)
+        offered = held_values(e, hold)
+        revenues = line_revenues(e) if line_values(e, hold) else [event_revenue(e)]
+        return sum(r for v, r in zip(offered, revenues, strict=False) if v == held)
+
     bd = (lambda e: prop_value(e, spec.breakdown)) if spec.breakdown else (lambda e: "")
     first_value = last_value = bd(start)
     done: dict[int, int] = {}       # step → time
-    if spec.order == "any":
-        done[min(k for k, s in enumerate(spec.steps, 1) if matches(start, s))] = start.ts
+    values: dict[int, float] = {}   # step → revenue brought
+    first_step = (min(k for k, s in enumerate(spec.steps, 1) if matches(start, s))
+                  if spec.order == "any" else 1)
+    done[first_step] = start.ts
+    if hold:   # the first value it offers, and that value's revenue
+        values[first_step] = (line_revenues(start) if line_values(start, hold)
+                              else [event_revenue(start)])[0]
     else:
-        done[1] = start.ts
+        values[first_step] = event_revenue(start)
     level, excluded = 1, False
     for e in evs[evs.index(start) + 1:]:
         if level == n or e.ts - start.ts > spec.window_ms:
             break
-        same_hold = not hold or prop_value(e, hold) == held
+        same_hold = not hold or held in held_values(e, hold)
         hits = [k for k, s in enumerate(spec.steps, 1) if matches(e, s)]
         target = None
         if spec.order == "any":
             fresh = [k for k in hits if k not in done]
             if fresh and same_hold:
                 done[min(fresh)] = e.ts
+                values[min(fresh)] = value_of(e)
                 level += 1
                 last_value = bd(e)
                 continue
@@ -188,6 +247,7 @@ def _walk(evs: list[Event], spec: FunnelSpec, date_from: date, date_to: date) ->
             target = next((k for k in allowed if k in hits), None)
             if target is not None and same_hold:
                 done[target] = e.ts
+                values[target] = value_of(e)
                 level = target
                 last_value = bd(e)
                 continue
@@ -199,11 +259,14 @@ def _walk(evs: list[Event], spec: FunnelSpec, date_from: date, date_to: date) ->
                 and any(k != level for k in hits):
             break
     if spec.order == "any":
-        times = sorted(done.values()) + [0] * (n - len(done))
+        by_time = sorted((done[k], values[k]) for k in done)
+        times = [t for t, _ in by_time] + [0] * (n - len(done))
+        step_values = [v for _, v in by_time] + [0.0] * (n - len(done))
     else:
         times = [done.get(k, 0) for k in range(1, n + 1)]
+        step_values = [values.get(k, 0.0) for k in range(1, n + 1)]
     return _Attempt(start.ts, times, excluded,
-                    first_value if spec.attribution == "first" else last_value)
+                    first_value if spec.attribution == "first" else last_value, step_values)
 
 
 def funnel(events: list[Event], spec: FunnelSpec, date_from: date, date_to: date,
@@ -237,6 +300,7 @@ def funnel(events: list[Event], spec: FunnelSpec, date_from: date, date_to: date
             steps.append({
                 "people": len(reached),
                 "dropped": is_open.count(False), "in_window": is_open.count(True),
+                "revenue": sum(a.values[k - 1] for a in reached),
                 "median_s_from_prev": statistics.median(from_prev) if from_prev else None,
                 "mean_s_from_prev": statistics.fmean(from_prev) if from_prev else None,
                 "median_s_from_start": statistics.median(from_start) if from_start else None,
