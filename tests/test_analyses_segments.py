@@ -172,3 +172,45 @@ def test_bad_live_definitions_are_refused(setup, analysis) -> None:
     settings, writer, reader = setup
     with pytest.raises(segments.SegmentError):
         segments.Segments(writer, settings, reader).create({"name": "x", "analysis": analysis})
+
+
+RETENTION = {"cohort": "first_seen", "period": "day", "periods": 3, "date_from": "2024-03-01",
+             "date_to": "2024-03-07", "as_of": "2024-03-06T12:00:00Z"}
+
+
+def test_retention_people_saved_as_segments_match_the_table(setup) -> None:
+    settings, writer, reader = setup
+    result = run_analysis("retention", RETENTION, reader, settings.reporting_tz)
+    cohorts = [c for c in result.data["cohorts"] if c["breakdown"] is None]
+    decided = [c for c in cohorts if c["counts"][1] is not None]
+    retained = sum(c["counts"][1] for c in decided)
+    sizes = {
+        who: save_as_segment("retention", RETENTION, who, f"retention {who}", reader=reader,
+                             writer=writer, settings=settings)["members"]
+        for who in ("cohort", "retained:1", "not_retained:1")}
+    assert sizes["cohort"] == result.summary["people"] > 0
+    assert sizes["retained:1"] == retained > 0
+    assert sizes["not_retained:1"] == sum(c["size"] for c in decided) - retained > 0
+
+
+def test_flow_people_saved_as_segments(setup) -> None:
+    settings, writer, reader = setup
+    spec = {"start": "/", "steps": 3, "date_from": "2024-03-01", "date_to": "2024-03-07",
+            "as_of": "2024-04-01T00:00:00Z"}
+    viewers = {r[0] for r in reader.query(
+        "SELECT DISTINCT person_id FROM behavior_events WHERE type = 'page' "
+        "AND page_path = '/' AND session_id != '' "
+        "AND event_date BETWEEN '2024-03-01' AND '2024-03-07'").rows}
+    at = save_as_segment("flows", spec, "at:1:/", "home viewers", reader=reader,
+                         writer=writer, settings=settings)
+    assert at["members"] == len(viewers) > 0
+    result = run_analysis("flows", spec, reader, settings.reporting_tz)
+    second = max((n for n in result.data["nodes"] if n["step"] == 2 and n["exits"]
+                  and n["node"] != "(other)"),
+                 key=lambda n: n["exits"])
+    exited = save_as_segment("flows", spec, f"exited:2:{second['node']}", "left second",
+                             reader=reader, writer=writer, settings=settings)
+    assert 0 < exited["members"] <= second["exits"]
+    with pytest.raises(SpecError):
+        save_as_segment("flows", spec, "at:9:/", "x", reader=reader, writer=writer,
+                        settings=settings)

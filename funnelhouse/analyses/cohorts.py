@@ -15,16 +15,18 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from funnelhouse.analyses import funnel, paths
+from funnelhouse.analyses import flows, funnel, paths, retention
 from funnelhouse.analyses.common import SpecError, analysis_window, table_columns
 from funnelhouse.config import Settings
 from funnelhouse.warehouse.base import Warehouse
 
 FUNNEL_WHO = re.compile(r"^(converted|reached:(\d+)|dropped:(\d+)|in_window:(\d+))$")
 PATHS_WHO = ("exited", "converted", "viewed")
+RETENTION_WHO = re.compile(r"^(cohort|retained:(\d+)|not_retained:(\d+))$")
+FLOWS_WHO = re.compile(r"^(at|exited|converted):(-?\d+):(.+)$", re.DOTALL)
 
 
-def funnel_people_sql(warehouse: Warehouse, doc: dict[str, Any], who: str
+def funnel_people_sql(warehouse: Warehouse, doc: dict[str, Any], who: str, tz: str = "UTC"
                       ) -> tuple[str, dict[str, Any]]:
     """who: converted | reached:K | dropped:K (window closed) | in_window:K (still open)."""
     spec = funnel.FunnelSpec.from_json(doc)
@@ -53,7 +55,7 @@ def funnel_people_sql(warehouse: Warehouse, doc: dict[str, Any], who: str
     return people.sql(), people.params.for_query()
 
 
-def paths_people_sql(warehouse: Warehouse, doc: dict[str, Any], who: str
+def paths_people_sql(warehouse: Warehouse, doc: dict[str, Any], who: str, tz: str = "UTC"
                      ) -> tuple[str, dict[str, Any]]:
     """who: exited (left from the page) | converted (after viewing it) | viewed."""
     spec = paths.PathsSpec.from_json(doc)
@@ -70,8 +72,63 @@ def paths_people_sql(warehouse: Warehouse, doc: dict[str, Any], who: str
     return people.sql(), people.params.for_query()
 
 
-BUILDERS: dict[str, Callable[[Warehouse, dict[str, Any], str], tuple[str, dict[str, Any]]]] = {
-    "funnel": funnel_people_sql, "paths": paths_people_sql}
+def retention_people_sql(warehouse: Warehouse, doc: dict[str, Any], who: str, tz: str = "UTC"
+                         ) -> tuple[str, dict[str, Any]]:
+    """who: cohort (every member) | retained:K (came back in period K, or K or later with
+    on_or_after) | not_retained:K (period K begun at as_of, and did not)."""
+    from funnelhouse.analyses.correlation import _retention_outcomes
+
+    spec = retention.RetentionSpec.from_json(doc)
+    match = RETENTION_WHO.match(who)
+    if not match:
+        raise SpecError("who must be cohort, retained:K or not_retained:K")
+    date_from, date_to, as_of = analysis_window(warehouse, spec.date_from, spec.date_to,
+                                                spec.as_of)
+    columns = table_columns(warehouse)
+    if who == "cohort":
+        query = retention.build_query(spec, columns, as_of, date_from, date_to)
+        people = query.select("SELECT DISTINCT person_id FROM memberships")
+        return people.sql(), people.params.for_query()
+    k = int(match.group(2) or match.group(3))
+    if not 1 <= k <= spec.periods:
+        raise SpecError(f"period {k} is not in 1..{spec.periods}")
+    if spec.cohort_type != "first_time":
+        raise SpecError("retained:K reads first-time cohorts")
+    # The same decided members as correlation: period K had begun at as_of.
+    outcomes = _retention_outcomes(spec, k, columns, as_of, date_from, date_to, tz)
+    wanted = "success" if who.startswith("retained") else "NOT success"
+    people = outcomes.select(f"SELECT DISTINCT person_id FROM outcomes WHERE {wanted}")
+    return people.sql(), people.params.for_query()
+
+
+def flows_people_sql(warehouse: Warehouse, doc: dict[str, Any], who: str, tz: str = "UTC"
+                     ) -> tuple[str, dict[str, Any]]:
+    """who: at:STEP:NODE (their session was at NODE at that step) | exited:STEP:NODE (and
+    the session ended there) | converted:STEP:NODE (and converted after it)."""
+    spec = flows.FlowsSpec.from_json(doc)
+    match = FLOWS_WHO.match(who)
+    if not match:
+        raise SpecError("who must be at:STEP:NODE, exited:STEP:NODE or converted:STEP:NODE")
+    kind, step, node = match.group(1), int(match.group(2)), match.group(3)
+    if step not in spec.step_numbers():
+        raise SpecError(f"step {step} is not one of this flow's steps")
+    date_from, date_to, as_of = analysis_window(warehouse, spec.date_from, spec.date_to,
+                                                spec.as_of)
+    query = flows.build_query(spec, table_columns(warehouse), as_of, date_from, date_to)
+    p_step = query.params.add("who_step", "Int32", step)
+    p_node = query.params.add("who_node", "String", node)
+    extra = {"at": "", "exited": f" AND next = '{flows.EXIT}'",
+             "converted": " AND converted"}[kind]
+    people = query.select(f"SELECT DISTINCT person_id FROM path_nodes "
+                          f"WHERE step = {p_step} AND node = {p_node}{extra}")
+    return people.sql(), people.params.for_query()
+
+
+# analysis → (reader, spec, who, reporting time zone) → (SQL of person ids, params)
+BUILDERS: dict[str, Callable[[Warehouse, dict[str, Any], str, str],
+                             tuple[str, dict[str, Any]]]] = {
+    "funnel": funnel_people_sql, "paths": paths_people_sql,
+    "retention": retention_people_sql, "flows": flows_people_sql}
 
 
 def live_people_sql(reader: Warehouse, definition: dict[str, Any], as_of: datetime,
@@ -84,7 +141,7 @@ def live_people_sql(reader: Warehouse, definition: dict[str, Any], as_of: dateti
         today = as_of.astimezone(ZoneInfo(tz)).date()
         spec["date_from"] = (today - timedelta(days=int(definition["last_days"]) - 1)).isoformat()
         spec["date_to"] = today.isoformat()
-    return BUILDERS[definition["name"]](reader, spec, definition["who"])
+    return BUILDERS[definition["name"]](reader, spec, definition["who"], tz)
 
 
 def save_as_segment(analysis: str, doc: dict[str, Any], who: str, name: str, *,
@@ -95,7 +152,7 @@ def save_as_segment(analysis: str, doc: dict[str, Any], who: str, name: str, *,
     from funnelhouse.people import segments
 
     if analysis not in BUILDERS:
-        raise SpecError("segments can be saved from funnel or paths results")
+        raise SpecError(f"segments can be saved from {', '.join(BUILDERS)} results")
     if live:
         store = segments.Segments(writer, settings, reader)
         try:
@@ -110,7 +167,7 @@ def save_as_segment(analysis: str, doc: dict[str, Any], who: str, name: str, *,
             store.close()
         return {"segment_id": segment.segment_id, "members": done.members, "live": True,
                 "sql": done.sql.sql, "params": done.sql.params}
-    sql, params = BUILDERS[analysis](reader, doc, who)
+    sql, params = BUILDERS[analysis](reader, doc, who, settings.reporting_tz)
     segment, materialised = segments.from_sql(
         writer, settings, name, sql, params, freeze=True, reader=reader,
         description=f"{analysis}: {who}",

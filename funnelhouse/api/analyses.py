@@ -49,7 +49,7 @@ def routes(settings: Settings, warehouse: Warehouse,
                                       "date_to": query.get("date_to")})
 
     async def save_segment(request: Request) -> Any:
-        """POST /v1/analyses/{funnel|paths}/segment {"spec", "who", "name", "live",
+        """POST /v1/analyses/{funnel|paths|retention|flows}/segment {"spec", "who", "name", "live",
         "last_days"}: save the people (frozen), or the definition (live)."""
         from funnelhouse.analyses.cohorts import save_as_segment
 

@@ -81,17 +81,6 @@ def register(sub: Subparsers) -> None:
     paths.add_argument("page", help="page path or screen name")
     paths.add_argument("--conversion", default="purchase", metavar="EVENT[:FILTERS]")
     paths.add_argument("--top", type=int, default=10)
-    for parser in (funnel, paths):
-        parser.add_argument("--save-segment", default=None, metavar="NAME",
-                            help="save the people given by --who as a (frozen) segment")
-        parser.add_argument("--who", default=None,
-                            help="funnel: converted | reached:K | dropped:K | in_window:K; "
-                                 "paths: exited | converted | viewed")
-        parser.add_argument("--live", action="store_true",
-                            help="save the definition, re-evaluated at every "
-                                 "materialisation, instead of today's people")
-        parser.add_argument("--last-days", type=int, default=None, metavar="N",
-                            help="live: each evaluation covers the last N reporting days")
     _common(paths)
 
     flows = command(sub, "flows", cmd_flows, "the steps people take after a start or before an end")
@@ -105,6 +94,20 @@ def register(sub: Subparsers) -> None:
     flows.add_argument("--conversion", default="purchase", metavar="EVENT[:FILTERS]")
     flows.add_argument("--top", type=int, default=10, help="nodes shown per step")
     _common(flows)
+
+    for parser in (funnel, paths, retention, flows):
+        parser.add_argument("--save-segment", default=None, metavar="NAME",
+                            help="save the people given by --who as a segment")
+        parser.add_argument("--who", default=None,
+                            help="funnel: converted | reached:K | dropped:K | in_window:K; "
+                                 "paths: exited | converted | viewed; retention: cohort | "
+                                 "retained:K | not_retained:K; flows: at:STEP:NODE | "
+                                 "exited:STEP:NODE | converted:STEP:NODE")
+        parser.add_argument("--live", action="store_true",
+                            help="save the definition, re-evaluated at every "
+                                 "materialisation, instead of today's people")
+        parser.add_argument("--last-days", type=int, default=None, metavar="N",
+                            help="live: each evaluation covers the last N reporting days")
 
     correlation = command(sub, "correlation", cmd_correlation,
                           "events and property values that set converters (or retained "
@@ -228,7 +231,9 @@ def _save_segment(name: str, doc: dict[str, Any], args: argparse.Namespace) -> i
     """Save the people of one part of the result (--who) as a segment (frozen, or --live)."""
     if not args.who:
         print("--save-segment needs --who (funnel: converted, reached:K, dropped:K, "
-              "in_window:K; paths: exited, converted, viewed)", file=sys.stderr)
+              "in_window:K; paths: exited, converted, viewed; retention: cohort, "
+              "retained:K, not_retained:K; flows: at|exited|converted:STEP:NODE)",
+              file=sys.stderr)
         return 1
 
     def run(client: Client) -> int:
