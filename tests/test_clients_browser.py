@@ -156,6 +156,7 @@ def query(collector: Funnelhouse, sql: str, **params: str) -> list[dict[str, Any
 
 
 ROWS = ("SELECT message_id, type, event, anonymous_id, user_id, previous_id, group_id, "
+        "channel, referrer, referrer_host, traffic_medium, "
         "properties, traits, page_title, screen_name, library_name, library_version, flags, "
         "toUnixTimestamp64Milli(timestamp) AS ts FROM events_raw "
         "WHERE anonymous_id = {anonymous_id:String}")
@@ -202,6 +203,9 @@ def check_warehouse(collector: Funnelhouse, result: dict[str, Any], sdk: str, ru
     assert sdk_version(package) in library[1]
     assert {(r["library_name"], r["library_version"]) for r in rows} == {library}
 
+    # A browser page with no referrer: web, direct.
+    assert {(r["channel"], r["referrer"], r["referrer_host"], r["traffic_medium"])
+            for r in rows if r["type"] != "screen"} == {("web", "", "", "direct")}, rows
     viewed = {orjson.loads(r["properties"])["product_id"]: r
               for r in rows if (r["type"], r["event"]) == ("track", "product_view")}
     assert viewed.keys() == {f"sku-{run}", f"old-{run}"}

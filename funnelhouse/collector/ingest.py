@@ -34,6 +34,7 @@ EVENT_OF_TYPE = {"page": "page_view", "screen": "screen_view", "identify": "iden
                  "alias": "alias", "group": "group"}
 MESSAGE_TYPES = ("track", *EVENT_OF_TYPE)
 CHANNELS = ("web", "app", "server", "offline")
+STATED_CHANNELS = {**{channel: channel for channel in CHANNELS}, "mobile": "app"}
 OFFLINE_EVENTS = ("store_visit", "staff_qr_scan")
 # Context fields that get their own column are not repeated in the `context` JSON;
 # the raw IP is never stored anywhere.
@@ -326,7 +327,7 @@ class Ingestor:
             request.user_agent if key.kind == "browser" else "")
         agent = parse_user_agent(user_agent)
         page_url = _text(page.get("url"))
-        referrer = _text(page.get("referrer")) or _text(context.get("referrer"))
+        referrer = _referrer(page.get("referrer")) or _referrer(context.get("referrer"))
         campaign = context.get("campaign")
         traffic = classify_traffic(page_url, referrer,
                                    campaign if campaign.__class__ is dict else None)
@@ -360,7 +361,7 @@ class Ingestor:
             "timestamp": formatted(timestamp),
             "session_id": _text(context.get("session_id")),
             "source": key.source,
-            "channel": _channel(context, key, message_type, event, library),
+            "channel": _channel(context, get("channel"), key, message_type, event, library),
             "page_url": page_url,
             "page_path": _text(page.get("path")),
             "page_title": _text(page.get("title")),
@@ -515,11 +516,13 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else str(value)
 
 
-def _channel(context: dict[str, Any], key: WriteKey, message_type: str, event: str,
-             library: dict[str, Any]) -> str:
-    stated = context.get("channel")
-    if stated in CHANNELS:
-        return str(stated)
+def _channel(context: dict[str, Any], top_level: Any, key: WriteKey, message_type: str,
+             event: str, library: dict[str, Any]) -> str:
+    # RudderStack's SDKs state theirs at the top level: "web" from analytics-js (which
+    # also sends a context.app), "mobile" from its Android/iOS SDKs, "server".
+    stated = context.get("channel") or top_level
+    if isinstance(stated, str) and stated in STATED_CHANNELS:
+        return STATED_CHANNELS[stated]
     if event in OFFLINE_EVENTS:
         return "offline"
     library_name = str(library.get("name", "")).lower()
@@ -528,6 +531,12 @@ def _channel(context: dict[str, Any], key: WriteKey, message_type: str, event: s
     ):
         return "app"
     return "server" if key.kind == "server" else "web"
+
+
+def _referrer(value: Any) -> str:
+    # RudderStack's analytics-js writes "$direct" where the page has no referrer.
+    text = _text(value)
+    return "" if text == "$direct" else text
 
 
 def now() -> float:
