@@ -73,7 +73,7 @@ def test_each_single_endpoint_queues_its_event(kind: str, client: TestClient,
     assert row["event"] == event
     assert row["message_id"] == f"m-{kind}"
     assert row["source"] == "web"
-    assert row["schema_version"] == f"{event}/1-0-0"
+    assert row["schema_version"] == f"{event}/{'1-1-0' if event == 'page_view' else '1-0-0'}"
 
 
 def test_single_endpoint_type_wins_over_body_type(client: TestClient,

@@ -109,7 +109,7 @@ def test_segment_page_lands_with_page_fields(collector: Funnelhouse, segment: Cl
     assert (row["type"], row["event"]) == ("page", "page_view")
     assert (row["page_url"], row["page_title"]) == ("https://shop.example/boots", "Boots")
     assert (row["referrer_host"], row["traffic_medium"]) == ("bing.com", "search")
-    assert row["schema_version"] == "page_view/1-0-0"
+    assert row["schema_version"] == "page_view/1-1-0"
 
 
 def test_segment_alias_lands_with_previous_id(collector: Funnelhouse, segment: Client,

@@ -73,7 +73,9 @@ def test_shipped_plan_has_no_problems(plan: TrackingPlan) -> None:
 
 def test_plan_covers_every_event_of_the_product_contract(plan: TrackingPlan) -> None:
     assert REQUIRED_EVENTS <= set(plan.events())
-    assert all(version == "1-0-0" for version in plan.events().values())
+    # Every event starts at 1-0-0; page_view gained RudderStack's page fields in 1-1-0.
+    assert all(plan.versions(event)[0] == "1-0-0" for event in plan.events())
+    assert {e: v for e, v in plan.events().items() if v != "1-0-0"} == {"page_view": "1-1-0"}
 
 
 def test_every_event_schema_documents_each_property(plan: TrackingPlan) -> None:
@@ -89,7 +91,18 @@ def test_every_event_schema_documents_each_property(plan: TrackingPlan) -> None:
 def test_each_planned_event_has_a_valid_example_that_passes(plan: TrackingPlan, event: str) -> None:
     verdict = plan.validate(message_for(event, example(plan, event)),
                             unknown_events="reject", extra_properties="reject")
-    assert verdict == Verdict(True, event, f"{event}/1-0-0")
+    assert verdict == Verdict(True, event, f"{event}/{plan.events()[event]}")
+
+
+def test_rudderstack_page_fields_are_planned_in_page_view_1_1_0(plan: TrackingPlan) -> None:
+    """analytics-js adds these to every page call; they are not unexpected properties."""
+    props = {"tab_url": "https://shop.example/x", "initial_referrer": "$direct",
+             "initial_referring_domain": "", "referring_domain": "", "title": "X"}
+    verdict = plan.validate(message_for("page_view", props), extra_properties="reject")
+    assert verdict.ok and verdict.schema_version == "page_view/1-1-0" and not verdict.flags
+    old = plan.validate(message_for("page_view", props), version="1-0-0",
+                        extra_properties="flag")
+    assert "extra_properties" in old.flags
 
 
 def test_declared_properties_lists_the_event_schema_properties(plan: TrackingPlan) -> None:
@@ -204,7 +217,7 @@ def test_page_and_screen_calls_map_to_view_events_without_an_event_name(
         assert message["type"] in ("page", "screen")
         del message["event"]
         verdict = plan.validate(message, unknown_events="reject")
-        assert verdict == Verdict(True, event, f"{event}/1-0-0")
+        assert verdict == Verdict(True, event, f"{event}/{plan.events()[event]}")
 
 
 def test_message_needs_an_anonymous_or_user_id(plan: TrackingPlan) -> None:
