@@ -116,6 +116,27 @@ def openapi_document() -> dict[str, Any]:
         "responses": {"200": {"description": "Result"}, "400": {"description": "Refused"},
                       "401": {"description": "Admin token required"}},
     }}
+    refusals = {"400": {"description": "Refused (code, message)", "content": {
+        "application/json": {"schema": _REFUSAL}}}, "401": {"description": "Unknown key"}}
+    paths["/v1/partners/appsflyer"] = {method: {
+        "summary": "Install postback (AppsFlyer-style push API) → app_install; server key",
+        "security": [{"basic": []}, {"writeKeyQuery": []}],
+        "responses": {"200": {"description": "Stored (or a duplicate)"}, **refusals},
+    } for method in ("get", "post")}
+    paths["/v1/partners/onesignal"] = {"post": {
+        "summary": "Push-click webhook (OneSignal-style notification.clicked) → push_open",
+        "security": [{"basic": []}, {"writeKeyQuery": []}],
+        "responses": {"200": {"description": "Stored (or a duplicate)"}, **refusals},
+    }}
+    paths["/v1/projects/{writeKey}/settings"] = {"get": {
+        "summary": "Settings Segment's analytics-next fetches from cdnURL (browser keys)",
+        "responses": {"200": {"description": "Settings pointing the SDK here"},
+                      "404": {"description": "Unknown write key"}}}}
+    paths["/sourceConfig"] = {"get": {
+        "summary": "Source config RudderStack's analytics-js fetches from configUrl",
+        "security": [{"basic": []}, {"writeKeyQuery": []}],
+        "responses": {"200": {"description": "An enabled source, no destinations"},
+                      "401": {"description": "Unknown write key"}}}}
     for path in ("/healthz", "/readyz", "/metrics"):
         paths[path] = {"get": {"summary": path[1:], "responses": {
             "200": {"description": "OK"}, "503": {"description": "Not ready"}}}}
