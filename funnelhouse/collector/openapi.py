@@ -130,6 +130,8 @@ def openapi_document() -> dict[str, Any]:
     }}
     paths["/v1/projects/{writeKey}/settings"] = {"get": {
         "summary": "Settings Segment's analytics-next fetches from cdnURL (browser keys)",
+        "parameters": [{"name": "writeKey", "in": "path", "required": True,
+                        "schema": {"type": "string"}}],
         "responses": {"200": {"description": "Settings pointing the SDK here"},
                       "404": {"description": "Unknown write key"}}}}
     paths["/sourceConfig"] = {"get": {
