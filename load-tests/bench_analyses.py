@@ -1,5 +1,7 @@
-"""Benchmark of the analyses on chdb: a 5-step funnel with a breakdown and a weekly retention
-at 10M events, with windowFunnel beside it for scale.
+"""Benchmark of the analyses on chdb at 10M events: a 5-step funnel with a breakdown and a
+weekly retention (with windowFunnel beside it for scale), trends (daily counts, people,
+revenue; DAU/WAU/MAU), stickiness, a 5-step user flow, the page report and a funnel
+correlation.
 
 They read the shared data folder the bench builds once (load-tests/dataset.py: a
 generated base population copied in SQL, every model built by bench_models.py) —
@@ -37,6 +39,14 @@ FUNNEL = {"steps": ["page_view", "product_view", "add_to_cart", "begin_checkout"
           "window": "7d", "order": "loose", "breakdown": "session_campaign",
           "attribution": "first", "as_of": AS_OF}
 RETENTION = {"cohort": "first_seen", "period": "week", "periods": 4, "mode": "on", "as_of": AS_OF}
+TRENDS = {"series": ["page_view", "*|people", "purchase|sum:revenue"], "interval": "day",
+          "as_of": AS_OF}
+ACTIVE = {"series": ["*|dau", "*|wau", "*|mau"], "interval": "day", "as_of": AS_OF}
+STICKINESS = {"period": "week", "as_of": AS_OF}
+FLOWS = {"start": "/", "steps": 5, "as_of": AS_OF}
+PAGES = {"top": 50, "as_of": AS_OF}
+CORRELATION = {"funnel": {"steps": ["product_view", "add_to_cart", "purchase"], "window": "2d",
+                          "as_of": AS_OF}, "properties": ["device_type"]}
 WINDOW_FUNNEL = """
 SELECT level, count() AS people FROM (
     SELECT person_id, windowFunnel(604800000)(toUInt64(toUnixTimestamp64Milli(event_at)),
@@ -92,6 +102,14 @@ def queries(folder: Path, runs: int) -> dict:
     timed("retention_weekly", lambda: run_analysis(
         "retention", RETENTION, wh, settings.reporting_tz).summary)
     timed("windowFunnel_5_steps_no_times", lambda: wh.query(WINDOW_FUNNEL).rows)
+    for name, analysis, spec in (("trends_daily_3_series", "trends", TRENDS),
+                                 ("trends_dau_wau_mau", "trends", ACTIVE),
+                                 ("stickiness_weekly", "stickiness", STICKINESS),
+                                 ("flows_5_steps", "flows", FLOWS),
+                                 ("pages_top_50", "pages", PAGES),
+                                 ("correlation_funnel", "correlation", CORRELATION)):
+        timed(name, lambda a=analysis, d=spec: run_analysis(
+            a, d, wh, settings.reporting_tz).summary)
     out["peak_rss_mb"] = _rss_mb()
     wh.close()
     out["data"] = describe(folder)     # after the peak: counting people takes memory too
