@@ -166,33 +166,43 @@ def _retention_outcomes(spec: RetentionSpec, k: int, columns: dict[str, str],
 
 
 def _event_candidates(query: Query, source: str, excluded_events: list[str]) -> Query:
+    """One row per event name (and a total row): how many decided people did it.
+
+    `outcomes` is read once, as the join's hash table: ClickHouse inlines a CTE at every
+    reference, and each reference would run the whole funnel (or retention) again."""
     params = query.params
     names = [params.add(f"not_candidate_{i}", "String", e)
              for i, e in enumerate(excluded_events, 1)]
-    not_steps = f"AND e.event NOT IN ({', '.join(names)})" if names else ""
+    candidate = f"e.event NOT IN ({', '.join(names)})" if names else "1"
     # The funnel's own day bounds prune partitions; a cohort period may start before
     # date_from (its week or month), so retention reads from the person's cohort period.
-    span = ("e.event_date BETWEEN {date_from:Date} AND {date_to:Date} + {scan_days:UInt32}"
-            "\n      AND toUnixTimestamp64Milli(e.event_at) BETWEEN o.from_ms AND o.to_ms"
-            if source == "funnel" else "e.event_date >= o.from_day AND e.event_date < o.to_day")
+    if source == "funnel":
+        days = "e.event_date BETWEEN {date_from:Date} AND {date_to:Date} + {scan_days:UInt32}"
+        span = "toUnixTimestamp64Milli(e.event_at) BETWEEN o.from_ms AND o.to_ms"
+    else:
+        days = "1"
+        span = "e.event_date >= o.from_day AND e.event_date < o.to_day"
     p_as_of = "{as_of:DateTime64(3, 'UTC')}"
     return query.with_cte(Cte("did", f"""\
-    -- each decided person and every event name they did inside their span
-    SELECT DISTINCT o.person_id AS person_id, o.success AS success, toString(e.event) AS name
+    -- each decided person once (their entering event lies in their span), with the names
+    -- of the other events they did inside it
+    SELECT o.person_id AS person_id, any(o.success) AS success,
+           groupUniqArrayIf(toString(e.event), {candidate}) AS names
     FROM {EVENTS_TABLE} AS e
     INNER JOIN outcomes AS o ON e.person_id = o.person_id
-    WHERE e.person_id IN (SELECT person_id FROM outcomes)
+    WHERE {days}
       AND e.event_at <= {p_as_of}
-      AND {span} {not_steps}""")).select("""\
+      AND {span}
+    GROUP BY o.person_id""")).select("""\
 SELECT
     'event' AS kind,
-    name,
+    item.2 AS name,
+    item.1 AS is_total,
     countIf(success) AS success_with,
-    countIf(NOT success) AS failure_with,
-    (SELECT countIf(success) FROM outcomes) AS success_total,
-    (SELECT countIf(NOT success) FROM outcomes) AS failure_total
+    countIf(NOT success) AS failure_with
 FROM did
-GROUP BY name""")
+ARRAY JOIN arrayPushFront(arrayMap(n -> (0, n), names), (1, '')) AS item
+GROUP BY item""")
 
 
 def _value_candidates(query: Query) -> Query:
@@ -200,12 +210,11 @@ def _value_candidates(query: Query) -> Query:
 SELECT
     'property' AS kind,
     entry_value AS name,
+    grouping(entry_value) AS is_total,
     countIf(success) AS success_with,
-    countIf(NOT success) AS failure_with,
-    (SELECT countIf(success) FROM outcomes) AS success_total,
-    (SELECT countIf(NOT success) FROM outcomes) AS failure_total
+    countIf(NOT success) AS failure_with
 FROM outcomes
-GROUP BY name""")
+GROUP BY GROUPING SETS ((entry_value), ())""")
 
 
 def run_correlation(warehouse: Warehouse, spec: CorrelationSpec, reporting_tz: str = "UTC"
@@ -235,8 +244,14 @@ def run_correlation(warehouse: Warehouse, spec: CorrelationSpec, reporting_tz: s
     for prop, query in queries:
         sql_parts.append(query.sql())
         params.update(query.params.values)
-        for row in warehouse.query(query.sql(), query.params.for_query()).dicts():
-            success_total, failure_total = int(row["success_total"]), int(row["failure_total"])
+        rows = warehouse.query(query.sql(), query.params.for_query()).dicts()
+        for row in rows:
+            if row["is_total"]:
+                success_total = int(row["success_with"])
+                failure_total = int(row["failure_with"])
+        for row in rows:
+            if row["is_total"]:
+                continue
             a, b = int(row["success_with"]), int(row["failure_with"])
             c, d = success_total - a, failure_total - b
             ratio = odds_ratio(a, b, c, d)
