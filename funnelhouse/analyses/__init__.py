@@ -22,8 +22,9 @@ from funnelhouse.analyses.timeline import TimelineSpec, run_timeline
 from funnelhouse.analyses.trends import TrendsSpec, run_trends
 from funnelhouse.warehouse.base import Warehouse
 
-__all__ = ["ANALYSES", "AnalysisResult", "CorrelationSpec", "FlowsSpec", "FunnelSpec", "PagesSpec", "PathsSpec", "RetentionSpec", "SpecError",
-           "StickinessSpec", "TimelineSpec", "TrendsSpec", "run_analysis"]
+__all__ = ["ANALYSES", "AnalysisResult", "CorrelationSpec", "FlowsSpec", "FunnelSpec",
+           "PagesSpec", "PathsSpec", "RetentionSpec", "SpecError", "StickinessSpec",
+           "TimelineSpec", "TrendsSpec", "run_analysis"]
 
 # name → (spec parser, runner)
 ANALYSES: dict[str, tuple[Callable[[dict[str, Any]], Any], Callable[..., AnalysisResult]]] = {

@@ -300,7 +300,8 @@ class Properties:
         """The values an event offers for a held property, hashed: one, or one per line."""
         lines = self._item_array(prop)
         if lines:
-            return f"if(empty({lines}), [cityHash64({prop})], arrayMap(x -> cityHash64(x), {lines}))"
+            return (f"if(empty({lines}), [cityHash64({prop})], "
+                    f"arrayMap(x -> cityHash64(x), {lines}))")
         return f"[cityHash64({self.expr(prop)})]"
 
     def hold_revenues(self, prop: str) -> str:

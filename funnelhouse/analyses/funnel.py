@@ -545,7 +545,8 @@ def trend_query(query: Query, spec: FunnelSpec, period: str, tz: str) -> Query:
     start = {"day": "toDate", "week": "toMonday", "month": "toStartOfMonth"}[period]
     entered_day = f"toDate(fromUnixTimestamp64Milli(started_ms), {p_tz})"
     n = len(spec.steps)
-    return query.through("people").select(f"""-- conversion by the {period} people entered (step 1), excluded people left out
+    return query.through("people").select(f"""\
+-- conversion by the {period} people entered (step 1), excluded people left out
 SELECT
     toString({start}({entered_day})) AS period,
     count() AS entered,

@@ -1,4 +1,5 @@
-"""`funnelhouse trends|stickiness|funnel|retention|paths|flows|pages|correlation|timeline`: the analyses from the terminal.
+"""The analyses from the terminal: `funnelhouse trends|stickiness|funnel|retention|paths|
+flows|pages|correlation|timeline`.
 
 Through the running `funnelhouse up` when one holds the data folder, else on the data
 directly (cli.client). Output: a readable table, CSV or JSON;

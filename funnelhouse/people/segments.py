@@ -752,7 +752,7 @@ class Segments:
             raise SegmentError("days must be between 1 and 3650", "$.days")
         as_of = as_of or datetime.now(UTC)
         members = "SELECT person_id FROM segment_members WHERE segment_id = {s:String}"
-        everyone = "SELECT person_id FROM users WHERE first_seen_at < {period_end:%s}" % _TIME
+        everyone = f"SELECT person_id FROM users WHERE first_seen_at < {{period_end:{_TIME}}}"
         out: dict[str, Any] = {"segment_id": segment_id, "as_of": _utc_text(as_of),
                                "days": days}
         for name, people, end in (("segment", members, as_of),
