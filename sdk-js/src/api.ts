@@ -47,6 +47,8 @@ export const removeFromCart = (product: Product, options?: CallOptions): void =>
 export const beginCheckout = (checkout: Checkout, options?: CallOptions): void => void call('beginCheckout', [checkout, options]);
 export const purchase = (order: Order, options?: CallOptions): void => void call('purchase', [order, options]);
 export const search = (query: string, properties?: Properties, options?: CallOptions): void => void call('search', [query, properties, options]);
+/** The page shows the results of the search just made: `count` of them (see Auto-capture: search). */
+export const searchResults = (count: number): void => void call('searchResults', [count]);
 export const setAnonymousId = (id: string): void => void call('setAnonymousId', [id]);
 
 /** Sends what is queued; resolves when done (or waiting to retry). */

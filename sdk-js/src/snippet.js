@@ -4,7 +4,7 @@
   if (fh.loaded || fh.snippet) return;
   fh.snippet = true;
   var methods = ['init', 'track', 'page', 'screen', 'identify', 'alias', 'group', 'reset', 'flush', 'optIn', 'optOut',
-    'productView', 'addToCart', 'removeFromCart', 'beginCheckout', 'purchase', 'search', 'setAnonymousId'];
+    'productView', 'addToCart', 'removeFromCart', 'beginCheckout', 'purchase', 'search', 'searchResults', 'setAnonymousId'];
   for (var i = 0; i < methods.length; i++) {
     (function (m) {
       fh[m] = function () {

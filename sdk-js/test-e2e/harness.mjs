@@ -54,7 +54,11 @@ export async function startShop(collectorUrl, runId) {
   };
   ['flushInterval', 'flushAt', 'maxBeaconBytes', 'retryBaseDelay', 'retryMaxDelay'].forEach(function (k) { if (q.get(k)) c[k] = Number(q.get(k)); });
   if (q.get('requireConsent')) c.requireConsent = true;
+  if (q.get('endpoint')) c.endpoint = q.get('endpoint');
+  if (q.get('waitForResults')) c.autocapture = { search: { waitForResults: Number(q.get('waitForResults')) } };
   c.onError = function (e) { (window.__fhErrors = window.__fhErrors || []).push(e); };
+  // What the SDK queued, so a test can wait for it instead of sleeping.
+  c.beforeSend = function (m) { (window.__fhQueued = window.__fhQueued || []).push(m); return m; };
   window.SHOP_CONFIG = c;
 })();`;
   const server = createServer((req, res) => {
@@ -65,6 +69,9 @@ export async function startShop(collectorUrl, runId) {
       return res.end(config);
     }
     if (path === '/' || path === '/search' || path.startsWith('/product/')) file = join(shop, 'index.html');
+    // A router-style single-page app, with the SDK's script before the app (early) or loaded after it (late).
+    else if (path.startsWith('/spa/')) file = join(shop, 'spa.html');
+    else if (path.startsWith('/spa-late/')) file = join(shop, 'spa-late.html');
     else if (path.startsWith('/shop/')) file = join(shop, normalize(path.slice(6)));
     else if (path.startsWith('/dist/')) file = join(dist, normalize(path.slice(6)));
     if (!file || !(file.startsWith(shop) || file.startsWith(dist)) || !existsSync(file)) {
@@ -98,4 +105,66 @@ export async function screenshot(page, name) {
   } catch {
     // a closed page has nothing to show
   }
+}
+
+// ---- a slow way to the collector ---------------------------------------------------------
+
+/**
+ * A proxy in front of the collector that holds each /v1/batch request (`holdRequestMs`, before
+ * passing it on) or its answer (`holdAnswerMs`, after the collector has stored it). It records the
+ * message ids of every request that arrived and the collector's `duplicates` count of each answer.
+ */
+export async function startSlowProxy(collectorUrl, { holdRequestMs = 0, holdAnswerMs = 0 } = {}) {
+  const port = await freePort();
+  const requests = []; // { ids: string[], answered: Promise<{ status, duplicates }> }
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+  const server = createServer((req, res) => {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => {
+      const raw = Buffer.concat(chunks);
+      let ids = [];
+      try {
+        ids = JSON.parse(raw.toString('utf8')).batch.map((m) => m.messageId);
+      } catch {
+        // not a batch
+      }
+      const answered = (async () => {
+        await sleep(holdRequestMs);
+        const upstream = await fetch(collectorUrl + req.url, {
+          method: req.method,
+          headers: { 'Content-Type': req.headers['content-type'] || 'text/plain', Origin: req.headers.origin || '' },
+          body: req.method === 'POST' ? raw : undefined,
+        });
+        const body = await upstream.text();
+        await sleep(holdAnswerMs);
+        const headers = { 'Content-Type': upstream.headers.get('content-type') || 'application/json' };
+        for (const [k, v] of upstream.headers) if (k.startsWith('access-control-')) headers[k] = v;
+        try {
+          res.writeHead(upstream.status, headers);
+          res.end(body);
+        } catch {
+          // the browser went away
+        }
+        let duplicates = 0;
+        try {
+          duplicates = JSON.parse(body).duplicates || 0;
+        } catch {
+          // not JSON
+        }
+        return { status: upstream.status, duplicates };
+      })();
+      requests.push({ ids, answered });
+    });
+  });
+  await new Promise((r) => server.listen(port, '127.0.0.1', r));
+  return {
+    url: `http://127.0.0.1:${port}`,
+    requests,
+    stop: () =>
+      new Promise((r) => {
+        server.close(r);
+        server.closeAllConnections();
+      }),
+  };
 }

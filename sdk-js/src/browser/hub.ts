@@ -1,14 +1,26 @@
 // What auto-capture modules share: the client, DOM listeners with cleanup, and page lifecycle callbacks.
 
 import type { Analytics } from '../core/analytics';
+import { settle, type Stop } from './settle';
 
 type Fn = () => void;
+
+// Hidden tabs get no animation frames: a page start waits this long at most there.
+const NO_FRAME_MS = 100;
+
+/** A page that started: when (ms), and the title of the page before it in a single-page app. */
+export interface Entry {
+  at: number;
+  previousTitle?: string;
+}
+type EnterFn = (entry: Entry) => void;
 
 export class Hub {
   private readonly cleanups: Fn[] = [];
   private readonly leaveFns: Fn[] = [];
-  private readonly enterFns: Fn[] = [];
+  private readonly enterFns: EnterFn[] = [];
   private readonly hideFns: Fn[] = [];
+  private entering: Stop | null = null;
 
   constructor(readonly analytics: Analytics) {}
 
@@ -33,8 +45,11 @@ export class Hub {
     this.leaveFns.push(fn);
   }
 
-  /** A page starts: on load, after a single-page-app navigation, and on return from the back-forward cache. */
-  onEnter(fn: Fn): void {
+  /**
+   * A page starts: on load, after a single-page-app navigation, and on return from the
+   * back-forward cache. Called once the page has rendered (see enter()).
+   */
+  onEnter(fn: EnterFn): void {
     this.enterFns.push(fn);
   }
 
@@ -43,27 +58,50 @@ export class Hub {
     this.hideFns.push(fn);
   }
 
+  /** True between a page start and the moment its listeners run. */
+  get settling(): boolean {
+    return !!this.entering;
+  }
+
   leave(): void {
+    this.started();
     run(this.leaveFns);
   }
 
-  enter(): void {
-    run(this.enterFns);
+  /**
+   * A page starts now. Its listeners run after the app has rendered it (see settle), so what
+   * they read does not depend on whose popstate listener ran first; the page being hidden or
+   * left first runs them at once.
+   */
+  enter(previousTitle?: string): void {
+    if (this.entering) return;
+    const entry: Entry = { at: Date.now(), previousTitle };
+    this.entering = settle(() => {
+      this.entering = null;
+      run(this.enterFns, entry);
+    }, NO_FRAME_MS);
   }
 
   hide(): void {
+    this.started();
     run(this.hideFns);
   }
 
+  /** Runs a page start still waiting, now. */
+  private started(): void {
+    if (this.entering) this.entering();
+  }
+
   destroy(): void {
+    if (this.entering) this.entering(false);
     run(this.cleanups.splice(0));
   }
 }
 
-function run(fns: Fn[]): void {
+function run<A extends unknown[]>(fns: ((...a: A) => void)[], ...args: A): void {
   for (const f of fns) {
     try {
-      f();
+      f(...args);
     } catch {
       // ignore
     }

@@ -36,6 +36,7 @@ const ALL_ON: AutocaptureOptions = { pageViews: true, clicks: true, scroll: true
 
 export class BrowserAnalytics extends Analytics {
   private readonly hub: Hub;
+  private results?: (count: number) => void;
 
   constructor(options: BrowserOptions) {
     const prefix = options.storagePrefix || 'fh.';
@@ -58,7 +59,7 @@ export class BrowserAnalytics extends Analytics {
     if (auto.productDwell) captureProductDwell(hub);
     if (auto.scroll) captureScroll(hub, typeof auto.scroll === 'object' ? auto.scroll : {});
     if (auto.pageViews) capturePageViews(hub);
-    if (auto.search) captureSearch(hub, typeof auto.search === 'object' ? auto.search : {});
+    if (auto.search) this.results = captureSearch(hub, typeof auto.search === 'object' ? auto.search : {});
     if (auto.clicks) captureClicks(hub);
     if (auto.swipes) captureSwipes(hub, typeof auto.swipes === 'object' ? auto.swipes : {});
 
@@ -68,12 +69,16 @@ export class BrowserAnalytics extends Analytics {
     const onLocation = (): void => {
       const url = urlOf();
       if (url === lastUrl) return;
-      hub.leave();
-      referrer = lastUrl;
+      // URL changes before the new page has rendered (a redirect, a replaceState right after
+      // pushState) are one navigation: one page view, of the URL it ends on.
+      if (!hub.settling) {
+        hub.leave();
+        referrer = lastUrl;
+        hub.enter(document.title);
+      }
       lastUrl = url;
       const campaign = campaignFromUrl(url);
       if (campaign) this.land(campaign, referrer);
-      hub.enter();
     };
     hub.onCleanup(watchHistory(onLocation));
     hub.listen(window, 'popstate', onLocation);
@@ -103,6 +108,14 @@ export class BrowserAnalytics extends Analytics {
     });
 
     hub.enter();
+  }
+
+  /**
+   * The page shows the results of the search just made: `count` of them. Auto-captured searches
+   * wait for this (or for a [data-search-result-count] element) before they are sent.
+   */
+  searchResults(count: number): void {
+    if (this.results) this.results(count);
   }
 
   /** Removes every listener and timer (the stored queue stays for the next page). */

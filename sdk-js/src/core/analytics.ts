@@ -265,17 +265,22 @@ export class Analytics {
     this.delivery.setOnline(online);
   }
 
-  /** The page is being hidden or closed: beacon what is pending, mark the stored queue as orphaned. */
+  /**
+   * The page is being hidden or closed: beacon what is pending. Closing, the stored queue is
+   * left to the next page, without what a request still on its way carries (see Delivery.closing).
+   */
   pageHidden(closing: boolean): void {
     if (this.consentState !== 'granted') return;
     this.delivery.beacon();
-    if (closing) this.queue.setClosed(true);
+    if (!closing) return;
+    this.delivery.closing();
+    this.queue.setClosed(true);
   }
 
   /** The page came back (e.g. from the back-forward cache). */
   pageShown(): void {
     if (this.consentState !== 'granted') return;
-    this.queue.setClosed(false);
+    this.queue.reclaim();
     this.delivery.schedule();
   }
 

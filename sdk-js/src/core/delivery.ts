@@ -36,6 +36,8 @@ export class Delivery {
   // The last request never reached the collector: a beacon now would most likely be lost too.
   private unreachable = false;
   private enabled = true;
+  // The request on its way, if any.
+  private sending: { batch: Message[]; keepalive: boolean } | null = null;
 
   constructor(
     private readonly queue: EventQueue,
@@ -113,16 +115,20 @@ export class Delivery {
   private async sendBatch(batch: Message[]): Promise<boolean> {
     const body = this.body(batch);
     this.queue.markInFlight(batch);
+    // keepalive lets the request finish if the page closes meanwhile; browsers cap it at 64 KiB.
+    const keepalive = utf8Length(body) <= this.o.maxBeaconBytes;
+    this.sending = { batch, keepalive };
     let res: TransportResponse;
     try {
-      // keepalive lets the request finish if the page closes meanwhile; browsers cap it at 64 KiB.
-      res = await this.transport.send(body, this.target, { keepalive: utf8Length(body) <= this.o.maxBeaconBytes });
+      res = await this.transport.send(body, this.target, { keepalive });
     } catch (err) {
+      this.sending = null;
       this.queue.release(batch);
       this.unreachable = true;
       this.backoff(batch, undefined, err);
       return false;
     }
+    this.sending = null;
     this.queue.release(batch);
     this.unreachable = false;
     const s = res.status;
@@ -213,6 +219,19 @@ export class Delivery {
     }
     flushChunk();
     return sent;
+  }
+
+  /**
+   * The page is closing with a request on its way. With keepalive the browser finishes it
+   * without the page, as it does a beacon, and its answer can no longer be read: the next page
+   * must not send those messages again (the collector would see them twice, and store them
+   * twice once its dedup window has passed). Not so when the collector has lately been failing
+   * (the request may well be lost: they stay stored), nor without keepalive (the browser
+   * cancels the request).
+   */
+  closing(): void {
+    const s = this.sending;
+    if (s && s.keepalive && !this.unreachable && this.attempt === 0) this.queue.handOver(s.batch);
   }
 
   private body(batch: Message[]): string {

@@ -16,8 +16,11 @@ const ABANDONED_MS = 24 * 3600 * 1000;
 export class EventQueue {
   private items: Message[] = [];
   private readonly inflight = new Set<string>();
+  // On their way in a request the browser finishes after the page has gone: not stored for the next page.
+  private readonly handedOver = new Set<string>();
   private readonly key: string;
   private closed = false;
+  private storedAtClose = false;
 
   constructor(
     private readonly store: StateStore,
@@ -118,10 +121,34 @@ export class EventQueue {
     for (const m of messages) this.inflight.delete(m.messageId);
   }
 
+  /** The page is closing while these are on their way: the next page must not send them again. */
+  handOver(messages: Message[]): void {
+    for (const m of messages) this.handedOver.add(m.messageId);
+    this.save();
+  }
+
+  /**
+   * Back from the back-forward cache: messages another page adopted from storage meanwhile are
+   * its to send; this page keeps what is still stored and what is on its way.
+   */
+  reclaim(): void {
+    const own = this.store.getJSON<PersistedQueue>(this.key);
+    // Gone from storage: adopted (unless storage never took it, then nobody else has these).
+    if (own || this.storedAtClose) {
+      const stored = new Set((own && Array.isArray(own.items) ? own.items : []).map((m) => m.messageId));
+      this.items = this.items.filter((m) => stored.has(m.messageId) || this.inflight.has(m.messageId));
+    }
+    this.handedOver.clear();
+    this.setClosed(false);
+  }
+
   /** Done with these, delivered or refused for good. */
   remove(messages: Message[]): void {
     const ids = new Set(messages.map((m) => m.messageId));
-    for (const id of ids) this.inflight.delete(id);
+    for (const id of ids) {
+      this.inflight.delete(id);
+      this.handedOver.delete(id);
+    }
     this.items = this.items.filter((m) => !ids.has(m.messageId));
     this.save();
   }
@@ -129,21 +156,24 @@ export class EventQueue {
   setClosed(closed: boolean): void {
     this.closed = closed;
     this.save();
+    this.storedAtClose = closed && this.store.get(this.key) !== null;
   }
 
   clear(): void {
     this.items = [];
     this.inflight.clear();
+    this.handedOver.clear();
     this.store.remove(this.key);
   }
 
   /** Writes the queue to storage (a no-op into memory before consent). */
   save(): void {
-    if (this.items.length === 0 && !this.closed) {
+    const items = this.handedOver.size ? this.items.filter((m) => !this.handedOver.has(m.messageId)) : this.items;
+    if (items.length === 0 && !this.closed) {
       this.store.remove(this.key);
       return;
     }
-    const q: PersistedQueue = { t: this.now(), items: this.items };
+    const q: PersistedQueue = { t: this.now(), items };
     if (this.closed) q.closed = true;
     this.store.setJSON(this.key, q);
   }

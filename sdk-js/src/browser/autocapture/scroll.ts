@@ -1,4 +1,4 @@
-// Auto-capture of scroll depth: one event per milestone reached, per page.
+// Auto-capture of scroll depth: one event per milestone reached, per page, from the furthest point reached.
 
 import type { Hub } from '../hub';
 
@@ -10,7 +10,6 @@ export interface ScrollOptions {
 export function captureScroll(hub: Hub, options: ScrollOptions = {}): void {
   const milestones = (options.milestones || [25, 50, 75, 90, 100]).slice().sort((a, b) => a - b);
   let reached = new Set<number>();
-  let scheduled = false;
   // Scrolling a product page counts towards that product's engagement.
   let productId: string | undefined;
   hub.analytics.subscribe((m) => {
@@ -19,8 +18,9 @@ export function captureScroll(hub: Hub, options: ScrollOptions = {}): void {
     }
   });
 
+  // Read on every scroll event (browsers send at most one per frame): a position read later
+  // would miss the bottom of a fast scroll that goes straight back up.
   const measure = (): void => {
-    scheduled = false;
     const doc = document.documentElement;
     const height = Math.max(doc.scrollHeight, document.body ? document.body.scrollHeight : 0);
     const viewport = window.innerHeight;
@@ -37,16 +37,7 @@ export function captureScroll(hub: Hub, options: ScrollOptions = {}): void {
     }
   };
 
-  hub.listen(
-    window,
-    'scroll',
-    () => {
-      if (scheduled) return;
-      scheduled = true;
-      setTimeout(measure, 150);
-    },
-    { passive: true },
-  );
+  hub.listen(window, 'scroll', measure, { passive: true });
   hub.onLeave(() => {
     reached = new Set<number>();
     productId = undefined;
