@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, date, datetime
 
 import pytest
@@ -16,11 +17,8 @@ from funnelhouse.analyses.correlation import (
     odds_ratio,
     run_correlation,
 )
-from funnelhouse.config import Settings
-from funnelhouse.demo.generator import generate
-from funnelhouse.warehouse.base import Warehouse
 from tests.support import analyses_reference as ref
-from tests.support.sample import load_rows, person_and_session_of
+from tests.support.sample import Loaded, loaded_reference
 from tests.warehouse_backends import WarehouseMaker
 
 TZ = "Asia/Kolkata"      # a half-hour offset: local midnights off the hour
@@ -28,25 +26,15 @@ FROM, TO = date(2024, 3, 4), date(2024, 3, 24)
 MID_AS_OF = datetime(2024, 3, 22, 9, tzinfo=UTC)
 
 
-class Data:
-    def __init__(self, warehouse: Warehouse, events: list[ref.Event]) -> None:
-        self.warehouse = warehouse
-        self.events = events
+Data = Loaded
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory, make_warehouse: WarehouseMaker
          ) -> Iterator[Data]:
-    root = tmp_path_factory.mktemp("correlation")
-    settings = Settings(data_dir=root, reporting_tz=TZ)
-    generated = generate(seed=3, people=300, days=21, start_date=FROM)
-    warehouse = make_warehouse(settings.warehouse_dir)
-    try:
-        load_rows(warehouse, settings, generated.rows)
-        person_of, session_of = person_and_session_of(warehouse)
-        yield Data(warehouse, ref.events_from_raw(generated.rows, TZ, person_of, session_of))
-    finally:
-        warehouse.close()
+    with loaded_reference(tmp_path_factory.mktemp("correlation"), make_warehouse, TZ,
+                          seed=3, people=300, days=21, start_date=FROM) as loaded:
+        yield loaded
 
 
 def check(result: dict, expected: dict[str, tuple[int, int]], successes: int, failures: int,
@@ -76,7 +64,7 @@ def test_funnel_event_and_property_correlation_match_reference(data: Data) -> No
     check(result, counts, successes, failures, "event")
     assert "purchase" not in {c["name"] for c in result["data"]["candidates"]}
     by_device = ref.funnel_outcomes(
-        data.events, __import__("dataclasses").replace(spec.funnel, breakdown="device_type"),
+        data.events, replace(spec.funnel, breakdown="device_type"),
         FROM, TO, MID_AS_OF)
     counts, successes, failures = ref.correlation_counts(by_device, by_value=True)
     check(result, counts, successes, failures, "property")
@@ -95,7 +83,7 @@ def test_retention_correlation_matches_reference(data: Data, mode: str) -> None:
     counts, successes, failures = ref.correlation_counts(outcomes)
     check(result, counts, successes, failures, "event")
     by_channel = ref.retention_outcomes(
-        data.events, __import__("dataclasses").replace(spec.retention, breakdown="channel"),
+        data.events, replace(spec.retention, breakdown="channel"),
         1, FROM, TO, MID_AS_OF, TZ)
     counts, successes, failures = ref.correlation_counts(by_channel, by_value=True)
     check(result, counts, successes, failures, "property")

@@ -9,15 +9,12 @@ from datetime import UTC, date, datetime
 import pytest
 
 from funnelhouse.analyses import SpecError
-from funnelhouse.analyses.common import EventSpec
+from funnelhouse.analyses.common import EventSpec, table_columns
 from funnelhouse.analyses.flows import FlowsSpec, build_query, run_flows
 from funnelhouse.analyses.funnel import Query
 from funnelhouse.analyses.pages import PagesSpec, run_pages
-from funnelhouse.config import Settings
-from funnelhouse.demo.generator import generate
-from funnelhouse.warehouse.base import Warehouse
 from tests.support import analyses_reference as ref
-from tests.support.sample import load_rows, person_and_session_of
+from tests.support.sample import Loaded, loaded_reference
 from tests.warehouse_backends import WarehouseMaker
 
 TZ = "Europe/Berlin"
@@ -25,32 +22,20 @@ FROM, TO = date(2024, 3, 4), date(2024, 3, 17)
 AS_OF = datetime(2024, 9, 1, tzinfo=UTC)
 
 
-class Data:
-    def __init__(self, warehouse: Warehouse, events: list[ref.Event]) -> None:
-        self.warehouse = warehouse
-        self.events = events
+Data = Loaded
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory, make_warehouse: WarehouseMaker
          ) -> Iterator[Data]:
-    root = tmp_path_factory.mktemp("flows")
-    settings = Settings(data_dir=root, reporting_tz=TZ)
-    generated = generate(seed=7, people=220, days=14, start_date=FROM)
-    warehouse = make_warehouse(settings.warehouse_dir)
-    try:
-        load_rows(warehouse, settings, generated.rows)
-        person_of, session_of = person_and_session_of(warehouse)
-        yield Data(warehouse, ref.events_from_raw(generated.rows, TZ, person_of, session_of))
-    finally:
-        warehouse.close()
+    with loaded_reference(tmp_path_factory.mktemp("flows"), make_warehouse, TZ,
+                          seed=7, people=220, days=14, start_date=FROM) as loaded:
+        yield loaded
 
 
 def raw_cells(data: Data, spec: FlowsSpec) -> dict[tuple[int, str, str], tuple[int, int]]:
     """The query's own rows (before the top-N grouping), as the reference's cells."""
-    query: Query = build_query(spec, __import__("funnelhouse.analyses.common",
-                                                fromlist=["table_columns"]).table_columns(
-        data.warehouse), AS_OF, FROM, TO)
+    query: Query = build_query(spec, table_columns(data.warehouse), AS_OF, FROM, TO)
     rows = data.warehouse.query(query.sql(), query.params.for_query()).dicts()
     return {(int(r["step"]), r["node"], r["next"]): (int(r["sessions"]), int(r["converted"]))
             for r in rows}

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, datetime, timedelta
 
 import pytest
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from funnelhouse.analyses import SpecError, run_analysis
-from funnelhouse.analyses.cohorts import save_as_segment
+from funnelhouse.analyses.cohorts import funnel_people_sql, save_as_segment
 from funnelhouse.api import analyses as analyses_api
 from funnelhouse.config import Settings
 from funnelhouse.demo.generator import generate
@@ -127,8 +127,7 @@ def people_of(writer: Warehouse, settings: Settings, segment_id: str) -> set[str
 
 
 def dropped_people(reader: Warehouse, spec: dict, step: int) -> set[str]:
-    sql, params = __import__("funnelhouse.analyses.cohorts", fromlist=["x"]).funnel_people_sql(
-        reader, spec, f"dropped:{step}")
+    sql, params = funnel_people_sql(reader, spec, f"dropped:{step}")
     return {r[0] for r in reader.query(sql, params).rows}
 
 
@@ -144,9 +143,9 @@ def test_a_live_segment_is_re_evaluated_from_its_definition(setup) -> None:
     store = segments.Segments(writer, settings)
     seen = []
     for day in ("2024-03-04", "2024-03-07"):
-        as_of = __import__("datetime").datetime.fromisoformat(f"{day}T23:00:00+00:00")
+        as_of = datetime.fromisoformat(f"{day}T23:00:00+00:00")
         store.materialise(live["segment_id"], as_of=as_of)
-        start = (as_of.date() - __import__("datetime").timedelta(days=2)).isoformat()
+        start = (as_of.date() - timedelta(days=2)).isoformat()
         expected = dropped_people(reader, {**rolling, "date_from": start, "date_to": day,
                                            "as_of": as_of.isoformat()}, 3)
         assert people_of(writer, settings, live["segment_id"]) == expected

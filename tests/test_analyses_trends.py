@@ -5,17 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from funnelhouse.analyses import SpecError, StickinessSpec, TrendsSpec
 from funnelhouse.analyses.stickiness import run_stickiness
 from funnelhouse.analyses.trends import ACTIVE, OTHER, buckets, last_day, run_trends
-from funnelhouse.config import Settings
-from funnelhouse.demo.generator import generate
-from funnelhouse.warehouse.base import Warehouse
 from tests.support import analyses_reference as ref
-from tests.support.sample import load_rows, person_and_session_of
+from tests.support.sample import Loaded, loaded_reference
 from tests.warehouse_backends import WarehouseMaker
 
 TZ = "America/Los_Angeles"
@@ -24,25 +22,15 @@ FROM, TO = date(2024, 3, 4), date(2024, 3, 24)
 LATE_AS_OF = datetime(2024, 9, 1, tzinfo=UTC)
 
 
-class Data:
-    def __init__(self, warehouse: Warehouse, events: list[ref.Event]) -> None:
-        self.warehouse = warehouse
-        self.events = events
+Data = Loaded
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory, make_warehouse: WarehouseMaker
          ) -> Iterator[Data]:
-    root = tmp_path_factory.mktemp("trends")
-    settings = Settings(data_dir=root, reporting_tz=TZ)
-    generated = generate(seed=11, people=250, days=30, start_date=START)
-    warehouse = make_warehouse(settings.warehouse_dir)
-    try:
-        load_rows(warehouse, settings, generated.rows)
-        person_of, session_of = person_and_session_of(warehouse)
-        yield Data(warehouse, ref.events_from_raw(generated.rows, TZ, person_of, session_of))
-    finally:
-        warehouse.close()
+    with loaded_reference(tmp_path_factory.mktemp("trends"), make_warehouse, TZ,
+                          seed=11, people=250, days=30, start_date=START) as loaded:
+        yield loaded
 
 
 def trend(data: Data, doc: dict, as_of: datetime = LATE_AS_OF, date_from: date = FROM,
@@ -119,7 +107,7 @@ def test_active_people_match_reference(data: Data) -> None:
     as_of = datetime(2024, 3, 20, 17, 30, tzinfo=UTC)   # mid-range: later days cut
     result = trend(data, {"interval": "day", "series": ["*|dau", "*|wau", "purchase|mau"]},
                    as_of=as_of)
-    as_of_day = as_of.astimezone(__import__("zoneinfo").ZoneInfo(TZ)).date()
+    as_of_day = as_of.astimezone(ZoneInfo(TZ)).date()
     spec = TrendsSpec.from_json({"series": ["*|dau", "*|wau", "purchase|mau"]})
     for line in result["data"]["series"]:
         series = spec.series[line["series"]]
@@ -209,7 +197,7 @@ def test_stickiness_distribution_matches_reference(data: Data, period: str, even
     got = {p["period"]: p["counts"] for p in result["data"]["periods"] if any(p["counts"])}
     assert got == expected and expected
     # DAU/MAU from the same definition as the reference's active people.
-    as_of_day = as_of.astimezone(__import__("zoneinfo").ZoneInfo(TZ)).date()
+    as_of_day = as_of.astimezone(ZoneInfo(TZ)).date()
     ratios = []
     day = FROM
     while day <= min(TO, as_of_day):

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import orjson
 
 from funnelhouse.config import Settings
-from funnelhouse.demo.generator import COLUMNS, iter_json_batches
+from funnelhouse.demo.generator import COLUMNS, generate, iter_json_batches
 from funnelhouse.models.run import run_models
 from funnelhouse.warehouse.base import Warehouse
 from funnelhouse.warehouse.migrate import migrate
@@ -52,3 +55,28 @@ def person_and_session_of(warehouse: Warehouse) -> tuple[dict[str, str], dict[st
     """message_id → person_id and → session_id, as the models resolved them."""
     rows = warehouse.query("SELECT message_id, person_id, session_id FROM behavior_events").rows
     return {r[0]: r[1] for r in rows}, {r[0]: r[2] for r in rows}
+
+
+@dataclass
+class Loaded:
+    """Generated events in a warehouse with the models built, and the same events as the
+    plain-Python reference sees them (person and session ids taken from the models)."""
+
+    warehouse: Warehouse
+    events: list[Any]
+
+
+@contextmanager
+def loaded_reference(root: Path, make_warehouse: Callable[[Path], Warehouse], tz: str,
+                     **generate_args: Any) -> Iterator[Loaded]:
+    from tests.support import analyses_reference as ref
+
+    settings = Settings(data_dir=root, reporting_tz=tz)
+    generated = generate(**generate_args)
+    warehouse = make_warehouse(settings.warehouse_dir)
+    try:
+        load_rows(warehouse, settings, generated.rows)
+        person_of, session_of = person_and_session_of(warehouse)
+        yield Loaded(warehouse, ref.events_from_raw(generated.rows, tz, person_of, session_of))
+    finally:
+        warehouse.close()
