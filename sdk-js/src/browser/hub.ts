@@ -8,10 +8,10 @@ type Fn = () => void;
 // Hidden tabs get no animation frames: a page start waits this long at most there.
 const NO_FRAME_MS = 100;
 
-/** A page that started: when (ms), and the title of the page before it in a single-page app. */
+/** A page that started: when (ms), and whether by a single-page-app navigation. */
 export interface Entry {
   at: number;
-  previousTitle?: string;
+  navigated: boolean;
 }
 type EnterFn = (entry: Entry) => void;
 
@@ -73,9 +73,9 @@ export class Hub {
    * they read does not depend on whose popstate listener ran first; the page being hidden or
    * left first runs them at once.
    */
-  enter(previousTitle?: string): void {
+  enter(navigated = false): void {
     if (this.entering) return;
-    const entry: Entry = { at: Date.now(), previousTitle };
+    const entry: Entry = { at: Date.now(), navigated };
     this.entering = settle(() => {
       this.entering = null;
       run(this.enterFns, entry);

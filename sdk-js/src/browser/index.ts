@@ -74,7 +74,7 @@ export class BrowserAnalytics extends Analytics {
       if (!hub.settling) {
         hub.leave();
         referrer = lastUrl;
-        hub.enter(document.title);
+        hub.enter(true);
       }
       lastUrl = url;
       const campaign = campaignFromUrl(url);

@@ -9,25 +9,26 @@ const TITLE_WAIT_MS = 1000;
 
 export function capturePageViews(hub: Hub): void {
   let pending: Stop | null = null;
+  let lastTitle: string | undefined;
   const now = (): void => {
     if (pending) pending();
   };
 
-  hub.onEnter(({ at, previousTitle }) => {
+  hub.onEnter(({ at, navigated }) => {
     now();
     const provider = hub.analytics.options.contextProvider;
     // The URL now (the page may be left before the title comes); the title when it is there.
     const page: PageContext = { ...((provider && provider().page) || {}) };
-    // A single-page app still showing the previous page's title has not set its own yet.
     pending = settle(
       () => {
         pending = null;
-        page.title = document.title;
+        page.title = lastTitle = document.title;
         // Dated when the navigation happened, so it sorts before what the new page sends.
         hub.analytics.page(undefined, undefined, { timestamp: at, context: { page } });
       },
       TITLE_WAIT_MS,
-      () => previousTitle === undefined || document.title !== previousTitle,
+      // A single-page app still showing the last page view's title has not set its own yet.
+      () => !navigated || document.title !== lastTitle,
     );
   });
   hub.onLeave(now);
