@@ -120,6 +120,24 @@ def test_active_people_match_reference(data: Data) -> None:
     assert all(d <= w for d, w in zip(dau, wau, strict=True)) and max(dau) > 0
 
 
+def test_active_people_per_breakdown_value_match_reference(data: Data) -> None:
+    result = trend(data, {"interval": "day", "breakdown": "device_type",
+                          "series": ["*|wau", "product_view|mau"]})
+    spec = TrendsSpec.from_json({"series": ["*|wau", "product_view|mau"]})
+    checked = 0
+    for line in result["data"]["series"]:
+        if line["breakdown"] == OTHER:
+            continue
+        series = spec.series[line["series"]]
+        where = None if line["breakdown"] is None else ("device_type", line["breakdown"])
+        for bucket, value in zip(result["data"]["buckets"], line["values"], strict=True):
+            assert value == ref.active_people(data.events, series.event, ACTIVE[series.math],
+                                              date.fromisoformat(bucket), LATE_AS_OF, where), (
+                series.label, line["breakdown"], bucket)
+            checked += 1
+    assert checked > 40
+
+
 def test_weekly_active_read_on_each_weeks_last_day(data: Data) -> None:
     result = trend(data, {"interval": "week", "series": ["*|wau"]})
     spec = TrendsSpec.from_json({"series": ["*|wau"]})

@@ -320,47 +320,73 @@ ORDER BY bucket, is_total DESC, breakdown"""
     return Query(header, (events,), final, params)
 
 
-def build_active_query(series: Series, index: int, columns: dict[str, str], as_of: datetime,
-                       date_from: date, date_to: date, breakdown: str | None) -> Query:
-    """People active in the N days ending on each day: each (person, active day) covers
-    itself and the N-1 days after it."""
+def build_active_query(event: EventSpec, windows: list[int], index: int,
+                       columns: dict[str, str], as_of: datetime, date_from: date, date_to: date,
+                       breakdown: str | None) -> Query:
+    """People active in the N days ending on each day, as day-by-day changes.
+
+    A person with active days a1 < a2 < … is counted on the days of the disjoint runs
+    [a_i, min(a_i + N - 1, a_(i+1) - 1)]; each run adds 1 on its first day and takes it
+    off the day after its last. Summed up day by day (in Python, over the few rows this
+    returns) that is the count of people active in the N days ending on each day — with
+    no row per (person, covered day), which at 30 days per active day was 6.5 s at 10M.
+    Every window (DAU, WAU, MAU of one event) comes from the same read of the events."""
     params = SqlParams()
     props = Properties(columns, params)
-    days = ACTIVE[series.math]
+    longest = max(windows)
     p_first = params.add("first_day", "Date",
-                         (date_from - timedelta(days=days - 1)).isoformat())
-    p_from = params.add("date_from", "Date", date_from.isoformat())
+                         (date_from - timedelta(days=longest - 1)).isoformat())
     p_to = params.add("date_to", "Date", date_to.isoformat())
     p_as_of = params.add("as_of", "DateTime64(3, 'UTC')", utc_text(as_of))
-    p_days = params.add("days", "UInt16", days)
-    cond = props.condition(series.event, f"s{index}")
-    value = props.expr(breakdown) if breakdown else "''"
-    header = (f"-- Active people ({series.math}: {days} day(s) ending on each day) who did "
-              f"{comment(series.event.text())}.")
+    window_list = "[" + ", ".join(f"toUInt16({int(n)})" for n in windows) + "]"  # constants
+    cond = props.condition(event, f"s{index}")
+    # Each event counts for everyone (1, '') and, with a breakdown, for its value (0, v).
+    keys = (f"[(1, ''), (0, {props.expr(breakdown)})]" if breakdown else "[(1, '')]")
+    header = (f"-- Active people in the {', '.join(map(str, windows))} day(s) ending on each "
+              f"day who did {comment(event.text())}, as changes per day.")
     active = Cte("active_days", f"""\
-    SELECT DISTINCT person_id, event_date AS day, {value} AS breakdown_value
+    -- each person's active days, for everyone and per breakdown value
+    SELECT person_id, key.1 AS is_total, key.2 AS breakdown,
+           arraySort(groupUniqArray(event_date)) AS days
     FROM {EVENTS_TABLE}
+    ARRAY JOIN {keys} AS key
     WHERE event_date BETWEEN {p_first} AND {p_to}
       AND event_at <= {p_as_of}
-      AND {cond}""")
-    covered = Cte("covered", f"""\
-    SELECT person_id, breakdown_value, day + offset AS covered_day
+      AND {cond}
+    GROUP BY person_id, is_total, breakdown""")
+    runs = Cte("runs", f"""\
+    -- the days each active day keeps the person counted, up to their next active day
+    SELECT window_days, is_total, breakdown, days[k] AS first,
+           least(days[k] + window_days - 1,
+                 if(k < length(days), days[k + 1] - 1, days[k] + window_days - 1)) AS last
     FROM active_days
-    ARRAY JOIN range(toUInt32({p_days})) AS offset
-    WHERE covered_day BETWEEN {p_from} AND {p_to}""")
-    grouping = ("GROUP BY GROUPING SETS ((covered_day, breakdown_value), (covered_day))"
-                if breakdown else "GROUP BY covered_day")
-    is_total = "grouping(breakdown_value)" if breakdown else "1"
-    final = f"""\
-SELECT
-    {is_total} AS is_total,
-    toString(covered_day) AS day,
-    {"breakdown_value" if breakdown else "''"} AS breakdown,
-    uniqExact(person_id) AS people
-FROM covered
-{grouping}
-ORDER BY day, is_total DESC, breakdown"""
-    return Query(header, (active, covered), final, params)
+    ARRAY JOIN arrayEnumerate(days) AS k
+    ARRAY JOIN {window_list} AS window_days""")
+    final = """\
+SELECT window_days, is_total, breakdown, toString(edge.1) AS day, sum(edge.2) AS change
+FROM runs
+ARRAY JOIN [(first, 1), (last + 1, -1)] AS edge
+GROUP BY window_days, is_total, breakdown, day
+ORDER BY window_days, is_total DESC, breakdown, day"""
+    return Query(header, (active, runs), final, params)
+
+
+def active_counts(rows: list[dict[str, Any]], first_day: date, date_to: date
+                  ) -> dict[tuple[str, str | None], int]:
+    """(day, breakdown value or None for everyone) → people, from the day-by-day changes."""
+    changes: dict[str | None, dict[str, int]] = {}
+    for row in rows:
+        label = None if row["is_total"] else row["breakdown"]
+        changes.setdefault(label, {})[row["day"]] = int(row["change"])
+    out: dict[tuple[str, str | None], int] = {}
+    for label, by_day in changes.items():
+        running, day = 0, first_day
+        while day <= date_to:
+            text = day.isoformat()
+            running += by_day.get(text, 0)
+            out[(text, label)] = running
+            day += timedelta(days=1)
+    return out
 
 
 # -- running and shaping ---------------------------------------------------------------
@@ -392,22 +418,29 @@ def _query_range(warehouse: Warehouse, spec: TrendsSpec, columns: dict[str, str]
             for i in counted:
                 table.put(row["bucket"], label, i, row[f"value_{i}"])
     all_buckets = buckets(spec.interval, date_from, date_to)
+    # Active series of the same event share one query (one read for DAU, WAU and MAU).
+    groups: dict[str, list[int]] = {}
     for index, series in enumerate(spec.series):
-        if series.math not in ACTIVE:
-            continue
-        query = build_active_query(series, index, columns, as_of, date_from, date_to,
-                                   spec.breakdown)
+        if series.math in ACTIVE:
+            groups.setdefault(series.event.text(), []).append(index)
+    for indexes in groups.values():
+        event = spec.series[indexes[0]].event
+        windows = sorted({ACTIVE[spec.series[i].math] for i in indexes})
+        query = build_active_query(event, windows, indexes[0], columns, as_of, date_from,
+                                   date_to, spec.breakdown)
         table.sql.append(query.sql())
         table.params.update(query.params.values)
-        by_day: dict[tuple[str, str | None], int] = {}
-        for row in warehouse.query(query.sql(), query.params.for_query()).dicts():
-            label = None if row["is_total"] else row["breakdown"]
-            by_day[(row["day"], label)] = int(row["people"])
-        labels = {label for _, label in by_day}
-        for bucket in all_buckets:
-            read_at = last_day(spec.interval, bucket, date_to, as_of_day).isoformat()
-            for label in labels | {None}:
-                table.put(bucket, label, index, by_day.get((read_at, label), 0))
+        rows = warehouse.query(query.sql(), query.params.for_query()).dicts()
+        for index in indexes:
+            n = ACTIVE[spec.series[index].math]
+            # Summed from the first day read (the longest window's), not this window's.
+            by_day = active_counts([r for r in rows if int(r["window_days"]) == n],
+                                   date_from - timedelta(days=windows[-1] - 1), date_to)
+            labels = {label for _, label in by_day}
+            for bucket in all_buckets:
+                read_at = last_day(spec.interval, bucket, date_to, as_of_day).isoformat()
+                for label in labels | {None}:
+                    table.put(bucket, label, index, by_day.get((read_at, label), 0))
     return table
 
 

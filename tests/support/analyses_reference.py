@@ -483,12 +483,14 @@ def trend_counts(events: list[Event], series: Any, interval: str, breakdown: str
 
 
 def active_people(events: list[Event], event_spec: EventSpec, days: int, on_day: date,
-                  as_of: datetime) -> int:
-    """People who did the event on one of the `days` days ending on `on_day`."""
+                  as_of: datetime, where: tuple[str, str] | None = None) -> int:
+    """People who did the event on one of the `days` days ending on `on_day` (with
+    `where` = (property, value): an event carrying that value)."""
     as_of_ms = int(as_of.timestamp() * 1000)
     first = date.fromordinal(on_day.toordinal() - days + 1)
     return len({e.person_id for e in events
-                if first <= e.day <= on_day and e.ts <= as_of_ms and matches(e, event_spec)})
+                if first <= e.day <= on_day and e.ts <= as_of_ms and matches(e, event_spec)
+                and (where is None or prop_value(e, where[0]) == where[1])})
 
 
 def stickiness(events: list[Event], event_spec: EventSpec, period: str, date_from: date,
