@@ -43,7 +43,10 @@ def setup(tmp_path_factory: pytest.TempPathFactory, make_warehouse: WarehouseMak
 
 def members(writer: Warehouse, settings: Settings, segment_id: str) -> int:
     store = segments.Segments(writer, settings)
-    return len(store.members(segment_id))
+    try:
+        return len(store.members(segment_id))
+    finally:
+        store.close()   # chdb opens one folder per process: leave no handle behind
 
 
 def funnel_step(settings: Settings, reader: Warehouse, step: int) -> dict:
@@ -123,7 +126,11 @@ def test_funnel_breaks_down_by_segment_membership(setup) -> None:
 
 
 def people_of(writer: Warehouse, settings: Settings, segment_id: str) -> set[str]:
-    return {m["person_id"] for m in segments.Segments(writer, settings).members(segment_id)}
+    store = segments.Segments(writer, settings)
+    try:
+        return {m["person_id"] for m in store.members(segment_id)}
+    finally:
+        store.close()
 
 
 def dropped_people(reader: Warehouse, spec: dict, step: int) -> set[str]:
@@ -140,7 +147,7 @@ def test_a_live_segment_is_re_evaluated_from_its_definition(setup) -> None:
                            reader=reader, writer=writer, settings=settings, live=True,
                            last_days=3)
     assert live["live"] is True
-    store = segments.Segments(writer, settings)
+    store = segments.Segments(writer, settings, reader)
     seen = []
     for day in ("2024-03-04", "2024-03-07"):
         as_of = datetime.fromisoformat(f"{day}T23:00:00+00:00")
