@@ -16,6 +16,8 @@ from funnelhouse.config import Settings
 from funnelhouse.demo.generator import generate
 from funnelhouse.people import segments
 from funnelhouse.warehouse.base import Warehouse
+from funnelhouse.warehouse.sql_guard import release_limited
+from tests.conftest import every_handle_closed
 from tests.support.sample import load_rows
 from tests.warehouse_backends import WarehouseMaker
 
@@ -30,15 +32,19 @@ PATHS = {"page": "/category/apparel", "date_from": "2024-03-01", "date_to": "202
 def setup(tmp_path_factory: pytest.TempPathFactory, make_warehouse: WarehouseMaker
           ) -> Iterator[tuple[Settings, Warehouse, Warehouse]]:
     settings = Settings(data_dir=tmp_path_factory.mktemp("cohorts"), admin_token=TOKEN)
-    writer = make_warehouse(settings.warehouse_dir)
-    reader = writer.readonly()
-    try:
-        load_rows(writer, settings, generate(seed=5, people=150, days=7,
-                                             start_date=date(2024, 3, 1)).rows)
-        yield settings, writer, reader
-    finally:
-        reader.close()
-        writer.close()
+    # Every handle opened here is closed at the end, the limited read-only ones that
+    # segment SQL runs on included: chdb serves one folder per process.
+    with every_handle_closed():
+        writer = make_warehouse(settings.warehouse_dir)
+        reader = writer.readonly()
+        try:
+            load_rows(writer, settings, generate(seed=5, people=150, days=7,
+                                                 start_date=date(2024, 3, 1)).rows)
+            yield settings, writer, reader
+        finally:
+            release_limited(reader)
+            reader.close()
+            writer.close()
 
 
 def members(writer: Warehouse, settings: Settings, segment_id: str) -> int:

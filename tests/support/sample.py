@@ -69,14 +69,17 @@ class Loaded:
 @contextmanager
 def loaded_reference(root: Path, make_warehouse: Callable[[Path], Warehouse], tz: str,
                      **generate_args: Any) -> Iterator[Loaded]:
+    from tests.conftest import every_handle_closed
     from tests.support import analyses_reference as ref
 
     settings = Settings(data_dir=root, reporting_tz=tz)
     generated = generate(**generate_args)
-    warehouse = make_warehouse(settings.warehouse_dir)
-    try:
-        load_rows(warehouse, settings, generated.rows)
-        person_of, session_of = person_and_session_of(warehouse)
-        yield Loaded(warehouse, ref.events_from_raw(generated.rows, tz, person_of, session_of))
-    finally:
-        warehouse.close()
+    with every_handle_closed():   # chdb serves one folder per process
+        warehouse = make_warehouse(settings.warehouse_dir)
+        try:
+            load_rows(warehouse, settings, generated.rows)
+            person_of, session_of = person_and_session_of(warehouse)
+            yield Loaded(warehouse, ref.events_from_raw(generated.rows, tz, person_of,
+                                                        session_of))
+        finally:
+            warehouse.close()
