@@ -9,12 +9,19 @@ import sys
 from funnelhouse.cli.common import Subparsers, add_tls, command, settings_of
 from funnelhouse.config import Settings
 
+APP = "funnelhouse.collector.asgi:app"
+
 
 def cmd_collector(args: argparse.Namespace) -> int:
-    """uvicorn workers importing funnelhouse.collector.asgi:app (config from the env)."""
+    """Workers importing funnelhouse.collector.asgi:app (config from the env).
+
+    More than one worker: each listens on its own SO_REUSEPORT socket (collector.workers),
+    so the kernel spreads connections evenly across them.
+    """
     import uvicorn
 
     from funnelhouse.collector.edge import server_options
+    from funnelhouse.collector.workers import run_workers
 
     settings = settings_of(args)
     # The workers read their settings from the environment (collector.asgi): hand them
@@ -34,9 +41,12 @@ def cmd_collector(args: argparse.Namespace) -> int:
         return 2
     scheme = "https" if options.get("ssl_certfile") else "http"
     print(f"funnelhouse collector at {scheme}://{settings.host}:{settings.port}", flush=True)
-    uvicorn.run("funnelhouse.collector.asgi:app", host=settings.host, port=settings.port,
-                workers=args.workers or settings.collector_workers, log_level="warning",
-                access_log=False, env_file=None, **options)
+    workers = args.workers or settings.collector_workers
+    common = {"log_level": "warning", "access_log": False, "env_file": None, **options}
+    if workers > 1:
+        return run_workers(APP, host=settings.host, port=settings.port, workers=workers,
+                           options=common)
+    uvicorn.run(APP, host=settings.host, port=settings.port, **common)
     return 0
 
 
