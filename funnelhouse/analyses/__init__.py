@@ -1,4 +1,5 @@
-"""Analyses over the tables — trends, funnels, retention, flows, pages, timeline — as SQL.
+"""Analyses over the tables — trends, funnels, retention, flows, pages, purchase counts,
+timeline — as SQL.
 
 Each analysis has a typed spec (`FunnelSpec.from_json(...)`), a `build_sql` that returns the
 SQL text with named `{name:Type}` parameters, and a `run_*` that runs it and returns an
@@ -16,6 +17,7 @@ from funnelhouse.analyses.flows import FlowsSpec, run_flows
 from funnelhouse.analyses.funnel import FunnelSpec, run_funnel
 from funnelhouse.analyses.pages import PagesSpec, run_pages
 from funnelhouse.analyses.paths import PathsSpec, run_paths
+from funnelhouse.analyses.purchases import PurchasesSpec, run_purchases
 from funnelhouse.analyses.retention import RetentionSpec, run_retention
 from funnelhouse.analyses.stickiness import StickinessSpec, run_stickiness
 from funnelhouse.analyses.timeline import TimelineSpec, run_timeline
@@ -23,8 +25,8 @@ from funnelhouse.analyses.trends import TrendsSpec, run_trends
 from funnelhouse.warehouse.base import Warehouse
 
 __all__ = ["ANALYSES", "AnalysisResult", "CorrelationSpec", "FlowsSpec", "FunnelSpec",
-           "PagesSpec", "PathsSpec", "RetentionSpec", "SpecError", "StickinessSpec",
-           "TimelineSpec", "TrendsSpec", "run_analysis"]
+           "PagesSpec", "PathsSpec", "PurchasesSpec", "RetentionSpec", "SpecError",
+           "StickinessSpec", "TimelineSpec", "TrendsSpec", "run_analysis"]
 
 # name → (spec parser, runner)
 ANALYSES: dict[str, tuple[Callable[[dict[str, Any]], Any], Callable[..., AnalysisResult]]] = {
@@ -37,6 +39,7 @@ ANALYSES: dict[str, tuple[Callable[[dict[str, Any]], Any], Callable[..., Analysi
     "flows": (FlowsSpec.from_json, run_flows),
     "pages": (PagesSpec.from_json, run_pages),
     "correlation": (CorrelationSpec.from_json, run_correlation),
+    "purchases": (PurchasesSpec.from_json, run_purchases),
 }
 
 

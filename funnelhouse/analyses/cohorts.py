@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from funnelhouse.analyses import flows, funnel, paths, retention
+from funnelhouse.analyses import flows, funnel, paths, purchases, result_people, retention
 from funnelhouse.analyses.common import SpecError, analysis_window, table_columns
 from funnelhouse.config import Settings
 from funnelhouse.warehouse.base import Warehouse
@@ -128,7 +128,12 @@ def flows_people_sql(warehouse: Warehouse, doc: dict[str, Any], who: str, tz: st
 BUILDERS: dict[str, Callable[[Warehouse, dict[str, Any], str, str],
                              tuple[str, dict[str, Any]]]] = {
     "funnel": funnel_people_sql, "paths": paths_people_sql,
-    "retention": retention_people_sql, "flows": flows_people_sql}
+    "retention": retention_people_sql, "flows": flows_people_sql,
+    "trends": result_people.trends_people_sql,
+    "stickiness": result_people.stickiness_people_sql,
+    "correlation": result_people.correlation_people_sql,
+    "pages": result_people.pages_people_sql,
+    "purchases": purchases.purchases_people_sql}
 
 
 def live_people_sql(reader: Warehouse, definition: dict[str, Any], as_of: datetime,
@@ -147,7 +152,7 @@ def live_people_sql(reader: Warehouse, definition: dict[str, Any], as_of: dateti
 def save_as_segment(analysis: str, doc: dict[str, Any], who: str, name: str, *,
                     reader: Warehouse, writer: Warehouse, settings: Settings,
                     live: bool = False, last_days: int | None = None) -> dict[str, Any]:
-    """Save the people of one part of a funnel or paths result as a segment: frozen (the
+    """Save the people of one part of an analysis result as a segment: frozen (the
     people now) or live (the definition, re-evaluated at every materialisation)."""
     from funnelhouse.people import segments
 

@@ -15,7 +15,11 @@ Semantics (the same in `funnelhouse/analyses_reference.py`):
   the period k periods after their cohort's period (period 0 is the cohort period itself).
   mode `on`: counted at k if they returned in period k.
   mode `on_or_after` (unbounded): counted at k if they returned in period k or any later one.
-* Breakdown: the property's value on the event that put the person in the cohort.
+* Breakdown: the property's value on the event that put the person in the cohort; or
+  `purchase_count`: the member's group by purchases made (analyses/purchases.py), counted
+  up to the end of their cohort period (`purchases_as_of` "cohort_end", the default: period
+  0 included, history before it too) or up to a fixed reporting day ("YYYY-MM-DD"), never
+  after as_of. Groups: `purchase_groups` ([1, 2, 3]: "<1", "1", "2", "3+").
 * Events after as_of are ignored; a cell whose period has not begun at as_of is empty (None).
 """
 
@@ -26,6 +30,7 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from funnelhouse.analyses import purchases
 from funnelhouse.analyses.common import (
     EVENTS_TABLE,
     AnalysisResult,
@@ -68,6 +73,8 @@ class RetentionSpec:
     date_to: date | None = None
     as_of: datetime | None = None
     nth: int = 1                             # first_time: the Nth cohort event (3rd purchase)
+    purchase_groups: tuple[int, ...] = purchases.DEFAULT_GROUPS   # breakdown purchase_count
+    purchases_as_of: str = "cohort_end"      # cohort_end | YYYY-MM-DD
 
     def __post_init__(self) -> None:
         if not 1 <= self.nth <= 1000:
@@ -83,6 +90,8 @@ class RetentionSpec:
         if not 0 <= self.periods <= MAX_PERIODS:
             raise SpecError(f"periods must be between 0 and {MAX_PERIODS}")
         self.cohort_event()   # validates the cohort text
+        if self.purchases_as_of != "cohort_end":
+            parse_date(self.purchases_as_of, "purchases_as_of")
         if self.date_from and self.date_to and self.date_from > self.date_to:
             raise SpecError("date_from is after date_to")
 
@@ -109,13 +118,18 @@ class RetentionSpec:
                        date_from=parse_date(doc.get("date_from"), "date_from"),
                        date_to=parse_date(doc.get("date_to"), "date_to"),
                        as_of=parse_moment(doc.get("as_of")),
-                       nth=int(doc.get("nth", 1)))
+                       nth=int(doc.get("nth", 1)),
+                       purchase_groups=purchases.parse_groups(doc.get("purchase_groups")),
+                       purchases_as_of=str(doc.get("purchases_as_of") or "cohort_end"))
 
     def to_json(self) -> dict[str, Any]:
         return {"cohort": self.cohort, "cohort_type": self.cohort_type, "nth": self.nth,
                 "return_event": self.return_event.text() if self.return_event else None,
                 "period": self.period, "periods": self.periods, "mode": self.mode,
                 "breakdown": self.breakdown,
+                **({"purchase_groups": list(self.purchase_groups),
+                    "purchases_as_of": self.purchases_as_of}
+                   if self.breakdown == purchases.BREAKDOWN else {}),
                 **days_json(self.date_from, self.date_to),
                 "as_of": utc_text(self.as_of) if self.as_of else None}
 
@@ -132,7 +146,8 @@ def build_query(spec: RetentionSpec, columns: dict[str, str], as_of: datetime,
     p_periods = params.add("periods", "UInt32", spec.periods)
     cohort_cond = props.condition(spec.cohort_event(), "cohort")
     return_cond = props.condition(spec.return_event, "return") if spec.return_event else "1"
-    breakdown = props.expr(spec.breakdown) if spec.breakdown else "''"
+    by_purchases = spec.breakdown == purchases.BREAKDOWN
+    breakdown = props.expr(spec.breakdown) if spec.breakdown and not by_purchases else "''"
     unit = spec.period
 
     p_nth = params.add("nth", "UInt32", spec.nth)
@@ -188,14 +203,14 @@ def build_query(spec: RetentionSpec, columns: dict[str, str], as_of: datetime,
         {_PERIOD_START[unit]} AS period_start,
         toUInt8({cohort_cond}) AS is_cohort_event,
         toUInt8({return_cond}) AS is_return_event,
-        {breakdown} AS breakdown_value
+        {breakdown} AS breakdown_value{_purchase_flag(props) if by_purchases else ""}
     FROM {EVENTS_TABLE}
     WHERE event_at <= {p_as_of}""")
     people = Cte("people", f"""\
     -- one row per person: the cohort(s) they belong to and every period they came back in
     SELECT
         person_id,
-    {cohorts}
+    {cohorts}{_PURCHASE_DAYS if by_purchases else ""}
         groupUniqArrayIf(period_start, is_return_event = 1) AS return_periods
     FROM events
     GROUP BY person_id
@@ -204,7 +219,7 @@ def build_query(spec: RetentionSpec, columns: dict[str, str], as_of: datetime,
     SELECT
         person_id,
         cohort.period AS cohort_period,
-        cohort.value AS breakdown,
+        {_purchase_group(spec, params) if by_purchases else "cohort.value"} AS breakdown,
         {p_periods} AS periods,
         -- how many {unit}s after the cohort's {unit} each return happened (0 = same {unit})
         arrayFilter(k -> k >= 0,
@@ -222,6 +237,28 @@ FROM memberships
 {group_by}
 ORDER BY cohort_period, is_total DESC, cohort_size DESC, breakdown"""
     return Query(header, (events, people, memberships), final, params)
+
+
+_PURCHASE_DAYS = """
+        -- the day of each purchase (one event per order), for the purchase-count groups
+        groupArrayIf(event_date, is_purchase = 1) AS purchase_days,"""
+
+
+def _purchase_flag(props: Properties) -> str:
+    return f",\n        toUInt8({props.condition(purchases.PURCHASE, 'purchase')}) AS is_purchase"
+
+
+def _purchase_group(spec: RetentionSpec, params: SqlParams) -> str:
+    """The member's purchase-count group: purchases before their cohort's next period
+    (cohort_end), or on reporting days up to a fixed day."""
+    if spec.purchases_as_of == "cohort_end":
+        end = {"day": "cohort.period + 1", "week": "cohort.period + 7",
+               "month": "addMonths(cohort.period, 1)"}[spec.period]
+        count = f"arrayCount(d -> d < {end}, purchase_days)"
+    else:
+        p_day = params.add("purchases_day", "Date", spec.purchases_as_of)
+        count = f"arrayCount(d -> d <= {p_day}, purchase_days)"
+    return purchases.label_sql(count, spec.purchase_groups, params)
 
 
 def build_sql(spec: RetentionSpec, columns: dict[str, str], as_of: datetime,

@@ -640,3 +640,167 @@ def correlation_counts(outcomes: list[tuple[bool, set[str], str]], by_value: boo
             counts[name][0 if success else 1] += 1
     successes = sum(1 for o in outcomes if o[0])
     return ({k: (v[0], v[1]) for k, v in counts.items()}, successes, len(outcomes) - successes)
+
+
+# -- the people behind one figure (segments from any analysis result) -----------------
+def trend_people(events: list[Event], series: Any, interval: str, breakdown: str | None,
+                 bucket: str, value: str | None, date_from: date, date_to: date,
+                 as_of: datetime, tz: str) -> set[str]:
+    """Counted maths: people with a matching event in the bucket (carrying `value` of the
+    breakdown); for sum/avg/min/max an event whose property is a number."""
+    as_of_ms = int(as_of.timestamp() * 1000)
+    out = set()
+    for e in events:
+        if not (date_from <= e.day <= date_to and e.ts <= as_of_ms
+                and matches(e, series.event) and _bucket(interval, e, tz) == bucket):
+            continue
+        if value is not None and prop_value(e, breakdown or "") != value:
+            continue
+        if series.math in ("sum", "avg", "min", "max") \
+                and _number(prop_value(e, series.property)) is None:
+            continue
+        out.add(e.person_id)
+    return out
+
+
+def active_people_of(events: list[Event], event_spec: EventSpec, days: int, on_day: date,
+                     as_of: datetime, where: tuple[str, str] | None = None) -> set[str]:
+    """The people `active_people` counts."""
+    as_of_ms = int(as_of.timestamp() * 1000)
+    first = date.fromordinal(on_day.toordinal() - days + 1)
+    return {e.person_id for e in events
+            if first <= e.day <= on_day and e.ts <= as_of_ms and matches(e, event_spec)
+            and (where is None or prop_value(e, where[0]) == where[1])}
+
+
+def stickiness_people(events: list[Event], event_spec: EventSpec, period: str,
+                      start: date, k: int, at_least: bool, date_from: date, date_to: date,
+                      as_of: datetime) -> set[str]:
+    """People active on exactly (or at least) k days of the period starting on `start`."""
+    as_of_ms = int(as_of.timestamp() * 1000)
+    days: dict[str, set[date]] = defaultdict(set)
+    for e in events:
+        if date_from <= e.day <= date_to and e.ts <= as_of_ms and matches(e, event_spec) \
+                and _period_start(period, e.day) == start:
+            days[e.person_id].add(e.day)
+    return {p for p, d in days.items() if (len(d) >= k if at_least else len(d) == k)}
+
+
+def page_people(events: list[Event], page: str, kind: str, date_from: date, date_to: date,
+                as_of: datetime) -> set[str]:
+    """kind viewed / entered (a session's first view) / exited (its last view)."""
+    as_of_ms = int(as_of.timestamp() * 1000)
+    sessions: dict[str, list[Event]] = defaultdict(list)
+    for e in events:
+        if date_from <= e.day <= date_to and e.ts <= as_of_ms and e.session_id \
+                and e.type in ("page", "screen"):
+            sessions[e.session_id].append(e)
+    out = set()
+    for evs in sessions.values():
+        evs.sort(key=lambda e: e.order_key)
+        picked = {"viewed": evs, "entered": evs[:1], "exited": evs[-1:]}[kind]
+        out |= {e.person_id for e in picked if e.page == page}
+    return out
+
+
+def funnel_outcome_people(events: list[Event], spec: FunnelSpec, date_from: date,
+                          date_to: date, as_of: datetime) -> dict[str, tuple[bool, set[str], str]]:
+    """funnel_outcomes by person: person → (converted, event names in the span, value)."""
+    as_of_ms = int(as_of.timestamp() * 1000)
+    steps = {s.event for s in spec.steps}
+    out = {}
+    for person, evs in _by_person([e for e in events
+                                   if e.ts <= as_of_ms and e.day >= date_from]).items():
+        attempt = _walk(evs, spec, date_from, date_to)
+        if attempt is None or attempt.excluded:
+            continue
+        converted = attempt.times[-1] > 0
+        if not converted and attempt.started + spec.window_ms >= as_of_ms:
+            continue
+        end = attempt.times[-1] if converted else attempt.started + spec.window_ms
+        names = {e.event for e in evs if attempt.started <= e.ts <= end and e.event not in steps}
+        out[person] = (converted, names, attempt.value)
+    return out
+
+
+def retention_outcome_people(events: list[Event], spec: RetentionSpec, k: int, date_from: date,
+                             date_to: date, as_of: datetime, tz: str
+                             ) -> dict[str, tuple[bool, set[str], str]]:
+    """retention_outcomes by person."""
+    as_of_ms = int(as_of.timestamp() * 1000)
+    unit = spec.period
+    now = _period_start(unit, datetime.fromtimestamp(as_of_ms / 1000, ZoneInfo(tz)).date())
+    out = {}
+    for person, evs in _by_person([e for e in events if e.ts <= as_of_ms]).items():
+        entry = next((e for e in evs if matches(e, spec.cohort_event())), None)
+        if entry is None or not date_from <= entry.day <= date_to:
+            continue
+        start = _period_start(unit, entry.day)
+        if _periods_between(unit, start, now) < k:
+            continue
+        offsets = {_periods_between(unit, start, _period_start(unit, e.day)) for e in evs
+                   if spec.return_event is None or matches(e, spec.return_event)}
+        retained = k in offsets if spec.mode == "on" else max(offsets, default=-1) >= k
+        names = {e.event for e in evs if _period_start(unit, e.day) == start}
+        out[person] = (retained, names, prop_value(entry, spec.breakdown)
+                       if spec.breakdown else "")
+    return out
+
+
+# -- purchase counts ------------------------------------------------------------------
+def _next_period(unit: str, start: date) -> date:
+    if unit == "day":
+        return date.fromordinal(start.toordinal() + 1)
+    if unit == "week":
+        return date.fromordinal(start.toordinal() + 7)
+    return date(start.year + start.month // 12, start.month % 12 + 1, 1)
+
+
+def purchase_group(count: int, groups: list[int]) -> str:
+    """[1, 3, 5]: 0 → "<1", 1-2 → "1-2", 3-4 → "3-4", 5 and more → "5+"."""
+    if count < groups[0]:
+        return f"<{groups[0]}"
+    for low, high in zip(groups, groups[1:], strict=False):
+        if low <= count < high:
+            return str(low) if high == low + 1 else f"{low}-{high - 1}"
+    return f"{groups[-1]}+"
+
+
+def purchase_counts(events: list[Event], last_day: date, as_of: datetime) -> dict[str, int]:
+    """Everyone with an event on a reporting day up to last_day (at or before as_of) → how
+    many purchase events they had by then."""
+    as_of_ms = int(as_of.timestamp() * 1000)
+    counts: dict[str, int] = {}
+    for e in events:
+        if e.day <= last_day and e.ts <= as_of_ms:
+            counts[e.person_id] = counts.get(e.person_id, 0) + int(e.event == "purchase")
+    return counts
+
+
+def retention_by_purchases(events: list[Event], spec: RetentionSpec, groups: list[int],
+                           fixed_day: date | None, date_from: date, date_to: date,
+                           as_of: datetime) -> dict[tuple[str, str], tuple[int, list[int]]]:
+    """(cohort period, purchase group) → (size, count per period): first-time cohorts, the
+    group counted from the person's purchases before the cohort's next period (or on days
+    up to fixed_day), at or before as_of."""
+    as_of_ms = int(as_of.timestamp() * 1000)
+    unit = spec.period
+    cells: dict[tuple[str, str], tuple[int, list[int]]] = {}
+    for evs in _by_person([e for e in events if e.ts <= as_of_ms]).values():
+        entries = [e for e in evs if matches(e, spec.cohort_event())][spec.nth - 1:spec.nth]
+        if not entries or not date_from <= entries[0].day <= date_to:
+            continue
+        start = _period_start(unit, entries[0].day)
+        cut = _next_period(unit, start)
+        bought = sum(1 for e in evs if e.event == "purchase"
+                     and (e.day <= fixed_day if fixed_day else e.day < cut))
+        returns = {_periods_between(unit, start, _period_start(unit, e.day)) for e in evs
+                   if spec.return_event is None or matches(e, spec.return_event)}
+        if spec.mode == "on":
+            returned = [k in returns for k in range(spec.periods + 1)]
+        else:
+            returned = [max(returns, default=-1) >= k for k in range(spec.periods + 1)]
+        key = (start.isoformat(), purchase_group(bought, groups))
+        size, counts = cells.get(key, (0, [0] * (spec.periods + 1)))
+        cells[key] = (size + 1, [c + int(r) for c, r in zip(counts, returned, strict=True)])
+    return cells

@@ -1,0 +1,253 @@
+"""The people behind a trends point, a stickiness bar, a correlation candidate, a page, and
+purchase-count groups (alone and as a retention breakdown) agree with the plain-Python
+reference, on generated logs with late identifies, several devices, duplicates and local
+midnights in a non-UTC zone."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from funnelhouse.analyses import SpecError, run_analysis
+from funnelhouse.analyses.cohorts import BUILDERS
+from funnelhouse.analyses.correlation import CorrelationSpec
+from funnelhouse.analyses.retention import RetentionSpec
+from funnelhouse.analyses.trends import TrendsSpec
+from tests.support import analyses_reference as ref
+from tests.support.sample import Loaded, loaded_reference
+from tests.warehouse_backends import WarehouseMaker
+
+TZ = "America/Los_Angeles"
+START = date(2024, 2, 26)
+FROM, TO = date(2024, 3, 4), date(2024, 3, 24)
+LATE_AS_OF = datetime(2024, 9, 1, tzinfo=UTC)
+MID_AS_OF = datetime(2024, 3, 20, 15, tzinfo=UTC)    # inside the range: a cut week
+DATES = {"date_from": FROM.isoformat(), "date_to": TO.isoformat()}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory, make_warehouse: WarehouseMaker
+         ) -> Iterator[Loaded]:
+    with loaded_reference(tmp_path_factory.mktemp("result_people"), make_warehouse, TZ,
+                          seed=17, people=250, days=30, start_date=START) as loaded:
+        yield loaded
+
+
+def people(data: Loaded, analysis: str, doc: dict[str, Any], who: str) -> set[str]:
+    sql, params = BUILDERS[analysis](data.warehouse, doc, who, TZ)
+    return {r[0] for r in data.warehouse.query(sql, params).rows}
+
+
+# -- trends ---------------------------------------------------------------------------
+TREND = {"series": ["page_view|people", "purchase|sum:revenue", "*|dau", "product_view|wau",
+                    "add_to_cart"],
+         "interval": "week", "breakdown": "device_type", **DATES}
+
+
+@pytest.mark.parametrize("as_of", [LATE_AS_OF, MID_AS_OF])
+def test_trend_point_people_match_reference_and_the_point(data: Loaded, as_of: datetime) -> None:
+    doc = {**TREND, "as_of": as_of.isoformat()}
+    result = run_analysis("trends", doc, data.warehouse, TZ).to_dict()
+    spec = TrendsSpec.from_json(doc)
+    as_of_day = as_of.astimezone(ZoneInfo(TZ)).date()
+    checked = 0
+    for line in result["data"]["series"]:
+        if line["breakdown"] == "(other)":
+            continue
+        series = spec.series[line["series"]]
+        letter = "ABCDE"[line["series"]]
+        for bucket, value in zip(result["data"]["buckets"], line["values"], strict=True):
+            label = line["breakdown"]
+            who = f"{letter}@{bucket}" + ("" if label is None else f"={label or '(none)'}")
+            got = people(data, "trends", doc, who)
+            if series.math in ("dau", "wau", "mau"):
+                read = min(date.fromisoformat(bucket) + timedelta(days=6), TO, as_of_day)
+                days = {"dau": 1, "wau": 7, "mau": 30}[series.math]
+                where = None if label is None else ("device_type", label)
+                want = ref.active_people_of(data.events, series.event, days, read, as_of, where)
+            else:
+                want = ref.trend_people(data.events, series, "week", "device_type", bucket,
+                                        label, FROM, TO, as_of, TZ)
+            assert got == want, (who, series.label)
+            if series.math in ("people", "dau", "wau"):
+                assert len(got) == value, who    # the point's own figure
+            checked += bool(got)
+    assert checked > 20
+
+
+def test_hourly_point_at_local_midnight(data: Loaded) -> None:
+    doc = {"series": ["*|people"], "interval": "hour", "date_from": "2024-03-09",
+           "date_to": "2024-03-11", "as_of": LATE_AS_OF.isoformat()}
+    spec = TrendsSpec.from_json(doc)
+    result = run_analysis("trends", doc, data.warehouse, TZ).to_dict()
+    values = dict(zip(result["data"]["buckets"], result["data"]["series"][0]["values"],
+                      strict=True))
+    seen = 0
+    # 2024-03-10 is the spring-forward day in Los Angeles: its 02:00 hour does not exist.
+    for bucket in ("2024-03-10 00:00:00", "2024-03-10 23:00:00", "2024-03-11 00:00:00",
+                   "2024-03-10 13:00:00"):
+        got = people(data, "trends", doc, f"A@{bucket}")
+        want = ref.trend_people(data.events, spec.series[0], "hour", None, bucket, None,
+                                date(2024, 3, 9), date(2024, 3, 11), LATE_AS_OF, TZ)
+        assert got == want and len(got) == values[bucket], bucket
+        seen += len(got)
+    assert seen > 0
+
+
+@pytest.mark.parametrize("who", ["F@2024-03-04", "A@2024-03-05", "A@2024-03-04=x",
+                                 "A@2024-03-04=(other)", "A2024-03-04"])
+def test_trend_who_out_of_the_result_is_refused(data: Loaded, who: str) -> None:
+    doc = {"series": ["page_view|people"], "interval": "week", **DATES}
+    with pytest.raises(SpecError):
+        BUILDERS["trends"](data.warehouse, doc, who, TZ)
+
+
+# -- stickiness -----------------------------------------------------------------------
+@pytest.mark.parametrize("period, as_of", [("week", MID_AS_OF), ("month", LATE_AS_OF)])
+def test_stickiness_people_match_reference_and_the_bars(data: Loaded, period: str,
+                                                        as_of: datetime) -> None:
+    doc = {"event": "product_view", "period": period, **DATES, "as_of": as_of.isoformat()}
+    result = run_analysis("stickiness", doc, data.warehouse, TZ).to_dict()
+    event = ref.EventSpec.parse("product_view")
+    checked = 0
+    for row in result["data"]["periods"]:
+        start = date.fromisoformat(row["period"])
+        for k in (1, 2, 3, 5):
+            exactly = people(data, "stickiness", doc, f"exactly:{k}@{row['period']}")
+            at_least = people(data, "stickiness", doc, f"at_least:{k}@{row['period']}")
+            assert exactly == ref.stickiness_people(data.events, event, period, start, k,
+                                                    False, FROM, TO, as_of)
+            assert at_least == ref.stickiness_people(data.events, event, period, start, k,
+                                                     True, FROM, TO, as_of)
+            assert len(exactly) == row["counts"][k - 1]
+            assert len(at_least) == sum(row["counts"][k - 1:])
+            checked += bool(exactly)
+    assert checked > 3
+    with pytest.raises(SpecError):
+        BUILDERS["stickiness"](data.warehouse, doc, "exactly:3@2024-03-05", TZ)
+
+
+# -- correlation ----------------------------------------------------------------------
+FUNNEL = {"steps": ["product_view", "add_to_cart", "purchase"], "window": "2d", **DATES,
+          "as_of": MID_AS_OF.isoformat()}
+
+
+def test_funnel_correlation_people_match_reference(data: Loaded) -> None:
+    doc = {"funnel": FUNNEL, "properties": ["device_type"], "top": 500}
+    result = run_analysis("correlation", doc, data.warehouse, TZ).to_dict()
+    spec = CorrelationSpec.from_json({**doc, "funnel": {**FUNNEL, "breakdown": "device_type"}})
+    assert spec.funnel is not None
+    outcomes = ref.funnel_outcome_people(data.events, spec.funnel, FROM, TO, MID_AS_OF)
+    converted = {p for p, o in outcomes.items() if o[0]}
+    dropped = set(outcomes) - converted
+    assert converted and dropped
+    assert people(data, "correlation", doc, "converted") == converted
+    assert people(data, "correlation", doc, "failure") == dropped
+    assert people(data, "correlation", doc, "all") == set(outcomes)
+    checked = 0
+    for c in result["data"]["candidates"]:
+        if c["kind"] == "event":
+            suffix = f":event:{c['name']}"
+            want = {p for p, o in outcomes.items() if c["name"] in o[1]}
+        else:
+            suffix = f":property:device_type={c['name']}"
+            value = "" if c["name"] == "(none)" else c["name"]
+            want = {p for p, o in outcomes.items() if o[2] == value}
+        success = people(data, "correlation", doc, "success" + suffix)
+        failure = people(data, "correlation", doc, "dropped" + suffix)
+        assert success == want & converted and failure == want & dropped, c["name"]
+        assert (len(success), len(failure)) == (c["success_with"], c["failure_with"])
+        checked += 1
+    assert checked > 3
+    for bad in ("retained", "success:event:purchase", "success:property:os_name=x"):
+        with pytest.raises(SpecError):
+            BUILDERS["correlation"](data.warehouse, doc, bad, TZ)
+
+
+def test_retention_correlation_people_match_reference(data: Loaded) -> None:
+    retention = {"cohort": "first_seen", "period": "week", "periods": 1, **DATES,
+                 "as_of": LATE_AS_OF.isoformat()}
+    doc = {"retention": retention, "retained_period": 1}
+    outcomes = ref.retention_outcome_people(data.events, RetentionSpec.from_json(retention),
+                                            1, FROM, TO, LATE_AS_OF, TZ)
+    retained = {p for p, o in outcomes.items() if o[0]}
+    assert retained and set(outcomes) - retained
+    assert people(data, "correlation", doc, "retained") == retained
+    assert people(data, "correlation", doc, "not_retained") == set(outcomes) - retained
+    carted = {p for p, o in outcomes.items() if "add_to_cart" in o[1]}
+    assert people(data, "correlation", doc, "retained:event:add_to_cart") == carted & retained
+    assert carted & retained
+
+
+# -- pages ----------------------------------------------------------------------------
+@pytest.mark.parametrize("as_of", [LATE_AS_OF, MID_AS_OF])
+def test_page_people_match_reference(data: Loaded, as_of: datetime) -> None:
+    doc = {"top": 5, **DATES, "as_of": as_of.isoformat()}
+    result = run_analysis("pages", doc, data.warehouse, TZ).to_dict()
+    assert result["data"]["pages"]
+    for page in result["data"]["pages"]:
+        for kind in ("viewed", "entered", "exited"):
+            got = people(data, "pages", doc, f"{kind}:{page['page']}")
+            assert got == ref.page_people(data.events, page["page"], kind, FROM, TO, as_of)
+        assert len(people(data, "pages", doc, f"viewed:{page['page']}")) == page["people"]
+
+
+# -- purchase counts ------------------------------------------------------------------
+@pytest.mark.parametrize("groups, day", [([1, 2, 3], "2024-03-24"), ([0, 1, 3], "2024-03-20")])
+def test_purchase_groups_match_reference(data: Loaded, groups: list[int], day: str) -> None:
+    doc = {"groups": groups, "date_to": day, "as_of": LATE_AS_OF.isoformat()}
+    result = run_analysis("purchases", doc, data.warehouse, TZ).to_dict()
+    counts = ref.purchase_counts(data.events, date.fromisoformat(day), LATE_AS_OF)
+    by_group: dict[str, set[str]] = {}
+    for person, n in counts.items():
+        by_group.setdefault(ref.purchase_group(n, groups), set()).add(person)
+    shown = {g["group"]: g["people"] for g in result["data"]["groups"]}
+    assert shown == {g: len(by_group.get(g, set())) for g in shown}
+    assert sum(shown.values()) == len(counts)
+    assert sum(1 for g in shown if shown[g]) >= 3, shown
+    for group in shown:
+        assert people(data, "purchases", doc, group) == by_group.get(group, set())
+    for n in (1, 2):
+        assert people(data, "purchases", doc, f"at_least:{n}") == {
+            p for p, c in counts.items() if c >= n}
+        assert people(data, "purchases", doc, f"exactly:{n}") == {
+            p for p, c in counts.items() if c == n}
+    with pytest.raises(SpecError):
+        BUILDERS["purchases"](data.warehouse, doc, "7+", TZ)
+
+
+@pytest.mark.parametrize("cohort, period, fixed", [
+    ("first_purchase", "week", None), ("first_seen", "week", None),
+    ("first_purchase", "day", "2024-03-14"), ("first_seen", "month", None)])
+def test_retention_by_purchase_count_matches_reference(data: Loaded, cohort: str, period: str,
+                                                       fixed: str | None) -> None:
+    doc = {"cohort": cohort, "period": period, "periods": 3, "mode": "on_or_after",
+           "breakdown": "purchase_count", "purchase_groups": [1, 2, 3],
+           "purchases_as_of": fixed, **DATES, "as_of": MID_AS_OF.isoformat()}
+    result = run_analysis("retention", doc, data.warehouse, TZ).to_dict()
+    expected = ref.retention_by_purchases(
+        data.events, RetentionSpec.from_json(doc), [1, 2, 3],
+        date.fromisoformat(fixed) if fixed else None, FROM, TO, MID_AS_OF)
+    got = {(c["cohort"], c["breakdown"]): (c["size"], c["counts"])
+           for c in result["data"]["cohorts"] if c["breakdown"] is not None}
+    assert set(got) == set(expected)
+    for key, (size, counts) in expected.items():
+        assert got[key][0] == size, key
+        # cells of periods not begun at as_of are empty; the others agree
+        assert [c for c in got[key][1] if c is not None] \
+            == [c for c, shown in zip(counts, got[key][1], strict=True) if shown is not None]
+    groups = {g for _, g in expected}
+    assert len(groups) >= 2, "the data give more than one purchase group"
+
+
+def test_bad_purchase_groups_are_refused(data: Loaded) -> None:
+    for doc in ({"groups": ["x"]}, {"groups": [-1]}, {"groups": list(range(30))}):
+        with pytest.raises(SpecError):
+            run_analysis("purchases", doc, data.warehouse, TZ)
+    with pytest.raises(SpecError):
+        run_analysis("retention", {"breakdown": "purchase_count", "purchases_as_of": "soon"},
+                     data.warehouse, TZ)
