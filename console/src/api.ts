@@ -86,9 +86,9 @@ export async function checkToken(token: string): Promise<void> {
   await send('GET', '/v1/segments', undefined, undefined, token);
 }
 
-/** Fetches a file with the token (a plain link could not send it) and hands it to the browser as a download. */
-export async function download(path: string, filename: string): Promise<number> {
-  const blob = await (await send('GET', path)).blob();
+/** Fetches a file (GET, or POST with a JSON body) with the token (a plain link could not send it) and hands it to the browser as a download. */
+export async function download(path: string, filename: string, body?: unknown): Promise<number> {
+  const blob = await (await send(body === undefined ? 'GET' : 'POST', path, body)).blob();
   const url = URL.createObjectURL(blob);
   const link = document.createElement('a');
   link.href = url;

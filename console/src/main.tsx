@@ -1,43 +1,61 @@
-// The console's shell: login, the navigation, and one view per route (#/qa, #/funnels …).
+// The console's shell: login, the navigation, and one view per route (#/home, #/funnels …).
 import { render } from 'preact';
 import type { ComponentType } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { clearToken, getToken, onUnauthorized } from './api';
+import { BUILT_EVENT, NotBuiltNotice } from './components/notbuilt';
+import { ErrorNotice, Loading } from './components/notice';
 import { Login } from './login';
-import { forgetCatalogue } from './meta';
+import { forgetCatalogue, modelsBuilt, useCatalogue } from './meta';
 import { href, useRoute, type Route } from './router';
 import { CampaignsView } from './views/campaigns';
+import { CorrelationView } from './views/correlation';
 import { CoverageView } from './views/coverage';
+import { FlowsView } from './views/flows';
 import { FunnelsView } from './views/funnels';
+import { HomeView } from './views/home';
+import { PageReportView } from './views/pagereport';
 import { PathsView } from './views/paths';
 import { PeopleView } from './views/people';
 import { QaView } from './views/qa';
 import { RetentionView } from './views/retention';
 import { SegmentsView } from './views/segments';
 import { SqlView } from './views/sql';
+import { StickinessView } from './views/stickiness';
+import { TrendsView } from './views/trends';
 
 interface ViewEntry {
   path: string;
   title: string;
   view: ComponentType<{ route: Route }>;
-  nav?: boolean;
+  /** Reads the model tables: before their first build the view explains that instead. */
+  models?: boolean;
 }
 
-const VIEWS: ViewEntry[] = [
+export const VIEWS: ViewEntry[] = [
+  { path: '/home', title: 'Home', view: HomeView, models: true },
   { path: '/qa', title: 'Live QA', view: QaView },
   { path: '/coverage', title: 'Plan coverage', view: CoverageView },
-  { path: '/funnels', title: 'Funnels', view: FunnelsView },
-  { path: '/retention', title: 'Retention', view: RetentionView },
-  { path: '/paths', title: 'Paths', view: PathsView },
-  { path: '/campaigns', title: 'Campaigns', view: CampaignsView },
-  { path: '/segments', title: 'Segments', view: SegmentsView },
-  { path: '/people', title: 'People', view: PeopleView },
+  { path: '/trends', title: 'Trends', view: TrendsView, models: true },
+  { path: '/funnels', title: 'Funnels', view: FunnelsView, models: true },
+  { path: '/retention', title: 'Retention', view: RetentionView, models: true },
+  { path: '/stickiness', title: 'Stickiness', view: StickinessView, models: true },
+  { path: '/paths', title: 'Paths', view: PathsView, models: true },
+  { path: '/flows', title: 'User flows', view: FlowsView, models: true },
+  { path: '/pages', title: 'Page report', view: PageReportView, models: true },
+  { path: '/correlation', title: 'Correlation', view: CorrelationView, models: true },
+  { path: '/campaigns', title: 'Campaigns', view: CampaignsView, models: true },
+  { path: '/segments', title: 'Segments', view: SegmentsView, models: true },
+  { path: '/people', title: 'People', view: PeopleView, models: true },
   { path: '/sql', title: 'SQL', view: SqlView },
 ];
 
 function App() {
   const [loggedIn, setLoggedIn] = useState(() => !!getToken());
   const [message, setMessage] = useState('');
+  const [menuOpen, setMenuOpen] = useState(false);
+  // Bumped when the tables are built from a view: the open view mounts again with the new catalogue.
+  const [generation, setGeneration] = useState(0);
   const route = useRoute();
 
   useEffect(() => {
@@ -47,7 +65,13 @@ function App() {
       setMessage('The server refused the admin token. Log in again.');
       setLoggedIn(false);
     });
+    const built = () => setGeneration((g) => g + 1);
+    window.addEventListener(BUILT_EVENT, built);
+    return () => window.removeEventListener(BUILT_EVENT, built);
   }, []);
+
+  // A narrow screen's menu closes once a view is chosen.
+  useEffect(() => setMenuOpen(false), [route.path]);
 
   if (!loggedIn) {
     return (
@@ -62,13 +86,15 @@ function App() {
   }
 
   const entry = VIEWS.find((v) => v.path === route.path) || VIEWS[0];
-  const View = entry.view;
   return (
-    <div class="shell">
+    <div class={`shell${menuOpen ? ' menu-open' : ''}`}>
       <a class="skip" href="#main" onClick={(e) => { e.preventDefault(); document.getElementById('main')?.focus(); }}>
         Skip to content
       </a>
       <header class="topbar">
+        <button type="button" class="menu-button" aria-expanded={menuOpen} aria-controls="views-nav" onClick={() => setMenuOpen(!menuOpen)}>
+          <span aria-hidden="true">☰</span> Menu
+        </button>
         <span class="brand">funnelhouse</span>
         <button
           type="button"
@@ -83,7 +109,7 @@ function App() {
           Log out
         </button>
       </header>
-      <nav class="sidebar" aria-label="Views">
+      <nav class="sidebar" id="views-nav" aria-label="Views">
         <ul>
           {VIEWS.map((v) => (
             <li>
@@ -94,11 +120,21 @@ function App() {
           ))}
         </ul>
       </nav>
-      <Main title={entry.title} key={entry.path}>
-        <View route={route} />
+      <Main title={entry.title} key={`${entry.path}#${generation}`}>
+        {entry.models ? <NeedsModels entry={entry} route={route} /> : <entry.view route={route} />}
       </Main>
     </div>
   );
+}
+
+/** A view that reads model tables: shown once they exist, else what to do about it. */
+function NeedsModels({ entry, route }: { entry: ViewEntry; route: Route }) {
+  const { catalogue, error } = useCatalogue();
+  if (error) return <ErrorNotice error={error} what="Loading the event list" />;
+  if (!catalogue) return <Loading />;
+  if (!modelsBuilt(catalogue)) return <NotBuiltNotice />;
+  const View = entry.view;
+  return <View route={route} />;
 }
 
 function Main({ title, children }: { title: string; children: preact.ComponentChildren }) {

@@ -62,3 +62,13 @@ export function sourceNames(c: Catalogue | null): string[] {
   const names = new Set<string>(c.meta.sources.map((s) => (typeof s === 'string' ? s : String((s as { name?: string }).name ?? s))));
   return [...names].sort();
 }
+
+/**
+ * Whether the models have built the tables the analyses read: /v1/meta lists each segment table's
+ * columns, and a table that does not exist yet has none. Unknown (an older server): assume built.
+ */
+export function modelsBuilt(c: Catalogue | null): boolean {
+  const tables = (c?.meta as { segment_tables?: Record<string, unknown[]> } | undefined)?.segment_tables;
+  if (!tables || !('behavior_events' in tables)) return true;
+  return (tables.behavior_events || []).length > 0;
+}

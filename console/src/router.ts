@@ -7,9 +7,9 @@ export interface Route {
 }
 
 export function currentRoute(): Route {
-  const hash = location.hash.replace(/^#/, '') || '/qa';
+  const hash = location.hash.replace(/^#/, '') || '/home';
   const [path, search = ''] = hash.split('?', 2);
-  return { path: path || '/qa', query: new URLSearchParams(search) };
+  return { path: path || '/home', query: new URLSearchParams(search) };
 }
 
 export function useRoute(): Route {

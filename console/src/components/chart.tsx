@@ -97,14 +97,27 @@ export function safeOption(option: ChartOption): EChartsCoreOption {
   return { ...rest, tooltip: { ...tooltip, renderMode: 'html', formatter } };
 }
 
-export function Chart({ option, label, height = 280 }: { option: ChartOption; label: string; height?: number }) {
+/** What a click on a chart item gives (the mouse path; every figure also has a button in its table). */
+export interface ChartClick {
+  seriesIndex: number;
+  seriesName?: string;
+  dataIndex: number;
+  name?: string;
+  value?: unknown;
+  data?: unknown;
+}
+
+export function Chart({ option, label, height = 280, onClick }: { option: ChartOption; label: string; height?: number; onClick?: (p: ChartClick) => void }) {
   const box = useRef<HTMLDivElement>(null);
   const chart = useRef<echarts.ECharts | null>(null);
+  const clicked = useRef(onClick);
+  clicked.current = onClick;
 
   useEffect(() => {
     const el = box.current!;
     const instance = echarts.init(el, undefined, { renderer: 'svg' });
     chart.current = instance;
+    instance.on('click', (p) => clicked.current?.(p as unknown as ChartClick));
     const observer = new ResizeObserver(() => instance.resize());
     observer.observe(el);
     return () => {

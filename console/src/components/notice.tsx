@@ -1,9 +1,12 @@
 // Status lines every view shares: an error with the server's reason, a loading line, an empty state.
 import type { ComponentChildren } from 'preact';
 import { ApiError } from '../api';
+import { isNotBuilt, NotBuiltNotice } from './notbuilt';
 
 export function ErrorNotice({ error, what }: { error: unknown; what?: string }) {
   if (!error) return null;
+  // Not an error to report: a state with a way out (build the tables now).
+  if (isNotBuilt(error)) return <NotBuiltNotice />;
   const e = error instanceof ApiError ? error : null;
   return (
     <div class="notice error" role="alert">

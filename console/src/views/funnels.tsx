@@ -5,6 +5,7 @@ import { postJson, type AnalysisResult } from '../api';
 import { Chart, type ChartOption } from '../components/chart';
 import { DateRange, Form, Select, TextField, type DateWindow } from '../components/fields';
 import { Empty, ErrorNotice, Loading } from '../components/notice';
+import { PeopleBehind, type PeopleQuery } from '../components/people-behind';
 import { SqlDetails } from '../components/sql';
 import { DataTable, type Column } from '../components/table';
 import { useRequest } from '../components/useRequest';
@@ -54,6 +55,7 @@ export function FunnelsView() {
   const [dates, setDates] = useState<DateWindow>({ date_from: '', date_to: '' });
   const [group, setGroup] = useState(ALL);
   const req = useRequest<FunnelResult>();
+  const [people, setPeople] = useState<PeopleQuery | null>(null);
 
   useEffect(() => {
     if (!catalogue) return;
@@ -88,6 +90,7 @@ export function FunnelsView() {
       date_to: dates.date_to || null,
     };
     setGroup(ALL);
+    setPeople(null);
     req.run((signal) => postJson<FunnelResult>('/v1/analyses/funnel', spec, signal));
   }
 
@@ -139,12 +142,15 @@ export function FunnelsView() {
       </Form>
       <ErrorNotice error={req.error} what="The funnel" />
       {req.loading && <Loading>Running the funnel…</Loading>}
-      {req.data && <FunnelAnswer result={req.data} group={group} setGroup={setGroup} />}
+      {req.data && <FunnelAnswer result={req.data} group={group} setGroup={setGroup} onPeople={setPeople} />}
+      {people && <PeopleBehind query={people} onClose={() => setPeople(null)} />}
     </section>
   );
 }
 
-function FunnelAnswer({ result, group, setGroup }: { result: FunnelResult; group: string; setGroup: (g: string) => void }) {
+const WHO_WORDS: Record<string, string> = { reached: 'reached', dropped: 'dropped before', in_window: 'still in the window before' };
+
+function FunnelAnswer({ result, group, setGroup, onPeople }: { result: FunnelResult; group: string; setGroup: (g: string) => void; onPeople: (q: PeopleQuery) => void }) {
   const groups = result.data.groups;
   const shown = groups.find((g) => groupName(g) === group) || groups[0];
   const summary = result.summary as Record<string, number | string>;
@@ -167,7 +173,25 @@ function FunnelAnswer({ result, group, setGroup }: { result: FunnelResult; group
     { key: 'in_window', label: 'Still in window', numeric: true },
     { key: 'median_s_from_prev', label: 'Median time from previous', numeric: true, render: (r) => duration(r.median_s_from_prev) },
     { key: 'median_s_from_start', label: 'Median time from step 1', numeric: true, render: (r) => duration(r.median_s_from_start) },
+    { key: 'who', label: 'People', render: (r) => (r.group === ALL ? <PeopleButtons step={r as unknown as FunnelStep} /> : <span class="muted">–</span>) },
   ];
+
+  // The people behind a step (the whole funnel's, not one breakdown group's).
+  const query = (kind: string, s: FunnelStep): PeopleQuery => ({ analysis: 'funnel', spec: result.spec, who: `${kind}:${s.step}`, label: `${WHO_WORDS[kind]} step ${s.step} (${s.name})` });
+  function PeopleButtons({ step }: { step: FunnelStep }) {
+    return (
+      <span class="nowrap">
+        <button type="button" class="small" onClick={() => onPeople(query('reached', step))}>
+          Reached<span class="visually-hidden"> step {step.step}: people</span>
+        </button>{' '}
+        {step.step > 1 && (
+          <button type="button" class="small" onClick={() => onPeople(query('dropped', step))}>
+            Dropped<span class="visually-hidden"> before step {step.step}: people</span>
+          </button>
+        )}
+      </span>
+    );
+  }
 
   return (
     <div class="answer">
@@ -188,6 +212,12 @@ function FunnelAnswer({ result, group, setGroup }: { result: FunnelResult; group
       )}
       <Chart
         option={option}
+        onClick={(p) => {
+          const s = steps[p.dataIndex];
+          if (!s || groupName(shown) !== ALL) return;
+          const kind = ['reached', 'dropped', 'in_window'][p.seriesIndex];
+          if (kind) onPeople(query(kind, s));
+        }}
         label={`Funnel chart${groups.length > 1 ? ` for ${groupName(shown)}` : ''}: ${steps.map((s) => `step ${s.step} ${s.name} ${s.people} people (${pct(s.pct_of_start)})`).join('; ')}. The table below has every number.`}
       />
       <DataTable caption="Funnel steps" columns={columns} rows={rows} />

@@ -5,6 +5,7 @@ import { postJson, type AnalysisResult } from '../api';
 import { Chart, type ChartOption } from '../components/chart';
 import { Choice, DateRange, Form, Select, TextField, type DateWindow } from '../components/fields';
 import { Empty, ErrorNotice, Loading } from '../components/notice';
+import { PeopleBehind, type PeopleQuery } from '../components/people-behind';
 import { SqlDetails } from '../components/sql';
 import { DataTable, rowsOf, type Column } from '../components/table';
 import { useRequest } from '../components/useRequest';
@@ -26,6 +27,7 @@ export function RetentionView() {
   const [breakdown, setBreakdown] = useState('');
   const [dates, setDates] = useState<DateWindow>({ date_from: '', date_to: '' });
   const req = useRequest<RetentionResult>();
+  const [people, setPeople] = useState<PeopleQuery | null>(null);
 
   useEffect(() => {
     if (!catalogue) return;
@@ -45,6 +47,7 @@ export function RetentionView() {
       date_from: dates.date_from || null,
       date_to: dates.date_to || null,
     };
+    setPeople(null);
     req.run((signal) => postJson<RetentionResult>('/v1/analyses/retention', spec, signal));
   }
 
@@ -92,12 +95,35 @@ export function RetentionView() {
       </Form>
       <ErrorNotice error={req.error} what="Retention" />
       {req.loading && !req.data && <Loading>Computing retention…</Loading>}
-      {req.data && <RetentionAnswer result={req.data} />}
+      {req.data && <RetentionAnswer result={req.data} onPeople={setPeople} />}
+      {people && <PeopleBehind query={people} onClose={() => setPeople(null)} />}
     </section>
   );
 }
 
-function RetentionAnswer({ result }: { result: RetentionResult }) {
+/** The last reporting day of the cohort period starting on `day`. */
+function periodEnd(day: string, period: string): string {
+  const d = new Date(`${day}T00:00:00Z`);
+  if (period === 'week') d.setUTCDate(d.getUTCDate() + 6);
+  else if (period === 'month') d.setUTCMonth(d.getUTCMonth() + 1, 0);
+  return d.toISOString().slice(0, 10);
+}
+
+/** The people of one cell: that cohort's days (or every cohort) and came back in period K (K ≥ 1). */
+function cellPeople(result: RetentionResult, row: Record<string, unknown>, column: string, k: number): PeopleQuery {
+  const spec = { ...result.spec } as Record<string, unknown>;
+  const cohort = String(row.cohort);
+  if (cohort !== '(all cohorts)') {
+    const from = String(spec.date_from || cohort);
+    const to = String(spec.date_to || periodEnd(cohort, String(spec.period)));
+    spec.date_from = cohort > from ? cohort : from;
+    const end = periodEnd(cohort, String(spec.period));
+    spec.date_to = end < to ? end : to;
+  }
+  return { analysis: 'retention', spec, who: k === 0 ? 'cohort' : `retained:${k}`, label: `cohort ${cohort}, ${k === 0 ? 'every member' : `came back in ${column}`}` };
+}
+
+function RetentionAnswer({ result, onPeople }: { result: RetentionResult; onPeople: (q: PeopleQuery) => void }) {
   const periodColumns = result.columns.filter((c) => c !== 'cohort' && c !== 'size' && c !== 'breakdown');
   const rows = rowsOf(result.columns, result.rows);
   const option = useMemo(() => heatmap(rows, periodColumns), [result]);
@@ -107,12 +133,22 @@ function RetentionAnswer({ result }: { result: RetentionResult }) {
     { key: 'cohort', label: 'Cohort' },
     ...(result.columns.includes('breakdown') ? [{ key: 'breakdown', label: 'Breakdown' }] : []),
     { key: 'size', label: 'People', numeric: true },
-    ...periodColumns.map((c) => ({
+    ...periodColumns.map((c, k) => ({
       key: c,
       label: c,
       numeric: true,
-      render: (r: Record<string, unknown>) =>
-        r[c] === null || r[c] === undefined ? <span class="muted" title="period not begun">–</span> : <span class="heat" style={{ '--heat': String(Number(r[c]) / 100) }}>{pct(r[c])}</span>,
+      render: (r: Record<string, unknown>) => {
+        if (r[c] === null || r[c] === undefined) return <span class="muted" title="period not begun">–</span>;
+        const cell = <span class="heat" style={{ '--heat': String(Number(r[c]) / 100) }}>{pct(r[c])}</span>;
+        // Cohorts split by a breakdown have no people query of their own.
+        if (r.breakdown !== undefined && r.breakdown !== null) return cell;
+        const q = cellPeople(result, r, c, k);
+        return (
+          <button type="button" class="cell-link" onClick={() => onPeople(q)} aria-label={`People behind ${q.label}: ${pct(r[c])}`}>
+            {cell}
+          </button>
+        );
+      },
     })),
   ];
   const summary = result.summary as Record<string, unknown>;
@@ -125,7 +161,15 @@ function RetentionAnswer({ result }: { result: RetentionResult }) {
         <li class="card"><span class="card-value">{num(summary.cohorts)}</span><span class="card-label">cohorts</span></li>
         <li class="card"><span class="card-value">{summary.mode === 'on' ? 'N-period' : 'unbounded'}</span><span class="card-label">returned {summary.mode === 'on' ? 'in the period' : 'then or later'}</span></li>
       </ul>
-      <Chart option={option} height={height} label={`Retention heatmap: ${cohortCount} cohorts by ${summary.period}, ${periodColumns.length} periods, cells are % of the cohort who returned. The table below has every number.`} />
+      <Chart
+        option={option}
+        height={height}
+        onClick={(p) => {
+          const [x, y] = (p.value as [number, number, number]) || [];
+          const row = rows[y];
+          if (row && (row.breakdown === undefined || row.breakdown === null)) onPeople(cellPeople(result, row, periodColumns[x], x));
+        }}
+        label={`Retention heatmap: ${cohortCount} cohorts by ${summary.period}, ${periodColumns.length} periods, cells are % of the cohort who returned. The table below has every number.`} />
       <DataTable caption="Retention by cohort (% of the cohort)" columns={columns} rows={rows} />
       <ul class="notes">{result.notes.map((n) => <li>{n}</li>)}</ul>
       <SqlDetails sql={result.sql} params={result.params} title="retention" />

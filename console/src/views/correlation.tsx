@@ -1,0 +1,106 @@
+// Correlation: events and entry property values over- or under-represented among the people who
+// converted in a funnel or came back in a retention period (POST /v1/analyses/correlation).
+import { useEffect, useState } from 'preact/hooks';
+import { postJson, type AnalysisResult } from '../api';
+import { Choice, DateRange, Form, Select, TextField, type DateWindow } from '../components/fields';
+import { Empty, ErrorNotice, Loading } from '../components/notice';
+import { SqlDetails } from '../components/sql';
+import { DataTable, rowsOf, type Column } from '../components/table';
+import { useRequest } from '../components/useRequest';
+import { num } from '../format';
+import { useCatalogue } from '../meta';
+
+const PREFERRED = ['product_view', 'add_to_cart', 'purchase'];
+
+export function CorrelationView() {
+  const { catalogue, error: metaError } = useCatalogue();
+  const [source, setSource] = useState('funnel');
+  const [steps, setSteps] = useState<string[]>(['', '', '']);
+  const [window, setWindow] = useState('2d');
+  const [period, setPeriod] = useState('week');
+  const [retained, setRetained] = useState('1');
+  const [properties, setProperties] = useState('device_type, utm_source');
+  const [dates, setDates] = useState<DateWindow>({ date_from: '', date_to: '' });
+  const req = useRequest<AnalysisResult>();
+
+  useEffect(() => {
+    if (!catalogue) return;
+    const range = catalogue.meta.date_range;
+    setDates((d) => (d.date_from ? d : { date_from: range.min || '', date_to: range.max || '' }));
+    setSteps((s) => (s.some(Boolean) ? s : PREFERRED.map((p, i) => (catalogue.eventNames.includes(p) ? p : catalogue.eventNames[i] || ''))));
+  }, [catalogue]);
+
+  function run() {
+    const dateSpec = { date_from: dates.date_from || null, date_to: dates.date_to || null };
+    const props = properties.split(',').map((p) => p.trim()).filter(Boolean);
+    const spec =
+      source === 'funnel'
+        ? { funnel: { steps: steps.filter(Boolean), window, ...dateSpec }, properties: props }
+        : { retention: { cohort: 'first_seen', period, ...dateSpec }, retained_period: Math.max(1, Number(retained) || 1), properties: props };
+    req.run((signal) => postJson<AnalysisResult>('/v1/analyses/correlation', spec, signal));
+  }
+  useEffect(() => {
+    if (catalogue && dates.date_from && steps.some(Boolean) && !req.data && !req.loading) run();
+  }, [catalogue, dates.date_from, steps.join()]);
+
+  const events = [{ value: '', label: '(none)' }, ...(catalogue?.eventNames || []).map((n) => ({ value: n, label: n }))];
+  return (
+    <section aria-label="Correlation analysis">
+      <ErrorNotice error={metaError} what="Loading the event list" />
+      <Form label="Correlation definition" onSubmit={run}>
+        <div class="control-row">
+          <Choice legend="Success means" name="correlation-source" value={source} onChange={setSource} options={[{ value: 'funnel', label: 'converted in a funnel' }, { value: 'retention', label: 'came back (retention)' }]} />
+          {source === 'funnel' ? (
+            <>
+              {steps.map((s, i) => (
+                <Select label={`Step ${i + 1}`} value={s} options={events} onChange={(v) => setSteps(steps.map((x, j) => (j === i ? v : x)))} />
+              ))}
+              <TextField label="Window" value={window} onInput={setWindow} class="narrow" placeholder="2d" />
+            </>
+          ) : (
+            <>
+              <Select label="Cohort period" value={period} onChange={setPeriod} options={[{ value: 'day', label: 'day' }, { value: 'week', label: 'week' }, { value: 'month', label: 'month' }]} />
+              <TextField label="Came back in period" type="number" min="1" value={retained} onInput={setRetained} class="narrow" />
+            </>
+          )}
+          <TextField label="Also compare properties (comma-separated)" value={properties} onInput={setProperties} class="wide" />
+          <DateRange value={dates} onChange={setDates} />
+          <button type="submit" class="primary" disabled={req.loading}>
+            {req.loading ? 'Running…' : 'Find correlations'}
+          </button>
+        </div>
+      </Form>
+      <ErrorNotice error={req.error} what="Correlation" />
+      {req.loading && !req.data && <Loading>Comparing successes and failures…</Loading>}
+      {req.data && <CorrelationAnswer result={req.data} />}
+    </section>
+  );
+}
+
+function CorrelationAnswer({ result }: { result: AnalysisResult }) {
+  const rows = rowsOf(result.columns, result.rows);
+  const s = result.summary;
+  const columns: Column[] = [
+    { key: 'name', label: 'Candidate', render: (r) => (r.kind === 'property' ? `${r.property} = ${r.name === '' ? '(none)' : r.name}` : `did ${r.name}`) },
+    { key: 'direction', label: 'Among successes', render: (r) => (r.direction === 'positive' ? '▲ over-represented' : '▼ under-represented') },
+    { key: 'odds_ratio', label: 'Odds ratio', numeric: true, sortable: true },
+    { key: 'p_value', label: 'p', numeric: true, sortable: true, render: (r) => (Number(r.p_value) < 0.001 ? '< 0.001' : Number(r.p_value).toFixed(3)) },
+    { key: 'significant', label: 'Significant', render: (r) => (Number(r.p_value) < 0.05 ? 'yes (p < 0.05)' : 'no') },
+    { key: 'success_with', label: 'Successes with', numeric: true },
+    { key: 'failure_with', label: 'Failures with', numeric: true },
+    { key: 'success_without', label: 'Successes without', numeric: true },
+    { key: 'failure_without', label: 'Failures without', numeric: true },
+  ];
+  return (
+    <div class="answer">
+      <ul class="cards" aria-label="Correlation summary">
+        <li class="card"><span class="card-value">{num(s.success)}</span><span class="card-label">successes</span></li>
+        <li class="card"><span class="card-value">{num(s.failure)}</span><span class="card-label">failures</span></li>
+        <li class="card"><span class="card-value">{num(s.candidates)}</span><span class="card-label">candidates compared</span></li>
+      </ul>
+      {rows.length ? <DataTable caption="Correlated events and values, significant first" columns={columns} rows={rows} /> : <Empty>No candidate to compare: no one succeeded or failed in these days.</Empty>}
+      <ul class="notes">{result.notes.map((n) => <li>{n}</li>)}</ul>
+      <SqlDetails sql={result.sql} params={result.params} title="the correlation" />
+    </div>
+  );
+}
