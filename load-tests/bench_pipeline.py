@@ -855,7 +855,7 @@ PYSPY_BUCKETS = [
     ("enqueue: SQLite append (writer thread)", ("eventlog.py",)),
     ("parse: orjson.loads of the body", ("parse_json (",)),
     ("normalise", ("normalise.py",)),
-    ("validate: tracking plan", ("plan.py", "fastjsonschema", "<string>")),
+    ("validate: tracking plan", ("plan.py", "jsonschema_rs")),
     ("enrich: user agent", ("useragent.py", "ua_parser")),
     ("enrich: campaign/referrer", ("campaign.py",)),
     ("enrich: time", ("enrich/time.py",)),

@@ -1,6 +1,6 @@
-"""fastjsonschema (the hot path) and jsonschema (the error report) agree on every plan schema.
+"""jsonschema-rs (the hot path) and jsonschema (the error report) agree on every plan schema.
 
-The collector trusts fastjsonschema's yes/no and asks jsonschema only for the errors, so a
+The collector trusts jsonschema-rs's yes/no and asks jsonschema only for the errors, so a
 message one of them accepts and the other refuses would be either let through unreported or
 refused without a reason. This runs both over a hand-written corpus and over hypothesis
 mutations of the plan's own examples, for the envelope and for every event schema version.
@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import fastjsonschema
 import pytest
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import event as count_as
@@ -43,18 +42,14 @@ EVENT_LABELS = sorted(label for label in SCHEMAS if label != "envelope")
 
 
 def fast_accepts(label: str, instance: Any) -> bool:
-    try:
-        FAST[label](instance)
-    except fastjsonschema.JsonSchemaValueException:
-        return False
-    return True
+    return FAST[label](instance)
 
 
 def assert_agree(label: str, instance: Any) -> bool:
     fast = fast_accepts(label, instance)
     report = REPORT[label].is_valid(instance)
     assert fast == report, (
-        f"{label}: fastjsonschema says {'valid' if fast else 'invalid'}, jsonschema says "
+        f"{label}: jsonschema-rs says {'valid' if fast else 'invalid'}, jsonschema says "
         f"{'valid' if report else 'invalid'} for {json.dumps(instance, default=repr)[:500]}"
     )
     return fast
@@ -172,12 +167,11 @@ def test_validators_agree_on_every_property_set_to_odd_values(label: str) -> Non
 
 
 def test_plain_jsonschema_would_disagree_on_a_trailing_newline() -> None:
-    """Why the report validator treats `$` as ECMA-262 does (end of input, as fastjsonschema)."""
+    """Why the report validator treats `$` as ECMA-262 does (end of input, as jsonschema-rs)."""
     schema = {"type": "string", "pattern": "^[A-Z]{3}$"}
     assert Draft202012Validator(schema).is_valid("EUR\n")      # Python's `$` allows it
     assert not ReportValidator(schema).is_valid("EUR\n")
-    with pytest.raises(fastjsonschema.JsonSchemaValueException):
-        compile_fast(schema)("EUR\n")
+    assert not compile_fast(schema)("EUR\n")
 
 
 # ---------------------------------------------------------------------- hypothesis mutations
