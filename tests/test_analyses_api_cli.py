@@ -189,3 +189,40 @@ def test_cli_goes_through_the_running_instance(setup, client: TestClient,
     assert run_cli(["timeline", person, "--limit", "1", *other]) == 0
     assert calls[:2] == ["http://up/v1/analyses/funnel", "http://up/v1/analyses/paths"]
     assert calls[2].startswith("http://up/v1/timeline/")
+
+
+def test_cli_purchase_groups_and_segments_from_any_result(
+        setup, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    settings, warehouse, _ = setup
+    monkeypatch.setattr(instance, "running_url", lambda s: None)
+    data_dir = ["--data-dir", str(settings.data_dir)]
+    assert run_cli(["purchases", "--groups", "1,2", "--to", "2024-03-07", "--format", "json",
+                    *data_dir]) == 0
+    groups = {g["group"]: g["people"] for g in orjson.loads(capsys.readouterr().out)["data"]
+              ["groups"]}
+    assert list(groups) == ["<1", "1", "2+"] and groups["1"] > 0
+    assert run_cli(["retention", "--cohort", "first_purchase", "--period", "day",
+                    "--periods", "2", "--breakdown", "purchase_count", "--purchase-groups",
+                    "1,2", "--as-of", "2024-04-01", "--format", "json", *data_dir]) == 0
+    labels = {c["breakdown"] for c in orjson.loads(capsys.readouterr().out)["data"]["cohorts"]}
+    assert "1" in labels and labels <= {None, "<1", "1", "2+"}
+    # --save-segment on the new analyses: the saved people are the figure's
+    assert run_cli(["purchases", "--groups", "1,2", "--to", "2024-03-07", "--save-segment",
+                    "bought once", "--who", "1", *data_dir]) == 0
+    assert capsys.readouterr().out.strip().endswith(f"with {groups['1']} people")
+    assert run_cli(["trends", "--series", "page_view|people", "--from", "2024-03-01",
+                    "--to", "2024-03-07", "--as-of", "2024-04-01", "--format", "json",
+                    *data_dir]) == 0
+    first = orjson.loads(capsys.readouterr().out)["data"]["series"][0]["values"][0]
+    assert run_cli(["trends", "--series", "page_view|people", "--from", "2024-03-01",
+                    "--to", "2024-03-07", "--as-of", "2024-04-01", "--save-segment",
+                    "viewers day 1", "--who", "A@2024-03-01", "--show-sql", *data_dir]) == 0
+    out = capsys.readouterr()
+    assert out.out.strip().endswith(f"with {first} people") and first > 0
+    assert "SELECT DISTINCT person_id FROM events" in out.err
+    assert run_cli(["pages", "--save-segment", "home exits", "--who", "exited:/", "--live",
+                    "--last-days", "7", *data_dir]) == 0
+    assert "saved live segment" in capsys.readouterr().out
+    assert run_cli(["stickiness", "--save-segment", "x", *data_dir]) == 1
+    assert "exactly:K@PERIOD" in capsys.readouterr().err

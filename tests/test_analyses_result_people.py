@@ -7,16 +7,24 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
 
 from funnelhouse.analyses import SpecError, run_analysis
-from funnelhouse.analyses.cohorts import BUILDERS
+from funnelhouse.analyses.cohorts import BUILDERS, save_as_segment
 from funnelhouse.analyses.correlation import CorrelationSpec
 from funnelhouse.analyses.retention import RetentionSpec
 from funnelhouse.analyses.trends import TrendsSpec
+from funnelhouse.api import analyses as analyses_api
+from funnelhouse.config import Settings
+from funnelhouse.people import segments
+from funnelhouse.warehouse.base import Warehouse
+from funnelhouse.warehouse.sql_guard import release_limited
 from tests.support import analyses_reference as ref
 from tests.support.sample import Loaded, loaded_reference
 from tests.warehouse_backends import WarehouseMaker
@@ -29,12 +37,29 @@ MID_AS_OF = datetime(2024, 3, 20, 15, tzinfo=UTC)    # inside the range: a cut w
 DATES = {"date_from": FROM.isoformat(), "date_to": TO.isoformat()}
 
 
+ROOT: dict[str, Path] = {}
+TOKEN = "people-token"
+
+
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory, make_warehouse: WarehouseMaker
          ) -> Iterator[Loaded]:
-    with loaded_reference(tmp_path_factory.mktemp("result_people"), make_warehouse, TZ,
+    ROOT["root"] = tmp_path_factory.mktemp("result_people")
+    with loaded_reference(ROOT["root"], make_warehouse, TZ,
                           seed=17, people=250, days=30, start_date=START) as loaded:
         yield loaded
+
+
+@pytest.fixture(scope="module")
+def saving(data: Loaded) -> Iterator[tuple[Settings, Warehouse]]:
+    """The settings of the loaded folder and a read-only handle, closed before the data."""
+    settings = Settings(data_dir=ROOT["root"], reporting_tz=TZ, admin_token=TOKEN)
+    reader = data.warehouse.readonly()
+    try:
+        yield settings, reader
+    finally:
+        release_limited(reader)
+        reader.close()
 
 
 def people(data: Loaded, analysis: str, doc: dict[str, Any], who: str) -> set[str]:
@@ -251,3 +276,87 @@ def test_bad_purchase_groups_are_refused(data: Loaded) -> None:
     with pytest.raises(SpecError):
         run_analysis("retention", {"breakdown": "purchase_count", "purchases_as_of": "soon"},
                      data.warehouse, TZ)
+
+
+# -- saved as segments: frozen, live, over HTTP --------------------------------------
+def members_of(data: Loaded, settings: Settings, segment_id: str) -> set[str]:
+    store = segments.Segments(data.warehouse, settings)
+    try:
+        return {m["person_id"] for m in store.members(segment_id)}
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("analysis, doc, who", [
+    ("trends", {**TREND, "as_of": LATE_AS_OF.isoformat()}, "C@2024-03-11=mobile"),
+    ("stickiness", {"event": "*", "period": "week", **DATES}, "at_least:2@2024-03-18"),
+    ("correlation", {"funnel": FUNNEL}, "dropped:event:page_view"),
+    ("pages", {**DATES}, "entered:/"),
+    ("purchases", {"date_to": "2024-03-24", "groups": [1, 2]}, "2+")])
+def test_frozen_segments_hold_the_people_behind_the_figure(data: Loaded, saving, analysis: str,
+                                                           doc: dict, who: str) -> None:  # type: ignore[no-untyped-def]
+    settings, reader = saving
+    expected = people(data, analysis, doc, who)
+    assert expected
+    saved = save_as_segment(analysis, doc, who, f"{analysis} {who}", reader=reader,
+                            writer=data.warehouse, settings=settings)
+    assert saved["members"] == len(expected) and "SELECT" in saved["sql"]
+    assert members_of(data, settings, saved["segment_id"]) == expected
+
+
+@pytest.mark.parametrize("analysis, doc, who", [
+    ("trends", {"series": ["*|wau"], "interval": "day"}, "A@last"),
+    ("stickiness", {"event": "product_view", "period": "week"}, "at_least:1@last"),
+    ("pages", {}, "viewed:/"),
+    ("correlation", {"funnel": {"steps": ["product_view", "add_to_cart"], "window": "1d"}},
+     "converted"),
+    ("purchases", {}, "at_least:1")])
+def test_live_segments_follow_the_calendar(data: Loaded, saving, analysis: str, doc: dict,
+                                           who: str) -> None:  # type: ignore[no-untyped-def]
+    """A live segment re-runs its definition over the last N days at each materialisation:
+    the same people as the builder over those days, different on different days."""
+    settings, reader = saving
+    live = save_as_segment(analysis, doc, who, f"live {analysis}", reader=reader,
+                           writer=data.warehouse, settings=settings, live=True, last_days=7)
+    assert live["live"] is True
+    store = segments.Segments(data.warehouse, settings, reader)
+    try:
+        seen = []
+        for day in (date(2024, 3, 10), date(2024, 3, 20)):
+            as_of = datetime(day.year, day.month, day.day, 23, tzinfo=ZoneInfo(TZ))
+            store.materialise(live["segment_id"], as_of=as_of)
+            window = {"date_from": (day - timedelta(days=6)).isoformat(),
+                      "date_to": day.isoformat(), "as_of": as_of.isoformat()}
+            if analysis == "correlation":
+                rolled = {"funnel": {**doc["funnel"], **window}}
+            else:
+                rolled = {**doc, **window}
+            expected = people(data, analysis, rolled, who)
+            assert members_of(data, settings, live["segment_id"]) == expected
+            seen.append(expected)
+        assert seen[0] and seen[1] and seen[0] != seen[1]
+    finally:
+        store.close()
+
+
+def test_segments_from_the_new_analyses_over_http(data: Loaded, saving) -> None:  # type: ignore[no-untyped-def]
+    settings, reader = saving
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    app = Starlette(routes=analyses_api.routes(settings, reader, writer=data.warehouse))
+    with TestClient(app) as client:
+        groups = client.post("/v1/analyses/purchases", headers=auth,
+                             json={"groups": [1, 3], "date_to": "2024-03-24"})
+        assert groups.status_code == 200, groups.text
+        shown = {g["group"]: g["people"] for g in groups.json()["data"]["groups"]}
+        saved = client.post("/v1/analyses/purchases/segment", headers=auth, json={
+            "spec": {"groups": [1, 3], "date_to": "2024-03-24"}, "who": "1-2",
+            "name": "one or two purchases"})
+        assert saved.status_code == 200, saved.text
+        assert saved.json()["members"] == shown["1-2"] > 0
+        pages = client.post("/v1/analyses/pages/segment", headers=auth, json={
+            "spec": DATES, "who": "exited:/", "name": "left from home", "live": True,
+            "last_days": 14})
+        assert pages.status_code == 200 and pages.json()["live"] is True
+        bad = client.post("/v1/analyses/trends/segment", headers=auth, json={
+            "spec": {"series": ["*"], **DATES}, "who": "B@2024-03-04", "name": "x"})
+        assert bad.status_code == 400 and bad.json()["reason"] == "bad_spec"

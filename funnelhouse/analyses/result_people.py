@@ -8,12 +8,12 @@ saves them as a segment, frozen or live.
 who, by analysis (exact semantics in docs/segments.md):
 
 * trends      `SERIES@BUCKET[=VALUE]` — series letter (A = the first), bucket as the
-  answer shows it (`2024-03-04`, `2024-03-04 13:00:00`), breakdown value (`(none)` for
+  answer shows it (`2024-03-04`, `2024-03-04 13:00:00`, or `last`), breakdown value (`(none)` for
   empty). Counted series: people with a matching event in the bucket (for sum/avg/min/max
   one whose property is a number); dau/wau/mau: people active in the 1/7/30 days ending
   on the bucket's read day.
 * stickiness  `exactly:K@PERIOD` | `at_least:K@PERIOD` — active on exactly / at least K
-  days of the week or month starting on PERIOD.
+  days of the week or month starting on PERIOD (or the `last` one of the range).
 * correlation `OUTCOME[:event:NAME | :property:PROP=VALUE]` — OUTCOME is success / failure
   (converted / dropped, retained / not_retained) or all; optionally who also did NAME in
   their span, or had VALUE of PROP on the entering event.
@@ -40,8 +40,10 @@ from funnelhouse.analyses.common import (
 )
 from funnelhouse.warehouse.base import Warehouse
 
-TRENDS_WHO = re.compile(r"^([A-J])@(\d{4}-\d{2}-\d{2}(?: \d{2}:00:00)?)(?:=(.*))?$", re.DOTALL)
-STICKINESS_WHO = re.compile(r"^(exactly|at_least):(\d+)@(\d{4}-\d{2}-\d{2})$")
+TRENDS_WHO = re.compile(r"^([A-J])@(last|\d{4}-\d{2}-\d{2}(?: \d{2}:00:00)?)(?:=(.*))?$",
+                        re.DOTALL)
+STICKINESS_WHO = re.compile(r"^(exactly|at_least):(\d+)@(last|\d{4}-\d{2}-\d{2})$")
+LAST = "last"     # the range's last bucket / period: what a rolling live segment follows
 CORRELATION_WHO = re.compile(
     r"^(success|failure|converted|dropped|retained|not_retained|all)"
     r"(?::(event):(.+)|:(property):([^=]+)=(.*))?$", re.DOTALL)
@@ -72,8 +74,9 @@ def trends_people_sql(warehouse: Warehouse, doc: dict[str, Any], who: str, tz: s
         raise SpecError("name one breakdown value, not (other)")
     date_from, date_to, as_of = analysis_window(warehouse, spec.date_from, spec.date_to,
                                                 spec.as_of)
-    bucket = match.group(2)
-    if bucket not in trends.buckets(spec.interval, date_from, date_to):
+    all_buckets = trends.buckets(spec.interval, date_from, date_to)
+    bucket = all_buckets[-1] if match.group(2) == LAST else match.group(2)
+    if bucket not in all_buckets:
         raise SpecError(f"bucket {bucket} is not one of this trend's {spec.interval}s")
     series = spec.series[index]
     columns = table_columns(warehouse)
@@ -130,7 +133,9 @@ def stickiness_people_sql(warehouse: Warehouse, doc: dict[str, Any], who: str,
         raise SpecError(f"K must be 1..{most}")
     date_from, date_to, as_of = analysis_window(warehouse, spec.date_from, spec.date_to,
                                                 spec.as_of)
-    if period not in trends.buckets(spec.period, date_from, date_to):
+    periods = trends.buckets(spec.period, date_from, date_to)
+    period = periods[-1] if period == LAST else period
+    if period not in periods:
         raise SpecError(f"{period} does not start one of this analysis' {spec.period}s")
     query = stickiness.build_query(spec, table_columns(warehouse), as_of, date_from, date_to)
     p_period = query.params.add("who_period", "Date", period)

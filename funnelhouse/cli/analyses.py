@@ -1,5 +1,5 @@
 """The analyses from the terminal: `funnelhouse trends|stickiness|funnel|retention|paths|
-flows|pages|correlation|timeline`.
+flows|pages|correlation|purchases|timeline`.
 
 Through the running `funnelhouse up` when one holds the data folder, else on the data
 directly (cli.client). Output: a readable table, CSV or JSON;
@@ -20,7 +20,7 @@ from funnelhouse.cli.common import Subparsers, command, with_client
 
 
 def register(sub: Subparsers) -> None:
-    """Add `trends`, `funnel`, `retention`, `paths` and `timeline`."""
+    """Add the analyses' commands (trends … purchases, timeline)."""
     trends = command(sub, "trends", cmd_trends,
                      "events, people, sessions, sums or active people per hour/day/week/month")
     trends.add_argument("--series", action="append", required=True,
@@ -75,7 +75,14 @@ def register(sub: Subparsers) -> None:
     retention.add_argument("--period", choices=["day", "week", "month"], default="week")
     retention.add_argument("--periods", type=int, default=8)
     retention.add_argument("--mode", choices=["on", "on_or_after"], default="on")
-    retention.add_argument("--breakdown", default=None, metavar="PROP")
+    retention.add_argument("--breakdown", default=None, metavar="PROP",
+                           help="a property, segment:ID, or purchase_count (groups by "
+                                "purchases made, see --purchase-groups)")
+    retention.add_argument("--purchase-groups", default=None, metavar="N,N,…",
+                           help="purchase_count groups, e.g. 1,2,3 → <1, 1, 2, 3+")
+    retention.add_argument("--purchases-as-of", default=None, metavar="cohort_end|YYYY-MM-DD",
+                           help="purchases counted up to the end of the cohort period "
+                                "(default) or up to a fixed reporting day")
     _common(retention)
 
     paths = command(sub, "paths", cmd_paths, "where people come from and go next around a page")
@@ -95,20 +102,6 @@ def register(sub: Subparsers) -> None:
     flows.add_argument("--conversion", default="purchase", metavar="EVENT[:FILTERS]")
     flows.add_argument("--top", type=int, default=10, help="nodes shown per step")
     _common(flows)
-
-    for parser in (funnel, paths, retention, flows):
-        parser.add_argument("--save-segment", default=None, metavar="NAME",
-                            help="save the people given by --who as a segment")
-        parser.add_argument("--who", default=None,
-                            help="funnel: converted | reached:K | dropped:K | in_window:K; "
-                                 "paths: exited | converted | viewed; retention: cohort | "
-                                 "retained:K | not_retained:K; flows: at:STEP:NODE | "
-                                 "exited:STEP:NODE | converted:STEP:NODE")
-        parser.add_argument("--live", action="store_true",
-                            help="save the definition, re-evaluated at every "
-                                 "materialisation, instead of today's people")
-        parser.add_argument("--last-days", type=int, default=None, metavar="N",
-                            help="live: each evaluation covers the last N reporting days")
 
     correlation = command(sub, "correlation", cmd_correlation,
                           "events and property values that set converters (or retained "
@@ -132,6 +125,21 @@ def register(sub: Subparsers) -> None:
     pages.add_argument("--top", type=int, default=50)
     _common(pages)
 
+    purchases = command(sub, "purchases", cmd_purchases,
+                        "people by how many purchases they had made by a day")
+    purchases.add_argument("--groups", default="1,2,3", metavar="N,N,…",
+                           help="ascending counts: 1,2,3 → <1, 1, 2, 3+")
+    purchases.add_argument("--to", dest="date_to", default=None, metavar="YYYY-MM-DD",
+                           help="count purchases on reporting days up to this one "
+                                "(default: the last day with data)")
+    purchases.add_argument("--as-of", dest="as_of", default=None)
+    purchases.add_argument("--format", choices=["pretty", "csv", "json"], default="pretty")
+    purchases.add_argument("--show-sql", action="store_true")
+
+    for parser in (trends, stickiness, funnel, paths, retention, flows, pages, correlation,
+                   purchases):
+        _segment_options(parser)
+
     timeline = command(sub, "timeline", cmd_timeline, "every event of one person, in order")
     timeline.add_argument("person", help="person id, user id or anonymous id")
     timeline.add_argument("--limit", type=int, default=1000)
@@ -139,6 +147,30 @@ def register(sub: Subparsers) -> None:
     timeline.add_argument("--to", dest="date_to", default=None)
     timeline.add_argument("--format", choices=["pretty", "csv", "json"], default="pretty")
     timeline.add_argument("--show-sql", action="store_true")
+
+
+WHO_HELP = {
+    "trends": "SERIES@BUCKET[=VALUE] (A@2024-03-04, B@2024-03-04=mobile)",
+    "stickiness": "exactly:K@PERIOD | at_least:K@PERIOD (at_least:3@2024-03-04)",
+    "funnel": "converted | reached:K | dropped:K | in_window:K",
+    "paths": "exited | converted | viewed",
+    "retention": "cohort | retained:K | not_retained:K",
+    "flows": "at:STEP:NODE | exited:STEP:NODE | converted:STEP:NODE",
+    "pages": "viewed:PAGE | entered:PAGE | exited:PAGE",
+    "correlation": "success | failure | all, optionally :event:NAME or :property:PROP=VALUE",
+    "purchases": "a group (3+, 1, <1) | exactly:N | at_least:N",
+}
+
+
+def _segment_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--save-segment", default=None, metavar="NAME",
+                        help="save the people given by --who as a segment")
+    parser.add_argument("--who", default=None, help=WHO_HELP[parser.prog.split()[-1]])
+    parser.add_argument("--live", action="store_true",
+                        help="save the definition, re-evaluated at every "
+                             "materialisation, instead of today's people")
+    parser.add_argument("--last-days", type=int, default=None, metavar="N",
+                        help="live: each evaluation covers the last N reporting days")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -181,7 +213,8 @@ def cmd_retention(args: argparse.Namespace) -> int:
         "cohort": args.cohort, "cohort_type": args.cohort_type, "nth": args.nth,
         "return_event": args.return_event,
         "period": args.period, "periods": args.periods, "mode": args.mode,
-        "breakdown": args.breakdown, **_dates(args)})
+        "breakdown": args.breakdown, "purchase_groups": args.purchase_groups,
+        "purchases_as_of": args.purchases_as_of, **_dates(args)})
 
 
 def cmd_paths(args: argparse.Namespace) -> int:
@@ -212,6 +245,11 @@ def cmd_pages(args: argparse.Namespace) -> int:
     return _run(args, "pages", {"top": args.top, **_dates(args)})
 
 
+def cmd_purchases(args: argparse.Namespace) -> int:
+    return _run(args, "purchases", {"groups": args.groups, "date_to": args.date_to,
+                                    "as_of": args.as_of})
+
+
 def cmd_timeline(args: argparse.Namespace) -> int:
     return _run(args, "timeline", {"person": args.person, "limit": args.limit,
                                    "date_from": args.date_from, "date_to": args.date_to})
@@ -231,10 +269,7 @@ def _run(args: argparse.Namespace, name: str, doc: dict[str, Any]) -> int:
 def _save_segment(name: str, doc: dict[str, Any], args: argparse.Namespace) -> int:
     """Save the people of one part of the result (--who) as a segment (frozen, or --live)."""
     if not args.who:
-        print("--save-segment needs --who (funnel: converted, reached:K, dropped:K, "
-              "in_window:K; paths: exited, converted, viewed; retention: cohort, "
-              "retained:K, not_retained:K; flows: at|exited|converted:STEP:NODE)",
-              file=sys.stderr)
+        print(f"--save-segment needs --who: {WHO_HELP[name]}", file=sys.stderr)
         return 1
 
     def run(client: Client) -> int:
