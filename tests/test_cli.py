@@ -18,6 +18,9 @@ import orjson
 import pytest
 
 from funnelhouse.cli.main import build_parser, main
+from funnelhouse.collector.enrich.time import correct_timestamp, parse_timestamp
+from funnelhouse.demo.generator import iter_rows
+from funnelhouse.demo.send import demo_messages
 from tests.conftest import Funnelhouse, wait_until
 from tests.test_security_http import certificate  # noqa: F401 - the fixture, made per run
 
@@ -66,25 +69,74 @@ def test_the_module_and_the_script_run_the_same_command_line() -> None:
         assert "replay-invalid" in result.stdout and "timeline" in result.stdout
 
 
-def clean_env(**extra: str) -> dict[str, str]:
+def clean_env(registry: Path, **extra: str) -> dict[str, str]:
+    """No data folder named, and a registry of running instances of this test's own."""
     env = {k: v for k, v in os.environ.items()
            if k not in ("FUNNELHOUSE_DATA_DIR", "FUNNELHOUSE_CLICKHOUSE_URL",
                         "FUNNELHOUSE_CONFIG")}
-    return {**env, **extra}
+    return {**env, "FUNNELHOUSE_INSTANCES_DIR": str(registry), **extra}
 
 
 def test_sql_without_data_says_where_it_looked_and_makes_nothing(tmp_path: Path) -> None:
+    here = tmp_path / "here"
+    here.mkdir()
+    env = clean_env(tmp_path / "instances")
     for argv in (["sql", "SELECT 1"], ["models", "run"], ["segment", "list"],
-                 ["funnel", "--step", "a", "--step", "b"], ["demo"]):
-        result = subprocess.run([sys.executable, "-m", "funnelhouse.cli", *argv], cwd=tmp_path,
-                                env=clean_env(), capture_output=True, text=True, timeout=60)
+                 ["funnel", "--step", "a", "--step", "b"], ["demo"], ["token", "show"],
+                 ["import", "x.jsonl"], ["paths", "/cart"]):
+        (here / "x.jsonl").write_text('{"type": "track", "event": "click"}\n')
+        result = subprocess.run([sys.executable, "-m", "funnelhouse.cli", *argv], cwd=here,
+                                env=env, capture_output=True, text=True, timeout=60)
         assert result.returncode != 0, argv
-        assert str(tmp_path / ".funnelhouse") in result.stderr, (argv, result.stderr)
-        assert list(tmp_path.iterdir()) == [], argv   # no empty ./.funnelhouse
+        assert str(here / ".funnelhouse") in result.stderr, (argv, result.stderr)
+        assert "funnelhouse up" in result.stderr, (argv, result.stderr)   # how to start one
+        assert sorted(p.name for p in here.iterdir()) == ["x.jsonl"], argv  # no .funnelhouse
     said = subprocess.run([sys.executable, "-m", "funnelhouse.cli", "sql", "SELECT 1"],
-                          cwd=tmp_path, env=clean_env(), capture_output=True, text=True,
+                          cwd=here, env=env, capture_output=True, text=True,
                           timeout=60).stderr
     assert "instance.json" in said and "warehouse" in said and "--data-dir" in said
+
+
+def test_commands_find_the_running_instance_from_anywhere(tmp_path: Path) -> None:
+    """No --data-dir, another directory: the one running `up` answers; with two, the
+    command names them instead of guessing; stopped, it is forgotten."""
+    registry = tmp_path / "instances"
+    up = Funnelhouse(tmp_path / "data", env={**QUIET,
+                                             "FUNNELHOUSE_INSTANCES_DIR": str(registry)})
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = clean_env(registry, FUNNELHOUSE_ADMIN_TOKEN=up.env["FUNNELHOUSE_ADMIN_TOKEN"])
+
+    def sql() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "funnelhouse.cli", "sql", "--format",
+                               "csv", "SELECT 6 * 7 AS answer"], cwd=elsewhere, env=env,
+                              capture_output=True, text=True, timeout=60)
+
+    up.start()
+    try:
+        wait_until(lambda: any(registry.glob("*.json")))
+        found = sql()
+        assert found.returncode == 0, found.stderr
+        assert found.stdout.splitlines() == ['"answer"', "42"]
+        assert str(up.data_dir) in found.stderr    # it says which instance it used
+        # A second instance of the same user (here: a folder announcing the same URL,
+        # registered under this test's live process id).
+        twin = tmp_path / "twin"
+        twin.mkdir()
+        (twin / "instance.json").write_bytes((up.data_dir / "instance.json").read_bytes())
+        (registry / f"{os.getpid()}.json").write_bytes(orjson.dumps(
+            {"data_dir": str(twin), "url": up.url, "pid": os.getpid()}))
+        several = sql()
+        assert several.returncode == 1
+        assert "2 funnelhouse instances" in several.stderr
+        assert f"--data-dir {up.data_dir}" in several.stderr and str(twin) in several.stderr
+        (registry / f"{os.getpid()}.json").unlink()
+    finally:
+        assert up.stop() == 0
+    assert list(registry.glob("*.json")) == []     # a stopped instance leaves the registry
+    gone = sql()
+    assert gone.returncode == 1 and "funnelhouse up" in gone.stderr
+    assert list(elsewhere.iterdir()) == []
 
 
 # -- the same answer both ways -----------------------------------------------------------
@@ -131,6 +183,13 @@ SCRIPT: list[tuple[str, list[str], Any]] = [
      lambda out: rows_of(out, "segment_id", "name", "kind", "version", "members")),
     ("segment members", ["segment", "members", "cli-buyers", "--format", "csv"],
      lambda out: [line.rsplit(",", 1)[0] for line in out.splitlines()]),  # not the time
+    # A new definition alone: the name stays the segment's.
+    ("segment update", ["segment", "update", "cli-buyers", "--sql",
+                        "SELECT DISTINCT person_id FROM behavior_events "
+                        "WHERE event = 'add_to_cart'", "--format", "json"],
+     lambda out: rows_of(out, "segment_id", "name", "version", "members")),
+    ("paths", ["paths", "/", "--as-of", AS_OF, "--format", "csv"], str),
+    ("paths --page", ["paths", "--page", "/", "--as-of", AS_OF, "--format", "csv"], str),
     ("signals", ["signals", "co-viewed", "--as-of", AS_OF[:10], "--format", "csv"], str),
 ]
 
@@ -145,11 +204,16 @@ def run_script(data_dir: Path, env: dict[str, str], person: str) -> dict[str, An
     return answers
 
 
+Twins = tuple[Funnelhouse, Path, str, subprocess.CompletedProcess[str]]
+
+
 @pytest.fixture(scope="module")
-def twins(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Funnelhouse, Path, str]]:
+def twins(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Twins]:
     """One data folder with demo traffic in it, and its copy made while nothing held it."""
     root = tmp_path_factory.mktemp("cli")
-    up = Funnelhouse(root / "data", env=QUIET).start()
+    up = Funnelhouse(root / "data", env={**QUIET,
+                                         "FUNNELHOUSE_INSTANCES_DIR": str(root / "instances")})
+    up.start()
     try:
         sent = cli(up.data_dir, up.env, "demo", "--people", "60", "--days", "3")
         assert sent.returncode == 0, sent.stderr
@@ -166,12 +230,63 @@ def twins(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Funnelhous
     assert probe.returncode == 0, probe.stderr
     person = probe.stdout.splitlines()[1].strip('"')   # a buyer, by an id they sent
     assert person
-    yield up, twin, person
+    yield up, twin, person, sent
+
+
+def test_demo_is_quiet_and_leaves_the_models_built(twins: Twins) -> None:
+    up, twin, _, sent = twins
+    said = sent.stdout + sent.stderr
+    assert "HTTP Request" not in said and "Traceback" not in said
+    assert len(said.splitlines()) <= 20, said          # a few lines, not one per batch
+    assert "models built" in sent.stdout, said
+    built = cli(twin, up.env, "sql", "--format", "csv",
+                "SELECT (SELECT count() FROM sessions) > 0, (SELECT count() FROM users) > 0, "
+                "(SELECT count() FROM behavior_events) > 0")
+    assert built.stdout.splitlines()[-1] == "1,1,1", built.stdout + built.stderr
+
+
+def test_demo_events_never_lie_in_the_future(twins: Twins) -> None:
+    """Stored times are when the events happened: none after their arrival, and the
+    devices whose clock is hours off are corrected (the demo sends their sentAt)."""
+    up, twin, _, _ = twins
+    facts = cli(twin, up.env, "sql", "--format", "csv",
+                "SELECT countIf(timestamp > received_at), "
+                "countIf(has(flags, 'timestamp_clamped_future')), "
+                "countIf(abs(dateDiff('second', original_timestamp, timestamp)) > 3000), "
+                "count() FROM events_raw")
+    ahead, clamped, skewed, total = map(int, facts.stdout.splitlines()[-1].split(","))
+    assert total > 500 and ahead == 0 and clamped == 0, facts.stdout
+    assert skewed > 0   # devices hours off were sent, and stored at the right time
+
+
+@pytest.mark.parametrize("hour", [0.25, 7.5, 15.0, 23.9])
+def test_demo_messages_end_at_now_at_any_hour(hour: float) -> None:
+    """What the generator plants after `now` (evening visits in Los Angeles, orders days
+    after a visit) is left out, whatever the hour of `now`; the rest is stamped so that
+    the collector's clock rule stores when each event happened."""
+    now = datetime(2026, 3, 10, tzinfo=UTC) + timedelta(hours=hour)
+    now_ms = int(now.timestamp() * 1000)
+    messages = list(demo_messages(150, 7, now=now))
+    planted = list(iter_rows(seed=7, people=150, days=7,
+                             start_date=(now - timedelta(days=7)).date()))
+    future = [r for r in planted if parse_timestamp(r["timestamp"].replace(" ", "T") + "Z")
+              * 1000 > now_ms]
+    assert future, "the generator plants events after now: the filter is what this tests"
+    assert len(messages) == len(planted) - len(future)
+    assert max(m.happened_ms for m in messages) <= now_ms
+    received = now_ms / 1000 + 3.0
+    for m in messages:
+        stamped = m.stamped(int(received * 1000))
+        stored, *_ = correct_timestamp(parse_timestamp(stamped["timestamp"]),
+                                       parse_timestamp(stamped["sentAt"]), received,
+                                       key_kind="server", max_future_skew_seconds=86_400,
+                                       max_past_days_browser=30)
+        assert abs(stored * 1000 - m.happened_ms) <= 1, stamped
 
 
 def test_each_command_answers_the_same_here_and_through_a_running_up(
-        twins: tuple[Funnelhouse, Path, str]) -> None:
-    up, twin, person = twins
+        twins: Twins) -> None:
+    up, twin, person, _ = twins
     here = run_script(twin, up.env, person)            # the folder itself, nothing running
     up.start()
     try:
@@ -202,6 +317,9 @@ def test_each_command_answers_the_same_here_and_through_a_running_up(
     assert here["segment from-sql"][1][0]["members"] > 0
     assert len(here["segment members"][1]) == here["segment from-sql"][1][0]["members"] + 1
     assert person in here["timeline"][1]
+    updated = here["segment update"][1][0]
+    assert (updated["name"], updated["version"]) == ("CLI buyers", 2)
+    assert here["paths --page"][1] == here["paths"][1] and len(here["paths"][1].splitlines()) > 2
 
 
 def test_every_way_through_an_https_up_pins_its_certificate(

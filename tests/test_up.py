@@ -105,3 +105,25 @@ def test_ctrl_c_drains_the_queue_and_exits_cleanly(tmp_path: Path) -> None:
                             env=instance.env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "200,200"
+
+
+def test_up_prints_what_a_first_hour_needs(tmp_path: Path) -> None:
+    """Both write keys `up` made (the server one for imports and backdated events), the
+    admin token once with where it is kept, the console URL and the demo command."""
+    instance = Funnelhouse(tmp_path / "data",
+                           env={"FUNNELHOUSE_INSTANCES_DIR": str(tmp_path / "instances")})
+    for configured in ("FUNNELHOUSE_WRITE_KEYS", "FUNNELHOUSE_ADMIN_TOKEN"):
+        instance.env.pop(configured)
+    instance.start()
+    try:
+        wait_until(lambda: "Ctrl-C" in instance.log_path.read_text())
+    finally:
+        assert instance.stop() == 0
+    said = instance.log_path.read_text()
+    made = json.loads((instance.data_dir / "credentials.json").read_text())
+    assert f"write key (web, browser):    {made['write_key']}" in said
+    assert f"write key (server, server):  {made['server_key']}" in said
+    assert made["admin_token"] in said and "credentials.json" in said
+    assert f"{instance.url}/console/" in said
+    assert f"funnelhouse demo --data-dir {instance.data_dir}" in said
+    assert "HTTP Request" not in said and "Traceback" not in said

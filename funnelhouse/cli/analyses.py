@@ -86,7 +86,9 @@ def register(sub: Subparsers) -> None:
     _common(retention)
 
     paths = command(sub, "paths", cmd_paths, "where people come from and go next around a page")
-    paths.add_argument("page", help="page path or screen name")
+    paths.add_argument("page", nargs="?", default=None, help="page path or screen name")
+    paths.add_argument("--page", dest="page_option", default=None, metavar="PAGE",
+                       help="the same, as an option (`paths --page /cart`)")
     paths.add_argument("--conversion", default="purchase", metavar="EVENT[:FILTERS]")
     paths.add_argument("--top", type=int, default=10)
     _common(paths)
@@ -218,7 +220,12 @@ def cmd_retention(args: argparse.Namespace) -> int:
 
 
 def cmd_paths(args: argparse.Namespace) -> int:
-    return _run(args, "paths", {"page": args.page, "conversion": args.conversion,
+    if bool(args.page) == bool(args.page_option):
+        print("funnelhouse paths: name one page: `paths /cart` or `paths --page /cart`",
+              file=sys.stderr)
+        return 2
+    return _run(args, "paths", {"page": args.page or args.page_option,
+                                "conversion": args.conversion,
                                 "top": args.top, **_dates(args)})
 
 

@@ -65,7 +65,8 @@ class Client(ABC):
             raise ClientError(
                 f"no funnelhouse data in {folder}: no running `funnelhouse up` announced "
                 f"({folder / 'instance.json'}) and no warehouse ({folder / 'warehouse'}); "
-                "pass --data-dir, set FUNNELHOUSE_DATA_DIR, or FUNNELHOUSE_CLICKHOUSE_URL "
+                "start one with `funnelhouse up` (then `funnelhouse demo` for sample data), "
+                "or pass --data-dir, set FUNNELHOUSE_DATA_DIR, or FUNNELHOUSE_CLICKHOUSE_URL "
                 "for a ClickHouse server", "no_data")
         return LocalClient(instance.with_local_credentials(settings))
 

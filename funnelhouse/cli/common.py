@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +16,10 @@ Handler = Callable[[argparse.Namespace], int]
 # argparse keeps its subparsers' action type private; this is what `register(sub)` takes.
 Subparsers = Any
 
-DATA_DIR_HELP = "data folder (default ./.funnelhouse or $FUNNELHOUSE_DATA_DIR)"
+DATA_DIR_HELP = ("data folder (default $FUNNELHOUSE_DATA_DIR, else ./.funnelhouse if it "
+                 "exists, else the one running funnelhouse of this user)")
+START_HINT = ("start one with `funnelhouse up` (and `funnelhouse demo` for sample data), "
+              "or pass --data-dir")
 
 
 def command(sub: Subparsers, name: str, handler: Handler,
@@ -39,13 +43,44 @@ def add_tls(parser: argparse.ArgumentParser) -> None:
                         help="its PEM private key (env FUNNELHOUSE_TLS_KEY)")
 
 
-def settings_of(args: argparse.Namespace) -> Settings:
-    """Settings from the environment and config file, with what the command line said."""
+def settings_of(args: argparse.Namespace, *, find: bool = False) -> Settings:
+    """Settings from the environment and config file, with what the command line said.
+
+    `find` (commands that use existing data, never the ones that start a role): with no
+    data folder named, ./.funnelhouse when it exists, else the one running instance of
+    this user wherever its folder is (ClientError when several run).
+    """
     overrides = {name: getattr(args, name, None)
                  for name in ("host", "port", "data_dir", "tls_cert", "tls_key")}
     if overrides["data_dir"] is not None:
         overrides["data_dir"] = Path(overrides["data_dir"])
-    return load_settings(**overrides)
+    settings = load_settings(**overrides)
+    if not find or data_dir_given(args) or settings.clickhouse_url or settings.data_dir.is_dir():
+        return settings
+    return _running_elsewhere(settings, overrides)
+
+
+def data_dir_given(args: argparse.Namespace) -> bool:
+    """Whether the user named the data folder (--data-dir or FUNNELHOUSE_DATA_DIR)."""
+    return bool(getattr(args, "data_dir", None) or os.environ.get("FUNNELHOUSE_DATA_DIR"))
+
+
+def _running_elsewhere(settings: Settings, overrides: dict[str, Any]) -> Settings:
+    from funnelhouse.server import instance, registry
+
+    answering = []
+    for entry in registry.running():
+        there = load_settings(**{**overrides, "data_dir": entry.data_dir})
+        if instance.running_url(there):
+            answering.append(there)
+    if len(answering) > 1:
+        folders = "\n".join(f"  --data-dir {s.data_dir}" for s in answering)
+        raise ClientError(f"{len(answering)} funnelhouse instances are running; name one:\n"
+                          f"{folders}", "several_instances")
+    if answering:
+        print(f"(using the running funnelhouse of {answering[0].data_dir})", file=sys.stderr)
+        return answering[0]
+    return settings
 
 
 def split_list(values: str | list[str] | None) -> list[str] | None:
@@ -61,7 +96,7 @@ def with_client(args: argparse.Namespace, action: Callable[[Client], int]) -> in
     """Run `action` with the client for this command's settings; a ClientError is said on
     stderr and the command exits 1."""
     try:
-        with Client.for_settings(settings_of(args)) as client:
+        with Client.for_settings(settings_of(args, find=True)) as client:
             return action(client)
     except ClientError as exc:
         print(str(exc), file=sys.stderr)

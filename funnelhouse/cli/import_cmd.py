@@ -20,7 +20,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
 
-from funnelhouse.cli.common import Subparsers, command, settings_of
+from funnelhouse.cli.client import ClientError
+from funnelhouse.cli.common import START_HINT, Subparsers, command, data_dir_given, settings_of
+from funnelhouse.cli.progress import Status
 from funnelhouse.collector.ingest import MESSAGE_TYPES
 from funnelhouse.config import Settings, WriteKey
 from funnelhouse.imports.mapping import (
@@ -45,11 +47,12 @@ def cmd_import(args: argparse.Namespace) -> int:
     from funnelhouse.collector.plan import TrackingPlan
 
     path = Path(args.file)
+    status = Status()   # one updating line of rows sent, on a terminal
     try:
         tz = ZoneInfo(args.timezone)
         fmt = format_of(path, args.format)
         fields = _fields(args)
-        settings = settings_of(args)
+        settings = settings_of(args, find=not args.url)
         with open(path, encoding="utf-8-sig", newline="") as handle:
             columns, rows = read_rows(handle, fmt, delimiter=args.delimiter)
             if fmt == "csv" and not fields:
@@ -63,11 +66,12 @@ def cmd_import(args: argparse.Namespace) -> int:
             try:
                 report = import_rows(rows, mapping, sender, base_rows=fmt == "jsonl",
                                      dry_run=args.dry_run,
-                                     progress=lambda line: print(line, flush=True))
+                                     progress=lambda line: status.note(line.strip()))
             finally:
+                status.clear()
                 sender.close()
     except (OSError, UnicodeDecodeError, ZoneInfoNotFoundError, ValueError,
-            ImportFailed) as exc:
+            ImportFailed, ClientError) as exc:
         # MappingError, FileError and a bad --timezone are ValueErrors: said, exit 2.
         print(f"funnelhouse import: {exc}", file=sys.stderr)
         if isinstance(exc, ImportFailed):
@@ -99,6 +103,12 @@ def _sender(args: argparse.Namespace, settings: Settings) -> Sender:
     if args.url:
         return RemoteSender(args.url.rstrip("/"), _key(settings, args.write_key).key)
     url = None if args.in_process else instance.running_url(settings)
+    if not url and not args.in_process and not data_dir_given(args) \
+            and not settings.data_dir.is_dir():
+        # Not a new ./.funnelhouse holding a queue nobody loads.
+        raise ValueError(f"no funnelhouse data in {settings.data_dir.resolve()} and none "
+                           f"running: {START_HINT} (or --in-process to queue the rows "
+                           "there for the next `up`)")
     # The folder's keys, as `up` has them (configured ones win over credentials.json).
     settings = instance.with_local_credentials(settings)
     if url:

@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     instance.private_files()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     # A line per request to the running instance would only clutter what a command says.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
     return int(args.handler(args) or 0)
 

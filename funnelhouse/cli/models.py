@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import argparse
 
-from funnelhouse.cli.client import Client
+from funnelhouse.cli.client import Client, RemoteClient
 from funnelhouse.cli.common import Subparsers, add_data_dir, split_list, with_client
+from funnelhouse.cli.progress import Status
 
 
 def cmd_models_run(args: argparse.Namespace) -> int:
+    status = Status()
+
     def run(client: Client) -> int:
-        client.models_run(full_refresh=args.full_refresh, since=args.since,
-                          select=split_list(args.select), progress=print)
+        # Through a running instance the log comes at the end: count the seconds meanwhile.
+        waiting = (status.ticking(f"building the models in {client.where} …")
+                   if isinstance(client, RemoteClient) else lambda: None)
+        try:
+            client.models_run(full_refresh=args.full_refresh, since=args.since,
+                              select=split_list(args.select), progress=status.model_line)
+        finally:
+            waiting()
         return 0
 
     return with_client(args, run)

@@ -19,6 +19,7 @@ import orjson
 
 from funnelhouse.cli.client import Client, ClientError
 from funnelhouse.cli.common import Subparsers, add_data_dir, settings_of, split_list
+from funnelhouse.cli.progress import Status
 
 SIGNAL_FLAGS = {"person": str, "product_id": str, "level": str, "days": int, "min_orders": int,
                 "per_product": int, "min_sessions": int, "min_repeat_buyers": int,
@@ -92,6 +93,12 @@ def cmd_segment(args: argparse.Namespace, client: Client) -> int:
         render(result["segments"], fmt)
     elif action in ("create", "update"):
         doc = _definition(args)
+        if action == "update" and "name" not in doc:
+            # A new definition keeps the segment's name (and description) unless given.
+            current = client.segment_show(args.segment_id)["segment"]
+            doc["name"] = current["name"]
+            if current.get("description") and "description" not in doc:
+                doc["description"] = current["description"]
         result = (client.segment_create(doc, materialise=not args.no_materialise)
                   if action == "create" else
                   client.segment_update(args.segment_id, doc,
@@ -165,7 +172,11 @@ def cmd_export(args: argparse.Namespace, client: Client) -> int:
     body: dict[str, Any] = {"date": args.date, "tables": split_list(args.tables),
                             "formats": split_list(args.formats),
                             "segments": split_list(args.segments)}
-    result = client.export(body, args.out)
+    waiting = Status().ticking(f"exporting {args.date or 'yesterday'} …")
+    try:
+        result = client.export(body, args.out)
+    finally:
+        waiting()
     rows = [{k: f[k] for k in ("file", "rows", "bytes", "sha256")} for f in result["files"]]
     if args.format == "table":
         print(f"exported {result['day']} into {result['folder']}")
@@ -288,7 +299,7 @@ PeopleHandler = Callable[[argparse.Namespace, Client], int]
 def _run(handler: PeopleHandler) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         try:
-            with Client.for_settings(settings_of(args)) as client:
+            with Client.for_settings(settings_of(args, find=True)) as client:
                 return handler(args, client)
         except ClientError as exc:
             # The warehouse failing is 1; a request it refuses (bad definition …) is 2.

@@ -10,7 +10,7 @@ key, because they carry their own (historical) timestamps.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -103,36 +103,91 @@ def _break(message: dict[str, Any], n: int) -> dict[str, Any]:
     return {**message, "type": "track", "event": "click", "properties": {"text": "Buy"}}
 
 
-def demo_messages(people: int, days: int, seed: int = 7) -> Iterator[dict[str, Any]]:
-    start = (datetime.now(UTC) - timedelta(days=days)).date()
-    for n, row in enumerate(iter_rows(seed=seed, people=people, days=days,
-                                      start_date=date(start.year, start.month, start.day))):
-        message = message_of(row)
-        yield _break(message, n) if n % INVALID_EVERY == INVALID_EVERY - 1 else message
+def _ms(text: str) -> int:
+    moment = datetime.strptime(text, "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+@dataclass
+class DemoMessage:
+    """A message to send, and when its event really happened (epoch ms)."""
+
+    message: dict[str, Any]
+    happened_ms: int
+    clock_ms: int     # the device's clock at that moment (hours off on skewed devices)
+
+    def stamped(self, now_ms: int) -> dict[str, Any]:
+        """With `sentAt` read from the device's clock at `now_ms`: the collector then
+        stores when the event happened, however wrong the device's clock is."""
+        sent = self.clock_ms + (now_ms - self.happened_ms)
+        return {**self.message, "sentAt": _iso(_fmt_ms(sent))}
+
+
+def _fmt_ms(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def demo_messages(people: int, days: int, seed: int = 7, now: datetime | None = None,
+                  on_person: Callable[[int], None] | None = None) -> Iterator[DemoMessage]:
+    """The visitors of the `days` days before today (UTC), none after `now`.
+
+    The generator plants orders up to three days after a visit and evening visits in
+    Los Angeles that end on the next UTC day: what lies after `now` has not happened
+    yet and is left out (it used to be sent, up to a day ahead).
+    """
+    now = now or datetime.now(UTC)
+    now_ms = int(now.timestamp() * 1000)
+    start = (now - timedelta(days=days)).date()
+    n = 0
+    for person in range(people):
+        # One person at a time (the generator's persons are independent): progress.
+        for row in iter_rows(seed=seed, people=1, days=days, first_person=person,
+                             start_date=date(start.year, start.month, start.day)):
+            happened = _ms(row["timestamp"])
+            if happened > now_ms:
+                continue
+            message = message_of(row)
+            if n % INVALID_EVERY == INVALID_EVERY - 1:
+                message = _break(message, n)
+            n += 1
+            yield DemoMessage(message, happened, _ms(row["original_timestamp"]))
+        if on_person:
+            on_person(person + 1)
 
 
 def run_demo(url: str, write_key: str, *, people: int = 3000, days: int = 7, seed: int = 7,
-             batch_size: int = 250, progress: Any = print) -> DemoResult:
+             batch_size: int = 250, progress: Callable[[str], None] | None = None,
+             now: datetime | None = None) -> DemoResult:
+    """Send the demo through POST /v1/batch; `progress` gets a line now and then."""
     started = time.perf_counter()
     totals = {"sent": 0, "accepted": 0, "rejected": 0, "duplicates": 0}
-    batch: list[dict[str, Any]] = []
+    batch: list[DemoMessage] = []
+    done_people = 0
+
+    def person_done(count: int) -> None:
+        nonlocal done_people
+        done_people = count
+
     with httpx.Client(base_url=url, auth=(write_key, ""), timeout=60) as client:
 
         def send() -> None:
-            response = client.post("/v1/batch", content=orjson.dumps({"batch": batch}),
+            now_ms = int(time.time() * 1000)
+            body = orjson.dumps({"batch": [m.stamped(now_ms) for m in batch]})
+            response = client.post("/v1/batch", content=body,
                                    headers={"Content-Type": "application/json"})
             if response.status_code >= 500 or response.status_code in (401, 403, 413, 429):
                 raise RuntimeError(f"collector answered {response.status_code}: {response.text}")
-            body = response.json()
+            answer = response.json()
             totals["sent"] += len(batch)
-            totals["accepted"] += body.get("accepted", 0)
-            totals["rejected"] += len(body.get("rejected", []))
-            totals["duplicates"] += body.get("duplicates", 0)
-            if totals["sent"] % (batch_size * 40) == 0:
-                progress(f"  sent {totals['sent']:,} events …")
+            totals["accepted"] += answer.get("accepted", 0)
+            totals["rejected"] += len(answer.get("rejected", []))
+            totals["duplicates"] += answer.get("duplicates", 0)
+            if progress:
+                progress(f"sent {totals['sent']:,} events of {done_people:,}/{people:,} "
+                         "visitors …")
             batch.clear()
 
-        for message in demo_messages(people, days, seed):
+        for message in demo_messages(people, days, seed, now=now, on_person=person_done):
             batch.append(message)
             if len(batch) >= batch_size:
                 send()

@@ -19,6 +19,7 @@ import httpx
 import orjson
 
 from funnelhouse.config import Settings, WriteKey
+from funnelhouse.server import registry
 
 log = logging.getLogger("funnelhouse")
 PRIVATE_UMASK = 0o077
@@ -62,10 +63,12 @@ def announce(settings: Settings, url: str) -> None:
     # The certificate too: local commands pin it when they call an https `up`.
     _instance_file(settings).write_bytes(orjson.dumps(
         {"url": url, "pid": os.getpid(), "tls_cert": settings.tls_cert}))
+    registry.add(settings.data_dir, url)   # so commands run elsewhere find it
 
 
 def retire(settings: Settings) -> None:
     _instance_file(settings).unlink(missing_ok=True)
+    registry.remove()
 
 
 def running_url(settings: Settings) -> str | None:
@@ -154,6 +157,15 @@ def _write_private(path: Path, doc: dict[str, Any]) -> None:
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
+
+
+def made_keys(settings: Settings) -> set[str]:
+    """The write keys `up` made and keeps in credentials.json (not the configured ones)."""
+    path = credentials_path(settings)
+    if not path.is_file():
+        return set()
+    saved = orjson.loads(path.read_bytes())
+    return {saved[k] for k in ("write_key", "server_key") if saved.get(k)}
 
 
 def admin_token_first_showing(settings: Settings) -> bool:

@@ -83,13 +83,15 @@ def build_pipeline(settings: Settings, queue: tuple[Sink, Source] | None = None)
 
 
 def print_welcome(settings: Settings, url: str) -> None:
-    """What to do next. Secrets are not printed (they would land in every service log):
-    a browser key is public by design (it sits in web pages); the admin token only at
-    the start that made it."""
+    """What to do next. A browser key is public by design (it sits in web pages); a
+    server key `up` made in the data folder is printed too (imports and backdated events
+    need it; it can only write); configured server keys and the admin token are the
+    operator's secrets: the token is shown only at the start that made it."""
     browser = next((k for k in settings.write_keys if k.kind == "browser"), None)
+    made = instance.made_keys(settings)
     keys = "\n".join(f"  write key ({k.source}, {k.kind}):".ljust(31)
-                     + (k.key if k.kind == "browser" else
-                        "(secret, not shown: see credentials.json or your config)")
+                     + (k.key if k.kind == "browser" or k.key in made else
+                        "(secret, not shown: see your config)")
                      for k in settings.write_keys)
     if instance.admin_token_first_showing(settings):
         token = (f"{settings.admin_token}\n    (shown this once; kept in "
@@ -103,11 +105,13 @@ def print_welcome(settings: Settings, url: str) -> None:
   admin token:                 {token}
   web console:                 {url}/console/  (log in with the admin token)
 
+Sample data (a week of shop visitors, then the models built):
+  funnelhouse demo --data-dir {settings.data_dir}
 Send an event:
   curl -s -u {write_key}: {url}/v1/track -H 'Content-Type: application/json' \\
     -d '{{"event":"click","anonymousId":"a1","properties":{{"element":"#buy"}}}}'
 Query it:
-  funnelhouse sql --data-dir {settings.data_dir} \
+  funnelhouse sql --data-dir {settings.data_dir} \\
     "SELECT event, anonymous_id, timestamp, properties FROM events_raw"
 Ctrl-C drains the queue and stops.""", flush=True)
 
