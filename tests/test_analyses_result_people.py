@@ -360,3 +360,50 @@ def test_segments_from_the_new_analyses_over_http(data: Loaded, saving) -> None:
         bad = client.post("/v1/analyses/trends/segment", headers=auth, json={
             "spec": {"series": ["*"], **DATES}, "who": "B@2024-03-04", "name": "x"})
         assert bad.status_code == 400 and bad.json()["reason"] == "bad_spec"
+
+
+def test_retention_correlation_by_purchase_count_matches_reference(data: Loaded) -> None:
+    retention = {"cohort": "first_seen", "period": "week", "periods": 1,
+                 "purchase_groups": [1, 2], **DATES, "as_of": LATE_AS_OF.isoformat()}
+    doc = {"retention": retention, "retained_period": 1, "properties": ["purchase_count"],
+           "top": 500}
+    result = run_analysis("correlation", doc, data.warehouse, TZ).to_dict()
+    outcomes = ref.retention_outcome_people(data.events, RetentionSpec.from_json(retention),
+                                            1, FROM, TO, LATE_AS_OF, TZ)
+    groups: dict[str, list[int]] = {}
+    group_of: dict[str, str] = {}
+    for person, (retained, _, _) in outcomes.items():
+        mine = sorted((e for e in data.events if e.person_id == person),
+                      key=lambda e: e.order_key)
+        cut = ref._next_period("week", ref._period_start("week", mine[0].day))
+        bought = sum(1 for e in mine if e.event == "purchase" and e.day < cut)
+        group_of[person] = ref.purchase_group(bought, [1, 2])
+        cell = groups.setdefault(group_of[person], [0, 0])
+        cell[0 if retained else 1] += 1
+    got = {c["name"]: [c["success_with"], c["failure_with"]]
+           for c in result["data"]["candidates"] if c["kind"] == "property"}
+    assert got == groups and groups.get("2+", [0, 0])[0] > 0
+    assert people(data, "correlation", doc, "retained:property:purchase_count=2+") \
+        == {p for p, (retained, _, _) in outcomes.items() if retained and group_of[p] == "2+"}
+
+
+def test_retention_segments_by_purchase_group_match_reference(data: Loaded) -> None:
+    """"3+ buyers who came back in month 1": retention's who with =GROUP."""
+    doc = {"cohort": "first_purchase", "period": "week", "periods": 2, "mode": "on",
+           "return_event": "purchase", "breakdown": "purchase_count",
+           "purchase_groups": [1, 2], **DATES, "as_of": MID_AS_OF.isoformat()}
+    members: dict[str, tuple[str, str, list[bool]]] = {}
+    ref.retention_by_purchases(data.events, RetentionSpec.from_json(doc), [1, 2], None,
+                               FROM, TO, MID_AS_OF, members)
+    now = ref._period_start("week", MID_AS_OF.astimezone(ZoneInfo(TZ)).date())
+    for group in ("1", "2+"):
+        inside = {p for p, m in members.items() if m[1] == group}
+        decided = {p for p in inside
+                   if ref._periods_between("week", date.fromisoformat(members[p][0]), now) >= 1}
+        retained = {p for p in decided if members[p][2][1]}
+        assert people(data, "retention", doc, f"cohort={group}") == inside and inside
+        assert people(data, "retention", doc, f"retained:1={group}") == retained
+        assert people(data, "retention", doc, f"not_retained:1={group}") == decided - retained
+    assert any(members[p][2][1] for p in members if members[p][1] == "2+")
+    with pytest.raises(SpecError):
+        BUILDERS["retention"](data.warehouse, {**doc, "breakdown": None}, "cohort=1", TZ)

@@ -22,7 +22,7 @@ from funnelhouse.warehouse.base import Warehouse
 
 FUNNEL_WHO = re.compile(r"^(converted|reached:(\d+)|dropped:(\d+)|in_window:(\d+))$")
 PATHS_WHO = ("exited", "converted", "viewed")
-RETENTION_WHO = re.compile(r"^(cohort|retained:(\d+)|not_retained:(\d+))$")
+RETENTION_WHO = re.compile(r"^(cohort|retained:(\d+)|not_retained:(\d+))(?:=(.*))?$", re.DOTALL)
 FLOWS_WHO = re.compile(r"^(at|exited|converted):(-?\d+):(.+)$", re.DOTALL)
 
 
@@ -75,19 +75,26 @@ def paths_people_sql(warehouse: Warehouse, doc: dict[str, Any], who: str, tz: st
 def retention_people_sql(warehouse: Warehouse, doc: dict[str, Any], who: str, tz: str = "UTC"
                          ) -> tuple[str, dict[str, Any]]:
     """who: cohort (every member) | retained:K (came back in period K, or K or later with
-    on_or_after) | not_retained:K (period K begun at as_of, and did not)."""
+    on_or_after) | not_retained:K (period K begun at as_of, and did not); `=VALUE` keeps
+    the members with that breakdown value (a purchase-count group: `retained:3=3+`)."""
     from funnelhouse.analyses.correlation import _retention_outcomes
 
     spec = retention.RetentionSpec.from_json(doc)
     match = RETENTION_WHO.match(who)
     if not match:
-        raise SpecError("who must be cohort, retained:K or not_retained:K")
+        raise SpecError("who must be cohort, retained:K or not_retained:K (=VALUE)")
+    value = match.group(4)
+    if value is not None and not spec.breakdown:
+        raise SpecError("=VALUE needs a breakdown")
     date_from, date_to, as_of = analysis_window(warehouse, spec.date_from, spec.date_to,
                                                 spec.as_of)
     columns = table_columns(warehouse)
-    if who == "cohort":
+    if match.group(1) == "cohort":
         query = retention.build_query(spec, columns, as_of, date_from, date_to)
-        people = query.select("SELECT DISTINCT person_id FROM memberships")
+        where = ""
+        if value is not None:
+            where = f" WHERE breakdown = {query.params.add('who_value', 'String', _none(value))}"
+        people = query.select(f"SELECT DISTINCT person_id FROM memberships{where}")
         return people.sql(), people.params.for_query()
     k = int(match.group(2) or match.group(3))
     if not 1 <= k <= spec.periods:
@@ -97,8 +104,15 @@ def retention_people_sql(warehouse: Warehouse, doc: dict[str, Any], who: str, tz
     # The same decided members as correlation: period K had begun at as_of.
     outcomes = _retention_outcomes(spec, k, columns, as_of, date_from, date_to, tz)
     wanted = "success" if who.startswith("retained") else "NOT success"
+    if value is not None:
+        wanted += f" AND entry_value = {outcomes.params.add('who_value', 'String', _none(value))}"
     people = outcomes.select(f"SELECT DISTINCT person_id FROM outcomes WHERE {wanted}")
     return people.sql(), people.params.for_query()
+
+
+def _none(value: str) -> str:
+    """A breakdown value as the answer shows it: `(none)` is the empty value."""
+    return "" if value == "(none)" else value
 
 
 def flows_people_sql(warehouse: Warehouse, doc: dict[str, Any], who: str, tz: str = "UTC"

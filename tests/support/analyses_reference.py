@@ -779,14 +779,17 @@ def purchase_counts(events: list[Event], last_day: date, as_of: datetime) -> dic
 
 def retention_by_purchases(events: list[Event], spec: RetentionSpec, groups: list[int],
                            fixed_day: date | None, date_from: date, date_to: date,
-                           as_of: datetime) -> dict[tuple[str, str], tuple[int, list[int]]]:
+                           as_of: datetime,
+                           members: dict[str, tuple[str, str, list[bool]]] | None = None
+                           ) -> dict[tuple[str, str], tuple[int, list[int]]]:
     """(cohort period, purchase group) → (size, count per period): first-time cohorts, the
     group counted from the person's purchases before the cohort's next period (or on days
-    up to fixed_day), at or before as_of."""
+    up to fixed_day), at or before as_of. `members`, if given, gets person → (cohort
+    period, group, returned per period)."""
     as_of_ms = int(as_of.timestamp() * 1000)
     unit = spec.period
     cells: dict[tuple[str, str], tuple[int, list[int]]] = {}
-    for evs in _by_person([e for e in events if e.ts <= as_of_ms]).values():
+    for person, evs in _by_person([e for e in events if e.ts <= as_of_ms]).items():
         entries = [e for e in evs if matches(e, spec.cohort_event())][spec.nth - 1:spec.nth]
         if not entries or not date_from <= entries[0].day <= date_to:
             continue
@@ -801,6 +804,8 @@ def retention_by_purchases(events: list[Event], spec: RetentionSpec, groups: lis
         else:
             returned = [max(returns, default=-1) >= k for k in range(spec.periods + 1)]
         key = (start.isoformat(), purchase_group(bought, groups))
+        if members is not None:
+            members[person] = (key[0], key[1], returned)
         size, counts = cells.get(key, (0, [0] * (spec.periods + 1)))
         cells[key] = (size + 1, [c + int(r) for c, r in zip(counts, returned, strict=True)])
     return cells
