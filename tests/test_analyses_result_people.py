@@ -407,3 +407,22 @@ def test_retention_segments_by_purchase_group_match_reference(data: Loaded) -> N
     assert any(members[p][2][1] for p in members if members[p][1] == "2+")
     with pytest.raises(SpecError):
         BUILDERS["retention"](data.warehouse, {**doc, "breakdown": None}, "cohort=1", TZ)
+
+
+def test_purchase_count_rule_agrees_with_the_builder(data: Loaded, saving) -> None:  # type: ignore[no-untyped-def]
+    """The rule segments.md gives for "3+ purchases" (behavior_events, event = purchase,
+    count >= N) holds the purchases builder's at_least:N people (all history)."""
+    settings, reader = saving
+    store = segments.Segments(data.warehouse, settings, reader)
+    try:
+        for n in (2, 3):
+            rule = store.create({"name": f"{n}+ purchases (rule)", "containers": [{"groups": [{
+                "table": "behavior_events",
+                "filters": [{"column": "event", "op": "=", "value": "purchase"}],
+                "having": [{"fn": "count", "op": ">=", "value": n}]}]}]})
+            store.materialise(rule.segment_id, as_of=LATE_AS_OF)
+            built = people(data, "purchases", {"as_of": LATE_AS_OF.isoformat()},
+                           f"at_least:{n}")
+            assert members_of(data, settings, rule.segment_id) == built and built
+    finally:
+        store.close()
