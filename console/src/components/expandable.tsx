@@ -47,7 +47,7 @@ interface Props<T> {
 export function ExpandableTable<T>({ caption, tableClass, headers, rows, keyOf, cells, rowAttrs, details, detailsId, toggleText, toggleOf, canExpand, open, onToggle, emptyRow }: Props<T>) {
   const width = headers.length + 1;
   return (
-    <div class="table-wrap tall">
+    <div class="table-wrap tall" tabIndex={0}>
       <table class={tableClass}>
         <caption class="visually-hidden">{caption}</caption>
         <thead>

@@ -57,7 +57,8 @@ export function DataTable({ caption, columns, rows, sort: initialSort = null, on
   }
 
   return (
-    <div class="table-wrap">
+    // Focusable, so a keyboard can scroll a table wider or taller than its box.
+    <div class="table-wrap" tabIndex={0}>
       <table>
         <caption class={hideCaption ? 'visually-hidden' : undefined}>{caption}</caption>
         <thead>
