@@ -23,7 +23,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from funnelhouse.demo.send import run_demo
 
     try:
-        settings = settings_of(args, find=True)
+        # A collector named with its key needs no data folder here: look for none.
+        settings = settings_of(args, find=not (args.url and args.write_key))
     except ClientError as exc:
         print(str(exc), file=sys.stderr)
         return 1
