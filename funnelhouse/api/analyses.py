@@ -70,6 +70,7 @@ def routes(settings: Settings, warehouse: Warehouse,
         """POST /v1/analyses/{name}/people {"spec", "who", "limit", "format"}: how many people
         are behind one figure, the first `limit` with their profile (JSON), or every id (csv)."""
         from funnelhouse.analyses.cohorts import BUILDERS
+        from funnelhouse.models.built import existing_tables
 
         name = request.path_params["name"]
         doc = await json_object(request, required=True)
@@ -84,11 +85,16 @@ def routes(settings: Settings, warehouse: Warehouse,
                 return Response(warehouse.query_raw(
                     f"SELECT person_id FROM ({sql}) ORDER BY person_id", "CSVWithNames", params),
                     media_type="text/csv")
+            # The profile comes from the users model when it is built (ids alone otherwise).
+            profile, join = ("", "")
+            if "users" in existing_tables(warehouse):
+                profile = (", u.email, u.first_seen_at, u.last_seen_at, u.first_touch_source, "
+                           "u.first_touch_campaign, u.events, u.orders, u.revenue, "
+                           "u.lifecycle_stage")
+                join = "LEFT JOIN users AS u ON u.person_id = w.person_id"
             found = warehouse.query(
-                f"SELECT w.person_id, count() OVER () AS total, u.email, u.first_seen_at, "
-                f"u.last_seen_at, u.first_touch_source, u.first_touch_campaign, u.events, "
-                f"u.orders, u.revenue, u.lifecycle_stage FROM ({sql}) AS w LEFT JOIN users AS u "
-                f"ON u.person_id = w.person_id ORDER BY w.person_id LIMIT {limit}", params)
+                f"SELECT w.person_id, count() OVER () AS total{profile} FROM ({sql}) AS w "
+                f"{join} ORDER BY w.person_id LIMIT {limit}", params)
             rows = [dict(zip(found.columns, row, strict=True)) for row in found.rows]
             total = rows[0].pop("total") if rows else 0
             for row in rows[1:]:
