@@ -144,3 +144,33 @@ def test_invalid_records_go_to_events_invalid(tmp_path: Path, warehouse: ChdbWar
     assert warehouse.query("SELECT message_id, errors FROM events_invalid").rows == [
         ["bad1", [{"path": "$.properties.revenue", "message": "not a number"}]]]
     assert counts(warehouse) == (1, 1)
+
+
+# -- first stored copy wins, looked up by message_ids' primary key (migration 0016) ---------
+
+def test_row_key_reads_both_ids_whatever_the_strings_hold() -> None:
+    from funnelhouse.loader.load import _row_key
+
+    tricky = {"message_id": 'id "quoted" \\ and \u00e9', "type": "track",
+              "properties": orjson.dumps({"source": "fake", "message_id": "x"}).decode(),
+              "anonymous_id": '","source":"evil', "source": "web\"site"}
+    assert _row_key(orjson.dumps(tricky)) == ('web"site', 'id "quoted" \\ and \u00e9')
+    # A row written some other way (keys in another order) is parsed instead.
+    other = orjson.dumps({"source": "s", "message_id": "m"})
+    assert _row_key(other) == ("s", "m")
+
+
+def test_a_copy_loaded_later_is_dropped_by_its_stored_id(tmp_path: Path,
+                                                         warehouse: ChdbWarehouse) -> None:
+    from funnelhouse.loader.load import first_copies, remember_ids
+
+    first = orjson.dumps({"message_id": "m-1", "source": "web", "anonymous_id": "a"})
+    kept, dropped, keys = first_copies(warehouse, [first])
+    assert (kept, dropped, keys) == ([first], [], [("web", "m-1")])
+    remember_ids(warehouse, keys, "t1")
+    remember_ids(warehouse, keys, "t1")   # a retried batch adds nothing
+    assert warehouse.query("SELECT count() FROM message_ids").scalar() == 1
+    later = orjson.dumps({"message_id": "m-1", "source": "web", "anonymous_id": "b"})
+    other_source = orjson.dumps({"message_id": "m-1", "source": "app", "anonymous_id": "c"})
+    kept, dropped, keys = first_copies(warehouse, [later + b"\n" + other_source])
+    assert kept == [other_source] and dropped == ["web:m-1"] and keys == [("app", "m-1")]

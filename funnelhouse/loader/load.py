@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import re
 import threading
 import time
 from collections.abc import Sequence
@@ -120,7 +121,7 @@ class Loader:
                 log.info("loader: %d rows of forgotten people not loaded", gone)
         if events:
             token = f"{batch.token}:events"
-            kept, dropped = first_copies(self.warehouse, events)
+            kept, dropped, keys = first_copies(self.warehouse, events)
             if dropped:
                 # Fewer rows than the batch: a token of their own, so a retry after a
                 # half-landed insert is not mistaken for the part that landed.
@@ -128,6 +129,9 @@ class Loader:
                 metrics.events_duplicate.inc(len(dropped))
             if events:
                 self.warehouse.insert_json_rows("events_raw", events, token)
+                # After the events, never before: ids stored first and a crash before
+                # the events would make the retry drop its own rows as copies.
+                remember_ids(self.warehouse, keys, token)
             # Rows, not items: an item of the embedded log is a chunk of several rows.
             metrics.loader_rows.labels("events_raw").inc(
                 sum(item.count(b"\n") + 1 for item in events))
@@ -143,29 +147,26 @@ class Loader:
                     state.attempt_number, state.outcome.exception() if state.outcome else None)
 
 
-def first_copies(warehouse: Warehouse, items: Sequence[bytes]) -> tuple[list[bytes], list[str]]:
+def first_copies(warehouse: Warehouse, items: Sequence[bytes]
+                 ) -> tuple[list[bytes], list[str], list[tuple[str, str]]]:
     """`items` (newline-joined JSON rows) without rows whose message_id is already stored.
 
     The first stored copy of a (source, message_id) wins: a later row with that id — a
     retry past the collector's dedup window, or a different payload reusing the id — is
     dropped here, as is a second copy within `items` (the queue's order is the order
-    received). Returns the rows to insert and the `source:message_id` of those dropped.
+    received). Returns the rows to insert, the `source:message_id` of those dropped, and
+    the (source, message_id) of those kept, for `remember_ids` once they are stored.
     """
-    rows: list[tuple[tuple[str, str], bytes]] = []
-    for item in items:
-        for line in item.split(b"\n"):
-            if line:
-                row = orjson.loads(line)
-                rows.append(((str(row.get("source", "")), str(row.get("message_id", ""))),
-                             line))
-    ids = sorted({message_id for (_, message_id), _ in rows})
-    # One lookup per batch over the message_id column: a copy may carry any timestamp,
-    # so the sort key (day, source, message_id) cannot narrow it down.
+    rows = [(_row_key(line), line) for item in items for line in item.split(b"\n") if line]
+    keys = sorted({key for key, _ in rows})
+    # One lookup per batch, by message_ids' primary key (migration 0016).
     stored = {(source, message_id) for source, message_id in warehouse.query(
-        "SELECT DISTINCT source, message_id FROM events_raw WHERE message_id IN "
-        "(SELECT arrayJoin(JSONExtract({ids:String}, 'Array(String)')))",
-        {"ids": orjson.dumps(ids).decode()}).rows} if ids else set()
+        "SELECT source, message_id FROM message_ids WHERE (source, message_id) IN "
+        "(SELECT tupleElement(k, 1), tupleElement(k, 2) FROM (SELECT arrayJoin("
+        "JSONExtract({keys:String}, 'Array(Tuple(String, String))')) AS k))",
+        {"keys": orjson.dumps(keys).decode()}).rows} if keys else set()
     kept: list[bytes] = []
+    kept_keys: list[tuple[str, str]] = []
     dropped: list[str] = []
     for key, line in rows:
         if key in stored:
@@ -173,9 +174,39 @@ def first_copies(warehouse: Warehouse, items: Sequence[bytes]) -> tuple[list[byt
         else:
             stored.add(key)
             kept.append(line)
+            kept_keys.append(key)
     if not dropped:
-        return list(items), []
-    return kept, dropped
+        return list(items), [], kept_keys
+    return kept, dropped, kept_keys
+
+
+def remember_ids(warehouse: Warehouse, keys: Sequence[tuple[str, str]], token: str) -> None:
+    """Record stored rows' ids in message_ids (the token makes a retry add nothing)."""
+    if keys:
+        warehouse.insert_json_rows(
+            "message_ids", [orjson.dumps({"source": source, "message_id": message_id})
+                            for source, message_id in keys], f"{token}:ids")
+
+
+# The collector writes each events_raw row with message_id first, and `source` as a
+# top-level key; inside a string value every quote is escaped, so `"source":"` can only
+# be that key. Reading the two ids this way costs a fraction of parsing the row.
+_MESSAGE_ID = re.compile(rb'^\{"message_id":"((?:[^"\\]|\\.)*)"')
+_SOURCE = re.compile(rb'"source":"((?:[^"\\]|\\.)*)"')
+
+
+def _row_key(line: bytes) -> tuple[str, str]:
+    """(source, message_id) of one events_raw JSON row."""
+    message_id = _MESSAGE_ID.match(line)
+    source = _SOURCE.search(line, message_id.end()) if message_id else None
+    if message_id is None or source is None:  # written some other way: parse it
+        row = orjson.loads(line)
+        return str(row.get("source", "")), str(row.get("message_id", ""))
+    return _unescape(source.group(1)), _unescape(message_id.group(1))
+
+
+def _unescape(raw: bytes) -> str:
+    return orjson.loads(b'"' + raw + b'"') if b"\\" in raw else raw.decode()
 
 
 def _digest(keys: Sequence[str]) -> str:
