@@ -243,6 +243,10 @@ def test_purchase_groups_match_reference(data: Loaded, groups: list[int], day: s
             p for p, c in counts.items() if c == n}
     with pytest.raises(SpecError):
         BUILDERS["purchases"](data.warehouse, doc, "7+", TZ)
+    # the data resend some purchases (same message_id): each is counted once
+    raw = data.warehouse.query("SELECT count() FROM events_raw WHERE event = 'purchase'"
+                               ).scalar()
+    assert int(raw) > sum(1 for e in data.events if e.event == "purchase")
 
 
 @pytest.mark.parametrize("cohort, period, fixed", [
