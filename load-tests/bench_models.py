@@ -1,6 +1,7 @@
-"""Benchmark of the model runner on chdb: full builds at 1M and 10M events, and an
-incremental run of one new day on top of the 10M build. Prints a table (and, with
---json, writes its figures).
+"""Benchmark of the model runner on chdb: full builds at 1M, 10M and 30M events, and an
+incremental run of the same new day on top of each build, with the growth ratio of
+that refresh from the smallest history to the largest (issue 17: at most 1.5x from
+1M to 30M). Prints a table (and, with --json, writes its figures).
 
 The data comes from load-tests/dataset.py: the smallest size is generated in Python
 (the base population), every larger size is that base copied in SQL with suffixed ids.
@@ -11,7 +12,7 @@ settled here, is the folder bench_analyses.py and bench_segments.py then read
 Every step runs in a fresh child process: a timed step's peak RSS is that process's
 own (ru_maxrss), i.e. the runner plus chdb, not the generator's.
 
-    python load-tests/bench_models.py                         # 1M and 10M
+    python load-tests/bench_models.py                         # 1M, 10M and 30M
     python load-tests/bench_models.py --sizes 50000,200000    # a quick look
 """
 
@@ -50,13 +51,14 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     settings = Settings(data_dir=folder, reporting_tz=args.tz, lookback_days=args.lookback)
     wh = ChdbWarehouse(settings.warehouse_dir)
     if args.child == "add-day":
-        # A new day arrives: a day's share of new people, copied like the rest.
+        # A new day arrives: a day's share of the base's new people, the SAME day (one
+        # copy) whatever the history, so the refresh is compared at a fixed new day.
         marker = dataset.read_marker(folder) or {}
         day = date.fromisoformat(args.today)
         people = max(1, marker["base_people"] // dataset.DAYS)
         generated = dataset.generate(Path(args.base_dir), people, days=1, start=day,
                                      first_person=marker["base_people"])
-        rows = dataset.load(wh, Path(args.base_dir), marker["copies"])
+        rows = dataset.load(wh, Path(args.base_dir), 1)
         wh.close()
         return {"seconds": time.monotonic() - started, "rows": rows,
                 "generated": generated["rows"]}
@@ -88,7 +90,7 @@ def step(name: str, folder: Path, **options: Any) -> dict[str, Any]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="1000000,10000000",
+    parser.add_argument("--sizes", default="1000000,10000000,30000000",
                         help="events per full build; the smallest is generated, the rest "
                              "are SQL copies of it")
     parser.add_argument("--work-dir", default="/tmp/funnelhouse-bench-data")
@@ -111,7 +113,9 @@ def main() -> int:
     sizes = sorted(int(s) for s in args.sizes.split(","))
     base_events = sizes[0]
     last_day = dataset.last_day()
-    next_day = last_day + timedelta(days=1)
+    # The new day comes after the history's late batches (received up to 3 days after
+    # its last day): its events are what the runner's received-since watermark finds.
+    next_day = last_day + timedelta(days=4)
     table: list[dict[str, Any]] = []
     setup: list[tuple[str, float]] = []
     for size in sizes:
@@ -131,11 +135,10 @@ def main() -> int:
                       "peak_rss_mb": full["peak_rss_mb"], "rows": full["rows"],
                       "copies": made["copies"]})
         print_models(f"full build at {full['events']:,} events", full)
-        if size != sizes[-1]:
-            continue
-        # Built: the analyses and segments parts can use the folder from here on, even
-        # if this part is stopped during the incremental run.
-        dataset.mark(folder, built=True, events=full["events"], built_by="bench_models.py")
+        if size == sizes[-1]:
+            # Built: the analyses and segments parts can use the folder from here on,
+            # even if this part is stopped during the incremental run.
+            dataset.mark(folder, built=True, events=full["events"], built_by="bench_models.py")
         added = step("add-day", folder, tz=args.tz, today=next_day,
                      base_dir=work / "generated-day")
         setup.append((f"a new day: {added['rows']:,} events", added["seconds"]))
@@ -144,8 +147,11 @@ def main() -> int:
             table.append({"step": f"incremental, +{added['rows']:,} events of a new day, "
                                   f"look-back {lookback}",
                           "events": inc["events"], "seconds": round(inc["seconds"], 1),
-                          "peak_rss_mb": inc["peak_rss_mb"], "rows": inc["rows"]})
+                          "peak_rss_mb": inc["peak_rss_mb"], "rows": inc["rows"],
+                          "lookback": lookback, "history": size})
             print_models(f"incremental at {inc['events']:,} events, look-back {lookback}", inc)
+        if size != sizes[-1]:
+            continue
         settled = step("settle", folder, tz=args.tz)
         setup.append(("merge the built tables (for the analyses and segments)",
                       settled["seconds"]))
@@ -155,6 +161,7 @@ def main() -> int:
     for name, seconds in setup:
         print(f"  {name:<76} {seconds:>7.1f} s")
     check_scaling(table)
+    check_growth(table)
     print(f"\n{'step':<62} {'events':>12} {'seconds':>9} {'peak RSS MB':>12}")
     for r in table:
         print(f"{r['step']:<62} {r['events']:>12,} {r['seconds']:>9.1f} {r['peak_rss_mb']:>12}")
@@ -178,6 +185,20 @@ def check_scaling(table: list[dict[str, Any]]) -> None:
         ratio = big["rows"][table_name] / max(1, small["rows"][table_name])
         print(f"  {table_name:<10} {small['rows'][table_name]:>12,} → "
               f"{big['rows'][table_name]:>12,}  ×{ratio:.2f}")
+
+
+def check_growth(table: list[dict[str, Any]]) -> None:
+    """The same new day refreshed on each history: how the refresh grows with it."""
+    for lookback in (0, 3):
+        runs = sorted((r for r in table if r.get("lookback") == lookback),
+                      key=lambda r: r["history"])
+        if len(runs) < 2:
+            continue
+        small, big = runs[0], runs[-1]
+        ratio = big["seconds"] / max(small["seconds"], 1e-9)
+        print(f"\nrefresh of the same new day, look-back {lookback}: "
+              + ", ".join(f"{r['history']:,} events {r['seconds']:.1f} s" for r in runs)
+              + f"; growth {small['history']:,} → {big['history']:,}: ×{ratio:.2f}")
 
 
 def print_models(title: str, run: dict[str, Any]) -> None:

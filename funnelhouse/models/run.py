@@ -20,6 +20,11 @@ orders models by dependencies and, for each:
   a chunk of its own): that bounds the memory of one statement whatever a day's
   traffic, and the parts one insert writes at once (one per day).
 
+* `incremental_by_person` — rebuilds the affected people's rows (people with new
+  events or whose identity changed; see people.py) into `<name>__stage`, copies the
+  table with them replaced into `<name>__new` and swaps it in. identity_map merges the
+  new events' links into its kept state (identity.py).
+
 Affected days = the look-back window (`lookback_days` before the latest day, or from
 `--since`), plus the days of events received since the model's previous run (however
 late), plus the days holding events whose person the identity map now resolves
@@ -40,6 +45,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from funnelhouse.config import Settings
+from funnelhouse.models import identity
+from funnelhouse.models.people import PersonPlan, plan_people
 from funnelhouse.warehouse.base import Warehouse
 from funnelhouse.warehouse.migrate import split_statements
 
@@ -59,6 +66,11 @@ _PARAM = re.compile(r"\{(\w+):")
 _SCRATCH = re.compile(r"\{\{ scratch(?::(\w+))? \}\}")
 _SCRATCH_STEP = re.compile(r"\s*CREATE TABLE \{\{ scratch(?::\w+)? \}\} ")
 _SCRATCH_TABLE = re.compile(r"CREATE TABLE (\w+)")
+# Person-level models read only the affected people on their days in an incremental
+# run: {{ people:COL }} and {{ days:COL }} are filters there, `1` in a full build.
+_PEOPLE = re.compile(r"\{\{ people:(\w+(?:\.\w+)?) \}\}")
+_DAYS = re.compile(r"\{\{ days:(\w+(?:\.\w+)?) \}\}")
+MATERIALIZATIONS = ("table", "incremental_by_day", "incremental_by_person")
 # A chunk writes one part per day at once; a week keeps the write buffers small.
 CHUNK_MAX_DAYS = 7
 # One run at a time per process: staging tables have fixed names.
@@ -69,11 +81,12 @@ _RUN_LOCK = threading.Lock()
 class Model:
     name: str
     depends_on: tuple[str, ...]
-    materialized: str  # "table" | "incremental_by_day"
+    materialized: str  # "table" | "incremental_by_day" | "incremental_by_person"
     ddl: str  # CREATE TABLE IF NOT EXISTS {{ this }} …
     select: str
     path: Path
     scratch: tuple[str, ...] = ()  # CREATE TABLE {{ scratch }} ENGINE = Memory AS …
+    replace_by: str = "person_id"  # incremental_by_person: the column rows are replaced by
 
 
 @dataclass(frozen=True)
@@ -90,7 +103,8 @@ def load_models(models_dir: Path) -> list[Model]:
     models = {}
     for path in sorted(models_dir.glob("*.sql")):
         text = path.read_text()
-        header = dict(re.findall(r"^--\s*(depends_on|materialized):[ \t]*(.*)$", text, re.M))
+        header = dict(re.findall(r"^--\s*(depends_on|materialized|replace_by):[ \t]*(.*)$",
+                                 text, re.M))
         statements = split_statements(text)
         if len(statements) < 2:
             raise ValueError(
@@ -105,7 +119,7 @@ def load_models(models_dir: Path) -> list[Model]:
                 )
         deps = tuple(d.strip() for d in header.get("depends_on", "").split(",") if d.strip())
         materialized = header.get("materialized", "table").split()[0]
-        if materialized not in ("table", "incremental_by_day"):
+        if materialized not in MATERIALIZATIONS:
             raise ValueError(f"{path.name}: unknown materialization {materialized!r}")
         name = path.stem
         models[name] = Model(
@@ -116,6 +130,7 @@ def load_models(models_dir: Path) -> list[Model]:
             _scratch_names(name, _strip_comments(statements[-1])),
             path,
             tuple(_scratch_names(name, step) for step in scratch),
+            header.get("replace_by", "person_id").split()[0],
         )
     ordered: list[Model] = []
     state: dict[str, str] = {}
@@ -180,6 +195,11 @@ class _Runner:
         self.rebuilt_days: set[date] = set()  # days rebuilt upstream in this run
         self.day_rows: dict[date, int] | None = None  # events per reporting day, read once
         self.rules = f"tz={settings.reporting_tz};gap={settings.session_gap_minutes}"
+        self.previous: dict[str, str] = {}  # model → watermark of its previous run
+        self.modes: dict[str, str] = {}  # model → mode in this run
+        self.plan: PersonPlan | None = None  # the affected people, once per run
+        self.planned = False
+        self.filters: tuple[str, str] | None = None  # people table, days list for _insert
 
     # -- orchestration ---------------------------------------------------------------
     def run(
@@ -204,9 +224,21 @@ class _Runner:
              rules String)                    -- reporting tz and session gap it was built with
             ENGINE = MergeTree ORDER BY (model, ran_at)""")
         watermark = self.wh.query("SELECT max(received_at) FROM events_raw").scalar()
+        self.previous = {
+            r[0]: r[1] for r in self.wh.query(
+                f"SELECT model, toString(max(watermark)) FROM {STATE_TABLE} GROUP BY model").rows
+        }
+        # person-level models refresh by person only in a run of every model: the
+        # affected people come from this run's identity merge and rebuilt days
+        self.whole_run = select is None or {m.name for m in load_models(
+            self.settings.sql_dir / "models")} <= set(select)
         window = self._window_days(since, today) if not full_refresh else set()
         runs: list[ModelRun] = []
-        self._run_all(models, runs, full_refresh, window, watermark)
+        try:
+            self._run_all(models, runs, full_refresh, window, watermark)
+        finally:
+            if self.plan is not None:
+                self.plan.drop(self.wh)
         return runs
 
     def _run_all(
@@ -220,7 +252,13 @@ class _Runner:
         for index, model in enumerate(models, 1):
             started = time.monotonic()
             self.progress(f"[{index}/{len(models)}] {model.name} ({model.materialized}) …")
-            if model.materialized == "table":
+            if model.name == "identity_map":
+                rows, mode = self._build_identity_map(model, full_refresh)
+                days = 0
+            elif model.materialized == "incremental_by_person":
+                rows, mode = self._build_by_person(model, full_refresh)
+                days = 0
+            elif model.materialized == "table":
                 rows = self._build_table(model)
                 mode, days = "full", 0
             else:
@@ -245,6 +283,7 @@ class _Runner:
                     self._save_applied_links(model.name)
                 self.rebuilt_days |= set(days_list)
             seconds = time.monotonic() - started
+            self.modes[model.name] = mode
             run = ModelRun(model.name, rows, round(seconds, 3), mode, days)
             runs.append(run)
             self.wh.execute(
@@ -417,15 +456,81 @@ class _Runner:
                 rows = n
         return chunks
 
+    def _new_events(self, model: str) -> tuple[str, dict[str, str]]:
+        """A WHERE condition on events_raw: received since `model`'s previous run."""
+        return ("received_at > {w:DateTime64(3, 'UTC')} - INTERVAL {m:UInt32} SECOND",
+                {"w": self.previous[model], "m": str(int(self.received_margin.total_seconds()))})
+
     # -- building ----------------------------------------------------------------------
-    def _build_table(self, model: Model) -> int:
+    def _build_table(self, model: Model, keep: Callable[[], None] | None = None) -> int:
         new = f"{model.name}__new"
         self.wh.execute(f"DROP TABLE IF EXISTS {new} SYNC")
         self.wh.execute(_ddl(model, new))
-        self._insert(model, new, {})
+        self._insert(model, new, {}, keep)
         rows = self._count(new)
         self._swap(model.name, new)
         return rows
+
+    def _build_identity_map(self, model: Model, full_refresh: bool) -> tuple[int, str]:
+        """Merge the new events' links into the kept state, or build the map whole
+        (a full refresh, no state yet, or a new release's columns)."""
+        if (not full_refresh and "identity_map" in self.previous
+                and self._exists("identity_map") and self._exists(identity.LINKS)
+                and self._exists(identity.CHANGES) and not self._schema_changed(model)):
+            condition, params = self._new_events("identity_map")
+            return identity.refresh(self.wh, condition, params), "incremental"
+        scratch = "identity_map__scratch"
+        rows = self._build_table(model, keep=lambda: identity.save_links(self.wh, scratch))
+        return rows, "full"
+
+    def _build_by_person(self, model: Model, full_refresh: bool) -> tuple[int, str]:
+        """Rebuild the affected people's rows (or days, for a per-day table) and swap
+        the table in with them; the whole table when this run cannot say who changed."""
+        plan = self._person_plan(full_refresh)
+        if (plan is None or not self._exists(model.name)
+                or self.previous.get(model.name) != self.previous.get("identity_map")
+                or self._last_rules(model.name) != self.rules or self._schema_changed(model)):
+            return self._build_table(model), "full"
+        by_day = model.replace_by != "person_id"
+        people, days = (plan.q_people, plan.q_days) if by_day else (plan.people, plan.days)
+        if not plan.count:
+            return 0, "incremental"
+        stage, new = f"{model.name}__stage", f"{model.name}__new"
+        for table in (stage, new):
+            self.wh.execute(f"DROP TABLE IF EXISTS {table} SYNC")
+            self.wh.execute(_ddl(model, table))
+        self.filters = (people, _date_list(days))
+        try:
+            self._insert(model, stage, {})
+        finally:
+            self.filters = None
+        key = model.replace_by
+        if by_day:  # only the affected days' rows: the others were read for context
+            replaced = f"{key} IN {_date_list(plan.replace_days)}"
+        else:
+            replaced = f"{key} IN (SELECT person_id FROM {people})"
+        self.wh.execute(f"INSERT INTO {new} SELECT * FROM {model.name} WHERE NOT ({replaced})")
+        self.wh.execute(f"INSERT INTO {new} SELECT * FROM {stage} WHERE {replaced}")
+        rows = self._count(stage)
+        self.wh.execute(f"DROP TABLE {stage} SYNC")
+        self._swap(model.name, new)
+        return rows, "incremental"
+
+    def _person_plan(self, full_refresh: bool) -> PersonPlan | None:
+        """Who the person-level models rebuild in this run, worked out once (before the
+        first of them rewrites anything); None when they must be rebuilt whole."""
+        if self.planned:
+            return self.plan
+        self.planned = True
+        upstream = ("identity_map", "behavior_events", "sessions", "funnel_stages")
+        if (full_refresh or not self.whole_run
+                or any(self.modes.get(m) != "incremental" for m in upstream[:3])
+                or len({self.previous.get(m) for m in upstream}) != 1
+                or not self._exists("funnel_stages")):
+            return None
+        condition, params = self._new_events("identity_map")
+        self.plan = plan_people(self.wh, condition, params, sorted(self.rebuilt_days))
+        return self.plan
 
     def _build_incremental_full(self, model: Model, days: list[date]) -> int:
         new = f"{model.name}__new"
@@ -468,7 +573,8 @@ class _Runner:
         self.wh.execute(f"DROP TABLE IF EXISTS {stage} SYNC")
         return rows
 
-    def _insert(self, model: Model, target: str, day_params: dict[str, str]) -> None:
+    def _insert(self, model: Model, target: str, day_params: dict[str, str],
+                keep: Callable[[], None] | None = None) -> None:
         columns = [
             r[0]
             for r in self.wh.query(
@@ -495,15 +601,26 @@ class _Runner:
         try:
             for table, step in zip(scratch_tables, model.scratch, strict=True):
                 self.wh.execute(f"DROP TABLE IF EXISTS {table} SYNC")
-                self.wh.execute(f"{step}\n{_QUERY_SETTINGS}", params)
+                self.wh.execute(f"{self._filtered(step)}\n{_QUERY_SETTINGS}", params)
             self.wh.execute(
-                f"INSERT INTO {target} ({cols})\nSELECT {cols}\nFROM (\n{model.select}\n)\n"
-                f"{_QUERY_SETTINGS}",
+                f"INSERT INTO {target} ({cols})\nSELECT {cols}\nFROM (\n"
+                f"{self._filtered(model.select)}\n)\n{_QUERY_SETTINGS}",
                 params,
             )
+            if keep is not None:
+                keep()
         finally:
             for table in scratch_tables:
                 self.wh.execute(f"DROP TABLE IF EXISTS {table} SYNC")
+
+    def _filtered(self, sql: str) -> str:
+        """{{ people:COL }} / {{ days:COL }}: the affected people and their days in a
+        by-person run, no filter (`1`) in a full build."""
+        if self.filters is None:
+            return _DAYS.sub("1", _PEOPLE.sub("1", sql))
+        people, days = self.filters
+        sql = _PEOPLE.sub(lambda m: f"{m.group(1)} IN (SELECT person_id FROM {people})", sql)
+        return _DAYS.sub(lambda m: f"{m.group(1)} IN {days}", sql)
 
     def _day_params(self, days: list[date]) -> dict[str, str]:
         """The chunk's days, and its bounds in UTC: [ts_from, ts_to) covers the days,
@@ -564,6 +681,11 @@ class _Runner:
 
 def _ddl(model: Model, table: str) -> str:
     return model.ddl.replace("{{ this }}", table)
+
+
+def _date_list(days: list[date]) -> str:
+    """A literal tuple of dates (the runner's own dates, never user text)."""
+    return "(" + ", ".join(f"toDate('{d.isoformat()}')" for d in days or [date(1970, 1, 1)]) + ")"
 
 
 def _applied_links(table: str) -> str:

@@ -5,7 +5,8 @@
 -- key:          (performance_date, attribution_model, source, medium, campaign)
 -- sources:      sessions
 -- depends_on:   sessions
--- materialized: table (rebuilt whole, swapped in atomically)
+-- materialized: incremental_by_person (the affected days rebuilt, swapped in whole)
+-- replace_by:   performance_date
 --
 -- Every session is credited once under each model, on its session_date:
 -- * first_touch: the landing of the person's first session (kept for life) — an app
@@ -16,8 +17,10 @@
 -- person's first session), product views, carts, checkouts, orders, revenue, and
 -- conversion_rate = sessions with a purchase / sessions. Under last_touch, orders
 -- and revenue match orders.last_touch_* day by day.
--- Why whole: first touch is a person-level fact that an identity merge can change for
--- any day; the table reads sessions only (an order of magnitude fewer rows than events).
+-- First touch is a person-level fact that an identity merge can change for any day:
+-- the days the affected people were active on are rebuilt, from the whole histories
+-- of everyone credited on them ({{ people:… }} on {{ days:… }}), and replace those
+-- days' rows (the table is copied with them and swapped in); see people.py.
 --
 -- Engine/sort key: partitioned by month; ORDER BY (attribution_model, performance_date,
 -- medium, source, campaign): dashboards pick one model and a date range.
@@ -53,6 +56,7 @@ person_sessions AS (
             landing_campaign, is_direct, product_views, add_to_carts, checkouts, orders,
             revenue, currency))) AS ss
     FROM sessions
+    WHERE {{ people:person_id }} AND {{ days:session_date }}
     GROUP BY person_id
 ),
 

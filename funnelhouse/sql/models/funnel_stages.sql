@@ -5,7 +5,7 @@
 -- key:          (person_id, stage_date)
 -- sources:      behavior_events, orders
 -- depends_on:   behavior_events, orders
--- materialized: table (rebuilt whole, swapped in atomically)
+-- materialized: incremental_by_person (the affected people's days rebuilt, swapped in whole)
 --
 -- Stages are cumulative (a person never moves down):
 --   0 never_visited           known only from non-visit events (identify, impressions, a server order…)
@@ -16,8 +16,9 @@
 -- Orders rank above browsing: a first order from the store makes a person
 -- purchased_once even if they never visited. Everyone starts at never_visited, so the
 -- first row has previous_stage = 'never_visited' and moved = 1 if it reached higher.
--- Why whole: a stage is a running total over the person's history; an identity merge
--- can change it on any past day. One pass with window functions over person-days.
+-- A stage is a running total over the person's history and an identity merge can
+-- change it on any past day, so an affected person's rows are all recomputed (window
+-- functions over their person-days) and replace their old rows; see people.py.
 --
 -- Engine/sort key: partitioned by month; ORDER BY (stage_date, stage_rank, person_id):
 -- "who moved / who was where on day X" reads one contiguous range per day.
@@ -46,12 +47,14 @@ activity AS (
         max(event IN ('page_view', 'screen_view', 'store_visit')) AS visited,
         max(event IN ('product_view', 'add_to_cart')) AS shopped
     FROM behavior_events
+    WHERE {{ people:person_id }} AND {{ days:event_date }}
     GROUP BY person_id, event_date
 ),
 
 order_days AS (
     SELECT person_id, order_date, count() AS orders
     FROM orders
+    WHERE {{ people:person_id }}
     GROUP BY person_id, order_date
 ),
 

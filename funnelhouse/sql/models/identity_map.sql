@@ -4,7 +4,8 @@
 -- key:         id
 -- sources:     events_raw
 -- depends_on:
--- materialized: table (rebuilt whole every run, swapped in atomically)
+-- materialized: table (built whole on a full refresh; merged by funnelhouse/models/identity.py
+--               on an incremental run: only the events received since the last run)
 --
 -- Rules (the same in funnelhouse/reference.py):
 -- * A link is "from_id → user_id": every event with both an anonymous_id and a user_id
@@ -14,9 +15,11 @@
 --   device stays with the person who identified on it first.
 -- * Links are followed up to 4 hops (anonymous → old user id → renamed user id …);
 --   the last id reached is the person_id. An id with no link is its own person.
--- Why whole: the map is tiny next to events (one row per id), and one late `identify`
--- can move an anonymous history of any age; the runner compares the new map with the
--- old one to find the days whose events changed person.
+-- Incremental runs: each id's first link is kept in `identity_links` (the scratch below,
+-- with its sort key), so a run merges the new events' links into it, re-resolves only
+-- the ids whose chain reaches a changed link, and swaps the map in whole (EXCHANGE:
+-- the map is one row per id, the copy reads no event). A late `identify` thus moves
+-- only the ids it links; the persons it moved are recorded in identity_map_changes.
 -- Sort key: id — the lookups are point joins by id.
 CREATE TABLE IF NOT EXISTS {{ this }}
 (
@@ -55,12 +58,15 @@ links AS (
         argMin(to_id, concat(
             leftPad(toString(toUnixTimestamp64Milli(timestamp) + 10000000000000), 15, '0'),
             message_id)) AS to_id,
+        min(concat(
+            leftPad(toString(toUnixTimestamp64Milli(timestamp) + 10000000000000), 15, '0'),
+            message_id)) AS link_key,
         min(timestamp) AS linked_at
     FROM links_raw
     GROUP BY from_id
 )
 
-SELECT id, to_id, linked_at FROM links;
+SELECT id, to_id, link_key, linked_at FROM links;
 
 WITH
 resolved AS (

@@ -4,14 +4,15 @@
 -- key:          (order_id, line_number)
 -- sources:      behavior_events
 -- depends_on:   behavior_events
--- materialized: table (rebuilt whole, swapped in atomically)
+-- materialized: incremental_by_person (the affected people's lines rebuilt, swapped in whole)
 --
 -- An order is its first purchase event (by event time, then message_id); a second
 -- copy of the same order_id (browser + server tracking) is ignored.
 -- views_before_purchase / carts_before_purchase: the person's product_view /
 -- add_to_cart events of that product strictly before the order, over their whole
--- history (every device, every day) — which is why this table is rebuilt whole:
--- a late identify can add views from any day to an order of any day.
+-- history (every device, every day) — which is why a person's lines are rebuilt from
+-- their whole history when they are affected (new events, or an identity merge: a late
+-- identify can add views from any day to an order of any day); see people.py.
 --
 -- Engine/sort key: partitioned by month of the order; ORDER BY (product_id, order_date)
 -- because the questions are per product ("how many views before a purchase of X").
@@ -45,6 +46,7 @@ purchases AS (
     SELECT order_id, person_id, event_at AS ordered_at, event_date AS order_date, currency, properties
     FROM behavior_events
     WHERE event = 'purchase' AND order_id != ''
+      AND {{ people:person_id }} AND {{ days:event_date }}
     ORDER BY event_at, message_id
     LIMIT 1 BY order_id
 ),
@@ -71,7 +73,7 @@ product_touches AS (
     SELECT person_id, product_id, event, event_at
     FROM behavior_events
     WHERE event IN ('product_view', 'add_to_cart')
-      AND product_id != ''
+      AND product_id != '' AND {{ days:event_date }}
       AND person_id IN (SELECT person_id FROM {{ scratch }})
 ),
 

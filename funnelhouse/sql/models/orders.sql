@@ -4,11 +4,12 @@
 -- key:          order_id
 -- sources:      behavior_events, sessions, order_items
 -- depends_on:   behavior_events, sessions, order_items
--- materialized: table (rebuilt whole, swapped in atomically)
+-- materialized: incremental_by_person (the affected people's orders rebuilt, swapped in whole)
 --
--- Why whole: order_seq, first touch and staff credit depend on the person's entire
--- history, which a late identify or a late event can change for orders of any day;
--- orders are a small fraction of events, so the rebuild is cheap (see docs/models.md).
+-- order_seq, first touch and staff credit depend on the person's entire history, which
+-- a late identify or a late event can change for orders of any day: the affected
+-- people's orders are recomputed from their whole history ({{ people:… }} on
+-- {{ days:… }}, see funnelhouse/models/people.py) and replace their old orders.
 --
 -- Rules (the same in funnelhouse/reference.py):
 -- * an order is its first purchase event (event time, message_id); order_seq numbers a
@@ -71,6 +72,7 @@ purchases AS (
            channel, source, session_id, revenue, currency, coupon, store_id, staff_id
     FROM behavior_events
     WHERE event = 'purchase' AND order_id != ''
+      AND {{ people:person_id }} AND {{ days:event_date }}
     ORDER BY event_at, message_id
     LIMIT 1 BY order_id
 ),
@@ -87,7 +89,7 @@ WITH
 buyer_sessions AS (
     SELECT person_id, session_id, started_at, landing_source, landing_medium, landing_campaign, is_direct
     FROM sessions
-    WHERE person_id IN (SELECT person_id FROM {{ scratch }})
+    WHERE person_id IN (SELECT person_id FROM {{ scratch }}) AND {{ days:session_date }}
 ),
 
 first_touch AS (
@@ -114,7 +116,7 @@ staff_credit AS (
         argMin(staff_id, (event_at, message_id)) AS staff_id,
         argMin(store_id, (event_at, message_id)) AS store_id
     FROM behavior_events
-    WHERE event = 'staff_qr_scan'
+    WHERE event = 'staff_qr_scan' AND {{ people:person_id }} AND {{ days:event_date }}
     GROUP BY person_id
 ),
 
@@ -125,6 +127,7 @@ items AS (
         sum(quantity) AS item_quantity,
         min(first_viewed_at) AS first_viewed_at
     FROM order_items
+    WHERE {{ people:person_id }}
     GROUP BY order_id
 ),
 

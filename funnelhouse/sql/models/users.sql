@@ -4,13 +4,13 @@
 -- key:          person_id
 -- sources:      identity_map, behavior_events, sessions, orders
 -- depends_on:   identity_map, behavior_events, sessions, orders
--- materialized: table (rebuilt whole, swapped in atomically)
+-- materialized: incremental_by_person (the affected people's rows rebuilt, swapped in whole)
 --
--- Why whole rather than "affected persons only": every column is a fold over the
--- person's entire history, an identity merge re-keys whole histories, and one
--- GROUP BY person over behavior_events is a single sequential pass — measured in
--- docs/models.md, it costs about as much as finding and deleting the affected persons
--- would, without a window where readers see people missing.
+-- Every column is a fold over the person's entire history, so a person's row is
+-- recomputed from all of it — for the affected people only: those with new events and
+-- those an identity merge moved ({{ people:… }}), read on their own days
+-- ({{ days:… }}); see funnelhouse/models/people.py. The table is then copied with
+-- their rows replaced and swapped in (EXCHANGE): readers never see people missing.
 --
 -- Rules: first touch = landing of the first session, kept for life — for an app user
 -- whose first event is an attributed app_install (a partner postback), the install's
@@ -68,6 +68,7 @@ ids AS (
         arraySort(groupArrayIf(id, id_kind = 'user')) AS user_ids,
         arraySort(groupArrayIf(id, id_kind = 'anonymous')) AS anonymous_ids
     FROM identity_map
+    WHERE {{ people:person_id }}
     GROUP BY person_id
 ),
 
@@ -88,6 +89,7 @@ activity AS (
         max(event IN ('page_view', 'screen_view', 'store_visit')) AS visited,
         max(event IN ('product_view', 'add_to_cart')) AS shopped
     FROM behavior_events
+    WHERE {{ people:person_id }} AND {{ days:event_date }}
     GROUP BY person_id
 ),
 
@@ -107,7 +109,8 @@ profile AS (
         argMinIf(staff_id, (event_at, message_id), event = 'staff_qr_scan') AS acquired_staff_id,
         argMinIf(store_id, (event_at, message_id), event = 'staff_qr_scan') AS acquired_store_id
     FROM behavior_events
-    WHERE traits NOT IN ('', '{}') OR event = 'staff_qr_scan'
+    WHERE (traits NOT IN ('', '{}') OR event = 'staff_qr_scan')
+      AND {{ people:person_id }} AND {{ days:event_date }}
     GROUP BY person_id
 ),
 
@@ -141,6 +144,7 @@ touches AS (
                 concat(leftPad(toString(toUnixTimestamp64Milli(started_at) + 10000000000000),
                                15, '0'), session_id) AS touch_key
             FROM sessions
+            WHERE {{ people:person_id }} AND {{ days:session_date }}
         )
         GROUP BY person_id
     )
@@ -155,6 +159,7 @@ purchases AS (
         min(ordered_at) AS first_order_at,
         max(ordered_at) AS last_order_at
     FROM orders
+    WHERE {{ people:person_id }}
     GROUP BY person_id
 ),
 

@@ -1,0 +1,99 @@
+"""The people a by-person refresh rebuilds, and the days it reads them on.
+
+Affected people P = the persons of the events received since the previous run
+(resolved with the map just merged) ∪ the persons whose ids changed in this run's
+identity merge (the old person and the new one: identity_map_changes), closed once
+over shared order ids (an order is its first purchase event among every copy, and the
+copies may sit with different persons).
+
+Their days: before this run, a person's events were on the days funnel_stages holds
+for them (one row per person and active day, built with the same events); this run
+changed events only on the days it rebuilt. So P's days are funnel_stages' days of P
+(read before funnel_stages is rewritten) ∪ the rebuilt days where P has events now.
+Reading behavior_events and sessions on those days only keeps the read to P's own
+history (partition pruning), not the whole table.
+
+campaign_performance is per day, not per person: its affected days are P's days; the
+persons Q credited on them (every session of those days) are read with their histories
+(first and last touch), and only the affected days' rows are replaced.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+
+from funnelhouse.warehouse.base import Warehouse
+
+__all__ = ["PersonPlan", "plan_people"]
+
+PEOPLE = "models__people"
+Q_PEOPLE = "models__people_q"
+
+
+@dataclass
+class PersonPlan:
+    people: str = PEOPLE  # table of the affected persons
+    q_people: str = Q_PEOPLE  # table of the persons credited on the affected days
+    count: int = 0
+    days: list[date] = field(default_factory=list)  # P's days
+    q_days: list[date] = field(default_factory=list)  # Q's days
+    replace_days: list[date] = field(default_factory=list)  # per-day tables: days replaced
+
+    def drop(self, wh: Warehouse) -> None:
+        for table in (self.people, self.q_people):
+            wh.execute(f"DROP TABLE IF EXISTS {table} SYNC")
+
+
+def _dates(wh: Warehouse, sql: str, params: dict[str, str] | None = None) -> list[date]:
+    return sorted(date.fromisoformat(r[0]) for r in wh.query(sql, params).rows)
+
+
+def plan_people(wh: Warehouse, new_events: str, params: dict[str, str],
+                rebuilt_days: list[date]) -> PersonPlan:
+    plan = PersonPlan()
+    plan.drop(wh)
+    rebuilt = "(" + ", ".join(f"toDate('{d.isoformat()}')" for d in rebuilt_days
+                              or [date(1970, 1, 1)]) + ")"
+    wh.execute(f"CREATE TABLE {PEOPLE} (person_id String) ENGINE = Memory")
+    # the persons of the new events, resolved as behavior_events resolves them
+    wh.execute(f"""
+        INSERT INTO {PEOPLE}
+        SELECT DISTINCT multiIf(e.user_id != '' AND u.person_id != '', u.person_id,
+                                e.user_id != '', e.user_id,
+                                a.person_id != '', a.person_id, e.anonymous_id)
+        FROM (SELECT DISTINCT user_id, anonymous_id FROM events_raw WHERE {new_events}) AS e
+        LEFT JOIN (SELECT id, person_id FROM identity_map WHERE person_id != id) AS u
+            ON u.id = e.user_id
+        LEFT JOIN (SELECT id, person_id FROM identity_map WHERE person_id != id) AS a
+            ON a.id = e.anonymous_id
+        SETTINGS join_use_nulls = 0""", params)
+    wh.execute(f"INSERT INTO {PEOPLE} SELECT person_id FROM identity_map_changes")
+    days_of = (f"SELECT DISTINCT toString(stage_date) FROM funnel_stages "
+               f"WHERE person_id IN (SELECT person_id FROM {{t}}) UNION DISTINCT "
+               f"SELECT DISTINCT toString(event_date) FROM behavior_events "
+               f"WHERE event_date IN {rebuilt} AND person_id IN (SELECT person_id FROM {{t}})")
+    days = _dates(wh, days_of.format(t=PEOPLE))
+    # persons sharing an order id with P (their copy of the order may be the first)
+    day_list = "(" + ", ".join(f"toDate('{d.isoformat()}')" for d in days
+                               or [date(1970, 1, 1)]) + ")"
+    wh.execute(f"""
+        INSERT INTO {PEOPLE}
+        SELECT DISTINCT person_id FROM behavior_events
+        WHERE event = 'purchase' AND order_id IN (
+            SELECT order_id FROM behavior_events
+            WHERE event = 'purchase' AND order_id != '' AND event_date IN {day_list}
+              AND person_id IN (SELECT person_id FROM {PEOPLE}))
+          AND person_id NOT IN (SELECT person_id FROM {PEOPLE})""")
+    plan.count = int(wh.query(f"SELECT uniqExact(person_id) FROM {PEOPLE}").scalar() or 0)
+    plan.days = _dates(wh, days_of.format(t=PEOPLE))
+    plan.replace_days = plan.days
+    day_list = "(" + ", ".join(f"toDate('{d.isoformat()}')" for d in plan.days
+                               or [date(1970, 1, 1)]) + ")"
+    wh.execute(f"CREATE TABLE {Q_PEOPLE} (person_id String) ENGINE = Memory")
+    wh.execute(f"""
+        INSERT INTO {Q_PEOPLE}
+        SELECT DISTINCT person_id FROM sessions WHERE session_date IN {day_list}
+        UNION DISTINCT SELECT person_id FROM {PEOPLE}""")
+    plan.q_days = _dates(wh, days_of.format(t=Q_PEOPLE))
+    return plan
