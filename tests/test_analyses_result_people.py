@@ -249,12 +249,15 @@ def test_purchase_groups_match_reference(data: Loaded, groups: list[int], day: s
     assert int(raw) > sum(1 for e in data.events if e.event == "purchase")
 
 
-@pytest.mark.parametrize("cohort, period, fixed", [
-    ("first_purchase", "week", None), ("first_seen", "week", None),
-    ("first_purchase", "day", "2024-03-14"), ("first_seen", "month", None)])
+@pytest.mark.parametrize("cohort, period, fixed, kind", [
+    ("first_purchase", "week", None, "first_time"), ("first_seen", "week", None, "first_time"),
+    ("first_purchase", "day", "2024-03-14", "first_time"),
+    ("first_seen", "month", None, "first_time"),
+    ("event:add_to_cart", "week", None, "recurring")])
 def test_retention_by_purchase_count_matches_reference(data: Loaded, cohort: str, period: str,
-                                                       fixed: str | None) -> None:
-    doc = {"cohort": cohort, "period": period, "periods": 3, "mode": "on_or_after",
+                                                       fixed: str | None, kind: str) -> None:
+    doc = {"cohort": cohort, "cohort_type": kind, "period": period, "periods": 3,
+           "mode": "on_or_after",
            "breakdown": "purchase_count", "purchase_groups": [1, 2, 3],
            "purchases_as_of": fixed, **DATES, "as_of": MID_AS_OF.isoformat()}
     result = run_analysis("retention", doc, data.warehouse, TZ).to_dict()

@@ -782,30 +782,34 @@ def retention_by_purchases(events: list[Event], spec: RetentionSpec, groups: lis
                            as_of: datetime,
                            members: dict[str, tuple[str, str, list[bool]]] | None = None
                            ) -> dict[tuple[str, str], tuple[int, list[int]]]:
-    """(cohort period, purchase group) → (size, count per period): first-time cohorts, the
-    group counted from the person's purchases before the cohort's next period (or on days
-    up to fixed_day), at or before as_of. `members`, if given, gets person → (cohort
-    period, group, returned per period)."""
+    """(cohort period, purchase group) → (size, count per period). First-time cohorts (the
+    Nth cohort event ever, its day in the range) or recurring ones (every period with a
+    cohort event on a day in the range); the group counted from the person's purchases
+    before that cohort's next period (or on days up to fixed_day), at or before as_of.
+    `members`, if given, gets person → (cohort period, group, returned per period) of
+    their (last) cohort."""
     as_of_ms = int(as_of.timestamp() * 1000)
     unit = spec.period
     cells: dict[tuple[str, str], tuple[int, list[int]]] = {}
     for person, evs in _by_person([e for e in events if e.ts <= as_of_ms]).items():
-        entries = [e for e in evs if matches(e, spec.cohort_event())][spec.nth - 1:spec.nth]
-        if not entries or not date_from <= entries[0].day <= date_to:
-            continue
-        start = _period_start(unit, entries[0].day)
-        cut = _next_period(unit, start)
-        bought = sum(1 for e in evs if e.event == "purchase"
-                     and (e.day <= fixed_day if fixed_day else e.day < cut))
-        returns = {_periods_between(unit, start, _period_start(unit, e.day)) for e in evs
-                   if spec.return_event is None or matches(e, spec.return_event)}
-        if spec.mode == "on":
-            returned = [k in returns for k in range(spec.periods + 1)]
-        else:
-            returned = [max(returns, default=-1) >= k for k in range(spec.periods + 1)]
-        key = (start.isoformat(), purchase_group(bought, groups))
-        if members is not None:
-            members[person] = (key[0], key[1], returned)
-        size, counts = cells.get(key, (0, [0] * (spec.periods + 1)))
-        cells[key] = (size + 1, [c + int(r) for c, r in zip(counts, returned, strict=True)])
+        entries = [e for e in evs if matches(e, spec.cohort_event())]
+        if spec.cohort_type == "first_time":
+            entries = entries[spec.nth - 1:spec.nth]
+        starts = sorted({_period_start(unit, e.day) for e in entries
+                         if date_from <= e.day <= date_to})
+        for start in starts:
+            cut = _next_period(unit, start)
+            bought = sum(1 for e in evs if e.event == "purchase"
+                         and (e.day <= fixed_day if fixed_day else e.day < cut))
+            returns = {_periods_between(unit, start, _period_start(unit, e.day)) for e in evs
+                       if spec.return_event is None or matches(e, spec.return_event)}
+            if spec.mode == "on":
+                returned = [k in returns for k in range(spec.periods + 1)]
+            else:
+                returned = [max(returns, default=-1) >= k for k in range(spec.periods + 1)]
+            key = (start.isoformat(), purchase_group(bought, groups))
+            if members is not None:
+                members[person] = (key[0], key[1], returned)
+            size, counts = cells.get(key, (0, [0] * (spec.periods + 1)))
+            cells[key] = (size + 1, [c + int(r) for c, r in zip(counts, returned, strict=True)])
     return cells
