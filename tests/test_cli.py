@@ -4,6 +4,7 @@ as through a running `funnelhouse up` (a real process) for every command that ha
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import re
 import shutil
@@ -18,6 +19,7 @@ import orjson
 import pytest
 
 from funnelhouse.cli.main import build_parser, main
+from funnelhouse.cli.progress import Status
 from funnelhouse.collector.enrich.time import correct_timestamp, parse_timestamp
 from funnelhouse.demo.generator import iter_rows
 from funnelhouse.demo.send import demo_messages
@@ -348,3 +350,28 @@ def test_every_way_through_an_https_up_pins_its_certificate(
     finally:
         assert up.stop() == 0
         log.close()
+
+
+def test_progress_is_one_updating_line_on_a_terminal_and_a_few_in_a_log(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    status = Status(terminal)
+    for n in range(500):
+        status.note(f"sent {n:,} events …")
+    status.model_line("[1/2] sessions (incremental_by_day) …")
+    status.model_line("    sessions: days 2026-11-01…2026-11-07 (1/3)")
+    status.model_line("[1/2] sessions: 1,369 rows in 0.75s (incremental, 9 day(s))")
+    assert "\n" not in terminal.getvalue()            # rewritten in place, then cleared
+    assert terminal.getvalue().endswith("\r\x1b[2K")
+    lasting = "[1/2] sessions: 1,369 rows in 0.75s (incremental, 9 day(s))\n"
+    assert capsys.readouterr().out == lasting           # only the finished table lasts
+
+    log = io.StringIO()
+    status = Status(log, every=3600)
+    for n in range(500):
+        status.note(f"sent {n:,} events …")
+    assert log.getvalue() == ""                        # nothing every batch in a log

@@ -26,9 +26,12 @@ class Status:
     def note(self, text: str) -> None:
         with self._lock:
             if self.tty:
+                if time.monotonic() - self._last < 0.1 and self._shown:
+                    return   # ten updates a second are plenty to read
                 self.stream.write("\r\x1b[2K" + text[:150])
                 self.stream.flush()
                 self._shown = text
+                self._last = time.monotonic()
             elif time.monotonic() - self._last >= self.every:
                 print(text, file=self.stream, flush=True)
                 self._last = time.monotonic()
