@@ -77,7 +77,13 @@ export async function startFunnelhouse() {
 
 /** Demo traffic through the HTTP API (server key: historical timestamps), then the models. */
 export async function loadDemo(fh, { people = 400, days = 10 } = {}) {
-  const out = await fh.cli('demo', '--url', fh.url, '--write-key', SERVER_KEY, '--people', String(people), '--days', String(days));
+  let out;
+  try {
+    out = await fh.cli('demo', '--url', fh.url, '--write-key', SERVER_KEY, '--people', String(people), '--days', String(days));
+  } catch (err) {
+    // What the server said about it is in its log.
+    throw new Error(`${err.message}\n--- funnelhouse up log (end) ---\n${fh.log().slice(-4000)}`);
+  }
   const accepted = Number((out.match(/accepted ([\d,]+)/) || [])[1]?.replace(/,/g, ''));
   if (!accepted) throw new Error(`demo sent nothing: ${out}`);
   // Every accepted event must be in the warehouse before the models read it.

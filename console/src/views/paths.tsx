@@ -11,6 +11,7 @@ import { useRequest } from '../components/useRequest';
 import { num, pct } from '../format';
 import { useCatalogue } from '../meta';
 import { usePages } from '../pages';
+import type { Route } from '../router';
 
 interface Neighbour {
   page: string;
@@ -22,10 +23,11 @@ interface Neighbour {
 
 type PathsResult = AnalysisResult<{ came_from: Neighbour[]; went_to: Neighbour[] }>;
 
-export function PathsView() {
+export function PathsView({ route }: { route: Route }) {
   const { catalogue, error: metaError } = useCatalogue();
   const pages = usePages();
-  const [page, setPage] = useState('');
+  // Links from other views (home, page report) name the page: #/paths?page=/cart
+  const [page, setPage] = useState(route.query.get('page') || '');
   const [conversion, setConversion] = useState('purchase');
   const [top, setTop] = useState('10');
   const [dates, setDates] = useState<DateWindow>({ date_from: '', date_to: '' });
