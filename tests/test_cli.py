@@ -375,3 +375,33 @@ def test_progress_is_one_updating_line_on_a_terminal_and_a_few_in_a_log(
     for n in range(500):
         status.note(f"sent {n:,} events …")
     assert log.getvalue() == ""                        # nothing every batch in a log
+
+
+@pytest.mark.parametrize("queue", ["embedded", "kafka"])
+def test_demo_waits_until_what_it_sent_is_loaded(queue: str, monkeypatch: pytest.MonkeyPatch
+                                                 ) -> None:
+    """Embedded: until the queue is empty. Kafka (its depth is only the spool): until
+    events_raw stops growing."""
+    import httpx
+
+    from funnelhouse.cli import demo
+    from funnelhouse.config import load_settings
+
+    depths = iter([700, 250, 0])
+    counts = iter(["100", "400", "900", "900", "900", "900", "950"])
+    asked: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.path)
+        if request.url.path == "/readyz":
+            depth = next(depths) if queue == "embedded" else 0
+            return httpx.Response(200, json={"ready": True, "queue": queue, "depth": depth})
+        return httpx.Response(200, text=next(counts) + "\n")
+
+    monkeypatch.setattr(demo.instance, "http_client", lambda settings, url, timeout: httpx.Client(
+        base_url=url, transport=httpx.MockTransport(answer)))
+    demo._wait_loaded("http://fh.test", load_settings(), Status(io.StringIO()))
+    if queue == "embedded":
+        assert asked == ["/readyz"] * 3
+    else:
+        assert asked.count("/v1/sql") == 6   # 100, 400, then 900 four times in a row

@@ -88,8 +88,10 @@ def build_models(settings: Settings, url: str, status: Status) -> None:
 
 
 def _wait_loaded(url: str, settings: Settings, status: Status) -> None:
-    """Until the embedded queue is empty: every accepted event is in events_raw."""
+    """Until every accepted event is in events_raw: the embedded queue is empty; through
+    Kafka (whose depth is only the collector's spool), events_raw stopped growing."""
     deadline = time.monotonic() + LOAD_WAIT_SECONDS
+    counts: list[bytes] = []
     with instance.http_client(settings, url, timeout=10) as http:
         while time.monotonic() < deadline:
             try:
@@ -97,10 +99,17 @@ def _wait_loaded(url: str, settings: Settings, status: Status) -> None:
             except (httpx.HTTPError, ValueError):
                 state = {}
             depth = state.get("depth")
-            # Only the embedded queue's depth means "not yet loaded" (Kafka's is its spool).
-            if state.get("queue") != "embedded" or depth == 0:
-                return
-            status.note(f"loading: {depth:,} events still queued …")
+            if state.get("queue") == "embedded":
+                if depth == 0:
+                    return
+                status.note(f"loading: {depth:,} events still queued …")
+            else:
+                answer = http.post("/v1/sql", json={"sql": "SELECT count() FROM events_raw",
+                                                    "format": "csv"})
+                counts.append(answer.content)
+                if len(counts) >= 4 and len(set(counts[-4:])) == 1:
+                    return
+                status.note(f"loading: {answer.text.strip()} events in events_raw …")
             time.sleep(0.5)
 
 
