@@ -334,4 +334,61 @@ describe('the console draws hostile event data as text', () => {
     assert.match(await result.textContent(), /<svg onload=__xss\(/);
     await assertClean(page, state, 'SQL');
   });
+
+  test('home, trends, flows, page report, correlation and the people behind a figure draw payloads as text', TEST, async () => {
+    const { page, errors, context } = await newPage(browser);
+    const state = { fired: [], dialogs: [], errors };
+    await page.exposeFunction('__xss', (tag) => state.fired.push(String(tag)));
+    await page.addInitScript(watchPage);
+    page.on('dialog', (d) => {
+      state.dialogs.push(d.message());
+      d.dismiss().catch(() => {});
+    });
+    await login(page, fh.url);
+
+    // Home: payload pages and campaigns in the top lists; the trend hovered.
+    await page.goto(`${fh.url}/console/#/home`);
+    await page.getByRole('table', { name: 'Top campaigns' }).waitFor({ timeout: 60_000 });
+    await page.getByRole('table', { name: 'Per day' }).waitFor({ timeout: 60_000 });
+    assert.match(await page.getByRole('table', { name: 'Top pages' }).textContent(), /<img src=x onerror=__xss\(|<svg onload=__xss\(/);
+    assert.match(await page.getByRole('table', { name: 'Top campaigns' }).textContent(), /__xss\(/);
+    assert.ok((await hoverEveryChartElement(page)) > 3);
+    await assertClean(page, state, 'home');
+
+    // Trends broken down by a payload field: legend, table headers, tooltips; a point's people.
+    await page.goto(`${fh.url}/console/#/trends`);
+    await page.getByRole('table', { name: 'Trend by period' }).waitFor({ timeout: 60_000 });
+    await page.getByLabel('Breakdown', { exact: true }).selectOption('page_title');
+    await page.getByRole('button', { name: 'Show trend' }).click();
+    await page.waitForFunction(() => [...document.querySelectorAll('th')].some((th) => th.textContent.includes('__xss(')), null, { timeout: 60_000 });
+    assert.ok((await hoverEveryChartElement(page)) > 3);
+    await page.getByRole('table', { name: 'Trend by period' }).getByRole('button', { name: /People behind .*__xss\(/ }).first().click();
+    const panel = page.getByRole('region', { name: /^People:/ });
+    await panel.getByRole('table').waitFor({ timeout: 60_000 });
+    assert.match(await panel.textContent(), /__xss\(/);
+    await assertClean(page, state, 'trends and their people');
+
+    // User flows from the payload centre page; the page report; correlation by payload properties.
+    await page.goto(`${fh.url}/console/#/flows`);
+    await page.getByLabel('Page, screen or event').fill(`/centre${pay(0, 'centre')}`);
+    await page.getByRole('button', { name: 'Show flows' }).click();
+    await page.getByRole('table', { name: 'Flow nodes by step' }).waitFor({ timeout: 60_000 });
+    assert.match(await page.getByRole('table', { name: 'Flow nodes by step' }).textContent(), /__xss\(/);
+    assert.ok((await hoverEveryChartElement(page)) > 3);
+    await assertClean(page, state, 'flows');
+    await page.goto(`${fh.url}/console/#/pages`);
+    await page.getByRole('table', { name: 'Pages and screens' }).waitFor({ timeout: 60_000 });
+    assert.ok((await hoverEveryChartElement(page)) > 3);
+    await assertClean(page, state, 'page report');
+    await page.goto(`${fh.url}/console/#/correlation`);
+    await page.getByLabel('Step 1', { exact: true }).selectOption('product_view');
+    await page.getByLabel('Step 2', { exact: true }).selectOption('add_to_cart');
+    await page.getByLabel('Step 3', { exact: true }).selectOption('purchase');
+    await page.getByLabel(/Also compare properties/).fill('page_title, utm_campaign');
+    await page.getByRole('button', { name: 'Find correlations' }).click();
+    await page.getByRole('table', { name: /Correlated events/ }).waitFor({ timeout: 60_000 });
+    await page.waitForFunction(() => !document.querySelector('.loading'));
+    await assertClean(page, state, 'correlation');
+    await context.close();
+  });
 });
