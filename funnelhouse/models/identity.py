@@ -65,21 +65,21 @@ def save_links(wh: Warehouse, scratch: str) -> None:
     _replace_changes(wh, None)
 
 
-def refresh(wh: Warehouse, new_events: str, params: dict[str, str]) -> int:
-    """Merge the links of the events matching `new_events` (a WHERE condition on
-    events_raw) into identity_map; returns the rows of the new map."""
+def refresh(wh: Warehouse, source: str) -> int:
+    """Merge the links of the new events (`source`: a table of events_raw's columns,
+    the events received since the last run) into identity_map; returns its rows."""
     names = ("links_new", "merged", "changed", "affected", "level", "near", "resolved",
              "seen", "rows")
     t = {n: f"{_SCRATCH}{n}" for n in names}
     try:
-        _run(wh, t, new_events, params)
+        _run(wh, t, source)
         return int(wh.query("SELECT count() FROM identity_map").scalar() or 0)
     finally:
         for table in t.values():
             wh.execute(f"DROP TABLE IF EXISTS {table} SYNC")
 
 
-def _run(wh: Warehouse, t: dict[str, str], new_events: str, params: dict[str, str]) -> None:
+def _run(wh: Warehouse, t: dict[str, str], source: str) -> None:
     for table in t.values():
         wh.execute(f"DROP TABLE IF EXISTS {table} SYNC")
     # 1. the new events' first link per id
@@ -89,16 +89,16 @@ def _run(wh: Warehouse, t: dict[str, str], new_events: str, params: dict[str, st
                min(timestamp) AS linked_at
         FROM (
             SELECT anonymous_id AS from_id, user_id AS to_id, timestamp, {_KEY} AS key
-            FROM events_raw
-            WHERE ({new_events}) AND anonymous_id != '' AND user_id != ''
+            FROM {source}
+            WHERE anonymous_id != '' AND user_id != ''
               AND anonymous_id != user_id
             UNION ALL
             SELECT previous_id AS from_id, user_id AS to_id, timestamp, {_KEY} AS key
-            FROM events_raw
-            WHERE ({new_events}) AND type = 'alias' AND previous_id != '' AND user_id != ''
+            FROM {source}
+            WHERE type = 'alias' AND previous_id != '' AND user_id != ''
               AND previous_id != user_id
         )
-        GROUP BY from_id""", params)
+        GROUP BY from_id""")
     # 2. merged with the stored first link: the earlier one wins
     wh.execute(f"""
         CREATE TABLE {t['merged']} ENGINE = Memory AS
@@ -168,15 +168,15 @@ def _run(wh: Warehouse, t: dict[str, str], new_events: str, params: dict[str, st
         SELECT id, max(is_user) AS is_user, min(seen_at) AS seen_at
         FROM (
             SELECT anonymous_id AS id, 0 AS is_user, timestamp AS seen_at
-            FROM events_raw WHERE ({new_events}) AND anonymous_id != ''
+            FROM {source} WHERE anonymous_id != ''
             UNION ALL
             SELECT user_id AS id, 1 AS is_user, timestamp AS seen_at
-            FROM events_raw WHERE ({new_events}) AND user_id != ''
+            FROM {source} WHERE user_id != ''
             UNION ALL
             SELECT previous_id AS id, 0 AS is_user, timestamp AS seen_at
-            FROM events_raw WHERE ({new_events}) AND type = 'alias' AND previous_id != ''
+            FROM {source} WHERE type = 'alias' AND previous_id != ''
         )
-        GROUP BY id""", params)
+        GROUP BY id""")
     wh.execute(f"""
         CREATE TABLE {t['rows']} ENGINE = Memory AS
         WITH touched AS (

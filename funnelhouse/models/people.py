@@ -4,7 +4,8 @@ Affected people P = the persons of the events received since the previous run
 (resolved with the map just merged) ∪ the persons whose ids changed in this run's
 identity merge (the old person and the new one: identity_map_changes), closed once
 over shared order ids (an order is its first purchase event among every copy, and the
-copies may sit with different persons).
+copies may sit with different persons: whoever holds an order's first copy in the
+`orders` table joins P).
 
 Their days: before this run, a person's events were on the days funnel_stages holds
 for them (one row per person and active day, built with the same events); this run
@@ -49,8 +50,8 @@ def _dates(wh: Warehouse, sql: str, params: dict[str, str] | None = None) -> lis
     return sorted(date.fromisoformat(r[0]) for r in wh.query(sql, params).rows)
 
 
-def plan_people(wh: Warehouse, new_events: str, params: dict[str, str],
-                rebuilt_days: list[date]) -> PersonPlan:
+def plan_people(wh: Warehouse, source: str, rebuilt_days: list[date]) -> PersonPlan:
+    """`source`: the events received since the previous run (a table expression)."""
     plan = PersonPlan()
     plan.drop(wh)
     rebuilt = "(" + ", ".join(f"toDate('{d.isoformat()}')" for d in rebuilt_days
@@ -62,25 +63,26 @@ def plan_people(wh: Warehouse, new_events: str, params: dict[str, str],
         SELECT DISTINCT multiIf(e.user_id != '' AND u.person_id != '', u.person_id,
                                 e.user_id != '', e.user_id,
                                 a.person_id != '', a.person_id, e.anonymous_id)
-        FROM (SELECT DISTINCT user_id, anonymous_id FROM events_raw WHERE {new_events}) AS e
+        FROM (SELECT DISTINCT user_id, anonymous_id FROM {source}) AS e
         LEFT JOIN (SELECT id, person_id FROM identity_map WHERE person_id != id) AS u
             ON u.id = e.user_id
         LEFT JOIN (SELECT id, person_id FROM identity_map WHERE person_id != id) AS a
             ON a.id = e.anonymous_id
-        SETTINGS join_use_nulls = 0""", params)
+        SETTINGS join_use_nulls = 0""")
     wh.execute(f"INSERT INTO {PEOPLE} SELECT person_id FROM identity_map_changes")
     days_of = (f"SELECT DISTINCT toString(stage_date) FROM funnel_stages "
                f"WHERE person_id IN (SELECT person_id FROM {{t}}) UNION DISTINCT "
                f"SELECT DISTINCT toString(event_date) FROM behavior_events "
                f"WHERE event_date IN {rebuilt} AND person_id IN (SELECT person_id FROM {{t}})")
     days = _dates(wh, days_of.format(t=PEOPLE))
-    # persons sharing an order id with P (their copy of the order may be the first)
+    # the persons holding (as their first copy, in orders) an order id P purchased:
+    # with them in P, each order's copies are all read and the first one still wins
     day_list = "(" + ", ".join(f"toDate('{d.isoformat()}')" for d in days
                                or [date(1970, 1, 1)]) + ")"
     wh.execute(f"""
         INSERT INTO {PEOPLE}
-        SELECT DISTINCT person_id FROM behavior_events
-        WHERE event = 'purchase' AND order_id IN (
+        SELECT DISTINCT person_id FROM orders
+        WHERE order_id IN (
             SELECT order_id FROM behavior_events
             WHERE event = 'purchase' AND order_id != '' AND event_date IN {day_list}
               AND person_id IN (SELECT person_id FROM {PEOPLE}))

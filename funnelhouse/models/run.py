@@ -73,6 +73,9 @@ _DAYS = re.compile(r"\{\{ days:(\w+(?:\.\w+)?) \}\}")
 MATERIALIZATIONS = ("table", "incremental_by_day", "incremental_by_person")
 # A chunk writes one part per day at once; a week keeps the write buffers small.
 CHUNK_MAX_DAYS = 7
+# The events received since the previous run, read once per run (identity merge, plan).
+NEW_EVENTS = "models__new_events"
+_PART_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 # One run at a time per process: staging tables have fixed names.
 _RUN_LOCK = threading.Lock()
 
@@ -200,6 +203,9 @@ class _Runner:
         self.plan: PersonPlan | None = None  # the affected people, once per run
         self.planned = False
         self.filters: tuple[str, str] | None = None  # people table, days list for _insert
+        self.started = ""  # this run's start, the warehouse's clock
+        self.previous_start: dict[str, str] = {}  # model → start of its previous run
+        self.new_events_key: tuple[str, str | None] | None = None  # what NEW_EVENTS holds
 
     # -- orchestration ---------------------------------------------------------------
     def run(
@@ -223,11 +229,19 @@ class _Runner:
              watermark DateTime64(3, 'UTC'),  -- max received_at of events_raw at run start
              rules String)                    -- reporting tz and session gap it was built with
             ENGINE = MergeTree ORDER BY (model, ran_at)""")
+        # when the run started (the warehouse's clock): events_raw parts written since
+        # are the only ones the next run reads for what is new
+        self.wh.execute(f"ALTER TABLE {STATE_TABLE} ADD COLUMN IF NOT EXISTS "
+                        "started_at Nullable(DateTime64(3, 'UTC'))")
+        self.started = str(self.wh.query("SELECT toString(now64(3))").scalar())
         watermark = self.wh.query("SELECT max(received_at) FROM events_raw").scalar()
-        self.previous = {
-            r[0]: r[1] for r in self.wh.query(
-                f"SELECT model, toString(max(watermark)) FROM {STATE_TABLE} GROUP BY model").rows
-        }
+        self.previous, self.previous_start = {}, {}
+        for model_name, last, start in self.wh.query(
+                f"SELECT model, toString(max(watermark)), toString(max(started_at)) "
+                f"FROM {STATE_TABLE} GROUP BY model").rows:
+            self.previous[model_name] = last
+            if start:  # NULL for runs of an older version
+                self.previous_start[model_name] = start
         # person-level models refresh by person only in a run of every model: the
         # affected people come from this run's identity merge and rebuilt days
         self.whole_run = select is None or {m.name for m in load_models(
@@ -239,6 +253,7 @@ class _Runner:
         finally:
             if self.plan is not None:
                 self.plan.drop(self.wh)
+            self.wh.execute(f"DROP TABLE IF EXISTS {NEW_EVENTS} SYNC")
         return runs
 
     def _run_all(
@@ -288,9 +303,9 @@ class _Runner:
             runs.append(run)
             self.wh.execute(
                 f"INSERT INTO {STATE_TABLE} "
-                "(model, ran_at, mode, rows, seconds, days, watermark, rules) "
+                "(model, ran_at, mode, rows, seconds, days, watermark, rules, started_at) "
                 "VALUES ({m:String}, now64(3), {mode:String}, {rows:UInt64}, {s:Float64}, "
-                "{d:UInt32}, {w:DateTime64(3, 'UTC')}, {r:String})",
+                "{d:UInt32}, {w:DateTime64(3, 'UTC')}, {r:String}, {st:DateTime64(3, 'UTC')})",
                 {
                     "m": model.name,
                     "mode": mode,
@@ -299,6 +314,7 @@ class _Runner:
                     "d": days,
                     "w": watermark or "1970-01-01 00:00:00.000",
                     "r": self.rules,
+                    "st": self.started,
                 },
             )
             detail = f", {days} day(s)" if model.materialized == "incremental_by_day" else ""
@@ -327,13 +343,12 @@ class _Runner:
 
         The margin covers events the loader commits a little after later-received ones.
         """
-        last = self._last_watermark(model)
-        if last is None:
+        if self._last_watermark(model) is None:
             return set()
+        source = self._new_events(model)
         rows = self.wh.query(
-            "SELECT DISTINCT toString(toDate(timestamp, {tz:String})) FROM events_raw "
-            "WHERE received_at > {w:DateTime64(3, 'UTC')} - INTERVAL {m:UInt32} SECOND",
-            {"tz": self.tz, "w": last, "m": int(self.received_margin.total_seconds())},
+            f"SELECT DISTINCT toString(toDate(timestamp, {{tz:String}})) FROM {source}",
+            {"tz": self.tz},
         ).rows
         return {date.fromisoformat(r[0]) for r in rows}
 
@@ -421,16 +436,27 @@ class _Runner:
         value, count = result.rows[0]
         return value if count else None
 
-    def _day_rows(self) -> dict[date, int]:
-        """Events per reporting day in events_raw (a read of the timestamp column)."""
-        if self.day_rows is None:
-            rows = self.wh.query(
-                "SELECT toString(toDate(timestamp, {tz:String})) AS d, count() "
-                "FROM events_raw GROUP BY d",
-                {"tz": self.tz},
-            ).rows
-            self.day_rows = {date.fromisoformat(r[0]): int(r[1]) for r in rows}
-        return self.day_rows
+    def _day_rows(self, days: list[date] | None = None) -> dict[date, int]:
+        """Events per reporting day in events_raw (a read of the timestamp column):
+        every day, or only the span of `days` (a range of events_raw's sort key)."""
+        if self.day_rows is not None:
+            return self.day_rows
+        span = ""
+        params = {"tz": self.tz}
+        if days:
+            bounds = self._day_params([min(days), max(days)])
+            span = ("WHERE timestamp >= {f:DateTime64(3, 'UTC')} "
+                    "AND timestamp < {t:DateTime64(3, 'UTC')}")
+            params |= {"f": bounds["ts_from"], "t": bounds["ts_to"]}
+        rows = self.wh.query(
+            "SELECT toString(toDate(timestamp, {tz:String})) AS d, count() "
+            f"FROM events_raw {span} GROUP BY d",
+            params,
+        ).rows
+        counts = {date.fromisoformat(r[0]): int(r[1]) for r in rows}
+        if not days:
+            self.day_rows = counts
+        return counts
 
     def _chunks(self, days: list[date]) -> list[list[date]]:
         """Runs of consecutive days, cut at CHUNK_MAX_DAYS days or chunk_rows events.
@@ -438,7 +464,7 @@ class _Runner:
         Consecutive, because a chunk reads events_raw as one range of days; a day with
         more events than chunk_rows is a chunk of its own.
         """
-        counts = self._day_rows()
+        counts = self._day_rows(days)
         chunks: list[list[date]] = []
         rows = 0
         for day in sorted(days):
@@ -456,10 +482,42 @@ class _Runner:
                 rows = n
         return chunks
 
-    def _new_events(self, model: str) -> tuple[str, dict[str, str]]:
-        """A WHERE condition on events_raw: received since `model`'s previous run."""
-        return ("received_at > {w:DateTime64(3, 'UTC')} - INTERVAL {m:UInt32} SECOND",
-                {"w": self.previous[model], "m": str(int(self.received_margin.total_seconds()))})
+    def _new_events(self, model: str) -> str:
+        """The events received since `model`'s previous run, as a table expression.
+
+        Received since = `received_at` above that run's watermark less the margin (the
+        loader commits some events a little after later-received ones). Only the parts
+        of events_raw written since that run started are read: every event already in
+        a part then was read by that run (or an earlier one), and a merge or a forget
+        writes new parts, which are read again (so this only narrows the read). The
+        first identity_map/plan caller keeps them in a Memory table for the run.
+        """
+        key = (self.previous[model], self.previous_start.get(model))
+        if self.new_events_key == key:
+            return NEW_EVENTS
+        condition = ("received_at > {w:DateTime64(3, 'UTC')} - INTERVAL {m:UInt32} SECOND")
+        params = {"w": key[0], "m": str(int(self.received_margin.total_seconds()))}
+        if key[1] is not None:
+            # a part's directory time is set while it is written, a little before it is
+            # visible: a minute's slack (or the margin) covers a long insert
+            slack = max(int(self.received_margin.total_seconds()), 60)
+            parts = [r[0] for r in self.wh.query(
+                "SELECT name FROM system.parts WHERE database = currentDatabase() "
+                "AND table = 'events_raw' AND active "
+                "AND modification_time >= toDateTime({s:DateTime64(3, 'UTC')}) "
+                "- INTERVAL {k:UInt32} SECOND", {"s": key[1], "k": slack}).rows
+                if _PART_NAME.match(r[0])]
+            listed = ", ".join(f"'{name}'" for name in parts)
+            condition += f" AND _part IN ({listed})" if parts else " AND 0"
+        if self.new_events_key is None and model == "identity_map":
+            self.wh.execute(f"DROP TABLE IF EXISTS {NEW_EVENTS} SYNC")
+            self.wh.execute(
+                f"CREATE TABLE {NEW_EVENTS} ENGINE = Memory AS "
+                f"SELECT timestamp, received_at, message_id, type, anonymous_id, user_id, "
+                f"previous_id FROM events_raw WHERE {condition}", params)
+            self.new_events_key = key
+            return NEW_EVENTS
+        return "(SELECT * FROM events_raw WHERE " + _bind(condition, params) + ")"
 
     # -- building ----------------------------------------------------------------------
     def _build_table(self, model: Model, keep: Callable[[], None] | None = None) -> int:
@@ -477,8 +535,7 @@ class _Runner:
         if (not full_refresh and "identity_map" in self.previous
                 and self._exists("identity_map") and self._exists(identity.LINKS)
                 and self._exists(identity.CHANGES) and not self._schema_changed(model)):
-            condition, params = self._new_events("identity_map")
-            return identity.refresh(self.wh, condition, params), "incremental"
+            return identity.refresh(self.wh, self._new_events("identity_map")), "incremental"
         scratch = "identity_map__scratch"
         rows = self._build_table(model, keep=lambda: identity.save_links(self.wh, scratch))
         return rows, "full"
@@ -522,14 +579,16 @@ class _Runner:
         if self.planned:
             return self.plan
         self.planned = True
-        upstream = ("identity_map", "behavior_events", "sessions", "funnel_stages")
+        # funnel_stages (people's days) and orders (who holds an order) are read as
+        # they were before this run: both must be in step with the map
+        upstream = ("identity_map", "behavior_events", "sessions", "funnel_stages", "orders")
         if (full_refresh or not self.whole_run
                 or any(self.modes.get(m) != "incremental" for m in upstream[:3])
                 or len({self.previous.get(m) for m in upstream}) != 1
-                or not self._exists("funnel_stages")):
+                or not self._exists("funnel_stages") or not self._exists("orders")):
             return None
-        condition, params = self._new_events("identity_map")
-        self.plan = plan_people(self.wh, condition, params, sorted(self.rebuilt_days))
+        self.plan = plan_people(self.wh, self._new_events("identity_map"),
+                                sorted(self.rebuilt_days))
         return self.plan
 
     def _build_incremental_full(self, model: Model, days: list[date]) -> int:
@@ -681,6 +740,21 @@ class _Runner:
 
 def _ddl(model: Model, table: str) -> str:
     return model.ddl.replace("{{ this }}", table)
+
+
+def _bind(condition: str, params: dict[str, str]) -> str:
+    """The new-events condition with its two values inlined (a watermark the runner
+    read from the warehouse and a number of seconds), for a table expression."""
+    return (condition
+            .replace("{w:DateTime64(3, 'UTC')}",
+                     f"toDateTime64('{_checked_time(params['w'])}', 3, 'UTC')")
+            .replace("{m:UInt32}", str(int(params["m"]))))
+
+
+def _checked_time(text: str) -> str:
+    if not re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d+)?", text):
+        raise ValueError(f"unexpected watermark {text!r}")
+    return text
 
 
 def _date_list(days: list[date]) -> str:
