@@ -23,7 +23,8 @@ after(async () => {
   await fh?.stop().catch(() => {});
 }, { timeout: 60_000 });
 
-const number = (text) => Number(String(text).replace(/[,%\s]/g, ''));
+// The number a cell starts with ("53.14% (running)" → 53.14; "–" → NaN).
+const number = (text) => Number((String(text).replace(/,/g, '').match(/^\s*(-?[\d.]+)/) || [])[1]);
 
 // A wrong token makes the browser itself log the refused request; nothing else may be logged.
 const REFUSED_401 = /Failed to load resource: the server responded with a status of 401/;

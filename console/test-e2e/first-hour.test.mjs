@@ -17,7 +17,8 @@ const AXE = require.resolve('axe-core/axe.min.js');
 let fh;
 let browser;
 const TEST = { timeout: 180_000 };
-const number = (text) => Number(String(text).replace(/[,%\s]/g, '').replace(/incomplete$/, ''));
+// The number a cell starts with ("53.14% (running)" → 53.14; "–" → NaN).
+const number = (text) => Number((String(text).replace(/,/g, '').match(/^\s*(-?[\d.]+)/) || [])[1]);
 
 // Every route of the console and what shows it is ready (with demo data).
 const VIEWS = {
@@ -239,6 +240,20 @@ describe('the first hour', () => {
     await open(page, 'retention');
     const retention = page.getByRole('table', { name: /Retention by cohort/ });
     const cohorts = await tableRows(retention);
+    // A period still running at as_of (day k of a cohort is today) says so; no other cell does.
+    const today = new Date().toISOString().slice(0, 10);
+    const retentionHeaders = await tableHeaders(retention);
+    let running = 0;
+    for (const r of cohorts.filter((row) => /^\d{4}-\d{2}-\d{2}$/.test(row[0]))) {
+      retentionHeaders.forEach((h, i) => {
+        const k = (h.match(/^d(\d+)$/) || [])[1];
+        if (k === undefined || r[i] === '–') return;
+        const day = new Date(Date.parse(`${r[0]}T00:00:00Z`) + Number(k) * 86_400_000).toISOString().slice(0, 10);
+        assert.equal(/\(running\)/.test(r[i]), day === today, `cohort ${r[0]} ${h}: ${r[i]}`);
+        if (day === today) running++;
+      });
+    }
+    assert.ok(running > 0, 'the cohorts of the last days have a period running today');
     const cohort = cohorts.find((r) => r[0] !== '(all cohorts)' && r[3] !== '–' && number(r[3]) > 0);
     assert.ok(cohort, 'a cohort came back on day 1');
     await retention.getByRole('button', { name: new RegExp(`People behind cohort ${cohort[0]}, came back in d1`) }).click();

@@ -4,6 +4,7 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { download, postJson } from '../api';
 import { num, stamp } from '../format';
+import { sourceLabel } from '../labels';
 import { href } from '../router';
 import { Choice, TextField } from './fields';
 import { ErrorNotice, Loading } from './notice';
@@ -31,7 +32,7 @@ const COLUMNS: Column[] = [
   { key: 'email', label: 'Email', render: (r) => String(r.email || '') || <span class="muted">–</span> },
   { key: 'first_seen_at', label: 'First seen (UTC)', render: (r) => stamp(r.first_seen_at) },
   { key: 'last_seen_at', label: 'Last seen (UTC)', render: (r) => stamp(r.last_seen_at) },
-  { key: 'first_touch_source', label: 'First touch', render: (r) => [r.first_touch_source, r.first_touch_campaign].filter(Boolean).join(' / ') || '(direct)' },
+  { key: 'first_touch_source', label: 'First touch', render: (r) => [sourceLabel(r.first_touch_source), r.first_touch_campaign].filter(Boolean).join(' / ') },
   { key: 'events', label: 'Events', numeric: true },
   { key: 'orders', label: 'Orders', numeric: true },
   { key: 'revenue', label: 'Revenue', numeric: true },

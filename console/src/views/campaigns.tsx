@@ -9,6 +9,7 @@ import { SqlDetails } from '../components/sql';
 import { DataTable, type Column, type Row, type Sort } from '../components/table';
 import { useRequest } from '../components/useRequest';
 import { num, pct } from '../format';
+import { campaignLabel, DIRECT, NONE } from '../labels';
 import { useCatalogue } from '../meta';
 
 interface CampaignColumn {
@@ -41,7 +42,7 @@ function share(value: unknown): string {
   return pct(Math.round(n * 10000) / 100);
 }
 
-const campaignName = (r: Row) => `${r.source || '(none)'} / ${r.medium || '(none)'} / ${r.campaign || '(none)'}`;
+const campaignName = (r: Row) => campaignLabel(r.source, r.medium, r.campaign);
 
 export function CampaignsView() {
   const { catalogue } = useCatalogue();
@@ -71,7 +72,7 @@ export function CampaignsView() {
     label: c.label || c.name,
     numeric: isNumeric(c),
     sortable: true,
-    render: isShare(c) ? (r: Row) => share(r[c.name]) : isNumeric(c) ? undefined : (r: Row) => String(r[c.name] ?? '') || <span class="muted">(none)</span>,
+    render: isShare(c) ? (r: Row) => share(r[c.name]) : isNumeric(c) ? undefined : (r: Row) => String(r[c.name] ?? '') || <span class="muted">{c.name === 'source' ? DIRECT : NONE}</span>,
   }));
 
   return (

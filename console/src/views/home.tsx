@@ -12,6 +12,7 @@ import { DataTable, type Column, type Row } from '../components/table';
 import { completeMean, timeSeriesOption, type Line } from '../components/timeseries';
 import { useRequest } from '../components/useRequest';
 import { num, pct } from '../format';
+import { campaignLabel } from '../labels';
 import { useCatalogue } from '../meta';
 import { href } from '../router';
 
@@ -236,7 +237,7 @@ function TopCampaigns({ req }: { req: ReturnType<typeof useRequest<{ rows: Row[]
             caption="Top campaigns"
             hideCaption
             columns={[
-              { key: 'campaign', label: 'Source / medium / campaign', render: (r) => [r.source || '(direct)', r.medium || '(none)', r.campaign || '(none)'].join(' / ') },
+              { key: 'campaign', label: 'Source / medium / campaign', render: (r) => campaignLabel(r.source, r.medium, r.campaign) },
               { key: 'sessions', label: 'Sessions', numeric: true },
               { key: 'orders', label: 'Orders', numeric: true },
               { key: 'revenue', label: 'Revenue', numeric: true },

@@ -109,6 +109,27 @@ function periodEnd(day: string, period: string): string {
   return d.toISOString().slice(0, 10);
 }
 
+/** The first day of period k of a cohort that starts on `day`. */
+function periodStart(day: string, period: string, k: number): Date {
+  const d = new Date(`${day}T00:00:00Z`);
+  if (period === 'week') d.setUTCDate(d.getUTCDate() + 7 * k);
+  else if (period === 'month') d.setUTCMonth(d.getUTCMonth() + k, 1);
+  else d.setUTCDate(d.getUTCDate() + k);
+  return d;
+}
+
+/**
+ * Whether period k of this cohort had begun but not ended at as_of: its number can still grow, so
+ * it is drawn hatched and not read as a drop (days are taken in UTC here, as the answer's as_of).
+ */
+export function stillRunning(result: RetentionResult, row: Record<string, unknown>, k: number): boolean {
+  const cohort = String(row.cohort);
+  if (!/^\d{4}-\d{2}-\d{2}$/.test(cohort)) return false;
+  const asOf = new Date(`${String(result.spec.as_of).replace(' ', 'T').replace(/Z?$/, 'Z')}`);
+  const period = String(result.spec.period);
+  return periodStart(cohort, period, k) <= asOf && asOf < periodStart(cohort, period, k + 1);
+}
+
 /** The people of one cell: that cohort's days (or every cohort) and came back in period K (K ≥ 1). */
 function cellPeople(result: RetentionResult, row: Record<string, unknown>, column: string, k: number): PeopleQuery {
   const spec = { ...result.spec } as Record<string, unknown>;
@@ -126,7 +147,7 @@ function cellPeople(result: RetentionResult, row: Record<string, unknown>, colum
 function RetentionAnswer({ result, onPeople }: { result: RetentionResult; onPeople: (q: PeopleQuery) => void }) {
   const periodColumns = result.columns.filter((c) => c !== 'cohort' && c !== 'size' && c !== 'breakdown');
   const rows = rowsOf(result.columns, result.rows);
-  const option = useMemo(() => heatmap(rows, periodColumns), [result]);
+  const option = useMemo(() => heatmap(rows, periodColumns, (row, k) => stillRunning(result, row, k)), [result]);
   if (!rows.length) return <Empty>No cohort in these days.</Empty>;
 
   const columns: Column[] = [
@@ -139,7 +160,13 @@ function RetentionAnswer({ result, onPeople }: { result: RetentionResult; onPeop
       numeric: true,
       render: (r: Record<string, unknown>) => {
         if (r[c] === null || r[c] === undefined) return <span class="muted" title="period not begun">–</span>;
-        const cell = <span class="heat" style={{ '--heat': String(Number(r[c]) / 100) }}>{pct(r[c])}</span>;
+        const running = stillRunning(result, r, k);
+        const cell = (
+          <span class={`heat${running ? ' running' : ''}`} style={{ '--heat': String(Number(r[c]) / 100) }} title={running ? 'period still running: this number can still grow' : undefined}>
+            {pct(r[c])}
+            {running && <span class="running-mark"> (running)</span>}
+          </span>
+        );
         // Cohorts split by a breakdown have no people query of their own.
         if (r.breakdown !== undefined && r.breakdown !== null) return cell;
         const q = cellPeople(result, r, c, k);
@@ -177,15 +204,17 @@ function RetentionAnswer({ result, onPeople }: { result: RetentionResult; onPeop
   );
 }
 
-function heatmap(rows: Record<string, unknown>[], periods: string[]): ChartOption {
+function heatmap(rows: Record<string, unknown>[], periods: string[], running: (row: Record<string, unknown>, k: number) => boolean): ChartOption {
   const cohorts = rows.map((r) => `${r.cohort}${r.breakdown ? ` · ${r.breakdown}` : ''} (${num(r.size)})`);
   // Dark cells get white numbers, so every number stays readable.
-  const cells: { value: [number, number, number]; label: { color: string } }[] = [];
+  const cells: { value: [number, number, number]; label: { color: string }; itemStyle?: Record<string, unknown> }[] = [];
   rows.forEach((r, y) =>
     periods.forEach((p, x) => {
       if (r[p] === null || r[p] === undefined) return;
       const v = Number(r[p]);
-      cells.push({ value: [x, y, v], label: { color: v > 55 ? '#fff' : '#1d2330' } });
+      // A period still running is hatched and faded: not a drop, just not over yet.
+      const open = running(r, x);
+      cells.push({ value: [x, y, v], label: { color: v > 55 && !open ? '#fff' : '#1d2330' }, ...(open ? { itemStyle: { opacity: 0.45, decal: { symbol: 'rect', dashArrayX: [1, 0], dashArrayY: [2, 4], rotation: 0.8, color: 'rgba(0,0,0,0.25)' } } } : {}) });
     }),
   );
   return {
