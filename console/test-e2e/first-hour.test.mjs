@@ -91,7 +91,13 @@ describe('the first hour', () => {
     }
     // The views on the raw events work already.
     for (const view of ['qa', 'coverage', 'sql']) await open(page, view);
-    assert.deepEqual(unexpected(), []);
+    // A query on a model table fails (the engine's answer, in the SQL view); what to do is beside it.
+    await page.getByRole('textbox', { name: 'SQL', exact: true }).fill('SELECT count() FROM behavior_events');
+    await page.getByRole('button', { name: /Run/ }).click();
+    await page.getByRole('alert').waitFor();
+    await page.getByRole('heading', { name: 'The tables are not built yet' }).waitFor();
+    assert.deepEqual(unexpected().filter((e) => !/status of 400/.test(e)), []);
+    errors.length = 0;
 
     // Build now, from Retention: the view comes back with its answer.
     await page.goto(`${fh.url}/console/#/retention`);

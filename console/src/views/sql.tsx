@@ -2,6 +2,7 @@
 // query here with its parameters ("View SQL" → link).
 import { useEffect, useState } from 'preact/hooks';
 import { postJson } from '../api';
+import { NotBuiltNotice } from '../components/notbuilt';
 import { Empty, ErrorNotice, Loading } from '../components/notice';
 import { DataTable, type Row } from '../components/table';
 import { useRequest } from '../components/useRequest';
@@ -92,6 +93,7 @@ export function SqlView({ route }: { route: Route }) {
       </form>
       <ErrorNotice error={paramsError} what="Reading the parameters" />
       <ErrorNotice error={req.error} what="The query" />
+      {missingModelTable(req.error) && <NotBuiltNotice />}
       {req.loading && <Loading>Running…</Loading>}
       {answer && (
         <div class="answer">
@@ -118,4 +120,14 @@ export function SqlView({ route }: { route: Route }) {
 function cell(value: unknown): string {
   if (value === null || value === undefined) return 'NULL';
   return typeof value === 'object' ? JSON.stringify(value) : String(value);
+}
+
+// The tables the model refresh builds (funnelhouse/sql/models): a query on one of them before the
+// first refresh fails with the engine's "Unknown table"; say what to do beside it.
+const MODEL_TABLES = ['behavior_events', 'campaign_performance', 'funnel_stages', 'identity_map', 'order_items', 'orders', 'product_engagement', 'sessions', 'users'];
+
+function missingModelTable(error: unknown): boolean {
+  const text = error instanceof Error ? error.message : '';
+  const table = (text.match(/Unknown table[^'`]*['`](?:\w+\.)?(\w+)['`]/) || [])[1];
+  return !!table && MODEL_TABLES.includes(table);
 }
