@@ -56,6 +56,18 @@ SELECT level, count() AS people FROM (
     WHERE event IN ('page_view', 'product_view', 'add_to_cart', 'begin_checkout', 'purchase')
     GROUP BY person_id)
 GROUP BY level ORDER BY level"""
+# Weekly retention the plainest way ClickHouse does it (one pass, arrays per person,
+# first-seen week as the cohort): what the retention analysis is measured against.
+BARE_RETENTION = """
+SELECT cohort, count() AS people,
+       sumForEach(arrayMap(k -> toUInt64(has(weeks, addWeeks(cohort, k))), range(0, 5))) AS back
+FROM (
+    SELECT person_id, min(toMonday(event_date)) AS cohort,
+           groupUniqArray(toMonday(event_date)) AS weeks
+    FROM behavior_events
+    WHERE event_at <= toDateTime64('2024-06-01 00:00:00', 3, 'UTC')
+    GROUP BY person_id)
+GROUP BY cohort ORDER BY cohort"""
 
 
 def prepare(folder: Path, events: int, base_events: int) -> dict:
@@ -102,6 +114,7 @@ def queries(folder: Path, runs: int) -> dict:
     timed("retention_weekly", lambda: run_analysis(
         "retention", RETENTION, wh, settings.reporting_tz).summary)
     timed("windowFunnel_5_steps_no_times", lambda: wh.query(WINDOW_FUNNEL).rows)
+    timed("bare_retention_weekly", lambda: wh.query(BARE_RETENTION).rows)
     for name, analysis, spec in (("trends_daily_3_series", "trends", TRENDS),
                                  ("trends_dau_wau_mau", "trends", ACTIVE),
                                  ("stickiness_weekly", "stickiness", STICKINESS),

@@ -165,11 +165,15 @@ def _retention_outcomes(spec: RetentionSpec, k: int, columns: dict[str, str],
     WHERE {index} <= {p_latest}"""))
 
 
-def _event_candidates(query: Query, source: str, excluded_events: list[str]) -> Query:
+def _event_candidates(query: Query, source: str, excluded_events: list[str],
+                      with_values: bool = False) -> Query:
     """One row per event name (and a total row): how many decided people did it.
 
     `outcomes` is read once, as the join's hash table: ClickHouse inlines a CTE at every
-    reference, and each reference would run the whole funnel (or retention) again."""
+    reference, and each reference would run the whole funnel (or retention) again.
+    `with_values`: also one row per value of the outcomes' entry_value (a funnel's first
+    property), counted from the same pass — every decided person is in `did` once, as
+    their entering event lies in their span — instead of running the funnel again."""
     params = query.params
     names = [params.add(f"not_candidate_{i}", "String", e)
              for i, e in enumerate(excluded_events, 1)]
@@ -183,25 +187,29 @@ def _event_candidates(query: Query, source: str, excluded_events: list[str]) -> 
         days = "1"
         span = "e.event_date >= o.from_day AND e.event_date < o.to_day"
     p_as_of = "{as_of:DateTime64(3, 'UTC')}"
+    items = "arrayMap(n -> (0, 'event', n), names)"
+    if with_values:
+        items = f"arrayPushBack({items}, (0, 'property', entry_value))"
     return query.with_cte(Cte("did", f"""\
     -- each decided person once (their entering event lies in their span), with the names
     -- of the other events they did inside it
     SELECT o.person_id AS person_id, any(o.success) AS success,
+           any(o.entry_value) AS entry_value,
            groupUniqArrayIf(toString(e.event), {candidate}) AS names
     FROM {EVENTS_TABLE} AS e
     INNER JOIN outcomes AS o ON e.person_id = o.person_id
     WHERE {days}
       AND e.event_at <= {p_as_of}
       AND {span}
-    GROUP BY o.person_id""")).select("""\
+    GROUP BY o.person_id""")).select(f"""\
 SELECT
-    'event' AS kind,
-    item.2 AS name,
+    item.2 AS kind,
+    item.3 AS name,
     item.1 AS is_total,
     countIf(success) AS success_with,
     countIf(NOT success) AS failure_with
 FROM did
-ARRAY JOIN arrayPushFront(arrayMap(n -> (0, n), names), (1, '')) AS item
+ARRAY JOIN arrayPushFront({items}, (1, 'event', '')) AS item
 GROUP BY item""")
 
 
@@ -236,8 +244,13 @@ def run_correlation(warehouse: Warehouse, spec: CorrelationSpec, reporting_tz: s
                                    reporting_tz)
 
     steps = [s.event for s in spec.funnel.steps] if spec.funnel else []
-    queries = [("", _event_candidates(outcomes(None), spec.source, steps))]
-    queries += [(prop, _value_candidates(outcomes(prop))) for prop in spec.properties]
+    # A funnel's first property rides along with the events (one funnel run, not two);
+    # retention counts memberships, not people, so its values keep their own query.
+    shared = spec.properties[0] if spec.funnel is not None and spec.properties else None
+    queries = [(shared or "", _event_candidates(outcomes(shared), spec.source, steps,
+                                                with_values=shared is not None))]
+    queries += [(prop, _value_candidates(outcomes(prop))) for prop in spec.properties
+                if prop != shared]
     candidates: list[dict[str, Any]] = []
     sql_parts, params = [], {}
     success_total = failure_total = 0
@@ -257,7 +270,7 @@ def run_correlation(warehouse: Warehouse, spec: CorrelationSpec, reporting_tz: s
             ratio = odds_ratio(a, b, c, d)
             p_value = chi_square_p(a, b, c, d)
             candidates.append({
-                "kind": row["kind"], "property": prop or None,
+                "kind": row["kind"], "property": prop if row["kind"] == "property" else None,
                 "name": row["name"] if row["kind"] == "event" else (row["name"] or "(none)"),
                 "success_with": a, "failure_with": b,
                 "success_without": c, "failure_without": d,
