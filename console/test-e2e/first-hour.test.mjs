@@ -195,6 +195,10 @@ describe('the first hour', () => {
     const table = page.getByRole('table', { name: 'Funnel steps' });
     await table.waitFor({ timeout: 60_000 });
     const rows = await tableRows(table);
+    // Drop-off is in sight: the card names the step where most were lost (dropped / previous step).
+    const losses = rows.slice(1).map((r, i) => ({ step: i + 2, dropped: number(r[5]), lost: number(r[5]) / number(rows[i][2]) }));
+    const worst = losses.filter((l) => l.dropped > 0).sort((a, b) => b.lost - a.lost)[0];
+    assert.match(await page.locator('.drop-card').textContent(), new RegExp(`${worst.dropped.toLocaleString('en-US')} people dropped before step ${worst.step}`));
     const panel = page.getByRole('region', { name: /^People:/ });
     const count = async () => {
       await panel.getByRole('status').filter({ hasText: /people|person/ }).waitFor({ timeout: 60_000 });

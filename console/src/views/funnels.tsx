@@ -158,6 +158,12 @@ function FunnelAnswer({ result, group, setGroup, onPeople }: { result: FunnelRes
   const last = steps[steps.length - 1];
 
   const option = useMemo<ChartOption>(() => funnelChart(steps), [steps]);
+  // Where most of those who got to a step were lost before the next (window closed: dropped).
+  const worst = steps
+    .slice(1)
+    .map((step, i) => ({ step, lost: steps[i].people ? Math.round((step.dropped / steps[i].people) * 10000) / 100 : 0 }))
+    .filter((d) => d.step.dropped > 0)
+    .sort((a, b) => b.lost - a.lost)[0];
 
   if (!shown || !steps.length) return <Empty>No one did step 1 in these days.</Empty>;
 
@@ -201,6 +207,14 @@ function FunnelAnswer({ result, group, setGroup, onPeople }: { result: FunnelRes
         <li class="card"><span class="card-value">{pct(summary.conversion_pct)}</span><span class="card-label">conversion</span></li>
         <li class="card"><span class="card-value">{duration(last?.median_s_from_start)}</span><span class="card-label">median time to convert</span></li>
         <li class="card"><span class="card-value">{num(summary.still_in_window)}</span><span class="card-label">still in window</span></li>
+        {worst && (
+          <li class="card drop-card">
+            <span class="card-value">{pct(worst.lost)}</span>
+            <span class="card-label">
+              biggest drop-off: {num(worst.step.dropped)} people dropped before step {worst.step.step} ({worst.step.name})
+            </span>
+          </li>
+        )}
       </ul>
       <p class="muted">
         Taken as of <time class="as-of">{String(summary.as_of)}</time> UTC (later events are ignored) · window {String(summary.window)} · {String(summary.order)} order · {num(summary.excluded)} excluded
