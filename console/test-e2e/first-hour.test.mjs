@@ -195,6 +195,17 @@ describe('the first hour', () => {
     const table = page.getByRole('table', { name: 'Funnel steps' });
     await table.waitFor({ timeout: 60_000 });
     const rows = await tableRows(table);
+    // The URL carries the funnel: opened again, it runs the same steps and gets the same people.
+    const link = page.url();
+    assert.match(link, /#\/funnels\?steps=/);
+    await open(page, 'home');
+    await page.goto(link);
+    await page.waitForFunction(() => document.querySelectorAll('table tbody tr').length > 0 && !document.querySelector('.loading'), null, { timeout: 60_000 });
+    await table.waitFor({ timeout: 60_000 });
+    assert.deepEqual((await tableRows(table)).map((r) => r.slice(0, 3)), rows.map((r) => r.slice(0, 3)));
+    assert.equal(await page.getByLabel('Step 3 event').inputValue(), 'purchase');
+    assert.equal(await page.getByLabel('Window unit').inputValue(), 'h');
+
     // Drop-off is in sight: the card names the step where most were lost (dropped / previous step).
     const losses = rows.slice(1).map((r, i) => ({ step: i + 2, dropped: number(r[5]), lost: number(r[5]) / number(rows[i][2]) }));
     const worst = losses.filter((l) => l.dropped > 0).sort((a, b) => b.lost - a.lost)[0];

@@ -11,6 +11,7 @@ import { DataTable, type Column } from '../components/table';
 import { useRequest } from '../components/useRequest';
 import { duration, num, pct } from '../format';
 import { useCatalogue } from '../meta';
+import { href, type Route } from '../router';
 
 interface FunnelStep {
   step: number;
@@ -45,14 +46,29 @@ const PREFERRED = ['page_view', 'product_view', 'add_to_cart', 'begin_checkout',
 
 const groupName = (g: FunnelGroup) => (g.breakdown === null ? ALL : g.breakdown === '' ? '(none)' : g.breakdown);
 
-export function FunnelsView() {
+/** The funnel a link carries (#/funnels?steps=…&window=…): what was run, so it can be shared. */
+function fromLink(query: URLSearchParams): { steps: StepInput[]; window: [string, string]; order: string; breakdown: string; dates: DateWindow } | null {
+  let steps: StepInput[] = [];
+  try {
+    const parsed = JSON.parse(query.get('steps') || '[]');
+    if (Array.isArray(parsed)) steps = parsed.map((x) => ({ event: String(x?.event ?? ''), filter: String(x?.filter ?? '') }));
+  } catch {
+    return null; // a damaged link: start from the defaults
+  }
+  if (steps.length < 2) return null;
+  const [, value = '7', unit = 'd'] = (query.get('window') || '').match(/^(\d+)([mhd])$/) || [];
+  return { steps, window: [value, unit], order: query.get('order') || 'loose', breakdown: query.get('breakdown') || '', dates: { date_from: query.get('from') || '', date_to: query.get('to') || '' } };
+}
+
+export function FunnelsView({ route }: { route: Route }) {
   const { catalogue, error: metaError } = useCatalogue();
-  const [steps, setSteps] = useState<StepInput[]>([]);
-  const [windowValue, setWindowValue] = useState('7');
-  const [windowUnit, setWindowUnit] = useState('d');
-  const [order, setOrder] = useState('loose');
-  const [breakdown, setBreakdown] = useState('');
-  const [dates, setDates] = useState<DateWindow>({ date_from: '', date_to: '' });
+  const [linked] = useState(() => fromLink(route.query));
+  const [steps, setSteps] = useState<StepInput[]>(linked?.steps || []);
+  const [windowValue, setWindowValue] = useState(linked?.window[0] || '7');
+  const [windowUnit, setWindowUnit] = useState(linked?.window[1] || 'd');
+  const [order, setOrder] = useState(linked?.order || 'loose');
+  const [breakdown, setBreakdown] = useState(linked?.breakdown || '');
+  const [dates, setDates] = useState<DateWindow>(linked?.dates || { date_from: '', date_to: '' });
   const [group, setGroup] = useState(ALL);
   const req = useRequest<FunnelResult>();
   const [people, setPeople] = useState<PeopleQuery | null>(null);
@@ -91,8 +107,16 @@ export function FunnelsView() {
     };
     setGroup(ALL);
     setPeople(null);
+    // The URL says what ran: copy it to share the funnel, reload it to run it again.
+    const link = href('/funnels', { steps: JSON.stringify(steps), window: spec.window, order, breakdown, from: dates.date_from, to: dates.date_to });
+    history.replaceState(null, '', link);
     req.run((signal) => postJson<FunnelResult>('/v1/analyses/funnel', spec, signal));
   }
+
+  // A shared link runs its funnel once the event list is in.
+  useEffect(() => {
+    if (linked && catalogue && !req.data && !req.loading) run();
+  }, [catalogue]);
 
   return (
     <section aria-label="Funnel analysis">
