@@ -281,6 +281,14 @@ describe('the first hour', () => {
     const retained = await count();
     assert.equal(retained, Math.round((number(cohort[1]) * number(cohort[3])) / 100), `cohort ${cohort.join(' ')}`);
 
+    // A page of Paths: the people who viewed it are the analysis' people.
+    await open(page, 'paths');
+    const centre = await page.getByLabel('Page path or screen name').inputValue();
+    const paths = await fh.api('POST', '/v1/analyses/paths', { page: centre, conversion: 'purchase', top: 10, date_from: await page.getByLabel('From', { exact: true }).inputValue(), date_to: await page.getByLabel('To', { exact: true }).inputValue() });
+    await page.getByRole('button', { name: `People who viewed ${centre}` }).click();
+    assert.equal(await count(), paths.summary.people);
+    assert.ok(paths.summary.people > 0);
+
     // A trend point: the visitors of one day.
     await open(page, 'trends');
     const trend = page.getByRole('table', { name: 'Trend by period' });

@@ -5,6 +5,7 @@ import { postJson, type AnalysisResult } from '../api';
 import { Chart, type ChartOption } from '../components/chart';
 import { DateRange, Form, Select, TextField, type DateWindow } from '../components/fields';
 import { Empty, ErrorNotice, Loading } from '../components/notice';
+import { PeopleBehind, type PeopleQuery } from '../components/people-behind';
 import { SqlDetails } from '../components/sql';
 import { DataTable, type Column, type Row } from '../components/table';
 import { useRequest } from '../components/useRequest';
@@ -32,6 +33,7 @@ export function PathsView({ route }: { route: Route }) {
   const [top, setTop] = useState('10');
   const [dates, setDates] = useState<DateWindow>({ date_from: '', date_to: '' });
   const req = useRequest<PathsResult>();
+  const [people, setPeople] = useState<PeopleQuery | null>(null);
 
   useEffect(() => {
     if (!catalogue) return;
@@ -80,12 +82,19 @@ export function PathsView({ route }: { route: Route }) {
       <ErrorNotice error={pages.error} what="Loading page suggestions" />
       <ErrorNotice error={req.error} what="Paths" />
       {req.loading && <Loading>Following sessions…</Loading>}
-      {req.data && <PathsAnswer result={req.data} />}
+      {req.data && <PathsAnswer result={req.data} onPeople={setPeople} />}
+      {people && <PeopleBehind query={people} onClose={() => setPeople(null)} />}
     </section>
   );
 }
 
-function PathsAnswer({ result }: { result: PathsResult }) {
+const PATH_WHO: [string, string][] = [
+  ['viewed', 'viewed'],
+  ['exited', 'left the site from'],
+  ['converted', 'converted after viewing'],
+];
+
+function PathsAnswer({ result, onPeople }: { result: PathsResult; onPeople: (q: PeopleQuery) => void }) {
   const s = result.summary as Record<string, unknown>;
   const page = String(s.page);
   const option = useMemo(() => sankey(page, result.data.came_from, result.data.went_to), [result]);
@@ -112,6 +121,13 @@ function PathsAnswer({ result }: { result: PathsResult }) {
         <li class="card"><span class="card-value">{pct(s.exit_pct)}</span><span class="card-label">exit here ({num(s.exits)} views)</span></li>
         <li class="card"><span class="card-value">{num(s.entrances)}</span><span class="card-label">entrances</span></li>
       </ul>
+      <div class="row-buttons" role="group" aria-label={`People around ${page}`}>
+        {PATH_WHO.map(([who, words]) => (
+          <button type="button" onClick={() => onPeople({ analysis: 'paths', spec: result.spec, who, label: `${words} ${page}` })}>
+            People who {words} {page}
+          </button>
+        ))}
+      </div>
       <Chart option={option} height={360} label={`Flow through ${page}: ${num(s.views)} views; came from ${result.data.came_from.slice(0, 3).map((n) => `${n.page} ${n.views}`).join(', ')}; went to ${result.data.went_to.slice(0, 3).map((n) => `${n.page} ${n.views}`).join(', ')}. The tables below have every number.`} />
       <div class="two-col">
         <DataTable caption={`Next steps after ${page}`} columns={columns('Went to')} rows={rows(result.data.went_to)} />
