@@ -1,5 +1,6 @@
 // Live tagging QA: events as the collector receives them (GET /v1/debug/events, polled every
 // second with since=), newest first, each with its validation result and errors.
+import { href } from '../router';
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { ApiError, getJson } from '../api';
 import { ExpandableTable, useOpenRows, type Header } from '../components/expandable';
@@ -114,7 +115,7 @@ export function QaView() {
 
   return (
     <section aria-label="Live events">
-      <p class="lede">Events as the collector receives them, checked against the tracking plan. Newest first; the list updates every second.</p>
+      <p class="lede">Events as the collector receives them, checked against the tracking plan. Newest first; the list updates every second. It shows the collector's recent buffer (the last events it received since it started), not the history: every refusal ever made is counted in <a href={href('/coverage')}>Plan coverage</a> and kept in the <code>events_invalid</code> table (the <a href={href('/sql')}>SQL view</a> reads it).</p>
       <div class="controls" role="group" aria-label="Filters">
         <Select label="Source" value={filters.source} onChange={(source) => setFilters({ ...filters, source })} options={[{ value: '', label: 'All sources' }, ...sources.map((s) => ({ value: s, label: s }))]} />
         <TextField label="Event" value={filters.event} list="qa-event-names" placeholder="any event" onInput={(event) => setFilters({ ...filters, event })} />
