@@ -30,6 +30,9 @@ const number = (text) => Number((String(text).replace(/,/g, '').match(/^\s*(-?[\
 const REFUSED_401 = /Failed to load resource: the server responded with a status of 401/;
 const unexpected = (errors) => errors.filter((e) => !REFUSED_401.test(e));
 
+/** The sidebar: views link to each other too (home's "Campaigns"), so navigation clicks stay in it. */
+const views = (page) => page.getByRole('navigation', { name: 'Views' });
+
 /** Presses Tab until the focused element matches, like a keyboard user looking for a control. */
 async function tabTo(page, matches, max = 60) {
   for (let i = 0; i < max; i++) {
@@ -86,7 +89,7 @@ describe('funnelhouse console', () => {
 
     // A token the server stops accepting sends the user back to the login, with a reason.
     await page.evaluate(() => sessionStorage.setItem('funnelhouse.console.token', 'revoked'));
-    await page.getByRole('link', { name: 'Plan coverage' }).click();
+    await views(page).getByRole('link', { name: 'Plan coverage', exact: true }).click();
     await page.getByLabel('Admin token').waitFor();
     assert.match(await page.locator('.login').textContent(), /refused the admin token/);
 
@@ -149,7 +152,7 @@ describe('funnelhouse console', () => {
   test('a funnel built by clicking matches the CLI, with and without a breakdown; its SQL opens in the SQL view', TEST, async () => {
     const { page, errors, context } = await newPage(browser);
     await login(page, fh.url);
-    await page.getByRole('link', { name: 'Funnels' }).click();
+    await views(page).getByRole('link', { name: 'Funnels', exact: true }).click();
     const steps = ['page_view', 'product_view', 'add_to_cart', 'purchase'];
     await page.getByLabel('Step 1 event').locator('option', { hasText: /^page_view$/ }).waitFor({ state: 'attached' });
     for (let i = 0; i < steps.length; i++) {
@@ -226,7 +229,7 @@ describe('funnelhouse console', () => {
   test('a segment built in the UI shows the live member count the API gives it after saving', TEST, async () => {
     const { page, errors, context } = await newPage(browser, { acceptDownloads: true });
     await login(page, fh.url);
-    await page.getByRole('link', { name: 'Segments' }).click();
+    await views(page).getByRole('link', { name: 'Segments', exact: true }).click();
     const name = `Carted, never ordered ${randomUUID().slice(0, 6)}`;
     await page.getByLabel('Segment name').fill(name);
 
@@ -280,7 +283,7 @@ describe('funnelhouse console', () => {
   test('a bad event sent to the collector shows up in the QA view with its error within seconds', TEST, async (t) => {
     const { page, errors, context } = await newPage(browser);
     await login(page, fh.url);
-    await page.getByRole('link', { name: 'Live QA' }).click();
+    await views(page).getByRole('link', { name: 'Live QA', exact: true }).click();
     await page.locator('table.qa-table tbody tr[data-message-id]').first().waitFor();
 
     const bad = `qa-bad-${randomUUID().slice(0, 8)}`;
@@ -321,7 +324,7 @@ describe('funnelhouse console', () => {
     assert.equal(await page.locator('tr[data-message-id]', { hasText: good }).count(), 1);
 
     // Coverage counts the refused purchase as failing, with its error path.
-    await page.getByRole('link', { name: 'Plan coverage' }).click();
+    await views(page).getByRole('link', { name: 'Plan coverage', exact: true }).click();
     const coverage = page.getByRole('table', { name: 'Plan coverage by event' });
     await coverage.waitFor();
     const purchase = coverage.locator('tr', { has: page.locator('th', { hasText: /^purchase$/ }) });
@@ -338,7 +341,7 @@ describe('funnelhouse console', () => {
   test('campaigns sort by a clicked header and switch attribution; people search opens a cross-device timeline', TEST, async () => {
     const { page, errors, context } = await newPage(browser);
     await login(page, fh.url);
-    await page.getByRole('link', { name: 'Campaigns' }).click();
+    await views(page).getByRole('link', { name: 'Campaigns', exact: true }).click();
     let table = page.getByRole('table', { name: /Campaigns, last-touch attribution/ });
     await table.waitFor();
     const header = table.locator('th', { hasText: /^Orders/ });
@@ -380,7 +383,7 @@ describe('funnelhouse console', () => {
     });
     const person = people.data[0];
     assert.ok(person, 'the demo has a person with several devices');
-    await page.getByRole('link', { name: 'People' }).click();
+    await views(page).getByRole('link', { name: 'People', exact: true }).click();
     await page.getByLabel(/Any id/).fill(person.user_id);
     await page.getByRole('button', { name: 'Search' }).click();
     const found = page.getByRole('table', { name: 'People found' });
@@ -400,7 +403,7 @@ describe('funnelhouse console', () => {
     await screenshot(page, 'people');
 
     // Paths: the flow of the most viewed page; next steps add up with the exits.
-    await page.getByRole('link', { name: 'Paths' }).click();
+    await views(page).getByRole('link', { name: 'Paths', exact: true }).click();
     const next = page.getByRole('table', { name: /Next steps after/ });
     await next.waitFor({ timeout: 60_000 });
     assert.ok((await tableRows(next)).some((r) => r[0] === '(exit)'));
