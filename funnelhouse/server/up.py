@@ -17,7 +17,7 @@ from funnelhouse.collector.plan import TrackingPlan
 from funnelhouse.collector.sinks.base import Sink
 from funnelhouse.collector.sinks.embedded import EmbeddedSink
 from funnelhouse.collector.sinks.open import make_sink
-from funnelhouse.config import Settings
+from funnelhouse.config import Settings, WriteKey
 from funnelhouse.loader.load import Loader
 from funnelhouse.loader.sources.base import Source
 from funnelhouse.loader.sources.open import make_source
@@ -83,17 +83,24 @@ def build_pipeline(settings: Settings, queue: tuple[Sink, Source] | None = None)
 
 
 def print_welcome(settings: Settings, url: str) -> None:
-    """What to do next. A browser key is public by design (it sits in web pages); a
-    server key `up` made in the data folder is printed too (imports and backdated events
-    need it; it can only write); configured server keys and the admin token are the
-    operator's secrets: the token is shown only at the start that made it."""
+    """What to do next. A browser key is public by design (it sits in web pages). The
+    server key and the admin token `up` made are secrets shown at the start that made
+    them only (imports and backdated events need the key), so they do not end up in the
+    service log of every start; configured keys are never printed."""
     browser = next((k for k in settings.write_keys if k.kind == "browser"), None)
     made = instance.made_keys(settings)
-    keys = "\n".join(f"  write key ({k.source}, {k.kind}):".ljust(31)
-                     + (k.key if k.kind == "browser" or k.key in made else
-                        "(secret, not shown: see your config)")
+    first = instance.admin_token_first_showing(settings)
+
+    def shown(key: WriteKey) -> str:
+        if key.kind == "browser" or (key.key in made and first):
+            return key.key
+        if key.key in made:
+            return f"(secret: in {instance.credentials_path(settings)})"
+        return "(secret, not shown: see your config)"
+
+    keys = "\n".join(f"  write key ({k.source}, {k.kind}):".ljust(31) + shown(k)
                      for k in settings.write_keys)
-    if instance.admin_token_first_showing(settings):
+    if first:
         token = (f"{settings.admin_token}\n    (shown this once; kept in "
                  f"{instance.credentials_path(settings)}; `funnelhouse token show "
                  f"--data-dir {settings.data_dir}` prints it again)")
