@@ -97,6 +97,8 @@ function SaveSegment({ query, count }: { query: PeopleQuery; count: number }) {
   const [name, setName] = useState(query.label);
   const [kind, setKind] = useState('frozen');
   const save = useRequest<{ segment_id: string; members: number }>();
+  // What the last save stored (not the form as it is now: it may have been edited since).
+  const [saved, setSaved] = useState<{ name: string; kind: string; members: number } | null>(null);
 
   return (
     <form
@@ -105,9 +107,11 @@ function SaveSegment({ query, count }: { query: PeopleQuery; count: number }) {
       onSubmit={(e) => {
         e.preventDefault();
         if (!name.trim()) return;
-        save.run((signal) =>
-          postJson(`/v1/analyses/${query.analysis}/segment`, { spec: query.spec, who: query.who, name: name.trim(), live: kind === 'live' }, signal),
-        );
+        const wanted = { name: name.trim(), kind };
+        setSaved(null);
+        save
+          .run((signal) => postJson<{ segment_id: string; members: number }>(`/v1/analyses/${query.analysis}/segment`, { spec: query.spec, who: query.who, name: wanted.name, live: kind === 'live' }, signal))
+          .then((done) => done && setSaved({ ...wanted, members: done.members }));
       }}
     >
       <h3>Save as segment</h3>
@@ -128,9 +132,9 @@ function SaveSegment({ query, count }: { query: PeopleQuery; count: number }) {
         </button>
       </div>
       <ErrorNotice error={save.error} what="Saving the segment" />
-      {save.data && (
+      {saved && !save.loading && (
         <p class="notice ok" role="status">
-          Saved as {kind} segment <a href={href('/segments')}>{name.trim()}</a> with {num(save.data.members)} members.
+          Saved as {saved.kind} segment <a href={href('/segments')}>{saved.name}</a> with {num(saved.members)} members.
         </p>
       )}
     </form>
