@@ -11,9 +11,12 @@ from datetime import date, timedelta
 from typing import Any
 
 import orjson
+import pytest
 
 from funnelhouse.demo.generator import generate, iter_json_batches
 from funnelhouse.people.forget import collect_ids, forget
+from funnelhouse.warehouse.chdb import ChdbWarehouse
+from tests.test_models import check_incremental_equals_full_refresh
 from tests.test_models_support import build, insert, settings_for, snapshot, warehouse_with
 
 START = date(2024, 3, 1)
@@ -64,6 +67,11 @@ def _stage_rows_read(tmp_path, people: int) -> tuple[int, dict[str, str]]:
         wh.close()
 
 
+@pytest.mark.parametrize("people", [80, 450])  # and 250 on both backends in test_models.py
+def test_incremental_run_equals_full_refresh_at_other_history_sizes(tmp_path, people):
+    check_incremental_equals_full_refresh(tmp_path, ChdbWarehouse, people)
+
+
 def test_the_by_person_refresh_reads_the_same_rows_whatever_the_history(tmp_path):
     small, modes = _stage_rows_read(tmp_path, 60)
     big, _ = _stage_rows_read(tmp_path, 400)
@@ -73,7 +81,8 @@ def test_the_by_person_refresh_reads_the_same_rows_whatever_the_history(tmp_path
     assert big <= small * 1.2, (small, big)
 
 
-def test_a_forgotten_person_stays_forgotten_after_an_incremental_run(tmp_path, make_warehouse):
+def test_a_forgotten_person_stays_forgotten_after_an_incremental_run(tmp_path):
+    make_warehouse = ChdbWarehouse
     data = generate(22, 120, DAYS, START)
     settings = settings_for(tmp_path, reporting_tz="Asia/Seoul", lookback_days=1)
     wh = warehouse_with(tmp_path / "inc", data.rows, make_warehouse)
