@@ -1,7 +1,8 @@
 """The people a by-person refresh rebuilds, and the days it reads them on.
 
 Affected people P = the persons of the events received since the previous run
-(resolved with the map just merged) ∪ the persons whose ids changed in this run's
+(resolved with the map just merged, and the ids they carry, each possibly a person of
+its own until now) ∪ the persons whose ids changed in this run's
 identity merge (the old person and the new one: identity_map_changes), closed once
 over shared order ids (an order is its first purchase event among every copy, and the
 copies may sit with different persons: whoever holds an order's first copy in the
@@ -70,6 +71,12 @@ def plan_people(wh: Warehouse, source: str, rebuilt_days: list[date]) -> PersonP
             ON a.id = e.anonymous_id
         SETTINGS join_use_nulls = 0""")
     wh.execute(f"INSERT INTO {PEOPLE} SELECT person_id FROM identity_map_changes")
+    # and the ids themselves: an id that was its own person until a new event linked it
+    # (even if the run that merged the link stopped before recording its changes)
+    wh.execute(f"""
+        INSERT INTO {PEOPLE}
+        SELECT DISTINCT arrayJoin([user_id, anonymous_id, previous_id]) AS id
+        FROM {source} WHERE id != ''""")
     days_of = (f"SELECT DISTINCT toString(stage_date) FROM funnel_stages "
                f"WHERE person_id IN (SELECT person_id FROM {{t}}) UNION DISTINCT "
                f"SELECT DISTINCT toString(event_date) FROM behavior_events "
