@@ -122,3 +122,37 @@ def test_a_forgotten_person_stays_forgotten_after_an_incremental_run(tmp_path):
     fresh.close()
     for name in full:
         assert incremental[name] == full[name], f"{name} differs after forget + incremental"
+
+
+def test_a_run_stopped_after_the_map_swap_still_moves_the_linked_history(tmp_path):
+    from tests.test_models_rules import ev
+
+    rows = [
+        ev("page_view", "2024-03-01 10:00", anon="old-device"),
+        ev("product_view", "2024-03-02 10:00", anon="old-device", product_id="p1"),
+        ev("page_view", "2024-03-20 10:00", anon="other"),
+    ]
+    settings = settings_for(tmp_path, lookback_days=1)
+    wh = warehouse_with(tmp_path / "wh", rows)
+    try:
+        build(wh, settings, today=date(2024, 3, 20))
+        late = [ev("identify", "2024-03-21 09:00", anon="old-device", user="u-late")]
+        insert(wh, late)
+        # a run that swapped the new map in and stopped before recording it
+        build(wh, settings, select=["identity_map"], today=date(2024, 3, 21))
+        wh.execute("DELETE FROM model_runs WHERE model = 'identity_map' "
+                   "AND ran_at = (SELECT max(ran_at) FROM model_runs)")
+        runs = build(wh, settings, today=date(2024, 3, 21))
+        assert {r.model: r.mode for r in runs}["users"] == "incremental"
+        assert not wh.query("SELECT count() FROM identity_map_changes").scalar()
+        incremental = snapshot(wh)
+    finally:
+        wh.close()
+    fresh = warehouse_with(tmp_path / "full", rows + late)
+    try:
+        build(fresh, settings, full_refresh=True)
+        full = snapshot(fresh)
+    finally:
+        fresh.close()
+    assert incremental["users"] == full["users"]
+    assert incremental == full
