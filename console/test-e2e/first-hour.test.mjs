@@ -281,6 +281,15 @@ describe('the first hour', () => {
     const retained = await count();
     assert.equal(retained, Math.round((number(cohort[1]) * number(cohort[3])) / 100), `cohort ${cohort.join(' ')}`);
 
+    // Broken down by device type: a group's cell counts that group's people.
+    await page.getByLabel('Breakdown', { exact: true }).selectOption('device_type');
+    await page.getByRole('button', { name: 'Show retention' }).click();
+    await page.waitForFunction(() => [...document.querySelectorAll('th')].some((th) => th.textContent === 'Breakdown') && !document.querySelector('.loading'), null, { timeout: 60_000 });
+    const split = (await tableRows(retention)).find((r) => /^\d{4}-/.test(r[0]) && /^\w+$/.test(r[1]) && r[4] !== '–' && number(r[4]) > 0);
+    assert.ok(split, 'a device group came back on day 1');
+    await retention.getByRole('button', { name: `People behind cohort ${split[0]} · ${split[1]}, came back in d1: ${split[4]}` }).click();
+    assert.equal(await count(), Math.round((number(split[2]) * number(split[4])) / 100), `cohort ${split.join(' ')}`);
+
     // A page of Paths: the people who viewed it are the analysis' people.
     await open(page, 'paths');
     const centre = await page.getByLabel('Page path or screen name').inputValue();

@@ -141,7 +141,11 @@ function cellPeople(result: RetentionResult, row: Record<string, unknown>, colum
     const end = periodEnd(cohort, String(spec.period));
     spec.date_to = end < to ? end : to;
   }
-  return { analysis: 'retention', spec, who: k === 0 ? 'cohort' : `retained:${k}`, label: `cohort ${cohort}, ${k === 0 ? 'every member' : `came back in ${column}`}` };
+  // A breakdown row keeps the members with its value (`retained:2=mobile`).
+  const whole = row.breakdown === undefined || row.breakdown === null || row.breakdown === '(all)';
+  const split = whole ? '' : `=${String(row.breakdown)}`;
+  const group = split ? ` · ${String(row.breakdown) || '(none)'}` : '';
+  return { analysis: 'retention', spec, who: `${k === 0 ? 'cohort' : `retained:${k}`}${split}`, label: `cohort ${cohort}${group}, ${k === 0 ? 'every member' : `came back in ${column}`}` };
 }
 
 function RetentionAnswer({ result, onPeople }: { result: RetentionResult; onPeople: (q: PeopleQuery) => void }) {
@@ -167,8 +171,6 @@ function RetentionAnswer({ result, onPeople }: { result: RetentionResult; onPeop
             {running && <span class="running-mark"> (running)</span>}
           </span>
         );
-        // Cohorts split by a breakdown have no people query of their own.
-        if (r.breakdown !== undefined && r.breakdown !== null) return cell;
         const q = cellPeople(result, r, c, k);
         return (
           <button type="button" class="cell-link" onClick={() => onPeople(q)} aria-label={`People behind ${q.label}: ${pct(r[c])}`}>
@@ -194,7 +196,7 @@ function RetentionAnswer({ result, onPeople }: { result: RetentionResult; onPeop
         onClick={(p) => {
           const [x, y] = (p.value as [number, number, number]) || [];
           const row = rows[y];
-          if (row && (row.breakdown === undefined || row.breakdown === null)) onPeople(cellPeople(result, row, periodColumns[x], x));
+          if (row) onPeople(cellPeople(result, row, periodColumns[x], x));
         }}
         label={`Retention heatmap: ${cohortCount} cohorts by ${summary.period}, ${periodColumns.length} periods, cells are % of the cohort who returned. The table below has every number.`} />
       <DataTable caption="Retention by cohort (% of the cohort)" columns={columns} rows={rows} />
