@@ -358,11 +358,7 @@ def build_query(spec: FunnelSpec, columns: dict[str, str], as_of: datetime,
               "-- Step 1 happens on a reporting day in [date_from, date_to]; "
               "events after as_of are ignored.\n"
               '-- Masks: bit k stands for step k (hits) or for "after k steps" (voids).')
-    # A step or breakdown that reads person_id itself (a segment's membership) must see
-    # the id: an alias in the same SELECT would shadow it.
-    reads_person = "person_id" in f"{hits}{voids}{breakdown}{held_columns}"
-    person = "person_id" if person_ids or reads_person \
-        else "cityHash64(person_id) AS person_id"
+    person = "person_id" if person_ids else "cityHash64(person_id) AS person_id"
     step_events = Cte("step_events", f"""\
     -- every event that fills a step or an exclusion
     SELECT
