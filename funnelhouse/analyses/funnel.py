@@ -218,14 +218,10 @@ class FunnelSpec:
 
 
 def build_query(spec: FunnelSpec, columns: dict[str, str], as_of: datetime,
-                date_from: date, date_to: date, *, person_ids: bool = True) -> Query:
+                date_from: date, date_to: date) -> Query:
     """The funnel as named pieces: step_events, journeys (each person's events in order),
     walked (the walk's final state per person), people (one row per person: step_times,
-    excluded, window_open, breakdown) and person_steps; one row per (breakdown, step).
-
-    `person_ids=False` (the table alone, no people behind it): `person_id` is a 64-bit
-    hash of the id, which groups faster than the String; two people share one with
-    probability ≈ n²/2⁶⁵ (3·10⁻⁹ at 314k people). Segments and correlation keep the id."""
+    excluded, window_open, breakdown) and person_steps; one row per (breakdown, step)."""
     n = len(spec.steps)
     params = SqlParams()
     props = Properties(columns, params)
@@ -358,11 +354,10 @@ def build_query(spec: FunnelSpec, columns: dict[str, str], as_of: datetime,
               "-- Step 1 happens on a reporting day in [date_from, date_to]; "
               "events after as_of are ignored.\n"
               '-- Masks: bit k stands for step k (hits) or for "after k steps" (voids).')
-    person = "person_id" if person_ids else "cityHash64(person_id) AS person_id"
     step_events = Cte("step_events", f"""\
     -- every event that fills a step or an exclusion
     SELECT
-        {person},
+        person_id,
         toUnixTimestamp64Milli(event_at) AS ts,
         message_id,
         (
@@ -529,7 +524,7 @@ def run_funnel(warehouse: Warehouse, spec: FunnelSpec, reporting_tz: str = "UTC"
     date_from, date_to, as_of = analysis_window(warehouse, spec.date_from, spec.date_to,
                                                 spec.as_of)
     columns = table_columns(warehouse)
-    query = build_query(spec, columns, as_of, date_from, date_to, person_ids=False)
+    query = build_query(spec, columns, as_of, date_from, date_to)
     sql, params = query.sql(), query.params
     result = warehouse.query(sql, params.for_query())
     shaped = shape_result(spec, result.dicts(), sql, params, date_from, date_to, as_of,
