@@ -137,8 +137,7 @@ def stickiness_people_sql(warehouse: Warehouse, doc: dict[str, Any], who: str,
     period = periods[-1] if period == LAST else period
     if period not in periods:
         raise SpecError(f"{period} does not start one of this analysis' {spec.period}s")
-    query = stickiness.build_query(spec, table_columns(warehouse), as_of, date_from, date_to,
-                                   person_ids=True)
+    query = stickiness.build_query(spec, table_columns(warehouse), as_of, date_from, date_to)
     p_period = query.params.add("who_period", "Date", period)
     p_k = query.params.add("who_days", "UInt32", k)
     compare = "=" if kind == "exactly" else ">="

@@ -75,14 +75,7 @@ class StickinessSpec:
 
 
 def build_query(spec: StickinessSpec, columns: dict[str, str], as_of: datetime,
-                date_from: date, date_to: date, *, person_ids: bool = False) -> Query:
-    """Active days per person and period; `person_ids`: keep each person's id (for the
-    people behind a bar) instead of grouping by a 64-bit hash of it.
-
-    Grouping 10M events by a UInt64 key took 0.7× the time of the String id. Two people
-    share a hash with probability ≈ n²/2⁶⁵ (3·10⁻⁹ at 314k people), which would put
-    them in one bar's count as one; the people list groups by the id itself.
-    """
+                date_from: date, date_to: date) -> Query:
     params = SqlParams()
     props = Properties(columns, params)
     p_from = params.add("date_from", "Date", date_from.isoformat())
@@ -93,14 +86,13 @@ def build_query(spec: StickinessSpec, columns: dict[str, str], as_of: datetime,
               f"({comment(spec.event.text())}).")
     # One group per person (not per person and day): their active days as an array, then
     # per period of those days how many there are — half the hashing of a DISTINCT.
-    person = "person_id" if person_ids else "cityHash64(person_id) AS person_key"
     active = Cte("active_days", f"""\
-    SELECT {person}, arrayMap(d -> {start}, groupUniqArray(event_date)) AS periods
+    SELECT person_id, arrayMap(d -> {start}, groupUniqArray(event_date)) AS periods
     FROM {EVENTS_TABLE}
     WHERE event_date BETWEEN {p_from} AND {p_to}
       AND event_at <= {p_as_of}
       AND {props.condition(spec.event, 'active')}
-    GROUP BY {person.split()[-1]}""")
+    GROUP BY person_id""")
     per_person = Cte("per_person", f"""\
     -- one row per person and {spec.period}: on how many of its days they were active
     SELECT period_start, countEqual(periods, period_start) AS active_days
