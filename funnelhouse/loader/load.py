@@ -183,9 +183,11 @@ def first_copies(warehouse: Warehouse, items: Sequence[bytes]
 def remember_ids(warehouse: Warehouse, keys: Sequence[tuple[str, str]], token: str) -> None:
     """Record stored rows' ids in message_ids (the token makes a retry add nothing)."""
     if keys:
+        # Rows spelled out rather than dumped from dicts: a dict per row cost 3× as much.
+        dumps = orjson.dumps
         warehouse.insert_json_rows(
-            "message_ids", [orjson.dumps({"source": source, "message_id": message_id})
-                            for source, message_id in keys], f"{token}:ids")
+            "message_ids", [b'{"source":' + dumps(source) + b',"message_id":' + dumps(message_id)
+                            + b"}" for source, message_id in keys], f"{token}:ids")
 
 
 # The collector writes each events_raw row with message_id first, and `source` as a
