@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,6 +29,12 @@ from tests.warehouse_backends import (  # noqa: F401 - fixtures, used by name
     clickhouse_url,
     make_warehouse,
 )
+
+# Every `up` a test starts registers itself in the per-user list of running instances;
+# the test run keeps that list to itself instead of the user's (tests that look for
+# instances set their own folder).
+os.environ.setdefault("FUNNELHOUSE_INSTANCES_DIR",
+                      tempfile.mkdtemp(prefix="funnelhouse-test-instances-"))
 
 BROWSER_KEY = "wk_browser"
 SERVER_KEY = "sk_server"
