@@ -12,6 +12,8 @@ import pytest
 from funnelhouse.analyses import SpecError, StickinessSpec, TrendsSpec
 from funnelhouse.analyses.stickiness import run_stickiness
 from funnelhouse.analyses.trends import ACTIVE, OTHER, buckets, last_day, run_trends
+from funnelhouse.config import Settings
+from funnelhouse.models.run import run_models
 from tests.support import analyses_reference as ref
 from tests.support.sample import Loaded, loaded_reference
 from tests.warehouse_backends import WarehouseMaker
@@ -225,3 +227,33 @@ def test_stickiness_distribution_matches_reference(data: Data, period: str, even
         day += timedelta(days=1)
     assert result["summary"]["dau_mau_pct"] == pytest.approx(sum(ratios) / len(ratios),
                                                              abs=0.006)
+
+
+# Last in the file: it builds the sessions model into the shared warehouse, after which
+# "active by any event" is read from sessions instead of the events.
+def test_any_event_activity_read_from_sessions_matches_reference(
+        data: Data, tmp_path_factory: pytest.TempPathFactory) -> None:
+    settings = Settings(data_dir=tmp_path_factory.mktemp("sessions"), reporting_tz=TZ)
+    run_models(data.warehouse, settings, full_refresh=True, select=["sessions"])
+    as_of = datetime(2024, 3, 20, 17, 30, tzinfo=UTC)
+    result = trend(data, {"interval": "day", "series": ["*|dau", "*|wau", "*|mau"]},
+                   as_of=as_of)
+    assert "FROM sessions" in result["sql"]
+    as_of_day = as_of.astimezone(ZoneInfo(TZ)).date()
+    spec = TrendsSpec.from_json({"series": ["*|dau", "*|wau", "*|mau"]})
+    for line in result["data"]["series"]:
+        series = spec.series[line["series"]]
+        for bucket, value in zip(result["data"]["buckets"], line["values"], strict=True):
+            on_day = last_day("day", bucket, TO, as_of_day)
+            assert value == ref.active_people(data.events, series.event, ACTIVE[series.math],
+                                              on_day, as_of), (series.label, bucket)
+    for period in ("week", "month"):
+        sticky = StickinessSpec.from_json({"event": "*", "period": period,
+                                           "date_from": FROM.isoformat(),
+                                           "date_to": TO.isoformat(),
+                                           "as_of": as_of.isoformat()})
+        answer = run_stickiness(data.warehouse, sticky, TZ).to_dict()
+        assert "FROM sessions" in answer["sql"]
+        got = {p["period"]: p["counts"] for p in answer["data"]["periods"] if any(p["counts"])}
+        expected = ref.stickiness(data.events, sticky.event, period, FROM, TO, as_of)
+        assert got == expected and expected

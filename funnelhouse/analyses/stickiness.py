@@ -20,7 +20,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from funnelhouse.analyses.common import (
-    EVENTS_TABLE,
     AnalysisResult,
     Cte,
     EventSpec,
@@ -28,6 +27,7 @@ from funnelhouse.analyses.common import (
     Query,
     SpecError,
     SqlParams,
+    active_days_source,
     analysis_window,
     comment,
     days_json,
@@ -38,6 +38,7 @@ from funnelhouse.analyses.common import (
     utc_text,
 )
 from funnelhouse.analyses.trends import Series, TrendsSpec, bucket_end, buckets, run_trends
+from funnelhouse.models.built import existing_tables
 from funnelhouse.warehouse.base import Warehouse
 
 PERIODS = {"week": 7, "month": 31}
@@ -75,7 +76,7 @@ class StickinessSpec:
 
 
 def build_query(spec: StickinessSpec, columns: dict[str, str], as_of: datetime,
-                date_from: date, date_to: date) -> Query:
+                date_from: date, date_to: date, sessions_built: bool = False) -> Query:
     params = SqlParams()
     props = Properties(columns, params)
     p_from = params.add("date_from", "Date", date_from.isoformat())
@@ -86,12 +87,14 @@ def build_query(spec: StickinessSpec, columns: dict[str, str], as_of: datetime,
               f"({comment(spec.event.text())}).")
     # One group per person (not per person and day): their active days as an array, then
     # per period of those days how many there are — half the hashing of a DISTINCT.
+    condition = props.condition(spec.event, "active")
+    source = active_days_source(condition, False, sessions_built)
     active = Cte("active_days", f"""\
-    SELECT person_id, arrayMap(d -> {start}, groupUniqArray(event_date)) AS periods
-    FROM {EVENTS_TABLE}
-    WHERE event_date BETWEEN {p_from} AND {p_to}
-      AND event_at <= {p_as_of}
-      AND {props.condition(spec.event, 'active')}
+    SELECT person_id, arrayMap(d -> {start}, groupUniqArray({source.day})) AS periods
+    FROM {source.table}
+    WHERE {source.day} BETWEEN {p_from} AND {p_to}
+      AND {source.at} <= {p_as_of}
+      AND {condition}
     GROUP BY person_id""")
     per_person = Cte("per_person", f"""\
     -- one row per person and {spec.period}: on how many of its days they were active
@@ -110,7 +113,8 @@ def run_stickiness(warehouse: Warehouse, spec: StickinessSpec,
                    reporting_tz: str = "UTC") -> AnalysisResult:
     date_from, date_to, as_of = analysis_window(warehouse, spec.date_from, spec.date_to,
                                                 spec.as_of)
-    query = build_query(spec, table_columns(warehouse), as_of, date_from, date_to)
+    query = build_query(spec, table_columns(warehouse), as_of, date_from, date_to,
+                        "sessions" in existing_tables(warehouse))
     rows = warehouse.query(query.sql(), query.params.for_query()).dicts()
     most = PERIODS[spec.period]
     periods = buckets(spec.period, date_from, date_to)

@@ -37,6 +37,7 @@ from funnelhouse.analyses.common import (
     Query,
     SpecError,
     SqlParams,
+    active_days_source,
     analysis_window,
     comment,
     days_json,
@@ -46,6 +47,7 @@ from funnelhouse.analyses.common import (
     table_columns,
     utc_text,
 )
+from funnelhouse.models.built import existing_tables
 from funnelhouse.warehouse.base import Warehouse
 
 INTERVALS = ("hour", "day", "week", "month")
@@ -322,7 +324,7 @@ ORDER BY bucket, is_total DESC, breakdown"""
 
 def build_active_query(event: EventSpec, windows: list[int], index: int,
                        columns: dict[str, str], as_of: datetime, date_from: date, date_to: date,
-                       breakdown: str | None) -> Query:
+                       breakdown: str | None, sessions_built: bool = False) -> Query:
     """People active in the N days ending on each day, as day-by-day changes.
 
     A person with active days a1 < a2 < … is counted on the days of the disjoint runs
@@ -344,14 +346,15 @@ def build_active_query(event: EventSpec, windows: list[int], index: int,
     keys = (f"[(1, ''), (0, {props.expr(breakdown)})]" if breakdown else "[(1, '')]")
     header = (f"-- Active people in the {', '.join(map(str, windows))} day(s) ending on each "
               f"day who did {comment(event.text())}, as changes per day.")
+    source = active_days_source(cond, bool(breakdown), sessions_built)
     active = Cte("active_days", f"""\
     -- each person's active days, for everyone and per breakdown value
     SELECT person_id, key.1 AS is_total, key.2 AS breakdown,
-           arraySort(groupUniqArray(event_date)) AS days
-    FROM {EVENTS_TABLE}
+           arraySort(groupUniqArray({source.day})) AS days
+    FROM {source.table}
     ARRAY JOIN {keys} AS key
-    WHERE event_date BETWEEN {p_first} AND {p_to}
-      AND event_at <= {p_as_of}
+    WHERE {source.day} BETWEEN {p_first} AND {p_to}
+      AND {source.at} <= {p_as_of}
       AND {cond}
     GROUP BY person_id, is_total, breakdown""")
     runs = Cte("runs", f"""\
@@ -423,11 +426,12 @@ def _query_range(warehouse: Warehouse, spec: TrendsSpec, columns: dict[str, str]
     for index, series in enumerate(spec.series):
         if series.math in ACTIVE:
             groups.setdefault(series.event.text(), []).append(index)
+    sessions_built = bool(groups) and "sessions" in existing_tables(warehouse)
     for indexes in groups.values():
         event = spec.series[indexes[0]].event
         windows = sorted({ACTIVE[spec.series[i].math] for i in indexes})
         query = build_active_query(event, windows, indexes[0], columns, as_of, date_from,
-                                   date_to, spec.breakdown)
+                                   date_to, spec.breakdown, sessions_built)
         table.sql.append(query.sql())
         table.params.update(query.params.values)
         rows = warehouse.query(query.sql(), query.params.for_query()).dicts()
