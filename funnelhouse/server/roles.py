@@ -24,6 +24,7 @@ from starlette.routing import BaseRoute, Route
 
 from funnelhouse.api import admin as admin_api
 from funnelhouse.api import console as console_api
+from funnelhouse.api import insights as insights_api
 from funnelhouse.api import people as people_api
 from funnelhouse.api.analyses import routes as analyses_routes
 from funnelhouse.api.sql import sql_routes
@@ -97,6 +98,7 @@ def build_serve(settings: Settings, warehouse: Warehouse, plan: TrackingPlan, *,
         *admin_api.routes(settings, warehouse, job_lock, leases),
         *console_api.routes(settings, console_reader, plan),
         *people_api.routes(settings, warehouse, hooks=hooks),
+        *insights_api.routes(settings, warehouse),
         *analyses_routes(settings, analyses_reader, writer=warehouse),
     ]
     if with_qa_route:

@@ -1,0 +1,1 @@
+"""Saved insights and dashboards of the console."""
