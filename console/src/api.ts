@@ -81,6 +81,14 @@ export async function postJson<T>(path: string, body: unknown, signal?: AbortSig
   return (await send('POST', path, body, signal)).json() as Promise<T>;
 }
 
+export async function putJson<T>(path: string, body: unknown, signal?: AbortSignal): Promise<T> {
+  return (await send('PUT', path, body, signal)).json() as Promise<T>;
+}
+
+export async function deleteJson<T>(path: string, signal?: AbortSignal): Promise<T> {
+  return (await send('DELETE', path, undefined, signal)).json() as Promise<T>;
+}
+
 /** Checks a token before keeping it: any admin endpoint answers 401 to a wrong one. */
 export async function checkToken(token: string): Promise<void> {
   await send('GET', '/v1/segments', undefined, undefined, token);
