@@ -14,3 +14,11 @@ export function valueLabel(value: unknown): string {
 export function campaignLabel(source: unknown, medium: unknown, campaign: unknown): string {
   return `${sourceLabel(source)} / ${valueLabel(medium)} / ${valueLabel(campaign)}`;
 }
+
+/** The whole population beside a breakdown's groups. */
+export const ALL = '(all)';
+
+/** A breakdown group's name in every view: null is the whole population, '' the empty value. */
+export function breakdownLabel(value: string | null | undefined): string {
+  return value === null || value === undefined ? ALL : valueLabel(value);
+}

@@ -8,19 +8,27 @@ import { SqlDetails } from '../components/sql';
 import { DataTable, rowsOf, type Column } from '../components/table';
 import { useRequest } from '../components/useRequest';
 import { num } from '../format';
+import { NONE, valueLabel } from '../labels';
 import { useCatalogue } from '../meta';
+import { jsonParam, useUrlState, type Route } from '../router';
 
 const PREFERRED = ['product_view', 'add_to_cart', 'purchase'];
 
-export function CorrelationView() {
+const validSteps = (v: unknown) => Array.isArray(v) && v.length === 3 && v.every((x) => typeof x === 'string');
+
+export function CorrelationView({ route }: { route: Route }) {
   const { catalogue, error: metaError } = useCatalogue();
-  const [source, setSource] = useState('funnel');
-  const [steps, setSteps] = useState<string[]>(['', '', '']);
-  const [window, setWindow] = useState('2d');
-  const [period, setPeriod] = useState('week');
-  const [retained, setRetained] = useState('1');
-  const [properties, setProperties] = useState('device_type, utm_source');
-  const [dates, setDates] = useState<DateWindow>({ date_from: '', date_to: '' });
+  // The URL holds the form (#/correlation?source=…&steps=…): a reload or a shared link compares the same.
+  const q = route.query;
+  const [source, setSource] = useState(q.get('source') === 'retention' ? 'retention' : 'funnel');
+  const [steps, setSteps] = useState<string[]>(() => jsonParam(q, 'steps', ['', '', ''], validSteps));
+  const [window, setWindow] = useState(q.get('window') || '2d');
+  const [period, setPeriod] = useState(q.get('period') || 'week');
+  const [retained, setRetained] = useState(q.get('retained') || '1');
+  const [properties, setProperties] = useState(q.get('properties') ?? 'device_type, utm_source');
+  const [dates, setDates] = useState<DateWindow>({ date_from: q.get('from') || '', date_to: q.get('to') || '' });
+  const funnel = source === 'funnel';
+  useUrlState(route, { source, steps: funnel && steps.some(Boolean) ? JSON.stringify(steps) : '', window: funnel ? window : '', period: funnel ? '' : period, retained: funnel ? '' : retained, properties, from: dates.date_from, to: dates.date_to });
   const req = useRequest<AnalysisResult>();
 
   useEffect(() => {
@@ -43,7 +51,7 @@ export function CorrelationView() {
     if (catalogue && dates.date_from && steps.some(Boolean) && !req.data && !req.loading) run();
   }, [catalogue, dates.date_from, steps.join()]);
 
-  const events = [{ value: '', label: '(none)' }, ...(catalogue?.eventNames || []).map((n) => ({ value: n, label: n }))];
+  const events = [{ value: '', label: NONE }, ...(catalogue?.eventNames || []).map((n) => ({ value: n, label: n }))];
   return (
     <section aria-label="Correlation analysis">
       <ErrorNotice error={metaError} what="Loading the event list" />
@@ -81,7 +89,7 @@ function CorrelationAnswer({ result }: { result: AnalysisResult }) {
   const rows = rowsOf(result.columns, result.rows);
   const s = result.summary;
   const columns: Column[] = [
-    { key: 'name', label: 'Candidate', render: (r) => (r.kind === 'property' ? `${r.property} = ${r.name === '' ? '(none)' : r.name}` : `did ${r.name}`) },
+    { key: 'name', label: 'Candidate', render: (r) => (r.kind === 'property' ? `${r.property} = ${valueLabel(r.name)}` : `did ${r.name}`) },
     { key: 'direction', label: 'Among successes', render: (r) => (r.direction === 'positive' ? '▲ over-represented' : '▼ under-represented') },
     { key: 'odds_ratio', label: 'Odds ratio', numeric: true, sortable: true },
     { key: 'p_value', label: 'p', numeric: true, sortable: true, render: (r) => (Number(r.p_value) < 0.001 ? '< 0.001' : Number(r.p_value).toFixed(3)) },

@@ -90,6 +90,17 @@ export function FlowsView() {
   );
 }
 
+// One line of a node label (px); the chart grows with the busiest column so that every node of it
+// gets at least a label's height plus the gap.
+const LABEL_LINE = 14;
+
+export function sankeyHeight(nodes: FlowNode[]): number {
+  const perStep = new Map<number, number>();
+  for (const n of nodes) perStep.set(n.step, (perStep.get(n.step) || 0) + 1);
+  const busiest = Math.max(0, ...perStep.values());
+  return Math.max(380, busiest * (2 * LABEL_LINE + 2) + 20);
+}
+
 function FlowsAnswer({ result, onPeople }: { result: FlowsResult; onPeople: (q: PeopleQuery) => void }) {
   const { nodes, edges } = result.data;
   const option = useMemo<ChartOption>(() => {
@@ -105,11 +116,13 @@ function FlowsAnswer({ result, onPeople }: { result: FlowsResult; onPeople: (q: 
           right: 140,
           top: 10,
           bottom: 10,
-          nodeGap: 8,
+          // A label is centred on its node and one line tall: a gap of at least a line between the
+          // nodes of a column keeps their labels apart, however thin the nodes are.
+          nodeGap: LABEL_LINE + 2,
           layoutIterations: 0,
           data: nodes.map((n) => ({ name: id(n.step, n.node), depth: steps.indexOf(n.step) })),
           links: edges.filter((e) => next(e.step) !== undefined && nodes.some((n) => n.step === next(e.step) && n.node === e.to)).map((e) => ({ source: id(e.step, e.from), target: id(next(e.step), e.to), value: e.sessions })),
-          label: { formatter: (p: { name: string }) => p.name.split('\u2003')[1], fontSize: 11, width: 130, overflow: 'truncate' },
+          label: { formatter: (p: { name: string }) => p.name.split('\u2003')[1], fontSize: 11, lineHeight: LABEL_LINE, width: 130, overflow: 'truncate', ellipsis: '…' },
           lineStyle: { color: 'gradient', opacity: 0.35 },
         },
       ],
@@ -144,7 +157,7 @@ function FlowsAnswer({ result, onPeople }: { result: FlowsResult; onPeople: (q: 
         <li class="card"><span class="card-value">{num(result.summary.sessions)}</span><span class="card-label">sessions</span></li>
         <li class="card"><span class="card-value">{num(result.summary.steps)}</span><span class="card-label">steps</span></li>
       </ul>
-      <Chart option={option} height={380} label={`User flow over ${String(result.summary.steps)} steps of ${num(result.summary.sessions)} sessions. The table below has every node.`} />
+      <Chart option={option} height={sankeyHeight(nodes)} label={`User flow over ${String(result.summary.steps)} steps of ${num(result.summary.sessions)} sessions. The table below has every node.`} />
       <DataTable caption="Flow nodes by step" columns={columns} rows={nodes as unknown as Row[]} />
       <ul class="notes">{result.notes.map((n) => <li>{n}</li>)}</ul>
       <SqlDetails sql={result.sql} params={result.params} title="the flows" />

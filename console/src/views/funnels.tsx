@@ -1,89 +1,72 @@
-// Funnels: pick steps, window, order, breakdown and days; POST /v1/analyses/funnel; a bar funnel
-// (reached, dropped, still inside the window) with conversion and time to convert, and the table.
+// Funnels: steps (each with property filters picked from the data), window, order, optional steps,
+// exclusions, a held property, a breakdown and its attribution, and days; POST /v1/analyses/funnel;
+// a bar funnel (reached, dropped, still inside the window) with conversion and time to convert, the
+// breakdown groups side by side, and the table. The URL carries the whole funnel.
 import { useEffect, useMemo, useState } from 'preact/hooks';
 import { postJson, type AnalysisResult } from '../api';
 import { Chart, type ChartOption } from '../components/chart';
-import { DateRange, Form, Select, TextField, type DateWindow } from '../components/fields';
+import { Checkbox, DateRange, Form, Select, TextField } from '../components/fields';
+import { FunnelCompare } from '../components/funnel-compare';
+import { ExclusionList, StepFilters } from '../components/funnel-controls';
 import { Empty, ErrorNotice, Loading } from '../components/notice';
 import { PeopleBehind, type PeopleQuery } from '../components/people-behind';
+import { PropertySelect, useProperties } from '../components/property-picker';
 import { SqlDetails } from '../components/sql';
 import { DataTable, type Column } from '../components/table';
 import { useRequest } from '../components/useRequest';
 import { duration, num, pct } from '../format';
+import { canBeOptional, fromLink, problems, toLink, toSpec, type ExclusionInput, type FunnelGroup, type FunnelState, type FunnelStep, type StepInput } from '../funnel-spec';
+import { ALL, breakdownLabel } from '../labels';
 import { useCatalogue } from '../meta';
 import { href, type Route } from '../router';
 
-interface FunnelStep {
-  step: number;
-  name: string;
-  optional: boolean;
-  people: number;
-  pct_of_start: number;
-  pct_of_previous: number | null;
-  dropped: number;
-  in_window: number;
-  median_s_from_prev: number | null;
-  mean_s_from_prev: number | null;
-  median_s_from_start: number | null;
-  mean_s_from_start: number | null;
-}
-
-interface FunnelGroup {
-  breakdown: string | null;
-  excluded: number;
-  steps: FunnelStep[];
-}
-
 type FunnelResult = AnalysisResult<{ groups: FunnelGroup[] }>;
 
-interface StepInput {
-  event: string;
-  filter: string;
-}
-
-const ALL = '(all)';
 const PREFERRED = ['page_view', 'product_view', 'add_to_cart', 'begin_checkout', 'purchase'];
+const NEW_STEP: StepInput = { event: '', filters: [], optional: false };
 
-const groupName = (g: FunnelGroup) => (g.breakdown === null ? ALL : g.breakdown === '' ? '(none)' : g.breakdown);
-
-/** The funnel a link carries (#/funnels?steps=…&window=…): what was run, so it can be shared. */
-function fromLink(query: URLSearchParams): { steps: StepInput[]; window: [string, string]; order: string; breakdown: string; dates: DateWindow } | null {
-  let steps: StepInput[] = [];
-  try {
-    const parsed = JSON.parse(query.get('steps') || '[]');
-    if (Array.isArray(parsed)) steps = parsed.map((x) => ({ event: String(x?.event ?? ''), filter: String(x?.filter ?? '') }));
-  } catch {
-    return null; // a damaged link: start from the defaults
-  }
-  if (steps.length < 2) return null;
-  const [, value = '7', unit = 'd'] = (query.get('window') || '').match(/^(\d+)([mhd])$/) || [];
-  return { steps, window: [value, unit], order: query.get('order') || 'loose', breakdown: query.get('breakdown') || '', dates: { date_from: query.get('from') || '', date_to: query.get('to') || '' } };
-}
+const groupName = (g: FunnelGroup) => breakdownLabel(g.breakdown);
 
 export function FunnelsView({ route }: { route: Route }) {
   const { catalogue, error: metaError } = useCatalogue();
   const [linked] = useState(() => fromLink(route.query));
-  const [steps, setSteps] = useState<StepInput[]>(linked?.steps || []);
+  const [steps, setStepList] = useState<StepInput[]>(linked?.steps || []);
   const [windowValue, setWindowValue] = useState(linked?.window[0] || '7');
   const [windowUnit, setWindowUnit] = useState(linked?.window[1] || 'd');
   const [order, setOrder] = useState(linked?.order || 'loose');
   const [breakdown, setBreakdown] = useState(linked?.breakdown || '');
-  const [dates, setDates] = useState<DateWindow>(linked?.dates || { date_from: '', date_to: '' });
+  const [attribution, setAttribution] = useState(linked?.attribution || 'first');
+  const [hold, setHold] = useState(linked?.hold || '');
+  const [exclusions, setExclusions] = useState<ExclusionInput[]>(linked?.exclusions || []);
+  const [dates, setDates] = useState(linked?.dates || { date_from: '', date_to: '' });
   const [group, setGroup] = useState(ALL);
   const req = useRequest<FunnelResult>();
   const [people, setPeople] = useState<PeopleQuery | null>(null);
+  // What step 1's events carry: the held property and the breakdown are read from them.
+  const firstProperties = useProperties(steps[0]?.event || '');
 
   useEffect(() => {
     if (!catalogue) return;
     const names = catalogue.eventNames;
     const first = PREFERRED.find((n) => names.includes(n)) || names[0] || '';
-    setSteps((s) => (s.length ? s : [{ event: first, filter: '' }, { event: '', filter: '' }]));
+    setStepList((s) => (s.length ? s : [{ ...NEW_STEP, event: first }, { ...NEW_STEP }]));
     const range = catalogue.meta.date_range;
     setDates((d) => (d.date_from ? d : { date_from: range.min || '', date_to: range.max || '' }));
   }, [catalogue]);
 
+  const state: FunnelState = { steps, window: [windowValue, windowUnit], order, breakdown, attribution, hold, exclusions, dates };
+  const blockers = problems(state);
+  const ready = blockers.length === 0;
   const eventOptions = [{ value: '', label: 'Choose an event…' }, ...(catalogue?.eventNames || []).map((n) => ({ value: n, label: n }))];
-  const ready = steps.length >= 2 && steps.every((s) => s.event);
+  const counts = useMemo(() => new Map(firstProperties.map((p) => [p.name, p.events])), [firstProperties]);
+  const breakdownNames = useMemo(() => [...new Set([...(catalogue?.meta.breakdowns || []), ...firstProperties.map((p) => p.name)])], [catalogue, firstProperties]);
+
+  /** New steps: exclusions keep to steps that exist. */
+  function setSteps(next: StepInput[]) {
+    setStepList(next);
+    const n = next.length;
+    setExclusions((xs) => xs.map((x) => ({ ...x, to: Math.min(Math.max(x.to, 2), n), from: Math.min(x.from, Math.min(Math.max(x.to, 2), n) - 1) })));
+  }
 
   function update(i: number, change: Partial<StepInput>) {
     setSteps(steps.map((s, j) => (j === i ? { ...s, ...change } : s)));
@@ -97,19 +80,11 @@ export function FunnelsView({ route }: { route: Route }) {
 
   function run() {
     if (!ready) return;
-    const spec = {
-      steps: steps.map((s) => (s.filter.trim() ? `${s.event}:${s.filter.trim()}` : s.event)),
-      window: `${Math.max(1, Number(windowValue) || 1)}${windowUnit}`,
-      order,
-      breakdown: breakdown || null,
-      date_from: dates.date_from || null,
-      date_to: dates.date_to || null,
-    };
     setGroup(ALL);
     setPeople(null);
     // The URL says what ran: copy it to share the funnel, reload it to run it again.
-    const link = href('/funnels', { steps: JSON.stringify(steps), window: spec.window, order, breakdown, from: dates.date_from, to: dates.date_to });
-    history.replaceState(null, '', link);
+    history.replaceState(null, '', href('/funnels', toLink(state)));
+    const spec = toSpec(state);
     req.run((signal) => postJson<FunnelResult>('/v1/analyses/funnel', spec, signal));
   }
 
@@ -127,8 +102,9 @@ export function FunnelsView({ route }: { route: Route }) {
           <ol>
             {steps.map((s, i) => (
               <li class="step-card">
-                <Select label={`Step ${i + 1} event`} value={s.event} options={eventOptions} onChange={(event) => update(i, { event })} />
-                <TextField label={`Step ${i + 1} filter`} value={s.filter} placeholder="optional: category~shoes" onInput={(filter) => update(i, { filter })} />
+                <Select label={`Step ${i + 1} event`} value={s.event} options={eventOptions} onChange={(event) => update(i, { event, filters: event === s.event ? s.filters : [] })} />
+                <StepFilters n={i + 1} event={s.event} filters={s.filters} onChange={(filters) => update(i, { filters })} />
+                {canBeOptional(i, steps.length, order) && <Checkbox label={`Step ${i + 1} optional`} checked={s.optional} onChange={(optional) => update(i, { optional })} />}
                 <div class="step-buttons">
                   <button type="button" class="icon" disabled={i === 0} onClick={() => move(i, -1)} aria-label={`Move step ${i + 1} earlier`}>←</button>
                   <button type="button" class="icon" disabled={i === steps.length - 1} onClick={() => move(i, 1)} aria-label={`Move step ${i + 1} later`}>→</button>
@@ -137,12 +113,13 @@ export function FunnelsView({ route }: { route: Route }) {
               </li>
             ))}
             <li class="step-add">
-              <button type="button" onClick={() => setSteps([...steps, { event: '', filter: '' }])}>
+              <button type="button" onClick={() => setSteps([...steps, { ...NEW_STEP }])}>
                 + Add step
               </button>
             </li>
           </ol>
         </fieldset>
+        <ExclusionList exclusions={exclusions} steps={steps.length} eventOptions={eventOptions} onChange={setExclusions} />
         <div class="control-row">
           <TextField label="Conversion window" type="number" min="1" value={windowValue} onInput={setWindowValue} class="narrow" />
           <Select label="Window unit" value={windowUnit} onChange={setWindowUnit} options={[{ value: 'm', label: 'minutes' }, { value: 'h', label: 'hours' }, { value: 'd', label: 'days' }]} />
@@ -153,16 +130,31 @@ export function FunnelsView({ route }: { route: Route }) {
             options={[
               { value: 'loose', label: 'loose (other events allowed between)' },
               { value: 'strict', label: 'strict (another step breaks it)' },
-              { value: 'any', label: 'any order' },
+              { value: 'any', label: 'any order (no optional steps)' },
             ]}
           />
-          <Select label="Breakdown" value={breakdown} onChange={setBreakdown} options={[{ value: '', label: 'none' }, ...(catalogue?.meta.breakdowns || []).map((b) => ({ value: b, label: b }))]} />
+          <PropertySelect label="Hold constant" value={hold} names={firstProperties.map((p) => p.name)} counts={counts} empty="nothing held" onChange={setHold} />
+          <PropertySelect label="Breakdown" value={breakdown} names={breakdownNames} counts={counts} empty="none" searchable onChange={setBreakdown} />
+          <Select
+            label="Breakdown attribution"
+            value={attribution}
+            onChange={setAttribution}
+            disabled={!breakdown}
+            options={[
+              { value: 'first', label: 'first touch (step 1 event)' },
+              { value: 'last', label: 'last touch (last step reached)' },
+            ]}
+          />
           <DateRange value={dates} onChange={setDates} bounds={{ min: catalogue?.meta.date_range.min || undefined, max: catalogue?.meta.date_range.max || undefined }} />
           <button type="submit" class="primary" disabled={!ready || req.loading}>
             {req.loading ? 'Running…' : 'Run funnel'}
           </button>
         </div>
-        {!ready && steps.length > 0 && <p class="help">Choose an event for every step (at least two).</p>}
+        {!ready && steps.length > 0 && (
+          <ul class="help">
+            {blockers.map((b) => <li>{b}</li>)}
+          </ul>
+        )}
       </Form>
       <ErrorNotice error={req.error} what="The funnel" />
       {req.loading && <Loading>Running the funnel…</Loading>}
@@ -243,6 +235,7 @@ function FunnelAnswer({ result, group, setGroup, onPeople }: { result: FunnelRes
       <p class="muted">
         Taken as of <time class="as-of">{String(summary.as_of)}</time> UTC (later events are ignored) · window {String(summary.window)} · {String(summary.order)} order · {num(summary.excluded)} excluded
       </p>
+      <FunnelCompare groups={groups} />
       {groups.length > 1 && (
         <div class="controls compact">
           <Select label="Chart shows" value={groupName(shown)} onChange={setGroup} options={groups.map((g) => ({ value: groupName(g), label: groupName(g) }))} />

@@ -10,22 +10,27 @@ import { SqlDetails } from '../components/sql';
 import { DataTable, rowsOf, type Column } from '../components/table';
 import { useRequest } from '../components/useRequest';
 import { num, pct } from '../format';
+import { ALL, valueLabel } from '../labels';
 import { useCatalogue } from '../meta';
+import { useUrlState, type Route } from '../router';
 
 type RetentionResult = AnalysisResult<{ cohorts: { cohort: string; breakdown: string | null; size: number; counts: (number | null)[]; pcts: (number | null)[] }[] }>;
 
 const PERIOD_WORD: Record<string, string> = { day: 'day', week: 'week', month: 'month' };
 
-export function RetentionView() {
+export function RetentionView({ route }: { route: Route }) {
   const { catalogue, error: metaError } = useCatalogue();
-  const [cohort, setCohort] = useState('first_seen');
-  const [cohortEvent, setCohortEvent] = useState('');
-  const [returnEvent, setReturnEvent] = useState('');
-  const [period, setPeriod] = useState('day');
-  const [periods, setPeriods] = useState('7');
-  const [mode, setMode] = useState('on');
-  const [breakdown, setBreakdown] = useState('');
-  const [dates, setDates] = useState<DateWindow>({ date_from: '', date_to: '' });
+  // The URL holds the form (#/retention?cohort=…&period=…): a reload or a shared link shows the same table.
+  const q = route.query;
+  const [cohort, setCohort] = useState(q.get('cohort') || 'first_seen');
+  const [cohortEvent, setCohortEvent] = useState(q.get('cohort_event') || '');
+  const [returnEvent, setReturnEvent] = useState(q.get('return') || '');
+  const [period, setPeriod] = useState(q.get('period') || 'day');
+  const [periods, setPeriods] = useState(q.get('periods') || '7');
+  const [mode, setMode] = useState(q.get('mode') || 'on');
+  const [breakdown, setBreakdown] = useState(q.get('breakdown') || '');
+  const [dates, setDates] = useState<DateWindow>({ date_from: q.get('from') || '', date_to: q.get('to') || '' });
+  useUrlState(route, { cohort, cohort_event: cohort === 'event' ? cohortEvent : '', return: returnEvent, period, periods, mode, breakdown, from: dates.date_from, to: dates.date_to });
   const req = useRequest<RetentionResult>();
   const [people, setPeople] = useState<PeopleQuery | null>(null);
 
@@ -142,9 +147,9 @@ function cellPeople(result: RetentionResult, row: Record<string, unknown>, colum
     spec.date_to = end < to ? end : to;
   }
   // A breakdown row keeps the members with its value (`retained:2=mobile`).
-  const whole = row.breakdown === undefined || row.breakdown === null || row.breakdown === '(all)';
+  const whole = row.breakdown === undefined || row.breakdown === null || row.breakdown === ALL;
   const split = whole ? '' : `=${String(row.breakdown)}`;
-  const group = split ? ` · ${String(row.breakdown) || '(none)'}` : '';
+  const group = split ? ` · ${valueLabel(row.breakdown)}` : '';
   return { analysis: 'retention', spec, who: `${k === 0 ? 'cohort' : `retained:${k}`}${split}`, label: `cohort ${cohort}${group}, ${k === 0 ? 'every member' : `came back in ${column}`}` };
 }
 
@@ -156,7 +161,7 @@ function RetentionAnswer({ result, onPeople }: { result: RetentionResult; onPeop
 
   const columns: Column[] = [
     { key: 'cohort', label: 'Cohort' },
-    ...(result.columns.includes('breakdown') ? [{ key: 'breakdown', label: 'Breakdown' }] : []),
+    ...(result.columns.includes('breakdown') ? [{ key: 'breakdown', label: 'Breakdown', render: (r: Record<string, unknown>) => valueLabel(r.breakdown) }] : []),
     { key: 'size', label: 'People', numeric: true },
     ...periodColumns.map((c, k) => ({
       key: c,
@@ -207,7 +212,7 @@ function RetentionAnswer({ result, onPeople }: { result: RetentionResult; onPeop
 }
 
 function heatmap(rows: Record<string, unknown>[], periods: string[], running: (row: Record<string, unknown>, k: number) => boolean): ChartOption {
-  const cohorts = rows.map((r) => `${r.cohort}${r.breakdown ? ` · ${r.breakdown}` : ''} (${num(r.size)})`);
+  const cohorts = rows.map((r) => `${r.cohort}${r.breakdown !== undefined && r.breakdown !== null ? ` · ${valueLabel(r.breakdown)}` : ''} (${num(r.size)})`);
   // Dark cells get white numbers, so every number stays readable.
   const cells: { value: [number, number, number]; label: { color: string }; itemStyle?: Record<string, unknown> }[] = [];
   rows.forEach((r, y) =>
