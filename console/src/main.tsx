@@ -7,22 +7,16 @@ import { BUILT_EVENT, NotBuiltNotice } from './components/notbuilt';
 import { ErrorNotice, Loading } from './components/notice';
 import { Login } from './login';
 import { forgetCatalogue, modelsBuilt, useCatalogue } from './meta';
+import { analysisView } from './analysis-views';
+import { SaveInsight } from './components/save-insight';
 import { href, useRoute, type Route } from './router';
-import { CampaignsView } from './views/campaigns';
-import { CorrelationView } from './views/correlation';
 import { CoverageView } from './views/coverage';
-import { FlowsView } from './views/flows';
-import { FunnelsView } from './views/funnels';
+import { DashboardsView } from './views/dashboards';
 import { HomeView } from './views/home';
-import { PageReportView } from './views/pagereport';
-import { PathsView } from './views/paths';
 import { PeopleView } from './views/people';
 import { QaView } from './views/qa';
-import { RetentionView } from './views/retention';
 import { SegmentsView } from './views/segments';
 import { SqlView } from './views/sql';
-import { StickinessView } from './views/stickiness';
-import { TrendsView } from './views/trends';
 
 interface ViewEntry {
   path: string;
@@ -30,21 +24,32 @@ interface ViewEntry {
   view: ComponentType<{ route: Route }>;
   /** Reads the model tables: before their first build the view explains that instead. */
   models?: boolean;
+  /** An analysis: its state is in the URL, and the shell offers to save it as an insight. */
+  analysis?: boolean;
+}
+
+/** An analysis view's entry (analysis-views.ts lists them for dashboards too). */
+function analysis(path: string): ViewEntry {
+  const found = analysisView(path);
+  if (!found) throw new Error(`no analysis view ${path}`);
+  return { ...found, models: true, analysis: true };
 }
 
 export const VIEWS: ViewEntry[] = [
   { path: '/home', title: 'Home', view: HomeView, models: true },
+  { path: '/dashboards', title: 'Dashboards', view: DashboardsView, models: true },
   { path: '/qa', title: 'Live QA', view: QaView },
   { path: '/coverage', title: 'Plan coverage', view: CoverageView },
-  { path: '/trends', title: 'Trends', view: TrendsView, models: true },
-  { path: '/funnels', title: 'Funnels', view: FunnelsView, models: true },
-  { path: '/retention', title: 'Retention', view: RetentionView, models: true },
-  { path: '/stickiness', title: 'Stickiness', view: StickinessView, models: true },
-  { path: '/paths', title: 'Paths', view: PathsView, models: true },
-  { path: '/flows', title: 'User flows', view: FlowsView, models: true },
-  { path: '/pages', title: 'Page report', view: PageReportView, models: true },
-  { path: '/correlation', title: 'Correlation', view: CorrelationView, models: true },
-  { path: '/campaigns', title: 'Campaigns', view: CampaignsView, models: true },
+  analysis('/trends'),
+  analysis('/funnels'),
+  analysis('/retention'),
+  analysis('/stickiness'),
+  analysis('/paths'),
+  // Its state is not in the URL yet, so nothing to save: shown as a plain view.
+  { ...analysis('/flows'), analysis: false },
+  analysis('/pages'),
+  analysis('/correlation'),
+  analysis('/campaigns'),
   { path: '/segments', title: 'Segments', view: SegmentsView, models: true },
   { path: '/people', title: 'People', view: PeopleView, models: true },
   { path: '/sql', title: 'SQL', view: SqlView },
@@ -120,7 +125,7 @@ function App() {
           ))}
         </ul>
       </nav>
-      <Main title={entry.title} key={`${entry.path}#${generation}`}>
+      <Main title={entry.title} key={`${entry.path}#${generation}`} tools={entry.analysis ? <SaveInsight title={entry.title} /> : null}>
         {entry.models ? <NeedsModels entry={entry} route={route} /> : <entry.view route={route} />}
       </Main>
     </div>
@@ -137,14 +142,17 @@ function NeedsModels({ entry, route }: { entry: ViewEntry; route: Route }) {
   return <View route={route} />;
 }
 
-function Main({ title, children }: { title: string; children: preact.ComponentChildren }) {
+function Main({ title, tools, children }: { title: string; tools: preact.ComponentChildren; children: preact.ComponentChildren }) {
   const ref = useRef<HTMLElement>(null);
   useEffect(() => {
     document.title = `${title} · funnelhouse console`;
   }, [title]);
   return (
     <main id="main" ref={ref} tabIndex={-1} aria-labelledby="view-title">
-      <h1 id="view-title">{title}</h1>
+      <div class="view-head">
+        <h1 id="view-title">{title}</h1>
+        {tools}
+      </div>
       {children}
     </main>
   );

@@ -4,6 +4,8 @@ import { useEffect, useState } from 'preact/hooks';
 export interface Route {
   path: string;
   query: URLSearchParams;
+  /** Mounted inside a dashboard card: compact, and the address is not the view's own. */
+  embedded?: boolean;
 }
 
 export function currentRoute(): Route {
@@ -25,4 +27,47 @@ export function useRoute(): Route {
 export function href(path: string, query?: Record<string, string>): string {
   const search = query ? new URLSearchParams(query).toString() : '';
   return `#${path}${search ? `?${search}` : ''}`;
+}
+
+/**
+ * A view whose state lives in the URL: after each change the address becomes the view's path with
+ * `state` as its query (replaceState: no history entry per keystroke, no hashchange), so a reload
+ * or a shared link opens the same view. Empty values are left out. A view mounted inside a
+ * dashboard card (route.embedded) never touches the address: the address is the dashboard's.
+ */
+export function useUrlState(route: Route, state: Record<string, string>): void {
+  const text = new URLSearchParams(Object.entries(state).filter(([, v]) => v !== '')).toString();
+  useEffect(() => {
+    const now = currentRoute();
+    if (route.embedded || now.path !== route.path || now.query.toString() === text) return;
+    history.replaceState(history.state, '', `#${route.path}${text ? `?${text}` : ''}`);
+  }, [text]);
+}
+
+/** A value of a URL query as JSON, or `fallback` when it is missing or damaged. */
+export function jsonParam<T>(query: URLSearchParams, name: string, fallback: T, valid: (v: unknown) => boolean = () => true): T {
+  const text = query.get(name);
+  if (!text) return fallback;
+  try {
+    const value = JSON.parse(text);
+    return valid(value) ? (value as T) : fallback;
+  } catch {
+    return fallback;
+  }
+}
+
+/**
+ * While a dashboard is open, the views in its cards must not move the address to their own path
+ * (a view that writes its URL itself, not through useUrlState): such a replaceState is dropped.
+ * Returns the function that lifts the pin.
+ */
+export function pinAddress(path: string): () => void {
+  const original = history.replaceState;
+  history.replaceState = function (data: unknown, unused: string, url?: string | URL | null) {
+    if (typeof url === 'string' && url.startsWith('#') && !url.startsWith(`#${path}`)) return;
+    original.call(history, data, unused, url);
+  };
+  return () => {
+    history.replaceState = original;
+  };
 }

@@ -11,6 +11,7 @@ import { useRequest } from '../components/useRequest';
 import { num, pct } from '../format';
 import { campaignLabel, DIRECT, NONE } from '../labels';
 import { useCatalogue } from '../meta';
+import { useUrlState, type Route } from '../router';
 
 interface CampaignColumn {
   name: string;
@@ -44,12 +45,15 @@ function share(value: unknown): string {
 
 const campaignName = (r: Row) => campaignLabel(r.source, r.medium, r.campaign);
 
-export function CampaignsView() {
+export function CampaignsView({ route }: { route: Route }) {
   const { catalogue } = useCatalogue();
-  const [touch, setTouch] = useState('last');
-  const [dates, setDates] = useState<DateWindow>({ date_from: '', date_to: '' });
-  const [sort, setSort] = useState<Sort>({ key: 'sessions', desc: true });
-  const [metric, setMetric] = useState('sessions');
+  // The URL holds the options (#/campaigns?touch=…&sort=…&metric=…): a reload or a shared link shows the same table.
+  const q = route.query;
+  const [touch, setTouch] = useState(q.get('touch') === 'first' ? 'first' : 'last');
+  const [dates, setDates] = useState<DateWindow>({ date_from: q.get('from') || '', date_to: q.get('to') || '' });
+  const [sort, setSort] = useState<Sort>({ key: q.get('sort') || 'sessions', desc: q.get('desc') !== '0' });
+  const [metric, setMetric] = useState(q.get('metric') || 'sessions');
+  useUrlState(route, { touch, from: dates.date_from, to: dates.date_to, sort: sort.key, desc: sort.desc ? '1' : '0', metric });
   const req = useRequest<Campaigns>();
 
   useEffect(() => {

@@ -10,18 +10,25 @@ import { useRequest } from '../components/useRequest';
 import { num } from '../format';
 import { NONE, valueLabel } from '../labels';
 import { useCatalogue } from '../meta';
+import { jsonParam, useUrlState, type Route } from '../router';
 
 const PREFERRED = ['product_view', 'add_to_cart', 'purchase'];
 
-export function CorrelationView() {
+const validSteps = (v: unknown) => Array.isArray(v) && v.length === 3 && v.every((x) => typeof x === 'string');
+
+export function CorrelationView({ route }: { route: Route }) {
   const { catalogue, error: metaError } = useCatalogue();
-  const [source, setSource] = useState('funnel');
-  const [steps, setSteps] = useState<string[]>(['', '', '']);
-  const [window, setWindow] = useState('2d');
-  const [period, setPeriod] = useState('week');
-  const [retained, setRetained] = useState('1');
-  const [properties, setProperties] = useState('device_type, utm_source');
-  const [dates, setDates] = useState<DateWindow>({ date_from: '', date_to: '' });
+  // The URL holds the form (#/correlation?source=…&steps=…): a reload or a shared link compares the same.
+  const q = route.query;
+  const [source, setSource] = useState(q.get('source') === 'retention' ? 'retention' : 'funnel');
+  const [steps, setSteps] = useState<string[]>(() => jsonParam(q, 'steps', ['', '', ''], validSteps));
+  const [window, setWindow] = useState(q.get('window') || '2d');
+  const [period, setPeriod] = useState(q.get('period') || 'week');
+  const [retained, setRetained] = useState(q.get('retained') || '1');
+  const [properties, setProperties] = useState(q.get('properties') ?? 'device_type, utm_source');
+  const [dates, setDates] = useState<DateWindow>({ date_from: q.get('from') || '', date_to: q.get('to') || '' });
+  const funnel = source === 'funnel';
+  useUrlState(route, { source, steps: funnel && steps.some(Boolean) ? JSON.stringify(steps) : '', window: funnel ? window : '', period: funnel ? '' : period, retained: funnel ? '' : retained, properties, from: dates.date_from, to: dates.date_to });
   const req = useRequest<AnalysisResult>();
 
   useEffect(() => {

@@ -14,7 +14,7 @@ import { useRequest } from '../components/useRequest';
 import { num, pct } from '../format';
 import { campaignLabel } from '../labels';
 import { useCatalogue } from '../meta';
-import { href } from '../router';
+import { href, useUrlState, type Route } from '../router';
 
 interface TrendLine {
   label: string;
@@ -67,10 +67,13 @@ function metricValues(lines: TrendLine[] | undefined): Record<string, (number | 
   };
 }
 
-export function HomeView() {
+export function HomeView({ route }: { route: Route }) {
   const { catalogue } = useCatalogue();
-  const [days, setDays] = useState('14');
-  const [metric, setMetric] = useState('visitors');
+  // The URL holds the period and the metric charted (#/home?days=28&metric=revenue).
+  const [days, setDays] = useState(['7', '14', '28'].includes(route.query.get('days') || '') ? route.query.get('days')! : '14');
+  const [metric, setMetric] = useState(METRICS.some((m) => m.key === route.query.get('metric')) ? route.query.get('metric')! : 'visitors');
+  // Defaults are left out: the plain #/home stays the plain home.
+  useUrlState(route, { days: days === '14' ? '' : days, metric: metric === 'visitors' ? '' : metric });
   const trend = useRequest<TrendsResult>();
   const pages = useRequest<AnalysisResult>();
   const events = useRequest<TrendsResult>();

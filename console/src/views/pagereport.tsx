@@ -10,12 +10,15 @@ import { DataTable, rowsOf, type Column } from '../components/table';
 import { useRequest } from '../components/useRequest';
 import { duration, num, pct } from '../format';
 import { useCatalogue } from '../meta';
-import { href } from '../router';
+import { href, useUrlState, type Route } from '../router';
 
-export function PageReportView() {
+export function PageReportView({ route }: { route: Route }) {
   const { catalogue, error: metaError } = useCatalogue();
-  const [top, setTop] = useState('50');
-  const [dates, setDates] = useState<DateWindow>({ date_from: '', date_to: '' });
+  // The URL holds the form (#/pages?top=…&from=…&to=…).
+  const q = route.query;
+  const [top, setTop] = useState(q.get('top') || '50');
+  const [dates, setDates] = useState<DateWindow>({ date_from: q.get('from') || '', date_to: q.get('to') || '' });
+  useUrlState(route, { top, from: dates.date_from, to: dates.date_to });
   const req = useRequest<AnalysisResult>();
 
   useEffect(() => {

@@ -12,7 +12,7 @@ import { useRequest } from '../components/useRequest';
 import { num, pct } from '../format';
 import { useCatalogue } from '../meta';
 import { usePages } from '../pages';
-import type { Route } from '../router';
+import { useUrlState, type Route } from '../router';
 
 interface Neighbour {
   page: string;
@@ -28,10 +28,13 @@ export function PathsView({ route }: { route: Route }) {
   const { catalogue, error: metaError } = useCatalogue();
   const pages = usePages();
   // Links from other views (home, page report) name the page: #/paths?page=/cart
-  const [page, setPage] = useState(route.query.get('page') || '');
-  const [conversion, setConversion] = useState('purchase');
-  const [top, setTop] = useState('10');
-  const [dates, setDates] = useState<DateWindow>({ date_from: '', date_to: '' });
+  const q = route.query;
+  const [page, setPage] = useState(q.get('page') || '');
+  const [conversion, setConversion] = useState(q.get('conversion') || 'purchase');
+  const [top, setTop] = useState(q.get('top') || '10');
+  const [dates, setDates] = useState<DateWindow>({ date_from: q.get('from') || '', date_to: q.get('to') || '' });
+  // The URL holds the whole form, so a reload or a shared link follows the same page.
+  useUrlState(route, { page, conversion, top, from: dates.date_from, to: dates.date_to });
   const req = useRequest<PathsResult>();
   const [people, setPeople] = useState<PeopleQuery | null>(null);
 

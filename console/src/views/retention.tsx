@@ -12,21 +12,25 @@ import { useRequest } from '../components/useRequest';
 import { num, pct } from '../format';
 import { ALL, valueLabel } from '../labels';
 import { useCatalogue } from '../meta';
+import { useUrlState, type Route } from '../router';
 
 type RetentionResult = AnalysisResult<{ cohorts: { cohort: string; breakdown: string | null; size: number; counts: (number | null)[]; pcts: (number | null)[] }[] }>;
 
 const PERIOD_WORD: Record<string, string> = { day: 'day', week: 'week', month: 'month' };
 
-export function RetentionView() {
+export function RetentionView({ route }: { route: Route }) {
   const { catalogue, error: metaError } = useCatalogue();
-  const [cohort, setCohort] = useState('first_seen');
-  const [cohortEvent, setCohortEvent] = useState('');
-  const [returnEvent, setReturnEvent] = useState('');
-  const [period, setPeriod] = useState('day');
-  const [periods, setPeriods] = useState('7');
-  const [mode, setMode] = useState('on');
-  const [breakdown, setBreakdown] = useState('');
-  const [dates, setDates] = useState<DateWindow>({ date_from: '', date_to: '' });
+  // The URL holds the form (#/retention?cohort=…&period=…): a reload or a shared link shows the same table.
+  const q = route.query;
+  const [cohort, setCohort] = useState(q.get('cohort') || 'first_seen');
+  const [cohortEvent, setCohortEvent] = useState(q.get('cohort_event') || '');
+  const [returnEvent, setReturnEvent] = useState(q.get('return') || '');
+  const [period, setPeriod] = useState(q.get('period') || 'day');
+  const [periods, setPeriods] = useState(q.get('periods') || '7');
+  const [mode, setMode] = useState(q.get('mode') || 'on');
+  const [breakdown, setBreakdown] = useState(q.get('breakdown') || '');
+  const [dates, setDates] = useState<DateWindow>({ date_from: q.get('from') || '', date_to: q.get('to') || '' });
+  useUrlState(route, { cohort, cohort_event: cohort === 'event' ? cohortEvent : '', return: returnEvent, period, periods, mode, breakdown, from: dates.date_from, to: dates.date_to });
   const req = useRequest<RetentionResult>();
   const [people, setPeople] = useState<PeopleQuery | null>(null);
 

@@ -11,14 +11,18 @@ import { DataTable, rowsOf, type Column } from '../components/table';
 import { useRequest } from '../components/useRequest';
 import { num, pct } from '../format';
 import { useCatalogue } from '../meta';
+import { useUrlState, type Route } from '../router';
 
 type StickinessResult = AnalysisResult<{ periods: { period: string; counts: number[]; incomplete: boolean }[]; complete_periods_counts: number[] }>;
 
-export function StickinessView() {
+export function StickinessView({ route }: { route: Route }) {
   const { catalogue, error: metaError } = useCatalogue();
-  const [event, setEvent] = useState('*');
-  const [period, setPeriod] = useState('week');
-  const [dates, setDates] = useState<DateWindow>({ date_from: '', date_to: '' });
+  // The URL holds the form (#/stickiness?event=…&period=…&from=…&to=…).
+  const q = route.query;
+  const [event, setEvent] = useState(q.get('event') || '*');
+  const [period, setPeriod] = useState(q.get('period') || 'week');
+  const [dates, setDates] = useState<DateWindow>({ date_from: q.get('from') || '', date_to: q.get('to') || '' });
+  useUrlState(route, { event, period, from: dates.date_from, to: dates.date_to });
   const req = useRequest<StickinessResult>();
 
   useEffect(() => {

@@ -14,6 +14,7 @@ import { completeMean, timeSeriesOption } from '../components/timeseries';
 import { useRequest } from '../components/useRequest';
 import { num } from '../format';
 import { useCatalogue } from '../meta';
+import { jsonParam, useUrlState, type Route } from '../router';
 import type { TrendsResult } from './home';
 
 interface SeriesInput {
@@ -39,13 +40,18 @@ function seriesSpec(s: SeriesInput) {
   return { event: s.event, math, property: property || null, label };
 }
 
-export function TrendsView() {
+const validSeries = (v: unknown) => Array.isArray(v) && v.length > 0 && v.length <= 5 && v.every((s) => typeof s?.event === 'string' && typeof s?.math === 'string');
+
+export function TrendsView({ route }: { route: Route }) {
   const { catalogue, error: metaError } = useCatalogue();
-  const [series, setSeries] = useState<SeriesInput[]>([{ event: '*', math: 'people' }]);
-  const [interval, setInterval] = useState('day');
-  const [breakdown, setBreakdown] = useState('');
-  const [compare, setCompare] = useState(true);
-  const [dates, setDates] = useState<DateWindow>({ date_from: '', date_to: '' });
+  // The URL holds the form (#/trends?series=…&interval=…): a reload or a shared link shows the same trend.
+  const q = route.query;
+  const [series, setSeries] = useState<SeriesInput[]>(() => jsonParam(q, 'series', [{ event: '*', math: 'people' }], validSeries));
+  const [interval, setInterval] = useState(q.get('interval') || 'day');
+  const [breakdown, setBreakdown] = useState(q.get('breakdown') || '');
+  const [compare, setCompare] = useState(q.get('compare') !== '0');
+  const [dates, setDates] = useState<DateWindow>({ date_from: q.get('from') || '', date_to: q.get('to') || '' });
+  useUrlState(route, { series: JSON.stringify(series.map(({ event, math }) => ({ event, math }))), interval, breakdown, compare: compare ? '1' : '0', from: dates.date_from, to: dates.date_to });
   const [people, setPeople] = useState<PeopleQuery | null>(null);
   const req = useRequest<TrendsResult>();
 
