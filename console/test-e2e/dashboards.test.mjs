@@ -140,6 +140,8 @@ describe('saved insights and dashboards', () => {
     const cards = other.getByRole('article');
     assert.ok(await waitFor(async () => (await cards.count()) === 2, { timeout: 30_000 }), 'two cards');
     assert.deepEqual(await other.locator('.insight-card h3').allTextContents(), [trend.name, funnel.name]);
+    // A name with markup in it is shown as the text it is, never as markup.
+    assert.equal(await other.locator('.insight-card h3 b').count(), 0);
 
     // The trend card: every period's number is the trends API's for the saved spec.
     const trendCard = other.getByRole('article', { name: trend.name });
