@@ -158,7 +158,8 @@ export function FunnelsView({ route }: { route: Route }) {
       </Form>
       <ErrorNotice error={req.error} what="The funnel" />
       {req.loading && <Loading>Running the funnel…</Loading>}
-      {req.data && <FunnelAnswer result={req.data} group={group} setGroup={setGroup} onPeople={setPeople} />}
+      {/* A new answer replaces the old one: figures never stand beside controls they do not answer. */}
+      {req.data && !req.loading && <FunnelAnswer result={req.data} group={group} setGroup={setGroup} onPeople={setPeople} />}
       {people && <PeopleBehind query={people} onClose={() => setPeople(null)} />}
     </section>
   );
