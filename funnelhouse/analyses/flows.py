@@ -107,7 +107,8 @@ class FlowsSpec:
 
 def build_query(spec: FlowsSpec, columns: dict[str, str], as_of: datetime,
                 date_from: date, date_to: date) -> Query:
-    """Named pieces: session_events, sessions (node and time arrays, last conversion),
+    """Named pieces: anchored_sessions (those holding the start or end node),
+    session_events, sessions (node and time arrays, last conversion),
     paths (each session's slice), path_nodes (one row per session and step)."""
     params = SqlParams()
     props = Properties(columns, params)
@@ -122,6 +123,17 @@ def build_query(spec: FlowsSpec, columns: dict[str, str], as_of: datetime,
     header = (f"-- Flows: {spec.steps} steps {'after' if spec.start else 'before'} "
               f"{comment(spec.start or spec.end or '')} ({spec.nodes}"
               f"{', repeats collapsed' if spec.collapse else ''}), per session.")
+    # Only sessions that hold the anchor node have a path: finding them first spares the
+    # per-session arrays of every other session (most of them, for any one page).
+    anchored = Cte("anchored_sessions", f"""\
+    SELECT DISTINCT session_id
+    FROM {EVENTS_TABLE}
+    WHERE event_date BETWEEN {p_from} AND {p_to}
+      AND event_at <= {p_as_of}
+      AND session_id != ''
+      AND {node} = {p_node}""")
+    # Events that are neither a node nor a conversion change nothing in a path.
+    useful = f"\n      AND ({node} != '' OR {conversion})" if spec.nodes == "views" else ""
     session_events = Cte("session_events", f"""\
     SELECT
         session_id,
@@ -133,7 +145,7 @@ def build_query(spec: FlowsSpec, columns: dict[str, str], as_of: datetime,
     FROM {EVENTS_TABLE}
     WHERE event_date BETWEEN {p_from} AND {p_to}
       AND event_at <= {p_as_of}
-      AND session_id != ''""")
+      AND session_id IN anchored_sessions{useful}""")
     keep = ("(x, i) -> i = 1 OR x.node != ordered[i - 1].node" if spec.collapse
             else "(x, i) -> 1")
     sessions = Cte("sessions", f"""\
@@ -190,7 +202,8 @@ SELECT step, node, next, count() AS sessions, uniqExact(person_id) AS people,
 FROM path_nodes
 GROUP BY step, node, next
 ORDER BY step, node, next"""
-    return Query(header, (session_events, sessions, paths, path_nodes), final, params)
+    return Query(header, (anchored, session_events, sessions, paths, path_nodes), final,
+                 params)
 
 
 def run_flows(warehouse: Warehouse, spec: FlowsSpec, reporting_tz: str = "UTC"
