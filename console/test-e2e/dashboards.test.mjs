@@ -62,6 +62,41 @@ function funnelSpec(query) {
 }
 
 describe('saved insights and dashboards', () => {
+  test('every analysis view keeps a changed setting in the address and has it again after a reload', TEST, async (t) => {
+    const { page, errors, context } = await newPage(browser);
+    await login(page, fh.url);
+    const field = (label) => page.getByLabel(label, { exact: true });
+    // view → [what shows it answered, change one setting, read that setting back, what the address then says]
+    const cases = {
+      retention: [() => page.getByRole('table', { name: /Retention by cohort/ }), () => field('Period').selectOption('week'), () => field('Period').inputValue(), 'week', 'period=week'],
+      stickiness: [() => page.getByRole('table', { name: 'People by active days in each period' }), () => field('Period').selectOption('month'), () => field('Period').inputValue(), 'month', 'period=month'],
+      paths: [() => page.getByRole('table', { name: /Next steps after/ }), () => field('Top pages each side').fill('4'), () => field('Top pages each side').inputValue(), '4', 'top=4'],
+      pages: [() => page.getByRole('table', { name: 'Pages and screens' }), () => field('Pages shown').fill('7'), () => field('Pages shown').inputValue(), '7', 'top=7'],
+      correlation: [() => page.getByRole('table', { name: /Correlated events/ }), () => page.getByRole('radio', { name: 'came back (retention)' }).check(), () => page.getByRole('radio', { name: 'came back (retention)' }).isChecked(), true, 'source=retention'],
+      campaigns: [() => page.getByRole('table', { name: /Campaigns, last-touch attribution/ }), () => page.getByRole('radio', { name: 'First touch' }).check(), () => page.getByRole('radio', { name: 'First touch' }).isChecked(), true, 'touch=first'],
+      home: [() => page.getByRole('table', { name: 'Per day' }), () => field('Period').selectOption('28'), () => field('Period').inputValue(), '28', 'days=28'],
+    };
+    for (const [view, [answered, change, read, expected, inAddress]] of Object.entries(cases)) {
+      t.diagnostic(view); // a timeout below then names the view it happened in
+      await page.goto(`${fh.url}/console/#/${view}`);
+      await answered().waitFor({ timeout: 90_000 });
+      await change();
+      await page.waitForFunction((part) => location.hash.includes(part), inAddress, { timeout: 30_000 });
+      const address = await page.evaluate(() => location.hash);
+      assert.ok(address.startsWith(`#/${view}?`), `${view}: ${address}`);
+      await page.reload();
+      await page.getByRole('heading', { level: 1 }).waitFor();
+      assert.equal(await read(), expected, `${view} after a reload`);
+      assert.equal(await page.evaluate(() => location.hash), address, `${view}: the address is kept`);
+    }
+    // The campaigns table after the reload is the first-touch one.
+    await page.goto(`${fh.url}/console/#/campaigns?touch=first`);
+    await page.reload();
+    await page.getByRole('table', { name: /Campaigns, first-touch attribution/ }).waitFor({ timeout: 60_000 });
+    assert.deepEqual(errors, []);
+    await context.close();
+  });
+
   test('a trend keeps its settings over a reload; a trend and a funnel saved; a dashboard opened by its address shows the API figures; a card removed; axe clean', TEST, async (t) => {
     const { page, errors, context } = await newPage(browser);
     await login(page, fh.url);
