@@ -18,7 +18,7 @@ import { duration, num, pct } from '../format';
 import { canBeOptional, fromLink, problems, toLink, toSpec, type ExclusionInput, type FunnelGroup, type FunnelState, type FunnelStep, type StepInput } from '../funnel-spec';
 import { ALL, breakdownLabel } from '../labels';
 import { useCatalogue } from '../meta';
-import { href, type Route } from '../router';
+import { useUrlState, type Route } from '../router';
 
 type FunnelResult = AnalysisResult<{ groups: FunnelGroup[] }>;
 
@@ -55,6 +55,8 @@ export function FunnelsView({ route }: { route: Route }) {
   }, [catalogue]);
 
   const state: FunnelState = { steps, window: [windowValue, windowUnit], order, breakdown, attribution, hold, exclusions, dates };
+  // The address holds the whole form as it is edited: a reload or a shared link opens (and runs) it.
+  useUrlState(route, toLink(state));
   const blockers = problems(state);
   const ready = blockers.length === 0;
   const eventOptions = [{ value: '', label: 'Choose an event…' }, ...(catalogue?.eventNames || []).map((n) => ({ value: n, label: n }))];
@@ -82,8 +84,6 @@ export function FunnelsView({ route }: { route: Route }) {
     if (!ready) return;
     setGroup(ALL);
     setPeople(null);
-    // The URL says what ran: copy it to share the funnel, reload it to run it again.
-    history.replaceState(null, '', href('/funnels', toLink(state)));
     const spec = toSpec(state);
     req.run((signal) => postJson<FunnelResult>('/v1/analyses/funnel', spec, signal));
   }
