@@ -218,6 +218,13 @@ describe('saved insights and dashboards', () => {
     });
     assert.deepEqual(violations, []);
     t.diagnostic('axe scanned the dashboard with 2 cards');
+    // On a phone the cards stack and nothing scrolls sideways.
+    await other.setViewportSize({ width: 390, height: 844 });
+    await other.waitForTimeout(300);
+    const [scroll, width] = await other.evaluate(() => [document.documentElement.scrollWidth, window.innerWidth]);
+    assert.ok(scroll <= width, `the dashboard scrolls sideways at 390 px: ${scroll} > ${width}`);
+    await screenshot(other, 'dashboard-390');
+    await other.setViewportSize({ width: 1440, height: 900 });
 
     // -- remove one card ---------------------------------------------------------------------------
     await trendCard.getByRole('button', { name: `Remove ${trend.name} from the dashboard` }).click();
