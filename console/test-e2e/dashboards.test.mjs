@@ -236,6 +236,11 @@ describe('saved insights and dashboards', () => {
     assert.equal(await cards.count(), 1);
     // The insight itself is still saved: only the card went.
     assert.ok((await fh.api('GET', '/v1/insights')).insights.some((i) => i.id === trend.id));
+    // Home links to the dashboard.
+    await other.goto(`${fh.url}/console/#/home`);
+    const link = other.locator('.dashboard-links').getByRole('link', { name: 'Weekly review' });
+    await link.waitFor();
+    assert.equal(await link.getAttribute('href'), `#/dashboards?id=${id}`);
     assert.deepEqual(freshErrors, []);
     await fresh.close();
   });

@@ -10,8 +10,10 @@ import { Empty, ErrorNotice, Loading } from '../components/notice';
 import { SqlDetails } from '../components/sql';
 import { DataTable, type Column, type Row } from '../components/table';
 import { completeMean, timeSeriesOption, type Line } from '../components/timeseries';
+import { useLoaded } from '../components/useLoaded';
 import { useRequest } from '../components/useRequest';
 import { num, pct } from '../format';
+import { listDashboards } from '../insights';
 import { campaignLabel } from '../labels';
 import { useCatalogue } from '../meta';
 import { href, useUrlState, type Route } from '../router';
@@ -111,6 +113,7 @@ export function HomeView({ route }: { route: Route }) {
           </p>
         )}
       </div>
+      <DashboardLinks />
       <ErrorNotice error={trend.error} what="The overview" />
       {trend.loading && !trend.data && <Loading>Counting visitors…</Loading>}
       {trend.data && <Overview result={trend.data} metric={metric} setMetric={setMetric} />}
@@ -120,6 +123,23 @@ export function HomeView({ route }: { route: Route }) {
         <TopCampaigns req={campaigns} />
       </div>
     </section>
+  );
+}
+
+/** The saved dashboards, one click away (none saved, or the list failing: the home page goes on without it). */
+function DashboardLinks() {
+  const { value: boards } = useLoaded(() => listDashboards(), null);
+  if (!boards?.length) return null;
+  return (
+    <p class="dashboard-links">
+      Dashboards:{' '}
+      {boards.map((b, i) => (
+        <>
+          {i ? ' · ' : ''}
+          <a href={href('/dashboards', { id: String(b.id) })}>{b.name}</a>
+        </>
+      ))}
+    </p>
   );
 }
 
