@@ -24,6 +24,11 @@ export function SaveInsight({ title }: { title: string }) {
     if (!name.trim() || busy) return;
     // Read at the moment of saving: views keep the address up to date without a route change.
     const route = currentRoute();
+    // A view that writes its address only when it runs (funnels) has nothing to save before.
+    if (!route.query.toString()) {
+      setError(new Error('run the analysis first: its settings are not in the address yet'));
+      return;
+    }
     setBusy(true);
     setError(null);
     try {
