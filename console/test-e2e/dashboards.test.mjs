@@ -241,6 +241,13 @@ describe('saved insights and dashboards', () => {
     const link = other.locator('.dashboard-links').getByRole('link', { name: 'Weekly review' });
     await link.waitFor();
     assert.equal(await link.getAttribute('href'), `#/dashboards?id=${id}`);
+    // Deleting the funnel insight from the list takes it off the dashboard too.
+    await other.goto(`${fh.url}/console/#/dashboards`);
+    await other.getByRole('button', { name: `Delete insight ${funnel.name}` }).click();
+    const boards = other.getByRole('table', { name: 'Dashboards' });
+    assert.ok(await waitFor(async () => (await tableRows(boards)).some((r) => r[0] === 'Weekly review' && r[1] === '0'), { timeout: 10_000 }), 'the dashboard shows no insight');
+    assert.deepEqual((await fh.api('GET', `/v1/dashboards/${id}`)).dashboard.insight_ids, []);
+    assert.ok(!(await fh.api('GET', '/v1/insights')).insights.some((i) => i.id === funnel.id));
     assert.deepEqual(freshErrors, []);
     await fresh.close();
   });

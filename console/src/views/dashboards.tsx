@@ -25,7 +25,11 @@ function useData<T>(load: () => Promise<T>): { data: T | null; error: unknown; r
   useEffect(() => {
     let live = true;
     load().then(
-      (d) => live && (setData(d), setError(null)),
+      (d) => {
+        if (!live) return;
+        setData(d);
+        setError(null);
+      },
       (e) => live && setError(e),
     );
     return () => {
@@ -59,6 +63,7 @@ function DashboardList() {
     try {
       await deleteInsight(insight.id);
       insights.reload();
+      boards.reload(); // the server took it off every dashboard: their counts change
     } catch (err) {
       setError(err);
     }
