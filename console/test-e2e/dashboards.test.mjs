@@ -248,6 +248,13 @@ describe('saved insights and dashboards', () => {
     assert.ok(await waitFor(async () => (await tableRows(boards)).some((r) => r[0] === 'Weekly review' && r[1] === '0'), { timeout: 10_000 }), 'the dashboard shows no insight');
     assert.deepEqual((await fh.api('GET', `/v1/dashboards/${id}`)).dashboard.insight_ids, []);
     assert.ok(!(await fh.api('GET', '/v1/insights')).insights.some((i) => i.id === funnel.id));
+    // Renamed on its page: the heading and the API say the new name.
+    await boards.getByRole('link', { name: 'Weekly review' }).click();
+    await other.getByRole('button', { name: 'Rename the dashboard' }).click();
+    await other.getByLabel('New name', { exact: true }).fill('Monday review');
+    await other.getByRole('button', { name: 'Save name' }).click();
+    await other.getByRole('heading', { name: 'Monday review' }).waitFor();
+    assert.equal((await fh.api('GET', `/v1/dashboards/${id}`)).dashboard.name, 'Monday review');
     assert.deepEqual(freshErrors, []);
     await fresh.close();
   });

@@ -1,7 +1,7 @@
 // Dashboards: #/dashboards lists them (and the saved insights) and creates one; #/dashboards?id=N
 // shows one, its id in the address so the link can be shared. Each card mounts the insight's own
 // view from its saved route in a compact mode (no form: chart, table and numbers), with a link to
-// open it full size; insights are added, removed and moved from here.
+// open it full size; insights are added, removed and moved from here, and the dashboard renamed.
 import { useEffect, useState } from 'preact/hooks';
 import { analysisView } from '../analysis-views';
 import { Select, TextField } from '../components/fields';
@@ -128,14 +128,17 @@ function DashboardPage({ id }: { id: number }) {
   const [adding, setAdding] = useState('');
   const [error, setError] = useState<unknown>(null);
   const [confirming, setConfirming] = useState(false);
+  const [renaming, setRenaming] = useState<string | null>(null);
   const current = shown || board.data;
 
-  async function change(ids: number[]) {
+  async function change(update: { name?: string; insight_ids?: number[] }) {
     setError(null);
     try {
-      setShown(await updateDashboard(id, { insight_ids: ids }));
+      setShown(await updateDashboard(id, update));
+      return true;
     } catch (err) {
       setError(err);
+      return false;
     }
   }
 
@@ -165,13 +168,35 @@ function DashboardPage({ id }: { id: number }) {
   const move = (i: number, by: number) => {
     const next = [...ids];
     [next[i], next[i + by]] = [next[i + by], next[i]];
-    change(next);
+    change({ insight_ids: next });
   };
 
   return (
     <section aria-labelledby="dashboard-name">
       <div class="dashboard-head">
         <h2 id="dashboard-name">{current.name}</h2>
+        {renaming === null ? (
+          <button type="button" class="small" onClick={() => setRenaming(current.name)}>
+            Rename<span class="visually-hidden"> the dashboard</span>
+          </button>
+        ) : (
+          <form
+            class="save-insight-form"
+            aria-label="Rename the dashboard"
+            onSubmit={async (e) => {
+              e.preventDefault();
+              if (renaming.trim() && (await change({ name: renaming.trim() }))) setRenaming(null);
+            }}
+          >
+            <TextField label="New name" value={renaming} onInput={setRenaming} required class="wide" />
+            <button type="submit" class="primary" disabled={!renaming.trim()}>
+              Save name
+            </button>
+            <button type="button" onClick={() => setRenaming(null)}>
+              Cancel
+            </button>
+          </form>
+        )}
         <p class="muted">
           {cards.length} insight{cards.length === 1 ? '' : 's'} · this page's address opens this dashboard · <a href={href('/dashboards')}>All dashboards</a>
         </p>
@@ -189,7 +214,7 @@ function DashboardPage({ id }: { id: number }) {
           class="primary"
           disabled={!adding}
           onClick={() => {
-            change([...ids, Number(adding)]);
+            change({ insight_ids: [...ids, Number(adding)] });
             setAdding('');
           }}
         >
@@ -215,7 +240,7 @@ function DashboardPage({ id }: { id: number }) {
       <ol class="insight-cards">
         {cards.map((insight, i) => (
           <li key={insight.id}>
-            <InsightCard insight={insight} first={i === 0} last={i === cards.length - 1} onMove={(by) => move(i, by)} onRemove={() => change(ids.filter((x) => x !== insight.id))} />
+            <InsightCard insight={insight} first={i === 0} last={i === cards.length - 1} onMove={(by) => move(i, by)} onRemove={() => change({ insight_ids: ids.filter((x) => x !== insight.id) })} />
           </li>
         ))}
       </ol>
