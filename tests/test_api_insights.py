@@ -4,7 +4,9 @@ names with HTML or SQL in them are kept as text and never run."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +14,7 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from funnelhouse.api import insights as insights_api
+from funnelhouse.cli.main import main as cli
 from funnelhouse.config import Settings
 from funnelhouse.insights.store import ANALYSIS_VIEWS, MAX_NAME, MAX_QUERY
 from funnelhouse.warehouse.chdb import ChdbWarehouse
@@ -24,8 +27,13 @@ TREND_QUERY = ("series=%5B%7B%22event%22%3A%22*%22%2C%22math%22%3A%22sessions%22
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, ChdbWarehouse]]:
-    settings = Settings(data_dir=tmp_path_factory.mktemp("insights"), admin_token=TOKEN)
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("insights")
+
+
+@pytest.fixture(scope="module")
+def store(data_dir: Path) -> Iterator[tuple[TestClient, ChdbWarehouse]]:
+    settings = Settings(data_dir=data_dir, admin_token=TOKEN)
     warehouse = ChdbWarehouse(settings.warehouse_dir)
     try:
         migrate(warehouse, settings.sql_dir / "migrations")
@@ -257,3 +265,20 @@ def test_an_insight_appears_once_on_a_dashboard(api: TestClient) -> None:
     doc = refusal(api.post("/v1/dashboards", headers=AUTH,
                            json={"name": "twice", "insight_ids": [one["id"], one["id"]]}))
     assert doc["field"] == "insight_ids" and "once" in doc["error"]
+
+
+# -- the CLI -----------------------------------------------------------------------------
+
+def test_the_cli_lists_what_the_api_saved(api: TestClient, data_dir: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    saved = insight(api, "for the CLI")
+    api.post("/v1/dashboards", headers=AUTH, json={"name": "CLI board",
+                                                  "insight_ids": [saved["id"]]})
+    for kind in ("insights", "dashboards"):
+        assert cli([kind, "list", "--data-dir", str(data_dir), "--format", "json"]) == 0
+        printed = json.loads(capsys.readouterr().out)
+        listed = api.get(f"/v1/{kind}", headers=AUTH).json()[kind]
+        assert [{k: v for k, v in row.items() if k != "link"} for row in printed] == listed
+    assert cli(["insights", "list", "--data-dir", str(data_dir)]) == 0
+    table = capsys.readouterr().out
+    assert "for the CLI" in table and f"#/trends?{TREND_QUERY}"[:40] in table

@@ -142,6 +142,10 @@ describe('saved insights and dashboards', () => {
     const funnel = await saveAsInsight(page, 'Views to carts');
     assert.equal(funnel.path, '/funnels');
     assert.deepEqual(funnelSpec(funnel.query).steps, ['page_view', 'add_to_cart']);
+    // The CLI lists the same insights, through the running instance.
+    const listed = JSON.parse(await fh.cli('insights', 'list', '--format', 'json'));
+    assert.deepEqual(listed.map(({ link, ...row }) => row), (await fh.api('GET', '/v1/insights')).insights);
+    assert.deepEqual(listed.map((row) => row.link), [`#/trends?${trend.query}`, `#/funnels?${funnel.query}`]);
 
     // -- a dashboard with both -------------------------------------------------------------------
     await page.getByRole('navigation', { name: 'Views' }).getByRole('link', { name: 'Dashboards' }).click();

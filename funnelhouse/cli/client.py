@@ -116,6 +116,11 @@ class Client(ABC):
         ...
 
     @abstractmethod
+    def saved_list(self, kind: str) -> dict[str, Any]:
+        """The console's saved `insights` or `dashboards` (as GET /v1/insights …)."""
+        ...
+
+    @abstractmethod
     def segment_create(self, doc: dict[str, Any], *, materialise: bool = True
                        ) -> dict[str, Any]:
         ...
@@ -333,6 +338,13 @@ class LocalClient(Client):
         return dict(self.people.segment_list())
 
     @_said()
+    def saved_list(self, kind: str) -> dict[str, Any]:
+        from funnelhouse.insights.store import Boards
+
+        boards = Boards(self.writer)   # the writer: it has the migrations applied
+        return {kind: boards.list_insights() if kind == "insights" else boards.list_dashboards()}
+
+    @_said()
     def segment_create(self, doc: dict[str, Any], *, materialise: bool = True
                        ) -> dict[str, Any]:
         return dict(self.people.segment_create(doc, materialise=materialise, created_by="cli"))
@@ -474,6 +486,9 @@ class RemoteClient(Client):
 
     def segment_list(self) -> dict[str, Any]:
         return self._json("GET", "/v1/segments")
+
+    def saved_list(self, kind: str) -> dict[str, Any]:
+        return self._json("GET", f"/v1/{kind}")
 
     def segment_create(self, doc: dict[str, Any], *, materialise: bool = True
                        ) -> dict[str, Any]:

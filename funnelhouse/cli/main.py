@@ -24,6 +24,7 @@ COMMANDS = (
     "models",      # models run
     "demo",        # demo
     "people",      # segment, signals, export, forget
+    "insights",    # insights list, dashboards list (saved in the console)
     "analyses",    # funnel, retention, paths, timeline
     "bench",       # bench
 )
