@@ -55,8 +55,10 @@ export function FunnelsView({ route }: { route: Route }) {
   }, [catalogue]);
 
   const state: FunnelState = { steps, window: [windowValue, windowUnit], order, breakdown, attribution, hold, exclusions, dates };
-  // The address holds the whole form as it is edited: a reload or a shared link opens (and runs) it.
-  useUrlState(route, toLink(state));
+  // Once a funnel has run (or came from a link), the address holds the whole form as it is edited:
+  // a reload or a shared link opens and runs it. Before that, #/funnels stays as it was opened.
+  const [ran, setRan] = useState(!!linked);
+  useUrlState(route, ran ? toLink(state) : {});
   const blockers = problems(state);
   const ready = blockers.length === 0;
   const eventOptions = [{ value: '', label: 'Choose an event…' }, ...(catalogue?.eventNames || []).map((n) => ({ value: n, label: n }))];
@@ -82,6 +84,7 @@ export function FunnelsView({ route }: { route: Route }) {
 
   function run() {
     if (!ready) return;
+    setRan(true);
     setGroup(ALL);
     setPeople(null);
     const spec = toSpec(state);

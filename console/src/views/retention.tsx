@@ -6,6 +6,7 @@ import { Chart, type ChartOption } from '../components/chart';
 import { Choice, DateRange, Form, Select, TextField, type DateWindow } from '../components/fields';
 import { Empty, ErrorNotice, Loading } from '../components/notice';
 import { PeopleBehind, type PeopleQuery } from '../components/people-behind';
+import { PropertySelect } from '../components/property-picker';
 import { SqlDetails } from '../components/sql';
 import { DataTable, rowsOf, type Column } from '../components/table';
 import { useRequest } from '../components/useRequest';
@@ -91,7 +92,7 @@ export function RetentionView({ route }: { route: Route }) {
               { value: 'on_or_after', label: 'Unbounded: then or later' },
             ]}
           />
-          <Select label="Breakdown" value={breakdown} onChange={setBreakdown} options={[{ value: '', label: 'none' }, ...(catalogue?.meta.breakdowns || []).map((b) => ({ value: b, label: b }))]} />
+          <PropertySelect label="Breakdown" value={breakdown} names={catalogue?.meta.breakdowns || []} empty="none" searchable onChange={setBreakdown} />
           <DateRange value={dates} onChange={setDates} />
           <button type="submit" class="primary" disabled={req.loading}>
             {req.loading ? 'Running…' : 'Show retention'}

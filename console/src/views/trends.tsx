@@ -8,6 +8,7 @@ import { Chart } from '../components/chart';
 import { Checkbox, DateRange, Form, Select, type DateWindow } from '../components/fields';
 import { Empty, ErrorNotice, Loading } from '../components/notice';
 import { PeopleBehind, type PeopleQuery } from '../components/people-behind';
+import { PropertySelect } from '../components/property-picker';
 import { SqlDetails } from '../components/sql';
 import { DataTable, type Column, type Row } from '../components/table';
 import { completeMean, timeSeriesOption } from '../components/timeseries';
@@ -104,7 +105,7 @@ export function TrendsView({ route }: { route: Route }) {
         </fieldset>
         <div class="control-row">
           <Select label="Interval" value={interval} onChange={setInterval} options={['hour', 'day', 'week', 'month'].map((v) => ({ value: v, label: v }))} />
-          <Select label="Breakdown" value={breakdown} onChange={setBreakdown} options={[{ value: '', label: 'none' }, ...(catalogue?.meta.breakdowns || []).map((b) => ({ value: b, label: b }))]} />
+          <PropertySelect label="Breakdown" value={breakdown} names={catalogue?.meta.breakdowns || []} empty="none" searchable onChange={setBreakdown} />
           <Checkbox label="Compare with the previous period" checked={compare} onChange={setCompare} />
           <DateRange value={dates} onChange={setDates} />
           <button type="submit" class="primary" disabled={req.loading}>
