@@ -24,6 +24,10 @@ from funnelhouse.collector.sinks.embedded import EmbeddedSink
 from funnelhouse.config import Limits, Settings, WriteKey
 from funnelhouse.queue.eventlog import EventLog
 from funnelhouse.warehouse.chdb import ChdbWarehouse
+from tests.parallel_runs import (  # noqa: F401 - hooks, used by name
+    pytest_collection_modifyitems,
+    pytest_xdist_make_scheduler,
+)
 from tests.warehouse_backends import (  # noqa: F401 - fixtures, used by name
     backend,
     clickhouse_url,
