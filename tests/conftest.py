@@ -36,9 +36,13 @@ from tests.warehouse_backends import (  # noqa: F401 - fixtures, used by name
 
 # Every `up` a test starts registers itself in the per-user list of running instances;
 # the test run keeps that list to itself instead of the user's (tests that look for
-# instances set their own folder).
-os.environ.setdefault("FUNNELHOUSE_INSTANCES_DIR",
-                      tempfile.mkdtemp(prefix="funnelhouse-test-instances-"))
+# instances set their own folder), and each xdist worker to itself too: a command
+# without --data-dir must not find another worker's `up`.
+_instances = os.environ.setdefault("FUNNELHOUSE_INSTANCES_DIR",
+                                   tempfile.mkdtemp(prefix="funnelhouse-test-instances-"))
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["FUNNELHOUSE_INSTANCES_DIR"] = str(
+        Path(_instances) / os.environ["PYTEST_XDIST_WORKER"])
 
 BROWSER_KEY = "wk_browser"
 SERVER_KEY = "sk_server"
