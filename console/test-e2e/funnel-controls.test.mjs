@@ -152,6 +152,14 @@ describe('funnel controls', () => {
     });
     await screenshot(page, 'funnel-controls');
 
+    // The people behind a figure are those of this very funnel: filter, exclusion, hold and all.
+    const panel = page.getByRole('region', { name: /^People:/ });
+    await table.getByRole('button', { name: 'Reached step 2: people' }).click();
+    await panel.getByRole('status').filter({ hasText: /people|person/ }).waitFor({ timeout: 60_000 });
+    const behind = await fh.api('POST', '/v1/analyses/funnel/people', { spec: { ...spec, as_of: asOf.replace(' ', 'T') }, who: 'reached:2', limit: 1 });
+    assert.equal(behind.count, groups[0].steps[1].people);
+    assert.equal(number(await panel.locator('.people-count .count').textContent()), behind.count);
+
     // axe on the controls and the answer: no serious or critical violation.
     assert.deepEqual(await seriousViolations(page), []);
 

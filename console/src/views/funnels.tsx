@@ -88,7 +88,9 @@ export function FunnelsView({ route }: { route: Route }) {
     setGroup(ALL);
     setPeople(null);
     const spec = toSpec(state);
-    req.run((signal) => postJson<FunnelResult>('/v1/analyses/funnel', spec, signal));
+    // The answer's spec writes steps and exclusions as text ("event:prop=value"), which a value
+    // holding a comma would not survive; the people behind a figure are asked with the objects sent.
+    req.run((signal) => postJson<FunnelResult>('/v1/analyses/funnel', spec, signal).then((r) => ({ ...r, spec: { ...r.spec, steps: spec.steps, exclude: spec.exclude } })));
   }
 
   // A shared link runs its funnel once the event list is in.
