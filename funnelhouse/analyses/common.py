@@ -18,6 +18,7 @@ EVENTS_TABLE = "behavior_events"
 _OPERATORS = ("!=", ">=", "<=", "!~", "=", "~", ">", "<")
 _FILTER = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.$-]*)\s*(!=|>=|<=|!~|=|~|>|<)\s*(.*?)\s*$")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_NUMERIC = re.compile(r"^(Nullable\()?(U?Int\d+|Float\d+|Decimal)")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 # Columns of behavior_events that hold numbers; a property filter on them compares numbers.
@@ -314,6 +315,14 @@ class Properties:
             return prop if kind in ("String", "LowCardinality(String)") else f"toString({prop})"
         return self._json(prop)
 
+    def number(self, prop: str) -> str:
+        """The property as a Float64 (NULL where it is not a number). A numeric column is
+        converted directly: through its text it costs a format and a parse per row."""
+        kind = self.columns.get(prop, "")
+        if _NUMERIC.match(kind) and not self._item_array(prop) and _NAME.match(prop):
+            return f"toFloat64({prop})"
+        return f"toFloat64OrNull({self.expr(prop)})"
+
     def _item_array(self, prop: str) -> str | None:
         """The order-line array column of a product field, when the table has both."""
         lines = ITEM_ARRAYS.get(prop)
@@ -377,7 +386,7 @@ class Properties:
                     float(flt.value)
                 except ValueError as exc:
                     raise SpecError(f"filter {flt.text()!r} compares with a non-number") from exc
-                parts.append(f"toFloat64OrNull({expr}) {flt.op} "
+                parts.append(f"{self.number(flt.prop)} {flt.op} "
                              f"{self.params.add(name, 'Float64', flt.value)}")
         return " AND ".join(parts) if parts else "1"
 

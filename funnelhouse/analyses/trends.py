@@ -287,7 +287,7 @@ def build_query(spec: TrendsSpec, columns: dict[str, str], as_of: datetime, date
     hits = ",\n".join(f"        toUInt8({props.condition(s.event, f's{i}')}) AS hit_{i}"
                       for i, s in counted)
     numbers = "".join(
-        f",\n        toFloat64OrNull({props.expr(s.property or '')}) AS number_{i}"
+        f",\n        {props.number(s.property or '')} AS number_{i}"
         for i, s in counted if s.math in PROPERTY_MATHS)
     breakdown = props.expr(spec.breakdown) if spec.breakdown else "''"
     header = (f"-- Trends: {len(spec.series)} series per {spec.interval}"
