@@ -55,19 +55,3 @@ export function jsonParam<T>(query: URLSearchParams, name: string, fallback: T, 
     return fallback;
   }
 }
-
-/**
- * While a dashboard is open, the views in its cards must not move the address to their own path
- * (a view that writes its URL itself, not through useUrlState): such a replaceState is dropped.
- * Returns the function that lifts the pin.
- */
-export function pinAddress(path: string): () => void {
-  const original = history.replaceState;
-  history.replaceState = function (data: unknown, unused: string, url?: string | URL | null) {
-    if (typeof url === 'string' && url.startsWith('#') && !url.startsWith(`#${path}`)) return;
-    original.call(history, data, unused, url);
-  };
-  return () => {
-    history.replaceState = original;
-  };
-}

@@ -8,11 +8,10 @@ import { Select, TextField } from '../components/fields';
 import { Empty, ErrorNotice, Loading } from '../components/notice';
 import { DataTable, type Column } from '../components/table';
 import { createDashboard, deleteDashboard, deleteInsight, getDashboard, insightLink, listDashboards, listInsights, updateDashboard, type Dashboard, type Insight } from '../insights';
-import { href, pinAddress, type Route } from '../router';
+import { href, type Route } from '../router';
 
 export function DashboardsView({ route }: { route: Route }) {
-  // Views in cards keep their address to themselves while a dashboard is open.
-  useEffect(() => pinAddress('/dashboards'), []);
+  // Views in cards get an embedded route: useUrlState leaves the dashboard's address alone.
   const id = Number(route.query.get('id'));
   return Number.isInteger(id) && id > 0 ? <DashboardPage id={id} key={id} /> : <DashboardList />;
 }
