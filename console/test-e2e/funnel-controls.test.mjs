@@ -184,6 +184,13 @@ describe('funnel controls', () => {
     assert.deepEqual(again.map((r) => [r[0], number(r[1]), r[2]]), rows.map((r) => [r[0], number(r[1]), r[2]]));
     assert.deepEqual(sent.at(-1), spec, 'the reloaded funnel is the same spec');
 
+    // On a phone every control and the side-by-side table fit: nothing scrolls sideways.
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.waitForTimeout(200);
+    const [scroll, width] = await page.evaluate(() => [document.documentElement.scrollWidth, window.innerWidth]);
+    assert.ok(scroll <= width, `the funnel controls scroll sideways at 390 px: ${scroll} > ${width}`);
+    await screenshot(page, 'funnel-controls-390');
+
     assert.deepEqual(errors, []);
     await context.close();
   });
