@@ -9,14 +9,20 @@ Over a range, counts are summed and ratios are recomputed from the sums (convers
 rate = converting sessions / sessions, never an average of daily rates). `persons` is
 a distinct count per day, so it is not additive across days: it appears in the daily
 trend only, and the range rows carry `new_persons` (a person is new on one day only).
+
+A trend day that had not ended at the answer's as-of moment (today in the reporting time
+zone, or later) is `incomplete`: its counts can still grow, so a chart must not read its
+fall as a drop (flag per trend row and `incomplete_days`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from funnelhouse.analyses.common import utc_text
 from funnelhouse.models.built import require_tables
 from funnelhouse.warehouse.base import Warehouse
 
@@ -151,9 +157,13 @@ class CampaignQuery:
         return query
 
 
-def campaign_performance(warehouse: Warehouse, query: CampaignQuery) -> dict[str, Any]:
-    """Rows per campaign, totals and the daily trend of the top campaigns, with the SQL."""
+def campaign_performance(warehouse: Warehouse, query: CampaignQuery, reporting_tz: str = "UTC",
+                         as_of: datetime | None = None) -> dict[str, Any]:
+    """Rows per campaign, totals and the daily trend of the top campaigns, with the SQL.
+    `as_of` (default now) decides which trend days are still incomplete."""
     require_tables(warehouse, "campaign_performance")
+    as_of = as_of or datetime.now(UTC)
+    first_open_day = as_of.astimezone(ZoneInfo(reporting_tz)).date()
     date_from, date_to = _range(warehouse, query)
     params = {"model": TOUCHES[query.touch], "date_from": date_from.isoformat(),
               "date_to": date_to.isoformat()}
@@ -169,6 +179,12 @@ def campaign_performance(warehouse: Warehouse, query: CampaignQuery) -> dict[str
     top = {(r["source"], r["medium"], r["campaign"]) for r in rows[:query.trend_campaigns]}
     trend = [_typed(r) for r in warehouse.query(TREND_SQL, params).dicts()
              if (r["source"], r["medium"], r["campaign"]) in top]
+    for r in trend:   # a day ends at the next midnight of the reporting time zone
+        r["incomplete"] = date.fromisoformat(r["day"]) >= first_open_day
+    incomplete_days = sorted({r["day"] for r in trend if r["incomplete"]})
+    if incomplete_days:
+        notes.append(f"incomplete = the day had not ended at as_of ({utc_text(as_of)}, "
+                     f"days in {reporting_tz}): its counts can still grow")
     return {
         "touch": query.touch, "attribution_model": params["model"],
         "date_from": params["date_from"], "date_to": params["date_to"],
@@ -177,6 +193,8 @@ def campaign_performance(warehouse: Warehouse, query: CampaignQuery) -> dict[str
         "rows": [{name: r.get(name) for name in COLUMN_NAMES} for r in rows],
         "totals": {name: totals.get(name) for name in COLUMN_NAMES[3:]},
         "trend": trend, "trend_campaigns": query.trend_campaigns, "notes": notes,
+        "as_of": utc_text(as_of), "reporting_tz": reporting_tz,
+        "incomplete_days": incomplete_days,
         "sql": rows_sql, "params": params,
         "queries": [{"sql": rows_sql, "params": params}, {"sql": TOTALS_SQL, "params": params},
                     {"sql": TREND_SQL, "params": params}],

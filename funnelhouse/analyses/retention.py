@@ -20,7 +20,9 @@ Semantics (the same in `funnelhouse/analyses_reference.py`):
   up to the end of their cohort period (`purchases_as_of` "cohort_end", the default: period
   0 included, history before it too) or up to a fixed reporting day ("YYYY-MM-DD"), never
   after as_of. Groups: `purchase_groups` ([1, 2, 3]: "<1", "1", "2", "3+").
-* Events after as_of are ignored; a cell whose period has not begun at as_of is empty (None).
+* Events after as_of are ignored; a cell whose period has not begun at as_of is empty (None);
+  one whose period has begun but not ended at as_of is `incomplete` (kept, flagged), and
+  the "(all cohorts)" row counts each period over the cohorts whose period had ended.
 """
 
 from __future__ import annotations
@@ -325,16 +327,22 @@ def shape_result(spec: RetentionSpec, rows: list[dict[str, Any]], sql: str, para
         start = date.fromisoformat(row["cohort_period"])
         age = current - period_index(spec.period, epoch, start)
         counts = [int(c) if k <= age else None for k, c in enumerate(row["returned"])]
+        # Period k == age holds as_of: begun (as_of at or after its start) but not ended
+        # (its end is after as_of), so its count can still grow. as_of exactly at a
+        # period's end falls in the next period: the ended one is complete.
+        incomplete = [k == age for k in range(len(counts))]
         label = None if (row["is_total"] or not spec.breakdown) else row["breakdown"]
         cohorts.append({"cohort": start.isoformat(), "breakdown": label,
                         "size": int(row["cohort_size"]), "counts": counts,
-                        "pcts": [pct(c, int(row["cohort_size"])) for c in counts]})
-    # All cohorts together: each period over the cohorts that have reached it.
+                        "pcts": [pct(c, int(row["cohort_size"])) for c in counts],
+                        "incomplete": incomplete})
+    # All cohorts together: each period over the cohorts whose period k had ENDED at as_of
+    # (an in-progress period would read as a drop).
     totals = [c for c in cohorts if c["breakdown"] is None]
     overall = []
     for k in range(spec.periods + 1):
-        seen = [c for c in totals if c["counts"][k] is not None]
-        overall.append(pct(sum(c["counts"][k] for c in seen), sum(c["size"] for c in seen)))
+        ended = [c for c in totals if c["counts"][k] is not None and not c["incomplete"][k]]
+        overall.append(pct(sum(c["counts"][k] for c in ended), sum(c["size"] for c in ended)))
     columns = (["cohort"] + (["breakdown"] if spec.breakdown else []) + ["size"]
                + [f"{spec.period[0]}{k}" for k in range(spec.periods + 1)])
     table: list[list[Any]] = []
@@ -349,7 +357,10 @@ def shape_result(spec: RetentionSpec, rows: list[dict[str, Any]], sql: str, para
     notes = [f"a day is a calendar day in {tz}; weeks start on Monday, months on the 1st",
              f"cohort days {date_from} .. {date_to}; cells are % of the cohort "
              f"({'returned in' if spec.mode == 'on' else 'returned in or after'} period k); "
-             "empty = period not begun at as_of"]
+             "empty = period not begun at as_of",
+             "incomplete = the period had begun but not ended at as_of (its count can still "
+             "grow; data.cohorts[].incomplete); (all cohorts) counts each period over the "
+             "cohorts whose period had ended"]
     spec_doc = spec.to_json() | {"date_from": date_from.isoformat(), "date_to": date_to.isoformat(),
                                  "as_of": utc_text(as_of)}
     return AnalysisResult("retention", spec_doc, sql, dict(params.values), columns, table,

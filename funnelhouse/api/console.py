@@ -367,7 +367,7 @@ def routes(settings: Settings, reader: Warehouse, plan: TrackingPlan) -> list[Ba
 
     async def get_campaigns(request: Request) -> Any:
         query = CampaignQuery.from_params(dict(request.query_params))
-        return await run(campaign_performance, reader, query)
+        return await run(campaign_performance, reader, query, settings.reporting_tz)
 
     async def post_preview(request: Request) -> Any:
         return await run(preview_segment, reader, settings,
