@@ -1,8 +1,10 @@
 // Campaigns: campaign_performance under first- or last-touch attribution (GET /v1/campaigns), a
-// table sorted by the server when a header is clicked, and a daily trend of one metric.
+// table sorted by the server when a header is clicked, and a daily trend of one metric (days not over
+// at the answer's as_of, today, drawn dashed).
 import { useEffect, useMemo, useState } from 'preact/hooks';
 import { getJson } from '../api';
 import { Chart, type ChartOption } from '../components/chart';
+import { timeSeriesOption } from '../components/timeseries';
 import { Choice, DateRange, Select, type DateWindow } from '../components/fields';
 import { Empty, ErrorNotice, Loading } from '../components/notice';
 import { SqlDetails } from '../components/sql';
@@ -25,6 +27,9 @@ interface Campaigns {
   rows: Row[];
   totals: Row;
   trend: Row[];
+  /** Trend days that had not ended at as_of (today in the reporting time zone, or later). */
+  incomplete_days?: string[];
+  as_of?: string;
   columns: CampaignColumn[];
   touch: string;
   sql: string;
@@ -70,6 +75,7 @@ export function CampaignsView({ route }: { route: Route }) {
   const data = req.data;
   const metrics = (data?.columns || []).filter(isNumeric);
   const option = useMemo(() => (data ? trendChart(data, metrics.find((m) => m.name === metric) || metrics[0]) : null), [data, metric]);
+  const openDays = data?.incomplete_days || [];
 
   const columns: Column[] = (data?.columns || []).map((c) => ({
     key: c.name,
@@ -101,7 +107,16 @@ export function CampaignsView({ route }: { route: Route }) {
       {data && data.rows.length === 0 && <Empty>No campaign data in these days (the models may not have run yet).</Empty>}
       {data && data.rows.length > 0 && option && (
         <div class="answer">
-          <Chart option={option} height={260} label={`Daily ${metric} of the first ${Math.min(TREND_LINES, data.rows.length)} campaigns in the table's order, ${touch}-touch attribution. The table below has the totals.`} />
+          <Chart
+            option={option}
+            height={260}
+            label={`Daily ${metric} of the first ${Math.min(TREND_LINES, data.rows.length)} campaigns in the table's order, ${touch}-touch attribution${openDays.length ? `; incomplete (dashed): ${openDays.join(', ')}` : ''}. The table below has the totals.`}
+          />
+          {openDays.length > 0 && (
+            <p class="lede" id="campaigns-incomplete">
+              Incomplete: <strong>{openDays.join(', ')}</strong>: the day had not ended at the answer's as-of time ({data.as_of} UTC), so its numbers can still grow; the chart draws it dashed.
+            </p>
+          )}
           <DataTable caption={`Campaigns, ${touch}-touch attribution`} columns={columns} rows={data.rows} sort={sort} onSort={setSort} />
           <SqlDetails sql={data.sql} params={data.params} title="campaign performance" />
         </div>
@@ -115,17 +130,17 @@ function trendChart(data: Campaigns, metric: CampaignColumn | undefined): ChartO
   // The server sends the trend of the first rows in the table's order.
   const top = [...new Set(data.rows.slice(0, TREND_LINES).map(campaignName))];
   const days = [...new Set(data.trend.map((r) => String(r.day)))].sort();
-  const series = top.map((name) => {
+  const open = new Set(data.incomplete_days || []);
+  const lines = top.map((name) => {
     const byDay = new Map(data.trend.filter((r) => campaignName(r) === name).map((r) => [String(r.day), Number(r[metric.name] || 0)]));
-    return { name, type: 'line', showSymbol: true, symbolSize: 5, data: days.map((d) => byDay.get(d) ?? 0) };
+    return { name, values: days.map((d) => byDay.get(d) ?? 0) };
   });
-  const symbols = ['circle', 'rect', 'triangle', 'diamond', 'roundRect', 'pin'];
+  const format = (v: unknown) => (isShare(metric) ? share(v) : num(v));
+  const base = timeSeriesOption(days, days.map((d) => open.has(d)), lines, format);
   return {
+    ...base,
     grid: { left: 56, right: 16, top: 64, bottom: 30 },
     legend: { top: 0, type: 'scroll', formatter: (n: string) => (n.length > 40 ? `${n.slice(0, 39)}…` : n) },
-    tooltip: { trigger: 'axis', valueFormatter: (v: number) => (isShare(metric) ? share(v) : num(v)) },
-    xAxis: { type: 'category', data: days },
     yAxis: { type: 'value', name: metric.label || metric.name },
-    series: series.map((s, i) => ({ ...s, symbol: symbols[i % symbols.length] })),
   };
 }

@@ -15,7 +15,11 @@ import { ALL, valueLabel } from '../labels';
 import { useCatalogue } from '../meta';
 import { useUrlState, type Route } from '../router';
 
-type RetentionResult = AnalysisResult<{ cohorts: { cohort: string; breakdown: string | null; size: number; counts: (number | null)[]; pcts: (number | null)[] }[] }>;
+type RetentionResult = AnalysisResult<{
+  // incomplete[k]: period k had begun but not ended at as_of (the server's flag, in the reporting time zone).
+  cohorts: { cohort: string; breakdown: string | null; size: number; counts: (number | null)[]; pcts: (number | null)[]; incomplete?: boolean[] }[];
+  overall_pcts?: (number | null)[];
+}>;
 
 const PERIOD_WORD: Record<string, string> = { day: 'day', week: 'week', month: 'month' };
 
@@ -115,25 +119,16 @@ function periodEnd(day: string, period: string): string {
   return d.toISOString().slice(0, 10);
 }
 
-/** The first day of period k of a cohort that starts on `day`. */
-function periodStart(day: string, period: string, k: number): Date {
-  const d = new Date(`${day}T00:00:00Z`);
-  if (period === 'week') d.setUTCDate(d.getUTCDate() + 7 * k);
-  else if (period === 'month') d.setUTCMonth(d.getUTCMonth() + k, 1);
-  else d.setUTCDate(d.getUTCDate() + k);
-  return d;
-}
+/** What a cell in progress says beside its number, and why (shown on hover and in the legend). */
+const RUNNING_MARK = '(running)';
+const RUNNING_TITLE = 'period in progress at as_of: incomplete, this number can still grow, and it is not in the (all cohorts) average';
 
 /**
- * Whether period k of this cohort had begun but not ended at as_of: its number can still grow, so
- * it is drawn hatched and not read as a drop (days are taken in UTC here, as the answer's as_of).
+ * Whether row `index` (a cohort row, in the answer's order) is in progress at period k: the server
+ * flags it (begun but not ended at as_of), so it is drawn hatched and not read as a drop.
  */
-export function stillRunning(result: RetentionResult, row: Record<string, unknown>, k: number): boolean {
-  const cohort = String(row.cohort);
-  if (!/^\d{4}-\d{2}-\d{2}$/.test(cohort)) return false;
-  const asOf = new Date(`${String(result.spec.as_of).replace(' ', 'T').replace(/Z?$/, 'Z')}`);
-  const period = String(result.spec.period);
-  return periodStart(cohort, period, k) <= asOf && asOf < periodStart(cohort, period, k + 1);
+export function stillRunning(result: RetentionResult, index: number, k: number): boolean {
+  return result.data.cohorts[index]?.incomplete?.[k] === true;
 }
 
 /** The people of one cell: that cohort's days (or every cohort) and came back in period K (K ≥ 1). */
@@ -157,7 +152,11 @@ function cellPeople(result: RetentionResult, row: Record<string, unknown>, colum
 function RetentionAnswer({ result, onPeople }: { result: RetentionResult; onPeople: (q: PeopleQuery) => void }) {
   const periodColumns = result.columns.filter((c) => c !== 'cohort' && c !== 'size' && c !== 'breakdown');
   const rows = rowsOf(result.columns, result.rows);
-  const option = useMemo(() => heatmap(rows, periodColumns, (row, k) => stillRunning(result, row, k)), [result]);
+  // Rows are data.cohorts in order, then (all cohorts), which is never in progress.
+  const indexOf = new Map(rows.map((r, i) => [r, i]));
+  const running = (row: Record<string, unknown>, k: number) => stillRunning(result, indexOf.get(row) ?? -1, k);
+  const option = useMemo(() => heatmap(rows, periodColumns, running), [result]);
+  const anyRunning = result.data.cohorts.some((c) => c.incomplete?.some(Boolean));
   if (!rows.length) return <Empty>No cohort in these days.</Empty>;
 
   const columns: Column[] = [
@@ -170,11 +169,11 @@ function RetentionAnswer({ result, onPeople }: { result: RetentionResult; onPeop
       numeric: true,
       render: (r: Record<string, unknown>) => {
         if (r[c] === null || r[c] === undefined) return <span class="muted" title="period not begun">–</span>;
-        const running = stillRunning(result, r, k);
+        const open = running(r, k);
         const cell = (
-          <span class={`heat${running ? ' running' : ''}`} style={{ '--heat': String(Number(r[c]) / 100) }} title={running ? 'period still running: this number can still grow' : undefined}>
+          <span class={`heat${open ? ' running' : ''}`} style={{ '--heat': String(Number(r[c]) / 100) }} title={open ? RUNNING_TITLE : undefined} data-incomplete={open ? 'true' : undefined}>
             {pct(r[c])}
-            {running && <span class="running-mark"> (running)</span>}
+            {open && <span class="running-mark"> {RUNNING_MARK}</span>}
           </span>
         );
         const q = cellPeople(result, r, c, k);
@@ -204,8 +203,13 @@ function RetentionAnswer({ result, onPeople }: { result: RetentionResult; onPeop
           const row = rows[y];
           if (row) onPeople(cellPeople(result, row, periodColumns[x], x));
         }}
-        label={`Retention heatmap: ${cohortCount} cohorts by ${summary.period}, ${periodColumns.length} periods, cells are % of the cohort who returned. The table below has every number.`} />
+        label={`Retention heatmap: ${cohortCount} cohorts by ${summary.period}, ${periodColumns.length} periods, cells are % of the cohort who returned${anyRunning ? '; cells ending in … are periods in progress at as_of (hatched, not in the all-cohorts average)' : ''}. The table below has every number.`} />
       <DataTable caption="Retention by cohort (% of the cohort)" columns={columns} rows={rows} />
+      {anyRunning && (
+        <p class="lede" id="retention-running-legend">
+          <span class="heat running running-mark">{RUNNING_MARK}</span> = period in progress at as_of ({String(summary.as_of)} UTC): hatched and faded, its number can still grow, and it is not in the <em>(all cohorts)</em> average, which counts each period over the cohorts whose period had ended.
+        </p>
+      )}
       <ul class="notes">{result.notes.map((n) => <li>{n}</li>)}</ul>
       <SqlDetails sql={result.sql} params={result.params} title="retention" />
     </div>
@@ -215,19 +219,20 @@ function RetentionAnswer({ result, onPeople }: { result: RetentionResult; onPeop
 function heatmap(rows: Record<string, unknown>[], periods: string[], running: (row: Record<string, unknown>, k: number) => boolean): ChartOption {
   const cohorts = rows.map((r) => `${r.cohort}${r.breakdown !== undefined && r.breakdown !== null ? ` · ${valueLabel(r.breakdown)}` : ''} (${num(r.size)})`);
   // Dark cells get white numbers, so every number stays readable.
-  const cells: { value: [number, number, number]; label: { color: string }; itemStyle?: Record<string, unknown> }[] = [];
+  const cells: { value: [number, number, number]; label: { color: string; formatter?: string }; open: boolean; itemStyle?: Record<string, unknown> }[] = [];
   rows.forEach((r, y) =>
     periods.forEach((p, x) => {
       if (r[p] === null || r[p] === undefined) return;
       const v = Number(r[p]);
       // A period still running is hatched and faded: not a drop, just not over yet.
       const open = running(r, x);
-      cells.push({ value: [x, y, v], label: { color: v > 55 && !open ? '#fff' : '#1d2330' }, ...(open ? { itemStyle: { opacity: 0.45, decal: { symbol: 'rect', dashArrayX: [1, 0], dashArrayY: [2, 4], rotation: 0.8, color: 'rgba(0,0,0,0.25)' } } } : {}) });
+      // Not colour alone: an in-progress cell's number ends with "…".
+      cells.push({ value: [x, y, v], label: { color: v > 55 && !open ? '#fff' : '#1d2330', ...(open ? { formatter: `${Math.round(v)}…` } : {}) }, open, ...(open ? { itemStyle: { opacity: 0.45, decal: { symbol: 'rect', dashArrayX: [1, 0], dashArrayY: [2, 4], rotation: 0.8, color: 'rgba(0,0,0,0.25)' } } } : {}) });
     }),
   );
   return {
     grid: { left: 170, right: 70, top: 10, bottom: 30 },
-    tooltip: { formatter: (p: { value: [number, number, number] }) => [cohorts[p.value[1]], `${periods[p.value[0]]}: ${pct(p.value[2])}`] },
+    tooltip: { formatter: (p: { value: [number, number, number]; data?: { open?: boolean } }) => [cohorts[p.value[1]], `${periods[p.value[0]]}: ${pct(p.value[2])}${p.data?.open ? ` ${RUNNING_MARK}: in progress at as_of, not in the (all cohorts) average` : ''}`] },
     xAxis: { type: 'category', data: periods, splitArea: { show: true } },
     yAxis: { type: 'category', data: cohorts, inverse: true, axisLabel: { fontSize: 11 } },
     visualMap: { min: 0, max: 100, calculable: false, orient: 'vertical', right: 0, top: 'center', itemHeight: 120, text: ['100%', '0%'], inRange: { color: ['#f7fbff', '#6baed6', '#08306b'] } },
