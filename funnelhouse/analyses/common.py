@@ -58,6 +58,83 @@ class SpecError(ValueError):
 
 
 # -- specs ---------------------------------------------------------------------------
+# The text form of a step: `event:prop=value,prop2>5`. A value that holds a comma, a quote or
+# `|`, or has a space or an operator at its edge, is written in double quotes with `\"` and
+# `\\` inside: `product_view:product_category="Shoes, Men"`; so is a name holding a colon.
+_PROP = re.compile(r"[A-Za-z_][A-Za-z0-9_.$-]*")
+_PROP_WHOLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.$-]*$")
+_OPERATOR = re.compile(r"!=|>=|<=|!~|=|~|>|<")
+# What a bare value or name cannot hold and still read back the same: the filter separator,
+# a quote, `|` (a series' `EVENT|MATH`), an edge space (trimmed), an operator at a value's
+# start (`<` then `=5` reads as `<=` then `5`), a colon in a name (it ends the name).
+_VALUE_NEEDS_QUOTES = re.compile(r'[,"|]|^[\s=!<>~]|\s$')
+_NAME_NEEDS_QUOTES = re.compile(r'[:|]|^[\s"]|\s$')
+
+
+def quote_text(text: str) -> str:
+    """`text` in double quotes, its backslashes and quotes escaped."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _read_quoted(text: str, start: int) -> tuple[str, int] | None:
+    """The quoted string opening at text[start] and the index after its closing quote, or
+    None when it is never closed."""
+    out: list[str] = []
+    i = start + 1
+    while i < len(text):
+        char = text[i]
+        if char == "\\" and i + 1 < len(text):
+            out.append(text[i + 1])
+            i += 2
+        elif char == '"':
+            return "".join(out), i + 1
+        else:
+            out.append(char)
+            i += 1
+    return None
+
+
+def _skip_space(text: str, i: int) -> int:
+    while i < len(text) and text[i].isspace():
+        i += 1
+    return i
+
+
+def _read_filter(text: str, i: int, stop_at_comma: bool) -> tuple[Filter, int]:
+    """One `prop op value` from text[i]; returns it and the index where it ends (a comma
+    or the end). A bare value runs to the next comma (or the end) and is trimmed; a
+    quoted one is taken as written when only spaces follow it up to there."""
+    end_of_part = text.find(",", i) if stop_at_comma else -1
+    part = text[i:end_of_part if end_of_part >= 0 else len(text)]
+    bad = SpecError(f"filter {part.strip()!r} is not PROPERTY(=|!=|~|!~|>|>=|<|<=)VALUE")
+    i = _skip_space(text, i)
+    if text.startswith('"', i):
+        quoted = _read_quoted(text, i)
+        if quoted is None or not quoted[0]:
+            raise bad
+        prop, i = quoted
+    else:
+        match = _PROP.match(text, i)
+        if not match:
+            raise bad
+        prop, i = match.group(), match.end()
+    i = _skip_space(text, i)
+    op_match = _OPERATOR.match(text, i)
+    if not op_match:
+        raise bad
+    op, i = op_match.group(), _skip_space(text, op_match.end())
+    if text.startswith('"', i):
+        quoted = _read_quoted(text, i)
+        if quoted is not None:
+            after = _skip_space(text, quoted[1])
+            if after == len(text) or (stop_at_comma and text[after] == ","):
+                return Filter(prop, op, quoted[0]), after
+    # A bare value (also one opening with a quote it never closes, as before quoting).
+    end = text.find(",", i) if stop_at_comma else -1
+    end = end if end >= 0 else len(text)
+    return Filter(prop, op, text[i:end].strip()), end
+
+
 @dataclass(frozen=True)
 class Filter:
     """`prop op value`: a column of behavior_events, else a key of the event's properties JSON."""
@@ -68,10 +145,9 @@ class Filter:
 
     @classmethod
     def parse(cls, text: str) -> Filter:
-        match = _FILTER.match(text)
-        if not match:
-            raise SpecError(f"filter {text!r} is not PROPERTY(=|!=|~|!~|>|>=|<|<=)VALUE")
-        return cls(match.group(1), match.group(2), match.group(3))
+        """One filter: its value runs to the end (commas included) unless it is quoted."""
+        flt, _ = _read_filter(text, 0, stop_at_comma=False)
+        return flt
 
     @classmethod
     def from_json(cls, doc: Any) -> Filter:
@@ -85,14 +161,19 @@ class Filter:
         return cls(str(doc["prop"]), op, str(doc.get("value", "")))
 
     def text(self) -> str:
-        return f"{self.prop}{self.op}{self.value}"
+        """The filter as text that parses back to it (quoted where a bare form would not)."""
+        prop = self.prop if _PROP_WHOLE.match(self.prop) else quote_text(self.prop)
+        value = quote_text(self.value) if _VALUE_NEEDS_QUOTES.search(self.value) else self.value
+        return f"{prop}{self.op}{value}"
 
 
 @dataclass(frozen=True)
 class EventSpec:
     """An event name plus property filters: `product_view:product_category~shoes,price>100`.
 
-    The name `*` (or `any`) matches every event.
+    The name `*` (or `any`) matches every event. Names, properties and values may be
+    double-quoted (`purchase:coupon="A, B"`); text() quotes where it must, so that
+    parse(spec.text()) == spec for every spec.
     """
 
     event: str
@@ -100,12 +181,35 @@ class EventSpec:
 
     @classmethod
     def parse(cls, text: str) -> EventSpec:
-        name, _, rest = text.partition(":")
-        name = name.strip()
+        name, rest = cls._split_name(text)
         if not name:
             raise SpecError(f"step {text!r} has no event name")
-        filters = tuple(Filter.parse(part) for part in rest.split(",") if part.strip())
-        return cls(name, filters)
+        filters: list[Filter] = []
+        i = 0
+        while i < len(rest):
+            if rest[i] == "," or rest[i].isspace():   # empty parts are skipped, as ever
+                i += 1
+                continue
+            flt, i = _read_filter(rest, i, stop_at_comma=True)
+            filters.append(flt)
+        return cls(name, tuple(filters))
+
+    @staticmethod
+    def _split_name(text: str) -> tuple[str, str]:
+        """The event name and what follows its colon: a bare name ends at the first colon."""
+        start = _skip_space(text, 0)
+        if text.startswith('"', start):
+            quoted = _read_quoted(text, start)
+            if quoted is None:
+                raise SpecError(f"step {text!r}: the event name's quote is never closed")
+            name, i = quoted
+            i = _skip_space(text, i)
+            if i < len(text) and text[i] != ":":
+                raise SpecError(f"step {text!r}: a quoted event name is followed by "
+                                "':' and the filters, or nothing")
+            return name, text[i + 1:]
+        name, _, rest = text.partition(":")
+        return name.strip(), rest
 
     @classmethod
     def from_json(cls, doc: Any) -> EventSpec:
@@ -122,9 +226,11 @@ class EventSpec:
         return self.event in ("*", "any")
 
     def text(self) -> str:
+        """The step as text that parses back to it: `name:filter,filter`, quoted where needed."""
+        name = quote_text(self.event) if _NAME_NEEDS_QUOTES.search(self.event) else self.event
         if not self.filters:
-            return self.event
-        return self.event + ":" + ",".join(f.text() for f in self.filters)
+            return name
+        return name + ":" + ",".join(f.text() for f in self.filters)
 
 
 def parse_duration_ms(text: str | int | float) -> int:
