@@ -23,11 +23,15 @@ SHARED_UNITS = {
 LONGEST_FIRST = (
     "tests/test_models.py",
     "tests/test_kafka_pipeline.py",
-    "tests/test_kafka_broker.py",
     "tests/test_models_incremental.py",
     "tests/test_cli.py",
-    "tests/test_lease.py",
+    "tests/test_forget.py",
+    "tests/test_security_http.py",
+    "tests/test_readme_commands.py",
     "tests/test_analyses_result_people.py",
+    "tests/test_kafka_broker.py",
+    "tests/test_models_rules.py",
+    "tests/test_roles.py",
 )
 
 
