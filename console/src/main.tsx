@@ -45,8 +45,7 @@ export const VIEWS: ViewEntry[] = [
   analysis('/retention'),
   analysis('/stickiness'),
   analysis('/paths'),
-  // Its state is not in the URL yet, so nothing to save: shown as a plain view.
-  { ...analysis('/flows'), analysis: false },
+  analysis('/flows'),
   analysis('/pages'),
   analysis('/correlation'),
   analysis('/campaigns'),

@@ -380,11 +380,11 @@ describe('the console draws hostile event data as text', () => {
     await page.getByRole('table', { name: 'Pages and screens' }).waitFor({ timeout: 60_000 });
     assert.ok((await hoverEveryChartElement(page)) > 3);
     await assertClean(page, state, 'page report');
-    await page.goto(`${fh.url}/console/#/correlation`);
+    // The properties to compare come from a picker; the address names them (as a shared link would).
+    await page.goto(`${fh.url}/console/#/correlation?properties=${encodeURIComponent(JSON.stringify(['page_title', 'utm_campaign']))}`);
     await page.getByLabel('Step 1', { exact: true }).selectOption('product_view');
     await page.getByLabel('Step 2', { exact: true }).selectOption('add_to_cart');
     await page.getByLabel('Step 3', { exact: true }).selectOption('purchase');
-    await page.getByLabel(/Also compare properties/).fill('page_title, utm_campaign');
     await page.getByRole('button', { name: 'Find correlations' }).click();
     await page.getByRole('table', { name: /Correlated events/ }).waitFor({ timeout: 60_000 });
     await page.waitForFunction(() => !document.querySelector('.loading'));

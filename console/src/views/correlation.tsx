@@ -3,6 +3,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { postJson, type AnalysisResult } from '../api';
 import { Choice, DateRange, Form, Select, TextField, type DateWindow } from '../components/fields';
+import { PropertySelect, useProperties } from '../components/property-picker';
 import { Empty, ErrorNotice, Loading } from '../components/notice';
 import { SqlDetails } from '../components/sql';
 import { DataTable, rowsOf, type Column } from '../components/table';
@@ -15,6 +16,16 @@ import { jsonParam, useUrlState, type Route } from '../router';
 const PREFERRED = ['product_view', 'add_to_cart', 'purchase'];
 
 const validSteps = (v: unknown) => Array.isArray(v) && v.length === 3 && v.every((x) => typeof x === 'string');
+// The analysis compares at most this many properties (MAX_PROPERTIES in analyses/correlation.py).
+const MAX_PROPERTIES = 10;
+
+/** The properties of the address: a JSON list, or the comma-separated text of earlier links. */
+function propertiesParam(query: URLSearchParams): string[] {
+  const text = query.get('properties');
+  if (text === null) return ['device_type', 'utm_source'];
+  const list = text.trim().startsWith('[') ? jsonParam<string[]>(query, 'properties', [], (v) => Array.isArray(v) && v.every((x) => typeof x === 'string')) : text.split(',');
+  return [...new Set(list.map((p) => p.trim()).filter(Boolean))].slice(0, MAX_PROPERTIES);
+}
 
 export function CorrelationView({ route }: { route: Route }) {
   const { catalogue, error: metaError } = useCatalogue();
@@ -25,11 +36,14 @@ export function CorrelationView({ route }: { route: Route }) {
   const [window, setWindow] = useState(q.get('window') || '2d');
   const [period, setPeriod] = useState(q.get('period') || 'week');
   const [retained, setRetained] = useState(q.get('retained') || '1');
-  const [properties, setProperties] = useState(q.get('properties') ?? 'device_type, utm_source');
+  const [properties, setProperties] = useState<string[]>(() => propertiesParam(q));
   const [dates, setDates] = useState<DateWindow>({ date_from: q.get('from') || '', date_to: q.get('to') || '' });
   const funnel = source === 'funnel';
-  useUrlState(route, { source, steps: funnel && steps.some(Boolean) ? JSON.stringify(steps) : '', window: funnel ? window : '', period: funnel ? '' : period, retained: funnel ? '' : retained, properties, from: dates.date_from, to: dates.date_to });
+  useUrlState(route, { source, steps: funnel && steps.some(Boolean) ? JSON.stringify(steps) : '', window: funnel ? window : '', period: funnel ? '' : period, retained: funnel ? '' : retained, properties: JSON.stringify(properties), from: dates.date_from, to: dates.date_to });
   const req = useRequest<AnalysisResult>();
+  // Entry properties are read on the entry event: the funnel's first step, or (a first-seen
+  // cohort) a person's first event of any kind.
+  const offered = useProperties(funnel ? steps[0] || '' : '');
 
   useEffect(() => {
     if (!catalogue) return;
@@ -40,7 +54,7 @@ export function CorrelationView({ route }: { route: Route }) {
 
   function run() {
     const dateSpec = { date_from: dates.date_from || null, date_to: dates.date_to || null };
-    const props = properties.split(',').map((p) => p.trim()).filter(Boolean);
+    const props = properties;
     const spec =
       source === 'funnel'
         ? { funnel: { steps: steps.filter(Boolean), window, ...dateSpec }, properties: props }
@@ -71,7 +85,7 @@ export function CorrelationView({ route }: { route: Route }) {
               <TextField label="Came back in period" type="number" min="1" value={retained} onInput={setRetained} class="narrow" />
             </>
           )}
-          <TextField label="Also compare properties (comma-separated)" value={properties} onInput={setProperties} class="wide" />
+          <PropertyList chosen={properties} offered={offered.map((p) => p.name)} counts={new Map(offered.map((p) => [p.name, p.events]))} onChange={setProperties} />
           <DateRange value={dates} onChange={setDates} />
           <button type="submit" class="primary" disabled={req.loading}>
             {req.loading ? 'Running…' : 'Find correlations'}
@@ -82,6 +96,37 @@ export function CorrelationView({ route }: { route: Route }) {
       {req.loading && !req.data && <Loading>Comparing successes and failures…</Loading>}
       {req.data && <CorrelationAnswer result={req.data} />}
     </section>
+  );
+}
+
+/** The properties to compare: each chosen one with a button to drop it, and a picker to add one. */
+function PropertyList({ chosen, offered, counts, onChange }: { chosen: string[]; offered: string[]; counts: Map<string, number>; onChange: (v: string[]) => void }) {
+  const full = chosen.length >= MAX_PROPERTIES;
+  return (
+    <div class="field">
+      <span class="field-label" aria-hidden="true">Properties compared</span>
+      <ul aria-label="Properties compared" style={{ listStyle: 'none', padding: 0, margin: '0 0 0.3rem' }}>
+        {chosen.map((p) => (
+          <li class="id-chip">
+            <span style={{ marginRight: '0.3rem' }}>{p}</span>
+            <button type="button" class="small" onClick={() => onChange(chosen.filter((x) => x !== p))}>
+              ×<span class="visually-hidden"> Stop comparing {p}</span>
+            </button>
+          </li>
+        ))}
+        {!chosen.length && <li class="muted">events only</li>}
+      </ul>
+      <PropertySelect
+        label={full ? `Compare a property (at most ${MAX_PROPERTIES})` : 'Compare a property'}
+        value=""
+        names={offered.filter((n) => !chosen.includes(n))}
+        counts={counts}
+        empty="add a property…"
+        searchable
+        disabled={full}
+        onChange={(v) => v && onChange([...chosen, v])}
+      />
+    </div>
   );
 }
 

@@ -3,7 +3,7 @@
 import { useEffect, useMemo, useState } from 'preact/hooks';
 import { postJson, type AnalysisResult } from '../api';
 import { Chart, type ChartOption } from '../components/chart';
-import { Choice, DateRange, Form, Select, TextField, type DateWindow } from '../components/fields';
+import { Checkbox, Choice, DateRange, Form, Select, TextField, type DateWindow } from '../components/fields';
 import { Empty, ErrorNotice, Loading } from '../components/notice';
 import { PeopleBehind, type PeopleQuery } from '../components/people-behind';
 import { SqlDetails } from '../components/sql';
@@ -12,6 +12,7 @@ import { useRequest } from '../components/useRequest';
 import { num, pct } from '../format';
 import { useCatalogue } from '../meta';
 import { usePages } from '../pages';
+import { useUrlState, type Route } from '../router';
 
 interface FlowNode {
   step: number;
@@ -25,15 +26,20 @@ interface FlowNode {
 
 type FlowsResult = AnalysisResult<{ nodes: FlowNode[]; edges: { step: number; from: string; to: string; sessions: number }[] }>;
 
-export function FlowsView() {
+export function FlowsView({ route }: { route: Route }) {
   const { catalogue, error: metaError } = useCatalogue();
   const pages = usePages();
-  const [anchor, setAnchor] = useState('start');
-  const [node, setNode] = useState('');
-  const [nodes, setNodes] = useState('views');
-  const [steps, setSteps] = useState('4');
-  const [conversion, setConversion] = useState('purchase');
-  const [dates, setDates] = useState<DateWindow>({ date_from: '', date_to: '' });
+  // The URL holds the whole form (#/flows?start=/cart&steps=4&nodes=views&collapse=1&…), so a
+  // reload, a shared link or a saved insight follows the same sessions.
+  const q = route.query;
+  const [anchor, setAnchor] = useState(q.get('end') && !q.get('start') ? 'end' : 'start');
+  const [node, setNode] = useState(q.get('start') || q.get('end') || '');
+  const [nodes, setNodes] = useState(q.get('nodes') === 'events' ? 'events' : 'views');
+  const [steps, setSteps] = useState(q.get('steps') || '4');
+  const [collapse, setCollapse] = useState(q.get('collapse') !== '0');
+  const [conversion, setConversion] = useState(q.get('conversion') || 'purchase');
+  const [dates, setDates] = useState<DateWindow>({ date_from: q.get('from') || '', date_to: q.get('to') || '' });
+  useUrlState(route, { [anchor]: node, steps, nodes, collapse: collapse ? '1' : '0', conversion, from: dates.date_from, to: dates.date_to });
   const [people, setPeople] = useState<PeopleQuery | null>(null);
   const req = useRequest<FlowsResult>();
 
@@ -53,6 +59,7 @@ export function FlowsView() {
       [anchor]: node.trim(),
       steps: Math.max(2, Number(steps) || 4),
       nodes,
+      collapse,
       conversion,
       top: 8,
       date_from: dates.date_from || null,
@@ -74,6 +81,7 @@ export function FlowsView() {
           <datalist id="flows-pages">{pages.pages.map((p) => <option value={p.page}>{`${num(p.views)} views`}</option>)}</datalist>
           <Select label="Nodes are" value={nodes} onChange={setNodes} options={[{ value: 'views', label: 'pages and screens' }, { value: 'events', label: 'events' }]} />
           <TextField label="Steps" type="number" min="2" max="10" value={steps} onInput={setSteps} class="narrow" />
+          <Checkbox label="Count back-to-back repeats once" checked={collapse} onChange={setCollapse} />
           <Select label="Conversion event" value={conversion} onChange={setConversion} options={(catalogue?.eventNames || [conversion]).map((n) => ({ value: n, label: n }))} />
           <DateRange value={dates} onChange={setDates} />
           <button type="submit" class="primary" disabled={!node.trim() || req.loading}>
