@@ -1,10 +1,10 @@
 // End-to-end: the console in headless Chromium against a real `funnelhouse up` with demo data.
-import { after, before, describe, test } from 'node:test';
+import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ADMIN_TOKEN, loadDemo, login, newPage, screenshot, SCREENSHOTS, startBrowser, startFunnelhouse, tableHeaders, tableRows, waitFor } from './harness.mjs';
+import { ADMIN_TOKEN, cellNumber, login, newPage, screenshot, SCREENSHOTS, tableHeaders, tableRows, useConsoleServer, waitFor } from './harness.mjs';
 
 let fh;
 let browser;
@@ -12,19 +12,9 @@ let browser;
 // Everything must finish; a hung browser or server fails the run instead of blocking it.
 const TEST = { timeout: 180_000 };
 
-before(async () => {
-  fh = await startFunnelhouse();
-  await loadDemo(fh);
-  browser = await startBrowser();
-}, { timeout: 400_000 });
+useConsoleServer((started) => ({ fh, browser } = started));
 
-after(async () => {
-  await browser?.close().catch(() => {});
-  await fh?.stop().catch(() => {});
-}, { timeout: 60_000 });
-
-// The number a cell starts with ("53.14% (running)" → 53.14; "–" → NaN).
-const number = (text) => Number((String(text).replace(/,/g, '').match(/^\s*(-?[\d.]+)/) || [])[1]);
+const number = cellNumber;
 
 // A wrong token makes the browser itself log the refused request; nothing else may be logged.
 const REFUSED_401 = /Failed to load resource: the server responded with a status of 401/;

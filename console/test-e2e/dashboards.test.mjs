@@ -5,28 +5,15 @@
 // spec; a card is removed; axe finds no serious or critical violation on the dashboard.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createRequire } from 'node:module';
-import { loadDemo, login, newPage, screenshot, startBrowser, startFunnelhouse, tableRows, waitFor } from './harness.mjs';
+import { cellNumber, login, newPage, screenshot, seriousAxeViolations, tableRows, useConsoleServer, waitFor } from './harness.mjs';
 
-const require = createRequire(import.meta.url);
-const AXE = require.resolve('axe-core/axe.min.js');
 
 let fh;
 let browser;
 const TEST = { timeout: 240_000 };
-// The number a cell starts with ("1,234" → 1234; "–" → NaN).
-const number = (text) => Number((String(text).replace(/,/g, '').match(/^\s*(-?[\d.]+)/) || [])[1]);
+const number = cellNumber;
 
-before(async () => {
-  fh = await startFunnelhouse();
-  await loadDemo(fh);
-  browser = await startBrowser();
-}, { timeout: 400_000 });
-
-after(async () => {
-  await browser?.close().catch(() => {});
-  await fh?.stop().catch(() => {});
-}, { timeout: 60_000 });
+useConsoleServer((started) => ({ fh, browser } = started));
 
 /** The query of the page's address (#/view?…), as URLSearchParams. */
 const addressQuery = async (page) => new URLSearchParams(await page.evaluate(() => location.hash.split('?')[1] || ''));
@@ -215,11 +202,7 @@ describe('saved insights and dashboards', () => {
     await screenshot(other, 'dashboard');
 
     // axe: no serious or critical violation on the dashboard with its cards.
-    await other.addScriptTag({ path: AXE });
-    const violations = await other.evaluate(async () => {
-      const result = await window.axe.run(document, { resultTypes: ['violations'] });
-      return result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => `${v.id} (${v.impact}): ${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(' | ')}`);
-    });
+    const violations = await seriousAxeViolations(other);
     assert.deepEqual(violations, []);
     t.diagnostic('axe scanned the dashboard with 2 cards');
     // On a phone the cards stack and nothing scrolls sideways.

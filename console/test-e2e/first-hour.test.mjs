@@ -7,18 +7,14 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { loadDemo, login, newPage, screenshot, SCREENSHOTS, startBrowser, startFunnelhouse, tableHeaders, tableRows, waitFor } from './harness.mjs';
+import { cellNumber, loadDemo, login, newPage, screenshot, SCREENSHOTS, seriousAxeViolations, tableHeaders, tableRows, useConsoleServer, waitFor } from './harness.mjs';
 
-const require = createRequire(import.meta.url);
-const AXE = require.resolve('axe-core/axe.min.js');
 
 let fh;
 let browser;
 const TEST = { timeout: 180_000 };
-// The number a cell starts with ("53.14% (running)" → 53.14; "–" → NaN).
-const number = (text) => Number((String(text).replace(/,/g, '').match(/^\s*(-?[\d.]+)/) || [])[1]);
+const number = cellNumber;
 
 // Every route of the console and what shows it is ready (with demo data).
 const VIEWS = {
@@ -41,15 +37,7 @@ const VIEWS = {
 // The views that read the model tables (the rest read the raw events, the plan or nothing).
 const MODEL_VIEWS = ['home', 'trends', 'funnels', 'retention', 'stickiness', 'paths', 'flows', 'pages', 'correlation', 'campaigns', 'segments', 'people'];
 
-before(async () => {
-  fh = await startFunnelhouse();
-  browser = await startBrowser();
-}, { timeout: 200_000 });
-
-after(async () => {
-  await browser?.close().catch(() => {});
-  await fh?.stop().catch(() => {});
-}, { timeout: 60_000 });
+useConsoleServer((started) => ({ fh, browser } = started), { demo: false });
 
 async function open(page, view) {
   await page.goto(`${fh.url}/console/#/${view}`);
@@ -345,11 +333,7 @@ describe('the first hour', () => {
       assert.ok(scroll <= width, `${view} scrolls sideways at 1440 px`);
       const boxes = await page.locator('.table-wrap').evaluateAll((els) => els.map((e) => e.getBoundingClientRect().right));
       assert.ok(boxes.every((right) => right <= width), `${view}: a table box reaches past the screen (${boxes})`);
-      await page.addScriptTag({ path: AXE });
-      const violations = await page.evaluate(async () => {
-        const result = await window.axe.run(document, { resultTypes: ['violations'] });
-        return result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => `${v.id} (${v.impact}): ${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(' | ')}`);
-      });
+      const violations = await seriousAxeViolations(page);
       found.push(...violations.map((v) => `${view}: ${v}`));
     }
     await open(page, 'campaigns');

@@ -5,30 +5,17 @@
 // Correlation: a property picked with the property picker is compared (the table is the
 // correlation API's answer for the spec), and a reload keeps it. axe: no serious or critical
 // violation on either view.
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createRequire } from 'node:module';
-import { VIEWPORT, loadDemo, login, screenshot, startBrowser, startFunnelhouse, tableRows, waitFor } from './harness.mjs';
+import { cellNumber, login, screenshot, seriousAxeViolations, tableRows, useConsoleServer, VIEWPORT, waitFor } from './harness.mjs';
 
-const require = createRequire(import.meta.url);
-const AXE = require.resolve('axe-core/axe.min.js');
 
 let fh;
 let browser;
 const TEST = { timeout: 300_000 };
-// The number a cell starts with ("1,234" → 1234; "–" → NaN).
-const number = (text) => Number((String(text).replace(/,/g, '').match(/^\s*(-?[\d.]+)/) || [])[1]);
+const number = cellNumber;
 
-before(async () => {
-  fh = await startFunnelhouse();
-  await loadDemo(fh);
-  browser = await startBrowser();
-}, { timeout: 400_000 });
-
-after(async () => {
-  await browser?.close().catch(() => {});
-  await fh?.stop().catch(() => {});
-}, { timeout: 60_000 });
+useConsoleServer((started) => ({ fh, browser } = started));
 
 /** A laptop-size page that records console and page errors; CSP bypassed so axe can be injected. */
 async function openPage() {
@@ -41,14 +28,6 @@ async function openPage() {
 }
 
 const addressQuery = async (page) => new URLSearchParams(await page.evaluate(() => location.hash.split('?')[1] || ''));
-
-async function axeViolations(page) {
-  await page.addScriptTag({ path: AXE });
-  return page.evaluate(async () => {
-    const result = await window.axe.run(document, { resultTypes: ['violations'] });
-    return result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => `${v.id} (${v.impact}): ${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(' | ')}`);
-  });
-}
 
 /** The flows API's spec for a flows query of the address, read from its own parameters. */
 function flowSpec(query) {
@@ -115,7 +94,7 @@ describe('user flows and correlation in the address', () => {
     assert.equal(number(cards.sessions), answer.summary.sessions);
     assert.equal(number(cards.steps), 3);
 
-    const violations = await axeViolations(page);
+    const violations = await seriousAxeViolations(page);
     assert.deepEqual(violations, []);
     t.diagnostic('axe scanned user flows');
 
@@ -188,7 +167,7 @@ describe('user flows and correlation in the address', () => {
     assert.deepEqual(await chosen.allTextContents().then((l) => l.map((x) => x.replace(/×.*$/, '').trim())), ['device_type', 'product_category']);
     assert.equal((await addressQuery(page)).toString(), q.toString());
     assert.deepEqual(await shownCandidates(table), expected);
-    const violations = await axeViolations(page);
+    const violations = await seriousAxeViolations(page);
     assert.deepEqual(violations, []);
     t.diagnostic('axe scanned correlation');
 

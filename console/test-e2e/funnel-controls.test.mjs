@@ -4,30 +4,17 @@
 // reload; axe finds no serious or critical violation; and the user-flow Sankey's labels never overlap.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createRequire } from 'node:module';
-import { loadDemo, login, screenshot, startBrowser, startFunnelhouse, tableRows, VIEWPORT } from './harness.mjs';
+import { cellNumber, cellPercent, login, screenshot, seriousAxeViolations, tableRows, useConsoleServer, VIEWPORT } from './harness.mjs';
 
-const require = createRequire(import.meta.url);
-const AXE = require.resolve('axe-core/axe.min.js');
 const TEST = { timeout: 240_000 };
 
 let fh;
 let browser;
 
-before(async () => {
-  fh = await startFunnelhouse();
-  await loadDemo(fh);
-  browser = await startBrowser();
-}, { timeout: 400_000 });
+useConsoleServer((started) => ({ fh, browser } = started));
 
-after(async () => {
-  await browser?.close().catch(() => {});
-  await fh?.stop().catch(() => {});
-}, { timeout: 60_000 });
-
-// The number a cell starts with ("1,234 (45.6%)" → 1234; "–" → NaN).
-const number = (text) => Number((String(text).replace(/,/g, '').match(/^\s*(-?[\d.]+)/) || [])[1]);
-const percent = (text) => Number((String(text).match(/\(([\d.]+)%\)/) || [])[1]);
+const number = cellNumber;
+const percent = cellPercent;
 const groupLabel = (value) => (value === null ? '(all)' : value || '(none)');
 
 /**
@@ -41,14 +28,6 @@ async function axePage() {
   page.on('console', (msg) => msg.type() === 'error' && errors.push(`console: ${msg.text()}`));
   page.on('pageerror', (err) => errors.push(`pageerror: ${err.message}`));
   return { page, errors, context };
-}
-
-async function seriousViolations(page) {
-  await page.addScriptTag({ path: AXE });
-  return page.evaluate(async () => {
-    const result = await window.axe.run(document, { resultTypes: ['violations'] });
-    return result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => `${v.id} (${v.impact}): ${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(' | ')}`);
-  });
 }
 
 describe('funnel controls', () => {
@@ -161,7 +140,7 @@ describe('funnel controls', () => {
     assert.equal(number(await panel.locator('.people-count .count').textContent()), behind.count);
 
     // axe on the controls and the answer: no serious or critical violation.
-    assert.deepEqual(await seriousViolations(page), []);
+    assert.deepEqual(await seriousAxeViolations(page), []);
 
     // Reload: the URL carries every control, and the same funnel runs again.
     const link = page.url();
@@ -242,7 +221,7 @@ describe('user flows Sankey', () => {
     }
     assert.deepEqual(clash, [], 'no two labels overlap');
     await screenshot(page, 'flows-sankey');
-    assert.deepEqual(await seriousViolations(page), []);
+    assert.deepEqual(await seriousAxeViolations(page), []);
     assert.deepEqual(errors, []);
     await context.close();
   });

@@ -3,7 +3,9 @@
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
+import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
+import { after, before } from 'node:test';
 import { promisify } from 'node:util';
 import { chromium } from 'playwright-core';
 import { chromiumPath, startFunnelhouseUp, waitFor } from '../../e2e-support/funnelhouse.mjs';
@@ -140,4 +142,40 @@ export async function tableRows(locator) {
 
 export async function tableHeaders(locator) {
   return locator.locator('thead th').evaluateAll((ths) => ths.map((th) => th.textContent.replace(/[↕▲▼]/g, '').trim()));
+}
+
+/**
+ * For one test file: a funnelhouse (with the demo loaded unless `demo` is false) and a browser,
+ * started before its tests and stopped after them. `onStarted` gets both, so the file keeps its
+ * own `fh` and `browser` names.
+ */
+export function useConsoleServer(onStarted, { demo = true } = {}) {
+  let started = {};
+  before(async () => {
+    const fh = await startFunnelhouse();
+    started = { fh };
+    if (demo) await loadDemo(fh);
+    started.browser = await startBrowser();
+    onStarted(started);
+  }, { timeout: 400_000 });
+  after(async () => {
+    await started.browser?.close().catch(() => {});
+    await started.fh?.stop().catch(() => {});
+  }, { timeout: 60_000 });
+}
+
+/** The number a table cell starts with ("1,234 (45.6%)" → 1234; "–" → NaN). */
+export const cellNumber = (text) => Number((String(text).replace(/,/g, '').match(/^\s*(-?[\d.]+)/) || [])[1]);
+/** The percentage in a cell's brackets ("1,234 (45.6%)" → 45.6). */
+export const cellPercent = (text) => Number((String(text).match(/\(([\d.]+)%\)/) || [])[1]);
+
+const AXE = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
+
+/** axe's serious and critical violations on the page as it is, one line each. */
+export async function seriousAxeViolations(page) {
+  await page.addScriptTag({ path: AXE });
+  return page.evaluate(async () => {
+    const result = await window.axe.run(document, { resultTypes: ['violations'] });
+    return result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => `${v.id} (${v.impact}): ${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(' | ')}`);
+  });
 }

@@ -3,27 +3,17 @@
 // diagonal (day k of a cohort is today) carries the in-progress marker in the table and the heatmap,
 // and the (all cohorts) row equals the average computed here from the API's complete cells only; the
 // campaign trend's last day (today) is flagged incomplete and drawn dashed.
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { loadDemo, login, newPage, screenshot, startBrowser, startFunnelhouse, tableHeaders, tableRows } from './harness.mjs';
+import { cellNumber, login, newPage, screenshot, tableHeaders, tableRows, useConsoleServer } from './harness.mjs';
 
 const TEST = { timeout: 180_000 };
 let fh;
 let browser;
 
-before(async () => {
-  fh = await startFunnelhouse();
-  await loadDemo(fh);
-  browser = await startBrowser();
-}, { timeout: 240_000 });
+useConsoleServer((started) => ({ fh, browser } = started));
 
-after(async () => {
-  await browser?.close().catch(() => {});
-  await fh?.stop().catch(() => {});
-}, { timeout: 60_000 });
-
-// The number a cell starts with ("53.14% (running)" → 53.14; "–" → NaN).
-const number = (text) => Number((String(text).replace(/,/g, '').match(/^\s*(-?[\d.]+)/) || [])[1]);
+const number = cellNumber;
 const round2 = (x) => Math.round(x * 100) / 100;
 const addDays = (day, k) => new Date(Date.parse(`${day}T00:00:00Z`) + k * 86_400_000).toISOString().slice(0, 10);
 
