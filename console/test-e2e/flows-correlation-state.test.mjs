@@ -7,7 +7,7 @@
 // violation on either view.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cellNumber, login, screenshot, seriousAxeViolations, tableRows, useConsoleServer, VIEWPORT, waitFor } from './harness.mjs';
+import { cellNumber, login, newAxePage, screenshot, seriousAxeViolations, tableRows, useConsoleServer, waitFor } from './harness.mjs';
 
 
 let fh;
@@ -16,16 +16,6 @@ const TEST = { timeout: 300_000 };
 const number = cellNumber;
 
 useConsoleServer((started) => ({ fh, browser } = started));
-
-/** A laptop-size page that records console and page errors; CSP bypassed so axe can be injected. */
-async function openPage() {
-  const context = await browser.newContext({ viewport: VIEWPORT, bypassCSP: true, locale: 'en-US', timezoneId: 'UTC' });
-  const page = await context.newPage();
-  const errors = [];
-  page.on('console', (msg) => msg.type() === 'error' && errors.push(`console: ${msg.text()}`));
-  page.on('pageerror', (err) => errors.push(`pageerror: ${err.message}`));
-  return { page, errors, context };
-}
 
 const addressQuery = async (page) => new URLSearchParams(await page.evaluate(() => location.hash.split('?')[1] || ''));
 
@@ -52,7 +42,7 @@ function answerCandidates(answer) {
 
 describe('user flows and correlation in the address', () => {
   test('a flow set by hand survives a reload with the API figures, is saved, and a dashboard card shows them; axe clean', TEST, async (t) => {
-    const { page, errors, context } = await openPage();
+    const { page, errors, context } = await newAxePage(browser);
     await login(page, fh.url);
     await page.goto(`${fh.url}/console/#/flows`);
     const table = page.getByRole('table', { name: 'Flow nodes by step' });
@@ -131,7 +121,7 @@ describe('user flows and correlation in the address', () => {
   });
 
   test('correlation compares a property picked with the picker; the table is the API answer; a reload keeps it; axe clean', TEST, async (t) => {
-    const { page, errors, context } = await openPage();
+    const { page, errors, context } = await newAxePage(browser);
     await login(page, fh.url);
     await page.goto(`${fh.url}/console/#/correlation`);
     const table = page.getByRole('table', { name: /Correlated events/ });

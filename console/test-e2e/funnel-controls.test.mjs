@@ -4,7 +4,7 @@
 // reload; axe finds no serious or critical violation; and the user-flow Sankey's labels never overlap.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cellNumber, cellPercent, login, screenshot, seriousAxeViolations, tableRows, useConsoleServer, VIEWPORT } from './harness.mjs';
+import { cellNumber, cellPercent, login, newAxePage, screenshot, seriousAxeViolations, tableRows, useConsoleServer } from './harness.mjs';
 
 const TEST = { timeout: 240_000 };
 
@@ -17,22 +17,9 @@ const number = cellNumber;
 const percent = cellPercent;
 const groupLabel = (value) => (value === null ? '(all)' : value || '(none)');
 
-/**
- * A page whose context may run axe: axe is injected as an inline script, which the console's
- * Content-Security-Policy refuses (as it should), so this context alone bypasses it.
- */
-async function axePage() {
-  const context = await browser.newContext({ viewport: VIEWPORT, bypassCSP: true, locale: 'en-US', timezoneId: 'UTC' });
-  const page = await context.newPage();
-  const errors = [];
-  page.on('console', (msg) => msg.type() === 'error' && errors.push(`console: ${msg.text()}`));
-  page.on('pageerror', (err) => errors.push(`pageerror: ${err.message}`));
-  return { page, errors, context };
-}
-
 describe('funnel controls', () => {
   test('exclusion, optional step, held property, picked filter value and breakdown side by side show what the API answers, and survive a reload', TEST, async () => {
-    const { page, errors, context } = await axePage();
+    const { page, errors, context } = await newAxePage(browser);
     await login(page, fh.url);
     await page.goto(`${fh.url}/console/#/funnels`);
     await page.getByLabel('Step 1 event').locator('option', { hasText: /^product_view$/ }).waitFor({ state: 'attached' });
@@ -175,7 +162,7 @@ describe('funnel controls', () => {
   });
 
   test('the optional step is offered only where the engine allows it', TEST, async () => {
-    const { page, errors, context } = await axePage();
+    const { page, errors, context } = await newAxePage(browser);
     await login(page, fh.url);
     await page.goto(`${fh.url}/console/#/funnels`);
     await page.getByLabel('Step 1 event').locator('option', { hasText: /^page_view$/ }).waitFor({ state: 'attached' });
@@ -193,7 +180,7 @@ describe('funnel controls', () => {
 
 describe('user flows Sankey', () => {
   test('the labels of the nodes never overlap', TEST, async () => {
-    const { page, errors, context } = await axePage();
+    const { page, errors, context } = await newAxePage(browser);
     await login(page, fh.url);
     await page.goto(`${fh.url}/console/#/flows`);
     const table = page.getByRole('table', { name: 'Flow nodes by step' });

@@ -179,3 +179,17 @@ export async function seriousAxeViolations(page) {
     return result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => `${v.id} (${v.impact}): ${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(' | ')}`);
   });
 }
+
+/**
+ * A page whose context may run axe (the console's Content-Security-Policy refuses the inline
+ * script axe is injected as, as it should; this context alone bypasses it), recording console
+ * and page errors.
+ */
+export async function newAxePage(browser, viewport = VIEWPORT) {
+  const context = await browser.newContext({ viewport, bypassCSP: true, locale: 'en-US', timezoneId: 'UTC' });
+  const page = await context.newPage();
+  const errors = [];
+  page.on('console', (msg) => msg.type() === 'error' && errors.push(`console: ${msg.text()}`));
+  page.on('pageerror', (err) => errors.push(`pageerror: ${err.message}`));
+  return { page, errors, context };
+}
