@@ -12,6 +12,8 @@ screen) and answers JSON with typed errors, like every other admin endpoint.
   GET  /v1/meta                  events, breakdowns, date range, time zone, sources
   GET  /v1/meta/properties       ?event=   properties seen on an event (api/meta_values.py)
   GET  /v1/meta/values           ?event=&property=&q=&limit=   a property's top values
+  GET  /v1/invalid-events        ?days=7&source=&event=&person=&limit=200   refusals from
+                                 events_invalid, newest first, with the total (api/invalid_events.py)
 The funnel/retention/paths/timeline, segment and debug endpoints the console also uses
 live in their own modules (analyses_api, people_api, collector.app).
 """
@@ -34,7 +36,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from funnelhouse.analyses.campaigns import CampaignQuery, campaign_performance
 from funnelhouse.analyses.coverage import coverage
-from funnelhouse.api import meta_values
+from funnelhouse.api import invalid_events, meta_values
 from funnelhouse.api.endpoint import ErrorRule, Handler, admin_endpoint, failure, json_object
 from funnelhouse.collector.plan import PAYLOAD_OF_EVENT, TrackingPlan
 from funnelhouse.config import Settings
@@ -389,5 +391,6 @@ def routes(settings: Settings, reader: Warehouse, plan: TrackingPlan) -> list[Ba
         Route("/v1/people/search", endpoint(get_people), methods=["GET"]),
         Route("/v1/meta", endpoint(get_meta), methods=["GET"]),
         *meta_values.routes(settings, reader),
+        *invalid_events.routes(settings, reader),
         *console_routes(settings),
     ]
