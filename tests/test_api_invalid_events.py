@@ -103,10 +103,14 @@ def test_every_refusal_sent_comes_back_with_its_reasons(pipeline: Fixture) -> No
         assert all(err["path"] and err["message"] for err in e["errors"])
     clicks = [e for e in doc["events"] if e["event"] == "click"]
     assert {e["source"] for e in clicks} == {"web"} and len(clicks) == CLICKS_WITHOUT_ELEMENT
-    stored_errors = {m: [{"path": p, "message": t} for p, t in errs]
-                     for m, errs in built.warehouse.query(
-                         "SELECT message_id, errors FROM events_invalid").rows}
-    assert all(e["errors"] == stored_errors[e["message_id"]] for e in doc["events"])
+    # Paths and messages read apart, as plain arrays: no tuple shape to interpret.
+    stored_errors = {m: [{"path": p, "message": t} for p, t in zip(paths, texts, strict=True)]
+                     for m, paths, texts in built.warehouse.query(
+                         "SELECT message_id, arrayMap(e -> tupleElement(e, 'path'), errors), "
+                         "arrayMap(e -> tupleElement(e, 'message'), errors) "
+                         "FROM events_invalid").rows}
+    for e in doc["events"]:
+        assert e["errors"] == stored_errors[e["message_id"]], e
     assert {e["reason"] for e in doc["events"] if e["event"] == "made_up_event"} == \
         {"unknown_event"}
     by_reason: dict[str, int] = {}
@@ -165,3 +169,11 @@ def test_needs_the_admin_token(pipeline: Fixture) -> None:
     assert client.get("/v1/invalid-events").status_code == 401
     wrong = client.get("/v1/invalid-events", headers={"Authorization": "Bearer nope"})
     assert wrong.status_code == 401
+
+
+def test_errors_read_the_same_from_either_client_shape() -> None:
+    # chdb returns a named tuple as a pair, the HTTP client as an object.
+    from funnelhouse.api.invalid_events import _error
+    want = {"path": "$.properties.element", "message": "'element' is a required property"}
+    assert _error(("$.properties.element", "'element' is a required property")) == want
+    assert _error(want) == want

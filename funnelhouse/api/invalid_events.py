@@ -86,6 +86,14 @@ def _payload(text: str) -> Any:
         return text   # a truncated payload is shown as the text it is
 
 
+def _error(item: Any) -> dict[str, str]:
+    # A named tuple arrives as a dict from some warehouse clients and as a pair from others.
+    if isinstance(item, dict):
+        return {"path": str(item.get("path", "")), "message": str(item.get("message", ""))}
+    path, message = item
+    return {"path": str(path), "message": str(message)}
+
+
 def invalid_events(reader: Warehouse, params: dict[str, str | None]) -> dict[str, Any]:
     """The newest refusals matching the filters, the total in the period, and by reason."""
     bound: dict[str, Any] = {
@@ -102,7 +110,7 @@ def invalid_events(reader: Warehouse, params: dict[str, str | None]) -> dict[str
                "event": row["event"], "type": row["type"], "message_id": row["message_id"],
                "anonymous_id": row["anonymous_id"], "user_id": row["user_id"],
                "reason": row["reason"],
-               "errors": [{"path": p, "message": m} for p, m in row["errors"]],
+               "errors": [_error(e) for e in row["errors"]],
                "payload": _payload(row["payload"])}
               for row in reader.query(LIST_SQL, {**bound, "limit": limit}).dicts()]
     return {"days": bound["days"], "limit": limit, "total": total, "reasons": reasons,
