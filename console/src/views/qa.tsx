@@ -1,5 +1,7 @@
 // Live tagging QA: events as the collector receives them (GET /v1/debug/events, polled every
-// second with since=), newest first, each with its validation result and errors.
+// second with since=), newest first, each with its validation result and errors. "Invalid only"
+// reads the refusals from history instead (GET /v1/invalid-events over events_invalid): the
+// collector's buffer keeps only its last events, so after a burst it would show a handful.
 import { href } from '../router';
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { ApiError, getJson } from '../api';
@@ -28,9 +30,42 @@ interface Filters {
   event: string;
   person: string;
   invalid: boolean;
+  days: string;
+}
+
+/** A refusal as GET /v1/invalid-events returns it. */
+interface StoredRefusal {
+  received_at: number;
+  source: string;
+  event: string;
+  message_id: string;
+  anonymous_id: string;
+  user_id: string;
+  reason: string;
+  errors: { path: string; message: string }[];
+  payload: unknown;
+}
+
+interface RefusalHistory {
+  days: number;
+  limit: number;
+  total: number;
+  reasons: Record<string, number>;
+  events: StoredRefusal[];
 }
 
 const POLL_MS = 1000;
+// History changes only as fast as the loader writes (about a second); a slower refresh is enough.
+const HISTORY_POLL_MS = 5000;
+const HISTORY_LIMIT = 200;
+const PERIODS = [
+  { value: '1', label: 'Last 24 hours' },
+  { value: '7', label: 'Last 7 days' },
+  { value: '30', label: 'Last 30 days' },
+  { value: '90', label: 'Last 90 days (all kept)' },
+];
+
+const fromHistory = (e: StoredRefusal): DebugEvent => ({ ...e, valid: false, flags: [] });
 const KEEP = 500;
 
 const COLUMNS: Header[] = [{ label: 'Time' }, { label: 'Source' }, { label: 'Event' }, { label: 'Person' }, { label: 'Result' }, { label: 'Errors' }];
@@ -39,7 +74,8 @@ const keyOf = (e: DebugEvent) => `${e.source}|${e.message_id}|${e.received_at}`;
 
 export function QaView() {
   const { catalogue } = useCatalogue();
-  const [filters, setFilters] = useState<Filters>({ source: '', event: '', person: '', invalid: false });
+  const [filters, setFilters] = useState<Filters>({ source: '', event: '', person: '', invalid: false, days: '7' });
+  const [history, setHistory] = useState<RefusalHistory | null>(null);
   const [events, setEvents] = useState<DebugEvent[]>([]);
   const [paused, setPaused] = useState(false);
   const [error, setError] = useState<unknown>(null);
@@ -62,7 +98,44 @@ export function QaView() {
     let seen = new Set<string>();
     let inFlight = false;
     setEvents([]);
+    setHistory(null);
     closeAll();
+
+    async function loadHistory() {
+      if (stopped || inFlight || pausedRef.current) return;
+      inFlight = true;
+      try {
+        const answer = await getJson<RefusalHistory>('/v1/invalid-events', {
+          days: applied.days,
+          limit: HISTORY_LIMIT,
+          source: applied.source,
+          event: applied.event.trim(),
+          person: applied.person.trim(),
+        });
+        if (stopped) return;
+        const keys = new Set(answer.events.map((e) => keyOf(fromHistory(e))));
+        setFresh(seen.size ? new Set([...keys].filter((k) => !seen.has(k))) : new Set());
+        seen = keys;
+        setEvents(answer.events.map(fromHistory));
+        setHistory(answer);
+        setError(null);
+        setUpdatedAt(Date.now());
+      } catch (err) {
+        if (!stopped) setError(err);
+        if (err instanceof ApiError && err.status === 401) stopped = true;
+      } finally {
+        inFlight = false;
+      }
+    }
+
+    if (applied.invalid) {
+      loadHistory();
+      const timer = setInterval(loadHistory, HISTORY_POLL_MS);
+      return () => {
+        stopped = true;
+        clearInterval(timer);
+      };
+    }
 
     async function poll() {
       if (stopped || inFlight || pausedRef.current) return;
@@ -74,7 +147,6 @@ export function QaView() {
           source: applied.source,
           event: applied.event.trim(),
           person: applied.person.trim(),
-          invalid: applied.invalid ? 1 : undefined,
         });
         if (stopped) return;
         const arrived = answer.events.filter((e) => !seen.has(keyOf(e)));
@@ -115,20 +187,33 @@ export function QaView() {
 
   return (
     <section aria-label="Live events">
-      <p class="lede">Events as the collector receives them, checked against the tracking plan. Newest first; the list updates every second. It shows the collector's recent buffer (the last events it received since it started), not the history: every refusal ever made is counted in <a href={href('/coverage')}>Plan coverage</a> and kept in the <code>events_invalid</code> table (the <a href={href('/sql')}>SQL view</a> reads it).</p>
+      <p class="lede">Events as the collector receives them, checked against the tracking plan. Newest first; the list updates every second from the collector's recent buffer (the last events it received). <strong>Invalid only</strong> lists the refusals from history instead: the <code>events_invalid</code> table, where every refused event is kept for 90 days with its reasons (also counted in <a href={href('/coverage')}>Plan coverage</a>; the <a href={href('/sql')}>SQL view</a> reads the table).</p>
       <div class="controls" role="group" aria-label="Filters">
         <Select label="Source" value={filters.source} onChange={(source) => setFilters({ ...filters, source })} options={[{ value: '', label: 'All sources' }, ...sources.map((s) => ({ value: s, label: s }))]} />
         <TextField label="Event" value={filters.event} list="qa-event-names" placeholder="any event" onInput={(event) => setFilters({ ...filters, event })} />
         <datalist id="qa-event-names">{catalogue?.eventNames.map((n) => <option value={n} />)}</datalist>
         <TextField label="Person (anonymous or user id)" value={filters.person} placeholder="any person" onInput={(person) => setFilters({ ...filters, person })} />
         <Checkbox label="Invalid only" checked={filters.invalid} onChange={(invalid) => setFilters({ ...filters, invalid })} />
+        {filters.invalid && <Select label="Refused in" value={filters.days} onChange={(days) => setFilters({ ...filters, days })} options={PERIODS} />}
         <button type="button" aria-pressed={paused} onClick={() => setPaused(!paused)}>
           {paused ? 'Resume' : 'Pause'}
         </button>
       </div>
       <p class="status-line" aria-live="polite">
-        {paused ? 'Paused. ' : 'Live. '}
-        {events.length} events shown, {invalidCount} invalid
+        {paused ? 'Paused. ' : applied.invalid ? 'From history. ' : 'Live. '}
+        {applied.invalid && history ? (
+          <>
+            <span data-refusals-total={history.total}>
+              {history.total} refused event{history.total === 1 ? '' : 's'} in the last {history.days === 1 ? '24 hours' : `${history.days} days`}
+            </span>
+            {history.total > history.events.length ? `, the newest ${history.events.length} shown` : ''}
+            {Object.keys(history.reasons).length > 0 && <> ({Object.entries(history.reasons).map(([r, n]) => `${n} ${r}`).join(', ')})</>}
+          </>
+        ) : (
+          <>
+            {events.length} events shown, {invalidCount} invalid
+          </>
+        )}
         {updatedAt ? <span class="muted"> · updated {new Date(updatedAt).toLocaleTimeString('en-GB')}</span> : null}
       </p>
       <ErrorNotice error={error} what="Loading events" />
@@ -138,7 +223,7 @@ export function QaView() {
         headers={COLUMNS}
         rows={events}
         keyOf={keyOf}
-        emptyRow={<>No events yet. Send one (see the SDK or the curl line <code>funnelhouse up</code> prints); it appears here within a second.</>}
+        emptyRow={applied.invalid ? <>No refused events in this period{applied.source || applied.event || applied.person ? ' for these filters' : ''}.</> : <>No events yet. Send one (see the SDK or the curl line <code>funnelhouse up</code> prints); it appears here within a second.</>}
         rowAttrs={(e) => ({ class: `${e.valid ? '' : 'invalid'} ${fresh.has(keyOf(e)) ? 'fresh' : ''}`, 'data-message-id': e.message_id })}
         cells={(e) => (
           <>

@@ -10,7 +10,8 @@ import { SqlDetails } from '../components/sql';
 import { DataTable, type Column, type Row } from '../components/table';
 import { useRequest } from '../components/useRequest';
 import { num, stamp } from '../format';
-import { useSegmentTables, type TableColumns } from '../segment-tables';
+import { ColumnSelect, FilterValue } from '../components/column-picker';
+import { columnLabel, tableInfo, typeLabel, useSegmentTables, type TableColumns } from '../segment-tables';
 
 interface FilterInput {
   column: string;
@@ -275,10 +276,15 @@ function ContainerEditor({ index, container, tables, canRemove, onChange, onRemo
   );
 }
 
+/** The event a group of behavior_events is about (its first `event = …` filter), for the property pickers. */
+const eventOf = (group: GroupInput) => group.filters.find((f) => f.column === 'event' && f.op === '=' && f.value.trim())?.value.trim() || '';
+
 function GroupEditor({ label, first, group, tables, canRemove, onChange, onRemove }: { label: string; first: boolean; group: GroupInput; tables: Record<string, TableColumns>; canRemove: boolean; onChange: (g: GroupInput) => void; onRemove: () => void }) {
   const columns = tables[group.table] || {};
   const columnNames = Object.keys(columns);
   const listId = `cols-${label.replace(/\W+/g, '-')}`;
+  const tableHelpId = `${listId}-table-help`;
+  const event = group.table === 'behavior_events' ? eventOf(group) : '';
   const set = (change: Partial<GroupInput>) => onChange({ ...group, ...change });
   const setFilter = (i: number, change: Partial<FilterInput>) => set({ filters: replaceAt(group.filters, i, { ...group.filters[i], ...change }) });
   const setHaving = (i: number, change: Partial<HavingInput>) => set({ having: replaceAt(group.having, i, { ...group.having[i], ...change }) });
@@ -291,7 +297,7 @@ function GroupEditor({ label, first, group, tables, canRemove, onChange, onRemov
         {group.exclude && <span class="badge bad">excluded</span>}
       </legend>
       <datalist id={listId}>
-        {columnNames.map((c) => <option value={c}>{columns[c]}</option>)}
+        {columnNames.map((c) => <option value={c}>{`${columnLabel(c)} (${typeLabel(columns[c])})`}</option>)}
         <option value="properties.">a key of the event's properties</option>
         <option value="traits.">a key of the traits</option>
       </datalist>
@@ -300,23 +306,21 @@ function GroupEditor({ label, first, group, tables, canRemove, onChange, onRemov
           label="Table"
           value={group.table}
           onChange={(table) => set({ table, filters: [newFilter(table)], having: [] })}
-          options={(Object.keys(tables).length ? Object.keys(tables) : [group.table]).map((t) => ({ value: t, label: t }))}
+          options={(Object.keys(tables).length ? Object.keys(tables) : [group.table]).map((t) => ({ value: t, label: tableInfo(t).label }))}
         />
+        <p class="help table-help" id={tableHelpId}>
+          {tableInfo(group.table).description} <span class="muted">(table <code>{group.table}</code>)</span>
+        </p>
         <TextField label="Within the last (days)" type="number" min="1" value={group.withinDays} placeholder="any" onInput={(withinDays) => set({ withinDays })} class="narrow" />
         <Checkbox label="Exclude these people" checked={group.exclude} onChange={(exclude) => set({ exclude })} />
       </div>
       <ol class="filters" aria-label={`${label} filters`}>
         {group.filters.map((f, i) => (
           <li class="control-row">
-            <TextField label={`Filter ${i + 1} column`} value={f.column} list={listId} placeholder="column or properties.key" onInput={(column) => setFilter(i, { column })} />
+            <ColumnSelect label={`Filter ${i + 1} column`} table={group.table} columns={columns} event={event} value={f.column} onChange={(column) => setFilter(i, { column, value: column === f.column ? f.value : '' })} />
             <Select label={`Filter ${i + 1} operator`} value={f.op} options={OPS} onChange={(op) => setFilter(i, { op })} />
             {!NO_VALUE.has(f.op) && (
-              <TextField
-                label={`Filter ${i + 1} value`}
-                value={f.value}
-                placeholder={f.op === 'between' ? 'low, high' : f.op === 'in' || f.op === 'not_in' ? 'a, b, c' : 'value'}
-                onInput={(value) => setFilter(i, { value })}
-              />
+              <FilterValue label={`Filter ${i + 1} value`} table={group.table} column={f.column} event={event} op={f.op} type={columns[f.column]} value={f.value} onInput={(value) => setFilter(i, { value })} />
             )}
             <button type="button" class="icon" onClick={() => set({ filters: removeAt(group.filters, i) })} aria-label={`Remove filter ${i + 1} of ${label.toLowerCase()}`}>
               ✕
