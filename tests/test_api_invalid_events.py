@@ -173,7 +173,7 @@ def test_needs_the_admin_token(pipeline: Fixture) -> None:
 
 def test_errors_read_the_same_from_either_client_shape() -> None:
     # chdb returns a named tuple as a pair, the HTTP client as an object.
-    from funnelhouse.api.invalid_events import _error
+    from funnelhouse.collector.qa import stored_error as _error
     want = {"path": "$.properties.element", "message": "'element' is a required property"}
     assert _error(("$.properties.element", "'element' is a required property")) == want
     assert _error(want) == want

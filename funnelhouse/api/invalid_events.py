@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.routing import BaseRoute, Route
 
 from funnelhouse.api.endpoint import ErrorRule, admin_endpoint, failure
+from funnelhouse.collector.qa import stored_error
 from funnelhouse.config import Settings
 from funnelhouse.models.built import NotBuilt, existing_tables
 from funnelhouse.warehouse.base import Warehouse, WarehouseError
@@ -86,14 +87,6 @@ def _payload(text: str) -> Any:
         return text   # a truncated payload is shown as the text it is
 
 
-def _error(item: Any) -> dict[str, str]:
-    # A named tuple arrives as a dict from some warehouse clients and as a pair from others.
-    if isinstance(item, dict):
-        return {"path": str(item.get("path", "")), "message": str(item.get("message", ""))}
-    path, message = item
-    return {"path": str(path), "message": str(message)}
-
-
 def invalid_events(reader: Warehouse, params: dict[str, str | None]) -> dict[str, Any]:
     """The newest refusals matching the filters, the total in the period, and by reason."""
     bound: dict[str, Any] = {
@@ -110,7 +103,7 @@ def invalid_events(reader: Warehouse, params: dict[str, str | None]) -> dict[str
                "event": row["event"], "type": row["type"], "message_id": row["message_id"],
                "anonymous_id": row["anonymous_id"], "user_id": row["user_id"],
                "reason": row["reason"],
-               "errors": [_error(e) for e in row["errors"]],
+               "errors": [stored_error(e) for e in row["errors"]],
                "payload": _payload(row["payload"])}
               for row in reader.query(LIST_SQL, {**bound, "limit": limit}).dicts()]
     return {"days": bound["days"], "limit": limit, "total": total, "reasons": reasons,

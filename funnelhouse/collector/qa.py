@@ -151,11 +151,20 @@ def warehouse_source(reader: Warehouse, *, window_hours: float = 24.0,
                            "traits": _json(row["traits"]), "context": _json(row["context"])}
                 found.append(_entry(row, True, "", [], row["flags"], payload))
         for row in reader.query(_INVALID_SQL, params).dicts():
-            errors = [{"path": path, "message": message} for path, message in row["errors"]]
+            errors = [stored_error(item) for item in row["errors"]]
             found.append(_entry(row, False, row["reason"], errors, [], _json(row["payload"])))
         return found
 
     return entries
+
+
+def stored_error(item: Any) -> dict[str, str]:
+    """One error of events_invalid.errors: a named tuple that arrives as a dict from some
+    warehouse clients and as a (path, message) pair from others."""
+    if isinstance(item, dict):
+        return {"path": str(item.get("path", "")), "message": str(item.get("message", ""))}
+    path, message = item
+    return {"path": str(path), "message": str(message)}
 
 
 def _entry(row: dict[str, Any], valid: bool, reason: str, errors: list[dict[str, str]],
