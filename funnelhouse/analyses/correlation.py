@@ -165,52 +165,73 @@ def _retention_outcomes(spec: RetentionSpec, k: int, columns: dict[str, str],
     WHERE {index} <= {p_latest}"""))
 
 
+def _span(source: str) -> tuple[str, str]:
+    """The day bounds and the span test joining an event (e) to its person's outcome (o).
+
+    The funnel's own day bounds prune partitions; a cohort period may start before
+    date_from (its week or month), so retention reads from the person's cohort period."""
+    if source == "funnel":
+        return ("e.event_date BETWEEN {date_from:Date} AND {date_to:Date} + {scan_days:UInt32}",
+                "toUnixTimestamp64Milli(e.event_at) BETWEEN o.from_ms AND o.to_ms")
+    return "1", "e.event_date >= o.from_day AND e.event_date < o.to_day"
+
+
+def did_events(query: Query, source: str) -> Query:
+    """`did`: each decided person once, with the names of the events they did in their span
+    (the people behind a candidate; result_people reads it)."""
+    days, span = _span(source)
+    return query.with_cte(Cte("did", f"""\
+    SELECT o.person_id AS person_id, any(o.success) AS success,
+           groupUniqArray(toString(e.event)) AS names
+    FROM {EVENTS_TABLE} AS e
+    INNER JOIN outcomes AS o ON e.person_id = o.person_id
+    WHERE {days}
+      AND e.event_at <= {{as_of:DateTime64(3, 'UTC')}}
+      AND {span}"""
+                                      "\n    GROUP BY o.person_id"))
+
+
 def _event_candidates(query: Query, source: str, excluded_events: list[str],
                       with_values: bool = False) -> Query:
     """One row per event name (and a total row): how many decided people did it.
 
     `outcomes` is read once, as the join's hash table: ClickHouse inlines a CTE at every
-    reference, and each reference would run the whole funnel (or retention) again.
+    reference, and each reference would run the whole funnel (or retention) again. Each
+    decided person gets a number there, so people are counted as integers per event
+    rather than gathered per person as strings. Every decided person is in the join (their
+    entering event lies in their span), which makes the () set the totals.
     `with_values`: also one row per value of the outcomes' entry_value (a funnel's first
-    property), counted from the same pass — every decided person is in `did` once, as
-    their entering event lies in their span — instead of running the funnel again."""
+    property), counted from the same pass instead of running the funnel again."""
     params = query.params
     names = [params.add(f"not_candidate_{i}", "String", e)
              for i, e in enumerate(excluded_events, 1)]
-    candidate = f"e.event NOT IN ({', '.join(names)})" if names else "1"
-    # The funnel's own day bounds prune partitions; a cohort period may start before
-    # date_from (its week or month), so retention reads from the person's cohort period.
-    if source == "funnel":
-        days = "e.event_date BETWEEN {date_from:Date} AND {date_to:Date} + {scan_days:UInt32}"
-        span = "toUnixTimestamp64Milli(e.event_at) BETWEEN o.from_ms AND o.to_ms"
-    else:
-        days = "1"
-        span = "e.event_date >= o.from_day AND e.event_date < o.to_day"
-    p_as_of = "{as_of:DateTime64(3, 'UTC')}"
-    items = "arrayMap(n -> (0, 'event', n), names)"
-    if with_values:
-        items = f"arrayPushBack({items}, (0, 'property', entry_value))"
-    return query.with_cte(Cte("did", f"""\
-    -- each decided person once (their entering event lies in their span), with the names
-    -- of the other events they did inside it
-    SELECT o.person_id AS person_id, any(o.success) AS success,
-           any(o.entry_value) AS entry_value,
-           groupUniqArrayIf(toString(e.event), {candidate}) AS names
-    FROM {EVENTS_TABLE} AS e
-    INNER JOIN outcomes AS o ON e.person_id = o.person_id
-    WHERE {days}
-      AND e.event_at <= {p_as_of}
-      AND {span}
-    GROUP BY o.person_id""")).select(f"""\
+    days, span = _span(source)
+    sets = "(e.event), (o.entry_value), ()" if with_values else "(e.event), ()"
+    not_candidate = (f"\nHAVING NOT (kind = 'event' AND is_total = 0 AND name IN "
+                     f"({', '.join(names)}))" if names else "")
+    bounds = "from_ms, to_ms" if source == "funnel" else "from_day, to_day"
+    is_total = ("grouping(e.event) = 1 AND grouping(o.entry_value) = 1" if with_values
+                else "grouping(e.event) = 1")
+    name = ("if(kind = 'event', toString(e.event), toString(o.entry_value))" if with_values
+            else "toString(e.event)")
+    return query.with_cte(Cte("numbered", f"""\
+    -- one number per decided person: counted as integers below
+    SELECT person_id, success, {bounds},
+           toLowCardinality(entry_value) AS entry_value,
+           rowNumberInAllBlocks() AS person_no
+    FROM outcomes""")).select(f"""\
 SELECT
-    item.2 AS kind,
-    item.3 AS name,
-    item.1 AS is_total,
-    countIf(success) AS success_with,
-    countIf(NOT success) AS failure_with
-FROM did
-ARRAY JOIN arrayPushFront({items}, (1, 'event', '')) AS item
-GROUP BY item""")
+    if(grouping(e.event) = 0, 'event', 'property') AS kind,
+    {name} AS name,
+    toUInt8({is_total}) AS is_total,
+    uniqExactIf(o.person_no, o.success) AS success_with,
+    uniqExactIf(o.person_no, NOT o.success) AS failure_with
+FROM {EVENTS_TABLE} AS e
+INNER JOIN numbered AS o ON e.person_id = o.person_id
+WHERE {days}
+  AND e.event_at <= {{as_of:DateTime64(3, 'UTC')}}
+  AND {span}
+GROUP BY GROUPING SETS ({sets}){not_candidate}""")
 
 
 def _value_candidates(query: Query) -> Query:

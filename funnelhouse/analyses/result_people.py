@@ -183,7 +183,7 @@ def correlation_people_sql(warehouse: Warehouse, doc: dict[str, Any], who: str,
         event = match.group(3)
         if spec.funnel is not None and event in {s.event for s in spec.funnel.steps}:
             raise SpecError(f"{event} is a step of the funnel, not a candidate")
-        query = correlation._event_candidates(outcomes, spec.source, [])
+        query = correlation.did_events(outcomes, spec.source)
         p_event = query.params.add("who_event", "String", event)
         did = query.through("did").select(
             f"SELECT person_id FROM did WHERE has(names, {p_event}) AND {wanted}")
