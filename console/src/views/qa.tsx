@@ -101,23 +101,14 @@ export function QaView() {
     setHistory(null);
     closeAll();
 
-    async function loadHistory() {
+    // One request at a time, none while paused; a refused token stops the polling, any other
+    // error shows until the next answer.
+    async function guarded(step: () => Promise<void>) {
       if (stopped || inFlight || pausedRef.current) return;
       inFlight = true;
       try {
-        const answer = await getJson<RefusalHistory>('/v1/invalid-events', {
-          days: applied.days,
-          limit: HISTORY_LIMIT,
-          source: applied.source,
-          event: applied.event.trim(),
-          person: applied.person.trim(),
-        });
+        await step();
         if (stopped) return;
-        const keys = new Set(answer.events.map((e) => keyOf(fromHistory(e))));
-        setFresh(seen.size ? new Set([...keys].filter((k) => !seen.has(k))) : new Set());
-        seen = keys;
-        setEvents(answer.events.map(fromHistory));
-        setHistory(answer);
         setError(null);
         setUpdatedAt(Date.now());
       } catch (err) {
@@ -127,6 +118,23 @@ export function QaView() {
         inFlight = false;
       }
     }
+
+    // Invalid only: the refusals from history (events_invalid), not the collector's buffer.
+    const loadHistory = () => guarded(async () => {
+      const answer = await getJson<RefusalHistory>('/v1/invalid-events', {
+        days: applied.days,
+        limit: HISTORY_LIMIT,
+        source: applied.source,
+        event: applied.event.trim(),
+        person: applied.person.trim(),
+      });
+      if (stopped) return;
+      const keys = new Set(answer.events.map((e) => keyOf(fromHistory(e))));
+      setFresh(seen.size ? new Set([...keys].filter((k) => !seen.has(k))) : new Set());
+      seen = keys;
+      setEvents(answer.events.map(fromHistory));
+      setHistory(answer);
+    });
 
     if (applied.invalid) {
       loadHistory();
@@ -137,39 +145,28 @@ export function QaView() {
       };
     }
 
-    async function poll() {
-      if (stopped || inFlight || pausedRef.current) return;
-      inFlight = true;
-      try {
-        const answer = await getJson<{ events: DebugEvent[] }>('/v1/debug/events', {
-          since: since || undefined,
-          limit: 200,
-          source: applied.source,
-          event: applied.event.trim(),
-          person: applied.person.trim(),
-        });
-        if (stopped) return;
-        const arrived = answer.events.filter((e) => !seen.has(keyOf(e)));
-        if (arrived.length) {
-          for (const e of arrived) since = Math.max(since, e.received_at);
-          const newKeys = new Set(arrived.map(keyOf));
-          setEvents((old) => {
-            const merged = [...arrived, ...old].sort((a, b) => b.received_at - a.received_at).slice(0, KEEP);
-            seen = new Set(merged.map(keyOf));
-            return merged;
-          });
-          for (const k of newKeys) seen.add(k);
-          setFresh(newKeys);
-        }
-        setError(null);
-        setUpdatedAt(Date.now());
-      } catch (err) {
-        if (!stopped) setError(err);
-        if (err instanceof ApiError && err.status === 401) stopped = true;
-      } finally {
-        inFlight = false;
-      }
-    }
+    // Every event: what arrived since the newest one shown, merged in.
+    const poll = () => guarded(async () => {
+      const answer = await getJson<{ events: DebugEvent[] }>('/v1/debug/events', {
+        since: since || undefined,
+        limit: 200,
+        source: applied.source,
+        event: applied.event.trim(),
+        person: applied.person.trim(),
+      });
+      if (stopped) return;
+      const arrived = answer.events.filter((e) => !seen.has(keyOf(e)));
+      if (!arrived.length) return;
+      for (const e of arrived) since = Math.max(since, e.received_at);
+      const newKeys = new Set(arrived.map(keyOf));
+      setEvents((old) => {
+        const merged = [...arrived, ...old].sort((a, b) => b.received_at - a.received_at).slice(0, KEEP);
+        seen = new Set(merged.map(keyOf));
+        return merged;
+      });
+      for (const k of newKeys) seen.add(k);
+      setFresh(newKeys);
+    });
 
     poll();
     const timer = setInterval(poll, POLL_MS);
