@@ -33,18 +33,8 @@ interface Filters {
   days: string;
 }
 
-/** A refusal as GET /v1/invalid-events returns it. */
-interface StoredRefusal {
-  received_at: number;
-  source: string;
-  event: string;
-  message_id: string;
-  anonymous_id: string;
-  user_id: string;
-  reason: string;
-  errors: { path: string; message: string }[];
-  payload: unknown;
-}
+/** A refusal as GET /v1/invalid-events returns it: a live event's fields without the verdict. */
+type StoredRefusal = Omit<DebugEvent, 'valid' | 'flags'>;
 
 interface RefusalHistory {
   days: number;
