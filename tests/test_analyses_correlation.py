@@ -51,11 +51,20 @@ def check(result: dict, expected: dict[str, tuple[int, int]], successes: int, fa
     assert successes > 0 and failures > 0
 
 
-def test_funnel_event_and_property_correlation_match_reference(data: Data) -> None:
-    doc = {"funnel": {"steps": ["product_view", "add_to_cart", "purchase"], "window": "2d",
+# Step 1 named (its events carry the property counts and the totals), step 1 with a
+# filter, and step 1 any event (the grouping-sets form); a second property runs apart.
+FUNNEL_STEPS = [["product_view", "add_to_cart", "purchase"],
+                ["product_view:device_type=mobile", "add_to_cart", "product_view", "purchase"],
+                ["*", "purchase"]]
+
+
+@pytest.mark.parametrize("steps", FUNNEL_STEPS, ids=["named", "filtered-repeated", "any"])
+def test_funnel_event_and_property_correlation_match_reference(data: Data,
+                                                               steps: list[str]) -> None:
+    doc = {"funnel": {"steps": steps, "window": "2d",
                       "date_from": FROM.isoformat(), "date_to": TO.isoformat(),
                       "as_of": MID_AS_OF.isoformat()},
-           "properties": ["device_type"], "top": 500}
+           "properties": ["device_type", "channel"], "top": 500}
     spec = CorrelationSpec.from_json(doc)
     result = run_correlation(data.warehouse, spec, TZ).to_dict()
     assert spec.funnel is not None
@@ -63,11 +72,14 @@ def test_funnel_event_and_property_correlation_match_reference(data: Data) -> No
     counts, successes, failures = ref.correlation_counts(outcomes)
     check(result, counts, successes, failures, "event")
     assert "purchase" not in {c["name"] for c in result["data"]["candidates"]}
-    by_device = ref.funnel_outcomes(
-        data.events, replace(spec.funnel, breakdown="device_type"),
-        FROM, TO, MID_AS_OF)
-    counts, successes, failures = ref.correlation_counts(by_device, by_value=True)
-    check(result, counts, successes, failures, "property")
+    for prop in ("device_type", "channel"):
+        by_value = ref.funnel_outcomes(data.events, replace(spec.funnel, breakdown=prop),
+                                       FROM, TO, MID_AS_OF)
+        counts, successes, failures = ref.correlation_counts(by_value, by_value=True)
+        got = {c["name"]: c for c in result["data"]["candidates"]
+               if c["kind"] == "property" and c["property"] == prop}
+        want = {k or "(none)": v for k, v in counts.items()}
+        assert {n: (c["success_with"], c["failure_with"]) for n, c in got.items()} == want
 
 
 @pytest.mark.parametrize("mode", ["on", "on_or_after"])

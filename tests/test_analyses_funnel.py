@@ -214,8 +214,11 @@ def tie_warehouse(tmp_path: Path, data: Data, make_warehouse: WarehouseMaker
             data.warehouse = ChdbWarehouse(data.warehouse.path)
 
 
-def test_same_millisecond_steps_follow_message_id_order(tie_warehouse) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("table", ["current", "before_day_event_seq"])
+def test_same_millisecond_steps_follow_message_id_order(tie_warehouse, table: str) -> None:  # type: ignore[no-untyped-def]
     warehouse, events = tie_warehouse
+    if table == "before_day_event_seq":     # a release's table before the column existed
+        warehouse.execute("ALTER TABLE behavior_events DROP COLUMN day_event_seq")
     spec = FunnelSpec(steps=steps("page_view", "product_view", "purchase"), window_ms=3_600_000,
                       breakdown="anonymous_id", date_from=date(2024, 3, 2),
                       date_to=date(2024, 3, 2), as_of=LATE_AS_OF)

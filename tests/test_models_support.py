@@ -219,10 +219,23 @@ CHECKS = [
 def assert_matches_reference(wh: ChdbWarehouse, ref: Reference) -> None:
     # identity and events first: everything else rests on them
     events = table(
-        wh, "behavior_events", ("message_id",), ["person_id", "session_id", "event_date"]
+        wh,
+        "behavior_events",
+        ("message_id",),
+        ["person_id", "session_id", "event_date", "day_event_seq"],
     )
+    # day_event_seq: the place in the person's day in (event time, message_id) order.
+    days: dict[tuple, list[tuple[int, str]]] = {}
+    for m, e in ref.events.items():
+        days.setdefault((e.person, e.day), []).append((e.at, m))
+    place = {m: i for day in days.values() for i, (_, m) in enumerate(sorted(day), 1)}
     want = {
-        (m,): {"person_id": e.person, "session_id": e.session, "event_date": e.day.isoformat()}
+        (m,): {
+            "person_id": e.person,
+            "session_id": e.session,
+            "event_date": e.day.isoformat(),
+            "day_event_seq": place[m],
+        }
         for m, e in ref.events.items()
     }
     assert_same("behavior_events", events, want)

@@ -57,6 +57,7 @@ from funnelhouse.analyses.common import (
     pct,
     spec_errors,
     table_columns,
+    tie_order,
     utc_text,
 )
 from funnelhouse.warehouse.base import Warehouse
@@ -76,7 +77,8 @@ _DAY_MS = 86_400_000
 _STATE = ("Tuple(level UInt8, t0 Int64, stopped UInt8, excluded UInt8, times Array(Int64), "
           "done UInt64, hold UInt64, first_index UInt32, last_index UInt32, "
           "values Array(Float64))")
-_EVENT = ("Tuple(ts Int64, message_id String, hits UInt64, voids UInt64, can_start UInt8, "
+# tie: what orders events of the same millisecond (common.tie_order).
+_EVENT = ("Tuple(ts Int64, tie {tie}, hits UInt64, voids UInt64, can_start UInt8, "
           "revenue Float64, breakdown_value String{held})")
 # Only a funnel that holds a property carries the held values: two arrays per event cost
 # a plain funnel 40% of its time at 10M events.
@@ -218,10 +220,13 @@ class FunnelSpec:
 
 
 def build_query(spec: FunnelSpec, columns: dict[str, str], as_of: datetime,
-                date_from: date, date_to: date) -> Query:
+                date_from: date, date_to: date, *, with_revenue: bool = True) -> Query:
     """The funnel as named pieces: step_events, journeys (each person's events in order),
     walked (the walk's final state per person), people (one row per person: step_times,
-    excluded, window_open, breakdown) and person_steps; one row per (breakdown, step)."""
+    excluded, window_open, breakdown) and person_steps; one row per (breakdown, step).
+
+    `with_revenue=False` carries no revenue through the walk (step values are 0), for
+    callers that read only who reached which step: a narrower array per person."""
     n = len(spec.steps)
     params = SqlParams()
     props = Properties(columns, params)
@@ -237,8 +242,9 @@ def build_query(spec: FunnelSpec, columns: dict[str, str], as_of: datetime,
                   for i, x in enumerate(spec.exclusions, 1)]
     held_columns = (f",\n        {props.hold_keys(spec.hold)} AS holds,\n"
                     f"        {props.hold_revenues(spec.hold)} AS revenues" if spec.hold else "")
-    event_type = _EVENT.format(held=_HELD if spec.hold else "")
-    revenue = "toFloat64(revenue)" if "revenue" in columns else "0."
+    tie, tie_type = tie_order(columns)
+    event_type = _EVENT.format(tie=tie_type, held=_HELD if spec.hold else "")
+    revenue = "toFloat64(revenue)" if with_revenue and "revenue" in columns else "0."
     breakdown = props.expr(spec.breakdown) if spec.breakdown else "''"
 
     # hits: bit k set when the event is step k.
@@ -359,7 +365,7 @@ def build_query(spec: FunnelSpec, columns: dict[str, str], as_of: datetime,
     SELECT
         person_id,
         toUnixTimestamp64Milli(event_at) AS ts,
-        message_id,
+        {tie} AS tie,
         (
 {hits}
         ) AS hits,
@@ -376,7 +382,7 @@ def build_query(spec: FunnelSpec, columns: dict[str, str], as_of: datetime,
     SELECT
         person_id,
         arraySort(groupArray(CAST(
-            (ts, message_id, hits, voids, can_start, event_revenue, breakdown_value
+            (ts, tie, hits, voids, can_start, event_revenue, breakdown_value
              {", holds, revenues" if spec.hold else ""}),
             '{event_type}'))) AS events
     FROM step_events

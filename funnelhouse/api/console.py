@@ -82,7 +82,7 @@ CONSOLE_HEADERS = {"Content-Security-Policy": CONSOLE_CSP, "X-Frame-Options": "D
 # Columns of behavior_events that are ids, times or raw JSON: accepted by the funnel as
 # breakdowns, but no useful one (one value per person/event), so the pickers skip them.
 NOT_BREAKDOWNS = {"event_at", "event_date", "message_id", "person_id", "anonymous_id",
-                  "user_id", "session_id", "sdk_session_id", "session_event_seq",
+                  "user_id", "session_id", "sdk_session_id", "session_event_seq", "day_event_seq",
                   "properties", "traits", "order_id", "page_url"}
 PREVIEW_SAMPLE = 10
 

@@ -38,8 +38,8 @@ PROPERTY_PREFIX = "properties."
 # Ids, times and raw JSON: one value per person or event, no use in a picker.
 SKIPPED_COLUMNS = frozenset({
     "event", "event_at", "event_date", "message_id", "person_id", "anonymous_id", "user_id",
-    "session_id", "sdk_session_id", "session_event_seq", "properties", "traits", "order_id",
-    "page_url"})
+    "session_id", "sdk_session_id", "session_event_seq", "day_event_seq", "properties",
+    "traits", "order_id", "page_url"})
 MAX_TEXT = 200          # an event name, a JSON key or a search text longer than this is refused
 MAX_KEYS = 300          # JSON keys listed per event
 DEFAULT_LIMIT = 50

@@ -14,7 +14,8 @@ export const EVENTS_TABLE = 'behavior_events';
 // The choice that reveals a text field, for a name not in the list (a JSON key, say).
 const OTHER = '\u0000other';
 // Columns of the events table that are ids or raw JSON: no use as a condition in a picker.
-const HIDDEN = new Set(['message_id', 'properties', 'traits', 'context', 'session_event_seq']);
+const HIDDEN = new Set(['message_id', 'properties', 'traits', 'context', 'session_event_seq',
+  'day_event_seq']);
 
 interface Choice {
   name: string;
