@@ -41,6 +41,7 @@ from funnelhouse.analyses.common import (
     pct,
     spec_errors,
     table_columns,
+    tie_order,
     utc_text,
 )
 from funnelhouse.warehouse.base import Warehouse
@@ -49,7 +50,8 @@ NODE_KINDS = ("views", "events")
 MAX_STEPS = 20
 OTHER = "(other)"
 EXIT = "(exit)"
-_NODE = "Tuple(ts Int64, message_id String, node String)"
+# tie: what orders nodes of the same millisecond (common.tie_order).
+_NODE = "Tuple(ts Int64, tie {tie}, node String)"
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,7 @@ def build_query(spec: FlowsSpec, columns: dict[str, str], as_of: datetime,
     paths (each session's slice), path_nodes (one row per session and step)."""
     params = SqlParams()
     props = Properties(columns, params)
+    tie, tie_type = tie_order(columns)
     p_from = params.add("date_from", "Date", date_from.isoformat())
     p_to = params.add("date_to", "Date", date_to.isoformat())
     p_as_of = params.add("as_of", "DateTime64(3, 'UTC')", utc_text(as_of))
@@ -139,7 +142,7 @@ def build_query(spec: FlowsSpec, columns: dict[str, str], as_of: datetime,
         session_id,
         person_id,
         toUnixTimestamp64Milli(event_at) AS ts,
-        message_id,
+        {tie} AS tie,
         {node} AS node,
         toUInt8({conversion}) AS is_conversion
     FROM {EVENTS_TABLE}
@@ -153,7 +156,8 @@ def build_query(spec: FlowsSpec, columns: dict[str, str], as_of: datetime,
     SELECT
         session_id,
         any(person_id) AS person_id,
-        arraySort(groupArrayIf(CAST((ts, message_id, node), '{_NODE}'), node != '')) AS ordered,
+        arraySort(groupArrayIf(CAST((ts, tie, node), '{_NODE.format(tie=tie_type)}'),
+                             node != '')) AS ordered,
         arrayFilter({keep}, ordered, arrayEnumerate(ordered)) AS kept,
         arrayMap(x -> x.node, kept) AS nodes,
         arrayMap(x -> x.ts, kept) AS times,

@@ -33,6 +33,7 @@ from funnelhouse.analyses.common import (
     pct,
     spec_errors,
     table_columns,
+    tie_order,
     utc_text,
 )
 from funnelhouse.warehouse.base import Warehouse
@@ -83,12 +84,13 @@ def build_query(spec: PathsSpec, columns: dict[str, str], as_of: datetime,
     p_as_of = params.add("as_of", "DateTime64(3, 'UTC')", utc_text(as_of))
     p_top = params.add("top", "UInt32", spec.top)
     conversion = props.condition(spec.conversion, "conversion")
+    tie, tie_type = tie_order(columns)
     session_events = Cte("session_events", f"""\
     SELECT
         session_id,
         person_id,
         toUnixTimestamp64Milli(event_at) AS ts,
-        message_id,
+        {tie} AS tie,
         toUInt8(type IN ('page', 'screen')) AS is_view,
         page_path AS page,
         toUInt8({conversion}) AS is_conversion
@@ -101,9 +103,9 @@ def build_query(spec: PathsSpec, columns: dict[str, str], as_of: datetime,
     SELECT
         session_id,
         any(person_id) AS person_id,
-        arraySort(e -> (e.ts, e.message_id), groupArray(CAST(
-            (ts, message_id, is_view, page, is_conversion),
-            'Tuple(ts Int64, message_id String, is_view UInt8, page String, is_conversion UInt8)'
+        arraySort(e -> (e.ts, e.tie), groupArray(CAST(
+            (ts, tie, is_view, page, is_conversion),
+            'Tuple(ts Int64, tie {tie_type}, is_view UInt8, page String, is_conversion UInt8)'
         ))) AS events,
         arrayFilter(e -> e.is_view = 1, events) AS views,
         arrayFilter(e -> e.is_conversion = 1, events) AS conversions
@@ -117,7 +119,7 @@ def build_query(spec: PathsSpec, columns: dict[str, str], as_of: datetime,
         person_id,
         if(i = 1, '(entrance)', views[i - 1].page) AS came_from,
         if(i = length(views), '(exit)', views[i + 1].page) AS went_to,
-        arrayExists(c -> (c.ts, c.message_id) > (views[i].ts, views[i].message_id),
+        arrayExists(c -> (c.ts, c.tie) > (views[i].ts, views[i].tie),
                     conversions) AS converted
     FROM sessions
     ARRAY JOIN arrayEnumerate(views) AS i

@@ -219,7 +219,7 @@ def pages_people_sql(warehouse: Warehouse, doc: dict[str, Any], who: str, tz: st
     kind, page = match.group(1), match.group(2)
     date_from, date_to, as_of = analysis_window(warehouse, spec.date_from, spec.date_to,
                                                 spec.as_of)
-    query = pages.build_query(spec, as_of, date_from, date_to)
+    query = pages.build_query(spec, table_columns(warehouse), as_of, date_from, date_to)
     p_page = query.params.add("who_page", "String", page)
     extra = {"viewed": "", "entered": " AND is_entrance", "exited": " AND is_exit"}[kind]
     # page_views: one row per view, with the session's person.

@@ -50,6 +50,7 @@ from funnelhouse.analyses.common import (
     pct,
     spec_errors,
     table_columns,
+    tie_order,
     utc_text,
 )
 from funnelhouse.warehouse.base import Warehouse
@@ -156,21 +157,22 @@ def build_query(spec: RetentionSpec, columns: dict[str, str], as_of: datetime,
     by_purchases = spec.breakdown == purchases.BREAKDOWN
     breakdown = props.expr(spec.breakdown) if spec.breakdown and not by_purchases else "''"
     unit = spec.period
+    tie, tie_type = tie_order(columns)
 
     p_nth = params.add("nth", "UInt32", spec.nth)
     if spec.cohort_type == "first_time" and spec.nth > 1:
         cohorts = f"""    -- the {spec.nth}th cohort event ever (history before date_from counts)
-        arraySort(e -> (e.ts, e.message_id), groupArrayIf(
+        arraySort(e -> (e.ts, e.tie), groupArrayIf(
             CAST((period_start, event_date, breakdown_value, toUnixTimestamp64Milli(event_at),
-                  message_id),
-                 'Tuple(period Date, day Date, value String, ts Int64, message_id String)'),
+                  tie),
+                 'Tuple(period Date, day Date, value String, ts Int64, tie {tie_type})'),
             is_cohort_event = 1)) AS entries,
         if(length(entries) >= {p_nth} AND entries[{p_nth}].day BETWEEN {p_from} AND {p_to},
            [CAST((entries[{p_nth}].period, entries[{p_nth}].day, entries[{p_nth}].value),
                  'Tuple(period Date, day Date, value String)')], []) AS cohorts,"""
     elif spec.cohort_type == "first_time" and breakdown == "''":
         # Without a breakdown the first event's day is the earliest day: no tie to break,
-        # so no (event_at, message_id) comparison over every event (4× the time at 10M).
+        # so no (event_at, tie) comparison over every event (4× the time at 10M).
         first_period = _PERIOD_START[unit].replace("event_date", "first_day")
         cohorts = f"""    -- the first cohort event ever: its day and period
         minIf(event_date, is_cohort_event = 1) AS first_day,
@@ -182,14 +184,14 @@ def build_query(spec: RetentionSpec, columns: dict[str, str], as_of: datetime,
         cohorts = f"""    -- the first cohort event ever: its period, its day, the breakdown on it
         argMinIf(CAST((period_start, event_date, breakdown_value),
                       'Tuple(period Date, day Date, value String)'),
-                 (event_at, message_id), is_cohort_event = 1) AS first_entry,
+                 (event_at, tie), is_cohort_event = 1) AS first_entry,
         if(countIf(is_cohort_event = 1) > 0 AND first_entry.day BETWEEN {p_from} AND {p_to},
            [first_entry], []) AS cohorts,"""
     else:
         cohorts = f"""    -- each period with a cohort event in the range, breakdown on its first
-        arraySort(e -> (e.period, e.ts, e.message_id), groupArrayIf(
-            CAST((period_start, toUnixTimestamp64Milli(event_at), message_id, breakdown_value),
-                 'Tuple(period Date, ts Int64, message_id String, value String)'),
+        arraySort(e -> (e.period, e.ts, e.tie), groupArrayIf(
+            CAST((period_start, toUnixTimestamp64Milli(event_at), tie, breakdown_value),
+                 'Tuple(period Date, ts Int64, tie {tie_type}, value String)'),
             is_cohort_event = 1 AND event_date BETWEEN {p_from} AND {p_to})) AS entries,
         arrayMap(e -> CAST((e.period, e.period, e.value),
                            'Tuple(period Date, day Date, value String)'),
@@ -215,7 +217,7 @@ def build_query(spec: RetentionSpec, columns: dict[str, str], as_of: datetime,
     SELECT
         person_id,
         event_at,
-        message_id,
+        {tie} AS tie,  -- orders events of the same millisecond (common.tie_order)
         event_date,
         {_PERIOD_START[unit]} AS period_start,
         toUInt8({cohort_cond}) AS is_cohort_event,
