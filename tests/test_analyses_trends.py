@@ -197,6 +197,21 @@ def test_bad_specs_are_refused(doc: dict) -> None:
         TrendsSpec.from_json(doc)
 
 
+@pytest.mark.parametrize(("text", "value", "math", "prop"), [
+    ('purchase:coupon="A|B"|sum:revenue', "A|B", "sum", "revenue"),
+    ('purchase:coupon="A|B"', "A|B", "total", None),
+    ('purchase:coupon="say \\"x|y\\""|people', 'say "x|y"', "people", None),
+    ("purchase:coupon=AB|avg:revenue", "AB", "avg", "revenue"),
+])
+def test_a_quoted_bar_belongs_to_the_value_not_the_math(text: str, value: str, math: str,
+                                                          prop: str | None) -> None:
+    series = TrendsSpec.from_json({"series": [text]}).series[0]
+    assert (series.event.filters[0].value, series.math, series.property) == (value, math, prop)
+    # and the series' own text reads back to it
+    again = TrendsSpec.from_json({"series": [series.to_json()]}).series[0]
+    assert again == series
+
+
 def test_bucket_lists_cover_the_range_including_empty_ones() -> None:
     assert buckets("week", date(2024, 3, 6), date(2024, 3, 19)) == [
         "2024-03-04", "2024-03-11", "2024-03-18"]

@@ -94,6 +94,23 @@ def _read_quoted(text: str, start: int) -> tuple[str, int] | None:
     return None
 
 
+def split_unquoted(text: str, separator: str) -> tuple[str, str]:
+    """`text` split at the first `separator` outside double quotes (as str.partition):
+    `purchase:coupon="A|B"|sum:revenue` → (`purchase:coupon="A|B"`, `sum:revenue`)."""
+    i = 0
+    while i < len(text):
+        if text[i] == '"':
+            quoted = _read_quoted(text, i)
+            if quoted is None:          # an unclosed quote: the step parser says so
+                break
+            i = quoted[1]
+        elif text.startswith(separator, i):
+            return text[:i], text[i + len(separator):]
+        else:
+            i += 1
+    return text, ""
+
+
 def _skip_space(text: str, i: int) -> int:
     while i < len(text) and text[i].isspace():
         i += 1

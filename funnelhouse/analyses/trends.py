@@ -44,6 +44,7 @@ from funnelhouse.analyses.common import (
     parse_date,
     parse_moment,
     spec_errors,
+    split_unquoted,
     table_columns,
     utc_text,
 )
@@ -79,7 +80,7 @@ class Series:
     def from_json(cls, doc: Any) -> Series:
         """`"purchase"`, `"purchase:coupon=X|sum:revenue"` or {event, math, property, label}."""
         if isinstance(doc, str):
-            event, _, math = doc.partition("|")
+            event, math = split_unquoted(doc, "|")   # a quoted value may hold a "|"
             math_name, _, prop = math.partition(":")
             doc = {"event": event, "math": math_name or "total", "property": prop or None}
         if not isinstance(doc, dict) or "event" not in doc:
