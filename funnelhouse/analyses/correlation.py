@@ -280,20 +280,21 @@ def _entry_keyed_rows(rows: list[dict[str, Any]], entry_event: str,
                       with_values: bool) -> list[dict[str, Any]]:
     """_entry_keyed_candidates' rows as the (kind, name, is_total) rows of the others."""
     out: list[dict[str, Any]] = []
-    total = {"kind": "property", "name": "", "is_total": 1, "success_with": 0,
-             "failure_with": 0}
+    successes = failures = 0
     for row in rows:
         if row["event"] != entry_event:
             out.append({"kind": "event", "name": row["event"], "is_total": 0,
                         "success_with": row["success_with"],
                         "failure_with": row["failure_with"]})
             continue
-        total["success_with"] += int(row["success_with"])
-        total["failure_with"] += int(row["failure_with"])
+        successes += int(row["success_with"])
+        failures += int(row["failure_with"])
         if with_values:
             out.append({"kind": "property", "name": row["value"], "is_total": 0,
                         "success_with": row["success_with"],
                         "failure_with": row["failure_with"]})
+    total = {"kind": "property", "name": "", "is_total": 1, "success_with": successes,
+             "failure_with": failures}
     return [total, *out]
 
 
