@@ -9,6 +9,7 @@ text: they are bound as query parameters here and never become SQL or HTML anywh
 
 from __future__ import annotations
 
+import secrets
 import threading
 import unicodedata
 from dataclasses import dataclass
@@ -270,7 +271,7 @@ class Boards:
         return self.wh.query(
             f"SELECT {columns} FROM {table} WHERE ({key}, version) IN "
             f"(SELECT {key}, max(version) FROM {table} GROUP BY {key}) AND deleted = 0 "
-            f"ORDER BY {key}").dicts()
+            f"ORDER BY created_at, {key}").dicts()     # in the order they were saved
 
     def _latest(self, table: str, key: str, columns: str, number: int
                 ) -> dict[str, Any] | None:
@@ -287,8 +288,15 @@ class Boards:
         return row
 
     def _next_id(self, table: str, key: str) -> int:
-        # Deleted ids are never handed out again: an old link must not open something else.
-        return int(self.wh.query(f"SELECT max({key}) FROM {table}").scalar() or 0) + 1
+        """A random unused id below 2**53, not "the highest + 1": two `serve` replicas on one
+        warehouse saving at the same moment would both take the same next number, and one
+        insight would silently become a version of the other. Ids already used, deleted
+        ones included, are drawn again: an old link must not open something else."""
+        while True:
+            candidate = secrets.randbelow(_ID_LIMIT - 1) + 1
+            if not self.wh.query(f"SELECT count() FROM {table} WHERE {key} = {{i:UInt64}}",
+                                 {"i": candidate}).scalar():
+                return candidate
 
     def _write_insight(self, number: int, version: int, fields: InsightFields,
                        created_at: str | None) -> None:
