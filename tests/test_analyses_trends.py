@@ -188,6 +188,7 @@ def test_formulas_are_arithmetic_only(formula: str) -> None:
 
 @pytest.mark.parametrize("doc", [
     {"series": []}, {"series": ["page_view|median"]}, {"series": ["purchase|sum"]},
+    {"series": ['"purchase|people']},      # an event name's quote never closed
     {"series": ["page_view"], "interval": "year"},
     {"series": ["page_view"], "date_from": "2024-03-02", "date_to": "2024-03-01"},
     {"series": [f"e{i}" for i in range(11)]},
@@ -202,6 +203,8 @@ def test_bad_specs_are_refused(doc: dict) -> None:
     ('purchase:coupon="A|B"', "A|B", "total", None),
     ('purchase:coupon="say \\"x|y\\""|people', 'say "x|y"', "people", None),
     ("purchase:coupon=AB|avg:revenue", "AB", "avg", "revenue"),
+    # a quote never closed is a character (as the step parser reads it): the bar splits
+    ('purchase:coupon="A|sum:revenue', '"A', "sum", "revenue"),
 ])
 def test_a_quoted_bar_belongs_to_the_value_not_the_math(text: str, value: str, math: str,
                                                           prop: str | None) -> None:

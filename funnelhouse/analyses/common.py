@@ -101,9 +101,8 @@ def split_unquoted(text: str, separator: str) -> tuple[str, str]:
     while i < len(text):
         if text[i] == '"':
             quoted = _read_quoted(text, i)
-            if quoted is None:          # an unclosed quote: the step parser says so
-                break
-            i = quoted[1]
+            # A quote never closed is a character, as the step parser reads it.
+            i = quoted[1] if quoted is not None else i + 1
         elif text.startswith(separator, i):
             return text[:i], text[i + len(separator):]
         else:
