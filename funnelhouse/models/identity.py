@@ -24,12 +24,21 @@ bring them back.
 
 from __future__ import annotations
 
+from funnelhouse.models import swap
 from funnelhouse.warehouse.base import Warehouse
 
-__all__ = ["CHANGES", "LINKS", "LINKS_DDL", "refresh", "save_links"]
+__all__ = ["CHANGES", "LINKS", "LINKS_DDL", "MOVED", "map_version", "refresh", "save_links"]
 
 LINKS = "identity_links"
 CHANGES = "identity_map_changes"
+# The ids an incremental merge moved to another person (or newly linked), each with
+# the person it resolved to before (itself if unknown); kept in memory for the rest of
+# the model run, which rebuilds the days holding their events (models/run.py).
+MOVED = "models__moved_ids"
+# A new random token is written here before every swap of the map: a table that
+# records the token it was built with knows the map has not changed since, even when
+# a run stopped between swapping the map and recording itself.
+VERSION = "identity_map_version"
 # Columns named like the events' (previous_id → user_id) so the forget job, which
 # removes rows carrying a person's id in any such column, clears this state too.
 LINKS_DDL = """CREATE TABLE IF NOT EXISTS {table}
@@ -61,8 +70,9 @@ def save_links(wh: Warehouse, scratch: str) -> None:
     wh.execute(f"DROP TABLE IF EXISTS {new} SYNC")
     wh.execute(LINKS_DDL.format(table=new))
     wh.execute(f"INSERT INTO {new} SELECT id, to_id, link_key, linked_at, 1 FROM {scratch}")
-    _swap(wh, LINKS, new)
+    swap.swap(wh, LINKS, new)
     _replace_changes(wh, None)
+    _new_version(wh)
 
 
 def refresh(wh: Warehouse, source: str) -> int:
@@ -199,20 +209,21 @@ def _run(wh: Warehouse, t: dict[str, str], source: str) -> None:
         LEFT JOIN {t['merged']} AS m ON m.id = tt.id
         LEFT JOIN {t['resolved']} AS r ON r.id = tt.id
         SETTINGS join_use_nulls = 0""")
-    new = "identity_map__new"
-    wh.execute(f"DROP TABLE IF EXISTS {new} SYNC")
-    wh.execute(f"CREATE TABLE {new} AS identity_map")
+    wh.execute(f"DROP TABLE IF EXISTS {MOVED} SYNC")
     wh.execute(f"""
-        INSERT INTO {new} (id, id_kind, person_id, linked_to, linked_at, first_seen_at)
-        SELECT id, id_kind, person_id, linked_to, linked_at, first_seen_at
-        FROM identity_map WHERE id NOT IN (SELECT id FROM {t['rows']})
-        UNION ALL
-        SELECT id, id_kind, person_id, linked_to, linked_at, first_seen_at FROM {t['rows']}""")
+        CREATE TABLE {MOVED} ENGINE = Memory AS
+        SELECT id, if(existed, old_person_id, id) AS stored_person
+        FROM {t['rows']} WHERE if(existed, old_person_id, id) != person_id""")
     _replace_changes(wh, f"""
         SELECT old_person_id FROM {t['rows']} WHERE existed AND old_person_id != person_id
         UNION DISTINCT
         SELECT person_id FROM {t['rows']} WHERE existed AND old_person_id != person_id""")
-    _swap(wh, "identity_map", new)
+    _new_version(wh)
+    swap.replace_rows(wh, "identity_map", "identity_map__new",
+                      f"id IN (SELECT id FROM {t['rows']})",
+                      "(id, id_kind, person_id, linked_to, linked_at, first_seen_at) "
+                      "SELECT id, id_kind, person_id, linked_to, linked_at, first_seen_at "
+                      f"FROM {t['rows']}")
 
 
 def _replace_changes(wh: Warehouse, select: str | None) -> None:
@@ -221,14 +232,18 @@ def _replace_changes(wh: Warehouse, select: str | None) -> None:
     wh.execute(CHANGES_DDL.format(table=new))
     if select:
         wh.execute(f"INSERT INTO {new} {select}")
-    _swap(wh, CHANGES, new)
+    swap.swap(wh, CHANGES, new)
 
 
-def _swap(wh: Warehouse, name: str, new: str) -> None:
-    exists = wh.query("SELECT count() FROM system.tables WHERE database = currentDatabase() "
-                      "AND name = {t:String}", {"t": name}).scalar()
-    if int(exists or 0):
-        wh.execute(f"EXCHANGE TABLES {name} AND {new}")
-        wh.execute(f"DROP TABLE {new} SYNC")
-    else:
-        wh.execute(f"RENAME TABLE {new} TO {name}")
+def _new_version(wh: Warehouse) -> None:
+    wh.execute(f"CREATE TABLE IF NOT EXISTS {VERSION} (token String) "
+               "ENGINE = MergeTree ORDER BY tuple()")
+    wh.execute(f"TRUNCATE TABLE {VERSION}")
+    wh.execute(f"INSERT INTO {VERSION} SELECT toString(generateUUIDv4())")
+
+
+def map_version(wh: Warehouse) -> str:
+    """The token of the map now ('' before any map was built by this version)."""
+    if not swap.exists(wh, VERSION):
+        return ""
+    return str(wh.query(f"SELECT any(token) FROM {VERSION}").scalar() or "")

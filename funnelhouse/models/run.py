@@ -21,9 +21,11 @@ orders models by dependencies and, for each:
   traffic, and the parts one insert writes at once (one per day).
 
 * `incremental_by_person` — rebuilds the affected people's rows (people with new
-  events or whose identity changed; see people.py) into `<name>__stage`, copies the
-  table with them replaced into `<name>__new` and swaps it in. identity_map merges the
-  new events' links into its kept state (identity.py).
+  events or whose identity changed; see people.py) into `<name>__stage`, makes
+  `<name>__new` = the table with them replaced and swaps it in. The kept rows are
+  hard-linked parts with the replaced rows masked (swap.replace_rows: the cost grows
+  with the parts, not the rows), or copied where a model says `kept_rows: copied`.
+  identity_map merges the new events' links into its kept state (identity.py).
 
 Affected days = the look-back window (`lookback_days` before the latest day, or from
 `--since`), plus the days of events received since the model's previous run (however
@@ -45,7 +47,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from funnelhouse.config import Settings
-from funnelhouse.models import identity
+from funnelhouse.models import identity, swap
 from funnelhouse.models.people import PersonPlan, plan_people
 from funnelhouse.warehouse.base import Warehouse
 from funnelhouse.warehouse.migrate import split_statements
@@ -71,6 +73,7 @@ _SCRATCH_TABLE = re.compile(r"CREATE TABLE (\w+)")
 _PEOPLE = re.compile(r"\{\{ people:(\w+(?:\.\w+)?) \}\}")
 _DAYS = re.compile(r"\{\{ days:(\w+(?:\.\w+)?) \}\}")
 MATERIALIZATIONS = ("table", "incremental_by_day", "incremental_by_person")
+KEPT_ROWS = ("linked", "copied")
 # A chunk writes one part per day at once; a week keeps the write buffers small.
 CHUNK_MAX_DAYS = 7
 # The events received since the previous run, read once per run (identity merge, plan).
@@ -90,6 +93,9 @@ class Model:
     path: Path
     scratch: tuple[str, ...] = ()  # CREATE TABLE {{ scratch }} ENGINE = Memory AS …
     replace_by: str = "person_id"  # incremental_by_person: the column rows are replaced by
+    # incremental_by_person: how the kept rows reach the new table — "linked" (its
+    # parts hard-linked, the replaced rows masked: swap.replace_rows) or "copied"
+    kept_rows: str = "linked"
 
 
 @dataclass(frozen=True)
@@ -106,8 +112,8 @@ def load_models(models_dir: Path) -> list[Model]:
     models = {}
     for path in sorted(models_dir.glob("*.sql")):
         text = path.read_text()
-        header = dict(re.findall(r"^--\s*(depends_on|materialized|replace_by):[ \t]*(.*)$",
-                                 text, re.M))
+        header = dict(re.findall(
+            r"^--\s*(depends_on|materialized|replace_by|kept_rows):[ \t]*(.*)$", text, re.M))
         statements = split_statements(text)
         if len(statements) < 2:
             raise ValueError(
@@ -124,6 +130,9 @@ def load_models(models_dir: Path) -> list[Model]:
         materialized = header.get("materialized", "table").split()[0]
         if materialized not in MATERIALIZATIONS:
             raise ValueError(f"{path.name}: unknown materialization {materialized!r}")
+        kept_rows = header.get("kept_rows", "linked").split()[0]
+        if kept_rows not in KEPT_ROWS:
+            raise ValueError(f"{path.name}: kept_rows must be one of {KEPT_ROWS}")
         name = path.stem
         models[name] = Model(
             name,
@@ -134,6 +143,7 @@ def load_models(models_dir: Path) -> list[Model]:
             path,
             tuple(_scratch_names(name, step) for step in scratch),
             header.get("replace_by", "person_id").split()[0],
+            kept_rows,
         )
     ordered: list[Model] = []
     state: dict[str, str] = {}
@@ -233,6 +243,10 @@ class _Runner:
         # are the only ones the next run reads for what is new
         self.wh.execute(f"ALTER TABLE {STATE_TABLE} ADD COLUMN IF NOT EXISTS "
                         "started_at Nullable(DateTime64(3, 'UTC'))")
+        # the identity map each model was built with (identity.map_version)
+        self.wh.execute(f"ALTER TABLE {STATE_TABLE} ADD COLUMN IF NOT EXISTS "
+                        "map_version String")
+        self.map_before = identity.map_version(self.wh)
         self.started = str(self.wh.query("SELECT toString(now64(3))").scalar())
         watermark = self.wh.query("SELECT max(received_at) FROM events_raw").scalar()
         self.previous, self.previous_start = {}, {}
@@ -253,7 +267,8 @@ class _Runner:
         finally:
             if self.plan is not None:
                 self.plan.drop(self.wh)
-            self.wh.execute(f"DROP TABLE IF EXISTS {NEW_EVENTS} SYNC")
+            for table in (NEW_EVENTS, identity.MOVED):
+                self.wh.execute(f"DROP TABLE IF EXISTS {table} SYNC")
         return runs
 
     def _run_all(
@@ -277,7 +292,7 @@ class _Runner:
                 rows = self._build_table(model)
                 mode, days = "full", 0
             else:
-                exists = self._exists(model.name)
+                exists = swap.exists(self.wh, model.name)
                 # Days and sessions depend on the time zone and the gap: a change of either
                 # means every day is wrong, so the model is rebuilt whole. So does a new
                 # release's DDL (a column added): days could not be swapped into the old
@@ -303,9 +318,11 @@ class _Runner:
             runs.append(run)
             self.wh.execute(
                 f"INSERT INTO {STATE_TABLE} "
-                "(model, ran_at, mode, rows, seconds, days, watermark, rules, started_at) "
+                "(model, ran_at, mode, rows, seconds, days, watermark, rules, started_at, "
+                "map_version) "
                 "VALUES ({m:String}, now64(3), {mode:String}, {rows:UInt64}, {s:Float64}, "
-                "{d:UInt32}, {w:DateTime64(3, 'UTC')}, {r:String}, {st:DateTime64(3, 'UTC')})",
+                "{d:UInt32}, {w:DateTime64(3, 'UTC')}, {r:String}, {st:DateTime64(3, 'UTC')}, "
+                "{v:String})",
                 {
                     "m": model.name,
                     "mode": mode,
@@ -315,6 +332,7 @@ class _Runner:
                     "w": watermark or "1970-01-01 00:00:00.000",
                     "r": self.rules,
                     "st": self.started,
+                    "v": identity.map_version(self.wh),
                 },
             )
             detail = f", {days} day(s)" if model.materialized == "incremental_by_day" else ""
@@ -352,8 +370,30 @@ class _Runner:
         ).rows
         return {date.fromisoformat(r[0]) for r in rows}
 
+    def _moved_since_built(self, table: str) -> bool:
+        """Are this run's moved ids (identity.MOVED) all that moved since `table` was built?
+
+        Yes when the map merged incrementally in this run and `table` was last built with
+        the map this merge started from (the version token both record); funnel_stages,
+        built in `table`'s last run too, then holds each stored person's days (one row
+        per person and active day).
+        """
+        start = self.previous_start.get(table)
+        built_with = self.wh.query(
+            f"SELECT argMax(map_version, ran_at) FROM {STATE_TABLE} WHERE model = {{m:String}}",
+            {"m": table}).scalar()
+        return (self.modes.get("identity_map") == "incremental" and start is not None
+                and bool(self.map_before) and built_with == self.map_before
+                and self.previous_start.get("funnel_stages") == start
+                and swap.exists(self.wh, "funnel_stages")
+                and swap.exists(self.wh, _applied_links(table)))
+
     def _days_with_stale_persons(self, table: str) -> set[date]:
         """Days holding events whose stored person is not what identity_map says now.
+
+        When this run's merge names every moved id (_moved_since_built), their stored
+        persons' days are read from funnel_stages and only those days are checked.
+        Otherwise:
 
         The links `table` was last built with are kept beside it (`<table>_identity`,
         see _save_applied_links), so the ids whose person changed since are the
@@ -363,8 +403,20 @@ class _Runner:
         catches a map rebuilt by an earlier `--select` run. Without that record (a
         table built by an older version) every stored person is checked instead.
         """
+        if self._moved_since_built(table):
+            # O(the moved ids' people): their days from funnel_stages, then only those
+            # days of `table` read for events carrying a moved id
+            moved = identity.MOVED
+            rows = self.wh.query(f"""
+                SELECT DISTINCT toString(event_date) FROM {table}
+                WHERE event_date IN (
+                        SELECT stage_date FROM funnel_stages
+                        WHERE person_id IN (SELECT stored_person FROM {moved}))
+                  AND (user_id IN (SELECT id FROM {moved})
+                       OR anonymous_id IN (SELECT id FROM {moved}))""").rows
+            return {date.fromisoformat(r[0]) for r in rows}
         applied = _applied_links(table)
-        if not self._exists(applied):
+        if not swap.exists(self.wh, applied):
             return self._days_with_stale_persons_by_scan(table)
         changed = f"""
             SELECT id FROM (SELECT id, person_id FROM identity_map WHERE person_id != id
@@ -411,6 +463,12 @@ class _Runner:
         """Record the links `table` now reflects: every day of it was built with them."""
         applied = _applied_links(table)
         new = f"{applied}__new"
+        if self._moved_since_built(table):  # the stored links differ by the moved ids
+            moved = f"id IN (SELECT id FROM {identity.MOVED})"
+            swap.replace_rows(self.wh, applied, new, moved,
+                              f"SELECT id, person_id FROM identity_map "
+                              f"WHERE {moved} AND person_id != id")
+            return
         self.wh.execute(f"DROP TABLE IF EXISTS {new} SYNC")
         self.wh.execute(
             f"CREATE TABLE {new} (id String, person_id String) ENGINE = MergeTree ORDER BY id"
@@ -418,7 +476,7 @@ class _Runner:
         self.wh.execute(
             f"INSERT INTO {new} SELECT id, person_id FROM identity_map WHERE person_id != id"
         )
-        self._swap(applied, new)
+        swap.swap(self.wh, applied, new)
 
     def _last_rules(self, model: str) -> str | None:
         return self.wh.query(
@@ -526,15 +584,15 @@ class _Runner:
         self.wh.execute(_ddl(model, new))
         self._insert(model, new, {}, keep)
         rows = self._count(new)
-        self._swap(model.name, new)
+        swap.swap(self.wh, model.name, new)
         return rows
 
     def _build_identity_map(self, model: Model, full_refresh: bool) -> tuple[int, str]:
         """Merge the new events' links into the kept state, or build the map whole
         (a full refresh, no state yet, or a new release's columns)."""
         if (not full_refresh and "identity_map" in self.previous
-                and self._exists("identity_map") and self._exists(identity.LINKS)
-                and self._exists(identity.CHANGES) and not self._schema_changed(model)):
+                and swap.exists(self.wh, "identity_map") and swap.exists(self.wh, identity.LINKS)
+                and swap.exists(self.wh, identity.CHANGES) and not self._schema_changed(model)):
             return identity.refresh(self.wh, self._new_events("identity_map")), "incremental"
         scratch = "identity_map__scratch"
         rows = self._build_table(model, keep=lambda: identity.save_links(self.wh, scratch))
@@ -544,7 +602,7 @@ class _Runner:
         """Rebuild the affected people's rows (or days, for a per-day table) and swap
         the table in with them; the whole table when this run cannot say who changed."""
         plan = self._person_plan(full_refresh)
-        if (plan is None or not self._exists(model.name)
+        if (plan is None or not swap.exists(self.wh, model.name)
                 or self.previous.get(model.name) != self.previous.get("identity_map")
                 or self._last_rules(model.name) != self.rules or self._schema_changed(model)):
             return self._build_table(model), "full"
@@ -553,9 +611,8 @@ class _Runner:
         if not plan.count:
             return 0, "incremental"
         stage, new = f"{model.name}__stage", f"{model.name}__new"
-        for table in (stage, new):
-            self.wh.execute(f"DROP TABLE IF EXISTS {table} SYNC")
-            self.wh.execute(_ddl(model, table))
+        self.wh.execute(f"DROP TABLE IF EXISTS {stage} SYNC")
+        self.wh.execute(_ddl(model, stage))
         self.filters = (people, _date_list(days))
         try:
             self._insert(model, stage, {})
@@ -566,11 +623,18 @@ class _Runner:
             replaced = f"{key} IN {_date_list(plan.replace_days)}"
         else:
             replaced = f"{key} IN (SELECT person_id FROM {people})"
-        self.wh.execute(f"INSERT INTO {new} SELECT * FROM {model.name} WHERE NOT ({replaced})")
-        self.wh.execute(f"INSERT INTO {new} SELECT * FROM {stage} WHERE {replaced}")
         rows = self._count(stage)
+        if model.kept_rows == "linked":
+            swap.replace_rows(self.wh, model.name, new, replaced,
+                              f"SELECT * FROM {stage} WHERE {replaced}")
+        else:
+            self.wh.execute(f"DROP TABLE IF EXISTS {new} SYNC")
+            self.wh.execute(_ddl(model, new))
+            self.wh.execute(
+                f"INSERT INTO {new} SELECT * FROM {model.name} WHERE NOT ({replaced})")
+            self.wh.execute(f"INSERT INTO {new} SELECT * FROM {stage} WHERE {replaced}")
+            swap.swap(self.wh, model.name, new)
         self.wh.execute(f"DROP TABLE {stage} SYNC")
-        self._swap(model.name, new)
         return rows, "incremental"
 
     def _person_plan(self, full_refresh: bool) -> PersonPlan | None:
@@ -585,7 +649,7 @@ class _Runner:
         if (full_refresh or not self.whole_run
                 or any(self.modes.get(m) != "incremental" for m in upstream[:3])
                 or len({self.previous.get(m) for m in upstream}) != 1
-                or not self._exists("funnel_stages") or not self._exists("orders")):
+                or not swap.exists(self.wh, "funnel_stages") or not swap.exists(self.wh, "orders")):
             return None
         self.plan = plan_people(self.wh, self._new_events("identity_map"),
                                 sorted(self.rebuilt_days))
@@ -600,7 +664,7 @@ class _Runner:
             self._insert(model, new, self._day_params(chunk))
             self.progress(f"    {model.name}: days {chunk[0]}…{chunk[-1]} ({n}/{len(chunks)})")
         rows = self._count(new)
-        self._swap(model.name, new)
+        swap.swap(self.wh, model.name, new)
         return rows
 
     def _build_incremental_days(self, model: Model, days: list[date]) -> int:
@@ -700,13 +764,6 @@ class _Runner:
             "pad_to": start_of(last + timedelta(days=2)),
         }
 
-    def _swap(self, name: str, new: str) -> None:
-        if self._exists(name):
-            self.wh.execute(f"EXCHANGE TABLES {name} AND {new}")
-            self.wh.execute(f"DROP TABLE {new} SYNC")
-        else:
-            self.wh.execute(f"RENAME TABLE {new} TO {name}")
-
     def _schema_changed(self, model: Model) -> bool:
         """Do the stored table's columns differ from what the model's DDL creates now?"""
         probe = f"{model.name}__probe"
@@ -724,15 +781,6 @@ class _Runner:
             self.wh.execute(f"DROP TABLE IF EXISTS {probe} SYNC")
         columns = {table: list(cols) for table, cols in shapes}
         return columns.get(model.name) != columns.get(probe)
-
-    def _exists(self, name: str) -> bool:
-        return bool(
-            self.wh.query(
-                "SELECT count() FROM system.tables "
-                "WHERE database = currentDatabase() AND name = {t:String}",
-                {"t": name},
-            ).scalar()
-        )
 
     def _count(self, table: str) -> int:
         return int(self.wh.query(f"SELECT count() FROM {table}").scalar() or 0)
