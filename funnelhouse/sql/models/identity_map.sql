@@ -18,8 +18,9 @@
 -- Incremental runs: each id's first link is kept in `identity_links` (the scratch below,
 -- with its sort key), so a run merges the new events' links into it, re-resolves only
 -- the ids whose chain reaches a changed link, and swaps the map in whole (EXCHANGE:
--- the map is one row per id, the copy reads no event). A late `identify` thus moves
--- only the ids it links; the persons it moved are recorded in identity_map_changes.
+-- the map's parts hard-linked, the replaced ids masked; no event read). A late
+-- `identify` thus moves only the ids it links; the persons it moved are recorded in
+-- identity_map_changes.
 -- Sort key: id — the lookups are point joins by id.
 CREATE TABLE IF NOT EXISTS {{ this }}
 (
