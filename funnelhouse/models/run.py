@@ -23,8 +23,9 @@ orders models by dependencies and, for each:
 * `incremental_by_person` — rebuilds the affected people's rows (people with new
   events or whose identity changed; see people.py) into `<name>__stage`, makes
   `<name>__new` = the table with them replaced and swaps it in. The kept rows are
-  hard-linked parts with the replaced rows masked (swap.replace_rows: the cost grows
-  with the parts, not the rows), or copied where a model says `kept_rows: copied`.
+  hard-linked parts with the replaced rows masked (the cost grows with the parts, not
+  the rows), or copied when the table has more parts than one mask takes at once
+  (swap.replace_rows).
   identity_map merges the new events' links into its kept state (identity.py).
 
 Affected days = the look-back window (`lookback_days` before the latest day, or from
@@ -73,7 +74,6 @@ _SCRATCH_TABLE = re.compile(r"CREATE TABLE (\w+)")
 _PEOPLE = re.compile(r"\{\{ people:(\w+(?:\.\w+)?) \}\}")
 _DAYS = re.compile(r"\{\{ days:(\w+(?:\.\w+)?) \}\}")
 MATERIALIZATIONS = ("table", "incremental_by_day", "incremental_by_person")
-KEPT_ROWS = ("linked", "copied")
 # A chunk writes one part per day at once; a week keeps the write buffers small.
 CHUNK_MAX_DAYS = 7
 # The events received since the previous run, read once per run (identity merge, plan).
@@ -93,9 +93,6 @@ class Model:
     path: Path
     scratch: tuple[str, ...] = ()  # CREATE TABLE {{ scratch }} ENGINE = Memory AS …
     replace_by: str = "person_id"  # incremental_by_person: the column rows are replaced by
-    # incremental_by_person: how the kept rows reach the new table — "linked" (its
-    # parts hard-linked, the replaced rows masked: swap.replace_rows) or "copied"
-    kept_rows: str = "linked"
 
 
 @dataclass(frozen=True)
@@ -112,8 +109,8 @@ def load_models(models_dir: Path) -> list[Model]:
     models = {}
     for path in sorted(models_dir.glob("*.sql")):
         text = path.read_text()
-        header = dict(re.findall(
-            r"^--\s*(depends_on|materialized|replace_by|kept_rows):[ \t]*(.*)$", text, re.M))
+        header = dict(re.findall(r"^--\s*(depends_on|materialized|replace_by):[ \t]*(.*)$",
+                                 text, re.M))
         statements = split_statements(text)
         if len(statements) < 2:
             raise ValueError(
@@ -130,9 +127,6 @@ def load_models(models_dir: Path) -> list[Model]:
         materialized = header.get("materialized", "table").split()[0]
         if materialized not in MATERIALIZATIONS:
             raise ValueError(f"{path.name}: unknown materialization {materialized!r}")
-        kept_rows = header.get("kept_rows", "linked").split()[0]
-        if kept_rows not in KEPT_ROWS:
-            raise ValueError(f"{path.name}: kept_rows must be one of {KEPT_ROWS}")
         name = path.stem
         models[name] = Model(
             name,
@@ -143,7 +137,6 @@ def load_models(models_dir: Path) -> list[Model]:
             path,
             tuple(_scratch_names(name, step) for step in scratch),
             header.get("replace_by", "person_id").split()[0],
-            kept_rows,
         )
     ordered: list[Model] = []
     state: dict[str, str] = {}
@@ -624,16 +617,8 @@ class _Runner:
         else:
             replaced = f"{key} IN (SELECT person_id FROM {people})"
         rows = self._count(stage)
-        if model.kept_rows == "linked":
-            swap.replace_rows(self.wh, model.name, new, replaced,
-                              f"SELECT * FROM {stage} WHERE {replaced}")
-        else:
-            self.wh.execute(f"DROP TABLE IF EXISTS {new} SYNC")
-            self.wh.execute(_ddl(model, new))
-            self.wh.execute(
-                f"INSERT INTO {new} SELECT * FROM {model.name} WHERE NOT ({replaced})")
-            self.wh.execute(f"INSERT INTO {new} SELECT * FROM {stage} WHERE {replaced}")
-            swap.swap(self.wh, model.name, new)
+        swap.replace_rows(self.wh, model.name, new, replaced,
+                          f"SELECT * FROM {stage} WHERE {replaced}")
         self.wh.execute(f"DROP TABLE {stage} SYNC")
         return rows, "incremental"
 

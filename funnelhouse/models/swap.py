@@ -4,13 +4,18 @@ Both ways end in EXCHANGE TABLES, which is atomic: a reader sees the old table o
 new one. They differ in how the new table is made when only some rows change:
 
 * a copy: every kept row read and written again (the cost grows with the table);
-* `replace_rows`: the new table starts as hard links to the old one's parts (ATTACH
-  PARTITION … FROM copies no data), the replaced rows are masked with a lightweight
-  DELETE (it reads the replaced column and writes a one-byte row mask per part), then
-  the new rows are inserted. The old table's parts are never changed, so its readers
-  are undisturbed until the exchange. The mask's cost is per part more than per row:
-  each part is one background task (two at a time in chdb), so a table of many parts
-  can still be cheaper to copy (funnel_stages: see its `kept_rows`).
+* masked: the new table starts as hard links to the old one's parts (ATTACH PARTITION
+  … FROM copies no data), the replaced rows are masked with a lightweight DELETE (it
+  reads the replaced column and writes a one-byte row mask per part), then the new
+  rows are inserted. The old table's parts are never changed, so its readers are
+  undisturbed until the exchange.
+
+A lightweight DELETE is a mutation: each part is one task of the background pool,
+which takes as many parts at once as it has slots (chdb: 2 threads × 2 = 4) and the
+rest only at a later wake-up. Measured on funnel_stages at 30M events (2.6M rows): 3–4
+parts masked in 0.11 s, 5–11 parts in 0.3–1.9 s, where the copy takes 0.26–0.48 s. So
+`replace_rows` masks when the table has no more parts than the pool's slots (the usual
+case: background merges keep them few), and copies otherwise.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import re
 
 from funnelhouse.warehouse.base import Warehouse
 
-__all__ = ["exists", "replace_rows", "swap"]
+__all__ = ["exists", "mask_slots", "replace_rows", "swap"]
 
 # Partition ids come from system.parts (digits, letters, '_', '-'); checked before
 # they are written into a statement all the same.
@@ -41,20 +46,39 @@ def swap(wh: Warehouse, name: str, new: str) -> None:
         wh.execute(f"RENAME TABLE {new} TO {name}")
 
 
-def replace_rows(wh: Warehouse, table: str, new: str, replaced: str, rows: str) -> None:
+def mask_slots(wh: Warehouse) -> int:
+    """How many parts the background pool mutates at once."""
+    settings = dict(wh.query(
+        "SELECT name, value FROM system.server_settings WHERE name IN "
+        "('background_pool_size', 'background_merges_mutations_concurrency_ratio')").rows)
+    pool = float(settings.get("background_pool_size", 2))
+    ratio = float(settings.get("background_merges_mutations_concurrency_ratio", 2))
+    return max(1, int(pool * ratio))
+
+
+def replace_rows(wh: Warehouse, table: str, new: str, replaced: str, rows: str) -> str:
     """Swap in `table` with the rows matching `replaced` (a condition) swapped for those
-    `rows` (a SELECT of the table's columns) returns, without copying the kept rows."""
+    `rows` (`SELECT …` of the table's columns, or `(columns) SELECT …`) returns.
+
+    Returns how the kept rows were carried: "masked" or "copied" (see the module).
+    """
     wh.execute(f"DROP TABLE IF EXISTS {new} SYNC")
     # the same structure as the stored table (not the model's DDL): parts can only be
     # attached between tables of one sort key and partition key
     wh.execute(f"CREATE TABLE {new} AS {table}")
-    partitions = [r[0] for r in wh.query(
-        "SELECT DISTINCT partition_id FROM system.parts WHERE database = currentDatabase() "
-        "AND table = {t:String} AND active", {"t": table}).rows]
-    for partition in partitions:
-        if not _PARTITION_ID.match(partition):
-            raise ValueError(f"unexpected partition id {partition!r} in {table}")
-        wh.execute(f"ALTER TABLE {new} ATTACH PARTITION ID '{partition}' FROM {table}")
-    wh.execute(f"DELETE FROM {new} WHERE {replaced}")
+    parts = wh.query(
+        "SELECT partition_id, count() FROM system.parts WHERE database = currentDatabase() "
+        "AND table = {t:String} AND active GROUP BY partition_id", {"t": table}).rows
+    if sum(int(count) for _, count in parts) <= mask_slots(wh):
+        for partition, _ in parts:
+            if not _PARTITION_ID.match(partition):
+                raise ValueError(f"unexpected partition id {partition!r} in {table}")
+            wh.execute(f"ALTER TABLE {new} ATTACH PARTITION ID '{partition}' FROM {table}")
+        wh.execute(f"DELETE FROM {new} WHERE {replaced}")
+        carried = "masked"
+    else:
+        wh.execute(f"INSERT INTO {new} SELECT * FROM {table} WHERE NOT ({replaced})")
+        carried = "copied"
     wh.execute(f"INSERT INTO {new} {rows}")
     swap(wh, table, new)
+    return carried

@@ -20,7 +20,7 @@
 -- First touch is a person-level fact that an identity merge can change for any day:
 -- the days the affected people were active on are rebuilt, from the whole histories
 -- of everyone credited on them ({{ people:… }} on {{ days:… }}), and replace those
--- days' rows (masked in the hard-linked table, theirs inserted, swapped in); see people.py.
+-- days' rows (swapped in whole, models/swap.py); see people.py.
 --
 -- Engine/sort key: partitioned by month; ORDER BY (attribution_model, performance_date,
 -- medium, source, campaign): dashboards pick one model and a date range.

@@ -10,8 +10,9 @@
 -- recomputed from all of it — for the affected people only: those with new events and
 -- those an identity merge moved ({{ people:… }}), read on their own days
 -- ({{ days:… }}); see funnelhouse/models/people.py. The new table is the old one's
--- parts hard-linked with their rows masked, plus their new rows, swapped in (EXCHANGE;
--- models/swap.py): readers never see people missing.
+-- parts hard-linked with their rows masked (or, past a few parts, copied without them),
+-- plus their new rows, swapped in (EXCHANGE; models/swap.py): readers never see people
+-- missing.
 --
 -- Rules: first touch = landing of the first session, kept for life — for an app user
 -- whose first event is an attributed app_install (a partner postback), the install's
