@@ -58,16 +58,19 @@ def plan_people(wh: Warehouse, source: str, rebuilt_days: list[date]) -> PersonP
     rebuilt = "(" + ", ".join(f"toDate('{d.isoformat()}')" for d in rebuilt_days
                               or [date(1970, 1, 1)]) + ")"
     wh.execute(f"CREATE TABLE {PEOPLE} (person_id String) ENGINE = Memory")
-    # the persons of the new events, resolved as behavior_events resolves them
+    # the persons of the new events, resolved as behavior_events resolves them (the map
+    # read only for their ids: its sort key is the id, so that is a few granules)
     wh.execute(f"""
         INSERT INTO {PEOPLE}
         SELECT DISTINCT multiIf(e.user_id != '' AND u.person_id != '', u.person_id,
                                 e.user_id != '', e.user_id,
                                 a.person_id != '', a.person_id, e.anonymous_id)
         FROM (SELECT DISTINCT user_id, anonymous_id FROM {source}) AS e
-        LEFT JOIN (SELECT id, person_id FROM identity_map WHERE person_id != id) AS u
+        LEFT JOIN (SELECT id, person_id FROM identity_map WHERE person_id != id
+                   AND id IN (SELECT user_id FROM {source})) AS u
             ON u.id = e.user_id
-        LEFT JOIN (SELECT id, person_id FROM identity_map WHERE person_id != id) AS a
+        LEFT JOIN (SELECT id, person_id FROM identity_map WHERE person_id != id
+                   AND id IN (SELECT anonymous_id FROM {source})) AS a
             ON a.id = e.anonymous_id
         SETTINGS join_use_nulls = 0""")
     wh.execute(f"INSERT INTO {PEOPLE} SELECT person_id FROM identity_map_changes")
