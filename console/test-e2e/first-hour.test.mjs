@@ -46,7 +46,7 @@ async function open(page, view) {
 }
 
 describe('the first hour', () => {
-  test('before the first model refresh: every model view says the tables are not built, offers Build now, and it builds them', TEST, async () => {
+  test('before the first model refresh: every model view says the tables are not built, offers Build now, and it builds them', { timeout: 400_000 }, async () => {
     // A few events, loaded into the raw table, and no model run yet.
     const anonymousId = `first-${randomUUID().slice(0, 8)}`;
     for (const path of ['/', '/cart']) {

@@ -79,6 +79,7 @@ export async function startFunnelhouse() {
 
 /** Demo traffic through the HTTP API (server key: historical timestamps), then the models. */
 export async function loadDemo(fh, { people = 400, days = 10 } = {}) {
+  await notAcrossMidnight();
   let out;
   try {
     out = await fh.cli('demo', '--url', fh.url, '--write-key', SERVER_KEY, '--people', String(people), '--days', String(days));
@@ -86,8 +87,9 @@ export async function loadDemo(fh, { people = 400, days = 10 } = {}) {
     // What the server said about it is in its log.
     throw new Error(`${err.message}\n--- funnelhouse up log (end) ---\n${fh.log().slice(-4000)}`);
   }
-  const accepted = Number((out.match(/accepted ([\d,]+)/) || [])[1]?.replace(/,/g, ''));
-  if (!accepted) throw new Error(`demo sent nothing: ${out}`);
+  const demoAccepted = Number((out.match(/accepted ([\d,]+)/) || [])[1]?.replace(/,/g, ''));
+  if (!demoAccepted) throw new Error(`demo sent nothing: ${out}`);
+  const accepted = demoAccepted + (await visitorsNow(fh));
   // Every accepted event must be in the warehouse before the models read it.
   const loaded = await waitFor(async () => {
     const answer = await fh.api('POST', '/v1/sql', { sql: 'SELECT count() AS n FROM events_raw' });
@@ -96,6 +98,39 @@ export async function loadDemo(fh, { people = 400, days = 10 } = {}) {
   if (!loaded) throw new Error(`the loader did not load the ${accepted} demo events in time`);
   await fh.cli('models', 'run');
   return accepted;
+}
+
+/** Tests read "today" from the clock and expect the demo's last day to be it: a demo loaded a
+ * few minutes before midnight (UTC) would be yesterday's by the time they look, so wait the
+ * day out first. */
+async function notAcrossMidnight(margin = 3 * 60_000) {
+  const now = Date.now();
+  const left = 86_400_000 - (now % 86_400_000);
+  if (left < margin) await new Promise((done) => setTimeout(done, left + 5_000));
+}
+
+// The demo's campaigns (funnelhouse/demo/generator.py CAMPAIGNS): source, medium, name.
+const DEMO_CAMPAIGNS = [
+  ['google', 'cpc', 'spring_sale'], ['naver', 'cpc', 'brand_keywords'], ['facebook', 'paid_social', 'retarget_cart'],
+  ['newsletter', 'email', 'weekly_digest'], ['instagram', 'social', 'influencer_mina'], ['kakao', 'push', 'app_push_promo'],
+];
+
+/** A visitor from each demo campaign landing now. The demo sends nothing after its start, so
+ * just after midnight (UTC, the reporting time zone) today would have no events yet; the views'
+ * "today is in progress" answers need some. Returns how many events were accepted. */
+async function visitorsNow(fh) {
+  let sent = 0;
+  for (const [source, medium, name] of DEMO_CAMPAIGNS) {
+    const path = '/products/live';
+    const answer = await fh.track({
+      type: 'page', event: 'page_view', anonymousId: `live-${source}-${Date.now()}`,
+      properties: { path, url: `https://shop.example${path}`, title: 'Live' },
+      context: { campaign: { source, medium, name }, page: { path, url: `https://shop.example${path}?utm_source=${source}` } },
+    });
+    if (answer.status !== 200) throw new Error(`a live visitor was refused: ${JSON.stringify(answer.body)}`);
+    sent++;
+  }
+  return sent;
 }
 
 // ---- the browser ------------------------------------------------------------------------
@@ -157,7 +192,7 @@ export function useConsoleServer(onStarted, { demo = true } = {}) {
     if (demo) await loadDemo(fh);
     started.browser = await startBrowser();
     onStarted(started);
-  }, { timeout: 400_000 });
+  }, { timeout: 600_000 });
   after(async () => {
     await started.browser?.close().catch(() => {});
     await started.fh?.stop().catch(() => {});
