@@ -192,8 +192,8 @@ def sample_messages(count: int = 400) -> list[dict[str, Any]]:
     from funnelhouse.demo.send import demo_messages
 
     out = []
-    for message in demo_messages(people=60, days=3, seed=5):
-        out.append(message)
+    for demo in demo_messages(people=60, days=3, seed=5):
+        out.append(demo.message)
         if len(out) >= count:
             break
     return out

@@ -96,6 +96,26 @@ def test_strict_funnel_with_last_touch_breakdown_matches_reference(data: Data) -
         window_ms=86_400_000, breakdown="product_category", attribution="last"))
 
 
+def test_loose_funnel_with_last_touch_breakdown_matches_reference(data: Data) -> None:
+    # The plain search keeps step-1-only events out of its arrays: the last step reached
+    # must still name its own event's value, and step 1's the opener's.
+    doc = assert_matches_reference(data, FunnelSpec(
+        steps=steps(*SHOP), window_ms=3 * 86_400_000, breakdown="page_path",
+        attribution="last"))
+    assert len(doc["data"]["groups"]) > 2
+
+
+@pytest.mark.parametrize("attribution", ["first", "last"])
+def test_loose_funnel_with_a_step_repeated_matches_reference(data: Data, attribution: str) -> None:
+    # page_view is steps 1, 2 and 4: the opening page view cannot fill step 2 itself, and
+    # a page view after the product view fills step 4.
+    doc = assert_matches_reference(data, FunnelSpec(
+        steps=steps("page_view", "page_view", "product_view", "page_view", "purchase"),
+        window_ms=2 * 86_400_000, breakdown="device_type", attribution=attribution),
+        as_of=MID_AS_OF)
+    assert doc["data"]["groups"][0]["steps"][3]["people"] > 0
+
+
 def test_any_order_funnel_matches_reference(data: Data) -> None:
     assert_matches_reference(data, FunnelSpec(
         steps=steps("search", "product_view", "add_to_cart"), order="any",

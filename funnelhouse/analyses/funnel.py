@@ -337,13 +337,13 @@ def build_query(spec: FunnelSpec, columns: dict[str, str], as_of: datetime,
     levels = ", ".join(str(level) for level in PERCENTILES)   # constants, not user text
 
     if _is_plain(spec):
-        walked = _walked_by_search(n, p_window)
+        walked = _walked_by_search(n, p_window, tie_type, last_touch=spec.attribution == "last")
     else:
         walked = [Cte("walked", f"""\
     -- walk the events once: level = steps done, t0 = when the window opened
     SELECT
         person_id,
-        events,
+        events[state.{touch}].breakdown_value AS breakdown,  -- {spec.attribution}-touch
         arrayFold((s, e, i) -> multiIf(
         s.level = 0,
             {start},
@@ -377,7 +377,8 @@ def build_query(spec: FunnelSpec, columns: dict[str, str], as_of: datetime,
     WHERE event_date >= {p_from}
       AND event_date <= {p_to} + {p_scan}
       AND event_at <= {p_as_of}{prefilter}""")
-    journeys = Cte("journeys", f"""\
+    journeys = _plain_journeys(tie_type, spec.attribution == "last") if _is_plain(spec) \
+        else Cte("journeys", f"""\
     -- each person's events in (event_at, message_id) order: tuples sort by their fields
     SELECT
         person_id,
@@ -396,7 +397,7 @@ def build_query(spec: FunnelSpec, columns: dict[str, str], as_of: datetime,
         {step_times} AS step_times,  {step_times_note}
         {step_values} AS step_values,  -- the revenue each step's event brought
         toUInt8(state.t0 + {p_window} >= toUnixTimestamp64Milli({p_as_of})) AS window_open,
-        events[state.{touch}].breakdown_value AS breakdown  -- {spec.attribution}-touch
+        breakdown
     FROM walked
     WHERE state.level > 0""")
     person_steps = Cte("person_steps", f"""\
@@ -455,38 +456,88 @@ def _is_plain(spec: FunnelSpec) -> bool:
             and not spec.hold)
 
 
-def _walked_by_search(n: int, p_window: str) -> list[Cte]:
-    """The plain funnel without a fold: step k is the first event of step k after step
-    k-1's event and within the window — one arrayFirstIndex per step, the same state
-    the general walk would reach (one event fills one step; ties by message_id).
+def _plain_journeys(tie_type: str, last_touch: bool) -> Cte:
+    """The plain funnel's per-person input: the opening event, and the later steps' events.
 
-    One CTE per step keeps each index a column: as aliases in one SELECT they would be
-    inlined into each other and the query tree would double with every step."""
+    Only the first step-1 event that may start an attempt opens the window, so the other
+    step-1 events (page views, in most funnels: 40% of the rows) never need a place in
+    the array; an event that is also a later step stays in it. The breakdown rides in
+    the array only for last-touch attribution (first touch reads the opener's)."""
+    breakdown, breakdown_type = (", breakdown_value", ", breakdown_value String") \
+        if last_touch else ("", "")
+    opens = "can_start = 1 AND bitTest(hits, 1)"
+    if tie_type == "String":  # a table from before day_event_seq: the tuple is the order
+        opener = (f"argMinIf((ts, tie, event_revenue, breakdown_value), (ts, tie),\n"
+                  f"                 {opens}) AS opener")
+    else:
+        # (ts, tie) as one number: aggregates over a number cost a fraction of a tuple's
+        key = "toInt128(ts) * 4294967296 + tie"
+        opener = (f"minIf({key}, {opens}) AS opener_key,\n"
+                  f"        minIf(ts, {opens}) AS opener_ts,\n"
+                  f"        (opener_ts, toUInt32(opener_key - toInt128(opener_ts) * 4294967296),\n"
+                  f"         argMinIf(event_revenue, {key}, {opens}),\n"
+                  f"         argMinIf(breakdown_value, {key}, {opens})) AS opener")
+    return Cte("journeys", f"""\
+    -- each person's opener (the first step-1 event that may start an attempt) and the
+    -- events of the later steps in (event_at, message_id) order
+    SELECT
+        person_id,
+        {opener},
+        arraySort(groupArrayIf(
+            CAST((ts, tie, hits, event_revenue{breakdown}),
+                 'Tuple(ts Int64, tie {tie_type}, hits UInt64, revenue Float64{breakdown_type})'),
+            bitAnd(hits, bitNot(toUInt64(2))) > 0)) AS events
+    FROM step_events
+    WHERE hits > 0
+    GROUP BY person_id
+    HAVING countIf({opens}) > 0""")
+
+
+def _walked_by_search(n: int, p_window: str, tie_type: str, *, last_touch: bool) -> list[Cte]:
+    """The plain funnel without a fold: step 1 is the opener; step k is the first event
+    of step k after step k-1's event and within the window — one arrayFirstIndex per
+    step, the same state the general walk would reach (one event fills one step; ties
+    by message_id, which (ts, tie) orders alike).
+
+    The lambdas read plain arrays (times, ties, hits), not the tuples: a tuple's field
+    read per element is what the search spent its time on. One CTE per step keeps each
+    index a column: as aliases in one SELECT they would be inlined into each other and
+    the query tree would double with every step."""
     ctes = [Cte("search_1", """\
-    -- the first step-1 event that may start an attempt opens the window
-    SELECT person_id, events,
-        arrayFirstIndex(e -> e.can_start = 1 AND bitTest(e.hits, 1), events) AS i1,
-        events[i1].ts AS t0
+    -- the opener is step 1 and opens the window at t0
+    SELECT person_id, opener, events, opener.1 AS t0, opener.2 AS tie0,
+        events.ts AS times, events.tie AS ties, events.hits AS hits, arrayEnumerate(times) AS js
     FROM journeys""", note="""\
 -- loose order, every step required: step k is the first event of step k after the
 -- event of step k-1, within the window opened by the first step-1 event
 """)]
-    for k in range(2, n + 1):
+    if n > 1:
+        ctes.append(Cte("search_2", f"""\
+    SELECT *,
+        arrayFirstIndex((t, tie, h) -> (t > t0 OR (t = t0 AND tie > tie0)) AND bitTest(h, 2)
+            AND t - t0 <= {p_window}, times, ties, hits) AS i2
+    FROM search_1"""))
+    for k in range(3, n + 1):
         ctes.append(Cte(f"search_{k}", f"""\
     SELECT *,
-        if(i{k - 1} = 0, 0, arrayFirstIndex((e, j) -> j > i{k - 1} AND bitTest(e.hits, {k})
-            AND e.ts - t0 <= {p_window}, events, arrayEnumerate(events))) AS i{k}
+        if(i{k - 1} = 0, 0, arrayFirstIndex((t, h, j) -> j > i{k - 1} AND bitTest(h, {k})
+            AND t - t0 <= {p_window}, times, hits, js)) AS i{k}
     FROM search_{k - 1}"""))
-    indexes = [f"i{k}" for k in range(1, n + 1)]
-    level = " + ".join(f"({i} > 0)" for i in indexes)
-    times = ", ".join(f"if({i} > 0, events[{i}].ts, 0)" for i in indexes)
-    values = ", ".join(f"if({i} > 0, events[{i}].revenue, 0.)" for i in indexes)
-    last = "greatest(" + ", ".join(indexes) + ")" if n > 1 else "i1"
+    indexes = [f"i{k}" for k in range(2, n + 1)]
+    level = " + ".join(["1", *(f"({i} > 0)" for i in indexes)])
+    step_times = ", ".join(["t0", *(f"if({i} > 0, times[{i}], 0)" for i in indexes)])
+    values = ", ".join(["opener.3", *(f"if({i} > 0, events[{i}].revenue, 0.)" for i in indexes)])
+    if last_touch and indexes:
+        # the steps' indexes only grow along the chain: the greatest is the last reached
+        last = "greatest(" + ", ".join(indexes) + ")" if len(indexes) > 1 else indexes[0]
+        breakdown = f"if({last} = 0, opener.4, events[{last}].breakdown_value)"
+    else:
+        breakdown = "opener.4"
     ctes.append(Cte("walked", f"""\
     SELECT
         person_id,
-        events,
-        CAST(({level}, t0, 0, 0, [{times}], 0, 0, i1, {last}, [{values}]), '{_STATE}') AS state
+        {breakdown} AS breakdown,  -- {"last" if last_touch else "first"}-touch
+        CAST(({level}, t0, 0, 0, [{step_times}], 0, 0, 0, 0, [{values}]), '{_STATE}') AS state
     FROM search_{n}"""))
     return ctes
 
