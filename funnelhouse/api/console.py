@@ -13,7 +13,8 @@ screen) and answers JSON with typed errors, like every other admin endpoint.
   GET  /v1/meta/properties       ?event=   properties seen on an event (api/meta_values.py)
   GET  /v1/meta/values           ?event=&property=&q=&limit=   a property's top values
   GET  /v1/invalid-events        ?days=7&source=&event=&person=&limit=200   refusals from
-                                 events_invalid, newest first, with the total (api/invalid_events.py)
+                                 events_invalid, newest first, with the total
+                                 (api/invalid_events.py)
 The funnel/retention/paths/timeline, segment and debug endpoints the console also uses
 live in their own modules (analyses_api, people_api, collector.app).
 """
