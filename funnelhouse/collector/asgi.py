@@ -15,6 +15,7 @@ from starlette.routing import BaseRoute
 
 from funnelhouse.collector.app import create_app
 from funnelhouse.collector.edge import HeaderTimeoutProtocol, orphan_watchdog
+from funnelhouse.collector.gc_tuning import tune_gc
 from funnelhouse.collector.qa import QaSource
 from funnelhouse.collector.sinks.open import make_sink
 from funnelhouse.config import load_settings
@@ -29,6 +30,7 @@ def build() -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await sink.start()
+        tune_gc()  # after start-up: what it built is frozen
         try:
             async with orphan_watchdog():  # a worker whose master died stops serving
                 yield
