@@ -1,11 +1,12 @@
 """The collector worker's garbage-collector settings: fewer and cheaper collections.
 
 CPython counts tracked containers alive since the last collection. A 50-event request
-holds about 1,500 of them at once (the parsed body, the normalised messages, the rows),
-so with the default thresholds (700, 10, 10) every request started a young collection
-or two, and every hundredth of those a full one — which walks every object the worker
-holds: modules, the tracking plan, caches. Reference counting frees that garbage
-anyway; the collector is only there for cycles.
+holds ≈800 of them at its peak (the parsed body, the normalised messages, the rows), so
+with requests in flight together the default thresholds (700, 10, 10) started a young
+collection on most requests — 30 for 120 requests, 16 at a time, in the test — and
+every hundredth of those a full one, which walks every object the worker holds:
+modules, the tracking plan, caches. Reference counting frees that garbage anyway; the
+collector is only there for cycles.
 
 What start-up built lives as long as the worker, so it is frozen (never walked again),
 and a young collection waits for 10,000 more live containers: a few concurrent

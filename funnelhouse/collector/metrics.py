@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.gc_collector import GCCollector
 
 REGISTRY = CollectorRegistry()
+# python_gc_collections_total / _objects_collected_total per generation: how often the
+# garbage collector runs in a worker (collector/gc_tuning.py spaces it out).
+GCCollector(registry=REGISTRY)
 
 events_accepted = Counter(
     "funnelhouse_events_accepted", "Events accepted and made durable", ["source"], registry=REGISTRY
