@@ -155,6 +155,13 @@ def test_row_key_reads_both_ids_whatever_the_strings_hold() -> None:
               "properties": orjson.dumps({"source": "fake", "message_id": "x"}).decode(),
               "anonymous_id": '","source":"evil', "source": "web\"site"}
     assert _row_key(orjson.dumps(tricky)) == ('web"site', 'id "quoted" \\ and \u00e9')
+    # The byte search stops at the first quote: an id ending in a backslash, or a plain
+    # id beside an escaped source, must still come out whole.
+    assert _row_key(orjson.dumps({"message_id": "ends\\", "source": "a\\b"})) == (
+        "a\\b", "ends\\")
+    assert _row_key(orjson.dumps({"message_id": "m", "x": 1, "source": 'q"'})) == ('q"', "m")
+    assert _row_key(orjson.dumps({"message_id": "\u00e9t\u00e9", "source": "w"})) == (
+        "w", "\u00e9t\u00e9")
     # A row written some other way (keys in another order) is parsed instead.
     other = orjson.dumps({"source": "s", "message_id": "m"})
     assert _row_key(other) == ("s", "m")

@@ -157,26 +157,27 @@ def first_copies(warehouse: Warehouse, items: Sequence[bytes]
     received). Returns the rows to insert, the `source:message_id` of those dropped, and
     the (source, message_id) of those kept, for `remember_ids` once they are stored.
     """
-    rows = [(_row_key(line), line) for item in items for line in item.split(b"\n") if line]
-    keys = sorted({key for key, _ in rows})
+    lines = [line for item in items for line in item.split(b"\n") if line]
+    keys = [_row_key(line) for line in lines]
+    unique = set(keys)
     # One lookup per batch, by message_ids' primary key (migration 0016).
     stored = {(source, message_id) for source, message_id in warehouse.query(
         "SELECT source, message_id FROM message_ids WHERE (source, message_id) IN "
         "(SELECT tupleElement(k, 1), tupleElement(k, 2) FROM (SELECT arrayJoin("
         "JSONExtract({keys:String}, 'Array(Tuple(String, String))')) AS k))",
-        {"keys": orjson.dumps(keys).decode()}).rows} if keys else set()
+        {"keys": orjson.dumps(list(unique)).decode()}).rows} if unique else set()
+    if not stored and len(unique) == len(keys):   # the usual batch: every row is new
+        return list(items), [], keys
     kept: list[bytes] = []
     kept_keys: list[tuple[str, str]] = []
     dropped: list[str] = []
-    for key, line in rows:
+    for key, line in zip(keys, lines, strict=True):
         if key in stored:
             dropped.append(f"{key[0]}:{key[1]}")
         else:
             stored.add(key)
             kept.append(line)
             kept_keys.append(key)
-    if not dropped:
-        return list(items), [], kept_keys
     return kept, dropped, kept_keys
 
 
@@ -192,13 +193,31 @@ def remember_ids(warehouse: Warehouse, keys: Sequence[tuple[str, str]], token: s
 
 # The collector writes each events_raw row with message_id first, and `source` as a
 # top-level key; inside a string value every quote is escaped, so `"source":"` can only
-# be that key. Reading the two ids this way costs a fraction of parsing the row.
+# be that key. Reading the two ids this way costs a fraction of parsing the row: a
+# byte search for the closing quote, and the regular expressions only for an id that
+# holds an escape (their per-character alternation cost 3 µs a row, a third of a
+# 50k-row batch's check).
+_ID_KEY = b'{"message_id":"'
+_SOURCE_KEY = b'"source":"'
 _MESSAGE_ID = re.compile(rb'^\{"message_id":"((?:[^"\\]|\\.)*)"')
 _SOURCE = re.compile(rb'"source":"((?:[^"\\]|\\.)*)"')
 
 
 def _row_key(line: bytes) -> tuple[str, str]:
     """(source, message_id) of one events_raw JSON row."""
+    if line.startswith(_ID_KEY):
+        id_end = line.find(b'"', len(_ID_KEY))
+        at = line.find(_SOURCE_KEY, id_end + 1) if id_end > 0 else -1
+        source_end = line.find(b'"', at + len(_SOURCE_KEY)) if at > 0 else -1
+        message_id = line[len(_ID_KEY):id_end]
+        source = line[at + len(_SOURCE_KEY):source_end]
+        # A backslash means an escape the quote search may have stopped inside.
+        if source_end > 0 and b"\\" not in message_id and b"\\" not in source:
+            return source.decode(), message_id.decode()
+    return _row_key_escaped(line)
+
+
+def _row_key_escaped(line: bytes) -> tuple[str, str]:
     message_id = _MESSAGE_ID.match(line)
     source = _SOURCE.search(line, message_id.end()) if message_id else None
     if message_id is None or source is None:  # written some other way: parse it
