@@ -10,13 +10,14 @@ import os
 import signal
 import ssl
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from funnelhouse.collector.coalesced_writes import CoalescedTransport
 from funnelhouse.collector.reasons import error_body
 from funnelhouse.config import Settings
 
@@ -60,7 +61,8 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
                 "headers_too_large", f"request headers over {self.max_header_bytes} bytes")))
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        # A response's headers and body leave in one write (see coalesced_writes).
+        super().connection_made(cast(asyncio.Transport, CoalescedTransport(transport, self.loop)))
         self._arm_header_timer()
 
     def on_message_begin(self) -> None:
