@@ -168,10 +168,16 @@ def run_wrk(wrk: str, lua: Path, url: str, path: str, per_request: int, seconds:
             connections: int) -> dict[str, Any]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
-    out = subprocess.run(
+    done = subprocess.run(
         [wrk, "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency",
          "--timeout", "10s", "-s", str(lua), url, "--", path, str(per_request)],
-        capture_output=True, text=True, check=True).stdout
+        capture_output=True, text=True)
+    if done.returncode != 0:
+        # wrk says why (a refused connection, a Lua error) on its own output: keep it.
+        raise RuntimeError(f"wrk exited {done.returncode} against {url}{path} with "
+                           f"{connections} connections:\n{done.stdout[-1500:]}"
+                           f"{done.stderr[-1500:]}")
+    out = done.stdout
     elapsed = time.monotonic() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
