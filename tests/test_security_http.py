@@ -34,6 +34,7 @@ from tests.conftest import (
     every_handle_closed,
     free_port,
     make_settings,
+    queued_rows,
     track,
     wait_until,
 )
@@ -482,6 +483,32 @@ def alive(pid: int) -> bool:
 
 
 @pytest.mark.timeout(180)
+@pytest.mark.parametrize("trusted", ["", "127.0.0.1/32"])
+def test_forwarded_for_from_loopback_is_believed_only_when_listed(tmp_path: Path,
+                                                                  trusted: str) -> None:
+    """The real server, not the test client: uvicorn's own proxy-header rewrite (on by
+    default for loopback peers) used to put X-Forwarded-For's address in the scope before
+    the app's FUNNELHOUSE_TRUSTED_PROXIES check ever saw the peer."""
+    env = {"FUNNELHOUSE_TRUSTED_PROXIES": trusted} if trusted else {}
+    collector = CollectorProcess(tmp_path, **env).wait_ready()
+    try:
+        with collector.client() as client:
+            auth = base64.b64encode(f"{BROWSER_KEY}:".encode()).decode()
+            answer = client.post("/v1/track", json=track(), headers={
+                "Authorization": f"Basic {auth}", "X-Forwarded-For": "198.51.100.23"})
+            assert answer.status_code == 200, answer.text
+    finally:
+        collector.stop()
+    from funnelhouse.queue.eventlog import EventLog
+
+    log = EventLog(tmp_path / "data" / "queue.sqlite3")
+    try:
+        [row] = queued_rows(log)
+    finally:
+        log.close()
+    assert row["ip"] == ("198.51.100.0" if trusted else "127.0.0.0")
+
+
 def test_sigkilled_master_leaves_no_worker_serving(tmp_path: Path) -> None:
     collector = CollectorProcess(tmp_path, workers=2).wait_ready()
     workers: set[int] = set()

@@ -241,6 +241,10 @@ def server_options(settings: Settings, *, protocol: type[asyncio.Protocol] | str
     """
     return {
         "http": protocol or edge_protocol(settings.header_timeout_seconds),
+        # The client address is the peer's: X-Forwarded-For and -Proto are read by the
+        # app, and only from FUNNELHOUSE_TRUSTED_PROXIES (collector.app, sdk_settings).
+        # uvicorn's own rewrite, on by default, believed them from any loopback peer.
+        "proxy_headers": False,
         # Idle keep-alive connections: uvicorn's own timer.
         "timeout_keep_alive": 5,
         **tls_options(settings.tls_cert, settings.tls_key),
