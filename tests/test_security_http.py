@@ -497,6 +497,14 @@ def test_forwarded_for_from_loopback_is_believed_only_when_listed(tmp_path: Path
             answer = client.post("/v1/track", json=track(), headers={
                 "Authorization": f"Basic {auth}", "X-Forwarded-For": "198.51.100.23"})
             assert answer.status_code == 200, answer.text
+            # The same for the scheme and host handed to browser SDKs: a page must not be
+            # told to send its events to whatever an unlisted peer's headers name.
+            settings = client.get(f"/v1/projects/{BROWSER_KEY}/settings", headers={
+                "X-Forwarded-Proto": "https", "X-Forwarded-Host": "evil.example"}).json()
+            segment = settings["integrations"]["Segment.io"]
+            assert (segment["protocol"], segment["apiHost"]) == (
+                ("https", "evil.example/v1") if trusted
+                else ("http", f"127.0.0.1:{collector.port}/v1"))
     finally:
         collector.stop()
     from funnelhouse.queue.eventlog import EventLog
