@@ -155,6 +155,18 @@ def test_more_than_ten_steps(data: Data) -> None:
     assert doc["data"]["groups"][0]["steps"][10]["people"] > 0
 
 
+@pytest.mark.parametrize(("n", "packed"), [(23, True), (24, False)])
+def test_the_most_steps_one_number_holds_and_one_more(data: Data, n: int, packed: bool) -> None:
+    # Up to 23 steps a later-step event travels as one number (its hits in the low 24
+    # bits); from 24 steps on as a tuple. Both agree with the reference.
+    cycle = ("page_view", "product_view", "scroll", "page_view", "add_to_cart")
+    spec = FunnelSpec(steps=steps(*(cycle * 5)[:n]), window_ms=14 * 86_400_000)
+    doc = assert_matches_reference(data, spec)
+    assert ("packed_raw" in doc["sql"]) is packed
+    reached = [s["people"] for s in doc["data"]["groups"][0]["steps"]]
+    assert reached[5] > 0                       # the walk goes past the first cycle
+
+
 def test_people_inside_their_window_are_counted_apart(data: Data) -> None:
     doc = assert_matches_reference(
         data, FunnelSpec(steps=steps(*SHOP), window_ms=7 * 86_400_000), as_of=MID_AS_OF)
