@@ -4,11 +4,13 @@
     python load-tests/bench_collector.py --quick    # 3 s per measurement
     python load-tests/bench_collector.py --workers 1 --modes single
 
-Servers, each under uvicorn (uvloop + httptools), with 1 and with 2 workers:
-  bare       load-tests/bare_endpoint.py: reads the body, answers 204. The ceiling.
-  collector  collector.asgi:app (settings from env): parse, normalise, validate against the
-             tracking plan, enrich, and append durably (SQLite WAL, synchronous=FULL, group
-             commit) to the embedded queue before answering. No loader, no warehouse.
+Servers, each with 1 and with 2 workers (uvicorn, uvloop + httptools):
+  bare       load-tests/bare_endpoint.py under stock uvicorn: reads the body, answers 204.
+             The ceiling.
+  collector  `funnelhouse collector`, as it ships (settings from env): parse, normalise,
+             validate against the tracking plan, enrich, and append durably (SQLite WAL,
+             synchronous=FULL, group commit) to the embedded queue before answering. No
+             loader, no warehouse.
 
 Load: wrk (Debian package; installed with apt-get if missing) with a Lua script that
 POSTs Segment-style click events, each with a unique messageId (so the collector's dedup
@@ -209,18 +211,23 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.data_dir = data_dir
-        target = ["--app-dir", str(HERE), "bare_endpoint:app"] if kind == "bare" else \
-            ["--app-dir", str(ROOT), "funnelhouse.collector.asgi:app"]
+        # The bare endpoint under stock uvicorn; the collector as it ships (`funnelhouse
+        # collector`: its edge protocol, no proxy-header rewrite, a SO_REUSEPORT socket
+        # per worker), not its ASGI app under stock uvicorn, which measured a server
+        # nobody runs.
+        command = [sys.executable, "-m", "uvicorn", "--app-dir", str(HERE),
+                   "bare_endpoint:app", "--host", "127.0.0.1", "--port", str(self.port),
+                   "--workers", str(workers), "--log-level", "warning", "--no-access-log",
+                   "--loop", "uvloop", "--http", "httptools"] if kind == "bare" else \
+            [sys.executable, "-m", "funnelhouse", "collector", "--host", "127.0.0.1",
+             "--port", str(self.port), "--workers", str(workers)]
         env = {**os.environ, "FUNNELHOUSE_DATA_DIR": str(data_dir),
                "FUNNELHOUSE_WRITE_KEYS": f"{WRITE_KEY}:web:browser",
                "FUNNELHOUSE_ADMIN_TOKEN": "bench", "FUNNELHOUSE_KAFKA_BOOTSTRAP": "",
                "FUNNELHOUSE_CLICKHOUSE_URL": ""}
         self.log = open(data_dir.parent / f"{kind}-{workers}.log", "ab")  # noqa: SIM115
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", *target, "--host", "127.0.0.1",
-             "--port", str(self.port), "--workers", str(workers), "--log-level", "warning",
-             "--no-access-log", "--loop", "uvloop", "--http", "httptools"],
-            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+            command, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
             start_new_session=True)
 
     def wait_ready(self, timeout: float = 60) -> None:
