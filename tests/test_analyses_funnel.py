@@ -138,6 +138,23 @@ def test_any_order_funnel_matches_reference(data: Data) -> None:
         window_ms=2 * 86_400_000, breakdown="channel"))
 
 
+@pytest.mark.parametrize("attribution", ["first", "last"])
+@pytest.mark.parametrize(("names", "searched"), [
+    (("product_view", "search", "add_to_cart", "purchase"), True),
+    # an event that may be two steps needs the walk: it fills the first one not done
+    (("page_view", "product_view", "page_view"), False),
+    (("product_view", "*", "add_to_cart"), False),
+])
+def test_any_order_funnel_searched_or_walked_matches_reference(
+        data: Data, attribution: str, names: tuple[str, ...], searched: bool) -> None:
+    doc = assert_matches_reference(data, FunnelSpec(
+        steps=steps(*names), order="any", window_ms=2 * 86_400_000, breakdown="device_type",
+        attribution=attribution))
+    assert ("arrayFold" not in doc["sql"]) is searched
+    reached = [s["people"] for s in doc["data"]["groups"][0]["steps"]]
+    assert reached[0] > reached[-1] > 0
+
+
 def test_filters_exclusion_optional_and_held_property_match_reference(data: Data) -> None:
     doc = assert_matches_reference(data, FunnelSpec(
         steps=steps("product_view:product_category~shoes", "scroll", "add_to_cart",
