@@ -171,6 +171,28 @@ def test_exclusions_remove_people_from_every_step(data: Data) -> None:
     assert doc["summary"]["excluded"] > 0
 
 
+@pytest.mark.parametrize(("names", "exclusions", "extra", "searched"), [
+    (SHOP, ("remove_from_cart",), {}, True),
+    (SHOP, ("remove_from_cart@2-4", "search@1-2"), {}, True),
+    # an exclusion that is a step too: filling the next step wins over voiding
+    (SHOP, ("product_view@1-3",), {}, True),
+    (SHOP, ("page_view@2-5",), {}, True),
+    # the walk: last touch, strict order, more steps than the voids' bits
+    (SHOP, ("remove_from_cart",), {"attribution": "last"}, False),
+    (SHOP, ("remove_from_cart",), {"order": "strict"}, False),
+    ((*SHOP, *SHOP[1:], "page_view", "add_to_cart", "purchase"), ("remove_from_cart",), {},
+     False),
+])
+def test_exclusions_searched_or_walked_match_reference(
+        data: Data, names: tuple[str, ...], exclusions: tuple[str, ...],
+        extra: dict[str, str], searched: bool) -> None:
+    doc = assert_matches_reference(data, FunnelSpec(
+        steps=steps(*names), window_ms=3 * 86_400_000, breakdown="device_type",
+        exclusions=tuple(Exclusion.parse(x) for x in exclusions), **extra))  # type: ignore[arg-type]
+    assert ("arrayFold" not in doc["sql"]) is searched
+    assert doc["summary"]["excluded"] > 0 or not searched
+
+
 def test_property_filters_on_json_and_numbers_match_reference(data: Data) -> None:
     assert_matches_reference(data, FunnelSpec(
         steps=steps("page_view:page_path!=/faq", "product_view:price>=50000",

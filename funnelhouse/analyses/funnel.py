@@ -29,9 +29,10 @@ windowFunnel() is not used: it takes equal timestamps in step order (not by mess
 lets one event fill two steps, reports no step times (needed for time to convert and
 for "still in window") and has no exclusions, optional steps or held properties. The
 per-person array walk below (groupArray + arrayFold) does all of it in one pass. The
-common funnels (every step required, nothing excluded or held; in any order only when
-no event can be two steps) skip the walk: one arrayFirstIndex per step over arrays of
-numbers (`_is_plain`, `_walked_by_search`) reaches the same state 4-8x faster.
+common funnels (every step required, nothing held; in any order only when no event can
+be two steps; exclusions in loose order with first touch) skip the walk: one
+arrayFirstIndex per step over arrays of numbers (`_is_plain`, `_walked_by_search`)
+reaches the same state 4-8x faster.
 """
 
 from __future__ import annotations
@@ -91,10 +92,16 @@ _HELD = ", holds Array(UInt64), revenues Array(Float64)"
 # (UInt32) and the hits of up to 23 steps (bits 1..23) fit below ts, so the numbers sort
 # as (ts, tie) do; ts is an Int64, so ts · 2^56 stays inside an Int128.
 _PACKED_MAX_STEPS = 23
+# With exclusions the low 24 bits hold the hits (bits 1..11) and, above them, the voids
+# (bits 1..10: after how many steps the event excludes), so at most 11 steps.
+_PACKED_MAX_STEPS_WITH_VOIDS = 11
+_VOIDS_UNIT = 1 << 12
 _PACKED_TIE_UNIT = 1 << 24
 _PACKED_TS_UNIT = 1 << 56
 _PACKED_LOW_MASK = _PACKED_TS_UNIT - 1
 _PACKED = f"(toInt128(ts) * 4294967296 + tie) * {_PACKED_TIE_UNIT} + hits"
+_PACKED_WITH_VOIDS = (f"(toInt128(ts) * 4294967296 + tie) * {_PACKED_TIE_UNIT} "
+                      f"+ voids * {_VOIDS_UNIT} + hits")
 _SEARCH_NOTES = {
     "loose": """\
 -- loose order, every step required: step k is the first event of step k after the
@@ -363,10 +370,12 @@ def build_query(spec: FunnelSpec, columns: dict[str, str], as_of: datetime,
     touch = "first_index" if spec.attribution == "first" else "last_index"
     levels = ", ".join(str(level) for level in PERCENTILES)   # constants, not user text
 
-    if _is_plain(spec):
-        walked = _walked_by_search(n, p_window, tie_type, last_touch=spec.attribution == "last",
-                                   packed=_packs(tie_type, spec.attribution == "last", n),
-                                   order=spec.order)
+    voids_searched = bool(spec.exclusions)
+    if _is_plain(spec, tie_type):
+        walked = _walked_by_search(
+            n, p_window, tie_type, last_touch=spec.attribution == "last",
+            packed=_packs(tie_type, spec.attribution == "last", n, voids=voids_searched),
+            order=spec.order, exclusions=voids_searched)
     else:
         walked = [Cte("walked", f"""\
     -- walk the events once: level = steps done, t0 = when the window opened
@@ -406,8 +415,8 @@ def build_query(spec: FunnelSpec, columns: dict[str, str], as_of: datetime,
     WHERE event_date >= {p_from}
       AND event_date <= {p_to} + {p_scan}
       AND event_at <= {p_as_of}{prefilter}""")
-    journeys = _plain_journeys(tie_type, spec.attribution == "last", n,
-                               order=spec.order) if _is_plain(spec) \
+    journeys = _plain_journeys(tie_type, spec.attribution == "last", n, order=spec.order,
+                               voids=voids_searched) if _is_plain(spec, tie_type) \
         else Cte("journeys", f"""\
     -- each person's events in (event_at, message_id) order: tuples sort by their fields
     SELECT
@@ -480,25 +489,31 @@ def build_sql(spec: FunnelSpec, columns: dict[str, str], as_of: datetime,
     return query.sql(), query.params
 
 
-def _is_plain(spec: FunnelSpec) -> bool:
-    """Every step required, nothing excluded or held, in loose or strict order, or in any
-    order when no event can be two steps (distinct names, no `*`): the common funnels,
-    answered by a search instead of the general walk (a fold whose state carries two
-    arrays: 9-12 s for a strict or any-order 5-step funnel at 10M)."""
-    if spec.optional or spec.exclusions or spec.hold:
+def _is_plain(spec: FunnelSpec, tie_type: str) -> bool:
+    """Every step required, nothing held, in loose or strict order, or in any order when
+    no event can be two steps (distinct names, no `*`); with exclusions, loose order and
+    first touch in packed numbers only. The common funnels, answered by a search instead
+    of the general walk (a fold whose state carries two arrays: 9-12 s for a strict or
+    any-order 5-step funnel at 10M)."""
+    if spec.optional or spec.hold:
         return False
+    if spec.exclusions:
+        return spec.order == "loose" and _packs(tie_type, spec.attribution == "last",
+                                                len(spec.steps), voids=True)
     if spec.order == "any":
         names = [s.event for s in spec.steps]
         return len(set(names)) == len(names) and not any(s.any_event for s in spec.steps)
     return True
 
 
-def _packs(tie_type: str, last_touch: bool, n: int) -> bool:
+def _packs(tie_type: str, last_touch: bool, n: int, *, voids: bool) -> bool:
     """Do the plain funnel's later-step events travel as one number each (see below)?"""
-    return tie_type != "String" and not last_touch and n <= _PACKED_MAX_STEPS
+    most = _PACKED_MAX_STEPS_WITH_VOIDS if voids else _PACKED_MAX_STEPS
+    return tie_type != "String" and not last_touch and n <= most
 
 
-def _plain_journeys(tie_type: str, last_touch: bool, n: int, *, order: str) -> Cte:
+def _plain_journeys(tie_type: str, last_touch: bool, n: int, *, order: str,
+                    voids: bool) -> Cte:
     """The plain funnel's per-person input: the opening event, and the later steps' events.
 
     Only the first step-1 event that may start an attempt opens the window, so the other
@@ -514,6 +529,8 @@ def _plain_journeys(tie_type: str, last_touch: bool, n: int, *, order: str) -> C
     0.81 s as tuples, 0.26-0.29 s as numbers (0.33-0.43 s with revenues sorted along)."""
     opens = "can_start = 1 AND " + ("hits > 0" if order == "any" else "bitTest(hits, 1)")
     later = "bitAnd(hits, bitNot(toUInt64(2))) > 0" if order == "loose" else "hits > 0"
+    if voids:   # an exclusion event rides too, whatever else it is
+        later += " OR voids > 0"
     if tie_type == "String":  # a table from before day_event_seq: the tuple is the order
         opener = (f"argMinIf((ts, tie, event_revenue, breakdown_value), (ts, tie),\n"
                   f"                 {opens}) AS opener")
@@ -526,8 +543,9 @@ def _plain_journeys(tie_type: str, last_touch: bool, n: int, *, order: str) -> C
                   f"                 {opens}) AS opener_rest,\n"
                   f"        (opener_ts, toUInt32(opener_key - toInt128(opener_ts) * 4294967296),\n"
                   f"         opener_rest.1, opener_rest.2) AS opener")
-    if _packs(tie_type, last_touch, n):
-        events = (f"groupArrayIf({_PACKED}, {later}) AS packed_raw,\n"
+    if _packs(tie_type, last_touch, n, voids=voids):
+        number = _PACKED_WITH_VOIDS if voids else _PACKED
+        events = (f"groupArrayIf({number}, {later}) AS packed_raw,\n"
                   f"        groupArrayIf(event_revenue, {later}) AS revenues_raw,\n"
                   f"        arraySort(packed_raw) AS packed")
     else:
@@ -546,13 +564,13 @@ def _plain_journeys(tie_type: str, last_touch: bool, n: int, *, order: str) -> C
         {opener},
         {events}
     FROM step_events
-    WHERE hits > 0
+    WHERE {"hits > 0 OR voids > 0" if voids else "hits > 0"}
     GROUP BY person_id
     HAVING countIf({opens}) > 0""")
 
 
 def _walked_by_search(n: int, p_window: str, tie_type: str, *, last_touch: bool,
-                     packed: bool, order: str) -> list[Cte]:
+                     packed: bool, order: str, exclusions: bool = False) -> list[Cte]:
     """The plain funnel without a fold: step 1 is the opener; step k is the first event
     of step k after step k-1's event and within the window — one arrayFirstIndex per
     step, the same state the general walk would reach (one event fills one step; ties
@@ -560,7 +578,10 @@ def _walked_by_search(n: int, p_window: str, tie_type: str, *, last_touch: bool,
     first event after step k-1's that is any step but k-1 (a repeat of step k-1 is let
     pass, as in the walk): it fills step k if it is step k, else the attempt ends there.
     In any order (no event is two steps) each step is the first event of that step from
-    the opener on, within the window; the opener does its own step.
+    the opener on, within the window; the opener does its own step. With exclusions
+    (loose order) a person is excluded when, after reaching some level L and before the
+    event of step L+1 (or the window's end), an event voids level L: the walk's rule,
+    where filling the next step wins over voiding.
 
     The lambdas read plain arrays (times, ties, hits), not the tuples: a tuple's field
     read per element is what the search spent its time on. One CTE per step keeps each
@@ -569,11 +590,16 @@ def _walked_by_search(n: int, p_window: str, tie_type: str, *, last_touch: bool,
     if packed:
         # ts, tie and hits read back from the sorted numbers (see _PACKED); the
         # remainder is taken by bitAnd so that a time before 1970 reads back too
+        hits_mask = (_VOIDS_UNIT if exclusions else _PACKED_TIE_UNIT) - 1
         unpacked = f"""\
         arrayMap(k -> bitAnd(k, toInt128({_PACKED_LOW_MASK})), packed) AS lows,
         arrayMap((k, low) -> toInt64(intDiv(k - low, {_PACKED_TS_UNIT})), packed, lows) AS times,
         arrayMap(low -> toUInt32(intDiv(low, {_PACKED_TIE_UNIT})), lows) AS ties,
-        arrayMap(low -> toUInt64(bitAnd(low, {_PACKED_TIE_UNIT - 1})), lows) AS hits"""
+        arrayMap(low -> toUInt64(bitAnd(low, {hits_mask})), lows) AS hits"""
+        if exclusions:
+            unpacked += f""",
+        arrayMap(low -> toUInt64(bitAnd(intDiv(low, {_VOIDS_UNIT}), {_VOIDS_UNIT - 1})),
+                 lows) AS voids"""
         carried = "packed_raw, revenues_raw, packed"
     else:
         unpacked = "        events.ts AS times, events.tie AS ties, events.hits AS hits"
@@ -637,13 +663,30 @@ def _walked_by_search(n: int, p_window: str, tie_type: str, *, last_touch: bool,
         breakdown = f"if({last} = 0, opener.4, events[{last}].breakdown_value)"
     else:
         breakdown = "opener.4"
+    excluded = _voided(n, p_window) if exclusions else "0"
     ctes.append(Cte("walked", f"""\
     SELECT
         person_id,
         {breakdown} AS breakdown,  -- {"last" if last_touch else "first"}-touch
-        CAST(({level}, t0, 0, 0, [{step_times}], 0, 0, 0, 0, [{values}]), '{_STATE}') AS state
+        CAST(({level}, t0, 0, {excluded}, [{step_times}], 0, 0, 0, 0, [{values}]),
+             '{_STATE}') AS state
     FROM {"search_any" if order == "any" else f"search_{n}"}"""))
     return ctes
+
+
+def _voided(n: int, p_window: str) -> str:
+    """Loose order: is there, for some level L reached, an event voiding L after L's event
+    and before step L+1's (or within the window when L+1 was not reached)? Level 1's
+    event is the opener, which is not in the array: after it means after (t0, tie0)."""
+    levels = []
+    for level in range(1, n):
+        after = "(t > t0 OR (t = t0 AND tie > tie0))" if level == 1 else f"j > i{level}"
+        before = f"(i{level + 1} = 0 OR j < i{level + 1})"
+        reached = "" if level == 1 else f"i{level} > 0 AND "
+        levels.append(f"({reached}arrayExists((t, tie, v, j) -> {after} AND {before}\n"
+                      f"            AND bitTest(v, {level}) AND t - t0 <= {p_window}, "
+                      f"times, ties, voids, js))")
+    return "toUInt8(" + "\n          OR ".join(levels) + ")" if levels else "0"
 
 
 def _state(level: str, t0: str, stopped: str, excluded: str, times: str, done: str, hold: str,
