@@ -370,12 +370,12 @@ def build_query(spec: FunnelSpec, columns: dict[str, str], as_of: datetime,
     touch = "first_index" if spec.attribution == "first" else "last_index"
     levels = ", ".join(str(level) for level in PERCENTILES)   # constants, not user text
 
-    voids_searched = bool(spec.exclusions)
+    excludes = bool(spec.exclusions)
     if _is_plain(spec, tie_type):
         walked = _walked_by_search(
             n, p_window, tie_type, last_touch=spec.attribution == "last",
-            packed=_packs(tie_type, spec.attribution == "last", n, voids=voids_searched),
-            order=spec.order, exclusions=voids_searched)
+            packed=_packs(tie_type, spec.attribution == "last", n, voids=excludes),
+            order=spec.order, exclusions=excludes)
     else:
         walked = [Cte("walked", f"""\
     -- walk the events once: level = steps done, t0 = when the window opened
@@ -416,7 +416,7 @@ def build_query(spec: FunnelSpec, columns: dict[str, str], as_of: datetime,
       AND event_date <= {p_to} + {p_scan}
       AND event_at <= {p_as_of}{prefilter}""")
     journeys = _plain_journeys(tie_type, spec.attribution == "last", n, order=spec.order,
-                               voids=voids_searched) if _is_plain(spec, tie_type) \
+                               voids=excludes) if _is_plain(spec, tie_type) \
         else Cte("journeys", f"""\
     -- each person's events in (event_at, message_id) order: tuples sort by their fields
     SELECT
@@ -636,8 +636,8 @@ def _walked_by_search(n: int, p_window: str, tie_type: str, *, last_touch: bool,
         arrayFirstIndex((t, tie, h) -> (t > t0 OR (t = t0 AND tie > tie0)) AND {wanted(2)}
             AND t - t0 <= {p_window}, times, ties, hits){found(2)}
     FROM search_1"""))
-    for k in range(3, n + 1) if order != "any" else ():
-        ctes.append(Cte(f"search_{k}", f"""\
+        for k in range(3, n + 1):
+            ctes.append(Cte(f"search_{k}", f"""\
     SELECT *,
         if(i{k - 1} = 0, 0, arrayFirstIndex((t, h, j) -> j > i{k - 1} AND {wanted(k)}
             AND t - t0 <= {p_window}, times, hits, js)){found(k)}
