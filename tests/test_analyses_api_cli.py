@@ -112,6 +112,69 @@ def test_bad_specs_get_a_clear_400(client: TestClient) -> None:
     assert listed.status_code == 400
 
 
+
+@pytest.mark.parametrize("name, doc, key", [
+    # a misspelt key would have answered a different question (the funnel without them)
+    ("funnel", {"steps": ["page_view", "purchase"], "exclusions": ["refund"]}, "exclusions"),
+    ("funnel", {"steps": ["page_view", "purchase"], "windows": "1d"}, "windows"),
+    ("funnel", {"steps": [{"event": "page_view", "filter": [{"prop": "channel",
+                                                            "value": "web"}]},
+                          "purchase"]}, "filter"),
+    ("funnel", {"steps": [{"event": "page_view", "filters": [{"prop": "channel",
+                                                             "operator": "!="}]},
+                          "purchase"]}, "operator"),
+    ("funnel", {"steps": ["page_view", "purchase"],
+                "exclude": [{"event": "refund", "from": 1, "to": 2}]}, "from"),
+    ("retention", {"period": "week", "cohorts": 4}, "cohorts"),
+    ("trends", {"series": [{"event": "purchase", "maths": "sum"}]}, "maths"),
+    ("trends", {"series": ["purchase"], "date_form": "2024-03-01"}, "date_form"),
+    ("stickiness", {"periods": "week"}, "periods"),
+    ("paths", {"page": "/sale", "pages": 3}, "pages"),
+    ("flows", {"start": "/", "step": 3}, "step"),
+    ("pages", {"limit": 5}, "limit"),
+    ("correlation", {"funnel": {"steps": ["product_view", "purchase"]},
+                     "date_from": "2024-03-01"}, "date_from"),
+    ("correlation", {"funnel": {"steps": ["product_view", "purchase"], "widow": "1d"}},
+     "widow"),
+    ("purchases", {"groups": [1, 2], "date_from": "2024-03-01"}, "date_from"),
+])
+def test_an_unknown_key_is_a_400_naming_it(client: TestClient, name: str, doc: dict,
+                                           key: str) -> None:
+    answer = client.post(f"/v1/analyses/{name}", json=doc, headers=AUTH)
+    assert answer.status_code == 400, answer.text
+    body = answer.json()
+    assert body["reason"] == "bad_spec" and "unknown key" in body["error"], body
+    assert f"'{key}'" in body["error"].split("; known:")[0], body
+
+
+def test_every_answer_spec_is_accepted_back(client: TestClient) -> None:
+    """The console posts an answer's spec back (people behind a figure, saved insights):
+    whatever to_json writes, from_json must read."""
+    specs = {
+        "funnel": {"steps": ["page_view", {"event": "purchase", "filters": ["channel=web"]}],
+                   "exclude": [{"event": "refund", "from_step": 1, "to_step": 2}],
+                   "optional": [], "breakdown": "channel", "trend": "week",
+                   "as_of": "2024-04-01"},
+        "retention": {"period": "day", "periods": 3, "return_event": "purchase",
+                      "as_of": "2024-04-01"},
+        "paths": {"page": "/sale"},
+        "trends": {"series": [{"event": "purchase", "math": "sum", "property": "revenue",
+                               "label": "revenue"}], "as_of": "2024-04-01"},
+        "stickiness": {"period": "week", "as_of": "2024-04-01"},
+        "flows": {"start": "/", "steps": 3, "as_of": "2024-04-01"},
+        "pages": {"top": 5},
+        "correlation": {"funnel": {"steps": ["product_view", "purchase"],
+                                   "as_of": "2024-04-01"}, "properties": ["channel"]},
+        "purchases": {"groups": [1, 2]},
+    }
+    for name, doc in specs.items():
+        first = client.post(f"/v1/analyses/{name}", json=doc, headers=AUTH)
+        assert first.status_code == 200, (name, first.text)
+        again = client.post(f"/v1/analyses/{name}", json=first.json()["spec"], headers=AUTH)
+        assert again.status_code == 200, (name, again.text)
+        assert again.json()["spec"] == first.json()["spec"], name
+
+
 # -- CLI --------------------------------------------------------------------------------
 def run_cli(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="funnelhouse")

@@ -158,7 +158,9 @@ def live_people_sql(reader: Warehouse, definition: dict[str, Any], as_of: dateti
     spec["as_of"] = as_of.isoformat()
     if definition.get("last_days"):
         today = as_of.astimezone(ZoneInfo(tz)).date()
-        spec["date_from"] = (today - timedelta(days=int(definition["last_days"]) - 1)).isoformat()
+        if definition["name"] != "purchases":   # purchases count up to date_to, from the start
+            spec["date_from"] = (today - timedelta(days=int(definition["last_days"]) - 1)
+                                 ).isoformat()
         spec["date_to"] = today.isoformat()
     return BUILDERS[definition["name"]](reader, spec, definition["who"], tz)
 

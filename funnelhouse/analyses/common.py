@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
@@ -171,6 +171,7 @@ class Filter:
             return cls.parse(doc)
         if not isinstance(doc, dict) or "prop" not in doc:
             raise SpecError(f"filter {doc!r} must be \"prop=value\" or {{prop, op, value}}")
+        check_keys(doc, ("prop", "op", "value"), "filter")
         op = doc.get("op", "=")
         if op not in _OPERATORS:
             raise SpecError(f"filter operator {op!r} is not one of {', '.join(_OPERATORS)}")
@@ -235,6 +236,7 @@ class EventSpec:
             return doc
         if not isinstance(doc, dict) or not isinstance(doc.get("event"), str):
             raise SpecError(f"event {doc!r} must be \"name:prop=value\" or {{event, filters}}")
+        check_keys(doc, ("event", "filters"), "event")
         return cls(doc["event"], tuple(Filter.from_json(f) for f in doc.get("filters") or ()))
 
     @property
@@ -524,6 +526,16 @@ class Properties:
                 parts.append(f"{self.number(flt.prop)} {flt.op} "
                              f"{self.params.add(name, 'Float64', flt.value)}")
         return " AND ".join(parts) if parts else "1"
+
+
+def check_keys(doc: Mapping[str, Any], known: Collection[str], what: str) -> None:
+    """A key the spec does not read is an error, not silently dropped: a misspelt key
+    ("exclusions" for "exclude") would otherwise answer a different question."""
+    unknown = sorted(str(k) for k in doc if k not in known)
+    if unknown:
+        raise SpecError(f"{what}: unknown key{'s' if len(unknown) > 1 else ''} "
+                        f"{', '.join(repr(k) for k in unknown)}; "
+                        f"known: {', '.join(sorted(known))}")
 
 
 @contextmanager

@@ -33,6 +33,7 @@ from funnelhouse.analyses.common import (
     Query,
     SpecError,
     analysis_window,
+    check_keys,
     spec_errors,
     table_columns,
     utc_text,
@@ -46,6 +47,7 @@ from funnelhouse.warehouse.base import Warehouse
 SOURCES = ("funnel", "retention")
 SIGNIFICANCE = 0.05
 MAX_PROPERTIES = 10
+CORRELATION_KEYS = ("funnel", "retention", "retained_period", "properties", "top")
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,7 @@ class CorrelationSpec:
     def from_json(cls, doc: dict[str, Any]) -> CorrelationSpec:
         if not isinstance(doc, dict):
             raise SpecError("the correlation spec must be a JSON object")
+        check_keys(doc, CORRELATION_KEYS, "correlation spec")
         with spec_errors():
             funnel = doc.get("funnel")
             retention = doc.get("retention")

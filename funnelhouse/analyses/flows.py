@@ -34,6 +34,7 @@ from funnelhouse.analyses.common import (
     SpecError,
     SqlParams,
     analysis_window,
+    check_keys,
     comment,
     days_json,
     parse_date,
@@ -52,6 +53,8 @@ OTHER = "(other)"
 EXIT = "(exit)"
 # tie: what orders nodes of the same millisecond (common.tie_order).
 _NODE = "Tuple(ts Int64, tie {tie}, node String)"
+FLOWS_KEYS = ("start", "end", "steps", "nodes", "collapse", "conversion", "top",
+              "date_from", "date_to", "as_of")
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,7 @@ class FlowsSpec:
     def from_json(cls, doc: dict[str, Any]) -> FlowsSpec:
         if not isinstance(doc, dict):
             raise SpecError("the flows spec must be a JSON object")
+        check_keys(doc, FLOWS_KEYS, "flows spec")
         with spec_errors():
             conversion = doc.get("conversion")
             return cls(start=doc.get("start") or None, end=doc.get("end") or None,

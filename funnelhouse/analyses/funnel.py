@@ -52,6 +52,7 @@ from funnelhouse.analyses.common import (
     SpecError,
     SqlParams,
     analysis_window,
+    check_keys,
     comment,
     days_json,
     format_duration,
@@ -72,6 +73,8 @@ TREND_PERIODS = ("day", "week", "month")
 PERCENTILES = (0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99)
 ATTRIBUTIONS = ("first", "last")
 MAX_STEPS = 63
+FUNNEL_KEYS = ("steps", "window", "order", "exclude", "optional", "hold", "breakdown",
+               "attribution", "date_from", "date_to", "as_of", "covering", "trend")
 _DAY_MS = 86_400_000
 
 # Bit k of a mask stands for step k (or for level k); bit 0 is unused; at most 63 steps.
@@ -142,7 +145,9 @@ class Exclusion:
             return cls.parse(doc)
         if not isinstance(doc, dict):
             raise SpecError(f"exclusion {doc!r} must be \"event@from-to\" or an object")
-        return cls(EventSpec.from_json(doc), int(doc.get("from_step", 1)),
+        check_keys(doc, ("event", "filters", "from_step", "to_step"), "exclusion")
+        event = {k: v for k, v in doc.items() if k in ("event", "filters")}
+        return cls(EventSpec.from_json(event), int(doc.get("from_step", 1)),
                    int(doc["to_step"]) if doc.get("to_step") is not None else None)
 
     def text(self, steps: int) -> str:
@@ -199,6 +204,7 @@ class FunnelSpec:
     def from_json(cls, doc: dict[str, Any]) -> FunnelSpec:
         if not isinstance(doc, dict):
             raise SpecError("the funnel spec must be a JSON object")
+        check_keys(doc, FUNNEL_KEYS, "funnel spec")
         with spec_errors():
             return cls(
                 steps=tuple(EventSpec.from_json(s) for s in doc.get("steps") or ()),

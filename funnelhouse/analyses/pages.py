@@ -25,6 +25,7 @@ from funnelhouse.analyses.common import (
     SpecError,
     SqlParams,
     analysis_window,
+    check_keys,
     days_json,
     parse_date,
     parse_moment,
@@ -38,6 +39,7 @@ from funnelhouse.warehouse.base import Warehouse
 
 # tie: what orders views of the same millisecond (common.tie_order).
 _VIEW = "Tuple(ts Int64, tie {tie}, page String)"
+PAGES_KEYS = ("top", "date_from", "date_to", "as_of")
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,7 @@ class PagesSpec:
     def from_json(cls, doc: dict[str, Any]) -> PagesSpec:
         if not isinstance(doc, dict):
             raise SpecError("the pages spec must be a JSON object")
+        check_keys(doc, PAGES_KEYS, "pages spec")
         with spec_errors():
             return cls(top=int(doc.get("top", 50)),
                        date_from=parse_date(doc.get("date_from"), "date_from"),

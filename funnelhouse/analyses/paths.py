@@ -27,6 +27,7 @@ from funnelhouse.analyses.common import (
     SpecError,
     SqlParams,
     analysis_window,
+    check_keys,
     days_json,
     parse_date,
     parse_moment,
@@ -37,6 +38,8 @@ from funnelhouse.analyses.common import (
     utc_text,
 )
 from funnelhouse.warehouse.base import Warehouse
+
+PATHS_KEYS = ("page", "conversion", "top", "date_from", "date_to", "as_of")
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,7 @@ class PathsSpec:
     def from_json(cls, doc: dict[str, Any]) -> PathsSpec:
         if not isinstance(doc, dict) or not isinstance(doc.get("page"), str):
             raise SpecError("the paths spec must be a JSON object with a page")
+        check_keys(doc, PATHS_KEYS, "paths spec")
         with spec_errors():
             conv = doc.get("conversion")
             return cls(page=doc["page"], conversion=EventSpec.from_json(conv) if conv else

@@ -35,6 +35,7 @@ from funnelhouse.analyses.common import (
     SpecError,
     SqlParams,
     analysis_window,
+    check_keys,
     parse_date,
     parse_moment,
     pct,
@@ -49,6 +50,7 @@ DEFAULT_GROUPS = (1, 2, 3)
 MAX_GROUPS = 20
 BREAKDOWN = "purchase_count"     # the retention breakdown that groups by purchases made
 WHO = re.compile(r"^(?:(exactly|at_least):(\d+)|(<?\d+(?:-\d+|\+)?))$")
+PURCHASES_KEYS = ("groups", "date_to", "as_of")
 
 
 def parse_groups(value: Any) -> tuple[int, ...]:
@@ -111,6 +113,7 @@ class PurchasesSpec:
     def from_json(cls, doc: dict[str, Any]) -> PurchasesSpec:
         if not isinstance(doc, dict):
             raise SpecError("the purchases spec must be a JSON object")
+        check_keys(doc, PURCHASES_KEYS, "purchases spec")
         with spec_errors():
             return cls(groups=parse_groups(doc.get("groups")),
                        date_to=parse_date(doc.get("date_to"), "date_to"),

@@ -43,6 +43,7 @@ from funnelhouse.analyses.common import (
     SpecError,
     SqlParams,
     analysis_window,
+    check_keys,
     comment,
     days_json,
     parse_date,
@@ -61,6 +62,9 @@ COHORT_TYPES = ("first_time", "recurring")
 MAX_PERIODS = 400
 _PERIOD_START = {"day": "event_date", "week": "toMonday(event_date)",
                  "month": "toStartOfMonth(event_date)"}
+RETENTION_KEYS = ("cohort", "cohort_type", "return_event", "period", "periods", "mode",
+                  "breakdown", "date_from", "date_to", "as_of", "nth", "purchase_groups",
+                  "purchases_as_of")
 
 
 @dataclass(frozen=True)
@@ -111,6 +115,7 @@ class RetentionSpec:
     def from_json(cls, doc: dict[str, Any]) -> RetentionSpec:
         if not isinstance(doc, dict):
             raise SpecError("the retention spec must be a JSON object")
+        check_keys(doc, RETENTION_KEYS, "retention spec")
         with spec_errors():
             ret = doc.get("return_event")
             return cls(cohort=doc.get("cohort", "first_seen"),

@@ -29,6 +29,7 @@ from funnelhouse.analyses.common import (
     SqlParams,
     active_days_source,
     analysis_window,
+    check_keys,
     comment,
     days_json,
     parse_date,
@@ -42,6 +43,7 @@ from funnelhouse.models.built import existing_tables
 from funnelhouse.warehouse.base import Warehouse
 
 PERIODS = {"week": 7, "month": 31}
+STICKINESS_KEYS = ("event", "period", "date_from", "date_to", "as_of")
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,7 @@ class StickinessSpec:
     def from_json(cls, doc: dict[str, Any]) -> StickinessSpec:
         if not isinstance(doc, dict):
             raise SpecError("the stickiness spec must be a JSON object")
+        check_keys(doc, STICKINESS_KEYS, "stickiness spec")
         with spec_errors():
             return cls(event=EventSpec.from_json(doc.get("event") or "*"),
                        period=doc.get("period", "week"),

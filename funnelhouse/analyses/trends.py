@@ -39,6 +39,7 @@ from funnelhouse.analyses.common import (
     SqlParams,
     active_days_source,
     analysis_window,
+    check_keys,
     comment,
     days_json,
     parse_date,
@@ -61,6 +62,8 @@ MAX_BUCKETS = 2000
 TOP_VALUES = 10
 OTHER = "(other)"
 LETTERS = "ABCDEFGHIJ"
+TRENDS_KEYS = ("series", "events", "interval", "breakdown", "compare", "formula",
+               "date_from", "date_to", "as_of")
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,7 @@ class Series:
         if not isinstance(doc, dict) or "event" not in doc:
             raise SpecError(f"series {doc!r} must be \"EVENT[:FILTERS][|MATH[:PROP]]\" or "
                             "{event, math, property}")
+        check_keys(doc, ("event", "math", "property", "label"), "series")
         event_spec = EventSpec.from_json(doc["event"])
         math_name = str(doc.get("math") or "total")
         prop_name = str(doc["property"]) if doc.get("property") else None
@@ -129,6 +133,7 @@ class TrendsSpec:
     def from_json(cls, doc: dict[str, Any]) -> TrendsSpec:
         if not isinstance(doc, dict):
             raise SpecError("the trends spec must be a JSON object")
+        check_keys(doc, TRENDS_KEYS, "trends spec")
         with spec_errors():
             series = doc.get("series") or doc.get("events")
             if isinstance(series, str | dict):
