@@ -164,6 +164,32 @@ def test_filters_exclusion_optional_and_held_property_match_reference(data: Data
     assert doc["data"]["groups"][0]["steps"][2]["people"] > 0
 
 
+@pytest.mark.parametrize("attribution", ["first", "last"])
+@pytest.mark.parametrize(("names", "optional", "extra", "searched"), [
+    (SHOP, (2,), {}, True),
+    (SHOP, (2, 3), {}, True),                       # two optional steps in a row
+    (SHOP, (2, 4), {"as_of": MID_AS_OF}, True),
+    # an event that may fill the optional step and the required one after it fills the
+    # optional one (the lowest), as in the walk; the opener may not fill step 2
+    (("page_view", "product_view", "product_view", "purchase"), (2,), {}, True),
+    (("page_view", "page_view", "product_view", "page_view", "purchase"), (2, 4), {}, True),
+    # the walk: strict order, exclusions
+    (SHOP, (2,), {"order": "strict"}, False),
+    (SHOP, (3,), {"exclude": "remove_from_cart"}, False),
+])
+def test_optional_steps_searched_or_walked_match_reference(
+        data: Data, attribution: str, names: tuple[str, ...], optional: tuple[int, ...],
+        extra: dict, searched: bool) -> None:
+    extra = dict(extra)   # the parameters are shared between runs: not popped in place
+    as_of = extra.pop("as_of", LATE_AS_OF)
+    exclusions = (Exclusion.parse(extra.pop("exclude")),) if "exclude" in extra else ()
+    doc = assert_matches_reference(data, FunnelSpec(
+        steps=steps(*names), optional=optional, window_ms=2 * 86_400_000,
+        breakdown="device_type", attribution=attribution, exclusions=exclusions, **extra),
+        as_of=as_of)
+    assert ("arrayFold" not in doc["sql"]) is searched
+
+
 def test_exclusions_remove_people_from_every_step(data: Data) -> None:
     spec = FunnelSpec(steps=steps("add_to_cart", "begin_checkout", "purchase"),
                       exclusions=(Exclusion(EventSpec.parse("remove_from_cart")),))
@@ -322,6 +348,30 @@ def test_same_millisecond_steps_follow_message_id_order(tie_warehouse, table: st
     assert reached["e"] == [1, 0, 0]          # one millisecond too late
     a_steps = next(g for g in result.data["groups"] if g["breakdown"] == "a")["steps"]
     assert a_steps[1]["median_s_from_prev"] == 0.0
+    expected = ref.funnel(events, spec, spec.date_from, spec.date_to, LATE_AS_OF)
+    assert {k: [s["people"] for s in v["steps"]] for k, v in expected.items()} == \
+        {g["breakdown"]: [s["people"] for s in g["steps"]] for g in result.data["groups"]}
+
+
+@pytest.mark.parametrize("attribution", ["first", "last"])
+@pytest.mark.parametrize("table", ["current", "before_day_event_seq"])
+def test_an_optional_step_may_be_skipped(tie_warehouse, table: str,  # type: ignore[no-untyped-def]
+                                         attribution: str) -> None:
+    # page_view -> product_view (optional) -> purchase, searched both with packed numbers
+    # (day_event_seq) and with tuples (message_id ties, an older table)
+    warehouse, events = tie_warehouse
+    if table == "before_day_event_seq":
+        warehouse.execute("ALTER TABLE behavior_events DROP COLUMN day_event_seq")
+    spec = FunnelSpec(steps=steps("page_view", "product_view", "purchase"), window_ms=3_600_000,
+                      optional=(2,), breakdown="anonymous_id", attribution=attribution,
+                      date_from=date(2024, 3, 2), date_to=date(2024, 3, 2), as_of=LATE_AS_OF)
+    result = run_funnel(warehouse, spec, "UTC")
+    assert "arrayFold" not in result.sql
+    reached = {g["breakdown"]: [s["people"] for s in g["steps"]] for g in result.data["groups"]}
+    assert reached["a"] == [1, 1, 1]
+    assert reached["b"] == [1, 0, 1]          # b-1 product_view is before the opener: skipped
+    assert reached["c"] == [1, 1, 0]
+    assert reached["e"] == [1, 0, 0]
     expected = ref.funnel(events, spec, spec.date_from, spec.date_to, LATE_AS_OF)
     assert {k: [s["people"] for s in v["steps"]] for k, v in expected.items()} == \
         {g["breakdown"]: [s["people"] for s in g["steps"]] for g in result.data["groups"]}

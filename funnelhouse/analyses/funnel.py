@@ -115,6 +115,11 @@ _SEARCH_NOTES = {
 -- of step k-1 (a repeat of step k-1 aside) if it is step k, within the window opened
 -- by the first step-1 event
 """,
+    "optional": """\
+-- loose order with optional steps: from the highest step done, the next step is the
+-- first event after that step's event of any step it may be next (the next required
+-- step or an optional one before it), the lowest such step, within the window
+""",
     "any": """\
 -- any order, no event two steps: each step is its first event from the opener (the
 -- first event of any step) on, within the window the opener opens
@@ -381,7 +386,8 @@ def build_query(spec: FunnelSpec, columns: dict[str, str], as_of: datetime,
         walked = _walked_by_search(
             n, p_window, tie_type, last_touch=spec.attribution == "last",
             packed=_packs(tie_type, spec.attribution == "last", n, voids=excludes),
-            order=spec.order, exclusions=excludes)
+            order=spec.order, exclusions=excludes,
+            nexts=[_mask(steps) for steps in spec.eligible()] if spec.optional else None)
     else:
         walked = [Cte("walked", f"""\
     -- walk the events once: level = steps done, t0 = when the window opened
@@ -498,11 +504,14 @@ def build_sql(spec: FunnelSpec, columns: dict[str, str], as_of: datetime,
 def _is_plain(spec: FunnelSpec, tie_type: str) -> bool:
     """Every step required, nothing held, in loose or strict order, or in any order when
     no event can be two steps (distinct names, no `*`); with exclusions, loose order and
-    first touch in packed numbers only. The common funnels, answered by a search instead
-    of the general walk (a fold whose state carries two arrays: 9-12 s for a strict or
-    any-order 5-step funnel at 10M)."""
-    if spec.optional or spec.hold:
+    first touch in packed numbers only; with optional steps, loose order and no
+    exclusions. The common funnels, answered by a search instead of the general walk (a
+    fold whose state carries two arrays: 9-12 s for a strict or any-order 5-step funnel
+    at 10M)."""
+    if spec.hold:
         return False
+    if spec.optional:   # loose order only: strict order with optional steps keeps the walk
+        return spec.order == "loose" and not spec.exclusions
     if spec.exclusions:
         return spec.order == "loose" and _packs(tie_type, spec.attribution == "last",
                                                 len(spec.steps), voids=True)
@@ -576,7 +585,8 @@ def _plain_journeys(tie_type: str, last_touch: bool, n: int, *, order: str,
 
 
 def _walked_by_search(n: int, p_window: str, tie_type: str, *, last_touch: bool,
-                     packed: bool, order: str, exclusions: bool = False) -> list[Cte]:
+                     packed: bool, order: str, exclusions: bool = False,
+                     nexts: list[int] | None = None) -> list[Cte]:
     """The plain funnel without a fold: step 1 is the opener; step k is the first event
     of step k after step k-1's event and within the window — one arrayFirstIndex per
     step, the same state the general walk would reach (one event fills one step; ties
@@ -587,7 +597,11 @@ def _walked_by_search(n: int, p_window: str, tie_type: str, *, last_touch: bool,
     the opener on, within the window; the opener does its own step. With exclusions
     (loose order) a person is excluded when, after reaching some level L and before the
     event of step L+1 (or the window's end), an event voids level L: the walk's rule,
-    where filling the next step wins over voiding.
+    where filling the next step wins over voiding. With optional steps (loose order;
+    `nexts`: per level, the mask of the steps the next event may fill) each search finds
+    the first event after the last one used that may fill a step from the level reached,
+    and it fills the lowest such step, as the walk's fill does; at most n - 1 searches,
+    each moving the level up by at least one.
 
     The lambdas read plain arrays (times, ties, hits), not the tuples: a tuple's field
     read per element is what the search spent its time on. One CTE per step keeps each
@@ -615,7 +629,10 @@ def _walked_by_search(n: int, p_window: str, tie_type: str, *, last_touch: bool,
     SELECT person_id, opener, {carried}, opener.1 AS t0, opener.2 AS tie0,
 {unpacked},
         arrayEnumerate(times) AS js
-    FROM journeys""", note=_SEARCH_NOTES[order])]
+    FROM journeys""", note=_SEARCH_NOTES["optional" if nexts else order])]
+    if nexts:
+        return [*ctes, *_optional_search(n, p_window, nexts, packed=packed,
+                                         last_touch=last_touch)]
     strict = order == "strict"
 
     def wanted(k: int) -> str:
@@ -677,6 +694,50 @@ def _walked_by_search(n: int, p_window: str, tie_type: str, *, last_touch: bool,
         CAST(({level}, t0, 0, {excluded}, [{step_times}], 0, 0, 0, 0, [{values}]),
              '{_STATE}') AS state
     FROM {"search_any" if order == "any" else f"search_{n}"}"""))
+    return ctes
+
+
+def _optional_search(n: int, p_window: str, nexts: list[int], *, packed: bool,
+                     last_touch: bool) -> list[Cte]:
+    """Loose order with optional steps, after search_1: search m finds index o{m}, the
+    first event after o{m-1} (after the opener for m = 1) that may fill a step from level
+    l{m-1}, and the level l{m} it reaches (the lowest step it may fill). A level that
+    does not move ends the chain: o{m} = 0 and l{m} = l{m-1} from there on."""
+    masks = _literal_masks(nexts)   # per level + 1: computed here, never user text
+    lowest = "bitCount(bitXor({x}, {x} - 1)) - 1"   # the lowest bit set: a step number
+    ctes = []
+    for m in range(1, n):
+        source = "search_1" if m == 1 else f"search_opt_{m - 1}"
+        level = "1" if m == 1 else f"l{m - 1}"
+        after = "(t > t0 OR (t = t0 AND tie > tie0))" if m == 1 else f"j > o{m - 1}"
+        alive = "" if m == 1 else f"o{m - 1} = 0 OR l{m - 1} = {n}, 0, "
+        hit = f"bitAnd(hits[o{m}], may{m})"
+        ctes.append(Cte(f"search_opt_{m}", f"""    SELECT *,
+        {masks}[{level} + 1] AS may{m},
+        {"if(" if alive else ""}{alive}arrayFirstIndex((t, tie, h, j) -> {after}
+            AND bitAnd(h, may{m}) > 0 AND t - t0 <= {p_window},
+            times, ties, hits, js){")" if alive else ""} AS o{m},
+        if(o{m} = 0, {level}, {lowest.format(x=hit)}) AS l{m}
+    FROM {source}"""))
+    found = "[" + ", ".join(f"o{m}" for m in range(1, n)) + "]"
+    levels = "[" + ", ".join(f"l{m}" for m in range(1, n)) + "]"
+    revenue_of = ("revenues_raw[indexOf(packed_raw, packed[i])]" if packed
+                  else "events[i].revenue")
+    # each level is reached once, by the first search that reached it
+    by_step = (f"arrayMap(k -> if(indexOf({levels}, k) = 0, 0, {found}[indexOf({levels}, k)]),"
+               f" range(2, {n + 1}))")
+    breakdown = (f"if(arrayMax({found}) = 0, opener.4, events[arrayMax({found})].breakdown_value)"
+                 if last_touch else "opener.4")
+    ctes.append(Cte("walked", f"""    SELECT
+        person_id,
+        {breakdown} AS breakdown,  -- {"last" if last_touch else "first"}-touch
+        {by_step} AS step_index,
+        CAST((l{n - 1}, t0, 0, 0,
+              arrayConcat([t0], arrayMap(i -> if(i = 0, 0, times[i]), step_index)),
+              0, 0, 0, 0,
+              arrayConcat([opener.3], arrayMap(i -> if(i = 0, 0., {revenue_of}), step_index))),
+             '{_STATE}') AS state
+    FROM search_opt_{n - 1}"""))
     return ctes
 
 
