@@ -604,8 +604,18 @@ async def _loader_child(args: argparse.Namespace) -> dict[str, Any]:
 
     warehouse = ChdbWarehouse(folder / "warehouse")
     migrate(warehouse, PACKAGE_ROOT / "sql" / "migrations")
+    forgotten = None
+    if args.forgotten:
+        # Someone was forgotten once: from then on the loader checks every row's ids.
+        from funnelhouse.people.forget import ForgottenSet, hash_id
+
+        warehouse.insert_json_rows("forgotten_ids", [json.dumps(
+            {"id_hash": hash_id("someone forgotten"),
+             "forgotten_at": "2024-03-01 00:00:00.000"}).encode()])
+        forgotten = ForgottenSet(warehouse)
     await source.start()
-    loader_ = Loader(source, warehouse, batch_rows=50_000, batch_seconds=0.5)
+    loader_ = Loader(source, warehouse, batch_rows=50_000, batch_seconds=0.5,
+                     forgotten=forgotten)
     # Where the drain's time goes: reading the queue, inserting, committing.
     spent = {"read": 0.0, "insert": 0.0, "commit": 0.0}
 
@@ -640,6 +650,7 @@ async def _loader_child(args: argparse.Namespace) -> dict[str, Any]:
     import resource
 
     return {"queue": args.queue, "rows": args.rows, "loaded": loaded,
+            "forgotten": bool(args.forgotten),
             "distinct_in_table": int(in_table),   # the generator repeats some message ids
             "drain_split_s": {k: round(v, 2) for k, v in split.items()},
             "seconds": seconds, "first_batch_seconds": first_seconds,
@@ -922,6 +933,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=0)
     parser.add_argument("--folder")
     parser.add_argument("--bootstrap", default="")
+    parser.add_argument("--forgotten", action="store_true",
+                        help="loader child: one person forgotten (every row's ids checked)")
     args = parser.parse_args()
 
     if args.child == "loader":

@@ -1,6 +1,7 @@
-"""The loader's forgotten-person check reads only the id fields of a queued row: it must
-drop exactly the rows a full parse would (ids with escapes, look-alike keys inside string
-values, invalid events' payloads, tombstones, ids that are not strings)."""
+"""The loader's forgotten-person check reads only the id fields of a queued events_raw row:
+it must drop exactly the rows a full parse would (ids with escapes, look-alike keys inside
+string values, tombstones, ids that are not strings, and an invalid event's payload
+should one be among them)."""
 
 from __future__ import annotations
 
@@ -43,7 +44,8 @@ def test_the_id_read_drops_what_a_full_parse_drops(lines: list[bytes], forgotten
                                                    ) -> None:
     hashes = frozenset(hash_id(v) for v in forgotten)
     expected = [line for line in lines if not _forgotten_row(line, hashes)]
-    kept, dropped = ForgottenSet(None).keep([b"\n".join(lines)], hashes)  # type: ignore[arg-type]
+    kept, dropped = ForgottenSet(None).keep([b"\n".join(lines)], hashes,  # type: ignore[arg-type]
+                                            raw_rows=True)
     assert (kept[0].split(b"\n") if kept else []) == expected
     assert dropped == len(lines) - len(expected)
 
@@ -54,5 +56,6 @@ def test_a_forgotten_id_in_each_column_and_only_there() -> None:
              queued_row("a", "b", "victim", "{}"),
              queued_row("a", "b", "", orjson.dumps({"user_id": "victim"}).decode()),
              queued_row("victim2", "", "", "{}")]
-    kept, dropped = ForgottenSet(None).keep([b"\n".join(lines)], hashes)  # type: ignore[arg-type]
+    kept, dropped = ForgottenSet(None).keep([b"\n".join(lines)], hashes,  # type: ignore[arg-type]
+                                            raw_rows=True)
     assert dropped == 3 and kept == [b"\n".join(lines[3:])]

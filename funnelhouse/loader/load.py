@@ -114,7 +114,7 @@ class Loader:
         hashes = forgotten.hashes() if forgotten is not None else frozenset()
         if forgotten is not None and hashes:
             # The token stays the batch's: the same rows are dropped again on a retry.
-            events, gone = forgotten.keep(events, hashes)
+            events, gone = forgotten.keep(events, hashes, raw_rows=True)
             invalid, gone_invalid = forgotten.keep(invalid, hashes)
             gone += gone_invalid
             if gone:

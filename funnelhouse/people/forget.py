@@ -413,13 +413,14 @@ class ForgottenSet:
             self._read_at = time.monotonic()
         return self._hashes
 
-    def keep(self, items: list[bytes], hashes: frozenset[str]) -> tuple[list[bytes], int]:
+    def keep(self, items: list[bytes], hashes: frozenset[str], *, raw_rows: bool = False
+             ) -> tuple[list[bytes], int]:
         """Newline-joined JSON rows without those of forgotten people; how many dropped.
 
-        Once anyone has been forgotten every row is checked, so the check reads only the
-        id fields (a byte search, `_row_ids`) and hashes each distinct id once per call:
-        parsing every row and hashing its ids cost 5-8 µs a row, more than the rest of
-        the loader's per-row work."""
+        Once anyone has been forgotten every row is checked, so for events_raw rows
+        (`raw_rows`) the check reads only the three id fields (`_raw_row_ids`), and every
+        id is hashed once per call: parsing every row and hashing each of its ids cost
+        5-8 µs a row, as much as the rest of the loader's per-row work."""
         kept: list[bytes] = []
         dropped = 0
         seen: dict[str, bool] = {}
@@ -431,7 +432,7 @@ class ForgottenSet:
             return known
 
         def forgotten(line: bytes) -> bool:
-            ids = _row_ids(line) if line != TOMBSTONE else None
+            ids = _raw_row_ids(line) if raw_rows else None
             if ids is None:
                 return _forgotten_row(line, hashes)
             return any(v and forgotten_id(v) for v in ids)
@@ -445,22 +446,21 @@ class ForgottenSet:
         return kept, dropped
 
 
-# A row's top-level keys, found by byte search: inside a string value every quote is
-# escaped, so `"user_id":"` can only be that key (as the loader's `_row_key` relies on).
-_ID_KEYS = tuple(f'"{column}":"'.encode() for column in ID_COLUMNS)
-_PAYLOAD_KEY = b'"payload":'
+# An events_raw row's id columns, found by byte search: inside a string value every quote
+# is escaped, so `"user_id":"` can only be that key (as the loader's `_row_key` relies
+# on). The collector writes them near the start of the row, so each search is short;
+# events_raw has no person_id or payload column, whose absence would take a whole scan.
+_RAW_ID_KEYS = tuple(f'"{column}":"'.encode() for column in ID_COLUMNS if column != "person_id")
 
 
-def _row_ids(line: bytes) -> list[str] | None:
-    """The string values of a queued row's id columns, or None when only a parse can
-    tell (a tombstone, an invalid event's payload, an id holding an escape)."""
-    if not line.startswith(b"{") or _PAYLOAD_KEY in line:
-        return None
+def _raw_row_ids(line: bytes) -> list[str] | None:
+    """The id values of an events_raw row, or None when only a parse can tell (a
+    tombstone, an id that is not a string or holds an escape)."""
     ids = []
-    for key in _ID_KEYS:
+    for key in _RAW_ID_KEYS:
         at = line.find(key)
         if at < 0:
-            continue                     # not a key of this row, or not a string
+            return None
         start = at + len(key)
         end = line.find(b'"', start)
         value = line[start:end]
