@@ -423,19 +423,19 @@ class ForgottenSet:
         5-8 µs a row, as much as the rest of the loader's per-row work."""
         kept: list[bytes] = []
         dropped = 0
-        seen: dict[str, bool] = {}
+        seen: dict[bytes, bool] = {}
 
-        def forgotten_id(value: str) -> bool:
+        def forgotten_id(value: bytes) -> bool:
             known = seen.get(value)
             if known is None:
-                known = seen[value] = hash_id(value) in hashes
+                known = seen[value] = hashlib.sha256(value).hexdigest() in hashes
             return known
 
         def forgotten(line: bytes) -> bool:
             ids = _raw_row_ids(line) if raw_rows else None
             if ids is None:
                 return _forgotten_row(line, hashes)
-            return any(v and forgotten_id(v) for v in ids)
+            return any(forgotten_id(v) for v in ids)
 
         for item in items:
             lines = item.split(b"\n")
@@ -453,20 +453,29 @@ class ForgottenSet:
 _RAW_ID_KEYS = tuple(f'"{column}":"'.encode() for column in ID_COLUMNS if column != "person_id")
 
 
-def _raw_row_ids(line: bytes) -> list[str] | None:
-    """The id values of an events_raw row, or None when only a parse can tell (a
-    tombstone, an id that is not a string or holds an escape)."""
+def _raw_row_ids(line: bytes) -> list[bytes] | None:
+    """The non-empty id values of an events_raw row as their UTF-8 bytes (what hash_id
+    hashes), or None when only a parse can tell (a tombstone, an id that is not a
+    string or holds an escape). Each key is looked for after the previous one first:
+    the collector writes them one after another."""
     ids = []
+    pos = 0
     for key in _RAW_ID_KEYS:
-        at = line.find(key)
+        at = line.find(key, pos)
         if at < 0:
-            return None
+            at = line.find(key)          # written in another order
+            if at < 0:
+                return None
         start = at + len(key)
         end = line.find(b'"', start)
-        value = line[start:end]
-        if end < 0 or b"\\" in value:
+        if end < 0:
             return None
-        ids.append(value.decode())
+        if end > start:
+            value = line[start:end]
+            if b"\\" in value:
+                return None
+            ids.append(value)
+        pos = end
     return ids
 
 
