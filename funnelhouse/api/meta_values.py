@@ -139,8 +139,11 @@ def top_values(reader: Warehouse, event: str | None, prop: str | None, q: str | 
     bound: dict[str, Any] = dict(params.for_query())
     where = _event_condition(event, bound)
     bound.update({"q": q, "limit": limit})
-    # events: distinct events, so an order with two lines of one product counts once.
-    sql = (f"SELECT value, uniqExact(message_id) AS events, uniqExact(person_id) AS people "
+    # events: distinct events, so an order with two lines of one product counts once;
+    # without lines a row is an event (behavior_events: one row per message_id), and
+    # count() spares a set of every message_id (3.6-3.9 s of 4 s at 10M events).
+    events = "uniqExact(message_id)" if expr.startswith("arrayJoin(") else "count()"
+    sql = (f"SELECT value, {events} AS events, uniqExact(person_id) AS people "
            f"FROM (SELECT {expr} AS value, message_id, person_id FROM {EVENTS_TABLE} "
            f"WHERE {where}) "
            "WHERE value != '' "
