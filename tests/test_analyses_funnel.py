@@ -190,6 +190,34 @@ def test_optional_steps_searched_or_walked_match_reference(
     assert ("arrayFold" not in doc["sql"]) is searched
 
 
+@pytest.mark.parametrize("attribution", ["first", "last"])
+@pytest.mark.parametrize(("names", "hold", "extra", "searched"), [
+    (("product_view", "add_to_cart", "begin_checkout", "purchase"), "product_id", {}, True),
+    (("product_view", "add_to_cart", "purchase"), "product_id", {"as_of": MID_AS_OF}, True),
+    # the opener may not fill step 2 itself; a later view of the same product does
+    (("product_view", "product_view", "purchase"), "product_id", {}, True),
+    (("page_view", "product_view", "add_to_cart"), "device_type", {}, True),
+    # an opener with several order lines holds its first line's product
+    (("purchase", "product_view", "purchase"), "product_id", {}, True),
+    # the walk: strict order, an optional step, an exclusion
+    (("product_view", "add_to_cart", "purchase"), "product_id", {"order": "strict"}, False),
+    (("product_view", "add_to_cart", "purchase"), "product_id", {"optional": (2,)}, False),
+    (("product_view", "add_to_cart", "purchase"), "product_id",
+     {"exclude": "remove_from_cart"}, False),
+])
+def test_held_property_searched_or_walked_matches_reference(
+        data: Data, attribution: str, names: tuple[str, ...], hold: str, extra: dict,
+        searched: bool) -> None:
+    extra = dict(extra)   # the parameters are shared between runs: not popped in place
+    as_of = extra.pop("as_of", LATE_AS_OF)
+    exclusions = (Exclusion.parse(extra.pop("exclude")),) if "exclude" in extra else ()
+    doc = assert_matches_reference(data, FunnelSpec(
+        steps=steps(*names), hold=hold, window_ms=2 * 86_400_000, breakdown="device_type",
+        attribution=attribution, exclusions=exclusions, **extra), as_of=as_of)
+    assert ("arrayFold" not in doc["sql"]) is searched
+    assert doc["data"]["groups"][0]["steps"][1]["people"] > 0
+
+
 def test_exclusions_remove_people_from_every_step(data: Data) -> None:
     spec = FunnelSpec(steps=steps("add_to_cart", "begin_checkout", "purchase"),
                       exclusions=(Exclusion(EventSpec.parse("remove_from_cart")),))

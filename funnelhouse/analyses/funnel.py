@@ -388,6 +388,8 @@ def build_query(spec: FunnelSpec, columns: dict[str, str], as_of: datetime,
             packed=_packs(tie_type, spec.attribution == "last", n, voids=excludes),
             order=spec.order, exclusions=excludes,
             nexts=[_mask(steps) for steps in spec.eligible()] if spec.optional else None)
+    elif _held_search(spec):
+        walked = _held_walked_by_search(n, p_window, last_touch=spec.attribution == "last")
     else:
         walked = [Cte("walked", f"""\
     -- walk the events once: level = steps done, t0 = when the window opened
@@ -519,6 +521,13 @@ def _is_plain(spec: FunnelSpec, tie_type: str) -> bool:
         names = [s.event for s in spec.steps]
         return len(set(names)) == len(names) and not any(s.any_event for s in spec.steps)
     return True
+
+
+def _held_search(spec: FunnelSpec) -> bool:
+    """A held property in loose order, every step required, no exclusions: searched over
+    the walk's own arrays (the held values ride in each event's tuple)."""
+    return bool(spec.hold) and spec.order == "loose" and not spec.optional \
+        and not spec.exclusions
 
 
 def _packs(tie_type: str, last_touch: bool, n: int, *, voids: bool) -> bool:
@@ -694,6 +703,48 @@ def _walked_by_search(n: int, p_window: str, tie_type: str, *, last_touch: bool,
         CAST(({level}, t0, 0, {excluded}, [{step_times}], 0, 0, 0, 0, [{values}]),
              '{_STATE}') AS state
     FROM {"search_any" if order == "any" else f"search_{n}"}"""))
+    return ctes
+
+
+def _held_walked_by_search(n: int, p_window: str, *, last_touch: bool) -> list[Cte]:
+    """Loose order holding a property, over each person's step events in order (the
+    walk's journeys): the opener is the first step-1 event that may start, and it holds
+    its first offered value h0; step k is the first event of step k after step k-1's,
+    within the window, that offers h0. A step's revenue is that of its lines offering h0
+    (the opener's: its first line's), as in the walk."""
+    ctes = [Cte("search_1", """\
+    -- the opener is step 1: it opens the window at t0 and holds its first value, h0
+    SELECT person_id, events,
+        events.ts AS times, events.hits AS hits, events.holds AS holds,
+        arrayEnumerate(times) AS js,
+        arrayFirstIndex(e -> e.can_start = 1 AND bitTest(e.hits, 1), events) AS i1,
+        times[i1] AS t0,
+        holds[i1][1] AS h0
+    FROM journeys
+    WHERE i1 > 0""", note="""\
+-- loose order holding a property: step k is the first event of step k after the
+-- event of step k-1 that offers the opener's value, within the window it opens
+""")]
+    for k in range(2, n + 1):
+        ctes.append(Cte(f"search_{k}", f"""\
+    SELECT *,
+        if(i{k - 1} = 0, 0, arrayFirstIndex((t, h, hs, j) -> j > i{k - 1} AND bitTest(h, {k})
+            AND has(hs, h0) AND t - t0 <= {p_window}, times, hits, holds, js)) AS i{k}
+    FROM search_{k - 1}"""))
+    indexes = [f"i{k}" for k in range(2, n + 1)]
+    level = " + ".join(["1", *(f"({i} > 0)" for i in indexes)])
+    step_times = ", ".join(["t0", *(f"if({i} > 0, times[{i}], 0)" for i in indexes)])
+    held = "arraySum(arrayMap((h, r) -> if(h = h0, r, 0.), holds[{i}], events[{i}].revenues))"
+    values = ", ".join(["events[i1].revenues[1]",
+                        *(f"if({i} > 0, {held.format(i=i)}, 0.)" for i in indexes)])
+    last = f"greatest(i1, {', '.join(indexes)})" if last_touch else "i1"
+    ctes.append(Cte("walked", f"""\
+    SELECT
+        person_id,
+        events[{last}].breakdown_value AS breakdown,  -- {"last" if last_touch else "first"}-touch
+        CAST(({level}, t0, 0, 0, [{step_times}], 0, 0, 0, 0, [{values}]),
+             '{_STATE}') AS state
+    FROM search_{n}"""))
     return ctes
 
 
