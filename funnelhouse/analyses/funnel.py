@@ -505,9 +505,8 @@ def build_sql(spec: FunnelSpec, columns: dict[str, str], as_of: datetime,
 
 def _is_plain(spec: FunnelSpec, tie_type: str) -> bool:
     """Every step required, nothing held, in loose or strict order, or in any order when
-    no event can be two steps (distinct names, no `*`); with exclusions, loose order and
-    first touch in packed numbers only; with optional steps, loose order and no
-    exclusions. The common funnels, answered by a search instead of the general walk (a
+    no event can be two steps (distinct names, no `*`); with exclusions or optional steps
+    (not both), loose order. The common funnels, answered by a search instead of the general walk (a
     fold whose state carries two arrays: 9-12 s for a strict or any-order 5-step funnel
     at 10M)."""
     if spec.hold:
@@ -515,8 +514,7 @@ def _is_plain(spec: FunnelSpec, tie_type: str) -> bool:
     if spec.optional:   # loose order only: strict order with optional steps keeps the walk
         return spec.order == "loose" and not spec.exclusions
     if spec.exclusions:
-        return spec.order == "loose" and _packs(tie_type, spec.attribution == "last",
-                                                len(spec.steps), voids=True)
+        return spec.order == "loose"
     if spec.order == "any":
         names = [s.event for s in spec.steps]
         return len(set(names)) == len(names) and not any(s.any_event for s in spec.steps)
@@ -575,10 +573,11 @@ def _plain_journeys(tie_type: str, last_touch: bool, n: int, *, order: str,
     else:
         breakdown, breakdown_type = (", breakdown_value", ", breakdown_value String") \
             if last_touch else ("", "")
+        void, void_type = (", voids", ", voids UInt64") if voids else ("", "")
         events = (f"arraySort(groupArrayIf(\n"
-                  f"            CAST((ts, tie, hits, event_revenue{breakdown}),\n"
+                  f"            CAST((ts, tie, hits, event_revenue{breakdown}{void}),\n"
                   f"                 'Tuple(ts Int64, tie {tie_type}, hits UInt64, "
-                  f"revenue Float64{breakdown_type})'),\n"
+                  f"revenue Float64{breakdown_type}{void_type})'),\n"
                   f"            {later})) AS events")
     return Cte("journeys", f"""\
     -- each person's opener (the first step-1 event that may start an attempt) and the
@@ -632,6 +631,8 @@ def _walked_by_search(n: int, p_window: str, tie_type: str, *, last_touch: bool,
         carried = "packed_raw, revenues_raw, packed"
     else:
         unpacked = "        events.ts AS times, events.tie AS ties, events.hits AS hits"
+        if exclusions:
+            unpacked += ", events.voids AS voids"
         carried = "events"
     ctes = [Cte("search_1", f"""\
     -- the opener is step 1 and opens the window at t0
@@ -692,13 +693,20 @@ def _walked_by_search(n: int, p_window: str, tie_type: str, *, last_touch: bool,
         # the last step reached is the greatest index: the indexes only grow along the
         # chain, and in any order the last new step is the latest event found
         last = "greatest(" + ", ".join(indexes) + ")" if len(indexes) > 1 else indexes[0]
+        if exclusions:
+            # the walk stops at the first voiding event, at the lowest level voided: its
+            # last step is that level's (the search's indexes go on past the void)
+            stopped_at = ("[0, " + ", ".join(f"i{k}" for k in range(2, n)) + "]"
+                          f"[arrayFirstIndex(x -> x, [{', '.join(_voided_levels(n, p_window))}])]")
+            last = f"if(excluded_here, {stopped_at}, {last})"
         breakdown = f"if({last} = 0, opener.4, events[{last}].breakdown_value)"
     else:
         breakdown = "opener.4"
-    excluded = _voided(n, p_window) if exclusions else "0"
+    excluded = "excluded_here" if exclusions else "0"
+    voided = (f"\n        {_voided(n, p_window)} AS excluded_here," if exclusions else "")
     ctes.append(Cte("walked", f"""\
     SELECT
-        person_id,
+        person_id,{voided}
         {breakdown} AS breakdown,  -- {"last" if last_touch else "first"}-touch
         CAST(({level}, t0, 0, {excluded}, [{step_times}], 0, 0, 0, 0, [{values}]),
              '{_STATE}') AS state
@@ -794,8 +802,14 @@ def _optional_search(n: int, p_window: str, nexts: list[int], *, packed: bool,
 
 def _voided(n: int, p_window: str) -> str:
     """Loose order: is there, for some level L reached, an event voiding L after L's event
-    and before step L+1's (or within the window when L+1 was not reached)? Level 1's
-    event is the opener, which is not in the array: after it means after (t0, tie0)."""
+    and before step L+1's (or within the window when L+1 was not reached)?"""
+    levels = _voided_levels(n, p_window)
+    return "toUInt8(" + "\n          OR ".join(levels) + ")" if levels else "0"
+
+
+def _voided_levels(n: int, p_window: str) -> list[str]:
+    """Per level L = 1..n-1, is L voided (see _voided)? Level 1's event is the opener,
+    which is not in the array: after it means after (t0, tie0)."""
     levels = []
     for level in range(1, n):
         after = "(t > t0 OR (t = t0 AND tie > tie0))" if level == 1 else f"j > i{level}"
@@ -804,7 +818,7 @@ def _voided(n: int, p_window: str) -> str:
         levels.append(f"({reached}arrayExists((t, tie, v, j) -> {after} AND {before}\n"
                       f"            AND bitTest(v, {level}) AND t - t0 <= {p_window}, "
                       f"times, ties, voids, js))")
-    return "toUInt8(" + "\n          OR ".join(levels) + ")" if levels else "0"
+    return levels
 
 
 def _state(level: str, t0: str, stopped: str, excluded: str, times: str, done: str, hold: str,
