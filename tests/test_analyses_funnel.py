@@ -236,8 +236,15 @@ def test_exclusions_remove_people_from_every_step(data: Data) -> None:
     (SHOP, ("remove_from_cart@2-4", "product_view@1-3"), {"attribution": "last"}, True),
     ((*SHOP, *SHOP[1:], "page_view", "add_to_cart", "purchase"), ("remove_from_cart",), {},
      True),
-    # the walk: strict order
-    (SHOP, ("remove_from_cart",), {"order": "strict"}, False),
+    # strict order: voiding up to the step event that ends the attempt, none after it
+    # (a page view after step 2 voids level 2 and would end the attempt: voiding wins)
+    (SHOP, ("remove_from_cart", "page_view@2-3"), {"order": "strict"}, True),
+    (SHOP, ("remove_from_cart@2-4", "product_view@1-3"), {"order": "strict"}, True),
+    (SHOP, ("search@1-3", "add_to_cart@3-5"), {"order": "strict", "attribution": "last"}, True),
+    (("page_view", "page_view", "product_view", "page_view", "add_to_cart"),
+     ("search@1-4", "product_view@1-2"), {"order": "strict"}, True),
+    # the walk: any order
+    (("product_view", "search", "add_to_cart"), ("remove_from_cart",), {"order": "any"}, False),
 ])
 def test_exclusions_searched_or_walked_match_reference(
         data: Data, names: tuple[str, ...], exclusions: tuple[str, ...],

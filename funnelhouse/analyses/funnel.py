@@ -504,17 +504,17 @@ def build_sql(spec: FunnelSpec, columns: dict[str, str], as_of: datetime,
 
 
 def _is_plain(spec: FunnelSpec, tie_type: str) -> bool:
-    """Every step required, nothing held, in loose or strict order, or in any order when
-    no event can be two steps (distinct names, no `*`); with exclusions or optional steps
-    (not both), loose order. The common funnels, answered by a search instead of the general walk (a
-    fold whose state carries two arrays: 9-12 s for a strict or any-order 5-step funnel
-    at 10M)."""
+    """Nothing held, in loose or strict order, or in any order when no event can be two
+    steps (distinct names, no `*`) and nothing is excluded; optional steps in loose order
+    only and not with exclusions. The common funnels, answered by a search instead of
+    the general walk (a fold whose state carries two arrays: 9-12 s for a strict or
+    any-order 5-step funnel at 10M)."""
     if spec.hold:
         return False
     if spec.optional:   # loose order only: strict order with optional steps keeps the walk
         return spec.order == "loose" and not spec.exclusions
     if spec.exclusions:
-        return spec.order == "loose"
+        return spec.order in ("loose", "strict")
     if spec.order == "any":
         names = [s.event for s in spec.steps]
         return len(set(names)) == len(names) and not any(s.any_event for s in spec.steps)
@@ -696,14 +696,16 @@ def _walked_by_search(n: int, p_window: str, tie_type: str, *, last_touch: bool,
         if exclusions:
             # the walk stops at the first voiding event, at the lowest level voided: its
             # last step is that level's (the search's indexes go on past the void)
+            levels = ", ".join(_voided_levels(n, p_window, strict))
             stopped_at = ("[0, " + ", ".join(f"i{k}" for k in range(2, n)) + "]"
-                          f"[arrayFirstIndex(x -> x, [{', '.join(_voided_levels(n, p_window))}])]")
+                          f"[arrayFirstIndex(x -> x, [{levels}])]")
             last = f"if(excluded_here, {stopped_at}, {last})"
         breakdown = f"if({last} = 0, opener.4, events[{last}].breakdown_value)"
     else:
         breakdown = "opener.4"
     excluded = "excluded_here" if exclusions else "0"
-    voided = (f"\n        {_voided(n, p_window)} AS excluded_here," if exclusions else "")
+    voided = (f"\n        {_voided(n, p_window, strict)} AS excluded_here," if exclusions
+              else "")
     ctes.append(Cte("walked", f"""\
     SELECT
         person_id,{voided}
@@ -800,20 +802,24 @@ def _optional_search(n: int, p_window: str, nexts: list[int], *, packed: bool,
     return ctes
 
 
-def _voided(n: int, p_window: str) -> str:
-    """Loose order: is there, for some level L reached, an event voiding L after L's event
-    and before step L+1's (or within the window when L+1 was not reached)?"""
-    levels = _voided_levels(n, p_window)
+def _voided(n: int, p_window: str, strict: bool = False) -> str:
+    """Is there, for some level L reached, an event voiding L after L's event and before
+    step L+1's (or within the window when L+1 was not reached)? In strict order the
+    attempt also ends at the first step event after L's that is not step L+1 (c{L+1}):
+    an event voiding L up to and including that one excludes (voiding comes before
+    stopping in the walk), none after it."""
+    levels = _voided_levels(n, p_window, strict)
     return "toUInt8(" + "\n          OR ".join(levels) + ")" if levels else "0"
 
 
-def _voided_levels(n: int, p_window: str) -> list[str]:
+def _voided_levels(n: int, p_window: str, strict: bool = False) -> list[str]:
     """Per level L = 1..n-1, is L voided (see _voided)? Level 1's event is the opener,
     which is not in the array: after it means after (t0, tie0)."""
     levels = []
     for level in range(1, n):
         after = "(t > t0 OR (t = t0 AND tie > tie0))" if level == 1 else f"j > i{level}"
-        before = f"(i{level + 1} = 0 OR j < i{level + 1})"
+        before = (f"(c{level + 1} = 0 OR j < c{level + 1} OR (j = c{level + 1} AND "
+                  f"i{level + 1} = 0))" if strict else f"(i{level + 1} = 0 OR j < i{level + 1})")
         reached = "" if level == 1 else f"i{level} > 0 AND "
         levels.append(f"({reached}arrayExists((t, tie, v, j) -> {after} AND {before}\n"
                       f"            AND bitTest(v, {level}) AND t - t0 <= {p_window}, "
