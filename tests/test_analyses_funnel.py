@@ -173,9 +173,14 @@ def test_filters_exclusion_optional_and_held_property_match_reference(data: Data
     # optional one (the lowest), as in the walk; the opener may not fill step 2
     (("page_view", "product_view", "product_view", "purchase"), (2,), {}, True),
     (("page_view", "page_view", "product_view", "page_view", "purchase"), (2, 4), {}, True),
-    # the walk: strict order, exclusions
-    (SHOP, (2,), {"order": "strict"}, False),
-    (SHOP, (3,), {"exclude": "remove_from_cart"}, False),
+    # strict order: the first event of another step fills a step it may, or ends it
+    (SHOP, (2,), {"order": "strict"}, True),
+    (("page_view", "page_view", "product_view", "page_view", "add_to_cart"), (2, 4),
+     {"order": "strict"}, True),
+    # exclusions: voiding the level reached, until the next step is filled
+    (SHOP, (3,), {"exclude": "remove_from_cart"}, True),
+    (SHOP, (2, 3), {"exclude": "product_view@1-4"}, True),
+    (SHOP, (3,), {"exclude": "page_view@2-4", "order": "strict"}, True),
 ])
 def test_optional_steps_searched_or_walked_match_reference(
         data: Data, attribution: str, names: tuple[str, ...], optional: tuple[int, ...],
@@ -188,6 +193,7 @@ def test_optional_steps_searched_or_walked_match_reference(
         breakdown="device_type", attribution=attribution, exclusions=exclusions, **extra),
         as_of=as_of)
     assert ("arrayFold" not in doc["sql"]) is searched
+    assert doc["summary"]["excluded"] > 0 or not exclusions
 
 
 @pytest.mark.parametrize("attribution", ["first", "last"])

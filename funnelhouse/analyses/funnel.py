@@ -116,9 +116,10 @@ _SEARCH_NOTES = {
 -- by the first step-1 event
 """,
     "optional": """\
--- loose order with optional steps: from the highest step done, the next step is the
--- first event after that step's event of any step it may be next (the next required
--- step or an optional one before it), the lowest such step, within the window
+-- optional steps: from the highest step done, the next step is the first event after
+-- that step's event of any step it may be next (the next required step or an optional
+-- one before it), the lowest such step, within the window; in strict order the first
+-- event of another step fills or ends the attempt
 """,
     "any": """\
 -- any order, no event two steps: each step is its first event from the opener (the
@@ -505,14 +506,13 @@ def build_sql(spec: FunnelSpec, columns: dict[str, str], as_of: datetime,
 
 def _is_plain(spec: FunnelSpec, tie_type: str) -> bool:
     """Nothing held, in loose or strict order, or in any order when no event can be two
-    steps (distinct names, no `*`) and nothing is excluded; optional steps in loose order
-    only and not with exclusions. The common funnels, answered by a search instead of
-    the general walk (a fold whose state carries two arrays: 9-12 s for a strict or
-    any-order 5-step funnel at 10M)."""
+    steps (distinct names, no `*`) and nothing is excluded. The common funnels, answered
+    by a search instead of the general walk (a fold whose state carries two arrays:
+    9-12 s for a strict or any-order 5-step funnel at 10M)."""
     if spec.hold:
         return False
-    if spec.optional:   # loose order only: strict order with optional steps keeps the walk
-        return spec.order == "loose" and not spec.exclusions
+    if spec.optional:   # (any order has none)
+        return spec.order in ("loose", "strict")
     if spec.exclusions:
         return spec.order in ("loose", "strict")
     if spec.order == "any":
@@ -642,7 +642,8 @@ def _walked_by_search(n: int, p_window: str, tie_type: str, *, last_touch: bool,
     FROM journeys""", note=_SEARCH_NOTES["optional" if nexts else order])]
     if nexts:
         return [*ctes, *_optional_search(n, p_window, nexts, packed=packed,
-                                         last_touch=last_touch)]
+                                         last_touch=last_touch, strict=order == "strict",
+                                         exclusions=exclusions)]
     strict = order == "strict"
 
     def wanted(k: int) -> str:
@@ -759,41 +760,67 @@ def _held_walked_by_search(n: int, p_window: str, *, last_touch: bool) -> list[C
 
 
 def _optional_search(n: int, p_window: str, nexts: list[int], *, packed: bool,
-                     last_touch: bool) -> list[Cte]:
-    """Loose order with optional steps, after search_1: search m finds index o{m}, the
-    first event after o{m-1} (after the opener for m = 1) that may fill a step from level
-    l{m-1}, and the level l{m} it reaches (the lowest step it may fill). A level that
-    does not move ends the chain: o{m} = 0 and l{m} = l{m-1} from there on."""
+                     last_touch: bool, strict: bool = False, exclusions: bool = False
+                     ) -> list[Cte]:
+    """Optional steps, after search_1: search m finds index o{m}, the first event after
+    o{m-1} (after the opener for m = 1) that may fill a step from level l{m-1}, and the
+    level l{m} it reaches (the lowest step it may fill). A level that does not move ends
+    the chain: o{m} = 0 and l{m} = l{m-1} from there on. In strict order the candidate
+    c{m} is the first event of a step other than level l{m-1}'s: it fills if it may,
+    else the attempt ends. With exclusions, an event voiding level l{m-1} after o{m-1}
+    and before o{m} (in strict order up to and including a c{m} that ends the attempt)
+    excludes the person."""
     masks = _literal_masks(nexts)   # per level + 1: computed here, never user text
     lowest = "bitCount(bitXor({x}, {x} - 1)) - 1"   # the lowest bit set: a step number
     ctes = []
+    voids = []
     for m in range(1, n):
         source = "search_1" if m == 1 else f"search_opt_{m - 1}"
         level = "1" if m == 1 else f"l{m - 1}"
         after = "(t > t0 OR (t = t0 AND tie > tie0))" if m == 1 else f"j > o{m - 1}"
         alive = "" if m == 1 else f"o{m - 1} = 0 OR l{m - 1} = {n}, 0, "
+        wanted = (f"bitAnd(h, bitNot(bitShiftLeft(toUInt64(1), {level}))) > 0" if strict
+                  else f"bitAnd(h, may{m}) > 0")
+        found = (f" AS c{m},\n        if(bitAnd(hits[c{m}], may{m}) > 0, c{m}, 0) AS o{m}"
+                 if strict else f" AS o{m}")
         hit = f"bitAnd(hits[o{m}], may{m})"
-        ctes.append(Cte(f"search_opt_{m}", f"""    SELECT *,
+        ctes.append(Cte(f"search_opt_{m}", f"""\
+    SELECT *,
         {masks}[{level} + 1] AS may{m},
         {"if(" if alive else ""}{alive}arrayFirstIndex((t, tie, h, j) -> {after}
-            AND bitAnd(h, may{m}) > 0 AND t - t0 <= {p_window},
-            times, ties, hits, js){")" if alive else ""} AS o{m},
+            AND {wanted} AND t - t0 <= {p_window},
+            times, ties, hits, js){")" if alive else ""}{found},
         if(o{m} = 0, {level}, {lowest.format(x=hit)}) AS l{m}
     FROM {source}"""))
-    found = "[" + ", ".join(f"o{m}" for m in range(1, n)) + "]"
+        reached = "" if m == 1 else f"o{m - 1} > 0 AND "
+        end = f"c{m}" if strict else f"o{m}"
+        voids.append(f"({reached}{level} < {n} AND arrayExists((t, tie, v, j) -> {after}\n"
+                     f"            AND ({end} = 0 OR j < {end} OR (j = {end} AND o{m} = 0))\n"
+                     f"            AND bitTest(v, {level}) AND t - t0 <= {p_window}, "
+                     f"times, ties, voids, js))")
+    found_list = "[" + ", ".join(f"o{m}" for m in range(1, n)) + "]"
     levels = "[" + ", ".join(f"l{m}" for m in range(1, n)) + "]"
     revenue_of = ("revenues_raw[indexOf(packed_raw, packed[i])]" if packed
                   else "events[i].revenue")
     # each level is reached once, by the first search that reached it
-    by_step = (f"arrayMap(k -> if(indexOf({levels}, k) = 0, 0, {found}[indexOf({levels}, k)]),"
-               f" range(2, {n + 1}))")
-    breakdown = (f"if(arrayMax({found}) = 0, opener.4, events[arrayMax({found})].breakdown_value)"
+    by_step = (f"arrayMap(k -> if(indexOf({levels}, k) = 0, 0, "
+               f"{found_list}[indexOf({levels}, k)]), range(2, {n + 1}))")
+    last = f"arrayMax({found_list})"
+    if exclusions and last_touch:
+        # the walk stops at the first voiding event: its last step is the one before
+        stopped_at = ("[0, " + ", ".join(f"o{m}" for m in range(1, n - 1)) + "]"
+                      f"[arrayFirstIndex(x -> x, [{', '.join(voids)}])]")
+        last = f"if(excluded_here, {stopped_at}, {last})"
+    breakdown = (f"if({last} = 0, opener.4, events[{last}].breakdown_value)"
                  if last_touch else "opener.4")
-    ctes.append(Cte("walked", f"""    SELECT
-        person_id,
+    voided = ("\n        toUInt8(" + "\n          OR ".join(voids) + ") AS excluded_here,"
+              if exclusions else "")
+    ctes.append(Cte("walked", f"""\
+    SELECT
+        person_id,{voided}
         {breakdown} AS breakdown,  -- {"last" if last_touch else "first"}-touch
         {by_step} AS step_index,
-        CAST((l{n - 1}, t0, 0, 0,
+        CAST((l{n - 1}, t0, 0, {"excluded_here" if exclusions else "0"},
               arrayConcat([t0], arrayMap(i -> if(i = 0, 0, times[i]), step_index)),
               0, 0, 0, 0,
               arrayConcat([opener.3], arrayMap(i -> if(i = 0, 0., {revenue_of}), step_index))),
