@@ -249,8 +249,15 @@ def test_exclusions_remove_people_from_every_step(data: Data) -> None:
     (SHOP, ("search@1-3", "add_to_cart@3-5"), {"order": "strict", "attribution": "last"}, True),
     (("page_view", "page_view", "product_view", "page_view", "add_to_cart"),
      ("search@1-4", "product_view@1-2"), {"order": "strict"}, True),
-    # the walk: any order
-    (("product_view", "search", "add_to_cart"), ("remove_from_cart",), {"order": "any"}, False),
+    # any order: the level when a void happens is the number of steps found before it
+    (("product_view", "search", "add_to_cart", "purchase"), ("remove_from_cart",),
+     {"order": "any"}, True),
+    (("product_view", "search", "add_to_cart", "purchase"), ("remove_from_cart@2-4",
+                                                              "search@1-3"),
+     {"order": "any", "attribution": "last"}, True),
+    # the walk: any order where an event may be two steps
+    (("product_view", "add_to_cart", "product_view"), ("remove_from_cart",), {"order": "any"},
+     False),
 ])
 def test_exclusions_searched_or_walked_match_reference(
         data: Data, names: tuple[str, ...], exclusions: tuple[str, ...],

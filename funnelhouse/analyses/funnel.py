@@ -506,15 +506,10 @@ def build_sql(spec: FunnelSpec, columns: dict[str, str], as_of: datetime,
 
 def _is_plain(spec: FunnelSpec, tie_type: str) -> bool:
     """Nothing held, in loose or strict order, or in any order when no event can be two
-    steps (distinct names, no `*`) and nothing is excluded. The common funnels, answered
-    by a search instead of the general walk (a fold whose state carries two arrays:
-    9-12 s for a strict or any-order 5-step funnel at 10M)."""
+    steps (distinct names, no `*`). Answered by a search instead of the general walk (a
+    fold whose state carries two arrays: 9-15 s for a 5-step funnel at 10M)."""
     if spec.hold:
         return False
-    if spec.optional:   # (any order has none)
-        return spec.order in ("loose", "strict")
-    if spec.exclusions:
-        return spec.order in ("loose", "strict")
     if spec.order == "any":
         names = [s.event for s in spec.steps]
         return len(set(names)) == len(names) and not any(s.any_event for s in spec.steps)
@@ -694,7 +689,11 @@ def _walked_by_search(n: int, p_window: str, tie_type: str, *, last_touch: bool,
         # the last step reached is the greatest index: the indexes only grow along the
         # chain, and in any order the last new step is the latest event found
         last = "greatest(" + ", ".join(indexes) + ")" if len(indexes) > 1 else indexes[0]
-        if exclusions:
+        if exclusions and order == "any":
+            # the last step reached before the first voiding event (where the walk stops)
+            last = (f"arrayMax(arrayFilter(i -> i > 0 AND (first_void = 0 OR i < first_void), "
+                    f"[{', '.join(indexes)}]))")
+        elif exclusions:
             # the walk stops at the first voiding event, at the lowest level voided: its
             # last step is that level's (the search's indexes go on past the void)
             levels = ", ".join(_voided_levels(n, p_window, strict))
@@ -707,6 +706,9 @@ def _walked_by_search(n: int, p_window: str, tie_type: str, *, last_touch: bool,
     excluded = "excluded_here" if exclusions else "0"
     voided = (f"\n        {_voided(n, p_window, strict)} AS excluded_here," if exclusions
               else "")
+    if exclusions and order == "any":
+        voided = (f"\n        {_any_order_void(n, p_window)} AS first_void,"
+                  "\n        first_void > 0 AS excluded_here,")
     ctes.append(Cte("walked", f"""\
     SELECT
         person_id,{voided}
@@ -827,6 +829,17 @@ def _optional_search(n: int, p_window: str, nexts: list[int], *, packed: bool,
              '{_STATE}') AS state
     FROM search_opt_{n - 1}"""))
     return ctes
+
+
+def _any_order_void(n: int, p_window: str) -> str:
+    """Any order: the index of the first event after the opener, within the window, that
+    voids the level reached when it happens (the steps found before it) and fills no
+    step of its own (filling wins); 0 if none. Once every step is done nothing voids."""
+    found = "[" + ", ".join(f"i{k}" for k in range(1, n + 1)) + "]"
+    level = " + ".join(f"(i{k} > 0 AND i{k} < j)" for k in range(1, n + 1))
+    return (f"arrayFirstIndex((t, tie, v, j) -> (t > t0 OR (t = t0 AND tie > tie0))\n"
+            f"            AND t - t0 <= {p_window} AND NOT has({found}, j)\n"
+            f"            AND bitTest(v, {level}) AND ({level}) < {n}, times, ties, voids, js)")
 
 
 def _voided(n: int, p_window: str, strict: bool = False) -> str:
