@@ -205,8 +205,11 @@ def test_optional_steps_searched_or_walked_match_reference(
     (("page_view", "product_view", "add_to_cart"), "device_type", {}, True),
     # an opener with several order lines holds its first line's product
     (("purchase", "product_view", "purchase"), "product_id", {}, True),
-    # the walk: strict order, an optional step, an exclusion
-    (("product_view", "add_to_cart", "purchase"), "product_id", {"order": "strict"}, False),
+    # strict order: the first event offering the value of another step fills or ends it
+    (("product_view", "add_to_cart", "purchase"), "product_id", {"order": "strict"}, True),
+    (("product_view", "product_view", "add_to_cart", "product_view"), "product_id",
+     {"order": "strict"}, True),
+    # the walk: an optional step, an exclusion
     (("product_view", "add_to_cart", "purchase"), "product_id", {"optional": (2,)}, False),
     (("product_view", "add_to_cart", "purchase"), "product_id",
      {"exclude": "remove_from_cart"}, False),

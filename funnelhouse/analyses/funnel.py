@@ -390,7 +390,8 @@ def build_query(spec: FunnelSpec, columns: dict[str, str], as_of: datetime,
             order=spec.order, exclusions=excludes,
             nexts=[_mask(steps) for steps in spec.eligible()] if spec.optional else None)
     elif _held_search(spec):
-        walked = _held_walked_by_search(n, p_window, last_touch=spec.attribution == "last")
+        walked = _held_walked_by_search(n, p_window, last_touch=spec.attribution == "last",
+                                        strict=spec.order == "strict")
     else:
         walked = [Cte("walked", f"""\
     -- walk the events once: level = steps done, t0 = when the window opened
@@ -517,9 +518,9 @@ def _is_plain(spec: FunnelSpec, tie_type: str) -> bool:
 
 
 def _held_search(spec: FunnelSpec) -> bool:
-    """A held property in loose order, every step required, no exclusions: searched over
-    the walk's own arrays (the held values ride in each event's tuple)."""
-    return bool(spec.hold) and spec.order == "loose" and not spec.optional \
+    """A held property in loose or strict order, every step required, no exclusions:
+    searched over the walk's own arrays (the held values ride in each event's tuple)."""
+    return bool(spec.hold) and spec.order in ("loose", "strict") and not spec.optional \
         and not spec.exclusions
 
 
@@ -719,12 +720,15 @@ def _walked_by_search(n: int, p_window: str, tie_type: str, *, last_touch: bool,
     return ctes
 
 
-def _held_walked_by_search(n: int, p_window: str, *, last_touch: bool) -> list[Cte]:
-    """Loose order holding a property, over each person's step events in order (the
-    walk's journeys): the opener is the first step-1 event that may start, and it holds
-    its first offered value h0; step k is the first event of step k after step k-1's,
-    within the window, that offers h0. A step's revenue is that of its lines offering h0
-    (the opener's: its first line's), as in the walk."""
+def _held_walked_by_search(n: int, p_window: str, *, last_touch: bool,
+                           strict: bool = False) -> list[Cte]:
+    """Holding a property, over each person's step events in order (the walk's
+    journeys): the opener is the first step-1 event that may start, and it holds its
+    first offered value h0; step k is the first event of step k after step k-1's, within
+    the window, that offers h0. In strict order the first event offering h0 of a step
+    other than k-1 fills step k if it is step k, else ends the attempt (events offering
+    other values are let pass, as in the walk). A step's revenue is that of its lines
+    offering h0 (the opener's: its first line's), as in the walk."""
     ctes = [Cte("search_1", """\
     -- the opener is step 1: it opens the window at t0 and holds its first value, h0
     SELECT person_id, events,
@@ -739,10 +743,14 @@ def _held_walked_by_search(n: int, p_window: str, *, last_touch: bool) -> list[C
 -- event of step k-1 that offers the opener's value, within the window it opens
 """)]
     for k in range(2, n + 1):
+        wanted = (f"bitAnd(h, bitNot(toUInt64({1 << (k - 1)}))) > 0" if strict
+                  else f"bitTest(h, {k})")
+        found = (f" AS c{k},\n        if(c{k} > 0 AND bitTest(hits[c{k}], {k}), c{k}, 0) AS i{k}"
+                 if strict else f" AS i{k}")
         ctes.append(Cte(f"search_{k}", f"""\
     SELECT *,
-        if(i{k - 1} = 0, 0, arrayFirstIndex((t, h, hs, j) -> j > i{k - 1} AND bitTest(h, {k})
-            AND has(hs, h0) AND t - t0 <= {p_window}, times, hits, holds, js)) AS i{k}
+        if(i{k - 1} = 0, 0, arrayFirstIndex((t, h, hs, j) -> j > i{k - 1} AND {wanted}
+            AND has(hs, h0) AND t - t0 <= {p_window}, times, hits, holds, js)){found}
     FROM search_{k - 1}"""))
     indexes = [f"i{k}" for k in range(2, n + 1)]
     level = " + ".join(["1", *(f"({i} > 0)" for i in indexes)])
