@@ -22,8 +22,8 @@ if TYPE_CHECKING:
 # product field is held). An event offers one held value, or one per order line (holds),
 # with the revenue of each (revenues).
 STATE = ("Tuple(level UInt8, t0 Int64, stopped UInt8, excluded UInt8, times Array(Int64), "
-          "done UInt64, hold UInt64, first_index UInt32, last_index UInt32, "
-          "values Array(Float64))")
+         "done UInt64, hold UInt64, first_index UInt32, last_index UInt32, "
+         "values Array(Float64))")
 # The plain funnel's later-step event as one number: ts · 2^56 + tie · 2^24 + hits. A tie
 # (UInt32) and the hits of up to 23 steps (bits 1..23) fit below ts, so the numbers sort
 # as (ts, tie) do; ts is an Int64, so ts · 2^56 stays inside an Int128.
