@@ -118,7 +118,11 @@ class ForgetResult:
 
 
 def hash_id(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()
+    return _hash_bytes(value.encode())
+
+
+def _hash_bytes(value: bytes) -> str:
+    return hashlib.sha256(value).hexdigest()
 
 
 def _in(column: str, names: list[str]) -> str:
@@ -428,7 +432,7 @@ class ForgottenSet:
         def forgotten_id(value: bytes) -> bool:
             known = seen.get(value)
             if known is None:
-                known = seen[value] = hashlib.sha256(value).hexdigest() in hashes
+                known = seen[value] = _hash_bytes(value) in hashes
             return known
 
         def forgotten(line: bytes) -> bool:
@@ -450,7 +454,8 @@ class ForgottenSet:
 # is escaped, so `"user_id":"` can only be that key (as the loader's `_row_key` relies
 # on). The collector writes them near the start of the row, so each search is short;
 # events_raw has no person_id or payload column, whose absence would take a whole scan.
-_RAW_ID_KEYS = tuple(f'"{column}":"'.encode() for column in ID_COLUMNS if column != "person_id")
+_RAW_ID_KEYS = tuple(f'"{column}":"'.encode()
+                     for column in ("anonymous_id", "user_id", "previous_id"))   # as written
 
 
 def _raw_row_ids(line: bytes) -> list[bytes] | None:
