@@ -11,13 +11,19 @@ import sys
 import time
 from pathlib import Path
 
+import orjson
 import pytest
 
+from funnelhouse.collector.enrich.time import format_ts
 from funnelhouse.collector.sinks.base import Record
 from funnelhouse.collector.sinks.kafka import KafkaSink
+from funnelhouse.config import PACKAGE_ROOT
+from funnelhouse.loader.load import Loader
 from funnelhouse.loader.sources.base import Batch
 from funnelhouse.loader.sources.kafka import KafkaSource
 from funnelhouse.queue.kafka_broker import KafkaBroker
+from funnelhouse.warehouse.chdb import ChdbWarehouse
+from funnelhouse.warehouse.migrate import migrate
 from tests.kafka_support import TokenWarehouse, kafka_broker, running, unique  # noqa: F401
 
 pytestmark = pytest.mark.kafka
@@ -222,9 +228,11 @@ def test_killed_member_partitions_move_to_the_survivor_nothing_lost_or_twice(
                     warehouse.insert_batch(batch)
                     await survivor.commit(batch)
                 assigned = [e["assigned"] for e in child_lines() if "assigned" in e]
-                mine = survivor.status()["assigned"]
-                if assigned and assigned[-1] and mine and \
-                        len(set(assigned[-1]) | set(mine)) == 2 * PARTITIONS:
+                mine = set(survivor.status()["assigned"])
+                # Disjoint as well as covering: the child's last line may still show
+                # its share from before the survivor joined (all six partitions).
+                if assigned and assigned[-1] and mine and not mine & set(assigned[-1]) \
+                        and len(set(assigned[-1]) | mine) == 2 * PARTITIONS:
                     break
             # The share the loop above saw: the child may have logged a batch since.
             child_share = set(assigned[-1])
@@ -282,3 +290,94 @@ def test_killed_member_partitions_move_to_the_survivor_nothing_lost_or_twice(
         if child.poll() is None:
             child.kill()
             child.wait(timeout=10)
+
+
+def _warehouse_row(stream: str, n: int) -> bytes:
+    """An events_raw or events_invalid row as the collector writes it (message_id first)."""
+    if stream == "events":
+        return orjson.dumps({"message_id": f"e{n}", "type": "track", "event": "click",
+                             "anonymous_id": f"a{n % 5}", "source": "web",
+                             "timestamp": "2026-03-01 10:00:00.000", "properties": "{}"})
+    # Received now: the dead-letter table keeps 90 days (TTL).
+    return orjson.dumps({"message_id": f"i{n}", "received_at": format_ts(time.time()),
+                         "source": "web", "type": "track", "event": "click",
+                         "reason": "schema_violation", "errors": [], "schema_version": "1",
+                         "payload": "{}", "request": "{}"})
+
+
+def test_a_batch_split_by_a_rebalance_is_stored_once_by_the_real_loader(
+        kafka_broker: KafkaBroker, tmp_path: Path) -> None:  # noqa: F811
+    """A member inserts a batch of every partition and leaves without committing; the two
+    members that take over split its partitions, so each replays its share under a token
+    the warehouse has not seen. The loader's id checks keep every event and every dead
+    letter once (a token alone would store the shares' rows a second time)."""
+    bootstrap = running(kafka_broker)
+    name, group = unique("split"), unique("group")
+    warehouse = ChdbWarehouse(tmp_path / "wh")
+    migrate(warehouse, PACKAGE_ROOT / "sql" / "migrations")
+
+    async def scenario() -> list[Batch]:
+        sink = KafkaSink(bootstrap, tmp_path, topic_events=f"{name}.events",
+                         topic_invalid=f"{name}.invalid", partitions=PARTITIONS,
+                         retention_hours=1)
+        await sink.start()
+        try:  # many keys: every partition of both topics gets rows
+            await sink.publish([Record(stream, f"web:{n % 17}", _warehouse_row(stream, n))
+                                for n in range(90) for stream in ("events", "invalid")])
+        finally:
+            await sink.stop()
+
+        leaving = source(bootstrap, name, group)
+        await leaving.start()
+        try:
+            whole: Batch | None = None
+            deadline = time.monotonic() + 30
+            while (whole is None or len(ranges_of(whole.token)) < 2 * PARTITIONS) \
+                    and time.monotonic() < deadline:
+                whole = await leaving.next_batch(1000, 2.0) or whole
+            assert whole is not None and len(ranges_of(whole.token)) == 2 * PARTITIONS
+            Loader(leaving, warehouse)._insert(whole)   # landed; never committed
+        finally:
+            await leaving.stop()
+
+        members = [source(bootstrap, name, group) for _ in range(2)]
+        for member in members:   # start() returns once the member has joined
+            await member.start()
+        seen: list[Batch] = []
+        try:
+            # Until the first member has rejoined, it still shows all six partitions.
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                shares = [set(m.status()["assigned"]) for m in members]
+                if all(shares) and not shares[0] & shares[1]:
+                    break
+                await asyncio.sleep(0.1)
+            assert all(shares) and not shares[0] & shares[1]
+            loaders = [Loader(m, warehouse) for m in members]
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not (
+                    len([b for b in seen if b.share_of_earlier_batch]) == 2
+                    and all(m.status()["lag"] == 0 for m in members)):
+                for member, loader in zip(members, loaders, strict=True):
+                    batch = await member.next_batch(1000, 0.5)
+                    if batch is not None:
+                        seen.append(batch)
+                        loader._insert(batch)
+                        await member.commit(batch)
+        finally:
+            for member in members:
+                await member.stop()
+        return seen
+
+    try:
+        seen = asyncio.run(scenario())
+        events = warehouse.query("SELECT count(), uniqExact(message_id) FROM events_raw").rows
+        invalid = warehouse.query(
+            "SELECT count(), uniqExact(message_id) FROM events_invalid").rows
+    finally:
+        warehouse.close()
+    shares = [b for b in seen if b.share_of_earlier_batch]
+    assert len(shares) == 2 and all(b.token.startswith("kafka:") for b in shares)
+    assert sum(len(ranges_of(b.token)) for b in shares) == 2 * PARTITIONS
+    assert events == [[90, 90]]
+    assert invalid == [[90, 90]]

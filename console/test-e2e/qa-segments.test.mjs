@@ -85,6 +85,8 @@ describe('Live QA history and the labelled segment builder', () => {
   test('a segment built with the labelled pickers counts what the preview API answers', TEST, async () => {
     const { page, errors, context } = await newAxePage(browser);
     await login(page, fh.url);
+    const sent = [];
+    page.on('request', (r) => r.url().endsWith('/v1/segments/preview') && sent.push(JSON.parse(r.postData())));
     await page.goto(`${fh.url}/console/#/segments`);
     const group = page.getByRole('group', { name: /^Container 1, group 1/ });
     // Tables are offered by what they hold, not by name.
@@ -101,6 +103,8 @@ describe('Live QA history and the labelled segment builder', () => {
     await eventValue.fill('product_view');
     // Filter 2: a property of product views, picked by its label; its value from the suggestions.
     await group.getByRole('button', { name: '+ Add filter' }).click();
+    // A filter with no column yet is not sent: the count says what is missing.
+    await page.locator('.preview-error', { hasText: 'choose a column for filter 2 in group 1 of container 1' }).waitFor();
     const column = group.getByLabel('Filter 2 column');
     await column.locator('option[value="product_category"]').waitFor({ state: 'attached' });
     const seen = await fh.api('GET', '/v1/meta/properties?event=product_view');
@@ -126,8 +130,6 @@ describe('Live QA history and the labelled segment builder', () => {
     await profile.getByLabel('Filter 1 operator').selectOption('>=');
     await profile.getByLabel('Filter 1 value').fill('1');
 
-    const sent = [];
-    page.on('request', (r) => r.url().endsWith('/v1/segments/preview') && sent.push(JSON.parse(r.postData())));
     const count = page.getByLabel('Live member count');
     const definition = {
       containers: [{
@@ -143,6 +145,8 @@ describe('Live QA history and the labelled segment builder', () => {
     assert.equal(cellNumber(await count.textContent()), direct.members);
     // The pickers change the words, not the definition: the console sent the raw table and column names.
     assert.deepEqual(sent.at(-1).containers, definition.containers);
+    const columns = sent.flatMap((d) => d.containers.flatMap((c) => c.groups.flatMap((g) => g.filters.map((f) => f.column))));
+    assert.ok(columns.length && columns.every((c) => c), 'no preview was sent with a filter still missing its column');
     assert.equal(await page.locator('.preview-error').count(), 0);
     assert.deepEqual(await seriousAxeViolations(page), []);
     await screenshot(page, 'segments-labelled-pickers');

@@ -9,6 +9,7 @@ import re
 import threading
 import time
 from collections.abc import Sequence
+from typing import Literal
 
 import orjson
 from tenacity import (
@@ -136,8 +137,15 @@ class Loader:
             metrics.loader_rows.labels("events_raw").inc(
                 sum(item.count(b"\n") + 1 for item in events))
         if invalid:
-            self.warehouse.insert_json_rows("events_invalid", invalid,
-                                            f"{batch.token}:invalid")
+            token = f"{batch.token}:invalid"
+            if batch.share_of_earlier_batch:
+                # The earlier batch's insert (another token) may have stored these.
+                kept, dropped, _ = first_copies(self.warehouse, invalid,
+                                                stored_in="events_invalid")
+                if dropped:
+                    invalid, token = kept, f"{token}:minus:{_digest(dropped)}"
+            if invalid:
+                self.warehouse.insert_json_rows("events_invalid", invalid, token)
             metrics.loader_rows.labels("events_invalid").inc(batch.invalid_rows)
 
     @staticmethod
@@ -147,9 +155,13 @@ class Loader:
                     state.attempt_number, state.outcome.exception() if state.outcome else None)
 
 
-def first_copies(warehouse: Warehouse, items: Sequence[bytes]
+def first_copies(warehouse: Warehouse, items: Sequence[bytes], *,
+                 stored_in: Literal["message_ids", "events_invalid"] = "message_ids"
                  ) -> tuple[list[bytes], list[str], list[tuple[str, str]]]:
     """`items` (newline-joined JSON rows) without rows whose message_id is already stored.
+
+    `stored_in` is the table that says so: `message_ids` for events, `events_invalid`
+    itself for dead letters.
 
     The first stored copy of a (source, message_id) wins: a later row with that id — a
     retry past the collector's dedup window, or a different payload reusing the id — is
@@ -162,7 +174,7 @@ def first_copies(warehouse: Warehouse, items: Sequence[bytes]
     unique = set(keys)
     # One lookup per batch, by message_ids' primary key (migration 0016).
     stored = {(source, message_id) for source, message_id in warehouse.query(
-        "SELECT source, message_id FROM message_ids WHERE (source, message_id) IN "
+        f"SELECT source, message_id FROM {stored_in} WHERE (source, message_id) IN "
         "(SELECT tupleElement(k, 1), tupleElement(k, 2) FROM (SELECT arrayJoin("
         "JSONExtract({keys:String}, 'Array(Tuple(String, String))')) AS k))",
         {"keys": orjson.dumps(list(unique)).decode()}).rows} if unique else set()

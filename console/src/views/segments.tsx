@@ -124,6 +124,27 @@ export function toDefinition(name: string, containers: ContainerInput[], tables:
   };
 }
 
+/** What the server would refuse for certain in a definition being edited (a filter with no
+ *  column yet, a number compared with nothing), said in the builder's words; null when
+ *  it can be counted. Such a definition is not sent: the count says what is missing. */
+export function unfinished(containers: ContainerInput[], tables: Record<string, TableColumns>): string | null {
+  for (const [ci, container] of containers.entries()) {
+    for (const [gi, group] of container.groups.entries()) {
+      const where = `group ${gi + 1} of container ${ci + 1}`;
+      const columns = tables[group.table] || {};
+      for (const [fi, f] of group.filters.entries()) {
+        if (!f.column.trim()) return `choose a column for filter ${fi + 1} in ${where}`;
+        if (!NO_VALUE.has(f.op) && !f.value.trim() && isNumericType(columns[f.column.trim()])) {
+          return `type a number for filter ${fi + 1} in ${where}`;
+        }
+      }
+      const hi = group.having.findIndex((h) => h.fn !== 'count' && !h.column.trim());
+      if (hi >= 0) return `choose a column for condition ${hi + 1} in ${where}`;
+    }
+  }
+  return null;
+}
+
 export function SegmentsView() {
   const tables = useSegmentTables();
   const list = useRequest<{ segments: SegmentSummary[] }>();
@@ -162,10 +183,16 @@ function Builder({ tables, onSaved }: { tables: Record<string, TableColumns>; on
 
   const definition = useMemo(() => toDefinition(name, containers, tables), [name, containers, tables]);
   const shape = JSON.stringify(definition.containers);
+  const missing = unfinished(containers, tables);
 
   // The live count: debounced, and only the newest answer is shown.
   useEffect(() => {
     const ticket = ++latest.current;
+    if (missing) {
+      setCounting(false);
+      setPreviewError(new Error(missing));
+      return;
+    }
     setCounting(true);
     const timer = setTimeout(async () => {
       try {
@@ -181,7 +208,7 @@ function Builder({ tables, onSaved }: { tables: Record<string, TableColumns>; on
       }
     }, DEBOUNCE_MS);
     return () => clearTimeout(timer);
-  }, [shape]);
+  }, [shape, missing]);
 
   const updateContainer = (ci: number, c: ContainerInput) => setContainers(replaceAt(containers, ci, c));
 

@@ -23,6 +23,10 @@ class Batch:
     event_rows: int = 0
     invalid_rows: int = 0
     position: Any = None                                # source-specific, for commit()
+    # Part of a batch handed out before under another token (Kafka: a rebalance split
+    # its partitions between members). The token cannot catch a repeat of such rows,
+    # so the loader checks dead letters by message id too (events always are).
+    share_of_earlier_batch: bool = False
 
     def __len__(self) -> int:
         return self.event_rows + self.invalid_rows

@@ -19,7 +19,9 @@ for the batch in hand to be committed, as Kafka's own consumers do, so a loader 
 is merely busy does not make its batch move. A batch still uncommitted then is never
 committed by this consumer; its next owner replays it. If the new assignment splits
 such a batch between consumers, each re-reads its share under the token of that
-share; the warehouse's row-level dedup (message_id) covers that rare case.
+share, marked as such: the loader then drops rows whose (source, message_id) is already
+stored, in events_raw (as always) and in events_invalid (only then), since the dead
+member's insert under the whole batch's token may have landed.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ class _Replay:
     """A batch handed out before (by us or a previous owner) that must come back whole."""
 
     ranges: Ranges
+    share: bool = False  # only some of its partitions are ours: another token
     rows: dict[TopicPartition, list[Any]] = field(default_factory=dict)
 
 
@@ -265,7 +268,7 @@ class KafkaSource:
             if len(ranges) < size:
                 log.warning("pending batch %s split by a rebalance: replaying %d of its %d "
                             "partitions under their own token", batch_id, len(ranges), size)
-            self._replays.append(_Replay(ranges))
+            self._replays.append(_Replay(ranges, share=len(ranges) < size))
 
     async def _replay(self, replay: _Replay, epoch: int) -> Batch | None:
         """Re-read exactly the recorded ranges, however long that takes (within bounds)."""
@@ -295,7 +298,9 @@ class KafkaSource:
             for tp in open_tps:
                 consumer.seek(tp, replay.ranges[tp][1] + 1)
         self._replays.remove(replay)
-        return self._batch(replay.ranges, replay.rows, epoch)
+        batch = self._batch(replay.ranges, replay.rows, epoch)
+        batch.share_of_earlier_batch = replay.share
+        return batch
 
     def _batch(self, ranges: Ranges, rows: dict[TopicPartition, list[Any]], epoch: int) -> Batch:
         batch = Batch(token=self._token(ranges), position=(epoch, dict(ranges)))
