@@ -571,3 +571,26 @@ def test_duplicates_count_once_and_money_is_exact(tmp_path):
     order = rows_of(wh, "SELECT toString(revenue) AS r, currency FROM orders")[0]
     assert order == {"r": "19.99", "currency": "USD"}
     assert Decimal(order["r"]) == Decimal("19.99")
+
+
+def test_a_products_name_category_and_currency_are_the_days_first_given(tmp_path):
+    """Each is the first non-empty value of that person's day with the product, in
+    (event time, message_id) order: two events of one millisecond go by message_id."""
+    product = {"product_id": "p-1"}
+    log = [
+        # 09:59: the cart gives a category but no name or currency
+        ev("add_to_cart", "2024-03-01 09:59", anon="a", message_id="m-c",
+           props=product | {"category": "Shoes", "quantity": 1}),
+        # 10:00:00.000 twice: "m-a" sorts before "m-b", so its name and currency win
+        ev("product_view", "2024-03-01 10:00", anon="a", message_id="m-b",
+           props=product | {"name": "Later name", "category": "Boots", "currency": "USD"}),
+        ev("product_view", "2024-03-01 10:00", anon="a", message_id="m-a",
+           props=product | {"name": "First name", "currency": "KRW"}),
+        ev("product_view", "2024-03-01 11:00", anon="a", message_id="m-0",
+           props=product | {"name": "Renamed", "category": "Sandals", "currency": "EUR"}),
+    ]
+    wh = run(tmp_path, log)
+    assert rows_of(wh, "SELECT product_name, product_category, currency, detail_views "
+                       "FROM product_engagement WHERE person_id = 'a'") == [
+        {"product_name": "First name", "product_category": "Shoes", "currency": "KRW",
+         "detail_views": 3}]

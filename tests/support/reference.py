@@ -78,6 +78,8 @@ class Event:
     sdk: str
     campaign_key: str
     channel: str
+    source: str
+    referrer_host: str
     page_path: str
     traffic_source: str
     traffic_medium: str
@@ -195,6 +197,8 @@ def _event(row: dict, zone: ZoneInfo) -> Event | None:
         sdk=row["session_id"],
         campaign_key=campaign_key,
         channel=row["channel"],
+        source=row["source"],
+        referrer_host=row["referrer_host"],
         page_path=page_path,
         traffic_source=row["traffic_source"],
         traffic_medium=row["traffic_medium"],
@@ -253,6 +257,9 @@ def _close_session(ref: Reference, person: str, day: date, evs: list[Event]) -> 
         "landing_source": first.traffic_source or "(direct)",
         "landing_medium": first.traffic_medium or "direct",
         "landing_campaign": first.utm_campaign,
+        "landing_referrer_host": first.referrer_host,
+        "channel": first.channel,
+        "source": first.source,
         "pageviews": pageviews,
         "events": len(evs),
         "product_views": count("product_view"),
@@ -282,8 +289,11 @@ def _lines(purchase: Event) -> list[dict]:
 def _product_engagement(ref: Reference) -> None:
     cells: dict[tuple, dict] = {}
 
-    def cell(ev: Event, product: str) -> dict:
+    firsts: dict[tuple, list[tuple[int, str, str, str, str]]] = defaultdict(list)
+
+    def cell(ev: Event, product: str, name: str, category: str, currency: str) -> dict:
         key = (ev.day.isoformat(), ev.person, product)
+        firsts[key].append((ev.at, ev.message_id, name, category, currency))
         if key not in cells:
             cells[key] = {
                 "detail_views": 0,
@@ -304,7 +314,8 @@ def _product_engagement(ref: Reference) -> None:
         product = ev.props.get("product_id") or ""
         if not product or ev.event not in PRODUCT_EVENTS:
             continue
-        c = cell(ev, product)
+        c = cell(ev, product, _text(ev.props.get("name")), _text(ev.props.get("category")),
+                 _text(ev.props.get("currency")))
         if ev.event == "product_view":
             c["detail_views"] += 1
             c["dwell_ms"] += int(ev.props.get("dwell_ms") or 0)
@@ -326,12 +337,17 @@ def _product_engagement(ref: Reference) -> None:
         for item in _lines(purchase):
             if not item.get("product_id"):
                 continue
-            c = cell(purchase, item["product_id"])
+            c = cell(purchase, item["product_id"], _text(item.get("name")),
+                     _text(item.get("category")), _text(purchase.props.get("currency")))
             qty = int(item.get("quantity") or 0)
             c["orders"].add(purchase.props["order_id"])
             c["purchased_quantity"] += qty
             c["purchased_revenue"] += money(item.get("price")) * qty
     for key, c in cells.items():
+        # The first non-empty value of each, in (event time, message_id) order.
+        seen = sorted(firsts[key], key=lambda f: (f[0], f[1]))
+        for i, column in enumerate(("product_name", "product_category", "currency"), 2):
+            c[column] = next((f[i] for f in seen if f[i]), "")
         c["orders"] = len(c["orders"])
         c["converted"] = int(c["orders"] > 0)
         ref.product_engagement[key] = c
@@ -528,3 +544,8 @@ def _campaign_performance(ref: Reference) -> None:
     for key, c in cells.items():
         c["persons"] = len(c["persons"])
         ref.campaign_performance[key] = c
+
+
+def _text(value: object) -> str:
+    """A property as the models read it with JSONExtract(…, 'String'): text or ''."""
+    return value if isinstance(value, str) else ""

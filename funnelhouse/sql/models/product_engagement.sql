@@ -45,14 +45,15 @@ ORDER BY (product_id, person_id);
 
 WITH
 events AS (
-    SELECT event_date, person_id, event_at, message_id, event, product_id, product_name,
-           product_category, dwell_ms, scroll_depth, quantity, currency, order_id, properties
+    SELECT event_date, person_id, event_at, message_id, day_event_seq, event, product_id,
+           product_name, product_category, dwell_ms, scroll_depth, quantity, currency, order_id,
+           properties
     FROM behavior_events
     WHERE has({days:Array(Date)}, event_date)
 ),
 
 product_events AS (
-    SELECT event_date, person_id, product_id, event_at, message_id, event, product_name,
+    SELECT event_date, person_id, product_id, event_at, day_event_seq, event, product_name,
            product_category, dwell_ms, scroll_depth, quantity, currency
     FROM events
     WHERE product_id != ''
@@ -61,7 +62,7 @@ product_events AS (
 
 purchases AS (
     -- One purchase event per order (the first), so a twice-tracked order counts once.
-    SELECT event_date, person_id, event_at, message_id, order_id, currency, properties
+    SELECT event_date, person_id, event_at, day_event_seq, order_id, currency, properties
     FROM events
     WHERE event = 'purchase' AND order_id != ''
     ORDER BY event_at, message_id
@@ -70,7 +71,7 @@ purchases AS (
 
 purchased_lines AS (
     SELECT
-        event_date, person_id, event_at, message_id, order_id, currency,
+        event_date, person_id, event_at, day_event_seq, order_id, currency,
         JSONExtractString(item, 'product_id') AS product_id,
         JSONExtractString(item, 'name') AS product_name,
         JSONExtractString(item, 'category') AS product_category,
@@ -81,12 +82,12 @@ purchased_lines AS (
 ),
 
 unioned AS (
-    SELECT event_date, person_id, product_id, event_at, message_id, event, product_name,
+    SELECT event_date, person_id, product_id, event_at, day_event_seq, event, product_name,
            product_category, dwell_ms, scroll_depth, quantity, currency,
            '' AS order_id, toDecimal64(0, 2) AS line_revenue
     FROM product_events
     UNION ALL
-    SELECT event_date, person_id, product_id, event_at, message_id, 'purchase' AS event,
+    SELECT event_date, person_id, product_id, event_at, day_event_seq, 'purchase' AS event,
            product_name, product_category, toUInt32(0) AS dwell_ms, CAST(NULL, 'Nullable(Float32)') AS scroll_depth,
            quantity, currency, order_id, price * quantity AS line_revenue
     FROM purchased_lines
@@ -117,12 +118,9 @@ final AS (
         if(countIf(event = 'product_view') > 0, minIf(event_at, event = 'product_view'), NULL) AS first_viewed_at,
         toUInt8(countIf(event = 'purchase') > 0) AS converted
     FROM (
-        -- first_key sorts like (event_at, message_id) but is one string: argMin over a
-        -- string key is ~3x cheaper than over a tuple (milliseconds offset to stay
-        -- positive and padded to a fixed width, then the message_id)
-        SELECT *,
-            concat(leftPad(toString(toUnixTimestamp64Milli(event_at) + 10000000000000), 15, '0'),
-                   message_id) AS first_key
+        -- first_key: a row's place in its person's day, which behavior_events numbered
+        -- by (event_at, message_id); every row of a group is one person's one day
+        SELECT *, day_event_seq AS first_key
         FROM unioned
     )
     GROUP BY event_date, person_id, product_id
