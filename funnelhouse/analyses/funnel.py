@@ -74,6 +74,7 @@ from funnelhouse.analyses.funnel_search import (
     packs,
     plain_journeys,
     walked_by_search,
+    walked_columns,
 )
 from funnelhouse.warehouse.base import Warehouse
 
@@ -234,8 +235,9 @@ class FunnelSpec:
 def build_query(spec: FunnelSpec, columns: dict[str, str], as_of: datetime,
                 date_from: date, date_to: date, *, with_revenue: bool = True) -> Query:
     """The funnel as named pieces: step_events, journeys (each person's events in order),
-    walked (the walk's final state per person), people (one row per person: step_times,
-    excluded, window_open, breakdown) and person_steps; one row per (breakdown, step).
+    walked (per person: steps done, window start, excluded, each step's time and revenue:
+    `walked_columns`), people (one row per person: step_times, excluded, window_open,
+    breakdown) and person_steps; one row per (breakdown, step).
 
     `with_revenue=False` carries no revenue through the walk (step values are 0), for
     callers that read only who reached which step: a narrower array per person."""
@@ -334,14 +336,14 @@ def build_query(spec: FunnelSpec, columns: dict[str, str], as_of: datetime,
                    for note, cond, state in branches)
 
     if spec.order == "any":
-        step_times = f"arrayResize(arraySort(arrayFilter(t -> t > 0, state.times)), {n}, 0)"
+        step_times = f"arrayResize(arraySort(arrayFilter(t -> t > 0, found_times)), {n}, 0)"
         step_times_note = "-- any order: when the k-th different step was done"
         step_values = (f"arrayResize(arrayMap(x -> x.2, arraySort(x -> x.1, arrayFilter("
-                       f"x -> x.1 > 0, arrayZip(state.times, state.values)))), {n}, 0.)")
+                       f"x -> x.1 > 0, arrayZip(found_times, found_values)))), {n}, 0.)")
     else:
-        step_times = "state.times"
+        step_times = "found_times"
         step_times_note = "-- when each step was done (0: not done)"
-        step_values = "state.values"
+        step_values = "found_values"
     group_by = ("GROUP BY GROUPING SETS ((breakdown, step), (step))" if spec.breakdown
                 else "GROUP BY breakdown, step")
     is_total = "grouping(breakdown)" if spec.breakdown else "0"
@@ -372,7 +374,9 @@ def build_query(spec: FunnelSpec, columns: dict[str, str], as_of: datetime,
 {walk}        s),
         events, arrayEnumerate(events),
         CAST((0, 0, 0, 0, arrayWithConstant({n}, 0), 0, 0, 0, 0, arrayWithConstant({n}, 0.)),
-             '{STATE}')) AS state
+             '{STATE}')) AS state,
+        {walked_columns("state.level", "state.t0", "state.excluded", "state.times",
+                        "state.values")}
     FROM journeys""")]
 
     header = (f"-- Funnel: {n} steps, {spec.order} order, "
@@ -413,14 +417,14 @@ def build_query(spec: FunnelSpec, columns: dict[str, str], as_of: datetime,
     people = Cte("people", f"""\
     SELECT
         person_id,
-        state.t0 AS started_ms,
-        state.excluded AS excluded,
+        started_ms,
+        excluded,
         {step_times} AS step_times,  {step_times_note}
         {step_values} AS step_values,  -- the revenue each step's event brought
-        toUInt8(state.t0 + {p_window} >= toUnixTimestamp64Milli({p_as_of})) AS window_open,
+        toUInt8(started_ms + {p_window} >= toUnixTimestamp64Milli({p_as_of})) AS window_open,
         breakdown
     FROM walked
-    WHERE state.level > 0""")
+    WHERE level > 0""")
     person_steps = Cte("person_steps", f"""\
     SELECT
         breakdown,

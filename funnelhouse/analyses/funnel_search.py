@@ -24,6 +24,18 @@ if TYPE_CHECKING:
 STATE = ("Tuple(level UInt8, t0 Int64, stopped UInt8, excluded UInt8, times Array(Int64), "
          "done UInt64, hold UInt64, first_index UInt32, last_index UInt32, "
          "values Array(Float64))")
+
+
+def walked_columns(level: str, t0: str, excluded: str, times: str, values: str) -> str:
+    """A walk's outcome per person as the columns `people` reads: steps done (level), when
+    the window opened (started_ms), excluded, and per step the time and revenue of the
+    event that filled it (0 when not done). Plain columns rather than one STATE tuple:
+    building the tuple cost 7% of a plain 5-step funnel at 10M (0.79 → 0.735 s)."""
+    return (f"toUInt8({level}) AS level,\n        {t0} AS started_ms,\n"
+            f"        toUInt8({excluded}) AS excluded,\n        {times} AS found_times,\n"
+            f"        {values} AS found_values")
+
+
 # The plain funnel's later-step event as one number: ts · 2^56 + tie · 2^24 + hits. A tie
 # (UInt32) and the hits of up to 23 steps (bits 1..23) fit below ts, so the numbers sort
 # as (ts, tie) do; ts is an Int64, so ts · 2^56 stays inside an Int128.
@@ -270,8 +282,7 @@ def walked_by_search(n: int, p_window: str, tie_type: str, *, last_touch: bool,
     SELECT
         person_id,{voided}
         {breakdown} AS breakdown,  -- {"last" if last_touch else "first"}-touch
-        CAST(({level}, t0, 0, {excluded}, [{step_times}], 0, 0, 0, 0, [{values}]),
-             '{STATE}') AS state
+        {walked_columns(level, "t0", excluded, f"[{step_times}]", f"[{values}]")}
     FROM {"search_any" if order == "any" else f"search_{n}"}"""))
     return ctes
 
@@ -319,8 +330,7 @@ def held_walked_by_search(n: int, p_window: str, *, last_touch: bool,
     SELECT
         person_id,
         events[{last}].breakdown_value AS breakdown,  -- {"last" if last_touch else "first"}-touch
-        CAST(({level}, t0, 0, 0, [{step_times}], 0, 0, 0, 0, [{values}]),
-             '{STATE}') AS state
+        {walked_columns(level, "t0", "0", f"[{step_times}]", f"[{values}]")}
     FROM search_{n}"""))
     return ctes
 
@@ -386,11 +396,10 @@ def _optional_search(n: int, p_window: str, nexts: list[int], *, packed: bool,
         person_id,{voided}
         {breakdown} AS breakdown,  -- {"last" if last_touch else "first"}-touch
         {by_step} AS step_index,
-        CAST((l{n - 1}, t0, 0, {"excluded_here" if exclusions else "0"},
-              arrayConcat([t0], arrayMap(i -> if(i = 0, 0, times[i]), step_index)),
-              0, 0, 0, 0,
-              arrayConcat([opener.3], arrayMap(i -> if(i = 0, 0., {revenue_of}), step_index))),
-             '{STATE}') AS state
+        {walked_columns(
+            f"l{n - 1}", "t0", "excluded_here" if exclusions else "0",
+            "arrayConcat([t0], arrayMap(i -> if(i = 0, 0, times[i]), step_index))",
+            f"arrayConcat([opener.3], arrayMap(i -> if(i = 0, 0., {revenue_of}), step_index))")}
     FROM search_opt_{n - 1}"""))
     return ctes
 
