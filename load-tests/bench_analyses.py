@@ -99,22 +99,39 @@ def queries(folder: Path, runs: int) -> dict:
     wh = ChdbWarehouse(settings.warehouse_dir, readonly=True)
     out: dict = {"rss_idle_mb": _rss_mb()}
 
+    def record(name: str, times: list[float], value: object) -> None:
+        out[name] = {"first_s": round(times[0], 3), "median_s": round(statistics.median(times), 3),
+                     "runs": runs, "rss_after_mb": _rss_mb()}
+        out[name + "_answer"] = value
+
     def timed(name: str, fn) -> None:  # type: ignore[no-untyped-def]
         times = []
         for _ in range(runs):
             t = time.perf_counter()
             value = fn()
             times.append(time.perf_counter() - t)
-        out[name] = {"first_s": round(times[0], 3), "median_s": round(statistics.median(times), 3),
-                     "runs": runs, "rss_after_mb": _rss_mb()}
-        out[name + "_answer"] = value
+        record(name, times, value)
 
-    timed("funnel_5_steps_breakdown", lambda: run_analysis(
-        "funnel", FUNNEL, wh, settings.reporting_tz).summary)
-    timed("retention_weekly", lambda: run_analysis(
-        "retention", RETENTION, wh, settings.reporting_tz).summary)
-    timed("windowFunnel_5_steps_no_times", lambda: wh.query(WINDOW_FUNNEL).rows)
-    timed("bare_retention_weekly", lambda: wh.query(BARE_RETENTION).rows)
+    def timed_beside(name: str, fn, bare_name: str, bare) -> None:  # type: ignore[no-untyped-def]
+        """An analysis and its bare-function yardstick run by turns (which goes first
+        alternates), so the ratio compares the same minutes of a noisy machine."""
+        times: dict[str, list[float]] = {name: [], bare_name: []}
+        values: dict[str, object] = {}
+        for run in range(runs):
+            pair = [(name, fn), (bare_name, bare)]
+            for which, call in pair if run % 2 == 0 else pair[::-1]:
+                t = time.perf_counter()
+                values[which] = call()
+                times[which].append(time.perf_counter() - t)
+        for which in (name, bare_name):
+            record(which, times[which], values[which])
+
+    timed_beside("funnel_5_steps_breakdown", lambda: run_analysis(
+        "funnel", FUNNEL, wh, settings.reporting_tz).summary,
+        "windowFunnel_5_steps_no_times", lambda: wh.query(WINDOW_FUNNEL).rows)
+    timed_beside("retention_weekly", lambda: run_analysis(
+        "retention", RETENTION, wh, settings.reporting_tz).summary,
+        "bare_retention_weekly", lambda: wh.query(BARE_RETENTION).rows)
     for name, analysis, spec in (("trends_daily_3_series", "trends", TRENDS),
                                  ("trends_dau_wau_mau", "trends", ACTIVE),
                                  ("stickiness_weekly", "stickiness", STICKINESS),

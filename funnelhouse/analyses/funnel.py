@@ -344,8 +344,6 @@ def build_query(spec: FunnelSpec, columns: dict[str, str], as_of: datetime,
         step_times = "found_times"
         step_times_note = "-- when each step was done (0: not done)"
         step_values = "found_values"
-    group_by = ("GROUP BY GROUPING SETS ((breakdown, step), (step))" if spec.breakdown
-                else "GROUP BY breakdown, step")
     is_total = "grouping(breakdown)" if spec.breakdown else "0"
     touch = "first_index" if spec.attribution == "first" else "last_index"
     levels = ", ".join(str(level) for level in PERCENTILES)   # constants, not user text
@@ -426,44 +424,67 @@ def build_query(spec: FunnelSpec, columns: dict[str, str], as_of: datetime,
     FROM walked
     WHERE level > 0""")
     person_steps = Cte("person_steps", f"""\
+    -- per person, one element per step: counted (reached, not excluded), missing (the
+    -- step before it reached, this one not), the times from step 1 and from the step
+    -- before, and whether those times count (counted, past step 1)
     SELECT
         breakdown,
-        step,
         excluded,
         window_open,
-        step_times[step] > 0 AS reached,
-        step_values[step] AS step_revenue,
-        {_literal(spec.bases())}[step] AS base,
-        if(base = 0, 1, step_times[base] > 0) AS base_reached,
-        step_times[step] - started_ms AS ms_from_start,
-        step_times[step] - if(base = 0, started_ms, step_times[base]) AS ms_from_previous
-    FROM people
-    ARRAY JOIN arrayEnumerate(step_times) AS step""")
+        step_values,
+        {_literal(spec.bases())} AS bases,
+        arrayMap(t -> t > 0 AND NOT excluded, step_times) AS counted,
+        arrayMap((t, b) -> t = 0 AND NOT excluded AND (b = 0 OR step_times[b] > 0),
+                 step_times, bases) AS missing,
+        arrayMap(t -> t - started_ms, step_times) AS from_start,
+        arrayMap((t, b) -> t - if(b = 0, started_ms, step_times[b]), step_times, bases)
+            AS from_previous,
+        arrayMap((c, k) -> c AND k > 1, counted, arrayEnumerate(step_times)) AS timed_here
+    FROM people""")
+    # Each aggregate over the per-step arrays (-ForEach): one row per person rather than
+    # one per (person, step); 0.95-0.97x the time at 10M, identical answers.
+    grouping = ("GROUP BY GROUPING SETS ((breakdown), ())" if spec.breakdown
+                else "GROUP BY breakdown")
     final = f"""\
 SELECT
-    {is_total} AS is_total,
+    is_total,
     breakdown,
     step,
-    countIf(reached AND NOT excluded) AS people,
-    countIf(base_reached AND NOT reached AND NOT excluded AND NOT window_open) AS dropped,
-    countIf(base_reached AND NOT reached AND NOT excluded AND window_open) AS in_window,
-    countIf(excluded AND step = 1) AS excluded_people,
-    sumIf(step_revenue, reached AND NOT excluded) AS revenue,
-    quantileExactInclusiveIf(0.5)(ms_from_previous, reached AND NOT excluded AND step > 1) / 1000
-        AS median_s_from_prev,
-    avgIf(ms_from_previous, reached AND NOT excluded AND step > 1) / 1000 AS mean_s_from_prev,
-    quantileExactInclusiveIf(0.5)(ms_from_start, reached AND NOT excluded AND step > 1) / 1000
-        AS median_s_from_start,
-    avgIf(ms_from_start, reached AND NOT excluded AND step > 1) / 1000 AS mean_s_from_start,
+    people_by_step[step] AS people,
+    dropped_by_step[step] AS dropped,
+    in_window_by_step[step] AS in_window,
+    if(step = 1, excluded_people_all, 0) AS excluded_people,
+    revenue_by_step[step] AS revenue,
+    median_prev_by_step[step] / 1000 AS median_s_from_prev,
+    mean_prev_by_step[step] / 1000 AS mean_s_from_prev,
+    median_start_by_step[step] / 1000 AS median_s_from_start,
+    mean_start_by_step[step] / 1000 AS mean_s_from_start,
     -- the time-to-convert distribution from step 1 (linear interpolation, like the median)
-    arrayMap(q -> q / 1000, quantilesExactInclusiveIf({levels})(
-        ms_from_start, reached AND NOT excluded AND step > 1)) AS percentiles_s_from_start,
+    arrayMap(q -> q / 1000, percentiles_by_step[step]) AS percentiles_s_from_start,
     -- the smallest window from step 1 within which the covering share of them got here
-    countIf(reached AND NOT excluded AND step > 1) AS timed,
-    arraySort(groupArrayIf(ms_from_start, reached AND NOT excluded AND step > 1))[
-        toUInt64(ceil({p_cover} * timed))] / 1000 AS covering_s_from_start
-FROM person_steps
-{group_by}
+    timed_by_step[step] AS timed,
+    arraySort(from_start_by_step[step])[toUInt64(ceil({p_cover} * timed))] / 1000
+        AS covering_s_from_start
+FROM (
+    SELECT
+        {is_total} AS is_total,
+        breakdown,
+        countIfForEach(counted) AS people_by_step,
+        countIfForEach(arrayMap(m -> m AND NOT window_open, missing)) AS dropped_by_step,
+        countIfForEach(arrayMap(m -> m AND window_open, missing)) AS in_window_by_step,
+        countIf(excluded) AS excluded_people_all,
+        sumIfForEach(step_values, counted) AS revenue_by_step,
+        quantileExactInclusiveIfForEach(0.5)(from_previous, timed_here) AS median_prev_by_step,
+        avgIfForEach(from_previous, timed_here) AS mean_prev_by_step,
+        quantileExactInclusiveIfForEach(0.5)(from_start, timed_here) AS median_start_by_step,
+        avgIfForEach(from_start, timed_here) AS mean_start_by_step,
+        quantilesExactInclusiveIfForEach({levels})(from_start, timed_here) AS percentiles_by_step,
+        countIfForEach(timed_here) AS timed_by_step,
+        groupArrayIfForEach(from_start, timed_here) AS from_start_by_step
+    FROM person_steps
+    {grouping}
+)
+ARRAY JOIN arrayEnumerate(people_by_step) AS step
 ORDER BY is_total DESC, breakdown, step"""
     return Query(header, (step_events, journeys, *walked, people, person_steps), final, params)
 
