@@ -95,8 +95,8 @@ session_orders AS (
 
 per_session AS (
     -- "First"/"last" by session_event_seq: behavior_events numbered each session's events
-    -- by (event_at, message_id), so a UInt32 stands in for that tuple (2.5x less CPU);
-    -- a field of the first event itself is the one numbered 1 (anyIf: 0.9x argMin's time).
+    -- by (event_at, message_id), so a UInt32 stands in for that tuple (2.5x less CPU),
+    -- and a field of the first event itself is the one numbered 1 (anyIf: 0.9x argMin's time).
     SELECT
         session_id,
         any(event_date) AS session_date,
