@@ -12,7 +12,7 @@ import orjson
 from funnelhouse.collector.ingest import Ingestor, RequestInfo
 from funnelhouse.collector.plan import TrackingPlan
 from funnelhouse.config import Settings, WriteKey
-from funnelhouse.loader.load import first_copies, remember_ids
+from funnelhouse.loader.load import first_copies
 from funnelhouse.warehouse.base import Warehouse
 
 
@@ -66,7 +66,7 @@ def replay_invalid(warehouse: Warehouse, settings: Settings, plan: TrackingPlan,
     if moved:
         # A message_id already stored (the valid copy came first) is not stored again:
         # the first stored copy wins here as at load.
-        kept, dropped, kept_keys = first_copies(warehouse, moved)
+        kept, dropped = first_copies(warehouse, moved)
         dropped_keys = set(dropped)
         for source, message_id, _ in moved_ids:
             if f"{source}:{message_id}" in dropped_keys:
@@ -79,8 +79,7 @@ def replay_invalid(warehouse: Warehouse, settings: Settings, plan: TrackingPlan,
         # Same rows → same token: a replay interrupted between the two inserts and
         # run again does not double the events.
         token = "replay:" + hashlib.sha256(b"".join(moved)).hexdigest()[:32]
-        warehouse.insert_json_rows("events_raw", moved, token)
-        remember_ids(warehouse, kept_keys, token)
+        warehouse.insert_json_rows("events_raw", moved, token)   # ids: migration 0018
         warehouse.insert_json_rows("invalid_replayed", [orjson.dumps({
             "message_id": message_id, "replayed_at": now, "schema_version": version,
         }) for _, message_id, version in moved_ids], token)

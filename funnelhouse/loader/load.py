@@ -122,17 +122,15 @@ class Loader:
                 log.info("loader: %d rows of forgotten people not loaded", gone)
         if events:
             token = f"{batch.token}:events"
-            kept, dropped, keys = first_copies(self.warehouse, events)
+            kept, dropped = first_copies(self.warehouse, events)
             if dropped:
                 # Fewer rows than the batch: a token of their own, so a retry after a
                 # half-landed insert is not mistaken for the part that landed.
                 events, token = kept, f"{token}:minus:{_digest(dropped)}"
                 metrics.events_duplicate.inc(len(dropped))
             if events:
+                # Their ids go to message_ids in the same insert (migration 0018's view).
                 self.warehouse.insert_json_rows("events_raw", events, token)
-                # After the events, never before: ids stored first and a crash before
-                # the events would make the retry drop its own rows as copies.
-                remember_ids(self.warehouse, keys, token)
             # Rows, not items: an item of the embedded log is a chunk of several rows.
             metrics.loader_rows.labels("events_raw").inc(
                 sum(item.count(b"\n") + 1 for item in events))
@@ -140,8 +138,8 @@ class Loader:
             token = f"{batch.token}:invalid"
             if batch.share_of_earlier_batch:
                 # The earlier batch's insert (another token) may have stored these.
-                kept, dropped, _ = first_copies(self.warehouse, invalid,
-                                                stored_in="events_invalid")
+                kept, dropped = first_copies(self.warehouse, invalid,
+                                             stored_in="events_invalid")
                 if dropped:
                     invalid, token = kept, f"{token}:minus:{_digest(dropped)}"
             if invalid:
@@ -157,7 +155,7 @@ class Loader:
 
 def first_copies(warehouse: Warehouse, items: Sequence[bytes], *,
                  stored_in: Literal["message_ids", "events_invalid"] = "message_ids"
-                 ) -> tuple[list[bytes], list[str], list[tuple[str, str]]]:
+                 ) -> tuple[list[bytes], list[str]]:
     """`items` (newline-joined JSON rows) without rows whose message_id is already stored.
 
     `stored_in` is the table that says so: `message_ids` for events, `events_invalid`
@@ -166,8 +164,7 @@ def first_copies(warehouse: Warehouse, items: Sequence[bytes], *,
     The first stored copy of a (source, message_id) wins: a later row with that id — a
     retry past the collector's dedup window, or a different payload reusing the id — is
     dropped here, as is a second copy within `items` (the queue's order is the order
-    received). Returns the rows to insert, the `source:message_id` of those dropped, and
-    the (source, message_id) of those kept, for `remember_ids` once they are stored.
+    received). Returns the rows to insert and the `source:message_id` of those dropped.
     """
     lines = [line for item in items for line in item.split(b"\n") if line]
     keys = [_row_key(line) for line in lines]
@@ -179,9 +176,8 @@ def first_copies(warehouse: Warehouse, items: Sequence[bytes], *,
         "JSONExtract({keys:String}, 'Array(Tuple(String, String))')) AS k))",
         {"keys": orjson.dumps(list(unique)).decode()}).rows} if unique else set()
     if not stored and len(unique) == len(keys):   # the usual batch: every row is new
-        return list(items), [], keys
+        return list(items), []
     kept: list[bytes] = []
-    kept_keys: list[tuple[str, str]] = []
     dropped: list[str] = []
     for key, line in zip(keys, lines, strict=True):
         if key in stored:
@@ -189,18 +185,7 @@ def first_copies(warehouse: Warehouse, items: Sequence[bytes], *,
         else:
             stored.add(key)
             kept.append(line)
-            kept_keys.append(key)
-    return kept, dropped, kept_keys
-
-
-def remember_ids(warehouse: Warehouse, keys: Sequence[tuple[str, str]], token: str) -> None:
-    """Record stored rows' ids in message_ids (the token makes a retry add nothing)."""
-    if keys:
-        # Rows spelled out rather than dumped from dicts: a dict per row cost 3× as much.
-        dumps = orjson.dumps
-        warehouse.insert_json_rows(
-            "message_ids", [b'{"source":' + dumps(source) + b',"message_id":' + dumps(message_id)
-                            + b"}" for source, message_id in keys], f"{token}:ids")
+    return kept, dropped
 
 
 # The collector writes each events_raw row with message_id first, and `source` as a
