@@ -241,9 +241,7 @@ def walked_by_search(n: int, p_window: str, tie_type: str, *, last_touch: bool,
         if(i{k - 1} = 0, 0, arrayFirstIndex((t, h, j) -> j > i{k - 1} AND {wanted(k)}
             AND t - t0 <= {p_window}, times, hits, js)){found(k)}
     FROM search_{k - 1}"""))
-    # the filled event's revenue: found by its number among the unsorted ones when packed
-    revenue_of = "revenues_raw[indexOf(packed_raw, packed[{i}])]" if packed \
-        else "events[{i}].revenue"
+    revenue_of = _revenue_of(packed)
     if order == "any":   # the opener's step is one of the searched
         indexes = [f"i{k}" for k in range(1, n + 1)]
         level = " + ".join(f"({i} > 0)" for i in indexes)
@@ -377,8 +375,7 @@ def _optional_search(n: int, p_window: str, nexts: list[int], *, packed: bool,
                      f"times, ties, voids, js))")
     found_list = "[" + ", ".join(f"o{m}" for m in range(1, n)) + "]"
     levels = "[" + ", ".join(f"l{m}" for m in range(1, n)) + "]"
-    revenue_of = ("revenues_raw[indexOf(packed_raw, packed[i])]" if packed
-                  else "events[i].revenue")
+    revenue_of = _revenue_of(packed).format(i="i")
     # each level is reached once, by the first search that reached it
     by_step = (f"arrayMap(k -> if(indexOf({levels}, k) = 0, 0, "
                f"{found_list}[indexOf({levels}, k)]), range(2, {n + 1}))")
@@ -403,6 +400,13 @@ def _optional_search(n: int, p_window: str, nexts: list[int], *, packed: bool,
             f"arrayConcat([opener.3], arrayMap(i -> if(i = 0, 0., {revenue_of}), step_index))")}
     FROM search_opt_{n - 1}"""))
     return ctes
+
+
+def _revenue_of(packed: bool) -> str:
+    """The revenue of the event at index `{i}`: when packed, found by its number among
+    the unsorted numbers (revenues ride beside those); else the tuple's own field."""
+    return ("revenues_raw[indexOf(packed_raw, packed[{i}])]" if packed
+            else "events[{i}].revenue")
 
 
 def _any_order_void(n: int, p_window: str) -> str:

@@ -169,7 +169,8 @@ def first_copies(warehouse: Warehouse, items: Sequence[bytes], *,
     lines = [line for item in items for line in item.split(b"\n") if line]
     keys = [_row_key(line) for line in lines]
     unique = set(keys)
-    # One lookup per batch, by message_ids' primary key (migration 0016).
+    # One lookup per batch: by message_ids' primary key (migration 0016); events_invalid
+    # (only for a split batch's share) is read through its message_id bloom filter.
     stored = {(source, message_id) for source, message_id in warehouse.query(
         f"SELECT source, message_id FROM {stored_in} WHERE (source, message_id) IN "
         "(SELECT tupleElement(k, 1), tupleElement(k, 2) FROM (SELECT arrayJoin("
