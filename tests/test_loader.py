@@ -198,3 +198,25 @@ def test_a_copy_loaded_later_is_dropped_by_its_stored_id(tmp_path: Path,
     other_source = orjson.dumps({"message_id": "m-1", "source": "app", "anonymous_id": "c"})
     kept, dropped = first_copies(warehouse, [later + b"\n" + other_source])
     assert kept == [other_source] and dropped == ["web:m-1"]
+
+
+def test_ids_are_still_recorded_after_a_forget_swapped_events_raw(
+    tmp_path: Path, warehouse: ChdbWarehouse
+) -> None:
+    """Forget copies events_raw without the person and swaps the copy in (EXCHANGE
+    TABLES); the view that records ids follows the name, so later loads are checked."""
+    from funnelhouse.people.forget import forget
+
+    gone = orjson.dumps({"message_id": "g-1", "type": "identify", "event": "identify",
+                         "user_id": "u-gone", "anonymous_id": "a-gone", "source": "web",
+                         "timestamp": "2026-03-01 10:00:00.000", "properties": "{}"})
+    warehouse.insert_json_rows("events_raw", [gone, event_row(1)], "before")
+    forget(warehouse, "u-gone")
+    assert counts(warehouse) == (1, 1)
+    loader = Loader(EmbeddedSource(EventLog(tmp_path / "q.sqlite3")), warehouse)
+    loader._insert(Batch(token="log:1-1", events=[event_row(2)], event_rows=1))
+    assert warehouse.query("SELECT count() FROM message_ids WHERE message_id = 'm2'"
+                           ).scalar() == 1
+    # ... and a copy of it under another token is dropped.
+    loader._insert(Batch(token="kafka:events/0:7-7", events=[event_row(2)], event_rows=1))
+    assert counts(warehouse) == (2, 2)
