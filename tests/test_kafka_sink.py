@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
@@ -80,6 +80,45 @@ def test_publish_returns_after_kafka_has_every_record_in_key_order(
 
     reads = asyncio.run(scenario())
     assert_exactly_once_in_key_order(reads, published)
+
+
+def test_concurrent_publishes_share_batches_and_a_full_batch_splits_in_key_order(
+        kafka_broker: KafkaBroker, tmp_path: Path) -> None:  # noqa: F811
+    """200 requests at once travel in a few batches per partition, not one per request;
+    more than a batch holds (256 KiB) goes as several, still in each key's order."""
+    bootstrap = running(kafka_broker)
+    name = unique("batches")
+    padding = b"x" * 700  # 4,000 records of ≈730 bytes: ≈370 KiB per topic-partition
+    published = [Record(r.stream, r.key, r.value + b"|" + padding)
+                 for r in records("c", 4000)]
+    requests = [published[i:i + 20] for i in range(0, len(published), 20)]
+    handed: list[tuple[str, int]] = []
+
+    async def scenario() -> list[Read]:
+        sink = make_sink(bootstrap, tmp_path, name)
+        await sink.start()
+        producer = sink._producer
+        send_batch = producer.send_batch
+
+        async def counted(batch, topic, *, partition):  # type: ignore[no-untyped-def]
+            handed.append((topic, partition))
+            return await send_batch(batch, topic, partition=partition)
+
+        producer.send_batch = counted
+        try:
+            await asyncio.gather(*(sink.publish(request) for request in requests))
+            assert sink.status()["spooled_total"] == 0
+        finally:
+            await sink.stop()
+        return await read_topics(bootstrap, [f"{name}.events", f"{name}.invalid"],
+                                 len(published))
+
+    reads = asyncio.run(scenario())
+    # Requests were started in order, so each key's records are in that order.
+    assert_exactly_once_in_key_order(reads, published)
+    per_partition = Counter(handed)
+    assert 0 < len(handed) < len(requests) / 5, per_partition
+    assert max(per_partition.values()) >= 2, per_partition  # some batch filled up
 
 
 def test_topics_are_created_with_the_partitions_and_retention_asked_for(

@@ -20,7 +20,6 @@ import asyncio
 import fcntl
 import logging
 import os
-import zlib
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -31,22 +30,13 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
 from funnelhouse.collector.sinks.base import QueueUnavailable, Record
+from funnelhouse.collector.sinks.kafka_batches import PartitionBatches, partition_of
 from funnelhouse.queue.eventlog import EventLog
 
 log = logging.getLogger(__name__)
 
 TOPIC_ALREADY_EXISTS = 36
 REPLAY_CHUNK = 500
-
-
-def partition_of(key: bytes, all_partitions: Sequence[int], available: Any = None) -> int:
-    """One key's partition: CRC32 of the key, as librdkafka's default `consistent` scheme.
-
-    aiokafka's default (the Java client's murmur2, in pure Python) cost ≈6 µs per
-    record. Every send of this sink, direct or replayed from the spool, partitions with
-    this one function, so one person's events share a partition whichever way they go.
-    """
-    return all_partitions[zlib.crc32(key) % len(all_partitions)]
 
 
 class KafkaSink:
@@ -83,6 +73,7 @@ class KafkaSink:
         self.spool: EventLog | None = None
         self._spool_lock: IO[str] | None = None
         self._producer: AIOKafkaProducer | None = None
+        self._batches: PartitionBatches | None = None
         self._connected = False
         self._spool_healthy = True
         self._depth = 0             # records in the spool
@@ -166,6 +157,8 @@ class KafkaSink:
             compression_type=self.compression,
             linger_ms=self.linger_ms,
             max_batch_size=256 * 1024,
+            # Records go through PartitionBatches, which partitions them itself; the
+            # same function here keeps any other send on the same partitions.
             partitioner=partition_of,
             # A batch that cannot be delivered fails after this; the spool then
             # resends it. Long enough to ride out a leader election.
@@ -173,10 +166,13 @@ class KafkaSink:
         )
         try:
             await producer.start()
+            batches = PartitionBatches(producer)
+            await batches.prepare(list(self.topics.values()))
         except BaseException:
             await producer.stop()
             raise
         self._producer = producer
+        self._batches = batches
         self._connected = True
         log.info("kafka producer connected to %s", self.bootstrap)
 
@@ -192,10 +188,13 @@ class KafkaSink:
             # Flushing lets in-flight sends settle, so their spooled copies can go.
             try:
                 async with asyncio.timeout(self.ack_timeout):
+                    if self._batches is not None:
+                        await self._batches.close()
                     await self._producer.stop()
             except (TimeoutError, KafkaError) as exc:
                 self._note_error("Kafka producer did not flush on stop", exc)
             self._producer = None
+            self._batches = None
             if self._in_flight and self._spool_usable():
                 await self._settle_and_trim()
         for future in self._in_flight.values():
@@ -220,23 +219,13 @@ class KafkaSink:
             await self._spool_append(list(records))
             return
 
-        producer = self._producer
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.ack_timeout
-        futures: list[asyncio.Future[Any]] = []
-        try:
-            async with asyncio.timeout(self.ack_timeout):
-                for record in records:
-                    futures.append(await producer.send(
-                        self.topics[record.stream], record.value, key=record.key.encode()))
-        except (TimeoutError, KafkaError) as exc:
-            self._note_error("Kafka send failed", exc)
+        futures = self._send(records)
         if futures:
-            await asyncio.wait(futures, timeout=max(0.0, deadline - loop.time()))
+            await asyncio.wait(set(futures), timeout=self.ack_timeout)
 
         leftovers: list[tuple[Record, asyncio.Future[Any] | None]] = []
         for i, record in enumerate(records):
-            future = futures[i] if i < len(futures) else None
+            future = futures[i] if futures else None
             if future is not None and future.done() and future.exception() is None:
                 continue
             if future is not None and future.done():
@@ -253,6 +242,17 @@ class KafkaSink:
         self._connected = False
         await self._spool_append([record for record, _ in leftovers],
                                  [future for _, future in leftovers])
+
+    def _send(self, records: Sequence[Record]) -> list[asyncio.Future[Any]]:
+        """Hand records to Kafka; per record, the future of its batch ([] if none could go)."""
+        if self._batches is None:
+            return []
+        try:
+            return self._batches.send_many(
+                [(self.topics[r.stream], r.key.encode(), r.value) for r in records])
+        except KafkaError as exc:  # no partitions known for a topic
+            self._note_error("Kafka send failed", exc)
+            return []
 
     async def _spool_append(self, records: list[Record],
                             sends: list[asyncio.Future[Any] | None] | None = None) -> None:
@@ -339,20 +339,12 @@ class KafkaSink:
         loop = asyncio.get_running_loop()
         rows = await loop.run_in_executor(
             self._executor, self.spool.read, 0, REPLAY_CHUNK)  # type: ignore[union-attr]
-        producer = self._producer
-        assert producer is not None
-        sent: dict[int, asyncio.Future[Any]] = {}
-        try:
-            async with asyncio.timeout(self.ack_timeout):
-                for seq, record in rows:
-                    if seq not in self._acked:
-                        sent[seq] = await producer.send(
-                            self.topics[record.stream], record.value, key=record.key.encode())
-        except (TimeoutError, KafkaError) as exc:
-            self._note_error("Kafka spool replay send failed", exc)
+        unsent = [(seq, record) for seq, record in rows if seq not in self._acked]
+        futures = self._send([record for _, record in unsent])
+        sent = {seq: future for (seq, _), future in zip(unsent, futures, strict=False)}
         self._in_flight.update(sent)
         if sent:
-            await asyncio.wait(list(sent.values()), timeout=self.ack_timeout)
+            await asyncio.wait(set(sent.values()), timeout=self.ack_timeout)
         trimmed = await self._settle_and_trim()
         self._connected = trimmed and not self._in_flight
         return trimmed
