@@ -52,7 +52,6 @@ class KafkaSink:
         replication_factor: int = 1,
         ack_timeout: float = 2.0,
         retry_interval: float = 1.0,
-        linger_ms: int = 5,
         compression: str = "lz4",
         fsync: str = "full",
         client_id: str = "funnelhouse-collector",
@@ -65,7 +64,6 @@ class KafkaSink:
         self.replication_factor = replication_factor
         self.ack_timeout = ack_timeout
         self.retry_interval = retry_interval
-        self.linger_ms = linger_ms
         self.compression = compression
         self.fsync = fsync
         self.client_id = client_id
@@ -155,7 +153,9 @@ class KafkaSink:
             acks="all",
             enable_idempotence=True,
             compression_type=self.compression,
-            linger_ms=self.linger_ms,
+            # PartitionBatches gathers records while a partition's batch is in flight;
+            # a linger on top would only delay each batch it hands over.
+            linger_ms=0,
             max_batch_size=256 * 1024,
             # Records go through PartitionBatches, which partitions them itself; the
             # same function here keeps any other send on the same partitions.

@@ -7,10 +7,11 @@ append to the C record builder, and a request waits on one future per batch it h
 records in.
 
 Per topic-partition there is one open builder that records join, and one flusher
-task that hands builders to the producer in the order they were opened. aiokafka keeps
-one not-yet-sent batch per partition in its accumulator; while it waits for that slot,
-the open builder here keeps filling, which is what makes the batches large under load
-and keeps one person's events (one key, so one partition) in the order they came.
+task that hands builders to the producer in the order they were opened, the next one
+when Kafka has answered the last. aiokafka has one batch per partition in flight at a
+time; while it is, the open builder here fills, which is what makes batches large under
+load (the producer's own linger is not needed) and keeps one person's events (one key,
+so one partition) in the order they came.
 """
 
 from __future__ import annotations
@@ -115,8 +116,6 @@ class PartitionBatches:
         topic, partition = tp
         while (batch := self._next_batch(tp)) is not None:
             try:
-                # Returns once aiokafka's slot for this partition is free; records
-                # arriving meanwhile fill the next open builder.
                 delivered = await self._producer.send_batch(batch.builder, topic,
                                                              partition=partition)
             except asyncio.CancelledError:
@@ -126,6 +125,11 @@ class PartitionBatches:
                 _settle(batch.future, None, exc)
                 continue
             delivered.add_done_callback(lambda done, target=batch.future: _copy(done, target))
+            # The next batch goes once this one is answered: aiokafka sends one batch per
+            # partition at a time anyway, and records arriving meanwhile join the open
+            # builder here instead of a batch already handed over, which would have to
+            # wait for a second round trip.
+            await asyncio.wait([delivered])
 
     def _next_batch(self, tp: tuple[str, int]) -> _Open | None:
         sealed = self._sealed.get(tp)
