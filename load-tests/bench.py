@@ -78,6 +78,16 @@ def shared_folder(work: Path, quick: bool) -> Path:
     return work / "data" / f"events-{(SIZES_QUICK if quick else SIZES_FULL)[-1]}"
 
 
+def _cpu_per_event(embedded: dict, kafka: dict) -> str:
+    """The collector's CPU per event on each queue, and the broker's beside it."""
+    if "cpu_us_per_event" not in embedded or "cpu_us_per_event" not in kafka:
+        return ""
+    ours, theirs = kafka["cpu_us_per_event"], embedded["cpu_us_per_event"]
+    return (f"; collector CPU {ours:g} vs {theirs:g} µs/event (embedded / Kafka "
+            f"{theirs / max(ours, 0.1):.0%}), broker {kafka.get('broker_cpu_us_per_event', 0):g}"
+            " µs/event on the same cores")
+
+
 def parts(work: Path, no_kafka: bool) -> list[Part]:
     kafka = ["--no-kafka"] if no_kafka else []
     data = str(work / "data")
@@ -360,7 +370,9 @@ def build_rows(results: dict[str, Part], quick: bool) -> list[Row]:
                             f"Kafka {kaf['events_per_s']:,.0f} vs embedded "
                             f"{emb['events_per_s']:,.0f} events/s "
                             f"({kaf['events_per_s'] / emb['events_per_s']:.0%}); Kafka p50 "
-                            f"{_ms(kaf['p50_ms'])}, p99 {_ms(kaf['p99_ms'])}", "", "",
+                            f"{_ms(kaf['p50_ms'])}, p99 {_ms(kaf['p99_ms'])}"
+                            + _cpu_per_event(emb, kaf), "≥ 90% of embedded",
+                            _at_least(100 * kaf['events_per_s'] / emb['events_per_s'], 90, "%"),
                             "bench_pipeline"))
 
     for queue, target in (("embedded", 2.0), ("kafka", 5.0)):

@@ -159,6 +159,25 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU so far of these processes (all their threads)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def broker_pid() -> int | None:
+    """The local broker this run started, if any (its CPU is Kafka's share of the cores)."""
+    return _BROKERS[0]._pid() if _BROKERS else None
+
+
 class RssSampler:
     """Samples the RSS of a process tree in the background; keeps the maxima."""
 
@@ -300,10 +319,11 @@ def bare_app() -> Any:
 # ---- throughput ---------------------------------------------------------------------
 
 def throughput(work: Path, seconds: float, kafka_bootstrap: str, messages: list[dict[str, Any]],
-               wanted: set[str]) -> dict[str, Any]:
+               wanted: list[str]) -> dict[str, Any]:
     """Singles and 50-event batches against: bare endpoint, collector (embedded, Kafka)."""
+    # In the order asked for, so two runs can alternate which queue goes first.
     targets = [(name, kafka_bootstrap if name == "kafka" else "")
-               for name in ("bare", "embedded", "kafka") if name in wanted]
+               for name in wanted if name in ("bare", "embedded", "kafka")]
     if not kafka_bootstrap:
         targets = [t for t in targets if t[0] != "kafka"]
     results: dict[str, Any] = {}
@@ -336,16 +356,30 @@ def throughput(work: Path, seconds: float, kafka_bootstrap: str, messages: list[
                 script = work / f"wrk-{name}-{shape}.lua"
                 script.write_text(lua_script(messages, path, per, run))
                 run_wrk(url, script, 1, conns)                       # warm-up
+                processes = [proc.pid, *descendants(proc.pid)]
+                broker = broker_pid() if bootstrap else None
+                cpu_before = cpu_seconds(processes), cpu_seconds([broker] if broker else [])
                 with RssSampler(proc.pid) as rss:
                     res = run_wrk(url, script, seconds, conns)
+                cpu_after = cpu_seconds(processes), cpu_seconds([broker] if broker else [])
                 res["events_per_s"] = res["rps"] * per
+                events = max(res["requests"] * per, 1)
+                # CPU per event of the server's processes, and of the broker beside them:
+                # on this one machine both share the two cores.
+                res["cpu_us_per_event"] = round((cpu_after[0] - cpu_before[0]) / events * 1e6, 1)
+                if broker:
+                    res["broker_cpu_us_per_event"] = round(
+                        (cpu_after[1] - cpu_before[1]) / events * 1e6, 1)
                 res["rss_worker_mb"] = round(rss.max_process)
                 res["rss_total_mb"] = round(rss.max_total)
                 results[f"{name}/{shape}"] = res
                 print(f"  {name:<9} {shape:<8} {res['events_per_s']:>10,.0f} events/s  "
                       f"p50 {res['p50_ms']:.1f} ms  p99 {res['p99_ms']:.1f} ms  "
                       f"non-2xx {res['non_2xx']} ({res['non_2xx'] / max(res['requests'], 1):.2%})"
-                      f"  RSS/worker {res['rss_worker_mb']} MB",
+                      f"  RSS/worker {res['rss_worker_mb']} MB"
+                      f"  CPU {res['cpu_us_per_event']} µs/event"
+                      + (f" (+ broker {res['broker_cpu_us_per_event']})"
+                         if "broker_cpu_us_per_event" in res else ""),
                       flush=True)
         finally:
             stop_process(proc)
@@ -965,7 +999,7 @@ def main() -> None:
             print(f"throughput ({WORKERS} uvicorn workers, wrk -t2, {seconds:g} s per run):",
                   flush=True)
             results["throughput"] = throughput(work, seconds, bootstrap, messages,
-                                               set(args.targets.split(",")))
+                                               args.targets.split(","))
         if "freshness" in only:
             print(f"freshness (funnelhouse up, {args.fresh_rate:g} events/s in batches of "
                   f"{BATCH} for {fresh_seconds} s, polling /v1/sql every 0.1 s):", flush=True)
