@@ -165,23 +165,33 @@ def test_invalid_records_go_to_events_invalid(tmp_path: Path, warehouse: ChdbWar
 
 # -- first stored copy wins, looked up by message_ids' primary key (migration 0016) ---------
 
-def test_row_key_reads_both_ids_whatever_the_strings_hold() -> None:
-    from funnelhouse.loader.load import _row_key
+def test_row_keys_read_both_ids_whatever_the_strings_hold() -> None:
+    from funnelhouse.loader.load import _add_row_keys
+
+    def keys_of(*rows: bytes) -> list[tuple[str, str]]:
+        found: list[tuple[str, str]] = []
+        _add_row_keys(b"\n".join(rows), found)
+        return found
 
     tricky = {"message_id": 'id "quoted" \\ and \u00e9', "type": "track",
               "properties": orjson.dumps({"source": "fake", "message_id": "x"}).decode(),
               "anonymous_id": '","source":"evil', "source": "web\"site"}
-    assert _row_key(orjson.dumps(tricky)) == ('web"site', 'id "quoted" \\ and \u00e9')
+    assert keys_of(orjson.dumps(tricky)) == [('web"site', 'id "quoted" \\ and \u00e9')]
     # The byte search stops at the first quote: an id ending in a backslash, or a plain
     # id beside an escaped source, must still come out whole.
-    assert _row_key(orjson.dumps({"message_id": "ends\\", "source": "a\\b"})) == (
-        "a\\b", "ends\\")
-    assert _row_key(orjson.dumps({"message_id": "m", "x": 1, "source": 'q"'})) == ('q"', "m")
-    assert _row_key(orjson.dumps({"message_id": "\u00e9t\u00e9", "source": "w"})) == (
-        "w", "\u00e9t\u00e9")
+    assert keys_of(orjson.dumps({"message_id": "ends\\", "source": "a\\b"})) == [
+        ("a\\b", "ends\\")]
+    assert keys_of(orjson.dumps({"message_id": "m", "x": 1, "source": 'q"'})) == [('q"', "m")]
+    assert keys_of(orjson.dumps({"message_id": "\u00e9t\u00e9", "source": "w"})) == [
+        ("w", "\u00e9t\u00e9")]
     # A row written some other way (keys in another order) is parsed instead.
-    other = orjson.dumps({"source": "s", "message_id": "m"})
-    assert _row_key(other) == ("s", "m")
+    assert keys_of(orjson.dumps({"source": "s", "message_id": "m"})) == [("s", "m")]
+    # A chunk of rows, as the embedded log stores them: each row's own ids, in order,
+    # whatever its neighbours hold; a search never runs on into the next row.
+    plain = orjson.dumps({"message_id": "p1", "type": "track", "source": "web"})
+    no_source = orjson.dumps({"message_id": "p2", "type": "track"})
+    assert keys_of(plain, orjson.dumps(tricky), no_source, plain, b"") == [
+        ("web", "p1"), ('web"site', 'id "quoted" \\ and \u00e9'), ("", "p2"), ("web", "p1")]
 
 
 def test_a_copy_loaded_later_is_dropped_by_its_stored_id(tmp_path: Path,
