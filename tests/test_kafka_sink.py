@@ -50,6 +50,11 @@ def assert_exactly_once_in_key_order(reads: list[Read], published: list[Record])
         assert len(partitions[(key, topic)]) == 1, key
 
 
+async def read_back(bootstrap: str, name: str, expected: int) -> list[Read]:
+    """Every record of the sink's two topics."""
+    return await read_topics(bootstrap, [f"{name}.events", f"{name}.invalid"], expected)
+
+
 async def wait_for(condition, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition() and time.monotonic() < deadline:
@@ -75,8 +80,7 @@ def test_publish_returns_after_kafka_has_every_record_in_key_order(
             assert status["queue"] == "kafka" and status["ready"] is True
         finally:
             await sink.stop()
-        return await read_topics(bootstrap, [f"{name}.events", f"{name}.invalid"],
-                                 len(published))
+        return await read_back(bootstrap, name, len(published))
 
     reads = asyncio.run(scenario())
     assert_exactly_once_in_key_order(reads, published)
@@ -110,8 +114,7 @@ def test_concurrent_publishes_share_batches_and_a_full_batch_splits_in_key_order
             assert sink.status()["spooled_total"] == 0
         finally:
             await sink.stop()
-        return await read_topics(bootstrap, [f"{name}.events", f"{name}.invalid"],
-                                 len(published))
+        return await read_back(bootstrap, name, len(published))
 
     reads = asyncio.run(scenario())
     # Requests were started in order, so each key's records are in that order.
@@ -176,8 +179,7 @@ def test_broker_down_spools_then_replays_in_order_nothing_lost_or_doubled(
             assert status["replayed_total"] == status["spooled_total"]
         finally:
             await sink.stop()
-        return await read_topics(bootstrap, [f"{name}.events", f"{name}.invalid"],
-                                 len(before) + len(during) + len(after))
+        return await read_back(bootstrap, name, len(before) + len(during) + len(after))
 
     reads = asyncio.run(scenario())
     assert_exactly_once_in_key_order(reads, before + during + after)
@@ -211,8 +213,7 @@ def test_spool_outlives_the_sink_and_is_replayed_by_the_next_one(
             assert second.status()["replayed_total"] == len(published)
         finally:
             await second.stop()
-        return await read_topics(bootstrap, [f"{name}.events", f"{name}.invalid"],
-                                 len(published))
+        return await read_back(bootstrap, name, len(published))
 
     reads = asyncio.run(scenario())
     assert_exactly_once_in_key_order(reads, published)
