@@ -186,10 +186,16 @@ class KafkaSink:
             await asyncio.gather(asyncio.shield(self._spool_writer), return_exceptions=True)
         if self._producer is not None:
             # Flushing lets in-flight sends settle, so their spooled copies can go.
+            # Each step has its own time: a broker that stopped answering must not keep
+            # the producer from being stopped.
             try:
                 async with asyncio.timeout(self.ack_timeout):
                     if self._batches is not None:
                         await self._batches.close()
+            except TimeoutError as exc:
+                self._note_error("Kafka did not answer the last batches on stop", exc)
+            try:
+                async with asyncio.timeout(self.ack_timeout):
                     await self._producer.stop()
             except (TimeoutError, KafkaError) as exc:
                 self._note_error("Kafka producer did not flush on stop", exc)
