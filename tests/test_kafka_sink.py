@@ -55,6 +55,22 @@ async def read_back(bootstrap: str, name: str, expected: int) -> list[Read]:
     return await read_topics(bootstrap, [f"{name}.events", f"{name}.invalid"], expected)
 
 
+async def replay_with_the_next_sink(broker: KafkaBroker, spool_dir: Path, name: str
+                                    ) -> dict:
+    """Start the broker, then a sink on the spool a stopped one left; its status once the
+    spool is replayed."""
+    bootstrap = await asyncio.to_thread(broker.start)
+    sink = make_sink(bootstrap, spool_dir, name)
+    await sink.start()
+    try:
+        await wait_for(lambda: sink.status()["depth"] == 0)
+        status = sink.status()
+        assert status["depth"] == 0
+        return status
+    finally:
+        await sink.stop()
+
+
 async def wait_for(condition, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition() and time.monotonic() < deadline:
@@ -204,15 +220,8 @@ def test_spool_outlives_the_sink_and_is_replayed_by_the_next_one(
         finally:
             await first.stop()
 
-        await asyncio.to_thread(kafka_broker.start)
-        second = make_sink(bootstrap, tmp_path, name)
-        await second.start()
-        try:
-            await wait_for(lambda: second.status()["depth"] == 0)
-            assert second.status()["depth"] == 0
-            assert second.status()["replayed_total"] == len(published)
-        finally:
-            await second.stop()
+        status = await replay_with_the_next_sink(kafka_broker, tmp_path, name)
+        assert status["replayed_total"] == len(published)
         return await read_back(bootstrap, name, len(published))
 
     reads = asyncio.run(scenario())
@@ -242,14 +251,7 @@ def test_broker_killed_with_batches_in_flight_stop_returns_and_nothing_is_lost(
             assert first.status()["spooled_total"] > 0
         finally:
             await first.stop()
-        await asyncio.to_thread(kafka_broker.start)
-        second = make_sink(bootstrap, tmp_path, name)
-        await second.start()
-        try:
-            await wait_for(lambda: second.status()["depth"] == 0)
-            assert second.status()["depth"] == 0
-        finally:
-            await second.stop()
+        await replay_with_the_next_sink(kafka_broker, tmp_path, name)
         return await read_back(bootstrap, name, len(published))
 
     reads = asyncio.run(scenario())
