@@ -347,6 +347,7 @@ def build_query(spec: FunnelSpec, columns: dict[str, str], as_of: datetime,
     is_total = "grouping(breakdown)" if spec.breakdown else "0"
     touch = "first_index" if spec.attribution == "first" else "last_index"
     levels = ", ".join(str(level) for level in PERCENTILES)   # constants, not user text
+    median_at = PERCENTILES.index(0.5) + 1   # the median from step 1 is one of them
 
     excludes = bool(spec.exclusions)
     if is_searched(spec, tie_type):
@@ -457,7 +458,7 @@ SELECT
     revenue_by_step[step] AS revenue,
     median_prev_by_step[step] / 1000 AS median_s_from_prev,
     mean_prev_by_step[step] / 1000 AS mean_s_from_prev,
-    median_start_by_step[step] / 1000 AS median_s_from_start,
+    percentiles_by_step[step][{median_at}] / 1000 AS median_s_from_start,
     mean_start_by_step[step] / 1000 AS mean_s_from_start,
     -- the time-to-convert distribution from step 1 (linear interpolation, like the median)
     arrayMap(q -> q / 1000, percentiles_by_step[step]) AS percentiles_s_from_start,
@@ -476,7 +477,6 @@ FROM (
         sumIfForEach(step_values, counted) AS revenue_by_step,
         quantileExactInclusiveIfForEach(0.5)(from_previous, timed_here) AS median_prev_by_step,
         avgIfForEach(from_previous, timed_here) AS mean_prev_by_step,
-        quantileExactInclusiveIfForEach(0.5)(from_start, timed_here) AS median_start_by_step,
         avgIfForEach(from_start, timed_here) AS mean_start_by_step,
         quantilesExactInclusiveIfForEach({levels})(from_start, timed_here) AS percentiles_by_step,
         countIfForEach(timed_here) AS timed_by_step,
