@@ -28,8 +28,9 @@ orders models by dependencies and, for each:
   (swap.replace_rows).
   identity_map merges the new events' links into its kept state (identity.py).
 
-Affected days = the look-back window (`lookback_days` before the latest day, or from
-`--since`), plus the days of events received since the model's previous run (however
+Affected days = the days of the look-back window (`lookback_days` before the latest
+day) whose raw rows changed since the model built them (lookback.py), or every day from
+`--since`, plus the days of events received since the model's previous run (however
 late), plus the days holding events whose person the identity map now resolves
 differently, plus the days rebuilt upstream in the same run.
 Because every day is rebuilt from events_raw as a whole, running twice changes
@@ -49,6 +50,7 @@ from zoneinfo import ZoneInfo
 
 from funnelhouse.config import Settings
 from funnelhouse.models import identity, swap
+from funnelhouse.models.lookback import WindowDigests
 from funnelhouse.models.people import PersonPlan, plan_people
 from funnelhouse.warehouse.base import Warehouse
 from funnelhouse.warehouse.migrate import split_statements
@@ -209,6 +211,8 @@ class _Runner:
         self.started = ""  # this run's start, the warehouse's clock
         self.previous_start: dict[str, str] = {}  # model → start of its previous run
         self.new_events_key: tuple[str, str | None] | None = None  # what NEW_EVENTS holds
+        self.digests: WindowDigests | None = None  # raw digests of the days to check
+        self.recheck_window = False  # rebuild only window days whose digest changed
 
     # -- orchestration ---------------------------------------------------------------
     def run(
@@ -254,6 +258,18 @@ class _Runner:
         self.whole_run = select is None or {m.name for m in load_models(
             self.settings.sql_dir / "models")} <= set(select)
         window = self._window_days(since, today) if not full_refresh else set()
+        # The raw digests are read before any model builds (lookback.py says why): of
+        # the look-back window, or of every day for a full build. A --since run
+        # rebuilds its days whatever their digest.
+        if full_refresh:
+            to_digest = set(self._day_rows()) | self._window_days(None, today)
+        else:
+            to_digest = self._window_days(None, today) if since else window
+        digested = sorted(to_digest)
+        bounds = self._day_params(digested) if digested else {}
+        self.digests = WindowDigests(self.wh, self.tz, to_digest,
+                                     (bounds.get("ts_from", ""), bounds.get("ts_to", "")))
+        self.recheck_window = since is None and not full_refresh
         runs: list[ModelRun] = []
         try:
             self._run_all(models, runs, full_refresh, window, watermark)
@@ -296,7 +312,10 @@ class _Runner:
                     rows = self._build_incremental_full(model, days_list)
                     mode, days = "full", len(days_list)
                 else:
-                    affected = window | self._received_days(model.name) | self.rebuilt_days
+                    lookback = window
+                    if self.recheck_window and self.digests is not None:
+                        lookback = self.digests.changed(model.name)
+                    affected = lookback | self._received_days(model.name) | self.rebuilt_days
                     if "identity_map" in model.depends_on:
                         affected |= self._days_with_stale_persons(model.name)
                     days_list = sorted(affected)
@@ -304,6 +323,8 @@ class _Runner:
                     mode, days = "incremental", len(days_list)
                 if "identity_map" in model.depends_on:
                     self._save_applied_links(model.name)
+                if self.digests is not None:  # its window days now match their digests
+                    self.digests.record(model.name, None if mode == "full" else days_list)
                 self.rebuilt_days |= set(days_list)
             seconds = time.monotonic() - started
             self.modes[model.name] = mode
@@ -336,14 +357,15 @@ class _Runner:
 
     def _window_days(self, since: date | None, today: date | None) -> set[date]:
         """The look-back window: `lookback_days` before the latest day (or from `since`)."""
-        max_day = self.wh.query(
-            "SELECT toString(toDate(max(timestamp), {tz:String})) FROM events_raw "
-            "WHERE timestamp > toDateTime64('1971-01-01', 3, 'UTC')",
+        # Unfiltered, max() is read from the parts' minmax index (no column scan).
+        latest = self.wh.query(
+            "SELECT toString(toDate(max(timestamp), {tz:String})), "
+            "max(timestamp) > toDateTime64('1971-01-01', 3, 'UTC') FROM events_raw",
             {"tz": self.tz},
-        ).scalar()
-        if not max_day:
+        ).rows
+        if not latest or not int(latest[0][1]):  # no events (or only epoch-zero times)
             return set()
-        max_day = date.fromisoformat(max_day)
+        max_day = date.fromisoformat(latest[0][0])
         if since is None:
             anchor = min(today or datetime.now(ZoneInfo(self.tz)).date(), max_day)
             since = anchor - timedelta(days=self.settings.lookback_days)

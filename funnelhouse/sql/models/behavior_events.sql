@@ -221,9 +221,12 @@ events AS (
 ),
 
 linked AS (
-    -- Only ids mapped to another person: an id that is its own person resolves to
-    -- itself through the fallbacks below anyway, and the join's hash table stays small.
-    SELECT id, person_id FROM identity_map WHERE person_id != id
+    -- Only ids mapped to another person (an id that is its own person resolves to
+    -- itself through the fallbacks below anyway), and only the chunk's ids: the map is
+    -- sorted by id, so a small chunk reads a few granules of it, not every person.
+    SELECT id, person_id FROM identity_map
+    WHERE person_id != id
+      AND id IN (SELECT user_id FROM slice UNION ALL SELECT anonymous_id FROM slice)
 ),
 
 identified AS (
