@@ -1,9 +1,12 @@
 """A release that adds a column to a day-incremental model rebuilds that model whole on
-the next run (days cannot be swapped into the old shape); an unchanged model does not."""
+the next run (days cannot be swapped into the old shape); an unchanged model does not.
+A model whose last run recorded the DDL it has now is not probed at all (run.py)."""
 
 from __future__ import annotations
 
 from datetime import date
+
+import pytest
 
 from funnelhouse.config import Settings
 from funnelhouse.demo.generator import generate
@@ -12,8 +15,9 @@ from tests.support.sample import MODELS, load_rows
 from tests.warehouse_backends import WarehouseMaker
 
 
-def test_a_changed_model_schema_is_rebuilt_whole(tmp_path, make_warehouse: WarehouseMaker
-                                                 ) -> None:
+@pytest.mark.parametrize("older_hash", ["", "the hash of an older DDL"])
+def test_a_changed_model_schema_is_rebuilt_whole(tmp_path, make_warehouse: WarehouseMaker,
+                                                 older_hash: str) -> None:
     settings = Settings(data_dir=tmp_path, reporting_tz="UTC")
     warehouse = make_warehouse(settings.warehouse_dir)
     try:
@@ -23,8 +27,13 @@ def test_a_changed_model_schema_is_rebuilt_whole(tmp_path, make_warehouse: Wareh
         again = {r.model: r.mode for r in run_models(warehouse, settings, select=MODELS,
                                                      **quiet)}
         assert again["behavior_events"] == "incremental"
-        # What an older release built: the same table without the order-line columns.
+        # What an older release built: the same table without the order-line columns,
+        # recorded by a run of that release (which wrote no DDL hash, or another one).
         warehouse.execute("ALTER TABLE behavior_events DROP COLUMN item_revenues")
+        warehouse.execute(
+            "INSERT INTO model_runs SELECT * REPLACE (ran_at + INTERVAL 1 SECOND AS ran_at, "
+            "{h:String} AS ddl_hash) FROM model_runs WHERE model = 'behavior_events' "
+            "ORDER BY ran_at DESC LIMIT 1", {"h": older_hash})
         runs = {r.model: r for r in run_models(warehouse, settings, select=MODELS, **quiet)}
         assert runs["behavior_events"].mode == "full"
         assert runs["behavior_events"].rows > 0
@@ -36,5 +45,32 @@ def test_a_changed_model_schema_is_rebuilt_whole(tmp_path, make_warehouse: Wareh
         assert lines and int(lines) > 0
         assert warehouse.query("SELECT count() FROM system.tables WHERE name LIKE "
                                "'%__probe'").scalar() == 0
+    finally:
+        warehouse.close()
+
+
+def test_a_model_left_with_this_ddl_is_not_probed(tmp_path, make_warehouse: WarehouseMaker
+                                                  ) -> None:
+    settings = Settings(data_dir=tmp_path, reporting_tz="UTC")
+    warehouse = make_warehouse(settings.warehouse_dir)
+    try:
+        load_rows(warehouse, settings, generate(seed=2, people=20, days=2,
+                                                start_date=date(2024, 3, 1)).rows)
+        quiet = {"progress": lambda _: None, "today": date(2024, 3, 3)}
+        run_models(warehouse, settings, select=MODELS, **quiet)  # records each DDL's hash
+        statements: list[str] = []
+        execute = warehouse.execute
+
+        def spy(sql: str, *args, **kwargs):  # type: ignore[no-untyped-def]
+            statements.append(sql)
+            return execute(sql, *args, **kwargs)
+
+        warehouse.execute = spy  # type: ignore[method-assign]
+        modes = {r.model: r.mode for r in run_models(warehouse, settings, select=MODELS,
+                                                     **quiet)}
+        warehouse.execute = execute  # type: ignore[method-assign]
+        assert modes["behavior_events"] == "incremental"
+        assert statements, "the spy saw the run"
+        assert not [s for s in statements if "__probe" in s]
     finally:
         warehouse.close()

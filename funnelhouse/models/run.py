@@ -39,6 +39,7 @@ nothing, and a re-run after late events corrects exactly the days they touch.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import threading
 import time
@@ -210,6 +211,9 @@ class _Runner:
         self.filters: tuple[str, str] | None = None  # people table, days list for _insert
         self.started = ""  # this run's start, the warehouse's clock
         self.previous_start: dict[str, str] = {}  # model → start of its previous run
+        self.last_rules: dict[str, str] = {}  # model → rules of its previous run
+        self.last_map_version: dict[str, str] = {}  # model → map it was last built with
+        self.last_ddl_hash: dict[str, str] = {}  # model → DDL its table was left with
         self.new_events_key: tuple[str, str | None] | None = None  # what NEW_EVENTS holds
         self.digests: WindowDigests | None = None  # raw digests of the days to check
         self.recheck_window = False  # rebuild only window days whose digest changed
@@ -243,16 +247,25 @@ class _Runner:
         # the identity map each model was built with (identity.map_version)
         self.wh.execute(f"ALTER TABLE {STATE_TABLE} ADD COLUMN IF NOT EXISTS "
                         "map_version String")
+        # a hash of the DDL the model's table was left with ('' for older runs)
+        self.wh.execute(f"ALTER TABLE {STATE_TABLE} ADD COLUMN IF NOT EXISTS "
+                        "ddl_hash String")
         self.map_before = identity.map_version(self.wh)
         self.started = str(self.wh.query("SELECT toString(now64(3))").scalar())
         watermark = self.wh.query("SELECT max(received_at) FROM events_raw").scalar()
+        # Every model's previous runs in one read (a query each cost 3-5 ms, several
+        # per model); model_runs only grows by this run's rows, after each model.
         self.previous, self.previous_start = {}, {}
-        for model_name, last, start in self.wh.query(
-                f"SELECT model, toString(max(watermark)), toString(max(started_at)) "
-                f"FROM {STATE_TABLE} GROUP BY model").rows:
+        for model_name, last, start, rules, map_version, ddl_hash in self.wh.query(
+                f"SELECT model, toString(max(watermark)), toString(max(started_at)), "
+                f"argMax(rules, ran_at), argMax(map_version, ran_at), "
+                f"argMax(ddl_hash, ran_at) FROM {STATE_TABLE} GROUP BY model").rows:
             self.previous[model_name] = last
             if start:  # NULL for runs of an older version
                 self.previous_start[model_name] = start
+            self.last_rules[model_name] = rules
+            self.last_map_version[model_name] = map_version
+            self.last_ddl_hash[model_name] = ddl_hash
         # person-level models refresh by person only in a run of every model: the
         # affected people come from this run's identity merge and rebuilt days
         self.whole_run = select is None or {m.name for m in load_models(
@@ -333,10 +346,10 @@ class _Runner:
             self.wh.execute(
                 f"INSERT INTO {STATE_TABLE} "
                 "(model, ran_at, mode, rows, seconds, days, watermark, rules, started_at, "
-                "map_version) "
+                "map_version, ddl_hash) "
                 "VALUES ({m:String}, now64(3), {mode:String}, {rows:UInt64}, {s:Float64}, "
                 "{d:UInt32}, {w:DateTime64(3, 'UTC')}, {r:String}, {st:DateTime64(3, 'UTC')}, "
-                "{v:String})",
+                "{v:String}, {h:String})",
                 {
                     "m": model.name,
                     "mode": mode,
@@ -347,6 +360,7 @@ class _Runner:
                     "r": self.rules,
                     "st": self.started,
                     "v": identity.map_version(self.wh),
+                    "h": _ddl_hash(model),
                 },
             )
             detail = f", {days} day(s)" if model.materialized == "incremental_by_day" else ""
@@ -394,9 +408,7 @@ class _Runner:
         per person and active day).
         """
         start = self.previous_start.get(table)
-        built_with = self.wh.query(
-            f"SELECT argMax(map_version, ran_at) FROM {STATE_TABLE} WHERE model = {{m:String}}",
-            {"m": table}).scalar()
+        built_with = self.last_map_version.get(table)
         return (self.modes.get("identity_map") == "incremental" and start is not None
                 and bool(self.map_before) and built_with == self.map_before
                 and self.previous_start.get("funnel_stages") == start
@@ -494,20 +506,10 @@ class _Runner:
         swap.swap(self.wh, applied, new)
 
     def _last_rules(self, model: str) -> str | None:
-        return self.wh.query(
-            f"SELECT argMax(rules, ran_at) FROM {STATE_TABLE} WHERE model = {{m:String}} "
-            "HAVING count() > 0",
-            {"m": model},
-        ).scalar()
+        return self.last_rules.get(model)
 
-    def _last_watermark(self, model: str | None) -> str | None:
-        where = "WHERE model = {m:String}" if model else ""
-        result = self.wh.query(
-            f"SELECT toString(max(watermark)), count() FROM {STATE_TABLE} {where}",
-            {"m": model} if model else None,
-        )
-        value, count = result.rows[0]
-        return value if count else None
+    def _last_watermark(self, model: str) -> str | None:
+        return self.previous.get(model)
 
     def _day_rows(self, days: list[date] | None = None) -> dict[date, int]:
         """Events per reporting day in events_raw (a read of the timestamp column):
@@ -772,7 +774,14 @@ class _Runner:
         }
 
     def _schema_changed(self, model: Model) -> bool:
-        """Do the stored table's columns differ from what the model's DDL creates now?"""
+        """Do the stored table's columns differ from what the model's DDL creates now?
+
+        Not when the model's last run left its table with this very DDL (the hash it
+        recorded); otherwise a probe table made from the DDL is compared column by
+        column (a run of an older version recorded no hash).
+        """
+        if self.last_ddl_hash.get(model.name) == _ddl_hash(model):
+            return False
         probe = f"{model.name}__probe"
         self.wh.execute(f"DROP TABLE IF EXISTS {probe} SYNC")
         self.wh.execute(_ddl(model, probe))
@@ -795,6 +804,10 @@ class _Runner:
 
 def _ddl(model: Model, table: str) -> str:
     return model.ddl.replace("{{ this }}", table)
+
+
+def _ddl_hash(model: Model) -> str:
+    return hashlib.sha256(model.ddl.encode()).hexdigest()
 
 
 def _bind(condition: str, params: dict[str, str]) -> str:
