@@ -4,7 +4,8 @@ A model whose last run recorded the DDL it has now is not probed at all (run.py)
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
+from typing import Any
 
 import pytest
 
@@ -15,15 +16,23 @@ from tests.support.sample import MODELS, load_rows
 from tests.warehouse_backends import WarehouseMaker
 
 
+def _loaded(tmp_path, make_warehouse: WarehouseMaker, *, seed: int, people: int, days: int
+            ) -> tuple[Settings, Any, dict[str, Any]]:
+    """A warehouse with generated events and every model built once; `quiet` holds the
+    run_models arguments of the day after them."""
+    settings = Settings(data_dir=tmp_path, reporting_tz="UTC")
+    warehouse = make_warehouse(settings.warehouse_dir)
+    load_rows(warehouse, settings, generate(seed=seed, people=people, days=days,
+                                            start_date=date(2024, 3, 1)).rows)
+    quiet = {"progress": lambda _: None, "today": date(2024, 3, 1) + timedelta(days=days)}
+    return settings, warehouse, quiet
+
+
 @pytest.mark.parametrize("older_hash", ["", "the hash of an older DDL"])
 def test_a_changed_model_schema_is_rebuilt_whole(tmp_path, make_warehouse: WarehouseMaker,
                                                  older_hash: str) -> None:
-    settings = Settings(data_dir=tmp_path, reporting_tz="UTC")
-    warehouse = make_warehouse(settings.warehouse_dir)
+    settings, warehouse, quiet = _loaded(tmp_path, make_warehouse, seed=1, people=30, days=3)
     try:
-        load_rows(warehouse, settings, generate(seed=1, people=30, days=3,
-                                                start_date=date(2024, 3, 1)).rows)
-        quiet = {"progress": lambda _: None, "today": date(2024, 3, 4)}
         again = {r.model: r.mode for r in run_models(warehouse, settings, select=MODELS,
                                                      **quiet)}
         assert again["behavior_events"] == "incremental"
@@ -51,12 +60,8 @@ def test_a_changed_model_schema_is_rebuilt_whole(tmp_path, make_warehouse: Wareh
 
 def test_a_model_left_with_this_ddl_is_not_probed(tmp_path, make_warehouse: WarehouseMaker
                                                   ) -> None:
-    settings = Settings(data_dir=tmp_path, reporting_tz="UTC")
-    warehouse = make_warehouse(settings.warehouse_dir)
+    settings, warehouse, quiet = _loaded(tmp_path, make_warehouse, seed=2, people=20, days=2)
     try:
-        load_rows(warehouse, settings, generate(seed=2, people=20, days=2,
-                                                start_date=date(2024, 3, 1)).rows)
-        quiet = {"progress": lambda _: None, "today": date(2024, 3, 3)}
         run_models(warehouse, settings, select=MODELS, **quiet)  # records each DDL's hash
         statements: list[str] = []
         execute = warehouse.execute
