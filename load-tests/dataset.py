@@ -132,11 +132,17 @@ def copy_sql(source: str, copy: int) -> str:
     return f"INSERT INTO events_raw SELECT * REPLACE (\n        {columns})\nFROM {source}"
 
 
-def load(warehouse: Any, files: Path, copies: int, *, progress: Progress = _say) -> int:
+def load(warehouse: Any, files: Path, copies: int, *, progress: Progress = _say,
+         received_after_history: bool = False) -> int:
     """Insert the generated files `copies` times into events_raw; returns the rows added.
 
     The files are parsed once into a staging table (chdb inserts nothing when one
     INSERT … SELECT reads and writes the same table), copied from there, then dropped.
+    `received_after_history`: the rows' `received_at` moved (all by one amount, order
+    kept) to just after the latest already in events_raw, as a live collector would
+    stamp what arrives next. The generator stamps a late batch a little after its event
+    time, and the history's own late batches reach days past its last day, so a new
+    day's store visits dated earlier would otherwise look received before the history.
     """
     from funnelhouse.config import PACKAGE_ROOT
     from funnelhouse.warehouse.migrate import migrate
@@ -147,6 +153,19 @@ def load(warehouse: Any, files: Path, copies: int, *, progress: Progress = _say)
     warehouse.execute("CREATE TABLE bench_base AS events_raw")
     glob = str(files / "people-*.jsonl").replace("'", "\\'")
     warehouse.execute(f"INSERT INTO bench_base SELECT * FROM file('{glob}', JSONEachRow)")
+    if received_after_history:
+        shift_ms = int(warehouse.query(
+            "SELECT greatest(0, (SELECT toUnixTimestamp64Milli(max(received_at)) FROM "
+            "events_raw) - toUnixTimestamp64Milli(min(received_at)) + 1) FROM bench_base"
+        ).scalar() or 0)
+        if shift_ms:
+            warehouse.execute("DROP TABLE IF EXISTS bench_shifted")
+            warehouse.execute("CREATE TABLE bench_shifted AS events_raw")
+            warehouse.execute(
+                "INSERT INTO bench_shifted SELECT * REPLACE (received_at + "
+                f"toIntervalMillisecond({shift_ms}) AS received_at) FROM bench_base")
+            warehouse.execute("DROP TABLE bench_base")
+            warehouse.execute("RENAME TABLE bench_shifted TO bench_base")
     for copy in range(copies):
         warehouse.execute(copy_sql("bench_base", copy))
         progress(f"  copy {copy + 1}/{copies} inserted")
