@@ -1,4 +1,4 @@
-"""The look-back window rebuilds a day only when its raw rows changed (models/lookback.py).
+"""The look-back window rebuilds a day only when its raw rows changed (models/digests.py).
 
 What the window is for: raw rows the received-since watermark cannot see — a batch the
 loader committed after a model run had already passed its `received_at`, rows deleted

@@ -18,6 +18,11 @@ history (partition pruning), not the whole table.
 campaign_performance is per day, not per person: its affected days are P's days; the
 persons Q credited on them (every session of those days) are read with their histories
 (first and last touch), and only the affected days' rows are replaced.
+
+P (without the order closure, which concerns only the person-level tables) is worked
+out right after the identity merge, before any by-day model builds: a by-day model
+rebuilds a late day for P only (run.py's partial days), reading the raw rows that
+carry one of P's ids (`PEOPLE_IDS`: every id the map gives one of P, and P's own ids).
 """
 
 from __future__ import annotations
@@ -27,10 +32,11 @@ from datetime import date
 
 from funnelhouse.warehouse.base import Warehouse
 
-__all__ = ["PersonPlan", "plan_people"]
+__all__ = ["PEOPLE_IDS", "PersonPlan", "affected_people", "plan_people"]
 
 PEOPLE = "models__people"
 Q_PEOPLE = "models__people_q"
+PEOPLE_IDS = "models__people_ids"
 
 
 @dataclass
@@ -43,7 +49,7 @@ class PersonPlan:
     replace_days: list[date] = field(default_factory=list)  # per-day tables: days replaced
 
     def drop(self, wh: Warehouse) -> None:
-        for table in (self.people, self.q_people):
+        for table in (self.people, self.q_people, PEOPLE_IDS):
             wh.execute(f"DROP TABLE IF EXISTS {table} SYNC")
 
 
@@ -51,12 +57,14 @@ def _dates(wh: Warehouse, sql: str, params: dict[str, str] | None = None) -> lis
     return sorted(date.fromisoformat(r[0]) for r in wh.query(sql, params).rows)
 
 
-def plan_people(wh: Warehouse, source: str, rebuilt_days: list[date]) -> PersonPlan:
-    """`source`: the events received since the previous run (a table expression)."""
+def affected_people(wh: Warehouse, source: str) -> PersonPlan:
+    """P before the order closure, and the ids that resolve to one of P.
+
+    `source`: the events received since the previous run (a table expression); run
+    after the identity merge that read them.
+    """
     plan = PersonPlan()
     plan.drop(wh)
-    rebuilt = "(" + ", ".join(f"toDate('{d.isoformat()}')" for d in rebuilt_days
-                              or [date(1970, 1, 1)]) + ")"
     wh.execute(f"CREATE TABLE {PEOPLE} (person_id String) ENGINE = Memory")
     # the persons of the new events, resolved as behavior_events resolves them (the map
     # read only for their ids: its sort key is the id, so that is a few granules)
@@ -80,6 +88,19 @@ def plan_people(wh: Warehouse, source: str, rebuilt_days: list[date]) -> PersonP
         INSERT INTO {PEOPLE}
         SELECT DISTINCT arrayJoin([user_id, anonymous_id, previous_id]) AS id
         FROM {source} WHERE id != ''""")
+    wh.execute(f"""
+        CREATE TABLE {PEOPLE_IDS} ENGINE = Memory AS
+        SELECT id FROM (
+            SELECT id FROM identity_map WHERE person_id IN (SELECT person_id FROM {PEOPLE})
+            UNION DISTINCT SELECT person_id FROM {PEOPLE})
+        WHERE id != ''""")
+    return plan
+
+
+def plan_people(wh: Warehouse, plan: PersonPlan, rebuilt_days: list[date]) -> PersonPlan:
+    """P closed over shared orders, their days, and Q (see the module docstring)."""
+    rebuilt = "(" + ", ".join(f"toDate('{d.isoformat()}')" for d in rebuilt_days
+                              or [date(1970, 1, 1)]) + ")"
     days_of = (f"SELECT DISTINCT toString(stage_date) FROM funnel_stages "
                f"WHERE person_id IN (SELECT person_id FROM {{t}}) UNION DISTINCT "
                f"SELECT DISTINCT toString(event_date) FROM behavior_events "

@@ -18,7 +18,10 @@ orders models by dependencies and, for each:
   `<name>__new`, then swaps the table. Either way the days are built in chunks of at
   most a week of consecutive days holding at most `chunk_rows` events (a bigger day is
   a chunk of its own): that bounds the memory of one statement whatever a day's
-  traffic, and the parts one insert writes at once (one per day).
+  traffic, and the parts one insert writes at once (one per day). A late day — one
+  that differs from what the model built only by the new events, which are a small
+  share of it — is rebuilt for the affected people only (people.py) and swapped in
+  with the rest of its rows kept (_partial_days says when that is exact).
 
 * `incremental_by_person` — rebuilds the affected people's rows (people with new
   events or whose identity changed; see people.py) into `<name>__stage`, makes
@@ -29,16 +32,18 @@ orders models by dependencies and, for each:
   identity_map merges the new events' links into its kept state (identity.py).
 
 Affected days = the days of the look-back window (`lookback_days` before the latest
-day) whose raw rows changed since the model built them (lookback.py), or every day from
+day) whose raw rows changed since the model built them (digests.py), or every day from
 `--since`, plus the days of events received since the model's previous run (however
 late), plus the days holding events whose person the identity map now resolves
 differently, plus the days rebuilt upstream in the same run.
-Because every day is rebuilt from events_raw as a whole, running twice changes
-nothing, and a re-run after late events corrects exactly the days they touch.
+Because every day (or a late day's affected people) is rebuilt from events_raw,
+running twice changes nothing, and a re-run after late events corrects exactly the
+days they touch.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import threading
@@ -51,8 +56,8 @@ from zoneinfo import ZoneInfo
 
 from funnelhouse.config import Settings
 from funnelhouse.models import identity, swap
-from funnelhouse.models.lookback import WindowDigests
-from funnelhouse.models.people import PersonPlan, plan_people
+from funnelhouse.models.digests import DayDigests
+from funnelhouse.models.people import PEOPLE_IDS, PersonPlan, affected_people, plan_people
 from funnelhouse.warehouse.base import Warehouse
 from funnelhouse.warehouse.migrate import split_statements
 
@@ -76,11 +81,20 @@ _SCRATCH_TABLE = re.compile(r"CREATE TABLE (\w+)")
 # run: {{ people:COL }} and {{ days:COL }} are filters there, `1` in a full build.
 _PEOPLE = re.compile(r"\{\{ people:(\w+(?:\.\w+)?) \}\}")
 _DAYS = re.compile(r"\{\{ days:(\w+(?:\.\w+)?) \}\}")
+# A by-day model's partial days read only the raw rows carrying one of the affected
+# people's ids: {{ people_ids:A,B }} is `A IN ids OR B IN ids` there, `1` otherwise.
+_PEOPLE_IDS = re.compile(r"\{\{ people_ids:(\w+),\s*(\w+) \}\}")
+# ... and {{ people_messages:COL }} is `COL IN` the message ids of those raw rows over
+# the chunk's padded days (so every copy of those messages is seen), `1` otherwise.
+_PEOPLE_MESSAGES = re.compile(r"\{\{ people_messages:(\w+) \}\}")
 MATERIALIZATIONS = ("table", "incremental_by_day", "incremental_by_person")
 # A chunk writes one part per day at once; a week keeps the write buffers small.
 CHUNK_MAX_DAYS = 7
 # The events received since the previous run, read once per run (identity merge, plan).
 NEW_EVENTS = "models__new_events"
+# A late day is rebuilt for the affected people only while what arrived for it is at
+# most this share of its rows (past that, rebuilding the day whole reads about as much).
+PARTIAL_SHARE = 0.25
 _PART_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 # One run at a time per process: staging tables have fixed names.
 _RUN_LOCK = threading.Lock()
@@ -215,8 +229,11 @@ class _Runner:
         self.last_map_version: dict[str, str] = {}  # model → map it was last built with
         self.last_ddl_hash: dict[str, str] = {}  # model → DDL its table was left with
         self.new_events_key: tuple[str, str | None] | None = None  # what NEW_EVENTS holds
-        self.digests: WindowDigests | None = None  # raw digests of the days to check
+        self.digests: DayDigests  # raw digests of the days to check, read by run()
         self.recheck_window = False  # rebuild only window days whose digest changed
+        self.people: PersonPlan | None = None  # the affected people, after the merge
+        self.new_rows: dict[date, int] = {}  # events received since, per day
+        self.whole_days: set[date] = set()  # days rebuilt whole upstream in this run
 
     # -- orchestration ---------------------------------------------------------------
     def run(
@@ -271,24 +288,25 @@ class _Runner:
         self.whole_run = select is None or {m.name for m in load_models(
             self.settings.sql_dir / "models")} <= set(select)
         window = self._window_days(since, today) if not full_refresh else set()
-        # The raw digests are read before any model builds (lookback.py says why): of
-        # the look-back window, or of every day for a full build. A --since run
-        # rebuilds its days whatever their digest.
+        # The raw digests are read before any model builds (digests.py says why): of
+        # the look-back window, or of every day for a full build, here; of the other
+        # days a model rebuilds, before it builds them. A --since run rebuilds its days
+        # whatever their digest.
         if full_refresh:
             to_digest = set(self._day_rows()) | self._window_days(None, today)
         else:
             to_digest = self._window_days(None, today) if since else window
-        digested = sorted(to_digest)
-        bounds = self._day_params(digested) if digested else {}
-        self.digests = WindowDigests(self.wh, self.tz, to_digest,
-                                     (bounds.get("ts_from", ""), bounds.get("ts_to", "")))
+        self.digests = DayDigests(self.wh, self.tz, watermark, self.previous.values(),
+                                  functools.partial(_span, self.tz))
+        self.digests.read(to_digest)
         self.recheck_window = since is None and not full_refresh
         runs: list[ModelRun] = []
         try:
             self._run_all(models, runs, full_refresh, window, watermark)
         finally:
-            if self.plan is not None:
-                self.plan.drop(self.wh)
+            for plan in (self.plan, self.people):
+                if plan is not None:
+                    plan.drop(self.wh)
             for table in (NEW_EVENTS, identity.MOVED):
                 self.wh.execute(f"DROP TABLE IF EXISTS {table} SYNC")
         return runs
@@ -322,23 +340,28 @@ class _Runner:
                 if full_refresh or not exists or self._last_rules(model.name) != self.rules \
                         or self._schema_changed(model):
                     days_list = sorted(self._day_rows())
+                    self.digests.read(days_list)
                     rows = self._build_incremental_full(model, days_list)
                     mode, days = "full", len(days_list)
+                    partial: set[date] = set()
                 else:
                     lookback = window
-                    if self.recheck_window and self.digests is not None:
-                        lookback = self.digests.changed(model.name)
+                    if self.recheck_window:
+                        lookback = self.digests.changed(model.name, window)
                     affected = lookback | self._received_days(model.name) | self.rebuilt_days
                     if "identity_map" in model.depends_on:
                         affected |= self._days_with_stale_persons(model.name)
                     days_list = sorted(affected)
-                    rows = self._build_incremental_days(model, days_list)
+                    self.digests.read(days_list)
+                    partial = self._partial_days(model, affected)
+                    rows = self._build_incremental_days(model, sorted(affected - partial))
+                    rows += self._build_partial_days(model, sorted(partial))
                     mode, days = "incremental", len(days_list)
                 if "identity_map" in model.depends_on:
                     self._save_applied_links(model.name)
-                if self.digests is not None:  # its window days now match their digests
-                    self.digests.record(model.name, None if mode == "full" else days_list)
+                self.digests.record(model.name, days_list)  # they now match their digests
                 self.rebuilt_days |= set(days_list)
+                self.whole_days |= set(days_list) - partial
             seconds = time.monotonic() - started
             self.modes[model.name] = mode
             run = ModelRun(model.name, rows, round(seconds, 3), mode, days)
@@ -394,10 +417,41 @@ class _Runner:
             return set()
         source = self._new_events(model)
         rows = self.wh.query(
-            f"SELECT DISTINCT toString(toDate(timestamp, {{tz:String}})) FROM {source}",
+            f"SELECT toString(toDate(timestamp, {{tz:String}})) AS d, count() FROM {source} "
+            f"GROUP BY d",
             {"tz": self.tz},
         ).rows
-        return {date.fromisoformat(r[0]) for r in rows}
+        self.new_rows = {date.fromisoformat(d): int(n) for d, n in rows}
+        return set(self.new_rows)
+
+    def _partial_days(self, model: Model, affected: set[date]) -> set[date]:
+        """The affected days `model` can rebuild for the affected people only.
+
+        Those whose raw rows received up to the model's previous watermark are still
+        what it built them from (digests.py: `explained`), so that the day differs only
+        by the new events, whose people are all in P, and by ids that moved in this
+        run's merge, whose old and new persons are in P too; not a day an upstream
+        model rebuilt whole; and only while the new events are a small share of the day.
+        """
+        people = self._affected_people(model)
+        if people is None or not self.recheck_window:
+            return set()
+        explained = self.digests.explained(model.name, affected - self.whole_days,
+                                           self.previous.get(model.name))
+        return {day for day in explained
+                if self.new_rows.get(day, 0) <= PARTIAL_SHARE * self.digests.current[day][0]}
+
+    def _affected_people(self, model: Model) -> PersonPlan | None:
+        """P (people.py), once the map merged this run's new events: None when they are
+        not what changed since `model` was built (another watermark, a map rebuilt)."""
+        if (self.modes.get("identity_map") != "incremental" or not self.whole_run
+                or self.previous.get(model.name) != self.previous.get("identity_map")
+                or ("identity_map" in model.depends_on
+                    and not self._moved_since_built(model.name))):
+            return None
+        if self.people is None:
+            self.people = affected_people(self.wh, self._new_events("identity_map"))
+        return self.people
 
     def _moved_since_built(self, table: str) -> bool:
         """Are this run's moved ids (identity.MOVED) all that moved since `table` was built?
@@ -660,8 +714,9 @@ class _Runner:
                 or len({self.previous.get(m) for m in upstream}) != 1
                 or not swap.exists(self.wh, "funnel_stages") or not swap.exists(self.wh, "orders")):
             return None
-        self.plan = plan_people(self.wh, self._new_events("identity_map"),
-                                sorted(self.rebuilt_days))
+        if self.people is None:
+            self.people = affected_people(self.wh, self._new_events("identity_map"))
+        self.plan = plan_people(self.wh, self.people, sorted(self.rebuilt_days))
         return self.plan
 
     def _build_incremental_full(self, model: Model, days: list[date]) -> int:
@@ -683,26 +738,65 @@ class _Runner:
             self.wh.execute(f"DROP TABLE IF EXISTS {stage} SYNC")
             self.wh.execute(_ddl(model, stage))
             self._insert(model, stage, self._day_params(chunk))
-            filled = {
-                r[0]: r[1]
-                for r in self.wh.query(
-                    "SELECT partition_id, sum(rows) FROM system.parts "
-                    "WHERE database = currentDatabase() "
-                    "AND table = {t:String} AND active GROUP BY partition_id",
-                    {"t": stage},
-                ).rows
-            }
-            for day in chunk:
-                pid = day.strftime("%Y%m%d")
-                if pid in filled:
-                    self.wh.execute(
-                        f"ALTER TABLE {model.name} REPLACE PARTITION ID '{pid}' FROM {stage}"
-                    )
-                    rows += int(filled[pid])
-                else:
-                    self.wh.execute(f"ALTER TABLE {model.name} DROP PARTITION ID '{pid}'")
+            rows += self._swap_days(model, stage, chunk)
             self.progress(f"    {model.name}: days {chunk[0]}…{chunk[-1]} replaced")
         self.wh.execute(f"DROP TABLE IF EXISTS {stage} SYNC")
+        return rows
+
+    def _build_partial_days(self, model: Model, days: list[date]) -> int:
+        """Rebuild the affected people's rows of these days and keep every other row.
+
+        Per run of consecutive days, the people's rows are rebuilt (from the raw rows
+        carrying their ids) into the stage; then each day is swapped in with its other
+        rows kept (swap.replace_partition_rows: hard links and a row mask, then
+        REPLACE PARTITION; readers see the old day or the new one). Returns the rows
+        rebuilt.
+        """
+        if not days:
+            return 0
+        assert self.people is not None
+        stage = f"{model.name}__stage"
+        replaced = f"{model.replace_by} IN (SELECT person_id FROM {self.people.people})"
+        rows = 0
+        for chunk in _consecutive_runs(days, CHUNK_MAX_DAYS):
+            self.wh.execute(f"DROP TABLE IF EXISTS {stage} SYNC")
+            # the stored table's own structure: parts attach only between equal ones
+            self.wh.execute(f"CREATE TABLE {stage} AS {model.name}")
+            self.filters = (self.people.people, _date_list(chunk))
+            try:
+                self._insert(model, stage, self._day_params(chunk))
+            finally:
+                self.filters = None
+            rows += self._count(stage)
+            for day in chunk:
+                swap.replace_partition_rows(self.wh, model.name, day.strftime("%Y%m%d"),
+                                            replaced, stage)
+            self.progress(f"    {model.name}: days {chunk[0]}…{chunk[-1]} replaced "
+                          f"for the affected people")
+        self.wh.execute(f"DROP TABLE IF EXISTS {stage} SYNC")
+        return rows
+
+    def _swap_days(self, model: Model, stage: str, chunk: list[date]) -> int:
+        """Each day of the stage replaces the model's (a day left empty is dropped)."""
+        rows = 0
+        filled = {
+            r[0]: r[1]
+            for r in self.wh.query(
+                "SELECT partition_id, sum(rows) FROM system.parts "
+                "WHERE database = currentDatabase() "
+                "AND table = {t:String} AND active GROUP BY partition_id",
+                {"t": stage},
+            ).rows
+        }
+        for day in chunk:
+            pid = day.strftime("%Y%m%d")
+            if pid in filled:
+                self.wh.execute(
+                    f"ALTER TABLE {model.name} REPLACE PARTITION ID '{pid}' FROM {stage}"
+                )
+                rows += int(filled[pid])
+            else:
+                self.wh.execute(f"ALTER TABLE {model.name} DROP PARTITION ID '{pid}'")
         return rows
 
     def _insert(self, model: Model, target: str, day_params: dict[str, str],
@@ -749,29 +843,24 @@ class _Runner:
         """{{ people:COL }} / {{ days:COL }}: the affected people and their days in a
         by-person run, no filter (`1`) in a full build."""
         if self.filters is None:
-            return _DAYS.sub("1", _PEOPLE.sub("1", sql))
+            for template in (_PEOPLE, _DAYS, _PEOPLE_IDS, _PEOPLE_MESSAGES):
+                sql = template.sub("1", sql)
+            return sql
         people, days = self.filters
+        ids = (f"(user_id IN (SELECT id FROM {PEOPLE_IDS}) "
+               f"OR anonymous_id IN (SELECT id FROM {PEOPLE_IDS}))")
+        sql = _PEOPLE_MESSAGES.sub(
+            lambda m: f"{m.group(1)} IN (SELECT message_id FROM events_raw "
+                      f"WHERE timestamp >= {{pad_from:DateTime64(3, 'UTC')}} "
+                      f"AND timestamp < {{pad_to:DateTime64(3, 'UTC')}} AND {ids})", sql)
+        sql = _PEOPLE_IDS.sub(
+            lambda m: f"({m.group(1)} IN (SELECT id FROM {PEOPLE_IDS}) "
+                      f"OR {m.group(2)} IN (SELECT id FROM {PEOPLE_IDS}))", sql)
         sql = _PEOPLE.sub(lambda m: f"{m.group(1)} IN (SELECT person_id FROM {people})", sql)
         return _DAYS.sub(lambda m: f"{m.group(1)} IN {days}", sql)
 
     def _day_params(self, days: list[date]) -> dict[str, str]:
-        """The chunk's days, and its bounds in UTC: [ts_from, ts_to) covers the days,
-        [pad_from, pad_to) one more day either side (for copies straddling midnight)."""
-        zone = ZoneInfo(self.tz)
-
-        def start_of(day: date) -> str:
-            return _utc_text(datetime(day.year, day.month, day.day, tzinfo=zone))
-
-        first, last = days[0], days[-1]
-        return {
-            "days": "[" + ",".join(f"'{d.isoformat()}'" for d in days) + "]",
-            "date_from": first.isoformat(),
-            "date_to": last.isoformat(),
-            "ts_from": start_of(first),
-            "ts_to": start_of(last + timedelta(days=1)),
-            "pad_from": start_of(first - timedelta(days=1)),
-            "pad_to": start_of(last + timedelta(days=2)),
-        }
+        return _day_params(self.tz, days)
 
     def _schema_changed(self, model: Model) -> bool:
         """Do the stored table's columns differ from what the model's DDL creates now?
@@ -810,6 +899,32 @@ def _ddl_hash(model: Model) -> str:
     return hashlib.sha256(model.ddl.encode()).hexdigest()
 
 
+def _day_params(tz: str, days: list[date]) -> dict[str, str]:
+    """The chunk's days, and its bounds in UTC: [ts_from, ts_to) covers the days,
+    [pad_from, pad_to) one more day either side (for copies straddling midnight)."""
+    zone = ZoneInfo(tz)
+
+    def start_of(day: date) -> str:
+        return _utc_text(datetime(day.year, day.month, day.day, tzinfo=zone))
+
+    first, last = days[0], days[-1]
+    return {
+        "days": "[" + ",".join(f"'{d.isoformat()}'" for d in days) + "]",
+        "date_from": first.isoformat(),
+        "date_to": last.isoformat(),
+        "ts_from": start_of(first),
+        "ts_to": start_of(last + timedelta(days=1)),
+        "pad_from": start_of(first - timedelta(days=1)),
+        "pad_to": start_of(last + timedelta(days=2)),
+    }
+
+
+def _span(tz: str, days: list[date]) -> tuple[str, str]:
+    """The UTC instants from the first day's start to the last day's end."""
+    params = _day_params(tz, days)
+    return params["ts_from"], params["ts_to"]
+
+
 def _bind(condition: str, params: dict[str, str]) -> str:
     """The new-events condition with its two values inlined (a watermark the runner
     read from the warehouse and a number of seconds), for a table expression."""
@@ -843,6 +958,17 @@ def _scratch_names(model: str, sql: str) -> str:
 def _strip_comments(sql: str) -> str:
     """Drop whole-line comments before the body, so a wrapper can nest it safely."""
     return "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
+
+
+def _consecutive_runs(days: list[date], longest: int) -> list[list[date]]:
+    """The days (sorted) cut into runs of consecutive days, at most `longest` each."""
+    runs: list[list[date]] = []
+    for day in days:
+        if runs and runs[-1][-1] == day - timedelta(days=1) and len(runs[-1]) < longest:
+            runs[-1].append(day)
+        else:
+            runs.append([day])
+    return runs
 
 
 def _day_range(first: date, last: date) -> list[date]:

@@ -6,11 +6,13 @@
 -- depends_on:   identity_map
 -- materialized: incremental_by_day (partition column event_date, reporting time zone)
 --
--- Refresh: the runner rebuilds whole days — the look-back window, the days of events
--- received since the last run, and the days of ids whose person changed — into a
--- staging table and swaps each day in with REPLACE PARTITION (atomic per day; readers
+-- Refresh: the runner rebuilds days — the look-back window's changed days, the days of
+-- events received since the last run, and the days of ids whose person changed — into
+-- a staging table and swaps each day in with REPLACE PARTITION (atomic per day; readers
 -- never see a half-written day). A session never crosses midnight in the reporting
--- time zone (as in Universal Analytics), so every day can be rebuilt on its own.
+-- time zone (as in Universal Analytics), so every day can be rebuilt on its own, and
+-- every person's day too: a late day is rebuilt for the affected people only (the
+-- people filters below; `1` when days are rebuilt whole), the rest of it kept.
 --
 -- Dedup: events_raw may hold several copies of a message_id; the earliest received
 -- wins. Copies are rare, so the message_ids with copies are found first (a GROUP BY
@@ -115,6 +117,9 @@ FROM events_raw
 WHERE timestamp >= {pad_from:DateTime64(3, 'UTC')}
   AND timestamp < {pad_to:DateTime64(3, 'UTC')}
   AND (anonymous_id != '' OR user_id != '')
+  -- for the affected people, every copy of their messages (the earliest may carry
+  -- someone else's ids; it then wins and theirs is dropped, as in a whole day)
+  AND {{ people_messages:message_id }}
 GROUP BY message_id
 HAVING count() > 1;
 
@@ -135,6 +140,7 @@ slice AS (
       AND timestamp < {ts_to:DateTime64(3, 'UTC')}
       AND has({days:Array(Date)}, toDate(timestamp, {tz:String}))
       AND (anonymous_id != '' OR user_id != '')
+      AND {{ people_ids:user_id, anonymous_id }}
 ),
 
 raw AS (
@@ -241,7 +247,8 @@ identified AS (
     LEFT JOIN linked AS by_anon ON by_anon.id = events.anonymous_id
 )
 
-SELECT * FROM identified;
+-- a row carrying one of the people's ids may resolve to someone else (its user id's)
+SELECT * FROM identified WHERE {{ people:person_id }};
 
 WITH
 person_days AS (

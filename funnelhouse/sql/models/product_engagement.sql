@@ -49,7 +49,7 @@ events AS (
            product_name, product_category, dwell_ms, scroll_depth, quantity, currency, order_id,
            properties
     FROM behavior_events
-    WHERE has({days:Array(Date)}, event_date)
+    WHERE has({days:Array(Date)}, event_date) AND {{ people:person_id }}
 ),
 
 product_events AS (

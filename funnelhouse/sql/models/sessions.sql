@@ -71,7 +71,7 @@ events AS (
         browser_name, page_path, session_source, session_medium, session_campaign,
         referrer_host, order_id, revenue, currency
     FROM behavior_events
-    WHERE has({days:Array(Date)}, event_date)
+    WHERE has({days:Array(Date)}, event_date) AND {{ people:person_id }}
 ),
 
 session_orders AS (
