@@ -84,8 +84,8 @@ _DAYS = re.compile(r"\{\{ days:(\w+(?:\.\w+)?) \}\}")
 # A by-day model's partial days read only the raw rows carrying one of the affected
 # people's ids: {{ people_ids:A,B }} is `A IN ids OR B IN ids` there, `1` otherwise.
 _PEOPLE_IDS = re.compile(r"\{\{ people_ids:(\w+),\s*(\w+) \}\}")
-# ... and {{ people_messages:COL }} is `COL IN` the message ids of those raw rows over
-# the chunk's padded days (so every copy of those messages is seen), `1` otherwise.
+# ... and {{ people_messages:COL }} is `COL IN` the message ids of those raw rows on the
+# chunk's days (where the copies step then finds every copy of them), `1` otherwise.
 _PEOPLE_MESSAGES = re.compile(r"\{\{ people_messages:(\w+) \}\}")
 MATERIALIZATIONS = ("table", "incremental_by_day", "incremental_by_person")
 # A chunk writes one part per day at once; a week keeps the write buffers small.
@@ -746,11 +746,11 @@ class _Runner:
     def _build_partial_days(self, model: Model, days: list[date]) -> int:
         """Rebuild the affected people's rows of these days and keep every other row.
 
-        Per run of consecutive days, the people's rows are rebuilt (from the raw rows
-        carrying their ids) into the stage; then each day is swapped in with its other
-        rows kept (swap.replace_partition_rows: hard links and a row mask, then
-        REPLACE PARTITION; readers see the old day or the new one). Returns the rows
-        rebuilt.
+        Per run of consecutive days, the stage starts as the days with the people's
+        rows left out (swap.keep_partitions: the parts hard-linked and those rows
+        masked), their rows are rebuilt into it from the raw rows carrying their ids,
+        and each day is swapped in with REPLACE PARTITION (readers see the old day or
+        the new one). Returns the rows rebuilt.
         """
         if not days:
             return 0
@@ -762,15 +762,15 @@ class _Runner:
             self.wh.execute(f"DROP TABLE IF EXISTS {stage} SYNC")
             # the stored table's own structure: parts attach only between equal ones
             self.wh.execute(f"CREATE TABLE {stage} AS {model.name}")
+            swap.keep_partitions(self.wh, model.name, stage,
+                                 [day.strftime("%Y%m%d") for day in chunk], replaced)
             self.filters = (self.people.people, _date_list(chunk))
             try:
                 self._insert(model, stage, self._day_params(chunk))
             finally:
                 self.filters = None
-            rows += self._count(stage)
-            for day in chunk:
-                swap.replace_partition_rows(self.wh, model.name, day.strftime("%Y%m%d"),
-                                            replaced, stage)
+            rows += self._count(stage, replaced)
+            self._swap_days(model, stage, chunk)
             self.progress(f"    {model.name}: days {chunk[0]}…{chunk[-1]} replaced "
                           f"for the affected people")
         self.wh.execute(f"DROP TABLE IF EXISTS {stage} SYNC")
@@ -851,8 +851,8 @@ class _Runner:
                f"OR anonymous_id IN (SELECT id FROM {PEOPLE_IDS}))")
         sql = _PEOPLE_MESSAGES.sub(
             lambda m: f"{m.group(1)} IN (SELECT message_id FROM events_raw "
-                      f"WHERE timestamp >= {{pad_from:DateTime64(3, 'UTC')}} "
-                      f"AND timestamp < {{pad_to:DateTime64(3, 'UTC')}} AND {ids})", sql)
+                      f"WHERE timestamp >= {{ts_from:DateTime64(3, 'UTC')}} "
+                      f"AND timestamp < {{ts_to:DateTime64(3, 'UTC')}} AND {ids})", sql)
         sql = _PEOPLE_IDS.sub(
             lambda m: f"({m.group(1)} IN (SELECT id FROM {PEOPLE_IDS}) "
                       f"OR {m.group(2)} IN (SELECT id FROM {PEOPLE_IDS}))", sql)
@@ -887,8 +887,8 @@ class _Runner:
         columns = {table: list(cols) for table, cols in shapes}
         return columns.get(model.name) != columns.get(probe)
 
-    def _count(self, table: str) -> int:
-        return int(self.wh.query(f"SELECT count() FROM {table}").scalar() or 0)
+    def _count(self, table: str, where: str = "1") -> int:
+        return int(self.wh.query(f"SELECT count() FROM {table} WHERE {where}").scalar() or 0)
 
 
 def _ddl(model: Model, table: str) -> str:

@@ -25,6 +25,13 @@ from funnelhouse.warehouse.base import (
     insert_parts,
 )
 
+# The engine's options (the process's first connection sets them). The background pool
+# takes pool x ratio parts at once (2 x 2 by default) and the rest only at a later
+# wake-up; the model runner's lightweight DELETEs mask a table's parts in one mutation,
+# so 8 slots keep a mask of up to 8 parts at tens of milliseconds (models/swap.py).
+# The pool's threads stay at 2: the ratio adds queued tasks, not concurrency.
+ENGINE_OPTIONS = "?background_merges_mutations_concurrency_ratio=4"
+
 
 class ChdbWarehouse:
     backend = "chdb"
@@ -35,7 +42,7 @@ class ChdbWarehouse:
         self.path = path
         self._lock = threading.Lock()
         try:
-            self._conn = chdb.connect(str(path))
+            self._conn = chdb.connect(str(path) + ENGINE_OPTIONS)
         except Exception as exc:
             raise WarehouseError(f"cannot open {path}: {exc}") from exc
         for name, value in {**RESULT_SETTINGS, **(limits or {})}.items():
@@ -114,8 +121,9 @@ class ChdbWarehouse:
     def _executor(self) -> ThreadPoolExecutor:
         with self._pool_lock:
             if self._pool is None:
-                self._insert_conns = [(chdb.connect(str(self.path)), threading.Lock())
-                                      for _ in range(INSERT_PARTS - 1)]
+                self._insert_conns = [
+                    (chdb.connect(str(self.path) + ENGINE_OPTIONS), threading.Lock())
+                    for _ in range(INSERT_PARTS - 1)]
                 self._pool = ThreadPoolExecutor(INSERT_PARTS - 1,
                                                 thread_name_prefix="chdb-insert")
             return self._pool
