@@ -103,7 +103,8 @@ def check_incremental_equals_full_refresh(tmp_path, make_warehouse, people: int)
     modes = {r.model: r.mode for r in runs}
     # the map merges what is new; the person-level tables rebuild the affected people
     assert {modes[m] for m in ("identity_map", "behavior_events", "users", "orders",
-                               "order_items", "funnel_stages", "campaign_performance")} == {
+                               "order_items", "funnel_stages", "campaign_touches",
+                               "campaign_performance")} == {
         "incremental"}, modes
     incremental = snapshot(wh)
     wh.close()

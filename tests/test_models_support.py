@@ -262,6 +262,7 @@ MODEL_TABLES = (
     "order_items",
     "users",
     "funnel_stages",
+    "campaign_touches",
     "campaign_performance",
 )
 

@@ -15,9 +15,8 @@ changed events only on the days it rebuilt. So P's days are funnel_stages' days 
 Reading behavior_events and sessions on those days only keeps the read to P's own
 history (partition pruning), not the whole table.
 
-campaign_performance is per day, not per person: its affected days are P's days; the
-persons Q credited on them (every session of those days) are read with their histories
-(first and last touch), and only the affected days' rows are replaced.
+campaign_touches is per person too (their credited campaigns per day); the per-day
+campaign_performance adds what changed in it (run.py: incremental_sum).
 
 P (without the order closure, which concerns only the person-level tables) is worked
 out right after the identity merge, before any by-day model builds: a by-day model
@@ -32,24 +31,24 @@ from datetime import date
 
 from funnelhouse.warehouse.base import Warehouse
 
-__all__ = ["PEOPLE_IDS", "PersonPlan", "affected_people", "plan_people"]
+__all__ = ["PEOPLE_BEFORE", "PEOPLE_IDS", "PersonPlan", "affected_people", "plan_people"]
 
 PEOPLE = "models__people"
-Q_PEOPLE = "models__people_q"
 PEOPLE_IDS = "models__people_ids"
+# Those of P that had rows before this run (funnel_stages holds every person with an
+# event, built in the same run as the other person-level tables): the only ones whose
+# old rows a sum takes away (run.py: incremental_sum). Most of P can be new people.
+PEOPLE_BEFORE = "models__people_before"
 
 
 @dataclass
 class PersonPlan:
     people: str = PEOPLE  # table of the affected persons
-    q_people: str = Q_PEOPLE  # table of the persons credited on the affected days
     count: int = 0
     days: list[date] = field(default_factory=list)  # P's days
-    q_days: list[date] = field(default_factory=list)  # Q's days
-    replace_days: list[date] = field(default_factory=list)  # per-day tables: days replaced
 
     def drop(self, wh: Warehouse) -> None:
-        for table in (self.people, self.q_people, PEOPLE_IDS):
+        for table in (self.people, PEOPLE_IDS, PEOPLE_BEFORE):
             wh.execute(f"DROP TABLE IF EXISTS {table} SYNC")
 
 
@@ -98,7 +97,7 @@ def affected_people(wh: Warehouse, source: str) -> PersonPlan:
 
 
 def plan_people(wh: Warehouse, plan: PersonPlan, rebuilt_days: list[date]) -> PersonPlan:
-    """P closed over shared orders, their days, and Q (see the module docstring)."""
+    """P closed over shared orders, and their days (see the module docstring)."""
     rebuilt = "(" + ", ".join(f"toDate('{d.isoformat()}')" for d in rebuilt_days
                               or [date(1970, 1, 1)]) + ")"
     days_of = (f"SELECT DISTINCT toString(stage_date) FROM funnel_stages "
@@ -120,13 +119,8 @@ def plan_people(wh: Warehouse, plan: PersonPlan, rebuilt_days: list[date]) -> Pe
           AND person_id NOT IN (SELECT person_id FROM {PEOPLE})""")
     plan.count = int(wh.query(f"SELECT uniqExact(person_id) FROM {PEOPLE}").scalar() or 0)
     plan.days = _dates(wh, days_of.format(t=PEOPLE))
-    plan.replace_days = plan.days
-    day_list = "(" + ", ".join(f"toDate('{d.isoformat()}')" for d in plan.days
-                               or [date(1970, 1, 1)]) + ")"
-    wh.execute(f"CREATE TABLE {Q_PEOPLE} (person_id String) ENGINE = Memory")
     wh.execute(f"""
-        INSERT INTO {Q_PEOPLE}
-        SELECT DISTINCT person_id FROM sessions WHERE session_date IN {day_list}
-        UNION DISTINCT SELECT person_id FROM {PEOPLE}""")
-    plan.q_days = _dates(wh, days_of.format(t=Q_PEOPLE))
+        CREATE TABLE {PEOPLE_BEFORE} ENGINE = Memory AS
+        SELECT DISTINCT person_id FROM funnel_stages
+        WHERE person_id IN (SELECT person_id FROM {PEOPLE})""")
     return plan

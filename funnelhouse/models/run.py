@@ -2,7 +2,8 @@
 
 Models are the files in `sql/models/`, one per table. Each file holds a header that
 names its dependencies (`-- depends_on: a, b`) and how it refreshes
-(`-- materialized: table | incremental_by_day`), then the table's DDL (`{{ this }}`
+(`-- materialized: table | incremental_by_day | incremental_by_person |
+incremental_sum`), then the table's DDL (`{{ this }}`
 stands for the table being written), optional scratch steps, and the model's SELECT.
 A scratch step (`CREATE TABLE {{ scratch }} ENGINE = Memory AS …`, or `{{ scratch:name }}`
 when a model has several) holds an intermediate result that later statements read more
@@ -31,6 +32,12 @@ orders models by dependencies and, for each:
   (swap.replace_rows).
   identity_map merges the new events' links into its kept state (identity.py).
 
+* `incremental_sum` — a table whose every column is a sum over one person-level
+  model: built whole (it is small) from its own rows plus that model's affected
+  people's rows as they are now, less the same people's rows as they were (kept by
+  the runner while it replaced them); every row of the source summed when that is
+  not known (the source built whole, a forget since).
+
 Affected days = the days of the look-back window (`lookback_days` before the latest
 day) whose raw rows changed since the model built them (digests.py), or every day from
 `--since`, plus the days of events received since the model's previous run (however
@@ -57,7 +64,13 @@ from zoneinfo import ZoneInfo
 from funnelhouse.config import Settings
 from funnelhouse.models import identity, swap
 from funnelhouse.models.digests import DayDigests
-from funnelhouse.models.people import PEOPLE_IDS, PersonPlan, affected_people, plan_people
+from funnelhouse.models.people import (
+    PEOPLE_BEFORE,
+    PEOPLE_IDS,
+    PersonPlan,
+    affected_people,
+    plan_people,
+)
 from funnelhouse.warehouse.base import Warehouse
 from funnelhouse.warehouse.migrate import split_statements
 
@@ -81,13 +94,18 @@ _SCRATCH_TABLE = re.compile(r"CREATE TABLE (\w+)")
 # run: {{ people:COL }} and {{ days:COL }} are filters there, `1` in a full build.
 _PEOPLE = re.compile(r"\{\{ people:(\w+(?:\.\w+)?) \}\}")
 _DAYS = re.compile(r"\{\{ days:(\w+(?:\.\w+)?) \}\}")
+# An incremental_sum model adds up its source: {{ kept }} is its own rows and
+# {{ delta:SOURCE }} the rows of the people SOURCE refreshed, as they are now (sign 1)
+# and as they were (sign -1); in a full build, no rows and every row of SOURCE.
+_DELTA = re.compile(r"\{\{ delta:(\w+) \}\}")
+_KEPT = "{{ kept }}"
 # A by-day model's partial days read only the raw rows carrying one of the affected
 # people's ids: {{ people_ids:A,B }} is `A IN ids OR B IN ids` there, `1` otherwise.
 _PEOPLE_IDS = re.compile(r"\{\{ people_ids:(\w+),\s*(\w+) \}\}")
 # ... and {{ people_messages:COL }} is `COL IN` the message ids of those raw rows on the
 # chunk's days (where the copies step then finds every copy of them), `1` otherwise.
 _PEOPLE_MESSAGES = re.compile(r"\{\{ people_messages:(\w+) \}\}")
-MATERIALIZATIONS = ("table", "incremental_by_day", "incremental_by_person")
+MATERIALIZATIONS = ("table", "incremental_by_day", "incremental_by_person", "incremental_sum")
 # A chunk writes one part per day at once; a week keeps the write buffers small.
 CHUNK_MAX_DAYS = 7
 # The events received since the previous run, read once per run (identity merge, plan).
@@ -104,7 +122,7 @@ _RUN_LOCK = threading.Lock()
 class Model:
     name: str
     depends_on: tuple[str, ...]
-    materialized: str  # "table" | "incremental_by_day" | "incremental_by_person"
+    materialized: str  # one of MATERIALIZATIONS
     ddl: str  # CREATE TABLE IF NOT EXISTS {{ this }} …
     select: str
     path: Path
@@ -232,6 +250,9 @@ class _Runner:
         self.digests: DayDigests  # raw digests of the days to check, read by run()
         self.recheck_window = False  # rebuild only window days whose digest changed
         self.people: PersonPlan | None = None  # the affected people, after the merge
+        self.models: list[Model] = []  # the models of this run
+        self.deltas: dict[str, str] = {}  # person-level model → its delta table ('' none)
+        self.sums: tuple[str, str] | None = None  # {{ kept }}, {{ delta }} for _insert
         self.new_rows: dict[date, int] = {}  # events received since, per day
         self.whole_days: set[date] = set()  # days rebuilt whole upstream in this run
 
@@ -301,13 +322,14 @@ class _Runner:
         self.digests.read(to_digest)
         self.recheck_window = since is None and not full_refresh
         runs: list[ModelRun] = []
+        self.models = models
         try:
             self._run_all(models, runs, full_refresh, window, watermark)
         finally:
             for plan in (self.plan, self.people):
                 if plan is not None:
                     plan.drop(self.wh)
-            for table in (NEW_EVENTS, identity.MOVED):
+            for table in (NEW_EVENTS, identity.MOVED, *filter(None, self.deltas.values())):
                 self.wh.execute(f"DROP TABLE IF EXISTS {table} SYNC")
         return runs
 
@@ -327,6 +349,9 @@ class _Runner:
                 days = 0
             elif model.materialized == "incremental_by_person":
                 rows, mode = self._build_by_person(model, full_refresh)
+                days = 0
+            elif model.materialized == "incremental_sum":
+                rows, mode = self._build_sum(model, full_refresh)
                 days = 0
             elif model.materialized == "table":
                 rows = self._build_table(model)
@@ -670,35 +695,85 @@ class _Runner:
         return rows, "full"
 
     def _build_by_person(self, model: Model, full_refresh: bool) -> tuple[int, str]:
-        """Rebuild the affected people's rows (or days, for a per-day table) and swap
-        the table in with them; the whole table when this run cannot say who changed."""
+        """Rebuild the affected people's rows and swap the table in with them; the whole
+        table when this run cannot say who changed."""
         plan = self._person_plan(full_refresh)
         if (plan is None or not swap.exists(self.wh, model.name)
                 or self.previous.get(model.name) != self.previous.get("identity_map")
                 or self._last_rules(model.name) != self.rules or self._schema_changed(model)):
             return self._build_table(model), "full"
-        by_day = model.replace_by != "person_id"
-        people, days = (plan.q_people, plan.q_days) if by_day else (plan.people, plan.days)
+        summed = self._summed(model)
         if not plan.count:
+            if summed:
+                self.deltas[model.name] = ""
             return 0, "incremental"
         stage, new = f"{model.name}__stage", f"{model.name}__new"
         self.wh.execute(f"DROP TABLE IF EXISTS {stage} SYNC")
         self.wh.execute(_ddl(model, stage))
-        self.filters = (people, _date_list(days))
+        self.filters = (plan.people, _date_list(plan.days))
         try:
             self._insert(model, stage, {})
         finally:
             self.filters = None
-        key = model.replace_by
-        if by_day:  # only the affected days' rows: the others were read for context
-            replaced = f"{key} IN {_date_list(plan.replace_days)}"
-        else:
-            replaced = f"{key} IN (SELECT person_id FROM {people})"
+        replaced = f"{model.replace_by} IN (SELECT person_id FROM {plan.people})"
         rows = self._count(stage)
+        if summed:  # the people's rows now and before, for the sums downstream
+            delta = f"{model.name}__delta"
+            self.wh.execute(f"DROP TABLE IF EXISTS {delta} SYNC")
+            self.wh.execute(
+                f"CREATE TABLE {delta} ENGINE = Memory AS "
+                f"SELECT *, toInt8(1) AS sign FROM {stage} WHERE {replaced} UNION ALL "
+                f"SELECT *, toInt8(-1) AS sign FROM {model.name} "
+                f"WHERE {model.replace_by} IN (SELECT person_id FROM {PEOPLE_BEFORE})")
+            self.deltas[model.name] = delta
         swap.replace_rows(self.wh, model.name, new, replaced,
                           f"SELECT * FROM {stage} WHERE {replaced}")
         self.wh.execute(f"DROP TABLE {stage} SYNC")
         return rows, "incremental"
+
+    def _summed(self, model: Model) -> bool:
+        """Does an incremental_sum model of this run add up `model`?"""
+        return any(other.materialized == "incremental_sum" and model.name in other.depends_on
+                   for other in self.models)
+
+    def _build_sum(self, model: Model, full_refresh: bool) -> tuple[int, str]:
+        """The table's rows plus the change of its source's refreshed people, built whole
+        (a sum table is small) and swapped in; every row of the source summed when this
+        run cannot say what changed (the source rebuilt whole, the sums built from
+        another state of it, or a forget since: its rows left the source only)."""
+        if len(model.depends_on) != 1:
+            raise ValueError(f"{model.name}: an incremental_sum adds up exactly one model")
+        source = model.depends_on[0]
+        delta = self.deltas.get(source)
+        incremental = (not full_refresh and delta is not None
+                       and swap.exists(self.wh, model.name)
+                       and self.previous.get(model.name) == self.previous.get(source)
+                       and self._last_rules(model.name) == self.rules
+                       and not self._schema_changed(model) and not self._forgotten_since(model))
+        if incremental and not delta:
+            return 0, "incremental"
+        new = f"{model.name}__new"
+        self.wh.execute(f"DROP TABLE IF EXISTS {new} SYNC")
+        self.wh.execute(_ddl(model, new))
+        self.sums = ((model.name, delta or "") if incremental else
+                     (f"(SELECT * FROM {new} WHERE 0)",
+                      f"(SELECT *, toInt8(1) AS sign FROM {source})"))
+        try:
+            self._insert(model, new, {})
+        finally:
+            self.sums = None
+        rows = self._count(new)
+        swap.swap(self.wh, model.name, new)
+        return rows, "incremental" if incremental else "full"
+
+    def _forgotten_since(self, model: Model) -> bool:
+        """Was anyone forgotten since `model` was last built (forget.py)?"""
+        start = self.previous_start.get(model.name)
+        if start is None or not swap.exists(self.wh, "forgotten_ids"):
+            return True
+        return bool(self.wh.query(
+            "SELECT count() FROM forgotten_ids WHERE forgotten_at >= {s:DateTime64(3, 'UTC')}",
+            {"s": start}).scalar())
 
     def _person_plan(self, full_refresh: bool) -> PersonPlan | None:
         """Who the person-level models rebuild in this run, worked out once (before the
@@ -841,7 +916,11 @@ class _Runner:
 
     def _filtered(self, sql: str) -> str:
         """{{ people:COL }} / {{ days:COL }}: the affected people and their days in a
-        by-person run, no filter (`1`) in a full build."""
+        by-person run, no filter (`1`) in a full build; {{ kept }} / {{ delta:… }}
+        in a sum's build."""
+        if self.sums is not None:
+            kept, delta = self.sums
+            sql = _DELTA.sub(lambda m: delta, sql.replace(_KEPT, kept))
         if self.filters is None:
             for template in (_PEOPLE, _DAYS, _PEOPLE_IDS, _PEOPLE_MESSAGES):
                 sql = template.sub("1", sql)

@@ -124,7 +124,7 @@ function cell(value: unknown): string {
 
 // The tables the model refresh builds (funnelhouse/sql/models): a query on one of them before the
 // first refresh fails with the engine's "Unknown table"; say what to do beside it.
-const MODEL_TABLES = ['behavior_events', 'campaign_performance', 'funnel_stages', 'identity_map', 'order_items', 'orders', 'product_engagement', 'sessions', 'users'];
+const MODEL_TABLES = ['behavior_events', 'campaign_performance', 'campaign_touches', 'funnel_stages', 'identity_map', 'order_items', 'orders', 'product_engagement', 'sessions', 'users'];
 
 function missingModelTable(error: unknown): boolean {
   const text = error instanceof Error ? error.message : '';

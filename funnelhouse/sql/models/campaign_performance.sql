@@ -3,24 +3,24 @@
 --
 -- grain:        day × attribution_model × (source, medium, campaign)
 -- key:          (performance_date, attribution_model, source, medium, campaign)
--- sources:      sessions
--- depends_on:   sessions
--- materialized: incremental_by_person (the affected days rebuilt, swapped in whole)
--- replace_by:   performance_date
+-- sources:      campaign_touches
+-- depends_on:   campaign_touches
+-- materialized: incremental_sum (its rows plus what the refreshed people changed)
 --
--- Every session is credited once under each model, on its session_date:
--- * first_touch: the landing of the person's first session (kept for life) — an app
---   user's attributed install when that is their first event (see sessions);
--- * last_touch: the session's own landing if it is not direct, else the latest
---   earlier non-direct session of the person ("last non-direct click"), else direct.
--- Metrics are the credited sessions' sums: sessions, persons, new_persons (the
--- person's first session), product views, carts, checkouts, orders, revenue, and
--- conversion_rate = sessions with a purchase / sessions. Under last_touch, orders
--- and revenue match orders.last_touch_* day by day.
--- First touch is a person-level fact that an identity merge can change for any day:
--- the days the affected people were active on are rebuilt, from the whole histories
--- of everyone credited on them ({{ people:… }} on {{ days:… }}), and replace those
--- days' rows (swapped in whole, models/swap.py); see people.py.
+-- The sum of campaign_touches (one row per person, day and credited campaign; first
+-- touch for life, last non-direct touch: see there): sessions, persons, new_persons
+-- (the person's first session), product views, carts, checkouts, converting sessions,
+-- orders, revenue, and conversion_rate = converting sessions / sessions. Under
+-- last_touch, orders and revenue match orders.last_touch_* day by day. currency: the
+-- greatest of the credited sessions' currencies, while priced_sessions (those that
+-- carried one) is above 0 (a shop reports in one; a key that held two keeps the
+-- greater after a refresh takes the sessions of it away, until a full build).
+-- Every measure is a sum, so a refresh adds the refreshed people's rows as they are
+-- now and takes away the same people's rows as they were ({{ delta:… }}, kept by the
+-- runner while campaign_touches was replaced), to the table's own rows ({{ kept }});
+-- a key whose persons fall to 0 is gone. A full build sums every row. The table is a
+-- few thousand rows a month, built whole and swapped in (EXCHANGE TABLES). After a
+-- forget (whose rows leave campaign_touches but not these sums) it is built whole.
 --
 -- Engine/sort key: partitioned by month; ORDER BY (attribution_model, performance_date,
 -- medium, source, campaign): dashboards pick one model and a date range.
@@ -40,6 +40,7 @@ CREATE TABLE IF NOT EXISTS {{ this }}
     converting_sessions UInt32,
     orders             UInt32,
     revenue            Decimal(18, 2),
+    priced_sessions    UInt32,                     -- sessions that carried a currency
     currency           LowCardinality(String),
     conversion_rate    Float64
 )
@@ -48,67 +49,61 @@ PARTITION BY toYYYYMM(performance_date)
 ORDER BY (attribution_model, performance_date, medium, source, campaign);
 
 WITH
-person_sessions AS (
+summed AS (
     SELECT
-        person_id,
-        arraySort(s -> (s.started_at, s.session_id), groupArray(tuple(
-            session_id, session_date, started_at, landing_source, landing_medium,
-            landing_campaign, is_direct, product_views, add_to_carts, checkouts, orders,
-            revenue, currency))) AS ss
-    FROM sessions
-    WHERE {{ people:person_id }} AND {{ days:session_date }}
-    GROUP BY person_id
-),
-
-credited AS (
+        performance_date, attribution_model, source, medium, campaign,
+        toInt64(sessions) AS sessions,
+        toInt64(persons) AS persons,
+        toInt64(new_persons) AS new_persons,
+        toInt64(product_views) AS product_views,
+        toInt64(add_to_carts) AS add_to_carts,
+        toInt64(checkouts) AS checkouts,
+        toInt64(converting_sessions) AS converting_sessions,
+        toInt64(orders) AS orders,
+        revenue,
+        toInt64(priced_sessions) AS priced_sessions,
+        toString(currency) AS currency
+    FROM {{ kept }}
+    UNION ALL
     SELECT
-        person_id,
-        ss,
-        (ss[1].landing_source, ss[1].landing_medium, ss[1].landing_campaign) AS first_touch,
-        arrayFill(t -> t.2 != '', arrayMap(s -> if(s.is_direct = 1, ('', '', ''),
-                  (s.landing_source, s.landing_medium, s.landing_campaign)), ss)) AS last_touch
-    FROM person_sessions
-),
-
-by_model AS (
-    SELECT
-        s.session_date AS performance_date,
-        model.1 AS attribution_model,
-        if(model.2.2 = '', ('(direct)', 'direct', ''), model.2) AS touch,
-        s.session_id AS session_id,
-        person_id,
-        toUInt8(n = 1) AS is_new,
-        s.product_views AS session_product_views,
-        s.add_to_carts AS session_add_to_carts,
-        s.checkouts AS session_checkouts,
-        s.orders AS session_orders,
-        s.revenue AS session_revenue,
-        s.currency AS session_currency
-    FROM credited
-    ARRAY JOIN ss AS s, last_touch AS lt, arrayEnumerate(ss) AS n
-    ARRAY JOIN [('first_touch', first_touch), ('last_touch', lt)] AS model
+        performance_date, attribution_model, source, medium, campaign,
+        toInt64(sign * sessions),
+        toInt64(sign),
+        toInt64(sign * new_person),
+        toInt64(sign * product_views),
+        toInt64(sign * add_to_carts),
+        toInt64(sign * checkouts),
+        toInt64(sign * converting_sessions),
+        toInt64(sign * orders),
+        sign * revenue,
+        toInt64(sign * priced_sessions),
+        if(sign > 0, toString(currency), '')
+    FROM {{ delta:campaign_touches }}
 ),
 
 final AS (
+    -- (columns read through `s.`: the sums are named like the columns they add up)
     SELECT
-        performance_date,
-        attribution_model,
-        touch.1 AS source,
-        touch.2 AS medium,
-        touch.3 AS campaign,
-        toUInt32(count()) AS sessions,
-        toUInt32(uniqExact(person_id)) AS persons,
-        toUInt32(sum(is_new)) AS new_persons,
-        toUInt32(sum(session_product_views)) AS product_views,
-        toUInt32(sum(session_add_to_carts)) AS add_to_carts,
-        toUInt32(sum(session_checkouts)) AS checkouts,
-        toUInt32(countIf(session_orders > 0)) AS converting_sessions,
-        toUInt32(sum(session_orders)) AS orders,
-        sum(session_revenue) AS revenue,
-        anyIf(session_currency, session_currency != '') AS currency,
-        countIf(session_orders > 0) / count() AS conversion_rate
-    FROM by_model
-    GROUP BY performance_date, attribution_model, touch
+        s.performance_date AS performance_date,
+        s.attribution_model AS attribution_model,
+        s.source AS source,
+        s.medium AS medium,
+        s.campaign AS campaign,
+        toUInt32(sum(s.sessions)) AS sessions,
+        toUInt32(sum(s.persons)) AS persons,
+        toUInt32(sum(s.new_persons)) AS new_persons,
+        toUInt32(sum(s.product_views)) AS product_views,
+        toUInt32(sum(s.add_to_carts)) AS add_to_carts,
+        toUInt32(sum(s.checkouts)) AS checkouts,
+        toUInt32(sum(s.converting_sessions)) AS converting_sessions,
+        toUInt32(sum(s.orders)) AS orders,
+        toDecimal64(sum(s.revenue), 2) AS revenue,
+        toUInt32(sum(s.priced_sessions)) AS priced_sessions,
+        if(priced_sessions > 0, max(s.currency), '') AS currency,
+        sum(s.converting_sessions) / sum(s.sessions) AS conversion_rate
+    FROM summed AS s
+    GROUP BY s.performance_date, s.attribution_model, s.source, s.medium, s.campaign
+    HAVING sum(s.persons) > 0
 )
 
 SELECT * FROM final
