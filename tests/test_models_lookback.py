@@ -12,7 +12,14 @@ from datetime import date, timedelta
 
 from funnelhouse.demo.generator import generate
 from funnelhouse.warehouse.chdb import ChdbWarehouse
-from tests.test_models_support import build, insert, settings_for, snapshot, warehouse_with
+from tests.test_models_support import (
+    build,
+    full_refresh_snapshot,
+    insert,
+    settings_for,
+    snapshot,
+    warehouse_with,
+)
 
 START = date(2024, 3, 1)
 DAYS = 8
@@ -25,15 +32,6 @@ BY_DAY = ("behavior_events", "sessions", "product_engagement")
 
 def _by_model(runs) -> dict[str, tuple[str, int]]:
     return {r.model: (r.mode, r.days) for r in runs}
-
-
-def _full_refresh_of(tmp_path, name: str, rows: list[dict], settings) -> dict:
-    fresh = warehouse_with(tmp_path / name, rows)
-    build(fresh, settings, full_refresh=True)
-    try:
-        return snapshot(fresh)
-    finally:
-        fresh.close()
 
 
 def test_window_days_are_rebuilt_only_when_their_raw_rows_change(tmp_path):
@@ -65,7 +63,7 @@ def test_window_days_are_rebuilt_only_when_their_raw_rows_change(tmp_path):
     assert int(found.scalar()) == 3
     caught_tables = snapshot(wh)
     wh.close()  # one chdb folder open per process
-    want = _full_refresh_of(tmp_path, "full1", data.rows + late, settings)
+    want = full_refresh_snapshot(tmp_path / "full1", data.rows + late, settings)
     assert [n for n in BY_DAY if caught_tables[n] != want[n]] == []
 
     # Rows deleted from events_raw on a window day: that day is rebuilt without them.
@@ -78,7 +76,7 @@ def test_window_days_are_rebuilt_only_when_their_raw_rows_change(tmp_path):
     pruned_tables = snapshot(wh)
     wh.close()
     kept = [r for r in late if r["message_id"] != "late-1"]
-    want = _full_refresh_of(tmp_path, "full2", data.rows + kept, settings)
+    want = full_refresh_snapshot(tmp_path / "full2", data.rows + kept, settings)
     assert [n for n in BY_DAY if pruned_tables[n] != want[n]] == []
 
 

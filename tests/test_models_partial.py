@@ -12,7 +12,14 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 from funnelhouse.demo.generator import generate
-from tests.test_models_support import build, insert, settings_for, snapshot, warehouse_with
+from tests.test_models_support import (
+    build,
+    full_refresh_snapshot,
+    insert,
+    settings_for,
+    snapshot,
+    warehouse_with,
+)
 
 START = date(2024, 3, 1)
 DAYS = 8
@@ -35,15 +42,6 @@ def _page_views_on(rows: list[dict], day: date) -> list[dict]:
 def _late_copy(row: dict, message_id: str, minute: int, received_at: str, **ids: str) -> dict:
     return {**row, "message_id": message_id, "received_at": received_at,
             "timestamp": row["timestamp"][:14] + f"{minute:02d}:00.000", **ids}
-
-
-def _full_refresh_of(tmp_path, name: str, rows: list[dict], settings) -> dict:
-    fresh = warehouse_with(tmp_path / name, rows)
-    try:
-        build(fresh, settings, full_refresh=True)
-        return snapshot(fresh)
-    finally:
-        fresh.close()
 
 
 def test_a_late_event_rebuilds_only_its_persons_rows_of_the_day(tmp_path):
@@ -70,7 +68,7 @@ def test_a_late_event_rebuilds_only_its_persons_rows_of_the_day(tmp_path):
     assert runs["sessions"].days == 1
     got = snapshot(wh)
     wh.close()  # one chdb folder open per process
-    want = _full_refresh_of(tmp_path, "full", data.rows + late, settings)
+    want = full_refresh_snapshot(tmp_path / "full", data.rows + late, settings)
     assert [name for name in want if got[name] != want[name]] == []
 
 
@@ -103,7 +101,7 @@ def test_a_message_whose_first_copy_is_someone_elses_stays_theirs(tmp_path):
     assert owner == [b_row["anonymous_id"]]
     got = snapshot(wh)
     wh.close()
-    want = _full_refresh_of(tmp_path, "full", history + late, settings)
+    want = full_refresh_snapshot(tmp_path / "full", history + late, settings)
     assert [name for name in want if got[name] != want[name]] == []
 
 
@@ -132,5 +130,5 @@ def test_a_day_with_a_late_committed_batch_is_rebuilt_whole(tmp_path):
     got = snapshot(wh)
     wh.close()
     # the person-level tables learn of C only with C's next event (docs/models.md)
-    want = _full_refresh_of(tmp_path, "full", data.rows + late, settings)
+    want = full_refresh_snapshot(tmp_path / "full", data.rows + late, settings)
     assert [name for name in BY_DAY if got[name] != want[name]] == []

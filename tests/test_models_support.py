@@ -41,6 +41,16 @@ def build(wh: ChdbWarehouse, settings: Settings, **kw: Any):
     return run_models(wh, settings, progress=lambda _msg: None, **kw)
 
 
+def full_refresh_snapshot(path: Path, rows: list[dict], settings: Settings) -> dict[str, list]:
+    """Every model table of a fresh warehouse at `path` holding `rows`, built whole."""
+    fresh = warehouse_with(path, rows)
+    try:
+        build(fresh, settings, full_refresh=True)
+        return snapshot(fresh)
+    finally:
+        fresh.close()  # one chdb folder open per process
+
+
 def table(wh: ChdbWarehouse, name: str, key: tuple[str, ...], columns: list[str]) -> dict:
     """{key tuple → {column: value}} with money as Decimal."""
     result = wh.query(f"SELECT {', '.join(key + tuple(columns))} FROM {name}")
