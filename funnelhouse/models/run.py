@@ -102,9 +102,8 @@ _KEPT = "{{ kept }}"
 # A by-day model's partial days read only the raw rows carrying one of the affected
 # people's ids: {{ people_ids:A,B }} is `A IN ids OR B IN ids` there, `1` otherwise.
 _PEOPLE_IDS = re.compile(r"\{\{ people_ids:(\w+),\s*(\w+) \}\}")
-# ... and {{ people_messages:COL }} is `COL IN` the message ids of those raw rows on the
-# chunk's days (where the copies step then finds every copy of them), `1` otherwise.
-_PEOPLE_MESSAGES = re.compile(r"\{\{ people_messages:(\w+) \}\}")
+# {{ people_only }} is 1 there, 0 otherwise (a model's steps for that case only).
+_PEOPLE_ONLY = "{{ people_only }}"
 MATERIALIZATIONS = ("table", "incremental_by_day", "incremental_by_person", "incremental_sum")
 # A chunk writes one part per day at once; a week keeps the write buffers small.
 CHUNK_MAX_DAYS = 7
@@ -916,25 +915,21 @@ class _Runner:
 
     def _filtered(self, sql: str) -> str:
         """{{ people:COL }} / {{ days:COL }}: the affected people and their days in a
-        by-person run, no filter (`1`) in a full build; {{ kept }} / {{ delta:… }}
+        by-person run or a late day's partial rebuild, no filter (`1`) otherwise, and
+        {{ people_ids:A,B }} / {{ people_only }} likewise; {{ kept }} / {{ delta:… }}
         in a sum's build."""
         if self.sums is not None:
             kept, delta = self.sums
             sql = _DELTA.sub(lambda m: delta, sql.replace(_KEPT, kept))
         if self.filters is None:
-            for template in (_PEOPLE, _DAYS, _PEOPLE_IDS, _PEOPLE_MESSAGES):
+            for template in (_PEOPLE, _DAYS, _PEOPLE_IDS):
                 sql = template.sub("1", sql)
-            return sql
+            return sql.replace(_PEOPLE_ONLY, "0")
         people, days = self.filters
-        ids = (f"(user_id IN (SELECT id FROM {PEOPLE_IDS}) "
-               f"OR anonymous_id IN (SELECT id FROM {PEOPLE_IDS}))")
-        sql = _PEOPLE_MESSAGES.sub(
-            lambda m: f"{m.group(1)} IN (SELECT message_id FROM events_raw "
-                      f"WHERE timestamp >= {{ts_from:DateTime64(3, 'UTC')}} "
-                      f"AND timestamp < {{ts_to:DateTime64(3, 'UTC')}} AND {ids})", sql)
         sql = _PEOPLE_IDS.sub(
             lambda m: f"({m.group(1)} IN (SELECT id FROM {PEOPLE_IDS}) "
-                      f"OR {m.group(2)} IN (SELECT id FROM {PEOPLE_IDS}))", sql)
+                      f"OR {m.group(2)} IN (SELECT id FROM {PEOPLE_IDS}))",
+            sql.replace(_PEOPLE_ONLY, "1"))
         sql = _PEOPLE.sub(lambda m: f"{m.group(1)} IN (SELECT person_id FROM {people})", sql)
         return _DAYS.sub(lambda m: f"{m.group(1)} IN {days}", sql)
 

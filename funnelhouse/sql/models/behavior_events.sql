@@ -108,7 +108,25 @@ ENGINE = MergeTree
 PARTITION BY event_date
 ORDER BY (event, person_id, event_at);
 
--- Scratch 1: the few message_ids delivered more than once, and when their first copy
+-- Scratch 1: when a late day is rebuilt for the affected people only ({{ people_only }}
+-- is 1), their raw rows of the chunk's days — those carrying one of their ids — read
+-- once: the steps below read them several times, and every read of events_raw would
+-- scan the days' id columns again. Empty when days are rebuilt whole.
+CREATE TABLE {{ scratch:people_rows }} ENGINE = Memory AS
+SELECT
+    message_id, type, event, anonymous_id, user_id, timestamp, received_at, session_id,
+    source, channel, page_url, page_path, page_title, screen_name, referrer_host,
+    utm_source, utm_medium, utm_campaign, traffic_source, traffic_medium, device_type,
+    os_name, browser_name, timezone, locale, properties, traits
+FROM events_raw
+WHERE {{ people_only }}
+  AND timestamp >= {ts_from:DateTime64(3, 'UTC')}
+  AND timestamp < {ts_to:DateTime64(3, 'UTC')}
+  AND has({days:Array(Date)}, toDate(timestamp, {tz:String}))
+  AND (anonymous_id != '' OR user_id != '')
+  AND {{ people_ids:user_id, anonymous_id }};
+
+-- Scratch 2: the few message_ids delivered more than once, and when their first copy
 -- arrived: narrow columns over the chunk's days and one day either side. Its own step
 -- because the dedup below reads it twice (a CTE would be grouped twice).
 CREATE TABLE {{ scratch:copies }} ENGINE = Memory AS
@@ -119,28 +137,32 @@ WHERE timestamp >= {pad_from:DateTime64(3, 'UTC')}
   AND (anonymous_id != '' OR user_id != '')
   -- for the affected people, every copy of their messages (the earliest may carry
   -- someone else's ids; it then wins and theirs is dropped, as in a whole day)
-  AND {{ people_messages:message_id }}
+  AND (NOT {{ people_only }}
+       OR message_id IN (SELECT message_id FROM {{ scratch:people_rows }}))
 GROUP BY message_id
 HAVING count() > 1;
 
--- Scratch 2: the chunk's events — deduplicated, parsed and identity-resolved — held in
+-- Scratch 3: the chunk's events — deduplicated, parsed and identity-resolved — held in
 -- memory, because the SELECT below reads them twice (to cut sessions, and to emit
 -- the events with their session).
 CREATE TABLE {{ scratch }} ENGINE = Memory AS
 WITH
 slice AS (
-    -- The chunk's days: events_raw is sorted by event day, so this is an index range.
+    -- The chunk's days: events_raw is sorted by event day, so this is an index range
+    -- (or, for the affected people only, their rows read in scratch 1).
     SELECT
         message_id, type, event, anonymous_id, user_id, timestamp, received_at, session_id,
         source, channel, page_url, page_path, page_title, screen_name, referrer_host,
         utm_source, utm_medium, utm_campaign, traffic_source, traffic_medium, device_type,
         os_name, browser_name, timezone, locale, properties, traits
     FROM events_raw
-    WHERE timestamp >= {ts_from:DateTime64(3, 'UTC')}
+    WHERE NOT {{ people_only }}
+      AND timestamp >= {ts_from:DateTime64(3, 'UTC')}
       AND timestamp < {ts_to:DateTime64(3, 'UTC')}
       AND has({days:Array(Date)}, toDate(timestamp, {tz:String}))
       AND (anonymous_id != '' OR user_id != '')
-      AND {{ people_ids:user_id, anonymous_id }}
+    UNION ALL
+    SELECT * FROM {{ scratch:people_rows }}
 ),
 
 raw AS (
