@@ -463,7 +463,8 @@ class _Runner:
         explained = self.digests.explained(model.name, affected - self.whole_days,
                                            self.previous.get(model.name))
         return {day for day in explained
-                if self.new_rows.get(day, 0) <= PARTIAL_SHARE * self.digests.current[day][0]}
+                if self.new_rows.get(day, 0)
+                <= PARTIAL_SHARE * self.digests.current.get(day, (0, 0))[0]}
 
     def _affected_people(self, model: Model) -> PersonPlan | None:
         """P (people.py), once the map merged this run's new events: None when they are
