@@ -12,20 +12,11 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 from funnelhouse.demo.generator import generate
-from tests.test_models_support import (
-    build,
-    full_refresh_snapshot,
-    insert,
-    settings_for,
-    snapshot,
-    warehouse_with,
-)
+from tests.test_models_lookback import BY_DAY, DAYS, START, TODAY
+from tests.test_models_support import build, insert, settings_for, snapshot, warehouse_with
+from tests.test_models_support import full_refresh_snapshot as full_refresh
 
-START = date(2024, 3, 1)
-DAYS = 8
-TODAY = START + timedelta(days=DAYS - 1)
 OLD_DAY = START + timedelta(days=2)  # outside the look-back window of 2 days
-BY_DAY = ("behavior_events", "sessions", "product_engagement")
 
 
 def _received_now(wh) -> str:
@@ -68,7 +59,7 @@ def test_a_late_event_rebuilds_only_its_persons_rows_of_the_day(tmp_path):
     assert runs["sessions"].days == 1
     got = snapshot(wh)
     wh.close()  # one chdb folder open per process
-    want = full_refresh_snapshot(tmp_path / "full", data.rows + late, settings)
+    want = full_refresh(tmp_path / "full", data.rows + late, settings)
     assert [name for name in want if got[name] != want[name]] == []
 
 
@@ -101,7 +92,7 @@ def test_a_message_whose_first_copy_is_someone_elses_stays_theirs(tmp_path):
     assert owner == [b_row["anonymous_id"]]
     got = snapshot(wh)
     wh.close()
-    want = full_refresh_snapshot(tmp_path / "full", history + late, settings)
+    want = full_refresh(tmp_path / "full", history + late, settings)
     assert [name for name in want if got[name] != want[name]] == []
 
 
@@ -130,5 +121,5 @@ def test_a_day_with_a_late_committed_batch_is_rebuilt_whole(tmp_path):
     got = snapshot(wh)
     wh.close()
     # the person-level tables learn of C only with C's next event (docs/models.md)
-    want = full_refresh_snapshot(tmp_path / "full", data.rows + late, settings)
+    want = full_refresh(tmp_path / "full", data.rows + late, settings)
     assert [name for name in BY_DAY if got[name] != want[name]] == []
