@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
+import pytest
+
 from funnelhouse.demo.generator import generate
 from tests.test_models_lookback import BY_DAY, DAYS, START, TODAY
 from tests.test_models_support import build, insert, settings_for, snapshot, warehouse_with
@@ -123,3 +125,37 @@ def test_a_day_with_a_late_committed_batch_is_rebuilt_whole(tmp_path):
     # the person-level tables learn of C only with C's next event (docs/models.md)
     want = full_refresh(tmp_path / "full", data.rows + late, settings)
     assert [name for name in BY_DAY if got[name] != want[name]] == []
+
+
+def test_a_run_stopped_between_two_late_days_is_finished_by_the_next(tmp_path, monkeypatch):
+    # The process dies after the first late day of a chunk was swapped in, before the
+    # second: the next run must finish the job (its record of the model is older, so
+    # the days are affected again) and leave every table as a full refresh builds it.
+
+    data = generate(44, 150, DAYS, START)
+    settings = settings_for(tmp_path, reporting_tz="UTC", lookback_days=2)
+    wh = warehouse_with(tmp_path / "inc", data.rows)
+    build(wh, settings, today=TODAY)
+    now = _received_now(wh)
+    late = [_late_copy(_page_views_on(data.rows, day)[0], f"late-{n}", 50, now)
+            for n, day in enumerate((OLD_DAY, OLD_DAY + timedelta(days=1)))]
+    insert(wh, late)
+    real = wh.execute
+
+    def dies_on_the_second_day(sql, *args, **kwargs):
+        if "REPLACE PARTITION ID" in sql and (OLD_DAY + timedelta(days=1)).strftime(
+                "%Y%m%d") in sql and "behavior_events__stage" in sql:
+            raise RuntimeError("killed")
+        return real(sql, *args, **kwargs)
+
+    monkeypatch.setattr(wh, "execute", dies_on_the_second_day)
+    with pytest.raises(RuntimeError, match="killed"):
+        build(wh, settings, today=TODAY, received_margin=timedelta(0))
+    monkeypatch.setattr(wh, "execute", real)
+    runs = {r.model: r for r in build(wh, settings, today=TODAY,
+                                      received_margin=timedelta(0))}
+    assert runs["behavior_events"].mode == "incremental"
+    got = snapshot(wh)
+    wh.close()
+    want = full_refresh(tmp_path / "full", data.rows + late, settings)
+    assert [name for name in want if got[name] != want[name]] == []
