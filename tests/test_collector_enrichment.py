@@ -262,6 +262,22 @@ def test_referrer_is_classified(referrer: str, source: str, medium: str, host: s
     assert row["referrer"] == referrer
 
 
+@pytest.mark.parametrize("context, referrer, medium", [
+    ({"page": {"url": "https://shop.example/", "referrer": "https://m.facebook.com/"},
+      "referrer": "https://www.google.com/"}, "https://m.facebook.com/", "social"),
+    ({"page": {"url": "https://shop.example/"}, "referrer": "https://www.google.com/"},
+     "https://www.google.com/", "search"),
+    ({"page": {"url": "https://shop.example/", "referrer": "$direct"}}, "", "direct"),
+])
+def test_a_track_calls_referrer_comes_from_its_context(
+        context: dict[str, Any], referrer: str, medium: str, client: TestClient,
+        event_log: EventLog) -> None:
+    """context.page.referrer first, then context.referrer; RudderStack's "$direct" is none."""
+    send(client, track(context=context))
+    row = one(event_log)
+    assert (row["referrer"], row["traffic_medium"]) == (referrer, medium)
+
+
 def test_context_campaign_is_used_when_sent(client: TestClient, event_log: EventLog) -> None:
     send(client, track(context={"campaign": {"source": "insta", "medium": "paid_social",
                                              "name": "launch"}}))

@@ -18,13 +18,20 @@ from typing import Any
 import orjson
 
 from funnelhouse.collector import metrics
+from funnelhouse.collector.contexts import (
+    ContextFacts,
+    ContextMemo,
+    as_dict,
+    as_text,
+    referrer_text,
+)
 from funnelhouse.collector.enrich.campaign import classify_traffic
 from funnelhouse.collector.enrich.ip import anonymise_ip
 from funnelhouse.collector.enrich.personal import scrub_fields
 from funnelhouse.collector.enrich.time import correct_timestamp, format_ts, parse_timestamp
 from funnelhouse.collector.enrich.useragent import parse_user_agent
 from funnelhouse.collector.limits import DedupWindow
-from funnelhouse.collector.normalise import LimitExceeded, normalise
+from funnelhouse.collector.normalise import LimitExceeded
 from funnelhouse.collector.plan import TrackingPlan, Verdict
 from funnelhouse.collector.sinks.base import Record, Sink
 from funnelhouse.config import Limits, Settings, WriteKey
@@ -36,10 +43,6 @@ MESSAGE_TYPES = ("track", *EVENT_OF_TYPE)
 CHANNELS = ("web", "app", "server", "offline")
 STATED_CHANNELS = {**{channel: channel for channel in CHANNELS}, "mobile": "app"}
 OFFLINE_EVENTS = ("store_visit", "staff_qr_scan")
-# Context fields that get their own column are not repeated in the `context` JSON;
-# the raw IP is never stored anywhere.
-CONTEXT_COLUMNS = ("ip", "page", "campaign", "user_agent", "library", "locale", "timezone",
-                   "session_id", "channel", "referrer")
 
 
 @dataclass(frozen=True)
@@ -152,6 +155,7 @@ class Ingestor:
         self._debug_size = debug_size
         self._accepted: dict[str, Any] = {}  # source -> its events_accepted counter
         self._ip_salt = hashlib.sha256(settings.admin_token.encode() or b"funnelhouse").digest()
+        self.contexts = ContextMemo()
 
     async def ingest(self, messages: list[Any], request: RequestInfo,
                      forced_type: str | None = None) -> Outcome:
@@ -232,9 +236,9 @@ class Ingestor:
                                         "truncated": True})
             return
         try:
-            message = normalise(raw, max_depth=limits.max_depth,
-                                max_string=limits.max_string_length,
-                                encoded_size=len(raw_bytes))
+            message, facts = self.contexts.normalise(raw, max_depth=limits.max_depth,
+                                                     max_string=limits.max_string_length,
+                                                     encoded_size=len(raw_bytes))
         except LimitExceeded as exc:
             self._reject(outcome, index, raw, request, message_id, exc.reason,
                          [{"path": exc.path, "message": exc.message}], raw_bytes=raw_bytes)
@@ -262,8 +266,8 @@ class Ingestor:
         message["type"] = message_type
         message["message_id"] = message_id
         if message_type == "track":
-            name = message.get("event")
-            message["event"] = self.plan.canonical_event(name) if isinstance(name, str) else name
+            sent = message.get("event")
+            message["event"] = self.plan.canonical_event(sent) if isinstance(sent, str) else sent
         elif isinstance(message_type, str) and message_type in EVENT_OF_TYPE:
             message["event"] = EVENT_OF_TYPE[message_type]
         key = call.key
@@ -281,7 +285,7 @@ class Ingestor:
             return
         call.seen.add(dedup_key)
 
-        row = self._row(message, call, verdict)
+        row = self._row(message, call, verdict, facts)
         person = row["anonymous_id"] or row["user_id"]
         outcome.records.append(Record("events", f"{call.source}:{person}", orjson.dumps(row)))
         outcome.dedup_keys.append(dedup_key)
@@ -289,24 +293,33 @@ class Ingestor:
         self._remember(request, row["event"], message_id, row["anonymous_id"], row["user_id"],
                        True, "", [], row["flags"], raw)
 
-    def _row(self, message: dict[str, Any], call: _Call, verdict: Verdict) -> dict[str, Any]:
+    def _row(self, message: dict[str, Any], call: _Call, verdict: Verdict,
+             facts: ContextFacts) -> dict[str, Any]:
         request, key, limits = call.request, call.key, call.limits
         get = message.get
-        context = _dict(get("context"))
-        properties = _dict(get("properties"))
+        properties = as_dict(get("properties"))
         traits = get("traits")
+        traits_json = None
         if traits.__class__ is not dict:
-            traits = _dict(context.get("traits"))
+            traits, traits_json = facts.traits, facts.traits_json
         if key.hash_fields or key.drop_fields:
             properties, traits = scrub_fields(properties, traits, hash_fields=key.hash_fields,
                                               drop_fields=key.drop_fields, salt=self._ip_salt)
-        page = _dict(context.get("page"))
+            traits_json = None
         message_type = message["type"]
         if message_type == "page":
             # Segment's page call carries the page in properties; context.page may be absent.
             page = {**{k: properties.get(k) for k in ("url", "path", "title", "referrer",
-                                                      "search") if properties.get(k)}, **page}
-        library = _dict(context.get("library"))
+                                                      "search") if properties.get(k)},
+                    **facts.page}
+            page_url, page_path = as_text(page.get("url")), as_text(page.get("path"))
+            page_title, page_search = as_text(page.get("title")), as_text(page.get("search"))
+            referrer = referrer_text(page.get("referrer")) or facts.context_referrer
+            traffic = classify_traffic(page_url, referrer, facts.campaign)
+        else:
+            page_url, page_path = facts.page_url, facts.page_path
+            page_title, page_search = facts.page_title, facts.page_search
+            referrer, traffic = facts.referrer, facts.traffic
 
         original_at = get("timestamp") or get("original_timestamp")
         sent_at_given = get("sent_at") or request.sent_at
@@ -323,49 +336,47 @@ class Ingestor:
         # The request's own user agent describes the end user's device only when the
         # device itself sent it (browser keys: SDKs, beacons, pixels). From a server it
         # names the server's HTTP library, which would make every such event a "bot".
-        user_agent = _text(context.get("user_agent")) or (
-            request.user_agent if key.kind == "browser" else "")
-        agent = parse_user_agent(user_agent)
-        page_url = _text(page.get("url"))
-        referrer = _referrer(page.get("referrer")) or _referrer(context.get("referrer"))
-        campaign = context.get("campaign")
-        traffic = classify_traffic(page_url, referrer,
-                                   campaign if campaign.__class__ is dict else None)
+        user_agent = facts.user_agent
+        if user_agent:
+            agent = facts.agent
+        else:
+            user_agent = request.user_agent if key.kind == "browser" else ""
+            agent = parse_user_agent(user_agent)
+        assert agent is not None
 
         # Server keys speak for their users and may pass the user's IP; a browser's
         # body cannot claim an IP other than the one it connects from.
-        given_ip = context.get("ip") if key.kind == "server" else None
-        ip = anonymise_ip(_text(given_ip), call.ip_policy, self._ip_salt) if given_ip \
+        given_ip = facts.given_ip if key.kind == "server" else None
+        ip = anonymise_ip(as_text(given_ip), call.ip_policy, self._ip_salt) if given_ip \
             else call.request_ip
-        rest_of_context = {k: v for k, v in context.items() if k not in CONTEXT_COLUMNS}
 
         flags = [*verdict.flags, *time_flags]
         if agent.is_bot:
             flags.append("bot")
         event = verdict.event or str(get("event") or "")
         formatted = call.formatted
-        screen_name = _text(_dict(context.get("screen")).get("name"))
+        screen_name = facts.screen_name
         if not screen_name and message_type == "screen":
-            screen_name = _text(get("name"))
+            screen_name = as_text(get("name"))
         return {
             "message_id": message["message_id"],
             "type": message_type,
             "event": event,
-            "anonymous_id": _text(get("anonymous_id")),
-            "user_id": _text(get("user_id")),
-            "previous_id": _text(get("previous_id")),
-            "group_id": _text(get("group_id")),
+            "anonymous_id": as_text(get("anonymous_id")),
+            "user_id": as_text(get("user_id")),
+            "previous_id": as_text(get("previous_id")),
+            "group_id": as_text(get("group_id")),
             "original_timestamp": formatted(original),
             "sent_at": formatted(sent_at),
             "received_at": call.received_at,
             "timestamp": formatted(timestamp),
-            "session_id": _text(context.get("session_id")),
+            "session_id": facts.session_id,
             "source": key.source,
-            "channel": _channel(context, get("channel"), key, message_type, event, library),
+            "channel": _channel(facts, get("channel"), key, message_type, event),
             "page_url": page_url,
-            "page_path": _text(page.get("path")),
-            "page_title": _text(page.get("title")),
-            "page_search": _text(page.get("search")),
+            "page_path": page_path,
+            "page_title": page_title,
+            "page_search": page_search,
             "screen_name": screen_name,
             "referrer": referrer,
             "referrer_host": traffic.referrer_host,
@@ -388,13 +399,14 @@ class Ingestor:
             "is_bot": int(agent.is_bot),
             "user_agent": user_agent,
             "ip": ip,
-            "locale": _text(context.get("locale")),
-            "timezone": _text(context.get("timezone")),
-            "library_name": _text(library.get("name")),
-            "library_version": _text(library.get("version")),
+            "locale": facts.locale,
+            "timezone": facts.timezone,
+            "library_name": facts.library_name,
+            "library_version": facts.library_version,
             "properties": orjson.dumps(properties).decode(),
-            "traits": orjson.dumps(traits).decode(),
-            "context": orjson.dumps(rest_of_context).decode(),
+            "traits": traits_json if traits_json is not None
+            else orjson.dumps(traits).decode(),
+            "context": facts.rest_json,
             "schema_version": verdict.schema_version,
             "flags": flags,
         }
@@ -405,8 +417,8 @@ class Ingestor:
                 schema_version: str = "", truncated: bool = False) -> None:
         """Refuse one event: it goes to the dead-letter stream, never silently away."""
         if isinstance(raw, dict):
-            event = event or _text(raw.get("event"))
-            message_type = message_type or _text(raw.get("type"))
+            event = event or as_text(raw.get("event"))
+            message_type = message_type or as_text(raw.get("type"))
         key = request.write_key
         if raw_bytes is None:
             try:
@@ -437,9 +449,9 @@ class Ingestor:
         }
         outcome.records.append(Record("invalid", f"{key.source}:{message_id}", orjson.dumps(row)))
         outcome.rejected.append(Rejection(index, message_id, reason, errors))
-        anonymous_id = _text(raw.get("anonymousId") or raw.get("anonymous_id")) \
+        anonymous_id = as_text(raw.get("anonymousId") or raw.get("anonymous_id")) \
             if isinstance(raw, dict) else ""
-        user_id = _text(raw.get("userId") or raw.get("user_id")) if isinstance(raw, dict) else ""
+        user_id = as_text(raw.get("userId") or raw.get("user_id")) if isinstance(raw, dict) else ""
         self._remember(request, event, message_id, anonymous_id, user_id, False, reason, errors,
                        [], raw)
 
@@ -460,7 +472,7 @@ class Ingestor:
         for source, recent in list(self._debug.items()):
             kept = [e for e in recent
                     if not (e[4] in ids or e[5] in ids
-                            or pattern.search(_as_text(e[10])))]
+                            or pattern.search(_as_json_text(e[10])))]
             removed += len(recent) - len(kept)
             self._debug[source] = deque(kept, maxlen=self._debug_size)
         return removed
@@ -487,7 +499,7 @@ def _cut_deep(value: Any, max_depth: int, depth: int = 0) -> tuple[Any, bool]:
     return value, False
 
 
-def _as_text(value: Any) -> str:
+def _as_json_text(value: Any) -> str:
     try:
         return orjson.dumps(value, default=str).decode()
     except (TypeError, orjson.JSONEncodeError):  # nested past orjson's depth
@@ -504,39 +516,18 @@ def _message_id(raw: dict[str, Any], raw_bytes: bytes, source: str) -> str:
     return "fh-" + hashlib.blake2b(source.encode() + raw_bytes, digest_size=16).hexdigest()
 
 
-def _dict(value: Any) -> dict[str, Any]:
-    # Messages come from orjson, so objects are plain dicts; on this per-event path a
-    # class check is cheaper than isinstance().
-    return value if value.__class__ is dict else {}
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    return value if isinstance(value, str) else str(value)
-
-
-def _channel(context: dict[str, Any], top_level: Any, key: WriteKey, message_type: str,
-             event: str, library: dict[str, Any]) -> str:
+def _channel(facts: ContextFacts, top_level: Any, key: WriteKey, message_type: str,
+             event: str) -> str:
     # RudderStack's SDKs state theirs at the top level: "web" from analytics-js (which
     # also sends a context.app), "mobile" from its Android/iOS SDKs, "server".
-    stated = context.get("channel") or top_level
+    stated = facts.stated_channel or top_level
     if isinstance(stated, str) and stated in STATED_CHANNELS:
         return STATED_CHANNELS[stated]
     if event in OFFLINE_EVENTS:
         return "offline"
-    library_name = str(library.get("name", "")).lower()
-    if message_type == "screen" or isinstance(context.get("app"), dict) or any(
-        marker in library_name for marker in ("ios", "android", "react-native", "flutter")
-    ):
+    if message_type == "screen" or facts.app_like:
         return "app"
     return "server" if key.kind == "server" else "web"
-
-
-def _referrer(value: Any) -> str:
-    # RudderStack's analytics-js writes "$direct" where the page has no referrer.
-    text = _text(value)
-    return "" if text == "$direct" else text
 
 
 def now() -> float:

@@ -1,0 +1,168 @@
+"""What an event's `context` gives its row, worked out once per distinct context.
+
+The events of one device carry the same context (page, user agent, library, locale,
+campaign) event after event and request after request; only the event's own fields
+change. Snake-casing the context, parsing its user agent, classifying its traffic and
+serialising what is left of it cost about half of an event's ingest, so it is done once
+per distinct context (by its exact JSON bytes) and remembered. The remembered context is
+shared by every event that carries it and is never changed: the row is built from it,
+and the raw message (not this) is what the debug view and the dead letter keep.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from funnelhouse.collector.enrich.campaign import TrafficInfo, classify_traffic
+from funnelhouse.collector.enrich.useragent import UserAgentInfo, parse_user_agent
+from funnelhouse.collector.normalise import normalise, snake
+
+# Context fields that get their own column are not repeated in the `context` JSON;
+# the raw IP is never stored anywhere.
+CONTEXT_COLUMNS = ("ip", "page", "campaign", "user_agent", "library", "locale", "timezone",
+                   "session_id", "channel", "referrer")
+# Library names that mark an app's events (beside a `context.app` object).
+APP_LIBRARIES = ("ios", "android", "react-native", "flutter")
+# Past this many distinct contexts the memo starts again: a client sending a new
+# context with every event costs one lookup an event, never unbounded memory.
+MAX_CONTEXTS = 2048
+
+
+@dataclass(frozen=True, slots=True)
+class ContextFacts:
+    """One normalised context and the row fields that follow from it alone."""
+
+    context: dict[str, Any]        # snake_case; shared, read-only
+    page: dict[str, Any]
+    page_url: str
+    page_path: str
+    page_title: str
+    page_search: str
+    referrer: str                  # context.page.referrer, else context.referrer
+    context_referrer: str          # context.referrer alone (a page call's page may differ)
+    campaign: dict[str, Any] | None
+    traffic: TrafficInfo           # for page_url, referrer and campaign above
+    user_agent: str
+    agent: UserAgentInfo | None    # None when the context names no user agent
+    given_ip: Any                  # context.ip as sent (a server key may pass its user's)
+    session_id: str
+    locale: str
+    timezone: str
+    library_name: str
+    library_version: str
+    screen_name: str
+    stated_channel: Any            # context.channel as sent
+    app_like: bool                 # a context.app object or a mobile library
+    traits: dict[str, Any]         # context.traits (identify calls of some SDKs)
+    traits_json: str
+    rest_json: str                 # the context without its column fields, as JSON
+
+    @classmethod
+    def of(cls, context: dict[str, Any]) -> ContextFacts:
+        page = as_dict(context.get("page"))
+        library = as_dict(context.get("library"))
+        page_url = as_text(page.get("url"))
+        context_referrer = referrer_text(context.get("referrer"))
+        referrer = referrer_text(page.get("referrer")) or context_referrer
+        campaign = context.get("campaign")
+        campaign = campaign if campaign.__class__ is dict else None
+        user_agent = as_text(context.get("user_agent"))
+        traits = as_dict(context.get("traits"))
+        library_name = as_text(library.get("name"))
+        return cls(
+            context=context,
+            page=page,
+            page_url=page_url,
+            page_path=as_text(page.get("path")),
+            page_title=as_text(page.get("title")),
+            page_search=as_text(page.get("search")),
+            referrer=referrer,
+            context_referrer=context_referrer,
+            campaign=campaign,
+            traffic=classify_traffic(page_url, referrer, campaign),
+            user_agent=user_agent,
+            agent=parse_user_agent(user_agent) if user_agent else None,
+            given_ip=context.get("ip"),
+            session_id=as_text(context.get("session_id")),
+            locale=as_text(context.get("locale")),
+            timezone=as_text(context.get("timezone")),
+            library_name=library_name,
+            library_version=as_text(library.get("version")),
+            screen_name=as_text(as_dict(context.get("screen")).get("name")),
+            stated_channel=context.get("channel"),
+            app_like=isinstance(context.get("app"), dict) or any(
+                marker in str(library.get("name", "")).lower() for marker in APP_LIBRARIES),
+            traits=traits,
+            traits_json=orjson.dumps(traits).decode(),
+            rest_json=orjson.dumps({k: v for k, v in context.items()
+                                    if k not in CONTEXT_COLUMNS}).decode(),
+        )
+
+
+
+class ContextMemo:
+    """Normalises messages, remembering each distinct context's facts."""
+
+    def __init__(self, max_contexts: int = MAX_CONTEXTS) -> None:
+        self._facts: dict[bytes, ContextFacts] = {}
+        self._max = max_contexts
+
+    def normalise(self, raw: dict[str, Any], *, max_depth: int, max_string: int,
+                  encoded_size: int) -> tuple[dict[str, Any], ContextFacts]:
+        """normalise() of a message, and its context's facts.
+
+        Raises LimitExceeded as normalise() does, with the same path: a context is only
+        remembered once it has passed the limits whole.
+        """
+        context = raw.get("context")
+        if context.__class__ is not dict or not context:
+            message = normalise(raw, max_depth=max_depth, max_string=max_string,
+                                encoded_size=encoded_size)
+            return message, _facts_of(message)
+        key = orjson.dumps(context)
+        facts = self._facts.get(key)
+        if facts is not None:
+            rest = normalise({k: v for k, v in raw.items() if k != "context"},
+                             max_depth=max_depth, max_string=max_string,
+                             encoded_size=encoded_size)
+            if "context" not in rest:  # no other key of the message snake-cases to it
+                rest["context"] = facts.context
+                return rest, facts
+        message = normalise(raw, max_depth=max_depth, max_string=max_string,
+                            encoded_size=encoded_size)
+        facts = _facts_of(message)
+        # "Context" beside "context" would make the normalised one differ from the bytes.
+        if sum(1 for name in raw if snake(name) == "context") == 1:
+            if len(self._facts) >= self._max:
+                self._facts.clear()
+            self._facts[key] = facts
+        return message, facts
+
+
+def _facts_of(message: dict[str, Any]) -> ContextFacts:
+    context = message.get("context")
+    return ContextFacts.of(context) if context.__class__ is dict and context else NO_CONTEXT
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    # Messages come from orjson, so objects are plain dicts; on this per-event path a
+    # class check is cheaper than isinstance().
+    return value if value.__class__ is dict else {}
+
+
+def as_text(value: Any) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else str(value)
+
+
+def referrer_text(value: Any) -> str:
+    # RudderStack's analytics-js writes "$direct" where the page has no referrer.
+    text = as_text(value)
+    return "" if text == "$direct" else text
+
+
+NO_CONTEXT = ContextFacts.of({})
