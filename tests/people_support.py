@@ -4,12 +4,14 @@ builds one (module scope) and closes it before the next module opens another."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+import lz4.frame
 import orjson
 
 from funnelhouse.config import Settings
@@ -62,3 +64,40 @@ def built_warehouse(data_dir: Path, *, people: int = 120, days: int = 14, seed: 
                 handle.close()
             except Exception:  # noqa: BLE001 - already closed
                 pass
+
+
+LZ4_MAGIC = b"\x04\x22\x4d\x18"
+
+
+def readable_bytes(data: bytes) -> bytes:
+    """A file's bytes, then every LZ4 frame found in them decoded as far as it goes.
+
+    The embedded queue stores its chunks as LZ4 frames: `grep` on the file would miss
+    an id that is only there compressed, so the search decodes them too (a frame cut
+    by a page boundary is decoded up to the cut).
+    """
+    parts = [data]
+    start = data.find(LZ4_MAGIC)
+    while start >= 0:
+        decoder = lz4.frame.LZ4FrameDecompressor()
+        try:
+            parts.append(decoder.decompress(data[start:]))
+        except RuntimeError:
+            pass  # not a frame after all, or cut before its first block
+        start = data.find(LZ4_MAGIC, start + 1)
+    return b"\n".join(parts)
+
+
+def files_holding(folder: Path, ids: set[str]) -> dict[str, list[str]]:
+    """What `grep -r -a <id> <folder>` would find, LZ4 frames decoded: per id, the files."""
+    # Whole ids only: "u-5-7" inside another person's "u-5-71" is not theirs.
+    patterns = {i: re.compile(rb"(?<![\w-])" + re.escape(i.encode()) + rb"(?![\w-])")
+                for i in ids}
+    found: dict[str, list[str]] = {}
+    for path in folder.rglob("*"):
+        if path.is_file():
+            data = readable_bytes(path.read_bytes())
+            for i, pattern in patterns.items():
+                if pattern.search(data):
+                    found.setdefault(i, []).append(str(path.relative_to(folder)))
+    return found

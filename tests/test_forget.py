@@ -15,7 +15,7 @@ from funnelhouse.jobs.exports import export_day
 from funnelhouse.models.run import run_models
 from funnelhouse.people.forget import collect_ids, forget, hash_id, scrub_fields, sweep_forgotten
 from funnelhouse.people.segments import Segments, from_people
-from tests.people_support import Built, built_warehouse
+from tests.people_support import Built, built_warehouse, files_holding
 
 ID_COLUMNS = ("person_id", "user_id", "anonymous_id", "previous_id", "id")
 
@@ -162,21 +162,6 @@ def other_people(built: Built, n: int) -> list[PersonTruth]:
     people = sorted((t for t in built.data.truth if t is not first and t.user_ids),
                     key=lambda t: (-len(t.order_ids), -len(t.anonymous_ids), t.person_id))
     return people[:n]
-
-
-def files_holding(folder: Path, ids: set[str]) -> dict[str, list[str]]:
-    """What `grep -r -a <id> <folder>` would find: every file's raw bytes, per id."""
-    # Whole ids only: "u-5-7" inside another person's "u-5-71" is not theirs.
-    patterns = {i: re.compile(rb"(?<![\w-])" + re.escape(i.encode()) + rb"(?![\w-])")
-                for i in ids}
-    found: dict[str, list[str]] = {}
-    for path in folder.rglob("*"):
-        if path.is_file():
-            data = path.read_bytes()
-            for i, pattern in patterns.items():
-                if pattern.search(data):
-                    found.setdefault(i, []).append(str(path.relative_to(folder)))
-    return found
 
 
 def test_forget_leaves_no_id_in_any_file_or_system_table(built: Built) -> None:

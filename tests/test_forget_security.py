@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import orjson
@@ -21,24 +20,9 @@ from tests.conftest import (
     track,
     wait_until,
 )
+from tests.people_support import files_holding
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-
-
-def whole(i: str) -> re.Pattern[bytes]:
-    return re.compile(rb"(?<![\w-])" + re.escape(i.encode()) + rb"(?![\w-])")
-
-
-def files_holding(folder: Path, ids: set[str]) -> dict[str, list[str]]:
-    """What `grep -r -a <id> <folder>` finds (whole ids), per id."""
-    found: dict[str, list[str]] = {}
-    for path in folder.rglob("*"):
-        if path.is_file():
-            data = path.read_bytes()
-            for i in ids:
-                if whole(i).search(data):
-                    found.setdefault(i, []).append(str(path.relative_to(folder)))
-    return found
 
 
 def test_queued_records_of_a_forgotten_person_leave_the_log_file_and_its_wal(

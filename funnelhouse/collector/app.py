@@ -19,6 +19,7 @@ from starlette.routing import BaseRoute, Route
 from funnelhouse.collector import metrics
 from funnelhouse.collector.auth import resolve_write_key
 from funnelhouse.collector.body import check_content_type, parse_json, read_body, request_headers
+from funnelhouse.collector.dispatch import Endpoint, IngestDispatch
 from funnelhouse.collector.edge import EdgeMiddleware
 from funnelhouse.collector.enrich.ip import client_ip
 from funnelhouse.collector.ingest import MESSAGE_TYPES, Ingestor, RequestInfo
@@ -69,7 +70,7 @@ class Collector:
     async def batch(self, request: Request) -> Response:
         return await self._ingest(request, batch=True)
 
-    def single(self, message_type: str) -> Callable[[Request], Any]:
+    def single(self, message_type: str) -> Endpoint:
         async def endpoint(request: Request) -> Response:
             return await self._ingest(request, batch=False, forced_type=message_type)
 
@@ -274,18 +275,16 @@ SHORT_PATHS = {"t": "track", "p": "page", "i": "identify", "a": "alias", "g": "g
                "s": "screen"}
 
 
-def ingest_routes(collector: Collector) -> list[BaseRoute]:
+def ingest_endpoints(collector: Collector) -> dict[str, Endpoint]:
+    """Every ingest path (with and without its trailing slash) and its endpoint."""
     singles = [(f"/v1/{kind}", kind) for kind in MESSAGE_TYPES]
     singles += [(f"/v1/{short}", kind) for short, kind in SHORT_PATHS.items()]
-    routes: list[BaseRoute] = []
+    endpoints: dict[str, Endpoint] = {}
     for path in BATCH_PATHS:
-        routes += [Route(path, collector.batch, methods=["POST"]),
-                   Route(path + "/", collector.batch, methods=["POST"])]
+        endpoints[path] = endpoints[path + "/"] = collector.batch
     for path, kind in singles:
-        endpoint = collector.single(kind)
-        routes += [Route(path, endpoint, methods=["POST"]),
-                   Route(path + "/", endpoint, methods=["POST"])]
-    return routes
+        endpoints[path] = endpoints[path + "/"] = collector.single(kind)
+    return endpoints
 
 
 def create_app(
@@ -301,8 +300,11 @@ def create_app(
     plan = plan or TrackingPlan.load(settings.plan_dir)
     ingestor = Ingestor(settings, plan, sink)
     collector = Collector(settings, ingestor, sink, qa_sources)
+    endpoints = ingest_endpoints(collector)
     routes: list[BaseRoute] = [
-        *ingest_routes(collector),
+        # Also routes, so the router (and the OpenAPI check) know them; IngestDispatch
+        # answers them first.
+        *[Route(path, endpoint, methods=["POST"]) for path, endpoint in endpoints.items()],
         *partner_routes(collector),
         *sdk_settings_routes(settings),
         Route("/v1/p.gif", collector.pixel, methods=["GET"]),
@@ -327,6 +329,7 @@ def create_app(
                    expose_headers=["Retry-After"], max_age=86400),
         # Slow bodies get a 408, clients that hang up are not server errors.
         Middleware(EdgeMiddleware, body_timeout=settings.body_timeout_seconds),
+        Middleware(IngestDispatch, endpoints=endpoints),
     ]
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
     app.state.collector = collector

@@ -12,6 +12,12 @@ warehouse loads. Storing a request group as one row instead of one row per recor
 made reading and deleting 50k records ≈7× cheaper (per-row B-tree work and
 SQLite's page rewrites on delete were most of the loader's time).
 
+A chunk's rows are stored LZ4-compressed (a frame, told apart by its magic number from
+the plain JSON lines earlier versions stored, which stay readable). Rows of one request
+share most of their bytes (column names, context, page): 50 of them shrink 10–24×,
+for ≈0.3 µs of CPU a row, where writing them plain cost ≈5 µs a row in the kernel
+(the WAL write, then the checkpoint's).
+
 Several processes may open the same file (collector workers append, a loader reads
 and deletes); SQLite's locking serialises the writers.
 """
@@ -28,12 +34,15 @@ from dataclasses import dataclass
 from itertools import groupby
 from pathlib import Path
 
+import lz4.frame
 import orjson
 
 from funnelhouse.queue.record import Record, Stream
 
 _STREAM_CODES: dict[Stream, int] = {"events": 0, "invalid": 1}
 _STREAM_NAMES = {code: name for name, code in _STREAM_CODES.items()}
+# The first bytes of an LZ4 frame; a plain chunk starts with a JSON line.
+_LZ4_MAGIC = b"\x04\x22\x4d\x18"
 
 _TABLES = (
     """CREATE TABLE IF NOT EXISTS chunks (
@@ -41,7 +50,8 @@ _TABLES = (
         first  INTEGER NOT NULL,                   -- seq of its first record
         stream INTEGER NOT NULL,
         keys   BLOB NOT NULL,                      -- JSON array, one key per record
-        rows   BLOB NOT NULL                       -- the records' values joined by newlines
+        rows   BLOB NOT NULL                       -- the records' values joined by newlines,
+                                                   -- LZ4-compressed (see the docstring)
     )""",
     """CREATE TABLE IF NOT EXISTS state (
         name  TEXT PRIMARY KEY,
@@ -119,7 +129,7 @@ class EventLog:
             if joined.count(b"\n") != len(run) - 1:
                 raise ValueError("a record's value must be a single line")
             rows.append((len(run), _STREAM_CODES[stream],
-                         orjson.dumps([r.key for r in run]), joined))
+                         orjson.dumps([r.key for r in run]), _pack(joined)))
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -177,7 +187,7 @@ class EventLog:
             args.append(through_seq)
         # Iterated lazily: a caller that has enough stops before reading further blobs.
         for first, last, stream, key_list, rows in self._db.execute(sql + " ORDER BY last", args):
-            chunk = Chunk(first, last, _STREAM_NAMES[stream], rows)
+            chunk = Chunk(first, last, _STREAM_NAMES[stream], _unpack(rows))
             key_list = orjson.loads(key_list) if keys else []
             low = max(first, after_seq + 1)
             high = last if through_seq is None else min(last, through_seq)
@@ -197,11 +207,13 @@ class EventLog:
                     "WHERE first <= ? ORDER BY last LIMIT 1", (seq,)).fetchone()
                 if straddling is not None:
                     first, last, stream, keys, rows = straddling
-                    chunk, key_list = _cut(Chunk(first, last, _STREAM_NAMES[stream], rows),
-                                           orjson.loads(keys), seq + 1, last)
+                    chunk, key_list = _cut(
+                        Chunk(first, last, _STREAM_NAMES[stream], _unpack(rows)),
+                        orjson.loads(keys), seq + 1, last)
                     self._db.execute("UPDATE chunks SET first = ?, keys = ?, rows = ? "
                                      "WHERE last = ?",
-                                     (chunk.first, orjson.dumps(key_list), chunk.rows, last))
+                                     (chunk.first, orjson.dumps(key_list), _pack(chunk.rows),
+                                      last))
                 for name, value in (state or {}).items():
                     self._set_state_locked(name, value)
                 self._db.execute("COMMIT")
@@ -226,8 +238,9 @@ class EventLog:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
-                    for last, rows in self._db.execute(
+                    for last, stored in self._db.execute(
                             "SELECT last, rows FROM chunks").fetchall():
+                        rows = _unpack(stored)
                         if not any(h in rows for h in hints):
                             continue
                         lines = rows.split(b"\n")
@@ -236,7 +249,7 @@ class EventLog:
                         if hits:
                             changed += hits
                             self._db.execute("UPDATE chunks SET rows = ? WHERE last = ?",
-                                             (b"\n".join(new), last))
+                                             (_pack(b"\n".join(new)), last))
                     self._db.execute("COMMIT")
                 except BaseException:
                     self._db.execute("ROLLBACK")
@@ -366,6 +379,15 @@ def disk_full(exc: BaseException) -> bool:
 
 def records_of(rows: Sequence[tuple[int, Record]]) -> list[Record]:
     return [record for _, record in rows]
+
+
+def _pack(rows: bytes) -> bytes:
+    return lz4.frame.compress(rows)
+
+
+def _unpack(stored: bytes) -> bytes:
+    """A chunk's rows as JSON lines, whether stored compressed or (earlier) plain."""
+    return lz4.frame.decompress(stored) if stored[:4] == _LZ4_MAGIC else stored
 
 
 def _cut(chunk: Chunk, keys: list[str], low: int, high: int) -> tuple[Chunk, list[str]]:
