@@ -362,3 +362,26 @@ def test_dedup_window_file_survives_a_restart_and_still_expires(tmp_path: Path) 
     assert "web:a" not in DedupWindow(1, 1000, path)
     window.close()
     restarted.close()
+
+
+def test_dedup_window_reads_the_per_id_rows_of_earlier_versions(tmp_path: Path) -> None:
+    """After an upgrade the window written by the previous version still answers."""
+    import sqlite3
+
+    from funnelhouse.collector.limits import DedupWindow
+
+    path = tmp_path / "dedup.sqlite3"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE seen (at REAL NOT NULL, key TEXT NOT NULL)")
+    now = time.time()
+    db.executemany("INSERT INTO seen (at, key) VALUES (?, ?)",
+                   [(now - 30, "web:expired"), (now, "web:kept")])
+    db.commit()
+    db.close()
+    window = DedupWindow(10, 1000, path)
+    assert "web:kept" in window and "web:expired" not in window
+    window.add_all(["web:new"])
+    window.close()                                 # flushes
+    again = DedupWindow(10, 1000, path)
+    assert "web:kept" in again and "web:new" in again and "web:expired" not in again
+    again.close()

@@ -156,6 +156,7 @@ class TrackingPlan:
         self._aliases = aliases
         self._folded = {_fold(name): name for name in self._current}
         self._folded.update({_fold(alias): target for alias, target in aliases.items()})
+        self._valid: dict[tuple[str, tuple[str, ...]], Verdict] = {}
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -293,9 +294,17 @@ class TrackingPlan:
             # The envelope's own schema says this; kept for plans whose envelope does not.
             errors.append(PlanError("$." + payload_key, f"{payload_key} must be an object",
                                     "envelope_violation"))
+        if not errors:
+            # The same few answers for every valid event: made once (a frozen dataclass
+            # costs ≈1 µs to build), kept per planned event, version and flags.
+            key = (schema.label, flags)
+            verdict = self._valid.get(key)
+            if verdict is None:
+                verdict = self._valid[key] = Verdict(True, name, schema.label, (), flags)
+            return verdict
         if len(errors) > 1:
             errors.sort(key=_path_order)
-        return Verdict(not errors, name, schema.label, tuple(errors), flags)
+        return Verdict(False, name, schema.label, tuple(errors), flags)
 
     # ------------------------------------------------------------------ plan problems
     def check(self) -> list[str]:
