@@ -1,10 +1,17 @@
 """Event time: timestamp parsing, clock-skew correction and its guards, ClickHouse text."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from funnelhouse.collector.enrich.time import correct_timestamp, format_ts, parse_timestamp
+from funnelhouse.collector.enrich.time import (
+    correct_timestamp,
+    format_ts,
+    parse_timestamp,
+    sdk_text,
+)
 from funnelhouse.config import Limits
 
 LIMITS = Limits()
@@ -217,3 +224,33 @@ def test_format_saturates_to_datetime64_range_instead_of_raising():
     assert format_ts(1e13) == "2299-12-31 23:59:59.999"
     assert format_ts(float("nan")) == "1900-01-01 00:00:00.000"
     assert format_ts(float("inf")) == "2299-12-31 23:59:59.999"
+
+
+@given(st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31)))
+def test_the_sdk_shape_is_stored_as_the_round_trip_would_store_it(moment: datetime) -> None:
+    """sdk_text skips parse → format for `YYYY-MM-DDTHH:MM:SS.mmmZ`, with the same text."""
+    moment = moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+    sent = moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    if len(sent) != 24:   # years before 1000 are not four digits here
+        return
+    text = sdk_text(sent)
+    if 1900 <= moment.year <= 2299:
+        assert text == format_ts(parse_timestamp(sent)) == sent[:10] + " " + sent[11:23]
+    else:
+        assert text is None   # ClickHouse's range: format_ts saturates these
+
+
+@pytest.mark.parametrize("sent", ["2024-05-06T10:11:12,345Z", "2024-05-06T10:11:12.345+00",
+                                  "2024-05-06 10:11:12.345Z", "2024-05-06T10:11:12.3456Z",
+                                  "2024-05-06T10:11:12Z", 1714990272345, None])
+def test_other_shapes_take_the_round_trip(sent: object) -> None:
+    assert sdk_text(sent) is None
+
+
+def test_an_event_time_is_stored_alike_with_and_without_the_shortcut() -> None:
+    """A batch's times as SDKs send them, each stored as parse + format would store it."""
+    base = datetime(2024, 5, 6, 10, 11, 12, 345_000, tzinfo=UTC)
+    for step in range(0, 5000, 7):
+        moment = base + timedelta(milliseconds=step * 997)
+        sent = moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+        assert sdk_text(sent) == format_ts(parse_timestamp(sent))

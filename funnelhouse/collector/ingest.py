@@ -28,7 +28,12 @@ from funnelhouse.collector.contexts import (
 from funnelhouse.collector.enrich.campaign import classify_traffic
 from funnelhouse.collector.enrich.ip import anonymise_ip
 from funnelhouse.collector.enrich.personal import scrub_fields
-from funnelhouse.collector.enrich.time import correct_timestamp, format_ts, parse_timestamp
+from funnelhouse.collector.enrich.time import (
+    correct_timestamp,
+    format_ts,
+    parse_timestamp,
+    sdk_text,
+)
 from funnelhouse.collector.enrich.useragent import parse_user_agent
 from funnelhouse.collector.limits import DedupWindow
 from funnelhouse.collector.normalise import LimitExceeded
@@ -130,6 +135,11 @@ class _Call:
         self.ip_policy = "drop" if request.privacy_signal else self.key.ip_policy
         self.request_ip = anonymise_ip(request.ip, self.ip_policy, ip_salt)
         self._formatted: dict[float, str] = {}
+
+    def remember_text(self, epoch_seconds: float, text: str | None) -> None:
+        """The formatted text of a time already known (see enrich.time.sdk_text)."""
+        if text is not None:
+            self._formatted[epoch_seconds] = text
 
     def formatted(self, epoch_seconds: float) -> str:
         """format_ts, remembered: events of one request mostly share sent_at."""
@@ -323,8 +333,11 @@ class Ingestor:
 
         original_at = get("timestamp") or get("original_timestamp")
         sent_at_given = get("sent_at") or request.sent_at
+        parsed = None if original_at is None else parse_timestamp(original_at)
+        if parsed is not None:
+            call.remember_text(parsed, sdk_text(original_at))
         timestamp, original, sent_at, time_flags = correct_timestamp(
-            None if original_at is None else parse_timestamp(original_at),
+            parsed,
             call.batch_sent_at if sent_at_given is request.sent_at
             else parse_timestamp(sent_at_given),
             request.received_at,

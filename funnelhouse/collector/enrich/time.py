@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
+from typing import Any
 
 __all__ = ["correct_timestamp", "format_ts", "parse_timestamp"]
 
@@ -67,6 +68,19 @@ def parse_timestamp(value: str | int | float | None) -> float | None:
         seconds = value / 1000.0
         if _isfinite(seconds) and _MIN_EPOCH <= seconds <= _MAX_EPOCH:
             return float(seconds)
+    return None
+
+
+def sdk_text(value: Any) -> str | None:
+    """format_ts(parse_timestamp(value)) without the round trip, for the shape SDKs send.
+
+    `2024-05-06T10:11:12.345Z` already holds the stored text, `2024-05-06 10:11:12.345`;
+    None for anything else (other shapes, years ClickHouse saturates). Only meaningful
+    once parse_timestamp(value) has succeeded: the digits are not checked here.
+    """
+    if value.__class__ is str and len(value) == 24 and value[23] == "Z" \
+            and value[10] == "T" and value[19] == "." and "1900" <= value[:4] <= "2299":
+        return value[:10] + " " + value[11:23]
     return None
 
 
