@@ -11,7 +11,6 @@ from typing import Any
 import orjson
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -19,6 +18,7 @@ from starlette.routing import BaseRoute, Route
 from funnelhouse.collector import metrics
 from funnelhouse.collector.auth import resolve_write_key
 from funnelhouse.collector.body import check_content_type, parse_json, read_body, request_headers
+from funnelhouse.collector.cors import OpenCors
 from funnelhouse.collector.dispatch import Endpoint, IngestDispatch
 from funnelhouse.collector.edge import EdgeMiddleware
 from funnelhouse.collector.enrich.ip import client_ip
@@ -186,6 +186,13 @@ class Collector:
         return ORJSONResponse(openapi_document())
 
 
+# Browsers hide response headers from cross-origin scripts unless exposed; the SDK
+# needs Retry-After to honour a 429.
+CORS_OPTIONS: dict[str, Any] = {"allow_origins": ["*"], "allow_methods": ["GET", "POST"],
+                                "allow_headers": ["*"], "expose_headers": ["Retry-After"],
+                                "max_age": 86400}
+
+
 # Fields a batch may carry once for all its messages (analytics-java sends its
 # `context.library` only there); a message's own keys win over the batch's.
 BATCH_LEVEL_FIELDS = ("context", "integrations")
@@ -322,11 +329,7 @@ def create_app(
         # enforced in auth (403), so CORS itself stays open. No cookies are read, so any
         # request header may be allowed: SDKs add their own (analytics-next's
         # X-Retry-Count on a resend, RudderStack's AnonymousId and SentAt).
-        Middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "POST"],
-                   allow_headers=["*"],
-                   # Browsers hide response headers from cross-origin scripts unless
-                   # exposed; the SDK needs Retry-After to honour a 429.
-                   expose_headers=["Retry-After"], max_age=86400),
+        Middleware(OpenCors, **CORS_OPTIONS),
         # Slow bodies get a 408, clients that hang up are not server errors.
         Middleware(EdgeMiddleware, body_timeout=settings.body_timeout_seconds),
         Middleware(IngestDispatch, endpoints=endpoints),
