@@ -172,6 +172,16 @@ def test_the_memo_starts_again_when_full(tmp_path: Path) -> None:
     assert MAX_CONTEXTS >= 1024
 
 
+def test_the_memo_starts_again_past_its_bytes() -> None:
+    """Big contexts (an attacker's 30 KB ones) are capped by their bytes, not their count."""
+    memo = ContextMemo(max_contexts=1000, max_bytes=10_000)
+    for i in range(20):
+        context = {"locale": f"l{i}", "pad": "x" * 3000}
+        memo.normalise({"context": context}, max_depth=8, max_string=8192, encoded_size=3100)
+        assert sum(len(key) for key in memo._facts) <= 10_000
+        assert len(memo._facts) <= 3
+
+
 def test_a_remembered_context_is_not_changed_by_the_events_that_share_it(
         tmp_path: Path) -> None:
     """Hashing a trait of one event must not reach the next event's copy of the context."""
