@@ -80,6 +80,7 @@ class Settings:
     kafka_replication_factor: int = 1         # 3 on a real cluster
     kafka_ack_timeout_seconds: float = 2.0    # slower than this: spool to disk, answer anyway
     kafka_retention_hours: int = 168
+    kafka_linger_ms: float = 0.0              # a few-record batch may wait this long for more
     # Warehouse: embedded chdb in <data_dir>/warehouse unless a server URL is given.
     clickhouse_url: str = ""
     loader_batch_rows: int = 50_000
@@ -193,6 +194,7 @@ _ENV: dict[str, tuple[str, type]] = {
     "FUNNELHOUSE_KAFKA_GROUP": ("kafka_group", str),
     "FUNNELHOUSE_KAFKA_REPLICATION_FACTOR": ("kafka_replication_factor", int),
     "FUNNELHOUSE_KAFKA_ACK_TIMEOUT_SECONDS": ("kafka_ack_timeout_seconds", float),
+    "FUNNELHOUSE_KAFKA_LINGER_MS": ("kafka_linger_ms", float),
     "FUNNELHOUSE_QUEUE_FSYNC": ("queue_fsync", str),
     "FUNNELHOUSE_LOADER_BATCH_ROWS": ("loader_batch_rows", int),
     "FUNNELHOUSE_LOADER_BATCH_SECONDS": ("loader_batch_seconds", float),

@@ -140,6 +140,47 @@ def test_concurrent_publishes_share_batches_and_a_full_batch_splits_in_key_order
     assert max(per_partition.values()) >= 2, per_partition  # some batch filled up
 
 
+@pytest.mark.parametrize("linger_ms", [0, 300])
+def test_a_linger_gathers_single_events_into_fewer_batches(
+        kafka_broker: KafkaBroker, tmp_path: Path, linger_ms: int) -> None:  # noqa: F811
+    """Single-record publishes a few ms apart, one key: with FUNNELHOUSE_KAFKA_LINGER_MS
+    they share batches; without it each goes as soon as Kafka answered the last."""
+    bootstrap = running(kafka_broker)
+    name = unique(f"linger{linger_ms}")
+    published = [Record("events", "web:one-person", f"web:one-person|l|{n:03d}".encode())
+                 for n in range(30)]
+    handed: list[tuple[str, int]] = []
+
+    async def scenario() -> list[Read]:
+        sink = make_sink(bootstrap, tmp_path, name, linger_ms=linger_ms)
+        await sink.start()
+        producer = sink._producer
+        send_batch = producer.send_batch
+
+        async def counted(batch, topic, *, partition):  # type: ignore[no-untyped-def]
+            handed.append((topic, partition))
+            return await send_batch(batch, topic, partition=partition)
+
+        producer.send_batch = counted
+
+        async def one(n: int) -> None:
+            await asyncio.sleep(n * 0.02)          # a request every 20 ms
+            await sink.publish([published[n]])
+
+        try:
+            await asyncio.gather(*(one(n) for n in range(len(published))))
+        finally:
+            await sink.stop()
+        return await read_back(bootstrap, name, len(published))
+
+    reads = asyncio.run(scenario())
+    assert_exactly_once_in_key_order(reads, published)
+    if linger_ms:
+        assert len(handed) <= 6, handed            # 600 ms of publishes, 300 ms lingers
+    else:
+        assert len(handed) >= 10, handed           # a batch per answer from Kafka
+
+
 def test_topics_are_created_with_the_partitions_and_retention_asked_for(
         kafka_broker: KafkaBroker, tmp_path: Path) -> None:  # noqa: F811
     bootstrap = running(kafka_broker)

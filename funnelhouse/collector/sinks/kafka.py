@@ -55,6 +55,7 @@ class KafkaSink:
         compression: str = "lz4",
         fsync: str = "full",
         client_id: str = "funnelhouse-collector",
+        linger_ms: float = 0.0,
     ) -> None:
         self.bootstrap = bootstrap
         self.spool_dir = Path(spool_dir)
@@ -65,6 +66,7 @@ class KafkaSink:
         self.ack_timeout = ack_timeout
         self.retry_interval = retry_interval
         self.compression = compression
+        self.linger_ms = linger_ms
         self.fsync = fsync
         self.client_id = client_id
 
@@ -100,6 +102,7 @@ class KafkaSink:
             partitions=settings.kafka_partitions,
             retention_hours=settings.kafka_retention_hours,
             fsync=settings.queue_fsync,
+            linger_ms=settings.kafka_linger_ms,
         )
         options.update(overrides)
         return cls(settings.kafka_bootstrap, settings.data_dir, **options)
@@ -166,7 +169,7 @@ class KafkaSink:
         )
         try:
             await producer.start()
-            batches = PartitionBatches(producer)
+            batches = PartitionBatches(producer, linger=self.linger_ms / 1000)
             await batches.prepare(list(self.topics.values()))
         except BaseException:
             await producer.stop()
