@@ -13,7 +13,7 @@ import re
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -50,9 +50,10 @@ STATED_CHANNELS = {**{channel: channel for channel in CHANNELS}, "mobile": "app"
 OFFLINE_EVENTS = ("store_visit", "staff_qr_scan")
 
 
-@dataclass(frozen=True)
-class RequestInfo:
-    """What the collector knows about the request, beside its body."""
+class RequestInfo(NamedTuple):
+    """What the collector knows about the request, beside its body (made per request:
+    a NamedTuple, immutable like the frozen dataclass it was, at a fraction of its cost).
+    """
 
     write_key: WriteKey
     ip: str
