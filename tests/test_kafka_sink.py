@@ -50,6 +50,19 @@ def assert_exactly_once_in_key_order(reads: list[Read], published: list[Record])
         assert len(partitions[(key, topic)]) == 1, key
 
 
+async def counting_batches(sink: KafkaSink, handed: list[tuple[str, int]]) -> None:
+    """Start the sink, noting (topic, partition) of each batch it hands to the producer."""
+    await sink.start()
+    producer = sink._producer
+    send_batch = producer.send_batch
+
+    async def counted(batch, topic, *, partition):  # type: ignore[no-untyped-def]
+        handed.append((topic, partition))
+        return await send_batch(batch, topic, partition=partition)
+
+    producer.send_batch = counted
+
+
 async def read_back(bootstrap: str, name: str, expected: int) -> list[Read]:
     """Every record of the sink's two topics."""
     return await read_topics(bootstrap, [f"{name}.events", f"{name}.invalid"], expected)
@@ -116,15 +129,7 @@ def test_concurrent_publishes_share_batches_and_a_full_batch_splits_in_key_order
 
     async def scenario() -> list[Read]:
         sink = make_sink(bootstrap, tmp_path, name)
-        await sink.start()
-        producer = sink._producer
-        send_batch = producer.send_batch
-
-        async def counted(batch, topic, *, partition):  # type: ignore[no-untyped-def]
-            handed.append((topic, partition))
-            return await send_batch(batch, topic, partition=partition)
-
-        producer.send_batch = counted
+        await counting_batches(sink, handed)
         try:
             await asyncio.gather(*(sink.publish(request) for request in requests))
             assert sink.status()["spooled_total"] == 0
@@ -153,15 +158,7 @@ def test_a_linger_gathers_single_events_into_fewer_batches(
 
     async def scenario() -> list[Read]:
         sink = make_sink(bootstrap, tmp_path, name, linger_ms=linger_ms)
-        await sink.start()
-        producer = sink._producer
-        send_batch = producer.send_batch
-
-        async def counted(batch, topic, *, partition):  # type: ignore[no-untyped-def]
-            handed.append((topic, partition))
-            return await send_batch(batch, topic, partition=partition)
-
-        producer.send_batch = counted
+        await counting_batches(sink, handed)
 
         async def one(n: int) -> None:
             await asyncio.sleep(n * 0.02)          # a request every 20 ms
