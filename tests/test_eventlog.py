@@ -55,6 +55,33 @@ def test_deleting_inside_a_chunk_keeps_the_rest(tmp_path: Path) -> None:
     assert log.get_state("pending") == "x"
 
 
+def test_chunks_are_stored_compressed_and_plain_ones_of_earlier_versions_still_read(
+        tmp_path: Path) -> None:
+    """A queue written by the previous version (plain JSON lines) is read, cut and drained
+    beside the LZ4 chunks this version writes."""
+    path = tmp_path / "q.sqlite3"
+    log = EventLog(path)
+    log.close()
+    db = sqlite3.connect(path)   # as the previous version stored a chunk of three rows
+    db.execute("INSERT INTO chunks (last, first, stream, keys, rows) VALUES (3, 1, 0, ?, ?)",
+               (b'["web:a","web:a","web:a"]', b'{"i":0}\n{"i":1}\n{"i":2}'))
+    db.commit()
+    db.close()
+    log = EventLog(path)
+    rows = [Record("events", "web:a", b'{"i":%d,"page":"https://shop.example/p/1"}' % i)
+            for i in range(3, 53)]
+    assert log.append(rows) == (4, 53)
+    stored = sqlite3.connect(path).execute("SELECT rows FROM chunks WHERE last = 53").fetchone()
+    assert stored[0][:4] == b"\x04\x22\x4d\x18"              # an LZ4 frame
+    assert len(stored[0]) < len(b"\n".join(r.value for r in rows)) / 5
+    assert log.read(0, 100) == [(1, ev(0)), (2, ev(1)), (3, ev(2))] + list(
+        enumerate(rows, start=4))
+    log.delete_through(2)                                       # inside the plain chunk
+    log.delete_through(30)                                      # inside the compressed one
+    assert log.read(0, 100) == list(enumerate(rows, start=4))[27:]
+    log.close()
+
+
 def test_sequence_numbers_are_never_reused_after_the_log_empties(tmp_path: Path) -> None:
     # Batch tokens are built from them: a reused number would make the warehouse drop
     # a new batch as a repeat of an old one.
