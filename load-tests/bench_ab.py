@@ -35,8 +35,10 @@ import sys
 import tempfile
 import threading
 import time
+import tomllib
 import urllib.request
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -44,6 +46,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 import bench_collector as bc  # noqa: E402  (the wrk script, event and runner)
+from packaging.requirements import Requirement  # noqa: E402
 
 SHAPES = {"single-64": ("/v1/track", 1, 64), "single-256": ("/v1/track", 1, 256),
           "batch-64": ("/v1/batch", bc.BATCH, 64)}
@@ -67,11 +70,14 @@ class Collector:
     """`python -m funnelhouse collector` from one source tree, in its own process group."""
 
     def __init__(self, tree: Path, data_dir: Path, workers: int, kafka: str,
-                 topic: str) -> None:
+                 topic: str, site: Path | None = None) -> None:
         self.port = bc.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.data_dir = data_dir
-        env = {**os.environ, "PYTHONPATH": str(tree), "FUNNELHOUSE_DATA_DIR": str(data_dir),
+        # The tree first; then, for a baseline, the libraries it needs that the venv no
+        # longer has (`baseline_site`).
+        python_path = os.pathsep.join(str(p) for p in (tree, site) if p is not None)
+        env = {**os.environ, "PYTHONPATH": python_path, "FUNNELHOUSE_DATA_DIR": str(data_dir),
                "FUNNELHOUSE_WRITE_KEYS": f"{bc.WRITE_KEY}:web:browser",
                "FUNNELHOUSE_ADMIN_TOKEN": "bench", "FUNNELHOUSE_CLICKHOUSE_URL": "",
                "FUNNELHOUSE_KAFKA_BOOTSTRAP": kafka,
@@ -160,13 +166,14 @@ def spooled(data_dir: Path) -> int:
 
 
 def measure(version: str, tree: Path, shape: str, *, wrk: str, lua: Path, seconds: float,
-            warmup: float, workers: int, kafka: str, scratch: Path) -> Run:
+            warmup: float, workers: int, kafka: str, scratch: Path,
+            site: Path | None = None) -> Run:
     path, per_request, connections = SHAPES[shape]
     folder = Path(tempfile.mkdtemp(prefix=f"{version}-{shape}-", dir=scratch))
     data_dir = folder / "data"
     data_dir.mkdir()
     topic = f"fh-ab-{folder.name}"
-    server = Collector(tree, data_dir, workers, kafka, topic)
+    server = Collector(tree, data_dir, workers, kafka, topic, site)
     try:
         server.wait_ready()
         warm = bc.run_wrk(wrk, lua, server.url, path, per_request, warmup, connections)
@@ -199,6 +206,38 @@ def worktree(ref: str, scratch: Path) -> Path:
     subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), ref],
                    check=True, capture_output=True)
     return tree
+
+
+def missing_requirements(tree: Path) -> list[str]:
+    """The dependencies `tree` declares that this venv does not satisfy: a library the
+    code has since replaced (fastjsonschema, before jsonschema-rs) or pinned otherwise."""
+    project = tomllib.loads((tree / "pyproject.toml").read_text())["project"]
+    missing = []
+    for text in project.get("dependencies", []):
+        wanted = Requirement(text)
+        if wanted.marker is not None and not wanted.marker.evaluate():
+            continue
+        try:
+            installed = metadata.version(wanted.name)
+        except metadata.PackageNotFoundError:
+            missing.append(text)
+            continue
+        if not wanted.specifier.contains(installed, prereleases=True):
+            missing.append(text)
+    return missing
+
+
+def baseline_site(tree: Path, scratch: Path) -> Path | None:
+    """A folder holding what the baseline needs beyond this venv (from PyPI, as setup
+    installs), put after the baseline's tree on its PYTHONPATH; None if nothing."""
+    missing = missing_requirements(tree)
+    if not missing:
+        return None
+    site = scratch / "baseline-site"
+    print(f"baseline needs {', '.join(missing)}: installing into {site}", flush=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--target", str(site),
+                    *missing], check=True)
+    return site
 
 
 def table(runs: list[Run], shapes: list[str]) -> str:
@@ -251,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     broker = None
     try:
         tree = worktree(args.baseline, scratch)
+        site = baseline_site(tree, scratch)
         kafka = ""
         if args.queue == "kafka":
             kafka = args.bootstrap
@@ -272,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
                 for version, source in (("old", tree), ("new", ROOT)):
                     run = measure(version, source, shape, wrk=wrk, lua=lua, seconds=seconds,
                                   warmup=warmup, workers=args.workers, kafka=kafka,
-                                  scratch=scratch)
+                                  scratch=scratch, site=site if version == "old" else None)
                     runs.append(run)
                     print(f"  round {round_ + 1} {shape:10} {version}: "
                           f"{run.events_per_s:10,.0f} events/s  p50 {run.p50_ms:6.1f} ms  "
