@@ -24,6 +24,7 @@ from funnelhouse.warehouse.base import (
     WarehouseError,
     insert_parts,
 )
+from funnelhouse.warehouse.json_stage import STAGE_MIN_BYTES, JsonStage
 
 # The engine's options (the process's first connection sets them). The background pool
 # takes pool x ratio parts at once (2 x 2 by default) and the rest only at a later
@@ -56,6 +57,8 @@ class ChdbWarehouse:
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
         self._insert_conns: list[tuple[Any, threading.Lock]] = []
+        # Per insert connection (part n): its stage tables (warehouse/json_stage.py).
+        self._stages = [JsonStage() for _ in range(INSERT_PARTS)]
 
     def _run(self, sql: str, fmt: str, params: dict[str, Any] | None) -> bytes:
         if params:
@@ -109,11 +112,15 @@ class ChdbWarehouse:
             settings["insert_deduplication_token"] = token
         clause = ", ".join(f"{name} = {_literal(value)}" for name, value in settings.items())
         conn, lock = (self._conn, self._lock) if n == 0 else self._insert_conns[n - 1]
+        data = b"\n".join(rows)
         with lock:
             try:
+                if len(data) >= STAGE_MIN_BYTES and self._stages[n].insert(conn, table, data,
+                                                                           clause):
+                    return
                 with conn.send_insert(f"INSERT INTO {table} SETTINGS {clause}",
                                       "JSONEachRow") as ins:
-                    ins.append(b"\n".join(rows))
+                    ins.append(data)
                     ins.finish()
             except Exception as exc:
                 raise WarehouseError(f"insert into {table} failed: {exc}") from exc

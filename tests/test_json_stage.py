@@ -1,0 +1,130 @@
+"""The embedded backend's staged insert (warehouse/json_stage.py) stores what a plain
+JSONEachRow insert stores, and events_raw's inserts write Compact parts (migration 0019)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from funnelhouse.config import PACKAGE_ROOT
+from funnelhouse.warehouse import chdb as chdb_backend
+from funnelhouse.warehouse.base import WarehouseError
+from funnelhouse.warehouse.chdb import ChdbWarehouse
+from funnelhouse.warehouse.json_stage import STAGE_MIN_BYTES, JsonStage, plain_type
+from funnelhouse.warehouse.migrate import migrate
+
+MIGRATIONS = PACKAGE_ROOT / "sql" / "migrations"
+
+
+@pytest.fixture
+def warehouse(tmp_path: Path) -> Iterator[ChdbWarehouse]:
+    wh = ChdbWarehouse(tmp_path / "wh")
+    migrate(wh, MIGRATIONS)
+    yield wh
+    wh.close()
+
+
+def varied_rows(count: int, tag: str = "") -> list[bytes]:
+    """Rows as a collector writes them, and as older or odder writers might: omitted
+    fields, JSON nulls, escapes, non-ASCII text, arrays, numbers as numbers."""
+    rows = []
+    for i in range(count):
+        doc: dict[str, object] = {
+            "message_id": f"{tag}m{i}", "type": ["track", "page", "identify"][i % 3],
+            "event": f"evént \"{i % 7}\"\\\n", "anonymous_id": f"a{i % 50}",
+            "source": "web" if i % 4 else "ios", "timestamp": f"2024-03-{1 + i % 28:02d} "
+            f"{i % 24:02d}:00:00.{i % 1000:03d}", "received_at": "2024-03-29 00:00:00.000",
+            "flags": ["bot", "late"][: i % 3], "is_bot": i % 2,
+            "properties": orjson.dumps({"n": i, "text": "x" * (i % 300)}).decode(),
+            "device_type": None if i % 5 == 0 else ["mobile", "desktop", ""][i % 3],
+            "locale": "ko-KR" if i % 6 else "",
+        }
+        if i % 9 == 0:       # a row from before some columns were written at all
+            for key in ("flags", "locale", "device_type", "properties"):
+                doc.pop(key)
+        rows.append(orjson.dumps(doc))
+    return rows
+
+
+def table_text(wh: ChdbWarehouse, table: str) -> bytes:
+    return wh.query_raw(f"SELECT * EXCEPT first_copy FROM {table} ORDER BY message_id",
+                        "TabSeparated")
+
+
+def test_plain_type_unwraps_low_cardinality_at_any_depth() -> None:
+    assert plain_type("LowCardinality(String)") == "String"
+    assert plain_type("Array(LowCardinality(String))") == "Array(String)"
+    assert plain_type("LowCardinality(Nullable(String))") == "Nullable(String)"
+    assert plain_type("Map(LowCardinality(String), LowCardinality(String))") == \
+        "Map(String, String)"
+    assert plain_type("DateTime64(3, 'UTC')") == "DateTime64(3, 'UTC')"
+
+
+def test_staged_rows_are_stored_exactly_as_a_plain_insert_stores_them(
+        warehouse: ChdbWarehouse, monkeypatch: pytest.MonkeyPatch) -> None:
+    rows = varied_rows(3000)
+    assert sum(map(len, rows)) > STAGE_MIN_BYTES   # big enough to go through the stage
+    warehouse.insert_json_rows("events_raw", rows, "t")
+    assert warehouse.query("SELECT count() FROM events_raw").scalar() == len(rows)
+    # The same rows the plain way, into a table of the same structure.
+    warehouse.execute("CREATE TABLE plain AS events_raw")
+    monkeypatch.setattr(chdb_backend, "STAGE_MIN_BYTES", 1 << 60)
+    warehouse.insert_json_rows("plain", rows, "t")
+    assert table_text(warehouse, "events_raw") == table_text(warehouse, "plain")
+    # The table computed its MATERIALIZED column; the view filled message_ids.
+    assert warehouse.query("SELECT countIf(first_copy > 0) FROM events_raw").scalar() == \
+        len(rows)
+    assert warehouse.query("SELECT count() FROM message_ids").scalar() == len(rows)
+
+
+def test_the_dedup_token_drops_a_repeated_staged_insert(warehouse: ChdbWarehouse) -> None:
+    rows = varied_rows(3000)
+    for _ in range(2):
+        warehouse.insert_json_rows("events_raw", rows, "log:1-3000:events")
+    warehouse.insert_json_rows("events_raw", varied_rows(3000, tag="b"), "log:3001-6000:events")
+    assert warehouse.query("SELECT count(), uniqExact(message_id) FROM events_raw").rows == \
+        [[6000, 6000]]
+    assert warehouse.query("SELECT count() FROM message_ids").scalar() == 6000
+
+
+def test_a_column_added_between_inserts_is_staged_too(warehouse: ChdbWarehouse) -> None:
+    warehouse.insert_json_rows("events_raw", varied_rows(3000), "one")
+    warehouse.execute("ALTER TABLE events_raw ADD COLUMN tier LowCardinality(String) "
+                      "DEFAULT 'free'")
+    given = [orjson.dumps({**orjson.loads(r), "tier": "gold"}) if i % 2 else r
+             for i, r in enumerate(varied_rows(3000, tag="b"))]
+    warehouse.insert_json_rows("events_raw", given, "two")
+    assert dict(warehouse.query(
+        "SELECT tier, count() FROM events_raw WHERE startsWith(message_id, 'b') "
+        "GROUP BY tier").rows) == {"gold": 1500, "free": 1500}
+
+
+def test_a_failed_staged_insert_leaves_nothing_behind(warehouse: ChdbWarehouse) -> None:
+    rows = varied_rows(3000)
+    with pytest.raises(WarehouseError):
+        warehouse.insert_json_rows("events_raw", [*rows[:2000], b'{"message_id": broken'],
+                                   "bad")
+    assert warehouse.query("SELECT count() FROM events_raw").scalar() == 0
+    warehouse.insert_json_rows("events_raw", rows, "good")
+    assert warehouse.query("SELECT count(), uniqExact(message_id) FROM events_raw").rows == \
+        [[3000, 3000]]
+
+
+def test_a_table_without_low_cardinality_is_not_staged(warehouse: ChdbWarehouse) -> None:
+    warehouse.execute("CREATE TABLE notes (id String, body String) "
+                      "ENGINE = MergeTree ORDER BY id")
+    stage = JsonStage()
+    assert not stage.insert(warehouse._conn, "notes", b'{"id":"1","body":"x"}', "")
+    assert warehouse.query("SELECT count() FROM notes").scalar() == 0
+
+
+def test_loaded_batches_are_written_as_compact_parts(warehouse: ChdbWarehouse) -> None:
+    warehouse.execute("SYSTEM STOP MERGES events_raw")
+    warehouse.insert_json_rows("events_raw", varied_rows(20000), "batch")
+    kinds = dict(warehouse.query(
+        "SELECT part_type, sum(rows) FROM system.parts WHERE database = currentDatabase() "
+        "AND table = 'events_raw' AND active GROUP BY part_type").rows)
+    assert kinds == {"Compact": 20000}
