@@ -4,8 +4,8 @@
 -- Why: a Wide part of events_raw's 50 columns opens a compressed stream, its buffers
 -- and two files per column; the loader writes one such part per month a batch touches
 -- (and the tiny ones a late or early event adds). That was most of an insert's cost:
--- 300k queued rows in 50k-row batches took 4.1–5.4 s of CPU into Wide parts and
--- 2.7–3.4 s into Compact ones (docs/benchmarks.md). Reads of a day, of every day, and
+-- 300k rows in 50k-row batches took 3.6–5.4 s of CPU into Wide parts and 2.7 s into
+-- Compact ones, merges running (docs/benchmarks.md). Reads of a day, of every day, and
 -- of whole rows measured the same on either kind (5.9–6.2, 35–37, 9.6–12.7 ms at 1M
 -- rows), and merges still turn the history into Wide parts for the models' column
 -- reads. A rows threshold rather than the bytes one (10 MB by default), because an
