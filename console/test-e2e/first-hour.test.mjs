@@ -133,7 +133,11 @@ describe('the first hour', () => {
     assert.ok((await chart.locator('path[stroke-dasharray]').count()) >= 2, 'dashed and dotted lines are drawn');
 
     for (const name of ['Top pages', 'Top events', 'Top campaigns']) {
-      const rowsOf = await tableRows(page.getByRole('table', { name }));
+      // Each panel draws its table when its own request has answered, which may be after
+      // the per-day table: counting rows before that read an empty page (a CI run failed so).
+      const tableOf = page.getByRole('table', { name });
+      await tableOf.waitFor({ timeout: 60_000 });
+      const rowsOf = await tableRows(tableOf);
       assert.ok(rowsOf.length >= 3, `${name} lists rows`);
     }
     const pages = await fh.api('POST', '/v1/analyses/pages', { top: 8, date_from: days[0], date_to: days[days.length - 1] });
