@@ -19,6 +19,7 @@ from funnelhouse.loader.sources.embedded import PENDING, EmbeddedSource
 from funnelhouse.queue.eventlog import EventLog
 from funnelhouse.warehouse.base import QueryResult, WarehouseUnavailable
 from funnelhouse.warehouse.chdb import ChdbWarehouse
+from funnelhouse.warehouse.json_stage import JsonStage
 from funnelhouse.warehouse.migrate import migrate
 
 
@@ -49,16 +50,17 @@ class FlakyWarehouse:
         return count
 
 
-def event_row(i: int) -> bytes:
+def event_row(i: int, pad: int = 0) -> bytes:
     return orjson.dumps({"message_id": f"m{i}", "type": "track", "event": "click",
                          "anonymous_id": f"a{i % 7}", "source": "web",
-                         "timestamp": "2026-03-01 10:00:00.000", "properties": "{}"})
+                         "timestamp": "2026-03-01 10:00:00.000",
+                         "properties": orjson.dumps({"pad": "x" * pad}).decode()})
 
 
-def fill(log: EventLog, first: int, count: int, per_append: int = 60) -> None:
+def fill(log: EventLog, first: int, count: int, per_append: int = 60, pad: int = 0) -> None:
     # In appends of a few requests' worth, as the collector's group commits make them.
     for start in range(first, first + count, per_append):
-        log.append([Record("events", "web:a", event_row(i))
+        log.append([Record("events", "web:a", event_row(i, pad))
                     for i in range(start, min(start + per_append, first + count))])
 
 
@@ -76,11 +78,14 @@ def counts(warehouse: ChdbWarehouse) -> tuple[int, int]:
         "SELECT count(), uniqExact(message_id) FROM events_raw").rows[0])  # type: ignore[return-value]
 
 
+# 0: batches of a few KB, inserted as they are; 4000: 120 rows make ≈500 KB, inserted
+# through the staging table (warehouse/json_stage.py).
+@pytest.mark.parametrize("pad", [0, 4000])
 def test_loader_killed_after_insert_before_commit_loads_every_event_once(
-    tmp_path: Path, warehouse: ChdbWarehouse
+    tmp_path: Path, warehouse: ChdbWarehouse, pad: int
 ) -> None:
     log_path = tmp_path / "queue.sqlite3"
-    fill(EventLog(log_path), 0, 300)
+    fill(EventLog(log_path), 0, 300, pad=pad)
 
     dying = Loader(EmbeddedSource(EventLog(log_path)), FlakyWarehouse(warehouse,
                    die_after_insert=True), batch_rows=120, batch_seconds=0.01)
@@ -91,12 +96,48 @@ def test_loader_killed_after_insert_before_commit_loads_every_event_once(
 
     # More events arrive while the loader is down: the retried batch must still be
     # exactly the one in flight, or its token would differ and duplicate it.
-    fill(EventLog(log_path), 300, 50)
+    fill(EventLog(log_path), 300, 50, pad=pad)
     restarted = Loader(EmbeddedSource(EventLog(log_path)), warehouse, batch_rows=120,
                        batch_seconds=0.01)
     asyncio.run(restarted.drain(timeout=30))
     assert counts(warehouse) == (350, 350)
     assert EventLog(log_path).depth() == 0
+
+
+def test_a_loader_dying_between_staging_rows_and_copying_them_loads_each_once(
+    tmp_path: Path, warehouse: ChdbWarehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed after a batch was parsed into the staging table but before the copy into
+    events_raw: nothing landed, and the next attempt (a stage made afresh) loads it."""
+    log_path = tmp_path / "queue.sqlite3"
+    fill(EventLog(log_path), 0, 300, pad=4000)
+    real_insert = JsonStage.insert
+
+    def dies_before_the_copy(self: JsonStage, conn: object, table: str, data: bytes,
+                             settings: str) -> bool:
+        real_query = conn.query  # type: ignore[attr-defined]
+
+        class Conn:
+            send_insert = conn.send_insert  # type: ignore[attr-defined]
+
+            def query(self, sql: str, *args: object, **kwargs: object) -> object:
+                if sql.startswith("INSERT INTO `events_raw`"):
+                    raise ProcessDied()
+                return real_query(sql, *args, **kwargs)
+        return real_insert(self, Conn(), table, data, settings)
+
+    monkeypatch.setattr(JsonStage, "insert", dies_before_the_copy)
+    dying = Loader(EmbeddedSource(EventLog(log_path)), warehouse, batch_rows=120,
+                   batch_seconds=0.01)
+    with pytest.raises(ProcessDied):
+        asyncio.run(dying.load_once())
+    assert counts(warehouse) == (0, 0)
+    monkeypatch.setattr(JsonStage, "insert", real_insert)
+    restarted = Loader(EmbeddedSource(EventLog(log_path)), warehouse, batch_rows=120,
+                       batch_seconds=0.01)
+    asyncio.run(restarted.drain(timeout=30))
+    assert counts(warehouse) == (300, 300)
+    assert warehouse.query("SELECT count() FROM message_ids").scalar() == 300
 
 
 def test_a_loader_killed_right_after_the_events_insert_has_recorded_their_ids(

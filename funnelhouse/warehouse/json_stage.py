@@ -75,8 +75,9 @@ class JsonStage:
             with conn.send_insert(f"INSERT INTO {stage}", "JSONEachRow") as ins:
                 ins.append(data)
                 ins.finish()
-            conn.query(f"INSERT INTO {_name(table)} ({names}) SETTINGS {settings} "
-                       f"SELECT {names} FROM {stage}")
+            conn.query(f"INSERT INTO {_name(table)} ({names}) "
+                       + (f"SETTINGS {settings} " if settings else "")
+                       + f"SELECT {names} FROM {stage}")
         except BaseException:
             self._made.pop(table, None)   # made afresh next time, whatever it holds now
             raise
