@@ -555,13 +555,11 @@ class _Runner:
                 FROM {table}
                 GROUP BY event_date, person_id, user_id, anonymous_id
             ) AS b
-            LEFT JOIN identity_map AS by_user ON by_user.id = b.user_id
-            LEFT JOIN identity_map AS by_anon ON by_anon.id = b.anonymous_id
-            WHERE b.person_id != multiIf(
-                b.user_id != '' AND by_user.person_id != '', by_user.person_id,
-                b.user_id != '', b.user_id,
-                by_anon.person_id != '', by_anon.person_id,
-                b.anonymous_id)
+            -- resolved as behavior_events resolves: by the user id when there is one
+            LEFT JOIN identity_map AS m
+                ON m.id = if(b.user_id != '', b.user_id, b.anonymous_id)
+            WHERE b.person_id != if(m.person_id != '', m.person_id,
+                                    if(b.user_id != '', b.user_id, b.anonymous_id))
             {_QUERY_SETTINGS}""").rows
         return {date.fromisoformat(r[0]) for r in rows}
 

@@ -202,6 +202,7 @@ events AS (
         event,
         anonymous_id,
         user_id,
+        if(user_id != '', user_id, anonymous_id) AS id_key,  -- whose person the event is
         session_id AS sdk_session_id,
         if(utm_campaign != '', concat(utm_source, '/', utm_medium, '/', utm_campaign), '') AS campaign_key,
         source,
@@ -250,27 +251,26 @@ events AS (
 
 linked AS (
     -- Only ids mapped to another person (an id that is its own person resolves to
-    -- itself through the fallbacks below anyway), and only the chunk's ids: the map is
+    -- itself through the fallback below anyway), and only the chunk's ids: the map is
     -- sorted by id, so a small chunk reads a few granules of it, not every person.
     SELECT id, person_id FROM identity_map
     WHERE person_id != id
-      AND id IN (SELECT user_id FROM slice UNION ALL SELECT anonymous_id FROM slice)
+      AND id IN (SELECT if(user_id != '', user_id, anonymous_id) FROM slice)
 ),
 
 identified AS (
+    -- One join, on the id that decides: the user id's person wins whenever the event
+    -- carries a user id (an unmapped user id is its own person, never the anonymous
+    -- id's), so the anonymous id is looked up only when there is no user id.
     SELECT
         events.*,
-        multiIf(events.user_id != '' AND by_user.person_id != '', by_user.person_id,
-                events.user_id != '', events.user_id,
-                by_anon.person_id != '', by_anon.person_id,
-                events.anonymous_id) AS person_id
+        if(linked.person_id != '', linked.person_id, events.id_key) AS person_id
     FROM events
-    LEFT JOIN linked AS by_user ON by_user.id = events.user_id
-    LEFT JOIN linked AS by_anon ON by_anon.id = events.anonymous_id
+    LEFT JOIN linked ON linked.id = events.id_key
 )
 
 -- a row carrying one of the people's ids may resolve to someone else (its user id's)
-SELECT * FROM identified WHERE {{ people:person_id }};
+SELECT * EXCEPT id_key FROM identified WHERE {{ people:person_id }};
 
 WITH
 person_days AS (
