@@ -128,3 +128,96 @@ def test_loaded_batches_are_written_as_compact_parts(warehouse: ChdbWarehouse) -
         "SELECT part_type, sum(rows) FROM system.parts WHERE database = currentDatabase() "
         "AND table = 'events_raw' AND active GROUP BY part_type").rows)
     assert kinds == {"Compact": 20000}
+
+
+# -- insert_first_copies: the loader's first-copy check inside ClickHouse -------------
+
+
+def with_pad(rows: list[bytes], pad: int) -> list[bytes]:
+    return [orjson.dumps({**orjson.loads(r), "properties": "x" * pad}) for r in rows]
+
+
+def scenario(where: str) -> tuple[list[bytes], list[bytes]]:
+    """(rows stored before, the batch) with a copy of an id where named."""
+    rows = varied_rows(3000, tag="n")
+    if where == "once in each part":
+        # over 2 x 4 MB: inserted as two parts at once, each staged on its own connection
+        rows = with_pad(rows, 3000)
+        assert len(chdb_backend.insert_parts(rows, "t")) == 2
+    earlier: list[bytes] = []
+    if where == "stored":
+        earlier = [rows[1234], rows[5]]
+    elif where == "twice in one part":
+        rows[40:40] = [orjson.dumps({**orjson.loads(rows[2900]), "event": "later copy"})]
+    elif where == "once in each part":
+        rows[2990:2990] = [orjson.dumps({**orjson.loads(rows[3]), "event": "later copy"})]
+        rows.append(rows[17])
+    elif where == "stored and twice":
+        earlier = [rows[8]]
+        rows[100:100] = [rows[8], rows[9]]
+    elif where == "another source":   # the key is (source, message_id): this one is new
+        earlier = [orjson.dumps({**orjson.loads(rows[1234]), "source": "elsewhere"})]
+    return earlier, rows
+
+
+@pytest.mark.parametrize("where", ["nowhere", "stored", "twice in one part",
+                                   "once in each part", "stored and twice",
+                                   "another source"])
+def test_first_copies_kept_inside_clickhouse_are_the_ones_the_loader_keeps(
+        warehouse: ChdbWarehouse, monkeypatch: pytest.MonkeyPatch, where: str) -> None:
+    """The staged check against the loader's own (first_copies, reading ids in Python):
+    the same rows stored, the same rows dropped, in every case of a copy."""
+    from funnelhouse.loader.load import first_copies
+
+    earlier, rows = scenario(where)
+    if earlier:
+        warehouse.insert_json_rows("events_raw", earlier, "earlier")
+    dropped = warehouse.insert_first_copies("events_raw", rows, "t")
+    assert dropped is not None
+    staged = events_text(warehouse)
+
+    warehouse.execute("TRUNCATE TABLE events_raw")
+    warehouse.execute("TRUNCATE TABLE message_ids")
+    monkeypatch.setattr(chdb_backend, "STAGE_MIN_BYTES", 1 << 60)   # plain inserts
+    if earlier:
+        warehouse.insert_json_rows("events_raw", earlier, "earlier")
+    kept, expected = first_copies(warehouse, rows)
+    warehouse.insert_json_rows("events_raw", kept, "t2")
+    assert sorted(dropped) == sorted(expected)
+    assert staged == events_text(warehouse)
+    assert bool(dropped) == (where not in ("nowhere", "another source"))
+
+
+def events_text(wh: ChdbWarehouse) -> bytes:
+    return table_text(wh, "events_raw")
+
+
+def test_a_batch_checked_in_the_stage_is_stored_as_a_plain_insert_stores_it(
+        warehouse: ChdbWarehouse, monkeypatch: pytest.MonkeyPatch) -> None:
+    rows = varied_rows(3000)
+    assert warehouse.insert_first_copies("events_raw", rows, "t") == []
+    warehouse.execute("CREATE TABLE plain AS events_raw")
+    monkeypatch.setattr(chdb_backend, "STAGE_MIN_BYTES", 1 << 60)
+    warehouse.insert_json_rows("plain", rows, "t")
+    assert events_text(warehouse) == table_text(warehouse, "plain")
+    assert warehouse.query("SELECT count() FROM message_ids").scalar() == len(rows)
+
+
+def test_a_retried_batch_is_dropped_whole_and_the_stage_left_empty(
+        warehouse: ChdbWarehouse) -> None:
+    rows = varied_rows(3000)
+    assert warehouse.insert_first_copies("events_raw", rows, "t") == []
+    # the same batch after a crash before the queue commit: every id is stored now
+    assert len(warehouse.insert_first_copies("events_raw", rows, "t") or []) == len(rows)
+    assert warehouse.query("SELECT count() FROM events_raw").scalar() == len(rows)
+    # the stage was emptied: the next batch brings only its own rows
+    assert warehouse.insert_first_copies("events_raw", varied_rows(3000, tag="f"), "u") == []
+    assert warehouse.query("SELECT count(), uniqExact(message_id) FROM events_raw").rows == \
+        [[6000, 6000]]
+
+
+def test_a_small_batch_is_left_to_the_loader(warehouse: ChdbWarehouse) -> None:
+    rows = varied_rows(10)
+    assert sum(map(len, rows)) < STAGE_MIN_BYTES
+    assert warehouse.insert_first_copies("events_raw", rows, "t") is None
+    assert warehouse.query("SELECT count() FROM events_raw").scalar() == 0

@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -40,14 +41,25 @@ class FlakyWarehouse:
         return self.inner.query(sql, params)  # reads work: the loader looks up stored ids
 
     def insert_json_rows(self, table: str, rows: Sequence[bytes], token: str | None = None) -> int:
-        self.attempts += 1
-        if self.failures > 0:
-            self.failures -= 1
-            raise WarehouseUnavailable("warehouse is down")
+        self._attempt()
         count = self.inner.insert_json_rows(table, rows, token)
         if self.die_after_insert:
             raise ProcessDied()
         return count
+
+    def insert_first_copies(self, table: str, rows: Sequence[bytes], token: str | None = None,
+                            *, stored_in: str = "message_ids") -> list[str] | None:
+        self._attempt()
+        dropped = self.inner.insert_first_copies(table, rows, token, stored_in=stored_in)
+        if dropped is not None and self.die_after_insert:
+            raise ProcessDied()
+        return dropped
+
+    def _attempt(self) -> None:
+        self.attempts += 1
+        if self.failures > 0:
+            self.failures -= 1
+            raise WarehouseUnavailable("warehouse is down")
 
 
 def event_row(i: int, pad: int = 0) -> bytes:
@@ -111,28 +123,21 @@ def test_a_loader_dying_between_staging_rows_and_copying_them_loads_each_once(
     events_raw: nothing landed, and the next attempt (a stage made afresh) loads it."""
     log_path = tmp_path / "queue.sqlite3"
     fill(EventLog(log_path), 0, 300, pad=4000)
-    real_insert = JsonStage.insert
+    real_copy = JsonStage.copy
 
-    def dies_before_the_copy(self: JsonStage, conn: object, table: str, data: bytes,
-                             settings: str) -> bool:
-        real_query = conn.query  # type: ignore[attr-defined]
+    def dies_before_the_copy(self: JsonStage, conn: object, table: str, settings: str,
+                             **kwargs: Any) -> None:
+        if table == "events_raw":
+            raise ProcessDied()
+        real_copy(self, conn, table, settings, **kwargs)
 
-        class Conn:
-            send_insert = conn.send_insert  # type: ignore[attr-defined]
-
-            def query(self, sql: str, *args: object, **kwargs: object) -> object:
-                if sql.startswith("INSERT INTO `events_raw`"):
-                    raise ProcessDied()
-                return real_query(sql, *args, **kwargs)
-        return real_insert(self, Conn(), table, data, settings)
-
-    monkeypatch.setattr(JsonStage, "insert", dies_before_the_copy)
+    monkeypatch.setattr(JsonStage, "copy", dies_before_the_copy)
     dying = Loader(EmbeddedSource(EventLog(log_path)), warehouse, batch_rows=120,
                    batch_seconds=0.01)
     with pytest.raises(ProcessDied):
         asyncio.run(dying.load_once())
     assert counts(warehouse) == (0, 0)
-    monkeypatch.setattr(JsonStage, "insert", real_insert)
+    monkeypatch.setattr(JsonStage, "copy", real_copy)
     restarted = Loader(EmbeddedSource(EventLog(log_path)), warehouse, batch_rows=120,
                        batch_seconds=0.01)
     asyncio.run(restarted.drain(timeout=30))
@@ -249,6 +254,30 @@ def test_a_copy_loaded_later_is_dropped_by_its_stored_id(tmp_path: Path,
     other_source = orjson.dumps({"message_id": "m-1", "source": "app", "anonymous_id": "c"})
     kept, dropped = first_copies(warehouse, [later + b"\n" + other_source])
     assert kept == [other_source] and dropped == ["web:m-1"]
+
+
+@pytest.mark.parametrize("pad", [0, 4000])
+def test_in_a_loaded_batch_the_first_copy_of_an_id_wins(
+    tmp_path: Path, warehouse: ChdbWarehouse, pad: int
+) -> None:
+    """A batch holding a copy of an id stored before and two copies of a new one, small
+    (read in Python) or staged (checked in ClickHouse, then handed back to Python)."""
+    def row(message_id: str, anonymous_id: str) -> bytes:
+        return orjson.dumps({"message_id": message_id, "type": "track", "event": "click",
+                             "anonymous_id": anonymous_id, "source": "web",
+                             "timestamp": "2026-03-01 10:00:00.000",
+                             "properties": orjson.dumps({"pad": "x" * pad}).decode()})
+    warehouse.insert_json_rows("events_raw", [row("old", "first")], "earlier")
+    rows = [event_row(i, pad) for i in range(120)]
+    rows[7:7] = [row("old", "later")]
+    rows[50:50] = [row("twin", "first")]
+    rows[90:90] = [row("twin", "later")]
+    loader = Loader(EmbeddedSource(EventLog(tmp_path / "q.sqlite3")), warehouse)
+    loader._insert(Batch(token="log:1-123", events=rows, event_rows=len(rows)))
+    assert counts(warehouse) == (122, 122)
+    assert dict(warehouse.query("SELECT message_id, anonymous_id FROM events_raw "
+                                "WHERE message_id IN ('old', 'twin')").rows) == \
+        {"old": "first", "twin": "first"}
 
 
 def test_ids_are_still_recorded_after_a_forget_swapped_events_raw(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import re
 import threading
@@ -22,7 +21,7 @@ from tenacity import (
 from funnelhouse.collector import metrics
 from funnelhouse.loader.sources.base import Batch, Source
 from funnelhouse.people.forget import ForgottenSet
-from funnelhouse.warehouse.base import Warehouse, WarehouseError
+from funnelhouse.warehouse.base import Warehouse, WarehouseError, minus_token
 
 log = logging.getLogger("funnelhouse.loader")
 
@@ -122,15 +121,16 @@ class Loader:
                 log.info("loader: %d rows of forgotten people not loaded", gone)
         if events:
             token = f"{batch.token}:events"
-            kept, dropped = first_copies(self.warehouse, events)
-            if dropped:
-                # Fewer rows than the batch: a token of their own, so a retry after a
-                # half-landed insert is not mistaken for the part that landed.
-                events, token = kept, f"{token}:minus:{_digest(dropped)}"
-                metrics.events_duplicate.inc(len(dropped))
-            if events:
-                # Their ids go to message_ids in the same insert (migration 0018's view).
-                self.warehouse.insert_json_rows("events_raw", events, token)
+            # Their ids go to message_ids in the same insert (migration 0018's view).
+            # Where the warehouse can, it finds the first copies itself (the embedded
+            # backend, from the rows it has parsed); otherwise the ids are read here.
+            dropped = self.warehouse.insert_first_copies("events_raw", events, token)
+            if dropped is None:
+                kept, dropped = first_copies(self.warehouse, events)
+                if kept:
+                    self.warehouse.insert_json_rows(
+                        "events_raw", kept, minus_token(token, dropped) if dropped else token)
+            metrics.events_duplicate.inc(len(dropped))
             # Rows, not items: an item of the embedded log is a chunk of several rows.
             metrics.loader_rows.labels("events_raw").inc(
                 sum(item.count(b"\n") + 1 for item in events))
@@ -141,7 +141,7 @@ class Loader:
                 kept, dropped = first_copies(self.warehouse, invalid,
                                              stored_in="events_invalid")
                 if dropped:
-                    invalid, token = kept, f"{token}:minus:{_digest(dropped)}"
+                    invalid, token = kept, minus_token(token, dropped)
             if invalid:
                 self.warehouse.insert_json_rows("events_invalid", invalid, token)
             metrics.loader_rows.labels("events_invalid").inc(batch.invalid_rows)
@@ -238,7 +238,3 @@ def _row_key_escaped(line: bytes) -> tuple[str, str]:
 
 def _unescape(raw: bytes) -> str:
     return orjson.loads(b'"' + raw + b'"') if b"\\" in raw else raw.decode()
-
-
-def _digest(keys: Sequence[str]) -> str:
-    return hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -43,6 +44,14 @@ def insert_parts(rows: Sequence[bytes], token: str | None
     return [(rows[start:end], f"{token}/{n}" if token else None)
             for n, (start, end) in enumerate(zip(cuts, cuts[1:], strict=False))
             if end > start]
+
+
+def minus_token(token: str, dropped: Sequence[str]) -> str:
+    """The token of a batch inserted without some of its rows (`dropped`: their
+    `source:message_id`): its own, so that a retry after a half-landed insert, which
+    drops more, is not taken for the part that landed."""
+    digest = hashlib.sha256("\n".join(sorted(dropped)).encode()).hexdigest()[:16]
+    return f"{token}:minus:{digest}"
 
 
 class WarehouseError(Exception):
@@ -93,6 +102,17 @@ class Warehouse(Protocol):
         An item of `rows` is one JSON object or several joined by newlines; the count
         returned is the number of items. A large insert goes in as `insert_parts()`,
         inserted at once.
+        """
+
+    def insert_first_copies(self, table: str, rows: Sequence[bytes], token: str | None = None,
+                            *, stored_in: str = "message_ids") -> list[str] | None:
+        """Insert the first copies among `rows` (events_raw rows), as insert_json_rows
+        would: rows whose (source, message_id) is in `stored_in`, or came earlier in
+        `rows`, are left out, and then the insert goes under `minus_token(token,
+        dropped)`. Returns the dropped rows' `source:message_id`.
+
+        None, with nothing inserted, when the backend cannot do it without reading the
+        ids out of the rows in Python: the caller then does (loader.load.first_copies).
         """
 
     def readonly(self, limits: Mapping[str, Any] | None = None) -> Warehouse:

@@ -9,10 +9,10 @@ take their own handle and do not queue behind each other.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import chdb
 
@@ -23,6 +23,7 @@ from funnelhouse.warehouse.base import (
     QueryResult,
     WarehouseError,
     insert_parts,
+    minus_token,
 )
 from funnelhouse.warehouse.json_stage import STAGE_MIN_BYTES, JsonStage
 
@@ -32,6 +33,8 @@ from funnelhouse.warehouse.json_stage import STAGE_MIN_BYTES, JsonStage
 # so 8 slots keep a mask of up to 8 parts at tens of milliseconds (models/swap.py).
 # The pool's threads stay at 2: the ratio adds queued tasks, not concurrency.
 ENGINE_OPTIONS = "?background_merges_mutations_concurrency_ratio=4"
+
+T = TypeVar("T")
 
 
 class ChdbWarehouse:
@@ -59,6 +62,9 @@ class ChdbWarehouse:
         self._insert_conns: list[tuple[Any, threading.Lock]] = []
         # Per insert connection (part n): its stage tables (warehouse/json_stage.py).
         self._stages = [JsonStage() for _ in range(INSERT_PARTS)]
+        # One insert at a time on this handle: insert_first_copies leaves rows in the
+        # stages between its steps, where another insert's rows must not join them.
+        self._insert_lock = threading.Lock()
 
     def _run(self, sql: str, fmt: str, params: dict[str, Any] | None) -> bytes:
         if params:
@@ -95,35 +101,122 @@ class ChdbWarehouse:
         if self.is_readonly:  # the extra connections below are not read-only
             raise WarehouseError(f"insert into {table} refused: read-only handle")
         parts = insert_parts(rows, token)
-        # Part 0 on this handle's connection, the others at once on connections of
-        # their own (chdb runs an insert with the GIL released).
-        others = [self._executor().submit(self._insert_part, n, table, part, part_token)
-                  for n, (part, part_token) in enumerate(parts) if n]
-        try:
-            self._insert_part(0, table, *parts[0])
-        finally:
-            for other in others:
-                other.result()
+        with self._insert_lock:
+            self._on_parts(len(parts), lambda n, conn: self._insert_part(
+                n, conn, table, *parts[n]), table)
         return len(rows)
 
-    def _insert_part(self, n: int, table: str, rows: Sequence[bytes], token: str | None) -> None:
-        settings: dict[str, Any] = dict(INSERT_SETTINGS)
-        if token:
-            settings["insert_deduplication_token"] = token
-        clause = ", ".join(f"{name} = {_literal(value)}" for name, value in settings.items())
-        conn, lock = (self._conn, self._lock) if n == 0 else self._insert_conns[n - 1]
-        data = b"\n".join(rows)
-        with lock:
+    def insert_first_copies(self, table: str, rows: Sequence[bytes], token: str | None = None,
+                            *, stored_in: str = "message_ids") -> list[str] | None:
+        """The loader's insert of events_raw rows, first copies only (see the Protocol).
+
+        The rows are staged (parsed once, each part on its connection), their keys
+        looked up and counted inside ClickHouse, and copied in without the rows that
+        are not first copies: keys stored before, a key's later copies in its part,
+        and a part's keys that an earlier part holds (found by comparing the parts'
+        key hashes, then confirmed key by key). None, having inserted nothing, when
+        the rows are too few to stage, a table will not stage, or two hashes collide."""
+        if self.is_readonly:
+            raise WarehouseError(f"insert into {table} refused: read-only handle")
+        parts = insert_parts(rows, token)
+        data = [b"\n".join(part) for part, _ in parts]
+        if sum(map(len, data)) < STAGE_MIN_BYTES:
+            return None
+        several = len(parts) > 1
+        with self._insert_lock:
             try:
-                if len(data) >= STAGE_MIN_BYTES and self._stages[n].insert(conn, table, data,
-                                                                           clause):
-                    return
-                with conn.send_insert(f"INSERT INTO {table} SETTINGS {clause}",
-                                      "JSONEachRow") as ins:
-                    ins.append(data)
-                    ins.finish()
-            except Exception as exc:
-                raise WarehouseError(f"insert into {table} failed: {exc}") from exc
+                filled = self._on_parts(len(parts), lambda n, conn: self._stages[n].fill(
+                    conn, table, data[n]), table)
+                if not all(filled):
+                    self._on_parts(len(parts), lambda n, conn: self._stages[n].clear(
+                        conn, table), table)
+                    return None
+                keys = self._on_parts(len(parts), lambda n, conn: self._stages[n].keys(
+                    conn, table, stored_in, hashes=several), table)
+                # a later part's keys that an earlier part holds: all their copies go
+                earlier: frozenset[int] = frozenset()
+                held: list[frozenset[int]] = []
+                for k in keys:
+                    held.append(k.hashes & earlier)
+                    earlier |= k.hashes
+                stored = {(source, message_id) for k in keys
+                          for source, message_id, _, is_stored in k.not_new if is_stored}
+                held_rows = self._held_rows(table, held, stored) if any(held) \
+                    else [[] for _ in parts]
+                if held_rows is None:   # two keys share a hash: let the caller do it
+                    self._on_parts(len(parts), lambda n, conn: self._stages[n].clear(
+                        conn, table), table)
+                    return None
+                dropped: list[str] = []
+                for k, rows_held in zip(keys, held_rows, strict=True):
+                    whole = set(rows_held)
+                    for source, message_id, copies, is_stored in k.not_new:
+                        if is_stored or (source, message_id) not in whole:
+                            # stored: every copy; else every copy after the first
+                            dropped += [f"{source}:{message_id}"] * (copies - 1 + is_stored)
+                    dropped += [f"{source}:{message_id}" for source, message_id in rows_held]
+                if dropped:
+                    parts = insert_parts(rows, minus_token(token, dropped) if token else None)
+                self._on_parts(len(parts), lambda n, conn: self._stages[n].copy(
+                    conn, table, _settings_clause(parts[n][1]),
+                    stored_in=stored_in if any(s for *_, s in keys[n].not_new) else "",
+                    without=held[n],
+                    first_only=any(c > 1 and not s for *_, c, s in keys[n].not_new)), table)
+            except BaseException:
+                for stage in self._stages:   # made afresh: a stage may hold rows still
+                    stage.forget(table)
+                raise
+        return dropped
+
+    def _held_rows(self, table: str, held: list[frozenset[int]], stored: set[tuple[str, str]]
+                   ) -> list[list[tuple[str, str]]] | None:
+        """Per part, its rows (one per copy) whose key an earlier part holds, found by
+        the key hashes in held[n] — the stored keys aside (dropped anyway) — or None if
+        a hash was shared by two different keys (a collision), not by one key."""
+        asked = [frozenset().union(*held[n:]) for n in range(len(held))]
+        found = self._on_parts(len(held), lambda n, conn: self._stages[n].rows_hashed(
+            conn, table, asked[n]) if asked[n] else [], table)
+        out: list[list[tuple[str, str]]] = []
+        before: set[tuple[str, str]] = set()
+        for n, rows in enumerate(found):
+            mine = []
+            for source, message_id, h in rows:
+                if h in held[n] and (source, message_id) not in stored:
+                    if (source, message_id) not in before:
+                        return None
+                    mine.append((source, message_id))
+            out.append(mine)
+            before.update((source, message_id) for source, message_id, _ in rows)
+        return out
+
+    def _on_parts(self, count: int, step: Callable[[int, Any], T], table: str) -> list[T]:
+        """step(n, connection of part n) for n < count: part 0 on this handle's
+        connection, the others at once on connections of their own (chdb runs a
+        statement with the GIL released)."""
+        def run(n: int) -> T:
+            conn, lock = (self._conn, self._lock) if n == 0 else self._insert_conns[n - 1]
+            with lock:
+                try:
+                    return step(n, conn)
+                except Exception as exc:
+                    raise WarehouseError(f"insert into {table} failed: {exc}") from exc
+
+        others = [self._executor().submit(run, n) for n in range(1, count)]
+        try:
+            first = run(0)
+        finally:
+            results = [other.result() for other in others]
+        return [first, *results]
+
+    def _insert_part(self, n: int, conn: Any, table: str, rows: Sequence[bytes],
+                     token: str | None) -> None:
+        clause = _settings_clause(token)
+        data = b"\n".join(rows)
+        if len(data) >= STAGE_MIN_BYTES and self._stages[n].insert(conn, table, data, clause):
+            return
+        with conn.send_insert(f"INSERT INTO {table} SETTINGS {clause}", "JSONEachRow") as ins:
+            ins.append(data)
+            ins.finish()
 
     def _executor(self) -> ThreadPoolExecutor:
         with self._pool_lock:
@@ -152,6 +245,14 @@ class ChdbWarehouse:
 # values before sending them, so do the same here and a value round-trips unchanged.
 _PARAM_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r",
                                 "\0": "\\0"})
+
+
+def _settings_clause(token: str | None) -> str:
+    """An insert's SETTINGS clause body: INSERT_SETTINGS and the dedup token, if any."""
+    settings: dict[str, Any] = dict(INSERT_SETTINGS)
+    if token:
+        settings["insert_deduplication_token"] = token
+    return ", ".join(f"{name} = {_literal(value)}" for name, value in settings.items())
 
 
 def _escape_param(value: str) -> str:

@@ -14,6 +14,8 @@ the dedup token applies to INSERT … SELECT as to a plain insert (tests/test_js
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -40,18 +42,39 @@ def _name(column: str) -> str:
     return "`" + column.replace("\\", "\\\\").replace("`", "\\`") + "`"
 
 
+@dataclass(frozen=True)
+class StagedKeys:
+    """The staged rows' (source, message_id) keys: a 64-bit hash of each (to compare with
+    another connection's stage), and those that are not new — already in the table of
+    stored keys, or staged more than once — with how many times each was staged."""
+
+    hashes: frozenset[int]
+    not_new: tuple[tuple[str, str, int, bool], ...]   # (source, message_id, copies, stored)
+
+
 class JsonStage:
     """One connection's stages, a temporary table per target table (temporary tables
-    belong to their connection, so each insert connection has its own JsonStage)."""
+    belong to their connection, so each insert connection has its own JsonStage).
+
+    `insert` is fill → copy. A caller that must look at the rows before they go in
+    (`ChdbWarehouse.insert_first_copies`) calls fill, `keys`, then copy or clear, and
+    keeps other inserts on the connection out in between."""
 
     def __init__(self) -> None:
-        self._made: dict[str, str] = {}   # target table -> the stage's column list
+        self._made: dict[str, tuple[str, str]] = {}   # target -> (stage's shape, names)
 
     def insert(self, conn: Any, table: str, data: bytes, settings: str) -> bool:
         """Insert `data` (JSON rows) into `table` through its stage, with `settings` (a
         SETTINGS clause's body); False, having done nothing, when a stage would not
         help (no LowCardinality column) or could not stand in for the table (an
         EPHEMERAL column, which only an insert into the table itself may take)."""
+        if not self.fill(conn, table, data):
+            return False
+        self.copy(conn, table, settings)
+        return True
+
+    def fill(self, conn: Any, table: str, data: bytes) -> bool:
+        """Parse `data` into `table`'s stage (False, having done nothing: see insert)."""
         columns = orjson.loads(conn.query(
             "SELECT name, type, default_kind, default_expression FROM system.columns "
             "WHERE database = currentDatabase() AND table = {t:String} ORDER BY position",
@@ -65,23 +88,87 @@ class JsonStage:
             f"{_name(name)} {plain_type(type_)}"
             + (f" DEFAULT {default}" if kind == "DEFAULT" else "")
             for name, type_, kind, default in given)
-        stage = _name(f"{table}__json_stage")
-        if self._made.get(table) != shape:   # first use, or the table's columns changed
+        stage = _stage(table)
+        if self._made.get(table, ("",))[0] != shape:   # first use, or the columns changed
             conn.query(f"DROP TEMPORARY TABLE IF EXISTS {stage}")
             conn.query(f"CREATE TEMPORARY TABLE {stage} ({shape}) ENGINE = Memory")
-            self._made[table] = shape
-        names = ", ".join(_name(name) for name, _, _, _ in given)
+            self._made[table] = (shape, ", ".join(_name(name) for name, _, _, _ in given))
         try:
             with conn.send_insert(f"INSERT INTO {stage}", "JSONEachRow") as ins:
                 ins.append(data)
                 ins.finish()
+        except BaseException:
+            self.forget(table)
+            raise
+        return True
+
+    def keys(self, conn: Any, table: str, stored_in: str, *, hashes: bool) -> StagedKeys:
+        """The staged rows' keys, looked up in `stored_in` (a table of source and
+        message_id sorted by them, named by the caller, never by user input); their
+        hashes only when asked."""
+        stage = _stage(table)
+        try:
+            not_new = orjson.loads(conn.query(
+                f"SELECT source, message_id, count() AS copies, (source, message_id) IN ("
+                f"SELECT source, message_id FROM {_name(stored_in)} WHERE (source, message_id)"
+                f" IN (SELECT source, message_id FROM {stage})) AS stored "
+                f"FROM {stage} GROUP BY source, message_id HAVING copies > 1 OR stored",
+                "JSONCompact").bytes())["data"]
+            found = orjson.loads(conn.query(
+                f"SELECT groupArray(sipHash64(source, message_id)) FROM {stage}",
+                "JSONCompact").bytes())["data"][0][0] if hashes else []
+        except BaseException:
+            self.forget(table)
+            raise
+        # (an insert connection renders 64-bit numbers as JSON strings)
+        return StagedKeys(frozenset(int(h) for h in found), tuple(
+            (source, message_id, int(copies), bool(stored))
+            for source, message_id, copies, stored in not_new))
+
+    def rows_hashed(self, conn: Any, table: str, hashes: Iterable[int]
+                    ) -> list[tuple[str, str, int]]:
+        """(source, message_id, key hash) of each staged row whose key hash is one of these."""
+        listed = ", ".join(str(int(h)) for h in hashes)
+        return [(source, message_id, int(h)) for source, message_id, h in orjson.loads(conn.query(
+            f"SELECT source, message_id, sipHash64(source, message_id) AS h "
+            f"FROM {_stage(table)} WHERE h IN [{listed}]", "JSONCompact").bytes())["data"]]
+
+    def copy(self, conn: Any, table: str, settings: str, *, stored_in: str = "",
+             without: Iterable[int] = (), first_only: bool = False) -> None:
+        """Copy the staged rows into `table` (with `settings`), then empty the stage.
+        Left out: rows whose key is in `stored_in`, rows whose key hash is in `without`,
+        and, with `first_only`, each key's later copies (the stage is read in the order
+        it was filled, on one thread)."""
+        names = self._made[table][1]
+        stage = _stage(table)
+        where = []
+        if stored_in:
+            where.append(f"(source, message_id) NOT IN (SELECT source, message_id FROM "
+                         f"{_name(stored_in)} WHERE (source, message_id) IN "
+                         f"(SELECT source, message_id FROM {stage}))")
+        if listed := ", ".join(str(int(h)) for h in without):
+            where.append(f"sipHash64(source, message_id) NOT IN [{listed}]")
+        if first_only:
+            settings = ", ".join(filter(None, (settings, "max_threads = 1")))
+        try:
             conn.query(f"INSERT INTO {_name(table)} ({names}) "
                        + (f"SETTINGS {settings} " if settings else "")
-                       + f"SELECT {names} FROM {stage}")
+                       + f"SELECT {names} FROM {stage}"
+                       + (" WHERE " + " AND ".join(where) if where else "")
+                       + (" LIMIT 1 BY source, message_id" if first_only else ""))
         except BaseException:
-            self._made.pop(table, None)   # made afresh next time, whatever it holds now
+            self.forget(table)
             raise
-        finally:
-            if table in self._made:
-                conn.query(f"TRUNCATE TABLE {stage}")
-        return True
+        self.clear(conn, table)
+
+    def clear(self, conn: Any, table: str) -> None:
+        if table in self._made:
+            conn.query(f"TRUNCATE TABLE {_stage(table)}")
+
+    def forget(self, table: str) -> None:
+        """Make the stage afresh next time, whatever it holds now (after a failure)."""
+        self._made.pop(table, None)
+
+
+def _stage(table: str) -> str:
+    return _name(f"{table}__json_stage")
