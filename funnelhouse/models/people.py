@@ -67,18 +67,16 @@ def affected_people(wh: Warehouse, source: str) -> PersonPlan:
     wh.execute(f"CREATE TABLE {PEOPLE} (person_id String) ENGINE = Memory")
     # the persons of the new events, resolved as behavior_events resolves them (the map
     # read only for their ids: its sort key is the id, so that is a few granules)
+    # (by the user id when there is one, else the anonymous id: one join)
     wh.execute(f"""
         INSERT INTO {PEOPLE}
-        SELECT DISTINCT multiIf(e.user_id != '' AND u.person_id != '', u.person_id,
-                                e.user_id != '', e.user_id,
-                                a.person_id != '', a.person_id, e.anonymous_id)
-        FROM (SELECT DISTINCT user_id, anonymous_id FROM {source}) AS e
+        SELECT DISTINCT if(m.person_id != '', m.person_id, e.id_key)
+        FROM (SELECT DISTINCT if(user_id != '', user_id, anonymous_id) AS id_key
+              FROM {source}) AS e
         LEFT JOIN (SELECT id, person_id FROM identity_map WHERE person_id != id
-                   AND id IN (SELECT user_id FROM {source})) AS u
-            ON u.id = e.user_id
-        LEFT JOIN (SELECT id, person_id FROM identity_map WHERE person_id != id
-                   AND id IN (SELECT anonymous_id FROM {source})) AS a
-            ON a.id = e.anonymous_id
+                   AND id IN (SELECT if(user_id != '', user_id, anonymous_id)
+                              FROM {source})) AS m
+            ON m.id = e.id_key
         SETTINGS join_use_nulls = 0""")
     wh.execute(f"INSERT INTO {PEOPLE} SELECT person_id FROM identity_map_changes")
     # and the ids themselves: an id that was its own person until a new event linked it
