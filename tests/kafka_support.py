@@ -57,22 +57,18 @@ def unique(name: str) -> str:
 
 @dataclass(frozen=True)
 class Read:
-    """One row read back: a record's value is a chunk of rows joined by newlines (the
-    collector's sink sends one record per chunk; a plain producer's record is one row)."""
-
     topic: str
     partition: int
     offset: int
-    key: str        # the record's key: the chunk's first row's
+    key: str
     value: bytes
-    row: int = 0    # its place in the record
 
 
 async def read_topics(bootstrap: str, topics: list[str], expected: int,
                       timeout: float = 30.0) -> list[Read]:
-    """Every row of the topics from the start (no group), in offset order per partition.
+    """Every record of the topics from the start (no group), in offset order per partition.
 
-    Stops once `expected` rows were read and a short quiet spell shows no more
+    Stops once `expected` records were read and a short quiet spell shows no more
     (so duplicates beyond `expected` are seen too), or at `timeout`.
     """
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
@@ -89,8 +85,8 @@ async def read_topics(bootstrap: str, topics: list[str], expected: int,
         while time.monotonic() < deadline:
             got = await consumer.getmany(timeout_ms=300)
             for tp, records in got.items():
-                reads.extend(Read(tp.topic, tp.partition, r.offset, r.key.decode(), value, n)
-                             for r in records for n, value in enumerate(r.value.split(b"\n")))
+                reads.extend(Read(tp.topic, tp.partition, r.offset, r.key.decode(), r.value)
+                             for r in records)
             if got:
                 quiet_until = None
             if len(reads) >= expected:
@@ -130,9 +126,7 @@ class TokenWarehouse:
         return True
 
     def insert_batch(self, batch: Batch) -> bool:
-        # an item is a Kafka record: a chunk of rows joined by newlines
-        return self.insert(batch.token, [row for item in batch.events + batch.invalid
-                                         for row in item.split(b"\n")])
+        return self.insert(batch.token, batch.events + batch.invalid)
 
 
 # -- the child consumer ----------------------------------------------------------------
@@ -160,8 +154,7 @@ async def _consume(args: argparse.Namespace) -> None:
         if batch is None:
             continue
         write({"inserted": batch.token,
-               "rows": [row.decode() for item in batch.events + batch.invalid
-                        for row in item.split(b"\n")]})
+               "rows": [row.decode() for row in batch.events + batch.invalid]})
         if args.trigger.exists():
             write({"hanging": batch.token})
             await asyncio.sleep(3600)

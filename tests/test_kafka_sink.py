@@ -38,10 +38,9 @@ def assert_exactly_once_in_key_order(reads: list[Read], published: list[Record])
     assert sorted(r.value for r in reads) == sorted(r.value for r in published)
     by_key: dict[str, list[bytes]] = defaultdict(list)
     partitions: dict[tuple[str, str], set[int]] = defaultdict(set)
-    for read in sorted(reads, key=lambda r: (r.topic, r.partition, r.offset, r.row)):
-        key = read.value.split(b"|")[0].decode()   # the row's own (a record's is its first's)
-        by_key[(key, read.topic)].append(read.value)
-        partitions[(key, read.topic)].add(read.partition)
+    for read in sorted(reads, key=lambda r: (r.topic, r.partition, r.offset)):
+        by_key[(read.key, read.topic)].append(read.value)
+        partitions[(read.key, read.topic)].add(read.partition)
     expected: dict[str, list[bytes]] = defaultdict(list)
     for record in published:
         expected[(record.key, record.stream)].append(record.value)

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from funnelhouse.collector.enrich.time import format_ts
 from funnelhouse.collector.sinks.base import Record
@@ -64,22 +63,8 @@ def ranges_of(token: str) -> dict[str, tuple[int, int]]:
     return ranges
 
 
-async def records_in(bootstrap: str, name: str) -> int:
-    """Records in both topics (the sum of their end offsets: the topics are fresh)."""
-    consumer = AIOKafkaConsumer(f"{name}.events", f"{name}.invalid",
-                                bootstrap_servers=bootstrap, group_id=None)
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(topic, p) for topic in (f"{name}.events", f"{name}.invalid")
-                      for p in consumer.partitions_for_topic(topic) or ()]
-        return sum((await consumer.end_offsets(partitions)).values())
-    finally:
-        await consumer.stop()
-
-
 def rows_of(batch: Batch) -> list[bytes]:
-    """The batch's rows (an item is a Kafka record: a chunk of rows)."""
-    return [row for item in batch.events + batch.invalid for row in item.split(b"\n")]
+    return batch.events + batch.invalid
 
 
 async def load_until(sources: list[KafkaSource], warehouse: TokenWarehouse, total: int,
@@ -110,10 +95,9 @@ def test_batches_name_their_offset_ranges_and_commits_move_the_group_on(
                 batch = await first.next_batch(25, 1.0)
                 if batch is None:
                     continue
-                records = len(batch.events) + len(batch.invalid)
-                assert len(batch) <= 25 or records == 1   # a lone chunk over 25 goes alone
+                assert len(batch) <= 25
                 ranges = ranges_of(batch.token)
-                assert sum(end - start + 1 for start, end in ranges.values()) == records
+                assert sum(end - start + 1 for start, end in ranges.values()) == len(batch)
                 assert all(k.split("/")[0] in ("events", "invalid") for k in ranges)
                 warehouse.insert_batch(batch)
                 await first.commit(batch)
@@ -129,52 +113,6 @@ def test_batches_name_their_offset_ranges_and_commits_move_the_group_on(
             assert await second.next_batch(100, 3.0) is None
         finally:
             await second.stop()
-
-    asyncio.run(scenario())
-
-
-def test_chunks_and_single_row_records_load_alike_and_a_batch_stops_at_max_rows(
-        kafka_broker: KafkaBroker, tmp_path: Path) -> None:  # noqa: F811
-    """Records from an older collector (one row each) and from this one (a chunk of rows
-    each) in the same topic; a batch takes whole records up to max_rows rows, and the
-    record that would take it past is the next batch's first."""
-    bootstrap = running(kafka_broker)
-    name, group = unique("chunks"), unique("group")
-
-    async def scenario() -> None:
-        chunked = await produce(bootstrap, name, tmp_path, "k", 200)
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
-        await producer.start()
-        try:
-            single = [f"s-{n:04d}".encode() for n in range(40)]
-            for row in single:
-                await producer.send_and_wait(f"{name}.events", row, key=b"web:older")
-        finally:
-            await producer.stop()
-        src = source(bootstrap, name, group)
-        await src.start()
-        warehouse = TokenWarehouse()
-        batches: list[Batch] = []
-        try:
-            deadline = time.monotonic() + 60
-            while len(warehouse.rows) < len(chunked) + len(single) \
-                    and time.monotonic() < deadline:
-                batch = await src.next_batch(25, 0.3)
-                if batch is not None:
-                    batches.append(batch)
-                    warehouse.insert_batch(batch)
-                    await src.commit(batch)
-            assert await src.next_batch(25, 0.5) is None   # nothing left, nothing twice
-        finally:
-            await src.stop()
-        assert sorted(warehouse.rows) == sorted(chunked + single)   # each row once
-        for batch in batches:
-            assert len(batch) <= 25 or len(batch.events) + len(batch.invalid) == 1
-        items = [item for batch in batches for item in batch.events + batch.invalid]
-        assert any(b"\n" in item for item in items)            # chunks were read ...
-        assert any(item.startswith(b"s-") for item in items)   # ... and single rows
-        # a batch stopped short of max_rows by a record that did not fit, read next
-        assert any(len(batch) < 25 for batch in batches[:-1])
 
     asyncio.run(scenario())
 
@@ -210,9 +148,7 @@ def test_uncommitted_batch_comes_back_whole_with_the_same_token_after_a_crash(
             assert again is not None
             assert again.token == lost.token
             assert again.events == lost.events and again.invalid == lost.invalid
-            # lag counts records (each a chunk of rows), as Kafka's offsets do
-            assert restarted.status()["lag"] == \
-                await records_in(bootstrap, name) - len(lost.events) - len(lost.invalid)
+            assert restarted.status()["lag"] == len(produced) - len(lost)
             assert warehouse.insert_batch(again) is False
             await restarted.commit(again)
             await load_until([restarted], warehouse, len(produced))

@@ -1,23 +1,17 @@
-"""Records of concurrent publishes gathered into one Kafka record per partition.
+"""Records of concurrent publishes gathered into one Kafka batch per partition.
 
 aiokafka's `send()` costs ≈20 µs of Python per record (a coroutine and a future per
 record, the accumulator's bookkeeping, partition lookups); that was a third of the
-collector's CPU for an event on the Kafka queue. Here a value costs a CRC32 and a list
-append, and a request waits on one future per chunk it has values in.
+collector's CPU for an event on the Kafka queue. Here a record costs a CRC32 and an
+append to the C record builder, and a request waits on one future per batch it has
+records in.
 
-Per topic-partition there is one open chunk that values join, and one flusher task that
-hands chunks to the producer in the order they were opened, the next one when Kafka has
-answered the last. aiokafka has one batch per partition in flight at a time; while it
-is, the open chunk here fills, which is what makes chunks large under load (the
-producer's own linger is not needed) and keeps one person's events (one key, so one
-partition) in the order they came.
-
-A chunk goes to Kafka as ONE record: its values joined by newlines (each is a JSON row,
-which holds no raw newline), keyed by its first value's key. The loader takes a record
-as a chunk of rows, as it takes the embedded log's chunks: reading costs per record
-(aiokafka builds a Python object for each, ≈5 µs, most of the loader's read from
-Kafka), and so does part of the broker's work. A chunk is cut at CHUNK_BYTES, well
-under Kafka's 1 MB message limit.
+Per topic-partition there is one open builder that records join, and one flusher
+task that hands builders to the producer in the order they were opened, the next one
+when Kafka has answered the last. aiokafka has one batch per partition in flight at a
+time; while it is, the open builder here fills, which is what makes batches large under
+load (the producer's own linger is not needed) and keeps one person's events (one key,
+so one partition) in the order they came.
 """
 
 from __future__ import annotations
@@ -37,8 +31,6 @@ PARTITIONS_FRESH_SECONDS = 1.0
 # A batch holding this many records goes without lingering: it is a batch request's
 # share of a partition (50 events over 6 partitions), and waiting only delays its answer.
 LINGER_BELOW_RECORDS = 4
-# A chunk (one Kafka record) holds rows up to this many bytes, before compression.
-CHUNK_BYTES = 256 * 1024
 
 
 def partition_of(key: bytes, all_partitions: Sequence[int], available: Any = None) -> int:
@@ -53,14 +45,12 @@ def partition_of(key: bytes, all_partitions: Sequence[int], available: Any = Non
 
 
 class _Open:
-    """Values still being gathered into one record, and the future their senders wait on."""
+    """A builder still taking records, and the future its records' senders wait on."""
 
-    __slots__ = ("future", "key", "opened", "size", "values")
+    __slots__ = ("builder", "future", "opened")
 
-    def __init__(self, key: bytes, loop: asyncio.AbstractEventLoop) -> None:
-        self.key = key   # the first value's: it chose the partition, as each key would
-        self.values: list[bytes] = []
-        self.size = 0
+    def __init__(self, producer: AIOKafkaProducer, loop: asyncio.AbstractEventLoop) -> None:
+        self.builder = producer.create_batch()
         self.future: asyncio.Future[Any] = loop.create_future()
         self.opened = loop.time()
 
@@ -103,15 +93,14 @@ class PartitionBatches:
     def _add(self, tp: tuple[str, int], key: bytes, value: bytes) -> asyncio.Future[Any]:
         batch = self._open.get(tp)
         if batch is None:
-            batch = self._open[tp] = _Open(key, self._loop)
+            batch = self._open[tp] = _Open(self._producer, self._loop)
             self._wake(tp)
-        elif batch.size + len(value) > CHUNK_BYTES:
-            # Full: it goes as it is, and the value opens the next one (a chunk takes
-            # one value of any size).
+        if batch.builder.append(timestamp=None, key=key, value=value) is None:
+            # Full: it goes as it is, and the record opens the next one (an empty
+            # builder takes any record, whatever its size).
             self._seal(tp)
-            batch = self._open[tp] = _Open(key, self._loop)
-        batch.values.append(value)
-        batch.size += len(value) + 1
+            batch = self._open[tp] = _Open(self._producer, self._loop)
+            batch.builder.append(timestamp=None, key=key, value=value)
         return batch.future
 
     def _seal(self, tp: tuple[str, int]) -> None:
@@ -135,10 +124,8 @@ class PartitionBatches:
             batch = self._next_batch(tp)
             if batch is None:
                 break
-            builder = self._producer.create_batch()
-            builder.append(timestamp=None, key=batch.key, value=b"\n".join(batch.values))
             try:
-                delivered = await self._producer.send_batch(builder, topic,
+                delivered = await self._producer.send_batch(batch.builder, topic,
                                                              partition=partition)
             except asyncio.CancelledError:
                 _settle(batch.future, None, KafkaError("stopped before the batch was sent"))
@@ -149,7 +136,7 @@ class PartitionBatches:
             delivered.add_done_callback(lambda done, target=batch.future: _copy(done, target))
             # The next batch goes once this one is answered: aiokafka sends one batch per
             # partition at a time anyway, and records arriving meanwhile join the open
-            # chunk here instead of a batch already handed over, which would have to
+            # builder here instead of a batch already handed over, which would have to
             # wait for a second round trip.
             await asyncio.wait([delivered])
 
@@ -165,7 +152,7 @@ class PartitionBatches:
         if self.linger <= 0 or self._sealed.get(tp) or self._closed:
             return
         batch = self._open.get(tp)
-        if batch is not None and len(batch.values) < LINGER_BELOW_RECORDS:
+        if batch is not None and batch.builder.record_count() < LINGER_BELOW_RECORDS:
             wait = batch.opened + self.linger - self._loop.time()
             if wait > 0:
                 await asyncio.sleep(wait)

@@ -211,30 +211,17 @@ class KafkaSource:
                      epoch: int) -> Batch | None:
         rows: dict[TopicPartition, list[Any]] = {}
         count = 0
-        full = False
         # Fill the batch until max_wait, so a trickle is one insert per max_wait.
-        while count < max_rows and not full and self._epoch == epoch:
+        while count < max_rows and self._epoch == epoch:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
             got = await consumer.getmany(timeout_ms=max(1, int(remaining * 1000)),
                                          max_records=max_rows - count)
             for tp, records in got.items():
-                # A record is a chunk of rows (collector.sinks.kafka_batches): the first
-                # that would take the batch past max_rows, and every record after it,
-                # is read again by the next batch (a lone chunk over it goes alone).
-                taken = 0
-                for record in records if not full else ():
-                    size = record.value.count(b"\n") + 1
-                    if count and count + size > max_rows:
-                        full = True
-                        break
-                    count += size
-                    taken += 1
-                if taken:
-                    rows.setdefault(tp, []).extend(records[:taken])
-                if taken < len(records):
-                    consumer.seek(tp, records[taken].offset)
+                if records:
+                    rows.setdefault(tp, []).extend(records)
+                    count += len(records)
         if not count or self._epoch != epoch:
             return None
         ranges = {tp: (records[0].offset, records[-1].offset) for tp, records in rows.items()}
@@ -320,7 +307,7 @@ class KafkaSource:
         for tp in self._order(ranges):
             target = batch.events if self._streams[tp.topic] == "events" else batch.invalid
             target.extend(record.value for record in rows.get(tp, ()))
-        batch.event_rows, batch.invalid_rows = _rows(batch.events), _rows(batch.invalid)
+        batch.event_rows, batch.invalid_rows = len(batch.events), len(batch.invalid)
         return batch
 
     def _order(self, ranges: Ranges) -> list[TopicPartition]:
@@ -418,8 +405,3 @@ class _Listener(ConsumerRebalanceListener):
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         self.source._on_assigned(set(assigned))
-
-
-def _rows(chunks: list[bytes]) -> int:
-    """Rows in record values, each a chunk of newline-joined rows (one row or more)."""
-    return sum(chunk.count(b"\n") for chunk in chunks) + len(chunks)
