@@ -112,7 +112,8 @@ class Warehouse(Protocol):
         dropped)`. Returns the dropped rows' `source:message_id`.
 
         None, with nothing inserted, when the backend cannot do it without reading the
-        ids out of the rows in Python: the caller then does (loader.load.first_copies).
+        ids out of the rows in Python: the caller then filters the rows itself
+        (loader.load.first_copies) and inserts the rest with insert_json_rows.
         """
 
     def readonly(self, limits: Mapping[str, Any] | None = None) -> Warehouse:
