@@ -157,12 +157,21 @@ def scenario(where: str) -> tuple[list[bytes], list[bytes]]:
         rows[100:100] = [rows[8], rows[9]]
     elif where == "another source":   # the key is (source, message_id): this one is new
         earlier = [orjson.dumps({**orjson.loads(rows[1234]), "source": "elsewhere"})]
+    elif where == "hostile ids":
+        # ids a client may send: quotes, backslashes, SQL, a newline, NUL, non-ASCII,
+        # one stored, one repeated, one differing from another only by an escape
+        hostile = ["x'); DROP TABLE events_raw; --", 'q"uote\\', "line\nbreak\ttab",
+                   "nul\u0000byte", "ünï💥", "`tick` {x:String}", "x'); DROP TABLE events_raw; -- "]
+        for i, message_id in enumerate(hostile):
+            rows[i * 300] = orjson.dumps({**orjson.loads(rows[i * 300]), "message_id": message_id})
+        earlier = [rows[300]]
+        rows.append(rows[600])
     return earlier, rows
 
 
 @pytest.mark.parametrize("where", ["nowhere", "stored", "twice in one part",
                                    "once in each part", "stored and twice",
-                                   "another source"])
+                                   "another source", "hostile ids"])
 def test_first_copies_kept_inside_clickhouse_are_the_ones_the_loader_keeps(
         warehouse: ChdbWarehouse, monkeypatch: pytest.MonkeyPatch, where: str) -> None:
     """The staged check against the loader's own (first_copies, reading ids in Python):

@@ -109,9 +109,8 @@ class JsonStage:
         stage = _stage(table)
         try:
             not_new = orjson.loads(conn.query(
-                f"SELECT source, message_id, count() AS copies, (source, message_id) IN ("
-                f"SELECT source, message_id FROM {_name(stored_in)} WHERE (source, message_id)"
-                f" IN (SELECT source, message_id FROM {stage})) AS stored "
+                f"SELECT source, message_id, count() AS copies, "
+                f"(source, message_id) IN ({_stored(stored_in, stage)}) AS stored "
                 f"FROM {stage} GROUP BY source, message_id HAVING copies > 1 OR stored",
                 "JSONCompact").bytes())["data"]
             found = orjson.loads(conn.query(
@@ -143,9 +142,7 @@ class JsonStage:
         stage = _stage(table)
         where = []
         if stored_in:
-            where.append(f"(source, message_id) NOT IN (SELECT source, message_id FROM "
-                         f"{_name(stored_in)} WHERE (source, message_id) IN "
-                         f"(SELECT source, message_id FROM {stage}))")
+            where.append(f"(source, message_id) NOT IN ({_stored(stored_in, stage)})")
         if listed := ", ".join(str(int(h)) for h in without):
             where.append(f"sipHash64(source, message_id) NOT IN [{listed}]")
         if first_only:
@@ -172,3 +169,9 @@ class JsonStage:
 
 def _stage(table: str) -> str:
     return _name(f"{table}__json_stage")
+
+
+def _stored(stored_in: str, stage: str) -> str:
+    """The staged keys already in `stored_in`: read by its sort key, for these keys only."""
+    return (f"SELECT source, message_id FROM {_name(stored_in)} WHERE (source, message_id) "
+            f"IN (SELECT source, message_id FROM {stage})")
