@@ -261,7 +261,7 @@ def test_in_a_loaded_batch_the_first_copy_of_an_id_wins(
     tmp_path: Path, warehouse: ChdbWarehouse, pad: int
 ) -> None:
     """A batch holding a copy of an id stored before and two copies of a new one, small
-    (read in Python) or staged (checked in ClickHouse, then handed back to Python)."""
+    (read in Python) or staged (checked and filtered inside ClickHouse)."""
     def row(message_id: str, anonymous_id: str) -> bytes:
         return orjson.dumps({"message_id": message_id, "type": "track", "event": "click",
                              "anonymous_id": anonymous_id, "source": "web",
