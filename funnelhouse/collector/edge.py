@@ -23,6 +23,11 @@ from funnelhouse.config import Settings
 
 log = logging.getLogger("funnelhouse.edge")
 
+# Set in a request's scope by HeaderTimeoutProtocol once the whole request, body and
+# all, has been read off the socket: that request's receive() can no longer wait on
+# the client, so EdgeMiddleware lets it through without watching a body deadline.
+BODY_RECEIVED = "funnelhouse.body_received"
+
 
 def _timeout_body(what: str, seconds: float) -> bytes:
     return orjson.dumps(error_body("request_timeout",
@@ -72,6 +77,14 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._disarm_header_timer()
         super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        # Nearly every request (a single event, a batch under the socket buffer) arrives
+        # in one read, so this runs before the app's task has started.
+        cycle = self.cycle
+        if cycle is not None and not cycle.more_body:
+            cycle.scope[BODY_RECEIVED] = True  # type: ignore[literal-required]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_header_timer()
@@ -181,6 +194,15 @@ class EdgeMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if scope.get(BODY_RECEIVED) or self.body_timeout <= 0:
+            # Nothing to wait for (or no deadline): the watch below cost ≈10 µs of a
+            # single event's ≈85 µs in process, for a body that was already here.
+            try:
+                await self.app(scope, receive, send)
+            except ClientDisconnect:
+                log.debug("client went away mid-request: %s %s", scope.get("method"),
+                          scope.get("path"))
+            return
         loop = asyncio.get_running_loop()
         waited = 0.0
         body_done = False
@@ -192,7 +214,7 @@ class EdgeMiddleware:
             nonlocal waited, body_done, timed_out, disconnected
             if timed_out:
                 return {"type": "http.disconnect"}
-            if body_done or self.body_timeout <= 0:
+            if body_done:
                 # After the body, receive() only reports a disconnect: no deadline.
                 message = await receive()
             else:
