@@ -345,13 +345,27 @@ def _row(anon: str, mid: str, event: str, at: str, **props: object) -> dict:
     return row
 
 
-@pytest.fixture
-def tie_warehouse(tmp_path: Path, data: Data, make_warehouse: WarehouseMaker
-                  ) -> Iterator[tuple[Warehouse, list[ref.Event]]]:
+def hand_made(tmp_path: Path, data: Data, make_warehouse: WarehouseMaker, rows: list[dict]
+              ) -> Iterator[tuple[Warehouse, list[ref.Event]]]:
+    """A warehouse of these rows (reporting time zone UTC), models built."""
     # chdb serves one data folder per process: pause the module's folder while this runs.
     if isinstance(data.warehouse, ChdbWarehouse):
         data.warehouse.close()
     settings = Settings(data_dir=tmp_path, reporting_tz="UTC")
+    warehouse = make_warehouse(settings.warehouse_dir)
+    try:
+        load_rows(warehouse, settings, rows)
+        person_of, session_of = person_and_session_of(warehouse)
+        yield warehouse, ref.events_from_raw(rows, "UTC", person_of, session_of)
+    finally:
+        warehouse.close()
+        if isinstance(data.warehouse, ChdbWarehouse):
+            data.warehouse = ChdbWarehouse(data.warehouse.path)
+
+
+@pytest.fixture
+def tie_warehouse(tmp_path: Path, data: Data, make_warehouse: WarehouseMaker
+                  ) -> Iterator[tuple[Warehouse, list[ref.Event]]]:
     same = "2024-03-02 10:00:00.000"
     rows = [
         # a: page_view and product_view in the same millisecond, page_view ordered first
@@ -369,15 +383,7 @@ def tie_warehouse(tmp_path: Path, data: Data, make_warehouse: WarehouseMaker
         _row("e", "e-1", "page_view", same),
         _row("e", "e-2", "product_view", "2024-03-02 11:00:00.001"),
     ]
-    warehouse = make_warehouse(settings.warehouse_dir)
-    try:
-        load_rows(warehouse, settings, rows)
-        person_of, session_of = person_and_session_of(warehouse)
-        yield warehouse, ref.events_from_raw(rows, "UTC", person_of, session_of)
-    finally:
-        warehouse.close()
-        if isinstance(data.warehouse, ChdbWarehouse):
-            data.warehouse = ChdbWarehouse(data.warehouse.path)
+    yield from hand_made(tmp_path, data, make_warehouse, rows)
 
 
 @pytest.mark.parametrize("order", ["loose", "strict"])
@@ -404,6 +410,32 @@ def test_same_millisecond_steps_follow_message_id_order(tie_warehouse, table: st
     expected = ref.funnel(events, spec, spec.date_from, spec.date_to, LATE_AS_OF)
     assert {k: [s["people"] for s in v["steps"]] for k, v in expected.items()} == \
         {g["breakdown"]: [s["people"] for s in g["steps"]] for g in result.data["groups"]}
+
+
+@pytest.fixture
+def repeat_buyers(tmp_path: Path, data: Data, make_warehouse: WarehouseMaker
+                  ) -> Iterator[tuple[Warehouse, list[ref.Event]]]:
+    # p's first purchase opens the funnel; its revenue and time are the opener's.
+    rows = [_row("p", "p-1", "purchase", "2024-03-02 22:00:00.250", revenue=10.5),
+            _row("p", "p-2", "purchase", "2024-03-02 22:10:00.000", revenue=99.0),
+            _row("q", "q-1", "purchase", "2024-03-02 23:00:00.000", revenue=7.0)]
+    yield from hand_made(tmp_path, data, make_warehouse, rows)
+
+
+def test_the_opener_brings_its_own_revenue_and_time(repeat_buyers) -> None:  # type: ignore[no-untyped-def]
+    warehouse, events = repeat_buyers
+    spec = FunnelSpec(steps=steps("purchase", "purchase"), window_ms=3_600_000,
+                      breakdown="anonymous_id", date_from=date(2024, 3, 2),
+                      date_to=date(2024, 3, 2), as_of=LATE_AS_OF)
+    result = run_funnel(warehouse, spec, "UTC")
+    got = {g["breakdown"]: g["steps"] for g in result.data["groups"]}
+    assert [s["people"] for s in got["p"]] == [1, 1]
+    assert [s["revenue"] for s in got["p"]] == [10.5, 99.0]    # not the later purchase's
+    assert got["p"][1]["median_s_from_prev"] == 599.75          # to the millisecond
+    assert [s["people"] for s in got["q"]] == [1, 0]
+    expected = ref.funnel(events, spec, spec.date_from, spec.date_to, LATE_AS_OF)
+    assert {k: [s["revenue"] for s in v["steps"]] for k, v in expected.items()} == \
+        {k: [s["revenue"] for s in v] for k, v in got.items()}
 
 
 @pytest.mark.parametrize("attribution", ["first", "last"])

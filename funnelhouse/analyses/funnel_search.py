@@ -123,14 +123,16 @@ def plain_journeys(tie_type: str, last_touch: bool, n: int, *, order: str,
         opener = (f"argMinIf((ts, tie, event_revenue, breakdown_value), (ts, tie),\n"
                   f"                 {opens}) AS opener")
     else:
-        # (ts, tie) as one number: aggregates over a number cost a fraction of a tuple's
+        # (ts, tie) as one number: aggregates over a number cost a fraction of a tuple's.
+        # The time is the number's high bits; the opener's revenue and breakdown each have
+        # their own argMin (one argMin of the pair took 0.125 s at 10M, the two 0.09 s).
         key = "toInt128(ts) * 4294967296 + tie"
         opener = (f"minIf({key}, {opens}) AS opener_key,\n"
-                  f"        minIf(ts, {opens}) AS opener_ts,\n"
-                  f"        argMinIf((event_revenue, breakdown_value), {key},\n"
-                  f"                 {opens}) AS opener_rest,\n"
+                  f"        toInt64(bitShiftRight(opener_key, 32)) AS opener_ts,\n"
+                  f"        argMinIf(event_revenue, {key}, {opens}) AS opener_revenue,\n"
+                  f"        argMinIf(breakdown_value, {key}, {opens}) AS opener_breakdown,\n"
                   f"        (opener_ts, toUInt32(opener_key - toInt128(opener_ts) * 4294967296),\n"
-                  f"         opener_rest.1, opener_rest.2) AS opener")
+                  f"         opener_revenue, opener_breakdown) AS opener")
     if packs(tie_type, last_touch, n, voids=voids):
         number = _PACKED_WITH_VOIDS if voids else _PACKED
         events = (f"groupArrayIf({number}, {later}) AS packed_raw,\n"
