@@ -443,8 +443,10 @@ def build_query(spec: FunnelSpec, columns: dict[str, str], as_of: datetime,
         arrayMap((c, k) -> c AND k > 1, counted, arrayEnumerate(step_times)) AS timed_here
     FROM people""")
     # Each aggregate over the per-step arrays (-ForEach): one row per person rather than
-    # one per (person, step): 0.95-1.01x the time at 10M in four alternated runs.
-    grouping = ("GROUP BY GROUPING SETS ((breakdown), ())" if spec.breakdown
+    # one per (person, step): 0.95-1.01x the time at 10M in four alternated runs. The
+    # total row by ROLLUP, which merges the breakdowns' states, rather than GROUPING SETS,
+    # which aggregates the people a second time (0.609 -> 0.593 s, the same rows).
+    grouping = ("GROUP BY breakdown WITH ROLLUP" if spec.breakdown
                 else "GROUP BY breakdown")
     final = f"""\
 SELECT
