@@ -417,22 +417,31 @@ def repeat_buyers(tmp_path: Path, data: Data, make_warehouse: WarehouseMaker
                   ) -> Iterator[tuple[Warehouse, list[ref.Event]]]:
     # p's first purchase opens the funnel; its revenue and time are the opener's.
     rows = [_row("p", "p-1", "purchase", "2024-03-02 22:00:00.250", revenue=10.5),
-            _row("p", "p-2", "purchase", "2024-03-02 22:10:00.000", revenue=99.0),
+            _row("p", "p-2", "purchase", "2024-03-02 22:05:00.000", revenue=99.0),
+            _row("p", "p-3", "page_view", "2024-03-02 22:10:00.000"),
             _row("q", "q-1", "purchase", "2024-03-02 23:00:00.000", revenue=7.0)]
     yield from hand_made(tmp_path, data, make_warehouse, rows)
 
 
-def test_the_opener_brings_its_own_revenue_and_time(repeat_buyers) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(("second", "revenues", "seconds"), [
+    ("purchase", [10.5, 99.0], 299.75),    # the opener is a later step's event too
+    ("page_view", [10.5, 0.0], 599.75),    # the opener is a step-1 event only
+])
+def test_the_opener_brings_its_own_revenue_and_time(repeat_buyers, second: str,  # type: ignore[no-untyped-def]
+                                                    revenues: list[float], seconds: float
+                                                    ) -> None:
     warehouse, events = repeat_buyers
-    spec = FunnelSpec(steps=steps("purchase", "purchase"), window_ms=3_600_000,
+    spec = FunnelSpec(steps=steps("purchase", second), window_ms=3_600_000,
                       breakdown="anonymous_id", date_from=date(2024, 3, 2),
                       date_to=date(2024, 3, 2), as_of=LATE_AS_OF)
     result = run_funnel(warehouse, spec, "UTC")
+    assert "packed_raw" in result.sql
     got = {g["breakdown"]: g["steps"] for g in result.data["groups"]}
     assert [s["people"] for s in got["p"]] == [1, 1]
-    assert [s["revenue"] for s in got["p"]] == [10.5, 99.0]    # not the later purchase's
-    assert got["p"][1]["median_s_from_prev"] == 599.75          # to the millisecond
+    assert [s["revenue"] for s in got["p"]] == revenues        # not a later purchase's
+    assert got["p"][1]["median_s_from_prev"] == seconds         # to the millisecond
     assert [s["people"] for s in got["q"]] == [1, 0]
+    assert [s["revenue"] for s in got["q"]] == [7.0, 0.0]
     expected = ref.funnel(events, spec, spec.date_from, spec.date_to, LATE_AS_OF)
     assert {k: [s["revenue"] for s in v["steps"]] for k, v in expected.items()} == \
         {k: [s["revenue"] for s in v] for k, v in got.items()}

@@ -49,8 +49,10 @@ _VOIDS_UNIT = 1 << _VOIDS_BITS
 _PACKED_TIE_BITS = 24
 _PACKED_TIE_UNIT = 1 << _PACKED_TIE_BITS
 _PACKED_TS_BITS = 56
-_PACKED = f"(toInt128(ts) * 4294967296 + tie) * {_PACKED_TIE_UNIT} + hits"
-_PACKED_WITH_VOIDS = (f"(toInt128(ts) * 4294967296 + tie) * {_PACKED_TIE_UNIT} "
+# (ts, tie) as one number; the packed numbers are this key above their low 24 bits.
+_KEY = "toInt128(ts) * 4294967296 + tie"
+_PACKED = f"({_KEY}) * {_PACKED_TIE_UNIT} + hits"
+_PACKED_WITH_VOIDS = (f"({_KEY}) * {_PACKED_TIE_UNIT} "
                       f"+ voids * {_VOIDS_UNIT} + hits")
 _SEARCH_NOTES = {
     "loose": """\
@@ -120,27 +122,34 @@ def plain_journeys(tie_type: str, last_touch: bool, n: int, *, order: str,
     later = "bitAnd(hits, bitNot(toUInt64(2))) > 0" if order == "loose" else "hits > 0"
     if voids:   # an exclusion event rides too, whatever else it is
         later += " OR voids > 0"
+    packed = packs(tie_type, last_touch, n, voids=voids)
     if tie_type == "String":  # a table from before day_event_seq: the tuple is the order
         opener = (f"argMinIf((ts, tie, event_revenue, breakdown_value), (ts, tie),\n"
                   f"                 {opens}) AS opener")
     else:
-        # (ts, tie) as one number: aggregates over a number cost a fraction of a tuple's.
-        # The time is the number's high bits; the opener's revenue and breakdown each have
-        # their own argMin (one argMin of the pair took 0.125 s at 10M, the two 0.09 s).
-        key = "toInt128(ts) * 4294967296 + tie"
-        opener = (f"minIf({key}, {opens}) AS opener_key,\n"
+        # (ts, tie) as one number, the key: aggregates over a number cost a fraction of a
+        # tuple's. The opener's time is the key's high bits; its breakdown has an argMin
+        # of its own (one argMin of the (revenue, breakdown) pair cost 0.125 s at 10M,
+        # each of two ≈0.06 s), and when packed its revenue is looked up among the pairs
+        # below like a later step's.
+        revenue = ("arrayFirst(r -> r.1 = opener_key, revenues_raw).2" if packed
+                   else f"argMinIf(event_revenue, {_KEY}, {opens})")
+        opener = (f"minIf({_KEY}, {opens}) AS opener_key,\n"
                   f"        toInt64(bitShiftRight(opener_key, 32)) AS opener_ts,\n"
-                  f"        argMinIf(event_revenue, {key}, {opens}) AS opener_revenue,\n"
-                  f"        argMinIf(breakdown_value, {key}, {opens}) AS opener_breakdown,\n"
+                  f"        {revenue} AS opener_revenue,\n"
+                  f"        argMinIf(breakdown_value, {_KEY}, {opens}) AS opener_breakdown,\n"
                   f"        (opener_ts, toUInt32(opener_key - toInt128(opener_ts) * 4294967296),\n"
                   f"         opener_revenue, opener_breakdown) AS opener")
-    if packs(tie_type, last_touch, n, voids=voids):
+    if packed:
         number = _PACKED_WITH_VOIDS if voids else _PACKED
-        # Looking each found step's revenue up among a few pairs instead of in a revenue
-        # per event: 0.638 -> 0.616 s for the bench funnel at 10M (9 runs alternated).
+        # The revenues of the events that have one (purchases: few), opener or later
+        # step, as (key, revenue) pairs; any other event's revenue is 0. A found step's
+        # revenue looked up among those instead of in a revenue per event: 0.638 ->
+        # 0.616 s for the bench funnel at 10M (9 runs alternated).
         events = (f"groupArrayIf({number}, {later}) AS packed_raw,\n"
-                  f"        groupArrayIf(({number}, event_revenue),\n"
-                  f"                     ({later}) AND event_revenue != 0) AS revenues_raw,\n"
+                  f"        groupArrayIf(({_KEY}, event_revenue),\n"
+                  f"                     ({later} OR {opens}) AND event_revenue != 0)"
+                  f" AS revenues_raw,\n"
                   f"        arraySort(packed_raw) AS packed")
     else:
         breakdown, breakdown_type = (", breakdown_value", ", breakdown_value String") \
@@ -417,11 +426,11 @@ def _optional_search(n: int, p_window: str, nexts: list[int], *, packed: bool,
 
 
 def _revenue_of(packed: bool) -> str:
-    """The revenue of the event at index `{i}`: when packed, found by its number among
-    the (number, revenue) pairs of the events that have one (0 if it is not there);
-    else the tuple's own field."""
-    return ("arrayFirst(r -> r.1 = packed[{i}], revenues_raw).2" if packed
-            else "events[{i}].revenue")
+    """The revenue of the event at index `{i}`: when packed, found by its key (the
+    number's high bits) among the (key, revenue) pairs of the events that have one (0 if
+    it is not there); else the tuple's own field."""
+    return (f"arrayFirst(r -> r.1 = bitShiftRight(packed[{{i}}], {_PACKED_TIE_BITS}), "
+            f"revenues_raw).2" if packed else "events[{i}].revenue")
 
 
 def _any_order_void(n: int, p_window: str) -> str:
