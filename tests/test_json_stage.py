@@ -117,7 +117,7 @@ def test_a_table_without_low_cardinality_is_not_staged(warehouse: ChdbWarehouse)
     warehouse.execute("CREATE TABLE notes (id String, body String) "
                       "ENGINE = MergeTree ORDER BY id")
     stage = JsonStage()
-    assert not stage.insert(warehouse._conn, "notes", b'{"id":"1","body":"x"}', "")
+    assert not stage.insert(warehouse._conn, "notes", [b'{"id":"1","body":"x"}'], "")
     assert warehouse.query("SELECT count() FROM notes").scalar() == 0
 
 

@@ -300,3 +300,28 @@ def test_ids_are_still_recorded_after_a_forget_swapped_events_raw(
     # ... and a copy of it under another token is dropped.
     loader._insert(Batch(token="kafka:events/0:7-7", events=[event_row(2)], event_rows=1))
     assert counts(warehouse) == (2, 2)
+
+
+@pytest.mark.parametrize("forget", [False, True])
+def test_rows_loaded_are_counted_once_each_in_the_metric(tmp_path: Path, warehouse: ChdbWarehouse,
+                                                         forget: bool) -> None:
+    # Chunks of 60 rows: the metric counts rows, not chunks; rows of a forgotten person
+    # (every 7th row here) are not loaded and not counted.
+    from funnelhouse.collector import metrics
+    from funnelhouse.people.forget import ForgottenSet, hash_id
+
+    log = EventLog(tmp_path / "queue.sqlite3")
+    fill(log, 0, 300)
+    forgotten = None
+    if forget:
+        warehouse.insert_json_rows("forgotten_ids", [orjson.dumps(
+            {"id_hash": hash_id("a3"), "forgotten_at": "2026-01-01 00:00:00.000"})])
+        forgotten = ForgottenSet(warehouse)
+    counter = metrics.loader_rows.labels("events_raw")
+    before = counter._value.get()
+    loader = Loader(EmbeddedSource(log), warehouse, batch_rows=100, batch_seconds=0.0,
+                    forgotten=forgotten)
+    asyncio.run(loader.drain(timeout=30))
+    loaded = 300 - sum(1 for i in range(300) if forget and i % 7 == 3)
+    assert counts(warehouse) == (loaded, loaded)
+    assert counter._value.get() - before == loaded

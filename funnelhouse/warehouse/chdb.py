@@ -25,7 +25,7 @@ from funnelhouse.warehouse.base import (
     insert_parts,
     minus_token,
 )
-from funnelhouse.warehouse.json_stage import STAGE_MIN_BYTES, JsonStage
+from funnelhouse.warehouse.json_stage import STAGE_MIN_BYTES, JsonStage, append_rows
 
 # The engine's options (the process's first connection sets them). The background pool
 # takes pool x ratio parts at once (2 x 2 by default) and the rest only at a later
@@ -119,14 +119,13 @@ class ChdbWarehouse:
         if self.is_readonly:
             raise WarehouseError(f"insert into {table} refused: read-only handle")
         parts = insert_parts(rows, token)
-        data = [b"\n".join(part) for part, _ in parts]
-        if sum(map(len, data)) < STAGE_MIN_BYTES:
+        if _size(rows) < STAGE_MIN_BYTES:
             return None
         several = len(parts) > 1
         with self._insert_lock:
             try:
                 filled = self._on_parts(len(parts), lambda n, conn: self._stages[n].fill(
-                    conn, table, data[n]), table)
+                    conn, table, parts[n][0]), table)
                 if not all(filled):
                     self._on_parts(len(parts), lambda n, conn: self._stages[n].clear(
                         conn, table), table)
@@ -211,11 +210,10 @@ class ChdbWarehouse:
     def _insert_part(self, n: int, conn: Any, table: str, rows: Sequence[bytes],
                      token: str | None) -> None:
         clause = _settings_clause(token)
-        data = b"\n".join(rows)
-        if len(data) >= STAGE_MIN_BYTES and self._stages[n].insert(conn, table, data, clause):
+        if _size(rows) >= STAGE_MIN_BYTES and self._stages[n].insert(conn, table, rows, clause):
             return
         with conn.send_insert(f"INSERT INTO {table} SETTINGS {clause}", "JSONEachRow") as ins:
-            ins.append(data)
+            append_rows(ins, rows)
             ins.finish()
 
     def _executor(self) -> ThreadPoolExecutor:
@@ -245,6 +243,11 @@ class ChdbWarehouse:
 # values before sending them, so do the same here and a value round-trips unchanged.
 _PARAM_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r",
                                 "\0": "\\0"})
+
+
+def _size(rows: Sequence[bytes]) -> int:
+    """The bytes of `rows` as one JSONEachRow text (a newline between items)."""
+    return sum(map(len, rows)) + max(len(rows) - 1, 0)
 
 
 def _settings_clause(token: str | None) -> str:

@@ -14,7 +14,7 @@ the dedup token applies to INSERT … SELECT as to a plain insert (tests/test_js
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +52,32 @@ class StagedKeys:
     not_new: tuple[tuple[str, str, int, bool], ...]   # (source, message_id, copies, stored)
 
 
+# Items are streamed in pieces of about this size: joining a whole batch first cost a
+# 345 MB allocation per 300k-row drain, and one append per item a call per Kafka record.
+_PIECE_BYTES = 1 << 20
+
+
+def append_rows(inserter: Any, rows: Sequence[bytes]) -> None:
+    """Stream `rows` — items of one or more JSON rows joined by newlines, no newline at
+    either end — into a chdb insert, a newline between items: the items joined a piece
+    of about a megabyte at a time (0.31 against 0.33 s for 100k queue rows joined whole)."""
+    piece: list[bytes] = []
+    size = 0
+    first = True
+    for item in rows:
+        piece.append(item)
+        size += len(item)
+        if size >= _PIECE_BYTES:
+            if not first:
+                inserter.append(b"\n")
+            inserter.append(b"\n".join(piece))
+            piece, size, first = [], 0, False
+    if piece:
+        if not first:
+            inserter.append(b"\n")
+        inserter.append(b"\n".join(piece))
+
+
 class JsonStage:
     """One connection's stages, a temporary table per target table (temporary tables
     belong to their connection, so each insert connection has its own JsonStage).
@@ -63,18 +89,19 @@ class JsonStage:
     def __init__(self) -> None:
         self._made: dict[str, tuple[str, str]] = {}   # target -> (stage's shape, names)
 
-    def insert(self, conn: Any, table: str, data: bytes, settings: str) -> bool:
-        """Insert `data` (JSON rows) into `table` through its stage, with `settings` (a
-        SETTINGS clause's body); False, having done nothing, when a stage would not
-        help (no LowCardinality column) or could not stand in for the table (an
-        EPHEMERAL column, which only an insert into the table itself may take)."""
-        if not self.fill(conn, table, data):
+    def insert(self, conn: Any, table: str, rows: Sequence[bytes], settings: str) -> bool:
+        """Insert `rows` (items of JSON rows, see `append_rows`) into `table` through its
+        stage, with `settings` (a SETTINGS clause's body); False, having done nothing,
+        when a stage would not help (no LowCardinality column) or could not stand in for
+        the table (an EPHEMERAL column, which only an insert into the table itself may
+        take)."""
+        if not self.fill(conn, table, rows):
             return False
         self.copy(conn, table, settings)
         return True
 
-    def fill(self, conn: Any, table: str, data: bytes) -> bool:
-        """Parse `data` into `table`'s stage (False, having done nothing: see insert)."""
+    def fill(self, conn: Any, table: str, rows: Sequence[bytes]) -> bool:
+        """Parse `rows` into `table`'s stage (False, having done nothing: see insert)."""
         columns = orjson.loads(conn.query(
             "SELECT name, type, default_kind, default_expression FROM system.columns "
             "WHERE database = currentDatabase() AND table = {t:String} ORDER BY position",
@@ -95,7 +122,7 @@ class JsonStage:
             self._made[table] = (shape, ", ".join(_name(name) for name, _, _, _ in given))
         try:
             with conn.send_insert(f"INSERT INTO {stage}", "JSONEachRow") as ins:
-                ins.append(data)
+                append_rows(ins, rows)
                 ins.finish()
         except BaseException:
             self.forget(table)
