@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse, StreamingResponse
 from starlette.routing import Route
 
 from funnelhouse.collector.coalesced_writes import CoalescedTransport
-from funnelhouse.collector.edge import HeaderTimeoutProtocol
+from tests.support.edge_server import edge_server
 
 
 class RecordingTransport(asyncio.Transport):
@@ -90,30 +88,20 @@ def test_a_real_server_answers_plain_streamed_and_kept_alive_requests_whole() ->
                             Route("/stream", stream)])
 
     async def scenario() -> list[bytes]:
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        config = uvicorn.Config(app, http=HeaderTimeoutProtocol, log_level="warning",
-                                lifespan="off")
-        server = uvicorn.Server(config)
-        serving = asyncio.create_task(server.serve(sockets=[sock]))
-        while not server.started:
-            await asyncio.sleep(0.01)
-        port = sock.getsockname()[1]
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        answers = []
-        for path in ("/plain", "/stream", "/plain"):         # one kept-alive connection
-            writer.write(f"GET {path} HTTP/1.1\r\nhost: x\r\n\r\n".encode())
-            head = await reader.readuntil(b"\r\n\r\n")
-            if b"transfer-encoding: chunked" in head:
-                body = await reader.readuntil(b"0\r\n\r\n")
-            else:
-                length = int(head.split(b"content-length: ")[1].split(b"\r\n")[0])
-                body = await reader.readexactly(length)
-            answers.append(head.split(b"\r\n")[0] + b" " + body)
-        writer.close()
-        server.should_exit = True
-        await serving
-        return answers
+        async with edge_server(app) as port:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            answers = []
+            for path in ("/plain", "/stream", "/plain"):     # one kept-alive connection
+                writer.write(f"GET {path} HTTP/1.1\r\nhost: x\r\n\r\n".encode())
+                head = await reader.readuntil(b"\r\n\r\n")
+                if b"transfer-encoding: chunked" in head:
+                    body = await reader.readuntil(b"0\r\n\r\n")
+                else:
+                    length = int(head.split(b"content-length: ")[1].split(b"\r\n")[0])
+                    body = await reader.readexactly(length)
+                answers.append(head.split(b"\r\n")[0] + b" " + body)
+            writer.close()
+            return answers
 
     plain, streamed, again = asyncio.run(asyncio.wait_for(scenario(), 30))
     assert plain == again == b"HTTP/1.1 200 OK hello"

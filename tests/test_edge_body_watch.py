@@ -9,13 +9,12 @@ the rest comes in time and answered 408 if not.
 from __future__ import annotations
 
 import asyncio
-import socket
 from typing import Any
 
 import orjson
-import uvicorn
 
-from funnelhouse.collector.edge import BODY_RECEIVED, EdgeMiddleware, HeaderTimeoutProtocol
+from funnelhouse.collector.edge import BODY_RECEIVED, EdgeMiddleware
+from tests.support.edge_server import edge_server
 
 BODY = b'{"event":"click"}'
 HEAD = (f"POST /in HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
@@ -56,21 +55,8 @@ async def exchange(port: int, parts: list[bytes], pause: float) -> bytes:
 
 def serve_and_send(cases: list[tuple[list[bytes], float]]) -> list[bytes]:
     async def scenario() -> list[bytes]:
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        config = uvicorn.Config(EdgeMiddleware(echo, body_timeout=0.5),
-                                http=HeaderTimeoutProtocol, log_level="warning",
-                                lifespan="off")
-        server = uvicorn.Server(config)
-        serving = asyncio.create_task(server.serve(sockets=[sock]))
-        while not server.started:
-            await asyncio.sleep(0.01)
-        port = sock.getsockname()[1]
-        try:
+        async with edge_server(EdgeMiddleware(echo, body_timeout=0.5)) as port:
             return [await exchange(port, parts, pause) for parts, pause in cases]
-        finally:
-            server.should_exit = True
-            await serving
 
     return asyncio.run(asyncio.wait_for(scenario(), 60))
 
