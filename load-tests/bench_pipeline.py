@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import atexit
 import base64
+import hashlib
 import json
 import os
 import re
@@ -544,14 +545,25 @@ def _f(value: float | None) -> str:
 
 # ---- loader rows/s: queue filled first, then drained into a fresh chdb -----------------
 
-def loader(work: Path, queue: str, rows: int, bootstrap: str) -> dict[str, Any]:
+def loader(work: Path, queue: str, rows: int, bootstrap: str, history: int = 0
+           ) -> dict[str, Any]:
     folder = work / f"loader-{queue}"
+    history_seconds = 0.0
+    if history:
+        # Stored by a process of its own, so the drain's peak RSS is the drain's.
+        out = subprocess.run([sys.executable, __file__, "--child", "history", "--folder",
+                              str(folder), "--history", str(history)],
+                             capture_output=True, text=True, cwd=ROOT, timeout=900)
+        if out.returncode != 0:
+            raise RuntimeError(f"loader history failed:\n{out.stderr[-3000:]}")
+        history_seconds = json.loads(out.stdout.strip().splitlines()[-1])["seconds"]
     cmd = [sys.executable, __file__, "--child", "loader", "--queue", queue, "--rows", str(rows),
-           "--folder", str(folder), "--bootstrap", bootstrap]
+           "--folder", str(folder), "--bootstrap", bootstrap, "--history", str(history)]
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=900)
     if out.returncode != 0:
         raise RuntimeError(f"loader benchmark ({queue}) failed:\n{out.stderr[-3000:]}")
     result = json.loads(out.stdout.strip().splitlines()[-1])
+    result["history_fill_seconds"] = round(history_seconds, 1)
     shutil.rmtree(folder, ignore_errors=True)
     split = ", ".join(f"{k} {v:.1f} s" for k, v in result["drain_split_s"].items())
     print(f"  loader    {queue:<8} {result['loaded']:,} rows: {result['rows_per_s']:,.0f} rows/s "
@@ -560,8 +572,13 @@ def loader(work: Path, queue: str, rows: int, bootstrap: str) -> dict[str, Any]:
     return result
 
 
-def _rows_for_loader(rows: int) -> Any:
-    """`rows` events_raw rows; at most 100k generated, the rest copies with new ids."""
+def _rows_for_loader(rows: int, tag: str = "c") -> Any:
+    """`rows` events_raw rows; at most 100k generated, the rest copies with new ids.
+
+    Every id gets a hash of itself and its copy (`tag` and number) in front, so ids are
+    spread as an SDK's random UUIDs are. The generator's own ids share long prefixes,
+    and ids that sit together in a sorted index flattered the first-copy lookup
+    (docs/benchmarks.md, 2026-12-05). A repeated generated id stays repeated."""
     from datetime import date
 
     from funnelhouse.demo.generator import iter_json_batches
@@ -576,11 +593,55 @@ def _rows_for_loader(rows: int) -> Any:
     copy = 0
     made = 0
     while made < rows:
-        tag = f"c{copy}-".encode()
-        chunk = [prefix + tag + r[len(prefix):] for r in base[: rows - made]]
+        label = f"{tag}{copy}".encode()
+        chunk = [prefix + _spread(label, r[len(prefix):r.index(b'"', len(prefix))])
+                 + r[len(prefix):] for r in base[: rows - made]]
         made += len(chunk)
         copy += 1
         yield chunk
+
+
+def _spread(label: bytes, message_id: bytes) -> bytes:
+    return hashlib.blake2b(label + b"/" + message_id, digest_size=8).hexdigest().encode() \
+        + b"-" + label + b"-"
+
+
+def _history_child(args: argparse.Namespace) -> dict[str, Any]:
+    """A fresh warehouse in `args.folder` holding `args.history` events (_fill_history)."""
+    from funnelhouse.config import PACKAGE_ROOT
+    from funnelhouse.warehouse.chdb import ChdbWarehouse
+    from funnelhouse.warehouse.migrate import migrate
+
+    folder = Path(args.folder)
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    started = time.perf_counter()
+    warehouse = ChdbWarehouse(folder / "warehouse")
+    migrate(warehouse, PACKAGE_ROOT / "sql" / "migrations")
+    _fill_history(warehouse, args.history)
+    warehouse.close()
+    return {"seconds": time.perf_counter() - started}
+
+
+def _fill_history(warehouse: Any, rows: int) -> None:
+    """Store `rows` events before the drain, ids spread like the drained ones', and wait
+    for merges to stop. A loader that has been running looks each batch's keys up among
+    everything stored: into an empty warehouse the old sorted key table measured 6.8x
+    faster than with 10M events stored."""
+    started = time.perf_counter()
+    base = next(_rows_for_loader(min(rows, 100_000), tag="h"))
+    warehouse.execute("CREATE TABLE bench_history AS events_raw")
+    warehouse.insert_json_rows("bench_history", base)
+    for copy, at in enumerate(range(0, rows, len(base))):
+        warehouse.execute(f"INSERT INTO events_raw SELECT * REPLACE (concat(message_id, "
+                          f"'~{copy}') AS message_id) FROM bench_history "
+                          f"LIMIT {min(len(base), rows - at)}")
+    warehouse.execute("DROP TABLE bench_history")
+    quiet_since = time.monotonic()
+    while time.monotonic() - quiet_since < 3 and time.perf_counter() - started < 600:
+        if warehouse.query("SELECT count() FROM system.merges").scalar():
+            quiet_since = time.monotonic()
+        time.sleep(0.25)
 
 
 async def _loader_child(args: argparse.Namespace) -> dict[str, Any]:
@@ -592,8 +653,9 @@ async def _loader_child(args: argparse.Namespace) -> dict[str, Any]:
     from funnelhouse.warehouse.migrate import migrate
 
     folder = Path(args.folder)
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
+    if not args.history:   # else the history child made the folder and its warehouse
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
     topics = {"topic_events": f"bench.loader.{os.getpid()}.events",
               "topic_invalid": f"bench.loader.{os.getpid()}.invalid"}
 
@@ -691,6 +753,7 @@ async def _loader_child(args: argparse.Namespace) -> dict[str, Any]:
     import resource
 
     return {"queue": args.queue, "rows": args.rows, "loaded": loaded,
+            "history": args.history,
             "forgotten": bool(args.forgotten),
             "distinct_in_table": int(in_table),   # the generator repeats some message ids
             "drain_split_s": {k: round(v, 2) for k, v in split.items()},
@@ -967,17 +1030,23 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=None, help="length of each wrk run")
     parser.add_argument("--fresh-rate", type=float, default=2000, help="events/s for freshness")
     parser.add_argument("--loader-rows", type=int, default=None)
+    parser.add_argument("--loader-history", type=int, default=None,
+                        help="events stored before the loader's drain (default 2M; quick: 0)")
     parser.add_argument("--work-dir", default=None)
     parser.add_argument("--json", default=None, help="also write the results here")
     parser.add_argument("--child")
     parser.add_argument("--queue")
     parser.add_argument("--rows", type=int, default=0)
+    parser.add_argument("--history", type=int, default=0)
     parser.add_argument("--folder")
     parser.add_argument("--bootstrap", default="")
     parser.add_argument("--forgotten", action="store_true",
                         help="loader child: one person forgotten (every row's ids checked)")
     args = parser.parse_args()
 
+    if args.child == "history":
+        print(json.dumps(_history_child(args)))
+        return
     if args.child == "loader":
         print(json.dumps(asyncio.run(_loader_child(args))))
         return
@@ -987,6 +1056,8 @@ def main() -> None:
     seconds = args.seconds or (3 if args.quick else 10)
     fresh_seconds = 6 if args.quick else 30
     loader_rows = args.loader_rows or (50_000 if args.quick else 1_000_000)
+    loader_history = args.loader_history if args.loader_history is not None else (
+        0 if args.quick else 2_000_000)
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="fh-bench-pipeline-"))
     work.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"quick": args.quick, "workers": WORKERS,
@@ -1017,11 +1088,13 @@ def main() -> None:
                                                           args.fresh_rate, fresh_seconds,
                                                           messages)
         if "loader" in only:
-            print(f"loader ({loader_rows:,} rows queued first, then drained into a fresh chdb):",
-                  flush=True)
-            results["loader"] = {"embedded": loader(work, "embedded", loader_rows, "")}
+            print(f"loader ({loader_rows:,} rows queued first, then drained into a chdb holding "
+                  f"{loader_history:,} events):", flush=True)
+            results["loader"] = {"embedded": loader(work, "embedded", loader_rows, "",
+                                                    loader_history)}
             if bootstrap:
-                results["loader"]["kafka"] = loader(work, "kafka", loader_rows, bootstrap)
+                results["loader"]["kafka"] = loader(work, "kafka", loader_rows, bootstrap,
+                                                    loader_history)
         if "pyspy" in only:
             print("py-spy (one collector worker under 50-event batches):", flush=True)
             results["pyspy"] = pyspy(work, 6 if args.quick else 15, messages)

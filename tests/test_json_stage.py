@@ -74,10 +74,10 @@ def test_staged_rows_are_stored_exactly_as_a_plain_insert_stores_them(
     monkeypatch.setattr(chdb_backend, "STAGE_MIN_BYTES", 1 << 60)
     warehouse.insert_json_rows("plain", rows, "t")
     assert table_text(warehouse, "events_raw") == table_text(warehouse, "plain")
-    # The table computed its MATERIALIZED column; the view filled message_ids.
+    # The table computed its MATERIALIZED column; the view filled message_keys.
     assert warehouse.query("SELECT countIf(first_copy > 0) FROM events_raw").scalar() == \
         len(rows)
-    assert warehouse.query("SELECT count() FROM message_ids").scalar() == len(rows)
+    assert warehouse.query("SELECT count() FROM message_keys").scalar() == len(rows)
 
 
 def test_the_dedup_token_drops_a_repeated_staged_insert(warehouse: ChdbWarehouse) -> None:
@@ -87,7 +87,7 @@ def test_the_dedup_token_drops_a_repeated_staged_insert(warehouse: ChdbWarehouse
     warehouse.insert_json_rows("events_raw", varied_rows(3000, tag="b"), "log:3001-6000:events")
     assert warehouse.query("SELECT count(), uniqExact(message_id) FROM events_raw").rows == \
         [[6000, 6000]]
-    assert warehouse.query("SELECT count() FROM message_ids").scalar() == 6000
+    assert warehouse.query("SELECT count() FROM message_keys").scalar() == 6000
 
 
 def test_a_column_added_between_inserts_is_staged_too(warehouse: ChdbWarehouse) -> None:
@@ -186,7 +186,7 @@ def test_first_copies_kept_inside_clickhouse_are_the_ones_the_loader_keeps(
     staged = events_text(warehouse)
 
     warehouse.execute("TRUNCATE TABLE events_raw")
-    warehouse.execute("TRUNCATE TABLE message_ids")
+    warehouse.execute("TRUNCATE TABLE message_keys")
     monkeypatch.setattr(chdb_backend, "STAGE_MIN_BYTES", 1 << 60)   # plain inserts
     if earlier:
         warehouse.insert_json_rows("events_raw", earlier, "earlier")
@@ -209,7 +209,7 @@ def test_a_batch_checked_in_the_stage_is_stored_as_a_plain_insert_stores_it(
     monkeypatch.setattr(chdb_backend, "STAGE_MIN_BYTES", 1 << 60)
     warehouse.insert_json_rows("plain", rows, "t")
     assert events_text(warehouse) == table_text(warehouse, "plain")
-    assert warehouse.query("SELECT count() FROM message_ids").scalar() == len(rows)
+    assert warehouse.query("SELECT count() FROM message_keys").scalar() == len(rows)
 
 
 def test_a_retried_batch_is_dropped_whole_and_the_stage_left_empty(

@@ -22,6 +22,7 @@ from funnelhouse.warehouse.base import QueryResult, WarehouseUnavailable
 from funnelhouse.warehouse.chdb import ChdbWarehouse
 from funnelhouse.warehouse.json_stage import JsonStage
 from funnelhouse.warehouse.migrate import migrate
+from funnelhouse.warehouse.stored_keys import STORED_EVENTS, StoredIn
 
 
 class ProcessDied(BaseException):
@@ -48,7 +49,7 @@ class FlakyWarehouse:
         return count
 
     def insert_first_copies(self, table: str, rows: Sequence[bytes], token: str | None = None,
-                            *, stored_in: str = "message_ids") -> list[str] | None:
+                            *, stored_in: StoredIn = STORED_EVENTS) -> list[str] | None:
         self._attempt()
         dropped = self.inner.insert_first_copies(table, rows, token, stored_in=stored_in)
         if dropped is not None and self.die_after_insert:
@@ -142,7 +143,7 @@ def test_a_loader_dying_between_staging_rows_and_copying_them_loads_each_once(
                        batch_seconds=0.01)
     asyncio.run(restarted.drain(timeout=30))
     assert counts(warehouse) == (300, 300)
-    assert warehouse.query("SELECT count() FROM message_ids").scalar() == 300
+    assert warehouse.query("SELECT count() FROM message_keys").scalar() == 300
 
 
 def test_a_loader_killed_right_after_the_events_insert_has_recorded_their_ids(
@@ -209,7 +210,7 @@ def test_invalid_records_go_to_events_invalid(tmp_path: Path, warehouse: ChdbWar
     assert counts(warehouse) == (1, 1)
 
 
-# -- first stored copy wins, looked up by message_ids' primary key (migration 0016) ---------
+# -- first stored copy wins, looked up key by key in message_keys (migration 0020) ----------
 
 def test_row_keys_read_both_ids_whatever_the_strings_hold() -> None:
     from funnelhouse.loader.load import _add_row_keys
@@ -246,10 +247,10 @@ def test_a_copy_loaded_later_is_dropped_by_its_stored_id(tmp_path: Path,
 
     first = orjson.dumps({"message_id": "m-1", "source": "web", "anonymous_id": "a"})
     assert first_copies(warehouse, [first]) == ([first], [])
-    # Stored, its id is recorded by the same insert (migration 0018's view) ...
+    # Stored, its id is recorded by the same insert (migration 0020's view) ...
     warehouse.insert_json_rows("events_raw", [first], "t1")
     warehouse.insert_json_rows("events_raw", [first], "t1")   # ... once for a retried batch
-    assert warehouse.query("SELECT count() FROM message_ids").scalar() == 1
+    assert warehouse.query("SELECT count() FROM message_keys").scalar() == 1
     later = orjson.dumps({"message_id": "m-1", "source": "web", "anonymous_id": "b"})
     other_source = orjson.dumps({"message_id": "m-1", "source": "app", "anonymous_id": "c"})
     kept, dropped = first_copies(warehouse, [later + b"\n" + other_source])
@@ -295,7 +296,7 @@ def test_ids_are_still_recorded_after_a_forget_swapped_events_raw(
     assert counts(warehouse) == (1, 1)
     loader = Loader(EmbeddedSource(EventLog(tmp_path / "q.sqlite3")), warehouse)
     loader._insert(Batch(token="log:1-1", events=[event_row(2)], event_rows=1))
-    assert warehouse.query("SELECT count() FROM message_ids WHERE message_id = 'm2'"
+    assert warehouse.query("SELECT count() FROM message_keys WHERE message_id = 'm2'"
                            ).scalar() == 1
     # ... and a copy of it under another token is dropped.
     loader._insert(Batch(token="kafka:events/0:7-7", events=[event_row(2)], event_rows=1))

@@ -8,7 +8,6 @@ import re
 import threading
 import time
 from collections.abc import Sequence
-from typing import Literal
 
 import orjson
 from tenacity import (
@@ -22,6 +21,7 @@ from funnelhouse.collector import metrics
 from funnelhouse.loader.sources.base import Batch, Source
 from funnelhouse.people.forget import ForgottenSet
 from funnelhouse.warehouse.base import Warehouse, WarehouseError, minus_token
+from funnelhouse.warehouse.stored_keys import STORED_EVENTS, StoredIn, stored_among
 
 log = logging.getLogger("funnelhouse.loader")
 
@@ -121,7 +121,7 @@ class Loader:
                 log.info("loader: %d rows of forgotten people not loaded", gone)
         if events:
             token = f"{batch.token}:events"
-            # Their ids go to message_ids in the same insert (migration 0018's view).
+            # Their keys go to message_keys in the same insert (migration 0020's view).
             # Where the warehouse can, it finds the first copies itself (the embedded
             # backend, from the rows it has parsed); otherwise the ids are read here.
             dropped = self.warehouse.insert_first_copies("events_raw", events, token)
@@ -157,11 +157,10 @@ class Loader:
 
 
 def first_copies(warehouse: Warehouse, items: Sequence[bytes], *,
-                 stored_in: Literal["message_ids", "events_invalid"] = "message_ids"
-                 ) -> tuple[list[bytes], list[str]]:
+                 stored_in: StoredIn = STORED_EVENTS) -> tuple[list[bytes], list[str]]:
     """`items` (newline-joined JSON rows) without rows whose message_id is already stored.
 
-    `stored_in` is the table that says so: `message_ids` for events, `events_invalid`
+    `stored_in` is the table that says so: `message_keys` for events, `events_invalid`
     itself for dead letters.
 
     The first stored copy of a (source, message_id) wins: a later row with that id — a
@@ -173,12 +172,11 @@ def first_copies(warehouse: Warehouse, items: Sequence[bytes], *,
     for item in items:
         _add_row_keys(item, keys)
     unique = set(keys)
-    # One lookup per batch: by message_ids' primary key (migration 0016); events_invalid
-    # (only for a split batch's share) is read through its message_id bloom filter.
+    # One lookup per batch, of these keys only (stored_keys).
     stored = {(source, message_id) for source, message_id in warehouse.query(
-        f"SELECT source, message_id FROM {stored_in} WHERE (source, message_id) IN "
-        "(SELECT tupleElement(k, 1), tupleElement(k, 2) FROM (SELECT arrayJoin("
-        "JSONExtract({keys:String}, 'Array(Tuple(String, String))')) AS k))",
+        stored_among(stored_in, "SELECT k.1 AS source, k.2 AS message_id FROM (SELECT "
+                                "arrayJoin(JSONExtract({keys:String}, "
+                                "'Array(Tuple(String, String))')) AS k)"),
         {"keys": orjson.dumps(list(unique)).decode()}).rows} if unique else set()
     if not stored and len(unique) == len(keys):   # the usual batch: every row is new
         return list(items), []

@@ -9,6 +9,8 @@ from typing import Any, Protocol
 
 import orjson
 
+from funnelhouse.warehouse.stored_keys import STORED_EVENTS, StoredIn
+
 # Every query result is read as ClickHouse's JSONCompact on both backends, so types
 # render identically (64-bit integers as numbers, DateTime64 as text).
 RESULT_SETTINGS = {"output_format_json_quote_64bit_integers": 0,
@@ -105,7 +107,7 @@ class Warehouse(Protocol):
         """
 
     def insert_first_copies(self, table: str, rows: Sequence[bytes], token: str | None = None,
-                            *, stored_in: str = "message_ids") -> list[str] | None:
+                            *, stored_in: StoredIn = STORED_EVENTS) -> list[str] | None:
         """Insert the first copies among `rows` (events_raw rows), as insert_json_rows
         would: rows whose (source, message_id) is in `stored_in`, or came earlier in
         `rows`, are left out, and then the insert goes under `minus_token(token,

@@ -26,6 +26,7 @@ from funnelhouse.warehouse.base import (
     minus_token,
 )
 from funnelhouse.warehouse.json_stage import STAGE_MIN_BYTES, JsonStage, append_rows
+from funnelhouse.warehouse.stored_keys import STORED_EVENTS, StoredIn
 
 # The engine's options (the process's first connection sets them). The background pool
 # takes pool x ratio parts at once (2 x 2 by default) and the rest only at a later
@@ -107,7 +108,7 @@ class ChdbWarehouse:
         return len(rows)
 
     def insert_first_copies(self, table: str, rows: Sequence[bytes], token: str | None = None,
-                            *, stored_in: str = "message_ids") -> list[str] | None:
+                            *, stored_in: StoredIn = STORED_EVENTS) -> list[str] | None:
         """The loader's insert of events_raw rows, first copies only (see the Protocol).
 
         The rows are staged (parsed once, each part on its connection), their keys
@@ -158,7 +159,7 @@ class ChdbWarehouse:
                     parts = insert_parts(rows, minus_token(token, dropped) if token else None)
                 self._on_parts(len(parts), lambda n, conn: self._stages[n].copy(
                     conn, table, _settings_clause(parts[n][1]),
-                    stored_in=stored_in if any(s for *_, s in keys[n].not_new) else "",
+                    stored_in=stored_in if any(s for *_, s in keys[n].not_new) else None,
                     without=held[n],
                     first_only=any(c > 1 and not s for *_, c, s in keys[n].not_new)), table)
             except BaseException:

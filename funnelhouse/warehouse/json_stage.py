@@ -20,6 +20,8 @@ from typing import Any
 
 import orjson
 
+from funnelhouse.warehouse.stored_keys import StoredIn, stored_among
+
 # Smaller inserts go straight in: the stage costs three statements more (a few ms).
 STAGE_MIN_BYTES = 256 << 10
 
@@ -131,9 +133,8 @@ class JsonStage:
             raise
         return True
 
-    def keys(self, conn: Any, table: str, stored_in: str, *, hashes: bool) -> StagedKeys:
-        """The staged rows' keys, looked up in `stored_in` (a table of source and
-        message_id sorted by them, named by the caller, never by user input); their
+    def keys(self, conn: Any, table: str, stored_in: StoredIn, *, hashes: bool) -> StagedKeys:
+        """The staged rows' keys, looked up in `stored_in` (see stored_keys); their
         hashes only when asked."""
         stage = _stage(table)
         try:
@@ -161,7 +162,7 @@ class JsonStage:
             f"SELECT source, message_id, sipHash64(source, message_id) AS h "
             f"FROM {_stage(table)} WHERE h IN [{listed}]", "JSONCompact").bytes())["data"]]
 
-    def copy(self, conn: Any, table: str, settings: str, *, stored_in: str = "",
+    def copy(self, conn: Any, table: str, settings: str, *, stored_in: StoredIn | None = None,
              without: Iterable[int] = (), first_only: bool = False) -> None:
         """Copy the staged rows into `table` (with `settings`), then empty the stage.
         Left out: rows whose key is in `stored_in`, rows whose key hash is in `without`,
@@ -200,7 +201,6 @@ def _stage(table: str) -> str:
     return _name(f"{table}__json_stage")
 
 
-def _stored(stored_in: str, stage: str) -> str:
-    """The staged keys already in `stored_in`: read by its sort key, for these keys only."""
-    return (f"SELECT source, message_id FROM {_name(stored_in)} WHERE (source, message_id) "
-            f"IN (SELECT source, message_id FROM {stage})")
+def _stored(stored_in: StoredIn, stage: str) -> str:
+    """The staged keys already in `stored_in`, read for these keys only."""
+    return stored_among(stored_in, f"SELECT source, message_id FROM {stage}")

@@ -20,6 +20,7 @@ from funnelhouse.warehouse.base import (
     WarehouseUnavailable,
     insert_parts,
 )
+from funnelhouse.warehouse.stored_keys import STORED_EVENTS, StoredIn
 
 
 class ServerWarehouse:
@@ -90,7 +91,7 @@ class ServerWarehouse:
         return len(rows)
 
     def insert_first_copies(self, table: str, rows: Sequence[bytes], token: str | None = None,
-                            *, stored_in: str = "message_ids") -> list[str] | None:
+                            *, stored_in: StoredIn = STORED_EVENTS) -> list[str] | None:
         # A server's temporary tables live in an HTTP session, which this client does
         # not keep: the loader reads the ids out of the rows and looks them up instead.
         return None
