@@ -21,9 +21,10 @@ from starlette.testclient import TestClient
 
 from funnelhouse.collector.app import create_app
 from funnelhouse.collector.sinks.embedded import EmbeddedSink
-from funnelhouse.config import Limits, Settings, WriteKey
+from funnelhouse.config import PACKAGE_ROOT, Limits, Settings, WriteKey
 from funnelhouse.queue.eventlog import EventLog
 from funnelhouse.warehouse.chdb import ChdbWarehouse
+from funnelhouse.warehouse.migrate import migrate
 from tests.parallel_runs import (  # noqa: F401 - hooks, used by name
     pytest_collection_modifyitems,
     pytest_xdist_make_scheduler,
@@ -76,6 +77,16 @@ def make_settings(data_dir: Path, **changes: Any) -> Settings:
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return make_settings(tmp_path / "data")
+
+
+@pytest.fixture
+def warehouse(tmp_path: Path) -> Iterator[ChdbWarehouse]:
+    """An embedded warehouse with every migration applied (a module may define its own).
+    chdb serves one data folder per process: closed so the next test can open its own."""
+    wh = ChdbWarehouse(tmp_path / "wh")
+    migrate(wh, PACKAGE_ROOT / "sql" / "migrations")
+    yield wh
+    wh.close()
 
 
 @pytest.fixture

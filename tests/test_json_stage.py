@@ -3,9 +3,6 @@ JSONEachRow insert stores, and events_raw's inserts write Compact parts (migrati
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import orjson
 import pytest
 
@@ -14,17 +11,8 @@ from funnelhouse.warehouse import chdb as chdb_backend
 from funnelhouse.warehouse.base import WarehouseError
 from funnelhouse.warehouse.chdb import ChdbWarehouse
 from funnelhouse.warehouse.json_stage import STAGE_MIN_BYTES, JsonStage, plain_type
-from funnelhouse.warehouse.migrate import migrate
 
 MIGRATIONS = PACKAGE_ROOT / "sql" / "migrations"
-
-
-@pytest.fixture
-def warehouse(tmp_path: Path) -> Iterator[ChdbWarehouse]:
-    wh = ChdbWarehouse(tmp_path / "wh")
-    migrate(wh, MIGRATIONS)
-    yield wh
-    wh.close()
 
 
 def varied_rows(count: int, tag: str = "") -> list[bytes]:

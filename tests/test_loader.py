@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,6 @@ import pytest
 
 from funnelhouse.collector.enrich.time import format_ts
 from funnelhouse.collector.sinks.base import Record
-from funnelhouse.config import PACKAGE_ROOT
 from funnelhouse.loader.load import Loader
 from funnelhouse.loader.sources.base import Batch
 from funnelhouse.loader.sources.embedded import PENDING, EmbeddedSource
@@ -21,7 +20,6 @@ from funnelhouse.queue.eventlog import EventLog
 from funnelhouse.warehouse.base import QueryResult, WarehouseUnavailable
 from funnelhouse.warehouse.chdb import ChdbWarehouse
 from funnelhouse.warehouse.json_stage import JsonStage
-from funnelhouse.warehouse.migrate import migrate
 from funnelhouse.warehouse.stored_keys import STORED_EVENTS, StoredIn
 
 
@@ -75,15 +73,6 @@ def fill(log: EventLog, first: int, count: int, per_append: int = 60, pad: int =
     for start in range(first, first + count, per_append):
         log.append([Record("events", "web:a", event_row(i, pad))
                     for i in range(start, min(start + per_append, first + count))])
-
-
-@pytest.fixture
-def warehouse(tmp_path: Path) -> Iterator[ChdbWarehouse]:
-    # chdb serves one data folder per process: close it so the next test can open its own.
-    wh = ChdbWarehouse(tmp_path / "wh")
-    migrate(wh, PACKAGE_ROOT / "sql" / "migrations")
-    yield wh
-    wh.close()
 
 
 def counts(warehouse: ChdbWarehouse) -> tuple[int, int]:

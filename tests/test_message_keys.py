@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -41,14 +40,6 @@ def stored(warehouse: ChdbWarehouse) -> list[list[str]]:
     """The stored keys, each once (a repeated insert collapses on merge)."""
     return warehouse.query("SELECT DISTINCT source, message_id FROM message_keys "
                            "ORDER BY source, message_id").rows
-
-
-@pytest.fixture
-def warehouse(tmp_path: Path) -> Iterator[ChdbWarehouse]:
-    wh = ChdbWarehouse(tmp_path / "wh")
-    migrate(wh, MIGRATIONS)
-    yield wh
-    wh.close()
 
 
 def granules_read(warehouse: ChdbWarehouse, sql: str) -> tuple[int, int]:
