@@ -12,7 +12,8 @@
 -- one per key) and decompresses nothing else: 25k keys against 10M stored took 0.10 s
 -- here, against 0.64 s; against 30M, 0.15 against 1.9 s. The pair is compared after
 -- the hash (PREWHERE on the hash, then the strings of the few rows it leaves), so two
--- keys sharing a hash are never taken for each other.
+-- keys sharing a hash are never taken for each other. The price is disk: ids in hash
+-- order hardly compress (10M UUIDs: 294 MB, against 186 MB sorted by the ids).
 --
 -- Engine: ReplacingMergeTree on the whole (hash, source, message_id): a repeated key
 -- collapses on merge (the table is a set); different keys never do, even with one hash.
