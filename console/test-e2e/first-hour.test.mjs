@@ -320,6 +320,8 @@ describe('the first hour', () => {
     assert.equal(await menu.getAttribute('aria-expanded'), 'true');
     await nav.getByRole('link', { name: 'Funnels' }).click();
     await page.waitForFunction(() => location.hash === '#/funnels');
+    // the menu folds on the render after the hash changes: give that render its moment
+    await nav.waitFor({ state: 'hidden', timeout: 5000 }).catch(() => {});
     assert.equal(await nav.isVisible(), false, 'choosing a view closes the menu');
     for (const view of Object.keys(VIEWS)) {
       await open(page, view);
