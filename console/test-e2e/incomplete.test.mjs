@@ -90,10 +90,16 @@ describe('incomplete periods', () => {
   test('campaigns: today, the trend’s last day, is flagged incomplete and drawn dashed', TEST, async () => {
     const { page, errors } = await newPage(browser);
     await login(page, fh.url);
+    const asked = [];
+    page.on('request', (r) => { if (r.url().includes('/v1/campaigns?') && r.url().includes('trend_campaigns=6')) asked.push(new URL(r.url())); });
     const answered = page.waitForResponse((r) => r.url().includes('/v1/campaigns?') && r.url().includes('trend_campaigns=6'), { timeout: 90_000 });
     await page.goto(`${fh.url}/console/#/campaigns`);
     const answer = await (await answered).json();
     await page.getByRole('table', { name: /Campaigns, last-touch attribution/ }).waitFor({ timeout: 60_000 });
+    // One request on opening, already over the catalogue's dates (an empty-dated first request
+    // used to be aborted by a second one, and its answer lost).
+    assert.equal(asked.length, 1, asked.map(String).join(' '));
+    assert.notEqual(asked[0].searchParams.get('date_from'), '');
 
     const today = new Date().toISOString().slice(0, 10);
     const days = [...new Set(answer.trend.map((r) => r.day))].sort();

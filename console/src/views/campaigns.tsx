@@ -68,7 +68,9 @@ export function CampaignsView({ route }: { route: Route }) {
   }, [catalogue]);
 
   useEffect(() => {
-    if (!catalogue) return;
+    // Wait for the effect above to fill the window from the catalogue: asking first with empty
+    // dates sent a second request that aborted the first on every visit.
+    if (!catalogue || (!dates.date_from && catalogue.meta.date_range.min)) return;
     req.run((signal) => getJson<Campaigns>('/v1/campaigns', { touch, date_from: dates.date_from, date_to: dates.date_to, sort: sort.key, desc: sort.desc, trend_campaigns: TREND_LINES }, signal));
   }, [catalogue, touch, dates.date_from, dates.date_to, sort.key, sort.desc]);
 
