@@ -200,6 +200,119 @@ def test_rebalance_lets_the_batch_in_hand_commit_instead_of_moving_it(
     asyncio.run(scenario())
 
 
+async def read_ahead_until_some(src: KafkaSource, rows: int) -> tuple[asyncio.Task, asyncio.Event]:
+    """Start read_ahead as the loader does during an insert; return once it holds rows."""
+    done = asyncio.Event()
+    task = asyncio.create_task(src.read_ahead(rows, done))
+    deadline = time.monotonic() + 20
+    while not src.status()["read_ahead"] and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert src.status()["read_ahead"] > 0
+    return task, done
+
+
+def test_records_read_ahead_during_an_insert_continue_the_ranges_and_are_lost_by_no_crash(
+        kafka_broker: KafkaBroker, tmp_path: Path) -> None:  # noqa: F811
+    bootstrap = running(kafka_broker)
+    name, group = unique("ahead"), unique("group")
+
+    async def scenario() -> None:
+        produced = await produce(bootstrap, name, tmp_path, "a", 90)
+        warehouse = TokenWarehouse()
+        first = source(bootstrap, name, group)
+        await first.start()
+        try:
+            in_hand = None
+            deadline = time.monotonic() + 30
+            while in_hand is None and time.monotonic() < deadline:
+                in_hand = await first.next_batch(20, 1.0)
+            assert in_hand is not None
+            task, done = await read_ahead_until_some(first, 20)   # "during the insert"
+            warehouse.insert_batch(in_hand)
+            done.set()
+            await task
+            held = first.status()["read_ahead"]
+            assert 0 < held <= 20
+            await first.commit(in_hand)
+
+            # The next batch is what was read ahead (and perhaps more), from where the
+            # batch in hand ended on each partition: the same ranges a restart reads.
+            following = await first.next_batch(20, 0.2)
+            assert following is not None and len(following) >= held
+            assert first.status()["read_ahead"] == 0
+            before, after = ranges_of(in_hand.token), ranges_of(following.token)
+            for where, (start, _end) in after.items():
+                if where in before:
+                    assert start == before[where][1] + 1, where
+            assert sum(end - start + 1 for start, end in after.values()) == len(following)
+            warehouse.insert_batch(following)
+            await first.commit(following)
+
+            # Read ahead again, then stop without handing it out: nothing was recorded
+            # for those rows, so the next member reads them from the committed offsets.
+            task, done = await read_ahead_until_some(first, 20)
+            done.set()
+            await task
+        finally:
+            await first.stop()
+
+        restarted = source(bootstrap, name, group)
+        await restarted.start()
+        try:
+            await load_until([restarted], warehouse, len(produced))
+        finally:
+            await restarted.stop()
+        assert sorted(warehouse.rows) == sorted(produced)
+        assert warehouse.dropped == []   # no batch was handed out twice
+
+    asyncio.run(scenario())
+
+
+def test_a_rebalance_drops_the_records_read_ahead_and_they_are_loaded_once(
+        kafka_broker: KafkaBroker, tmp_path: Path) -> None:  # noqa: F811
+    bootstrap = running(kafka_broker)
+    name, group = unique("ahead-rebalance"), unique("group")
+
+    async def scenario() -> None:
+        produced = await produce(bootstrap, name, tmp_path, "b", 90)
+        warehouse = TokenWarehouse()
+        first = source(bootstrap, name, group)
+        second = source(bootstrap, name, group)
+        await first.start()
+        try:
+            in_hand = None
+            deadline = time.monotonic() + 30
+            while in_hand is None and time.monotonic() < deadline:
+                in_hand = await first.next_batch(20, 1.0)
+            assert in_hand is not None
+            task, done = await read_ahead_until_some(first, 20)
+            warehouse.insert_batch(in_hand)
+
+            joining = asyncio.create_task(second.start())
+            deadline = time.monotonic() + 30
+            while (not first.status()["rebalance_waiting_for_commit"]
+                   and time.monotonic() < deadline):
+                await asyncio.sleep(0.05)
+            assert first.status()["rebalance_waiting_for_commit"]
+            assert first.status()["read_ahead"] > 0   # still held while the batch commits
+            await first.commit(in_hand)
+            await joining
+            done.set()
+            await task
+            # Their partitions may have moved: the rows read ahead are gone, to be read
+            # again by whoever owns each partition now.
+            assert first.status()["read_ahead"] == 0
+
+            await load_until([first, second], warehouse, len(produced))
+        finally:
+            await first.stop()
+            await second.stop()
+        assert sorted(warehouse.rows) == sorted(produced)
+        assert warehouse.dropped == []
+
+    asyncio.run(scenario())
+
+
 def test_killed_member_partitions_move_to_the_survivor_nothing_lost_or_twice(
         kafka_broker: KafkaBroker, tmp_path: Path) -> None:  # noqa: F811
     bootstrap = running(kafka_broker)

@@ -74,7 +74,7 @@ class Loader:
         while not self.gate.acquire(blocking=False):   # a forget is swapping tables
             await asyncio.sleep(0.02)
         try:
-            await self._insert_with_retries(batch)
+            await self._insert_reading_ahead(batch)
             await self.source.commit(batch)
         finally:
             self.gate.release()
@@ -92,6 +92,16 @@ class Loader:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    async def _insert_reading_ahead(self, batch: Batch) -> None:
+        """The insert (in a thread), and meanwhile the source reads the next batch."""
+        done = asyncio.Event()
+        ahead = asyncio.create_task(self.source.read_ahead(self.batch_rows, done))
+        try:
+            await self._insert_with_retries(batch)
+        finally:
+            done.set()
+            await ahead
 
     async def _insert_with_retries(self, batch: Batch) -> None:
         # Retried without limit: dropping a batch would lose acknowledged events. The

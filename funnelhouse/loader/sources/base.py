@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -39,6 +40,13 @@ class Source(Protocol):
         """Up to max_rows rows, waiting at most max_wait seconds for the first one.
 
         After a crash, the first batch returned is exactly the one that was in flight.
+        """
+
+    async def read_ahead(self, max_rows: int, done: asyncio.Event) -> None:
+        """While the last batch is inserted (until `done` is set): prepare the next one.
+
+        Whatever is read here stays in memory until next_batch hands it out; nothing
+        about it is recorded in the queue, so a crash loses nothing.
         """
 
     async def commit(self, batch: Batch) -> None:

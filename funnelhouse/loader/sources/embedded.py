@@ -23,6 +23,9 @@ class EmbeddedSource:
     async def start(self) -> None:
         return None
 
+    async def read_ahead(self, max_rows: int, done: asyncio.Event) -> None:
+        """Nothing: the log's read is a small part of a batch (0.2 s of a 300k-row drain)."""
+
     async def next_batch(self, max_rows: int, max_wait: float) -> Batch | None:
         pending = await asyncio.to_thread(self.log.get_state, PENDING)
         if pending:

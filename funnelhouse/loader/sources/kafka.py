@@ -14,6 +14,12 @@ owns those partitions next finds the metadata, re-reads exactly start..end and, 
 it owns every partition of that batch, rebuilds the identical token. `commit()` then
 commits end + 1 with empty metadata.
 
+While the loader inserts a batch, `read_ahead` takes the next batch's records off the
+consumer (aiokafka's per-record Python work then overlaps the insert, which runs in a
+thread with the GIL released). They only wait in memory: nothing is marked or committed
+for them until `next_batch` hands them out, and a rebalance or a failed fetch drops
+them, to be read again from the committed offsets.
+
 On a rebalance, the revocation callback first waits (up to `revoke_grace` seconds)
 for the batch in hand to be committed, as Kafka's own consumers do, so a loader that
 is merely busy does not make its batch move. A batch still uncommitted then is never
@@ -44,6 +50,8 @@ log = logging.getLogger(__name__)
 PENDING_PREFIX = "fh1"
 COMMIT_ATTEMPTS = 3
 REPLAY_FETCH_SECONDS = 30.0
+# read_ahead asks the consumer this often whether the insert is done (and for records).
+READ_AHEAD_POLL_MS = 50
 
 Ranges = dict[TopicPartition, tuple[int, int]]
 
@@ -98,6 +106,10 @@ class KafkaSource:
         self._handed_out_committed = asyncio.Event()
         self._waiting_for_commit = False  # a rebalance waits for the batch in hand
         self._lag = 0
+        # Records read ahead of the next batch (read_ahead), in the epoch they were read.
+        self._ahead: dict[TopicPartition, list[Any]] = {}
+        self._ahead_rows = 0
+        self._ahead_epoch = -1
 
     @classmethod
     def from_settings(cls, settings: Any, **overrides: Any) -> KafkaSource:
@@ -172,6 +184,7 @@ class KafkaSource:
                 self._waiting_for_commit = False
         self._handed_out = None
         self._epoch += 1
+        self._drop_ahead()
         self._unchecked -= revoked
         self._replays = [r for r in self._replays if not revoked & r.ranges.keys()]
         for tp in revoked:
@@ -179,6 +192,7 @@ class KafkaSource:
 
     def _on_assigned(self, assigned: set[TopicPartition]) -> None:
         self._epoch += 1
+        self._drop_ahead()
         self._unchecked |= assigned
 
     # -- batches -----------------------------------------------------------------
@@ -213,10 +227,48 @@ class KafkaSource:
                 self._handed_out_committed.clear()
             return batch
 
+    async def read_ahead(self, max_rows: int, done: asyncio.Event) -> None:
+        """Until `done` is set: read up to max_rows records of the next batch.
+
+        Only between batches of this epoch, with no partition to seek and no replay
+        waiting (those move the consumer's position); a fetch error just ends it.
+        """
+        consumer = self._consumer
+        epoch = self._epoch
+        if consumer is None or self._unchecked or self._replays:
+            return
+        if self._ahead_epoch != epoch:
+            self._drop_ahead()
+        self._ahead_epoch = epoch
+        while not done.is_set() and self._ahead_rows < max_rows:
+            try:
+                got = await consumer.getmany(timeout_ms=READ_AHEAD_POLL_MS,
+                                             max_records=max_rows - self._ahead_rows)
+            except KafkaError as exc:
+                log.debug("read-ahead stopped: %s", exc)
+                return
+            if self._epoch != epoch:  # a rebalance: every position is sought again
+                self._drop_ahead()
+                return
+            for tp, records in got.items():
+                if records:
+                    self._ahead.setdefault(tp, []).extend(records)
+                    self._ahead_rows += len(records)
+
+    def _drop_ahead(self) -> None:
+        self._ahead, self._ahead_rows, self._ahead_epoch = {}, 0, -1
+
+    def _take_ahead(self, epoch: int) -> tuple[dict[TopicPartition, list[Any]], int]:
+        """The records read ahead, if still of this epoch (else dropped)."""
+        rows, count = (self._ahead, self._ahead_rows) if self._ahead_epoch == epoch \
+            else ({}, 0)
+        self._drop_ahead()
+        return rows, count
+
     async def _fresh(self, consumer: AIOKafkaConsumer, max_rows: int, deadline: float,
                      epoch: int) -> Batch | None:
-        rows: dict[TopicPartition, list[Any]] = {}
-        count = 0
+        # The records read ahead come first: the consumer's position is past them.
+        rows, count = self._take_ahead(epoch)
         # Fill the batch until max_wait, so a trickle is one insert per max_wait.
         while count < max_rows and self._epoch == epoch:
             remaining = deadline - time.monotonic()
@@ -246,6 +298,7 @@ class KafkaSource:
     def _restart_from_committed(self, consumer: AIOKafkaConsumer) -> None:
         """Forget what was read but not handed out; _load_pending seeks back."""
         owned = consumer.assignment()
+        self._drop_ahead()
         self._unchecked |= owned
         self._replays = [r for r in self._replays if not owned & r.ranges.keys()]
 
@@ -375,7 +428,7 @@ class KafkaSource:
         try:
             async with asyncio.timeout(5):
                 ends = await consumer.end_offsets(assigned)
-                lag = 0
+                lag = self._ahead_rows  # read, not yet handed out
                 for tp in assigned:
                     lag += max(0, ends[tp] - await consumer.position(tp))
         except (KafkaError, TimeoutError, AssertionError) as exc:
@@ -393,6 +446,7 @@ class KafkaSource:
             "assigned": sorted(f"{self._streams.get(tp.topic, tp.topic)}/{tp.partition}"
                                for tp in consumer.assignment()) if consumer else [],
             "pending_replays": len(self._replays),
+            "read_ahead": self._ahead_rows,
             "rebalance_waiting_for_commit": self._waiting_for_commit,
         }
 
