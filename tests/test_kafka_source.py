@@ -245,6 +245,7 @@ def test_records_read_ahead_during_an_insert_continue_the_ranges_and_are_lost_by
                 if where in before:
                     assert start == before[where][1] + 1, where
             assert sum(end - start + 1 for start, end in after.values()) == len(following)
+            assert first.status()["lag"] == len(produced) - len(in_hand) - len(following)
             warehouse.insert_batch(following)
             await first.commit(following)
 
