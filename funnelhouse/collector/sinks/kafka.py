@@ -31,6 +31,7 @@ from aiokafka.errors import KafkaError
 
 from funnelhouse.collector.sinks.base import QueueUnavailable, Record
 from funnelhouse.collector.sinks.kafka_batches import PartitionBatches, partition_of
+from funnelhouse.config import Settings
 from funnelhouse.queue.eventlog import EventLog
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ class KafkaSink:
         compression: str = "lz4",
         fsync: str = "full",
         client_id: str = "funnelhouse-collector",
-        linger_ms: float = 0.0,
+        linger_ms: float = Settings.kafka_linger_ms,
     ) -> None:
         self.bootstrap = bootstrap
         self.spool_dir = Path(spool_dir)
