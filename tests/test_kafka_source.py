@@ -67,6 +67,27 @@ def rows_of(batch: Batch) -> list[bytes]:
     return batch.events + batch.invalid
 
 
+async def first_batch(src: KafkaSource, rows: int) -> Batch:
+    """The source's next batch, waiting up to 30 s for one (a group join comes first)."""
+    deadline = time.monotonic() + 30
+    batch = None
+    while batch is None and time.monotonic() < deadline:
+        batch = await src.next_batch(rows, 1.0)
+    assert batch is not None
+    return batch
+
+
+async def join_while_batch_in_hand(first: KafkaSource, second: KafkaSource) -> asyncio.Task:
+    """Start `second` in the group (a rebalance); return once `first`'s revocation waits
+    for the batch it handed out. The task ends when the join is done."""
+    joining = asyncio.create_task(second.start())
+    deadline = time.monotonic() + 30
+    while not first.status()["rebalance_waiting_for_commit"] and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert first.status()["rebalance_waiting_for_commit"]
+    return joining
+
+
 async def load_until(sources: list[KafkaSource], warehouse: TokenWarehouse, total: int,
                      timeout: float = 60.0) -> None:
     """Each source in turn: take a batch, insert it, commit; until every row is in."""
@@ -129,11 +150,7 @@ def test_uncommitted_batch_comes_back_whole_with_the_same_token_after_a_crash(
         crashed = source(bootstrap, name, group)
         await crashed.start()
         try:
-            lost = None
-            deadline = time.monotonic() + 30
-            while lost is None and time.monotonic() < deadline:
-                lost = await crashed.next_batch(30, 1.0)
-            assert lost is not None
+            lost = await first_batch(crashed, 30)
             warehouse.insert_batch(lost)  # the insert landed; the commit never happened
         finally:
             await crashed.stop()
@@ -141,11 +158,7 @@ def test_uncommitted_batch_comes_back_whole_with_the_same_token_after_a_crash(
         restarted = source(bootstrap, name, group)
         await restarted.start()
         try:
-            again = None
-            deadline = time.monotonic() + 30
-            while again is None and time.monotonic() < deadline:
-                again = await restarted.next_batch(30, 1.0)
-            assert again is not None
+            again = await first_batch(restarted, 30)
             assert again.token == lost.token
             assert again.events == lost.events and again.invalid == lost.invalid
             assert restarted.status()["lag"] == len(produced) - len(lost)
@@ -172,22 +185,20 @@ def test_rebalance_lets_the_batch_in_hand_commit_instead_of_moving_it(
         second = source(bootstrap, name, group)
         await first.start()
         try:
-            in_hand = None
-            deadline = time.monotonic() + 30
-            while in_hand is None and time.monotonic() < deadline:
-                in_hand = await first.next_batch(20, 1.0)
-            assert in_hand is not None
+            in_hand = await first_batch(first, 20)
+            # As the loader does while it inserts: the next batch's records are read.
+            task, done = await read_ahead_until_some(first, 20)
             warehouse.insert_batch(in_hand)
 
-            # Joining makes the group rebalance; start() returns once the join is done.
-            joining = asyncio.create_task(second.start())
-            deadline = time.monotonic() + 30
-            while (not first.status()["rebalance_waiting_for_commit"]
-                   and time.monotonic() < deadline):
-                await asyncio.sleep(0.05)
-            assert first.status()["rebalance_waiting_for_commit"]
+            joining = await join_while_batch_in_hand(first, second)
+            assert first.status()["read_ahead"] > 0   # still held while the batch commits
             await first.commit(in_hand)
             await joining
+            done.set()
+            await task
+            # Their partitions may have moved: the rows read ahead are gone, to be read
+            # again by whoever owns each partition now.
+            assert first.status()["read_ahead"] == 0
 
             await load_until([first, second], warehouse, len(produced))
             assert first.status()["assigned"] and second.status()["assigned"]
@@ -222,11 +233,7 @@ def test_records_read_ahead_during_an_insert_continue_the_ranges_and_are_lost_by
         first = source(bootstrap, name, group)
         await first.start()
         try:
-            in_hand = None
-            deadline = time.monotonic() + 30
-            while in_hand is None and time.monotonic() < deadline:
-                in_hand = await first.next_batch(20, 1.0)
-            assert in_hand is not None
+            in_hand = await first_batch(first, 20)
             task, done = await read_ahead_until_some(first, 20)   # "during the insert"
             warehouse.insert_batch(in_hand)
             done.set()
@@ -265,51 +272,6 @@ def test_records_read_ahead_during_an_insert_continue_the_ranges_and_are_lost_by
             await restarted.stop()
         assert sorted(warehouse.rows) == sorted(produced)
         assert warehouse.dropped == []   # no batch was handed out twice
-
-    asyncio.run(scenario())
-
-
-def test_a_rebalance_drops_the_records_read_ahead_and_they_are_loaded_once(
-        kafka_broker: KafkaBroker, tmp_path: Path) -> None:  # noqa: F811
-    bootstrap = running(kafka_broker)
-    name, group = unique("ahead-rebalance"), unique("group")
-
-    async def scenario() -> None:
-        produced = await produce(bootstrap, name, tmp_path, "b", 90)
-        warehouse = TokenWarehouse()
-        first = source(bootstrap, name, group)
-        second = source(bootstrap, name, group)
-        await first.start()
-        try:
-            in_hand = None
-            deadline = time.monotonic() + 30
-            while in_hand is None and time.monotonic() < deadline:
-                in_hand = await first.next_batch(20, 1.0)
-            assert in_hand is not None
-            task, done = await read_ahead_until_some(first, 20)
-            warehouse.insert_batch(in_hand)
-
-            joining = asyncio.create_task(second.start())
-            deadline = time.monotonic() + 30
-            while (not first.status()["rebalance_waiting_for_commit"]
-                   and time.monotonic() < deadline):
-                await asyncio.sleep(0.05)
-            assert first.status()["rebalance_waiting_for_commit"]
-            assert first.status()["read_ahead"] > 0   # still held while the batch commits
-            await first.commit(in_hand)
-            await joining
-            done.set()
-            await task
-            # Their partitions may have moved: the rows read ahead are gone, to be read
-            # again by whoever owns each partition now.
-            assert first.status()["read_ahead"] == 0
-
-            await load_until([first, second], warehouse, len(produced))
-        finally:
-            await first.stop()
-            await second.stop()
-        assert sorted(warehouse.rows) == sorted(produced)
-        assert warehouse.dropped == []
 
     asyncio.run(scenario())
 
