@@ -13,6 +13,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from aiokafka.errors import KafkaError
 
 from funnelhouse.collector.enrich.time import format_ts
 from funnelhouse.collector.sinks.base import Record
@@ -272,6 +273,51 @@ def test_records_read_ahead_during_an_insert_continue_the_ranges_and_are_lost_by
             await restarted.stop()
         assert sorted(warehouse.rows) == sorted(produced)
         assert warehouse.dropped == []   # no batch was handed out twice
+
+    asyncio.run(scenario())
+
+
+def test_a_fetch_that_fails_during_read_ahead_sends_the_source_back_to_the_committed_offsets(
+        kafka_broker: KafkaBroker, tmp_path: Path) -> None:  # noqa: F811
+    """A fetch can fail after the consumer's position moved past records it never gave
+    out; reading on from there would skip them. Here the consumer takes a real batch of
+    records and then fails: every row still arrives, once."""
+    bootstrap = running(kafka_broker)
+    name, group = unique("ahead-error"), unique("group")
+
+    async def scenario() -> None:
+        produced = await produce(bootstrap, name, tmp_path, "e", 90)
+        warehouse = TokenWarehouse()
+        first = source(bootstrap, name, group)
+        await first.start()
+        try:
+            in_hand = await first_batch(first, 20)
+            consumer = first._require_consumer()
+            real_getmany = consumer.getmany
+            swallowed = []
+
+            async def failing_getmany(*args, **kwargs):
+                got = await real_getmany(*args, **kwargs)
+                swallowed.extend(r.value for records in got.values() for r in records)
+                raise KafkaError("the connection broke after the records were taken")
+
+            consumer.getmany = failing_getmany
+            done = asyncio.Event()
+            reading = asyncio.create_task(first.read_ahead(20, done))
+            deadline = time.monotonic() + 20
+            while not swallowed and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            done.set()
+            await reading
+            consumer.getmany = real_getmany
+            assert swallowed and first.status()["read_ahead"] == 0
+
+            warehouse.insert_batch(in_hand)
+            await first.commit(in_hand)
+            await load_until([first], warehouse, len(produced))
+        finally:
+            await first.stop()
+        assert sorted(warehouse.rows) == sorted(produced)
 
     asyncio.run(scenario())
 

@@ -231,7 +231,8 @@ class KafkaSource:
         """Until `done` is set: read up to max_rows records of the next batch.
 
         Only between batches of this epoch, with no partition to seek and no replay
-        waiting (those move the consumer's position); a fetch error just ends it.
+        waiting (those move the consumer's position). A failed fetch drops what was
+        read ahead and sends next_batch back to the committed offsets.
         """
         consumer = self._consumer
         epoch = self._epoch
@@ -245,7 +246,10 @@ class KafkaSource:
                 got = await consumer.getmany(timeout_ms=READ_AHEAD_POLL_MS,
                                              max_records=max_rows - self._ahead_rows)
             except KafkaError as exc:
-                log.debug("read-ahead stopped: %s", exc)
+                # The position may have moved past records that never reached us: go
+                # back to the committed offsets, as next_batch does after a failed fetch.
+                log.warning("kafka read-ahead failed, will read again: %s", exc)
+                self._restart_from_committed(consumer)
                 return
             if self._epoch != epoch:  # a rebalance: every position is sought again
                 self._drop_ahead()
