@@ -7,6 +7,7 @@ import orjson
 import pytest
 
 from funnelhouse.config import PACKAGE_ROOT
+from funnelhouse.warehouse import base as warehouse_base
 from funnelhouse.warehouse import chdb as chdb_backend
 from funnelhouse.warehouse.base import WarehouseError
 from funnelhouse.warehouse.chdb import ChdbWarehouse
@@ -97,6 +98,37 @@ def test_a_failed_staged_insert_leaves_nothing_behind(warehouse: ChdbWarehouse) 
                                    "bad")
     assert warehouse.query("SELECT count() FROM events_raw").scalar() == 0
     warehouse.insert_json_rows("events_raw", rows, "good")
+    assert warehouse.query("SELECT count(), uniqExact(message_id) FROM events_raw").rows == \
+        [[3000, 3000]]
+
+
+def test_a_bug_in_an_insert_step_is_not_taken_for_a_warehouse_error(
+        warehouse: ChdbWarehouse, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loader retries a WarehouseError without end; a bug of ours (here a
+    TypeError in the stage's fill, on either part's connection) would fail the same
+    way every time, so it surfaces as itself. The engine's own errors stay
+    WarehouseErrors, and each connection answers cleanly after one."""
+    rows = varied_rows(3000)
+    monkeypatch.setattr(warehouse_base, "MIN_PART_BYTES", 1 << 18)   # two parts
+    assert len(warehouse_base.insert_parts(rows, "t")) == 2
+    real_fill = JsonStage.fill
+    for failing_part in (0, 1):
+        stages = warehouse._stages
+
+        def buggy_fill(self: JsonStage, conn: object, table: str, part_rows: object,
+                       _bad: JsonStage = stages[failing_part]) -> bool:
+            if self is _bad:
+                raise TypeError("a bug in the stage")
+            return real_fill(self, conn, table, part_rows)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(JsonStage, "fill", buggy_fill)
+        with pytest.raises(TypeError, match="a bug in the stage"):
+            warehouse.insert_first_copies("events_raw", rows, f"bug{failing_part}")
+        monkeypatch.setattr(JsonStage, "fill", real_fill)
+    with pytest.raises(WarehouseError):   # the engine refuses a row: still retried
+        warehouse.insert_first_copies("events_raw", [*rows[:2000], b'{"message_id": x'],
+                                      "bad")
+    assert warehouse.insert_first_copies("events_raw", rows, "good") == []
     assert warehouse.query("SELECT count(), uniqExact(message_id) FROM events_raw").rows == \
         [[3000, 3000]]
 

@@ -75,17 +75,10 @@ class ChdbWarehouse:
             try:
                 result = self._conn.query(sql, fmt, params=params or None)
             except Exception as exc:
-                self._drain()
+                _drain(self._conn)
                 raise WarehouseError(str(exc)) from exc
         return result.bytes() if result is not None else b""
 
-    def _drain(self) -> None:
-        # chdb keeps what a query that failed mid-way (a limit, a KILL) had written and
-        # prepends it to the next result on this connection; one throwaway query takes it.
-        try:
-            self._conn.query("SELECT 1", "TabSeparated")
-        except Exception:  # the original error is the one to report
-            pass
 
     def execute(self, sql: str, params: dict[str, Any] | None = None) -> None:
         self._run(sql, "TabSeparated", params)
@@ -198,7 +191,11 @@ class ChdbWarehouse:
             with lock:
                 try:
                     return step(n, conn)
-                except Exception as exc:
+                except (RuntimeError, OSError) as exc:
+                    # The engine's errors (chdb's are RuntimeErrors) and the disk's: the
+                    # loader retries these. A bug of ours (TypeError, KeyError, …) is
+                    # not wrapped: retried, it would fail the same way forever.
+                    _drain(conn)
                     raise WarehouseError(f"insert into {table} failed: {exc}") from exc
 
         others = [self._executor().submit(run, n) for n in range(1, count)]
@@ -267,3 +264,12 @@ def _literal(value: str | int) -> str:
     if isinstance(value, int):
         return str(value)
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _drain(conn: Any) -> None:
+    # chdb keeps what a query that failed mid-way (a limit, a KILL) had written and
+    # prepends it to the next result on this connection; one throwaway query takes it.
+    try:
+        conn.query("SELECT 1", "TabSeparated")
+    except Exception:  # the original error is the one to report
+        pass
