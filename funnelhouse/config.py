@@ -85,7 +85,12 @@ class Settings:
     kafka_linger_ms: float = 5.0
     # Warehouse: embedded chdb in <data_dir>/warehouse unless a server URL is given.
     clickhouse_url: str = ""
-    loader_batch_rows: int = 50_000
+    # Rows a loader batch takes at most (it closes after loader_batch_seconds anyway, so
+    # this bounds catching up). Each batch leaves new parts in events_raw that merges
+    # rewrite; fewer, bigger parts mean fewer rewrites: 200k drained a 2M-event
+    # warehouse 1.4-1.5x faster than 50k, for ~0.5 GB more at the peak
+    # (docs/benchmarks.md, 2026-12-05 midday).
+    loader_batch_rows: int = 200_000
     loader_batch_seconds: float = 0.5
     loader_port: int = 9464                  # the standalone loader's /metrics
     collector_workers: int = 2

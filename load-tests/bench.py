@@ -102,7 +102,7 @@ def parts(work: Path, no_kafka: bool) -> list[Part]:
         Part("collector", "bench_collector.py",
              ["--workers", "1,2", "--seconds", "6", "--patience", "3"], [], 140, 0,
              json_flag=True),
-        Part("pipeline", "bench_pipeline.py", [*kafka, "--seconds", "6", "--loader-rows", "300000"],
+        Part("pipeline", "bench_pipeline.py", [*kafka, "--seconds", "6", "--loader-rows", "600000"],
              ["--quick", *kafka, "--only", "throughput,freshness,loader,profile"],
              260, 100, json_flag=True),
         Part("models", "bench_models.py",

@@ -39,6 +39,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from funnelhouse.config import Settings  # noqa: E402  (this tree's, first on the path)
+
 SERVER_KEY = "sk_bench"
 BROWSER_KEY = "wk_bench"
 ADMIN_TOKEN = "bench-admin"
@@ -545,8 +547,8 @@ def _f(value: float | None) -> str:
 
 # ---- loader rows/s: queue filled first, then drained into chdb (with --history stored) ---
 
-def loader(work: Path, queue: str, rows: int, bootstrap: str, history: int = 0
-           ) -> dict[str, Any]:
+def loader(work: Path, queue: str, rows: int, bootstrap: str, history: int = 0,
+           batch_rows: int = Settings.loader_batch_rows) -> dict[str, Any]:
     folder = work / f"loader-{queue}"
     history_seconds = 0.0
     if history:
@@ -558,7 +560,8 @@ def loader(work: Path, queue: str, rows: int, bootstrap: str, history: int = 0
             raise RuntimeError(f"loader history failed:\n{out.stderr[-3000:]}")
         history_seconds = json.loads(out.stdout.strip().splitlines()[-1])["seconds"]
     cmd = [sys.executable, __file__, "--child", "loader", "--queue", queue, "--rows", str(rows),
-           "--folder", str(folder), "--bootstrap", bootstrap, "--history", str(history)]
+           "--folder", str(folder), "--bootstrap", bootstrap, "--history", str(history),
+           "--batch-rows", str(batch_rows)]
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=900)
     if out.returncode != 0:
         raise RuntimeError(f"loader benchmark ({queue}) failed:\n{out.stderr[-3000:]}")
@@ -716,7 +719,7 @@ async def _loader_child(args: argparse.Namespace) -> dict[str, Any]:
     # 0.5 s for rows that never came, and every loader figure before 2026-12-05 counted
     # that idle half second (as "read"). Kafka needs a moment to fetch: its batches end
     # on the edge (one record per row), so its last batch does not wait.
-    loader_ = Loader(source, warehouse, batch_rows=50_000,
+    loader_ = Loader(source, warehouse, batch_rows=args.batch_rows,
                      batch_seconds=0.0 if args.queue == "embedded" else 0.5,
                      forgotten=forgotten)
     # Where the drain's time goes: reading the queue, inserting, committing.
@@ -815,7 +818,7 @@ def profile(batches: int) -> dict[str, Any]:
     from funnelhouse.collector.app import Collector  # noqa: F401 - the same imports the app has
     from funnelhouse.collector.ingest import Ingestor, RequestInfo
     from funnelhouse.collector.plan import TrackingPlan
-    from funnelhouse.config import Settings, WriteKey
+    from funnelhouse.config import WriteKey
     from funnelhouse.queue.eventlog import EventLog
 
     key = WriteKey(SERVER_KEY, "backend", "server")
@@ -1032,12 +1035,16 @@ def main() -> None:
     parser.add_argument("--loader-rows", type=int, default=None)
     parser.add_argument("--loader-history", type=int, default=None,
                         help="events stored before the loader's drain (default 2M; quick: 0)")
+    parser.add_argument("--loader-batch-rows", type=int, default=Settings.loader_batch_rows,
+                        help="the loader's batch_rows (default: the shipped setting, "
+                             f"{Settings.loader_batch_rows:,})")
     parser.add_argument("--work-dir", default=None)
     parser.add_argument("--json", default=None, help="also write the results here")
     parser.add_argument("--child")
     parser.add_argument("--queue")
     parser.add_argument("--rows", type=int, default=0)
     parser.add_argument("--history", type=int, default=0)
+    parser.add_argument("--batch-rows", type=int, default=Settings.loader_batch_rows)
     parser.add_argument("--folder")
     parser.add_argument("--bootstrap", default="")
     parser.add_argument("--forgotten", action="store_true",
@@ -1088,13 +1095,14 @@ def main() -> None:
                                                           args.fresh_rate, fresh_seconds,
                                                           messages)
         if "loader" in only:
-            print(f"loader ({loader_rows:,} rows queued first, then drained into a chdb holding "
-                  f"{loader_history:,} events):", flush=True)
+            print(f"loader ({loader_rows:,} rows queued first, then drained in batches of "
+                  f"{args.loader_batch_rows:,} into a chdb holding {loader_history:,} events):",
+                  flush=True)
             results["loader"] = {"embedded": loader(work, "embedded", loader_rows, "",
-                                                    loader_history)}
+                                                    loader_history, args.loader_batch_rows)}
             if bootstrap:
                 results["loader"]["kafka"] = loader(work, "kafka", loader_rows, bootstrap,
-                                                    loader_history)
+                                                    loader_history, args.loader_batch_rows)
         if "pyspy" in only:
             print("py-spy (one collector worker under 50-event batches):", flush=True)
             results["pyspy"] = pyspy(work, 6 if args.quick else 15, messages)

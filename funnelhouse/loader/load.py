@@ -18,6 +18,7 @@ from tenacity import (
 )
 
 from funnelhouse.collector import metrics
+from funnelhouse.config import Settings
 from funnelhouse.loader.sources.base import Batch, Source
 from funnelhouse.people.forget import ForgottenSet
 from funnelhouse.warehouse.base import Warehouse, WarehouseError, minus_token
@@ -35,8 +36,10 @@ class Loader:
     insert carries the same token, and the warehouse drops it as a repeat.
     """
 
-    def __init__(self, source: Source, warehouse: Warehouse, *, batch_rows: int = 50_000,
-                 batch_seconds: float = 0.5, forgotten: ForgottenSet | None = None) -> None:
+    def __init__(self, source: Source, warehouse: Warehouse, *,
+                 batch_rows: int = Settings.loader_batch_rows,
+                 batch_seconds: float = Settings.loader_batch_seconds,
+                 forgotten: ForgottenSet | None = None) -> None:
         self.source = source
         # Rows of forgotten people are not loaded (a device still sending, a late batch).
         self.forgotten = forgotten

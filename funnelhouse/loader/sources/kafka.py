@@ -148,9 +148,10 @@ class KafkaSource:
             # Topics created after the loader started are noticed within this.
             metadata_max_age_ms=30_000,
             # A fetch brings up to 16 MB of a partition (64 MB in all) rather than the
-            # client's 1 MB: a 50k-row batch spread over 6 partitions is more than 1 MB
-            # of LZ4 records in each (the embedded log holds 50k rows in 6.4 MB), and
-            # each fetch is a round trip. 300k rows: read 2.1 -> 1.4-1.7 s.
+            # client's 1 MB: a batch of the default 200k rows spread over 6 partitions
+            # is several MB of LZ4 records in each (the embedded log holds 50k rows in
+            # 6.4 MB), and each fetch is a round trip. 300k rows in 50k-row batches:
+            # read 2.1 -> 1.4-1.7 s.
             max_partition_fetch_bytes=16 << 20,
             fetch_max_bytes=64 << 20,
         )
