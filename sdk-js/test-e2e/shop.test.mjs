@@ -250,6 +250,11 @@ describe('funnelhouse-js in a real browser', () => {
       for (let i = 0; i < 5; i++) window.funnelhouse.track('stuck_tap', { seq: i });
     });
     assert.ok(await waitFor(() => aborted >= 1), 'the SDK tried and failed');
+    // …and has taken the failure in (the page's side of an aborted request comes a moment
+    // after the route's): until then it does not know the collector is unreachable, and
+    // the reload's pagehide would beacon the queue (beacons bypass the route).
+    assert.ok(await waitFor(() => page.evaluate(() => (window.__fhErrors || []).some((e) => e.kind === 'retrying'))),
+      'the SDK saw its request fail');
     // Reload while the collector is unreachable: no beacon (it would be lost); the queue stays stored.
     await page.reload();
     await sdkReady(page);
