@@ -79,7 +79,6 @@ class ChdbWarehouse:
                 raise WarehouseError(str(exc)) from exc
         return result.bytes() if result is not None else b""
 
-
     def execute(self, sql: str, params: dict[str, Any] | None = None) -> None:
         self._run(sql, "TabSeparated", params)
 
