@@ -398,7 +398,8 @@ def build_rows(results: dict[str, Part], quick: bool) -> list[Row]:
             origin = "the embedded log" if queue == "embedded" else "Kafka topics"
             rows.append(Row(f"loader into chdb, from {origin}",
                             f"{load['rows_per_s']:,.0f} rows/s over {load['loaded']:,} rows "
-                            f"into {load.get('history', 0):,} stored events ({split})",
+                            f"into {load.get('history', 0):,} stored events ({split}; "
+                            f"merges ran {load.get('settle_seconds', 0):.1f} s after the drain)",
                             "≥ 200,000 rows/s" if queue == "embedded" else "",
                             _at_least(load["rows_per_s"], 200_000, "rows/s")
                             if queue == "embedded" else "", "bench_pipeline"))

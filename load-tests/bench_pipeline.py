@@ -570,8 +570,9 @@ def loader(work: Path, queue: str, rows: int, bootstrap: str, history: int = 0,
     shutil.rmtree(folder, ignore_errors=True)
     split = ", ".join(f"{k} {v:.1f} s" for k, v in result["drain_split_s"].items())
     print(f"  loader    {queue:<8} {result['loaded']:,} rows: {result['rows_per_s']:,.0f} rows/s "
-          f"({split}; queue fill {result['fill_rows_per_s']:,.0f} rows/s, "
-          f"peak RSS {result['peak_rss_mb']} MB)", flush=True)
+          f"({split}; merges ran {result['settle_seconds']:.1f} s after the drain; queue fill "
+          f"{result['fill_rows_per_s']:,.0f} rows/s, peak RSS {result['peak_rss_mb']} MB)",
+          flush=True)
     return result
 
 
@@ -750,6 +751,9 @@ async def _loader_child(args: argparse.Namespace) -> dict[str, Any]:
             progress_at = time.monotonic()
     seconds = time.perf_counter() - started
     split = dict(spent)   # includes the first batch
+    # The drain leaves merges of the parts it wrote still running: a setting that only
+    # put them off would look faster by the drain alone, so how long they ran on is shown.
+    settle_seconds = _merges_settled(warehouse)
     await source.stop()
     in_table = warehouse.query("SELECT count() FROM events_raw").scalar()
     warehouse.close()
@@ -765,9 +769,22 @@ async def _loader_child(args: argparse.Namespace) -> dict[str, Any]:
             "rows_per_s": ((loaded - first) / seconds if loaded > first and seconds
                            else loaded / first_seconds),
             "rows_per_s_incl_first": loaded / (seconds + first_seconds),
+            # how long the merges of the parts the drain wrote ran on after it
+            "settle_seconds": round(settle_seconds, 2),
             "fill_rows_per_s": args.rows / fill_seconds if fill_seconds else 0,
             "fill_spooled": spooled if args.queue == "kafka" else 0,
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+
+
+def _merges_settled(warehouse: Any, quiet: float = 1.0, limit: float = 120.0) -> float:
+    """Seconds until no merge has run for `quiet` seconds (the quiet wait not counted)."""
+    started = time.perf_counter()
+    last_busy = started
+    while time.perf_counter() - last_busy < quiet and time.perf_counter() - started < limit:
+        if warehouse.query("SELECT count() FROM system.merges").scalar():
+            last_busy = time.perf_counter()
+        time.sleep(0.1)
+    return last_busy - started
 
 
 # ---- profile: where one event's time goes in Ingestor.process -------------------------
