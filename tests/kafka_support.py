@@ -57,18 +57,22 @@ def unique(name: str) -> str:
 
 @dataclass(frozen=True)
 class Read:
+    """One row read from a topic: a record holds one row or several, newline-delimited
+    (`index` is the row's place in its record; `key` is the record's)."""
+
     topic: str
     partition: int
     offset: int
+    index: int
     key: str
     value: bytes
 
 
 async def read_topics(bootstrap: str, topics: list[str], expected: int,
                       timeout: float = 30.0) -> list[Read]:
-    """Every record of the topics from the start (no group), in offset order per partition.
+    """Every row of the topics from the start (no group), in offset order per partition.
 
-    Stops once `expected` records were read and a short quiet spell shows no more
+    Stops once `expected` rows were read and a short quiet spell shows no more
     (so duplicates beyond `expected` are seen too), or at `timeout`.
     """
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
@@ -85,8 +89,9 @@ async def read_topics(bootstrap: str, topics: list[str], expected: int,
         while time.monotonic() < deadline:
             got = await consumer.getmany(timeout_ms=300)
             for tp, records in got.items():
-                reads.extend(Read(tp.topic, tp.partition, r.offset, r.key.decode(), r.value)
-                             for r in records)
+                reads.extend(Read(tp.topic, tp.partition, r.offset, index, r.key.decode(), row)
+                             for r in records
+                             for index, row in enumerate(r.value.split(b"\n")))
             if got:
                 quiet_until = None
             if len(reads) >= expected:
@@ -126,7 +131,9 @@ class TokenWarehouse:
         return True
 
     def insert_batch(self, batch: Batch) -> bool:
-        return self.insert(batch.token, batch.events + batch.invalid)
+        """A batch's items hold one row or several (newline-delimited), as the loader's."""
+        return self.insert(batch.token, [row for item in batch.events + batch.invalid
+                                         for row in item.split(b"\n")])
 
 
 # -- the child consumer ----------------------------------------------------------------

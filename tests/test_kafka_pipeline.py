@@ -183,11 +183,11 @@ def test_events_reach_the_warehouse_through_kafka_in_person_order(stack: Stack) 
     for read in reads:
         row = orjson.loads(read.value)
         seq = int(orjson.loads(row["properties"])["element"][1:])
-        by_person[row["anonymous_id"]].append((read.partition, read.offset, seq))
+        by_person[row["anonymous_id"]].append((read.partition, read.offset, read.index, seq))
     assert len(by_person) == 8
     for person, entries in by_person.items():
-        assert len({partition for partition, _, _ in entries}) == 1, person
-        in_offset_order = [seq for _, _, seq in sorted(entries)]
+        assert len({partition for partition, _, _, _ in entries}) == 1, person
+        in_offset_order = [seq for _, _, _, seq in sorted(entries)]
         assert in_offset_order == list(range(50)), person
 
 

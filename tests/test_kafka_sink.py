@@ -13,6 +13,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from funnelhouse.collector.sinks.base import QueueUnavailable, Record
 from funnelhouse.collector.sinks.kafka import KafkaSink
+from funnelhouse.collector.sinks.kafka_batches import RECORD_MAX_BYTES, join_rows
 from funnelhouse.queue.kafka_broker import KafkaBroker, free_port
 from tests.kafka_support import Read, kafka_broker, read_topics, running, unique  # noqa: F401
 
@@ -35,12 +36,17 @@ def records(label: str, count: int) -> list[Record]:
 
 
 def assert_exactly_once_in_key_order(reads: list[Read], published: list[Record]) -> None:
+    """Every row once; each key's rows on one partition, in the order published.
+
+    A record holds the rows of a request that share a partition, so a row's own key is
+    the one written in its value (`records`), not necessarily its record's."""
     assert sorted(r.value for r in reads) == sorted(r.value for r in published)
     by_key: dict[str, list[bytes]] = defaultdict(list)
     partitions: dict[tuple[str, str], set[int]] = defaultdict(set)
-    for read in sorted(reads, key=lambda r: (r.topic, r.partition, r.offset)):
-        by_key[(read.key, read.topic)].append(read.value)
-        partitions[(read.key, read.topic)].add(read.partition)
+    for read in sorted(reads, key=lambda r: (r.topic, r.partition, r.offset, r.index)):
+        key = read.value.split(b"|")[0].decode()
+        by_key[(key, read.topic)].append(read.value)
+        partitions[(key, read.topic)].add(read.partition)
     expected: dict[str, list[bytes]] = defaultdict(list)
     for record in published:
         expected[(record.key, record.stream)].append(record.value)
@@ -143,6 +149,60 @@ def test_concurrent_publishes_share_batches_and_a_full_batch_splits_in_key_order
     per_partition = Counter(handed)
     assert 0 < len(handed) < len(requests) / 5, per_partition
     assert max(per_partition.values()) >= 2, per_partition  # some batch filled up
+
+
+def test_the_rows_of_a_batch_travel_as_few_records(
+        kafka_broker: KafkaBroker, tmp_path: Path) -> None:  # noqa: F811
+    """A batch's rows go as records of newline-delimited values (what the loader inserts
+    as they are), up to RECORD_MAX_BYTES each, keyed by their first row."""
+    bootstrap = running(kafka_broker)
+    name = unique("rows")
+    small = records("s", 150)                       # 3 requests over 12 keys
+    large = [Record("events", "web:one-person", f"web:one-person|b|{n:03d}|".encode()
+                    + b"x" * 1000) for n in range(300)]  # ≈300 KB, one key
+
+    async def scenario() -> list[Read]:
+        sink = make_sink(bootstrap, tmp_path, name)
+        await sink.start()
+        try:
+            for start in range(0, len(small), 50):
+                await sink.publish(small[start:start + 50])
+            await sink.publish(large)
+            assert sink.status()["spooled_total"] == 0
+        finally:
+            await sink.stop()
+        return await read_back(bootstrap, name, len(small) + len(large))
+
+    reads = asyncio.run(scenario())
+    assert_exactly_once_in_key_order(reads, small + large)
+    records_of = defaultdict(list)
+    for read in reads:
+        records_of[(read.topic, read.partition, read.offset)].append(read)
+    for rows in records_of.values():
+        assert rows[0].key == rows[0].value.split(b"|")[0].decode()
+    small_records = {where for where, rows in records_of.items()
+                     if not rows[0].value.startswith(b"web:one-person")}
+    # Each request is answered before the next: one record per partition and topic.
+    assert len(small_records) <= 3 * 4 * 2
+    large_records = [rows for where, rows in records_of.items() if where not in small_records]
+    # 300 rows of ≈1 KB: a full batch (256 KiB) as two records of ≤ 128 KiB, then the rest.
+    assert len(large_records) == 3
+    for rows in large_records:
+        assert sum(len(read.value) + 1 for read in rows) - 1 <= RECORD_MAX_BYTES
+
+
+def test_join_rows_keeps_rows_whole_and_records_within_the_limit() -> None:
+    assert join_rows([b"a"]) == [(0, b"a")]
+    assert join_rows([b"a", b"b", b"c"]) == [(0, b"a\nb\nc")]
+    rows = [bytes([65 + n % 26]) * 50_000 for n in range(7)]
+    joined = join_rows(rows)
+    assert [(first, value.split(b"\n")) for first, value in joined] == [
+        (0, rows[0:2]), (2, rows[2:4]), (4, rows[4:6]), (6, rows[6:7])]
+    assert all(len(value) <= RECORD_MAX_BYTES for _, value in joined)
+    exact = [b"e" * 65_535, b"f" * 65_536]          # joined: exactly the limit
+    assert join_rows(exact) == [(0, b"\n".join(exact))]
+    huge = b"h" * (RECORD_MAX_BYTES + 1)   # a row alone larger than the limit goes alone
+    assert join_rows([b"a", huge, b"b"]) == [(0, b"a"), (1, huge), (2, b"b")]
 
 
 @pytest.mark.parametrize("linger_ms", [0, 300])

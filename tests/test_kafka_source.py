@@ -34,15 +34,21 @@ PARTITIONS = 3
 
 
 async def produce(bootstrap: str, name: str, spool_dir: Path, label: str,
-                  count: int) -> list[bytes]:
-    """`count` rows over many keys (so every partition gets some); every 10th invalid."""
+                  count: int, per_request: int = 1) -> list[bytes]:
+    """`count` rows over many keys (so every partition gets some); every 10th invalid.
+
+    Each row is a request of its own, answered before the next is made, so each is a
+    record of its own (as a trickle of single events is) and a batch's offset ranges
+    count its rows; with `per_request` rows a request, those of a request that share a
+    partition are one record."""
     sink = KafkaSink(bootstrap, spool_dir, topic_events=f"{name}.events",
                      topic_invalid=f"{name}.invalid", partitions=PARTITIONS, retention_hours=1)
     rows = [Record("invalid" if n % 10 == 9 else "events", f"web:{label}-{n % 17}",
                    f"{label}-{n:04d}".encode()) for n in range(count)]
     await sink.start()
     try:
-        await sink.publish(rows)
+        for at in range(0, count, per_request):
+            await sink.publish(rows[at:at + per_request])
         assert sink.status()["depth"] == 0
     finally:
         await sink.stop()
@@ -135,6 +141,50 @@ def test_batches_name_their_offset_ranges_and_commits_move_the_group_on(
             assert await second.next_batch(100, 3.0) is None
         finally:
             await second.stop()
+
+    asyncio.run(scenario())
+
+
+def test_records_holding_a_requests_rows_are_counted_and_batched_by_rows(
+        kafka_broker: KafkaBroker, tmp_path: Path) -> None:  # noqa: F811
+    """50-row requests: each request's rows on one partition are one record. A batch
+    counts rows, stops at the first record that reaches max_rows, and the records a
+    fetch brought beyond that come first in the next batch: every row once, each
+    partition's ranges following on."""
+    bootstrap = running(kafka_broker)
+    name, group = unique("rows"), unique("group")
+
+    async def scenario() -> None:
+        produced = await produce(bootstrap, name, tmp_path, "m", 300, per_request=50)
+        src = source(bootstrap, name, group)
+        await src.start()
+        warehouse = TokenWarehouse()
+        ends: dict[str, int] = {}
+        records = 0
+        try:
+            deadline = time.monotonic() + 60
+            while len(warehouse.rows) < len(produced) and time.monotonic() < deadline:
+                batch = await src.next_batch(40, 1.0)
+                if batch is None:
+                    continue
+                items = batch.events + batch.invalid
+                biggest = max(item.count(b"\n") + 1 for item in items)
+                assert biggest > 1  # the requests' rows did share records
+                assert len(batch) == sum(item.count(b"\n") + 1 for item in items)
+                assert len(batch) < 40 + biggest
+                ranges = ranges_of(batch.token)
+                assert sum(end - start + 1 for start, end in ranges.values()) == len(items)
+                for where, (start, end) in ranges.items():
+                    assert start == ends.get(where, -1) + 1, where
+                    ends[where] = end
+                records += len(items)
+                assert warehouse.insert_batch(batch)
+                await src.commit(batch)
+            assert src.status()["lag"] == 0
+        finally:
+            await src.stop()
+        assert sorted(warehouse.rows) == sorted(produced)
+        assert records < len(produced) / 3
 
     asyncio.run(scenario())
 

@@ -30,7 +30,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
 from funnelhouse.collector.sinks.base import QueueUnavailable, Record
-from funnelhouse.collector.sinks.kafka_batches import PartitionBatches, partition_of
+from funnelhouse.collector.sinks.kafka_batches import BATCH_BYTES, PartitionBatches, partition_of
 from funnelhouse.config import Settings
 from funnelhouse.queue.eventlog import EventLog
 
@@ -160,7 +160,7 @@ class KafkaSink:
             # PartitionBatches gathers records while a partition's batch is in flight;
             # a linger on top would only delay each batch it hands over.
             linger_ms=0,
-            max_batch_size=256 * 1024,
+            max_batch_size=BATCH_BYTES,
             # Records go through PartitionBatches, which partitions them itself; the
             # same function here keeps any other send on the same partitions.
             partitioner=partition_of,

@@ -43,6 +43,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+from funnelhouse.collector.sinks.kafka_batches import ROWS_HEADER
 from funnelhouse.loader.sources.base import Batch
 
 log = logging.getLogger(__name__)
@@ -258,7 +259,30 @@ class KafkaSource:
             for tp, records in got.items():
                 if records:
                     self._ahead.setdefault(tp, []).extend(records)
-                    self._ahead_rows += len(records)
+                    self._ahead_rows += rows_in(records)
+
+    def _keep_first(self, rows: dict[TopicPartition, list[Any]], max_rows: int,
+                    epoch: int) -> dict[TopicPartition, list[Any]]:
+        """The first records of each partition up to max_rows rows in all; the rest
+        (the consumer's position is past them) wait as read ahead for the next batch.
+
+        A record holds one row or several (a request's rows for its partition), and a
+        fetch asks for records, so it can bring more rows than a batch may have.
+        """
+        kept: dict[TopicPartition, list[Any]] = {}
+        total = 0
+        for tp, records in rows.items():
+            taken = 0
+            while taken < len(records) and total < max_rows:
+                total += rows_of(records[taken])
+                taken += 1
+            if taken:
+                kept[tp] = records[:taken]
+            if taken < len(records):
+                self._ahead[tp] = records[taken:]
+                self._ahead_rows += rows_in(records[taken:])
+        self._ahead_epoch = epoch
+        return kept
 
     def _drop_ahead(self) -> None:
         self._ahead, self._ahead_rows, self._ahead_epoch = {}, 0, -1
@@ -284,9 +308,11 @@ class KafkaSource:
             for tp, records in got.items():
                 if records:
                     rows.setdefault(tp, []).extend(records)
-                    count += len(records)
+                    count += rows_in(records)
         if not count or self._epoch != epoch:
             return None
+        if count > max_rows:
+            rows = self._keep_first(rows, max_rows, epoch)
         ranges = {tp: (records[0].offset, records[-1].offset) for tp, records in rows.items()}
         if not await self._mark_pending(ranges, epoch):
             # Could not record the ranges: hand out nothing and read them again later.
@@ -369,9 +395,13 @@ class KafkaSource:
     def _batch(self, ranges: Ranges, rows: dict[TopicPartition, list[Any]], epoch: int) -> Batch:
         batch = Batch(token=self._token(ranges), position=(epoch, dict(ranges)))
         for tp in self._order(ranges):
-            target = batch.events if self._streams[tp.topic] == "events" else batch.invalid
-            target.extend(record.value for record in rows.get(tp, ()))
-        batch.event_rows, batch.invalid_rows = len(batch.events), len(batch.invalid)
+            records = rows.get(tp, [])
+            if self._streams[tp.topic] == "events":
+                batch.events.extend(record.value for record in records)
+                batch.event_rows += rows_in(records)
+            else:
+                batch.invalid.extend(record.value for record in records)
+                batch.invalid_rows += rows_in(records)
         return batch
 
     def _order(self, ranges: Ranges) -> list[TopicPartition]:
@@ -441,7 +471,9 @@ class KafkaSource:
                 unknown = [tp for tp, end in ends.items() if end is None]
                 if unknown:
                     ends.update(await consumer.end_offsets(unknown))
-                lag = self._ahead_rows  # read, not yet handed out
+                # Kafka counts records (one row, or a request's rows for a partition),
+                # so the lag is in records: those read ahead and those not yet read.
+                lag = sum(len(records) for records in self._ahead.values())
                 for tp in assigned:
                     lag += max(0, ends[tp] - await consumer.position(tp))
         except (KafkaError, TimeoutError, AssertionError) as exc:
@@ -467,6 +499,18 @@ class KafkaSource:
         if self._consumer is None:
             raise RuntimeError("KafkaSource is not started")
         return self._consumer
+
+
+def rows_in(records: list[Any]) -> int:
+    return sum(rows_of(record) for record in records)
+
+
+def rows_of(record: Any) -> int:
+    """Rows in a Kafka record: its `rows` header, else one (see kafka_batches)."""
+    for name, value in record.headers:
+        if name == ROWS_HEADER:
+            return int(value)
+    return 1
 
 
 class _Listener(ConsumerRebalanceListener):
