@@ -83,6 +83,10 @@ class Settings:
     # A batch of under 4 records may wait this long for more (0: off). 5 ms, as Kafka's
     # own producer and librdkafka: fewer, fuller produce requests (docs/scaling.md).
     kafka_linger_ms: float = 5.0
+    # How the producer compresses a batch (Kafka's codecs, or "none"). zstd: 92 bytes an
+    # event on the broker's disk against lz4's 137, and less collector CPU, since
+    # aiokafka's lz4 is the slow high-compression level (docs/benchmarks.md, 2026-12-05).
+    kafka_compression: Literal["lz4", "zstd", "gzip", "snappy", "none"] = "zstd"
     # Warehouse: embedded chdb in <data_dir>/warehouse unless a server URL is given.
     clickhouse_url: str = ""
     # Rows a loader batch takes at most (it closes after loader_batch_seconds anyway, so
@@ -202,6 +206,7 @@ _ENV: dict[str, tuple[str, type]] = {
     "FUNNELHOUSE_KAFKA_REPLICATION_FACTOR": ("kafka_replication_factor", int),
     "FUNNELHOUSE_KAFKA_ACK_TIMEOUT_SECONDS": ("kafka_ack_timeout_seconds", float),
     "FUNNELHOUSE_KAFKA_LINGER_MS": ("kafka_linger_ms", float),
+    "FUNNELHOUSE_KAFKA_COMPRESSION": ("kafka_compression", str),
     "FUNNELHOUSE_QUEUE_FSYNC": ("queue_fsync", str),
     "FUNNELHOUSE_LOADER_BATCH_ROWS": ("loader_batch_rows", int),
     "FUNNELHOUSE_LOADER_BATCH_SECONDS": ("loader_batch_seconds", float),

@@ -14,6 +14,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from funnelhouse.collector.sinks.base import QueueUnavailable, Record
 from funnelhouse.collector.sinks.kafka import KafkaSink
 from funnelhouse.collector.sinks.kafka_batches import RECORD_MAX_BYTES, join_rows
+from funnelhouse.config import load_settings
 from funnelhouse.queue.kafka_broker import KafkaBroker, free_port
 from tests.kafka_support import Read, kafka_broker, read_topics, running, unique  # noqa: F401
 
@@ -96,14 +97,16 @@ async def wait_for(condition, timeout: float = 60.0) -> None:
         await asyncio.sleep(0.05)
 
 
+@pytest.mark.parametrize("compression", ["zstd", "lz4", "none"])
 def test_publish_returns_after_kafka_has_every_record_in_key_order(
-        kafka_broker: KafkaBroker, tmp_path: Path) -> None:  # noqa: F811
+        kafka_broker: KafkaBroker, tmp_path: Path, compression: str) -> None:  # noqa: F811
+    """With the default codec (zstd) and the others offered."""
     bootstrap = running(kafka_broker)
     name = unique("sink")
     published = records("a", 600)
 
     async def scenario() -> list[Read]:
-        sink = make_sink(bootstrap, tmp_path, name)
+        sink = make_sink(bootstrap, tmp_path, name, compression=compression)
         await sink.start()
         try:
             assert sink.status()["kafka_connected"] is True
@@ -189,6 +192,15 @@ def test_the_rows_of_a_batch_travel_as_few_records(
     assert len(large_records) == 3
     for rows in large_records:
         assert sum(len(read.value) + 1 for read in rows) - 1 <= RECORD_MAX_BYTES
+
+
+def test_the_codec_comes_from_the_settings_and_an_unknown_one_is_refused(
+        tmp_path: Path) -> None:
+    settings = load_settings({"FUNNELHOUSE_KAFKA_COMPRESSION": "lz4"}, data_dir=tmp_path)
+    assert KafkaSink.from_settings(settings).compression == "lz4"
+    assert KafkaSink.from_settings(load_settings({}, data_dir=tmp_path)).compression == "zstd"
+    with pytest.raises(ValueError, match="'brotli': use one of lz4, zstd, gzip, snappy, none"):
+        make_sink("127.0.0.1:1", tmp_path, "x", compression="brotli")
 
 
 def test_join_rows_keeps_rows_whole_and_records_within_the_limit() -> None:

@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 TOPIC_ALREADY_EXISTS = 36
 REPLAY_CHUNK = 500
+COMPRESSIONS = ("lz4", "zstd", "gzip", "snappy", "none")
 
 
 class KafkaSink:
@@ -53,7 +54,7 @@ class KafkaSink:
         replication_factor: int = 1,
         ack_timeout: float = 2.0,
         retry_interval: float = 1.0,
-        compression: str = "lz4",
+        compression: str = Settings.kafka_compression,
         fsync: str = "full",
         client_id: str = "funnelhouse-collector",
         linger_ms: float = Settings.kafka_linger_ms,
@@ -66,6 +67,9 @@ class KafkaSink:
         self.replication_factor = replication_factor
         self.ack_timeout = ack_timeout
         self.retry_interval = retry_interval
+        if compression not in COMPRESSIONS:
+            raise ValueError(f"Kafka compression {compression!r}: use one of "
+                             f"{', '.join(COMPRESSIONS)}")
         self.compression = compression
         self.linger_ms = linger_ms
         self.fsync = fsync
@@ -104,6 +108,7 @@ class KafkaSink:
             retention_hours=settings.kafka_retention_hours,
             fsync=settings.queue_fsync,
             linger_ms=settings.kafka_linger_ms,
+            compression=settings.kafka_compression,
         )
         options.update(overrides)
         return cls(settings.kafka_bootstrap, settings.data_dir, **options)
@@ -156,7 +161,7 @@ class KafkaSink:
             client_id=self.client_id,
             acks="all",
             enable_idempotence=True,
-            compression_type=self.compression,
+            compression_type=None if self.compression == "none" else self.compression,
             # PartitionBatches gathers records while a partition's batch is in flight;
             # a linger on top would only delay each batch it hands over.
             linger_ms=0,
