@@ -80,7 +80,7 @@ class Settings:
     kafka_replication_factor: int = 1         # 3 on a real cluster
     kafka_ack_timeout_seconds: float = 2.0    # slower than this: spool to disk, answer anyway
     kafka_retention_hours: int = 168
-    # A batch of under 4 records may wait this long for more (0: off). 5 ms, as Kafka's
+    # A batch of under 4 rows may wait this long for more (0: off). 5 ms, as Kafka's
     # own producer and librdkafka: fewer, fuller produce requests (docs/scaling.md).
     kafka_linger_ms: float = 5.0
     # How the producer compresses a batch (Kafka's codecs, or "none"). zstd: 92 bytes an

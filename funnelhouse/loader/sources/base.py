@@ -18,7 +18,7 @@ class Batch:
 
     token: str
     # Newline-delimited JSON rows for events_raw / events_invalid: an item holds one
-    # row (a Kafka record) or several (a chunk of the embedded log).
+    # row or several (a Kafka record, a chunk of the embedded log).
     events: list[bytes] = field(default_factory=list)
     invalid: list[bytes] = field(default_factory=list)
     event_rows: int = 0

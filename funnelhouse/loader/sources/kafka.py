@@ -266,8 +266,8 @@ class KafkaSource:
         """The first records of each partition up to max_rows rows in all; the rest
         (the consumer's position is past them) wait as read ahead for the next batch.
 
-        A record holds one row or several (a request's rows for its partition), and a
-        fetch asks for records, so it can bring more rows than a batch may have.
+        A record holds one row or several (rows a collector gathered for its partition),
+        and a fetch asks for records, so it can bring more rows than a batch may have.
         """
         kept: dict[TopicPartition, list[Any]] = {}
         total = 0
@@ -471,7 +471,7 @@ class KafkaSource:
                 unknown = [tp for tp, end in ends.items() if end is None]
                 if unknown:
                     ends.update(await consumer.end_offsets(unknown))
-                # Kafka counts records (one row, or a request's rows for a partition),
+                # Kafka counts records (one row, or several a collector gathered),
                 # so the lag is in records: those read ahead and those not yet read.
                 lag = sum(len(records) for records in self._ahead.values())
                 for tp in assigned:
