@@ -191,6 +191,30 @@ def test_events_reach_the_warehouse_through_kafka_in_person_order(stack: Stack) 
         assert in_offset_order == list(range(50)), person
 
 
+def test_line_breaks_in_user_text_never_split_a_kafka_record_into_rows(stack: Stack) -> None:
+    """Rows travel newline-delimited inside Kafka records: an attacker's line breaks (and
+    a forged row after one) stay text in their own event, each stored once."""
+    stack.start_collector()
+    stack.start_loader()
+    texts = ["a\nb", "a\r\nb", "a\u2028b\u2029c", "a\u0085b", "\n",
+             '"}\n{"message_id":"forged","type":"track","event":"purchase"}\n']
+    batch = [{"type": "track", "event": "click", "anonymousId": "attacker",
+              "messageId": f"nl-{n}", "properties": {"element": text}}
+             for n, text in enumerate(texts * 5)]
+    assert stack.post_batch(batch)
+    stack.wait_loaded()
+    stack.stop_all()
+
+    warehouse = ChdbWarehouse(stack.loader_dir / "warehouse")
+    try:
+        rows = warehouse.query("SELECT message_id, properties FROM events_raw").rows
+    finally:
+        warehouse.close()
+    assert sorted(message_id for message_id, _ in rows) == sorted(e["messageId"] for e in batch)
+    stored = {message_id: orjson.loads(properties)["element"] for message_id, properties in rows}
+    assert stored == {e["messageId"]: e["properties"]["element"] for e in batch}
+
+
 def test_broker_stopped_while_collector_takes_traffic_loses_nothing(
     stack: Stack, kafka_broker: KafkaBroker  # noqa: F811
 ) -> None:

@@ -6,6 +6,10 @@ from typing import Literal, NamedTuple
 
 Stream = Literal["events", "invalid"]
 
+# On Kafka a record holds one row or several, newline-delimited; one of several rows
+# carries this header saying how many (ASCII digits). See collector/sinks/kafka_batches.
+ROWS_HEADER = "rows"
+
 
 class QueueUnavailable(Exception):
     """Nothing could be stored durably; the collector answers 503, never 2xx."""

@@ -33,6 +33,8 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from funnelhouse.queue.record import ROWS_HEADER
+
 # How long a topic's partition list is trusted before it is read from the producer's
 # metadata again (a topic's partitions can be added while the collector runs).
 PARTITIONS_FRESH_SECONDS = 1.0
@@ -45,8 +47,6 @@ BATCH_BYTES = 256 * 1024
 # A record holds rows up to this size: two or more records a batch, so a consumer that
 # must stop part-way through a batch (the loader's row bound) need not take all of it.
 RECORD_MAX_BYTES = 128 * 1024
-# The header of a record holding several rows: how many (ASCII digits).
-ROWS_HEADER = "rows"
 # What a row adds to a batch, over its value and key: more than a record's own framing
 # (varints, attributes; the batch header is 61 bytes), so a batch filled by this count
 # always fits the producer's builder.

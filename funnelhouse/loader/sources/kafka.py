@@ -43,8 +43,8 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from funnelhouse.collector.sinks.kafka_batches import ROWS_HEADER
 from funnelhouse.loader.sources.base import Batch
+from funnelhouse.queue.record import ROWS_HEADER
 
 log = logging.getLogger(__name__)
 
