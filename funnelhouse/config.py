@@ -109,6 +109,9 @@ class Settings:
     session_gap_minutes: int = 30
     lookback_days: int = 3
     models_interval_seconds: int = 300
+    # Models built at once, each on its connection once what it reads is built
+    # (models/schedule.py); 1 builds them one by one.
+    model_threads: int = 2
     export_time: str = "02:00"               # local time (reporting_tz) of the nightly export
     export_formats: tuple[str, ...] = ("csv", "parquet")
     # Per-query limits of user SQL (/v1/sql, `funnelhouse sql`, SQL segments); a query
@@ -216,6 +219,7 @@ _ENV: dict[str, tuple[str, type]] = {
     "FUNNELHOUSE_SESSION_GAP_MINUTES": ("session_gap_minutes", int),
     "FUNNELHOUSE_LOOKBACK_DAYS": ("lookback_days", int),
     "FUNNELHOUSE_MODELS_INTERVAL_SECONDS": ("models_interval_seconds", int),
+    "FUNNELHOUSE_MODEL_THREADS": ("model_threads", int),
     "FUNNELHOUSE_SEGMENTS_INTERVAL_MINUTES": ("segments_interval_minutes", float),
     "FUNNELHOUSE_MIGRATION_WAIT_SECONDS": ("migration_wait_seconds", float),
     "FUNNELHOUSE_JOB_LEASE_SECONDS": ("job_lease_seconds", float),

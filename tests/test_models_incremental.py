@@ -51,7 +51,10 @@ def _stage_rows_read(tmp_path, people: int) -> tuple[int, dict[str, str]]:
     data = generate(21, people, DAYS, START)
     wh = warehouse_with(tmp_path / f"h{people}", data.rows)
     try:
-        settings = settings_for(tmp_path, reporting_tz="Asia/Seoul", lookback_days=0)
+        # one model at a time: the recorder stands in for this handle's connection
+        # only, and models built side by side would run on connections of their own
+        settings = settings_for(tmp_path, reporting_tz="Asia/Seoul", lookback_days=0,
+                                model_threads=1)
         build(wh, settings, today=START + timedelta(days=DAYS))
         wh.execute("SYSTEM STOP MERGES")  # a merge would rewrite parts between the runs
         wh.insert_json_rows("events_raw", _new_day(30))

@@ -122,6 +122,27 @@ def test_readonly_handle_refuses_writes_ddl_and_settings(warehouse: Warehouse) -
     assert warehouse.query("SELECT count() FROM events_raw").scalar() == 1
 
 
+def test_a_sibling_shares_the_warehouse_and_keeps_the_handles_rights(
+        warehouse: Warehouse) -> None:
+    sibling = warehouse.sibling()
+    try:
+        sibling.insert_json_rows("events_raw", [row("from-sibling")])
+        warehouse.execute("CREATE TABLE made_here (a UInt8) ENGINE = Memory")
+        sibling.execute("INSERT INTO made_here VALUES (7)")
+        assert warehouse.query("SELECT count() FROM events_raw").scalar() == 1
+        assert warehouse.query("SELECT sum(a) FROM made_here").scalar() == 7
+        readonly = warehouse.readonly()
+        readonly_sibling = readonly.sibling()
+        with pytest.raises(WarehouseError):
+            readonly_sibling.query("DROP TABLE made_here")
+        readonly_sibling.close()
+        readonly.close()
+    finally:
+        sibling.close()
+    # closing the sibling leaves this handle working
+    assert warehouse.query("SELECT count() FROM made_here").scalar() == 1
+
+
 def test_bad_sql_raises_warehouse_error(warehouse: Warehouse) -> None:
     with pytest.raises(WarehouseError):
         warehouse.query("SELEC nothing")

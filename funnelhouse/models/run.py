@@ -46,6 +46,12 @@ differently, plus the days rebuilt upstream in the same run.
 Because every day (or a late day's affected people) is rebuilt from events_raw,
 running twice changes nothing, and a re-run after late events corrects exactly the
 days they touch.
+
+Models are built side by side (schedule.py, `model_threads`), each once the models it
+depends on are built; the person-level ones also wait for the models the person plan
+reads (PLAN_UPSTREAM), so the plan is worked out once, before any of them rewrites a
+table. What a model's build decides from (days rebuilt upstream, the plan) is the same
+whichever order they finish in.
 """
 
 from __future__ import annotations
@@ -56,7 +62,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -71,6 +77,7 @@ from funnelhouse.models.people import (
     affected_people,
     plan_people,
 )
+from funnelhouse.models.schedule import build_side_by_side
 from funnelhouse.warehouse.base import Warehouse
 from funnelhouse.warehouse.migrate import split_statements
 
@@ -115,6 +122,9 @@ PARTIAL_SHARE = 0.25
 _PART_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 # One run at a time per process: staging tables have fixed names.
 _RUN_LOCK = threading.Lock()
+# The models the person plan reads the state of (their modes, the days they rebuilt):
+# the person-level models start after them.
+PLAN_UPSTREAM = ("identity_map", "behavior_events", "sessions")
 
 
 @dataclass(frozen=True)
@@ -136,6 +146,16 @@ class ModelRun:
     seconds: float
     mode: str  # "full" | "incremental" | "skipped"
     days: int = 0  # days rebuilt (incremental models)
+
+
+@dataclass
+class _Lane:
+    """What one model's build works with: its connection, and what _insert fills in."""
+
+    wh: Warehouse
+    filters: tuple[str, str] | None = None  # people table, days list for _insert
+    sums: tuple[str, str] | None = None  # {{ kept }}, {{ delta }} for _insert
+    new_rows: dict[date, int] = field(default_factory=dict)  # received since, per day
 
 
 def load_models(models_dir: Path) -> list[Model]:
@@ -226,20 +246,22 @@ class _Runner:
         chunk_rows: int,
         received_margin: timedelta,
     ) -> None:
-        self.wh = warehouse
+        self.main = warehouse
+        self.local = threading.local()  # .lane: the model build this thread runs
+        # guards what builds running side by side share: the digests, the person plan
+        self.shared = threading.RLock()
         self.settings = settings
         self.tz = settings.reporting_tz
         self.progress = progress
         self.chunk_rows = max(1, chunk_rows)
         self.received_margin = received_margin
-        self.rebuilt_days: set[date] = set()  # days rebuilt upstream in this run
+        self.rebuilt_days: dict[str, set[date]] = {}  # model → days it rebuilt in this run
         self.day_rows: dict[date, int] | None = None  # events per reporting day, read once
         self.rules = f"tz={settings.reporting_tz};gap={settings.session_gap_minutes}"
         self.previous: dict[str, str] = {}  # model → watermark of its previous run
         self.modes: dict[str, str] = {}  # model → mode in this run
         self.plan: PersonPlan | None = None  # the affected people, once per run
         self.planned = False
-        self.filters: tuple[str, str] | None = None  # people table, days list for _insert
         self.started = ""  # this run's start, the warehouse's clock
         self.previous_start: dict[str, str] = {}  # model → start of its previous run
         self.last_rules: dict[str, str] = {}  # model → rules of its previous run
@@ -251,9 +273,20 @@ class _Runner:
         self.people: PersonPlan | None = None  # the affected people, after the merge
         self.models: list[Model] = []  # the models of this run
         self.deltas: dict[str, str] = {}  # person-level model → its delta table ('' none)
-        self.sums: tuple[str, str] | None = None  # {{ kept }}, {{ delta }} for _insert
-        self.new_rows: dict[date, int] = {}  # events received since, per day
-        self.whole_days: set[date] = set()  # days rebuilt whole upstream in this run
+        self.whole_days: dict[str, set[date]] = {}  # model → days it rebuilt whole
+
+    @property
+    def lane(self) -> _Lane:
+        lane: _Lane | None = getattr(self.local, "lane", None)
+        return lane if lane is not None else self.main_lane
+
+    @functools.cached_property
+    def main_lane(self) -> _Lane:
+        return _Lane(self.main)
+
+    @property
+    def wh(self) -> Warehouse:
+        return self.lane.wh
 
     # -- orchestration ---------------------------------------------------------------
     def run(
@@ -340,81 +373,135 @@ class _Runner:
         window: set[date],
         watermark: str | None,
     ) -> None:
-        for index, model in enumerate(models, 1):
-            started = time.monotonic()
-            self.progress(f"[{index}/{len(models)}] {model.name} ({model.materialized}) …")
-            if model.name == "identity_map":
-                rows, mode = self._build_identity_map(model, full_refresh)
-                days = 0
-            elif model.materialized == "incremental_by_person":
-                rows, mode = self._build_by_person(model, full_refresh)
-                days = 0
-            elif model.materialized == "incremental_sum":
-                rows, mode = self._build_sum(model, full_refresh)
-                days = 0
-            elif model.materialized == "table":
-                rows = self._build_table(model)
-                mode, days = "full", 0
+        index = {model.name: n for n, model in enumerate(models, 1)}
+        by_name = {model.name: model for model in models}
+        waits_for = {model.name: self._waits_for(model) for model in models}
+
+        def build(name: str, connection: Warehouse) -> ModelRun:
+            self.local.lane = _Lane(connection)
+            try:
+                return self._run_one(by_name[name], index[name], len(models),
+                                     full_refresh, window, watermark)
+            finally:
+                self.local.lane = None
+
+        runs.extend(build_side_by_side(list(by_name), waits_for, self.main,
+                                       max(1, self.settings.model_threads), build))
+
+    def _waits_for(self, model: Model) -> set[str]:
+        """The models of this run built before `model`: those it reads, and for a
+        person-level model those the person plan reads."""
+        names = {m.name for m in self.models}
+        waits = set(model.depends_on)
+        if model.materialized in ("incremental_by_person", "incremental_sum"):
+            waits |= set(PLAN_UPSTREAM) - {model.name}
+        return waits & names
+
+    def _upstream(self, model: Model) -> set[str]:
+        """The models `model` reads, directly or through others, in this run."""
+        by_name = {m.name: m for m in self.models}
+        seen: set[str] = set()
+        todo = list(model.depends_on)
+        while todo:
+            name = todo.pop()
+            if name in by_name and name not in seen:
+                seen.add(name)
+                todo.extend(by_name[name].depends_on)
+        return seen
+
+    def _days_of(self, rebuilt: dict[str, set[date]], models: set[str]) -> set[date]:
+        with self.shared:
+            return set().union(*(rebuilt.get(name, set()) for name in models))
+
+    def _run_one(
+        self,
+        model: Model,
+        index: int,
+        total: int,
+        full_refresh: bool,
+        window: set[date],
+        watermark: str | None,
+    ) -> ModelRun:
+        started = time.monotonic()
+        self.progress(f"[{index}/{total}] {model.name} ({model.materialized}) …")
+        if model.name == "identity_map":
+            rows, mode = self._build_identity_map(model, full_refresh)
+            days = 0
+        elif model.materialized == "incremental_by_person":
+            rows, mode = self._build_by_person(model, full_refresh)
+            days = 0
+        elif model.materialized == "incremental_sum":
+            rows, mode = self._build_sum(model, full_refresh)
+            days = 0
+        elif model.materialized == "table":
+            rows = self._build_table(model)
+            mode, days = "full", 0
+        else:
+            exists = swap.exists(self.wh, model.name)
+            # Days and sessions depend on the time zone and the gap: a change of either
+            # means every day is wrong, so the model is rebuilt whole. So does a new
+            # release's DDL (a column added): days could not be swapped into the old
+            # table's shape.
+            if full_refresh or not exists or self._last_rules(model.name) != self.rules \
+                    or self._schema_changed(model):
+                days_list = sorted(self._day_rows())
+                with self.shared:
+                    self.digests.read(days_list)
+                rows = self._build_incremental_full(model, days_list)
+                mode, days = "full", len(days_list)
+                partial: set[date] = set()
             else:
-                exists = swap.exists(self.wh, model.name)
-                # Days and sessions depend on the time zone and the gap: a change of either
-                # means every day is wrong, so the model is rebuilt whole. So does a new
-                # release's DDL (a column added): days could not be swapped into the old
-                # table's shape.
-                if full_refresh or not exists or self._last_rules(model.name) != self.rules \
-                        or self._schema_changed(model):
-                    days_list = sorted(self._day_rows())
-                    self.digests.read(days_list)
-                    rows = self._build_incremental_full(model, days_list)
-                    mode, days = "full", len(days_list)
-                    partial: set[date] = set()
-                else:
-                    lookback = window
-                    if self.recheck_window:
+                lookback = window
+                if self.recheck_window:
+                    with self.shared:
                         lookback = self.digests.changed(model.name, window)
-                    affected = lookback | self._received_days(model.name) | self.rebuilt_days
-                    if "identity_map" in model.depends_on:
-                        affected |= self._days_with_stale_persons(model.name)
-                    days_list = sorted(affected)
-                    self.digests.read(days_list)
-                    partial = self._partial_days(model, affected)
-                    rows = self._build_incremental_days(model, sorted(affected - partial))
-                    rows += self._build_partial_days(model, sorted(partial))
-                    mode, days = "incremental", len(days_list)
+                affected = (lookback | self._received_days(model.name)
+                            | self._days_of(self.rebuilt_days, self._upstream(model)))
                 if "identity_map" in model.depends_on:
-                    self._save_applied_links(model.name)
+                    affected |= self._days_with_stale_persons(model.name)
+                days_list = sorted(affected)
+                with self.shared:
+                    self.digests.read(days_list)
+                partial = self._partial_days(model, affected)
+                rows = self._build_incremental_days(model, sorted(affected - partial))
+                rows += self._build_partial_days(model, sorted(partial))
+                mode, days = "incremental", len(days_list)
+            if "identity_map" in model.depends_on:
+                self._save_applied_links(model.name)
+            with self.shared:
                 self.digests.record(model.name, days_list)  # they now match their digests
-                self.rebuilt_days |= set(days_list)
-                self.whole_days |= set(days_list) - partial
-            seconds = time.monotonic() - started
+                self.rebuilt_days[model.name] = set(days_list)
+                self.whole_days[model.name] = set(days_list) - partial
+        seconds = time.monotonic() - started
+        with self.shared:
             self.modes[model.name] = mode
-            run = ModelRun(model.name, rows, round(seconds, 3), mode, days)
-            runs.append(run)
-            self.wh.execute(
-                f"INSERT INTO {STATE_TABLE} "
-                "(model, ran_at, mode, rows, seconds, days, watermark, rules, started_at, "
-                "map_version, ddl_hash) "
-                "VALUES ({m:String}, now64(3), {mode:String}, {rows:UInt64}, {s:Float64}, "
-                "{d:UInt32}, {w:DateTime64(3, 'UTC')}, {r:String}, {st:DateTime64(3, 'UTC')}, "
-                "{v:String}, {h:String})",
-                {
-                    "m": model.name,
-                    "mode": mode,
-                    "rows": rows,
-                    "s": seconds,
-                    "d": days,
-                    "w": watermark or "1970-01-01 00:00:00.000",
-                    "r": self.rules,
-                    "st": self.started,
-                    "v": identity.map_version(self.wh),
-                    "h": _ddl_hash(model),
-                },
-            )
-            detail = f", {days} day(s)" if model.materialized == "incremental_by_day" else ""
-            self.progress(
-                f"[{index}/{len(models)}] {model.name}: {rows:,} rows in "
-                f"{seconds:.2f}s ({mode}{detail})"
-            )
+        run = ModelRun(model.name, rows, round(seconds, 3), mode, days)
+        self.wh.execute(
+            f"INSERT INTO {STATE_TABLE} "
+            "(model, ran_at, mode, rows, seconds, days, watermark, rules, started_at, "
+            "map_version, ddl_hash) "
+            "VALUES ({m:String}, now64(3), {mode:String}, {rows:UInt64}, {s:Float64}, "
+            "{d:UInt32}, {w:DateTime64(3, 'UTC')}, {r:String}, {st:DateTime64(3, 'UTC')}, "
+            "{v:String}, {h:String})",
+            {
+                "m": model.name,
+                "mode": mode,
+                "rows": rows,
+                "s": seconds,
+                "d": days,
+                "w": watermark or "1970-01-01 00:00:00.000",
+                "r": self.rules,
+                "st": self.started,
+                "v": identity.map_version(self.wh),
+                "h": _ddl_hash(model),
+            },
+        )
+        detail = f", {days} day(s)" if model.materialized == "incremental_by_day" else ""
+        self.progress(
+            f"[{index}/{total}] {model.name}: {rows:,} rows in "
+            f"{seconds:.2f}s ({mode}{detail})"
+        )
+        return run
 
     def _window_days(self, since: date | None, today: date | None) -> set[date]:
         """The look-back window: `lookback_days` before the latest day (or from `since`)."""
@@ -445,8 +532,8 @@ class _Runner:
             f"GROUP BY d",
             {"tz": self.tz},
         ).rows
-        self.new_rows = {date.fromisoformat(d): int(n) for d, n in rows}
-        return set(self.new_rows)
+        self.lane.new_rows = {date.fromisoformat(d): int(n) for d, n in rows}
+        return set(self.lane.new_rows)
 
     def _partial_days(self, model: Model, affected: set[date]) -> set[date]:
         """The affected days `model` can rebuild for the affected people only.
@@ -460,11 +547,14 @@ class _Runner:
         people = self._affected_people(model)
         if people is None or not self.recheck_window:
             return set()
-        explained = self.digests.explained(model.name, affected - self.whole_days,
-                                           self.previous.get(model.name))
+        upstream_whole = self._days_of(self.whole_days, self._upstream(model))
+        with self.shared:
+            explained = self.digests.explained(model.name, affected - upstream_whole,
+                                               self.previous.get(model.name))
+            current = dict(self.digests.current)
         return {day for day in explained
-                if self.new_rows.get(day, 0)
-                <= PARTIAL_SHARE * self.digests.current.get(day, (0, 0))[0]}
+                if self.lane.new_rows.get(day, 0)
+                <= PARTIAL_SHARE * current.get(day, (0, 0))[0]}
 
     def _affected_people(self, model: Model) -> PersonPlan | None:
         """P (people.py), once the map merged this run's new events: None when they are
@@ -474,9 +564,10 @@ class _Runner:
                 or ("identity_map" in model.depends_on
                     and not self._moved_since_built(model.name))):
             return None
-        if self.people is None:
-            self.people = affected_people(self.wh, self._new_events("identity_map"))
-        return self.people
+        with self.shared:
+            if self.people is None:
+                self.people = affected_people(self.wh, self._new_events("identity_map"))
+            return self.people
 
     def _moved_since_built(self, table: str) -> bool:
         """Are this run's moved ids (identity.MOVED) all that moved since `table` was built?
@@ -708,11 +799,11 @@ class _Runner:
         stage, new = f"{model.name}__stage", f"{model.name}__new"
         self.wh.execute(f"DROP TABLE IF EXISTS {stage} SYNC")
         self.wh.execute(_ddl(model, stage))
-        self.filters = (plan.people, _date_list(plan.days))
+        self.lane.filters = (plan.people, _date_list(plan.days))
         try:
             self._insert(model, stage, {})
         finally:
-            self.filters = None
+            self.lane.filters = None
         replaced = f"{model.replace_by} IN (SELECT person_id FROM {plan.people})"
         rows = self._count(stage)
         if summed:  # the people's rows now and before, for the sums downstream
@@ -753,13 +844,13 @@ class _Runner:
         new = f"{model.name}__new"
         self.wh.execute(f"DROP TABLE IF EXISTS {new} SYNC")
         self.wh.execute(_ddl(model, new))
-        self.sums = ((model.name, delta or "") if incremental else
+        self.lane.sums = ((model.name, delta or "") if incremental else
                      (f"(SELECT * FROM {new} WHERE 0)",
                       f"(SELECT *, toInt8(1) AS sign FROM {source})"))
         try:
             self._insert(model, new, {})
         finally:
-            self.sums = None
+            self.lane.sums = None
         rows = self._count(new)
         swap.swap(self.wh, model.name, new)
         return rows, "incremental" if incremental else "full"
@@ -775,22 +866,27 @@ class _Runner:
 
     def _person_plan(self, full_refresh: bool) -> PersonPlan | None:
         """Who the person-level models rebuild in this run, worked out once (before the
-        first of them rewrites anything); None when they must be rebuilt whole."""
-        if self.planned:
+        first of them rewrites anything: the others wait on the lock); None when they
+        must be rebuilt whole."""
+        with self.shared:
+            if not self.planned:
+                self.plan = self._plan_people(full_refresh)
+                self.planned = True
             return self.plan
-        self.planned = True
+
+    def _plan_people(self, full_refresh: bool) -> PersonPlan | None:
         # funnel_stages (people's days) and orders (who holds an order) are read as
         # they were before this run: both must be in step with the map
-        upstream = ("identity_map", "behavior_events", "sessions", "funnel_stages", "orders")
+        upstream = (*PLAN_UPSTREAM, "funnel_stages", "orders")
         if (full_refresh or not self.whole_run
-                or any(self.modes.get(m) != "incremental" for m in upstream[:3])
+                or any(self.modes.get(m) != "incremental" for m in PLAN_UPSTREAM)
                 or len({self.previous.get(m) for m in upstream}) != 1
                 or not swap.exists(self.wh, "funnel_stages") or not swap.exists(self.wh, "orders")):
             return None
         if self.people is None:
             self.people = affected_people(self.wh, self._new_events("identity_map"))
-        self.plan = plan_people(self.wh, self.people, sorted(self.rebuilt_days))
-        return self.plan
+        rebuilt = self._days_of(self.rebuilt_days, set(PLAN_UPSTREAM))
+        return plan_people(self.wh, self.people, sorted(rebuilt))
 
     def _build_incremental_full(self, model: Model, days: list[date]) -> int:
         new = f"{model.name}__new"
@@ -837,11 +933,11 @@ class _Runner:
             self.wh.execute(f"CREATE TABLE {stage} AS {model.name}")
             swap.keep_partitions(self.wh, model.name, stage,
                                  [day.strftime("%Y%m%d") for day in chunk], replaced)
-            self.filters = (self.people.people, _date_list(chunk))
+            self.lane.filters = (self.people.people, _date_list(chunk))
             try:
                 self._insert(model, stage, self._day_params(chunk))
             finally:
-                self.filters = None
+                self.lane.filters = None
             rows += self._count(stage, replaced)
             self._swap_days(model, stage, chunk)
             self.progress(f"    {model.name}: days {chunk[0]}…{chunk[-1]} replaced "
@@ -917,14 +1013,14 @@ class _Runner:
         by-person run or a late day's partial rebuild, no filter (`1`) otherwise, and
         {{ people_ids:A,B }} / {{ people_only }} likewise; {{ kept }} / {{ delta:… }}
         in a sum's build."""
-        if self.sums is not None:
-            kept, delta = self.sums
+        if self.lane.sums is not None:
+            kept, delta = self.lane.sums
             sql = _DELTA.sub(lambda m: delta, sql.replace(_KEPT, kept))
-        if self.filters is None:
+        if self.lane.filters is None:
             for template in (_PEOPLE, _DAYS, _PEOPLE_IDS):
                 sql = template.sub("1", sql)
             return sql.replace(_PEOPLE_ONLY, "0")
-        people, days = self.filters
+        people, days = self.lane.filters
         sql = _PEOPLE_IDS.sub(
             lambda m: f"({m.group(1)} IN (SELECT id FROM {PEOPLE_IDS}) "
                       f"OR {m.group(2)} IN (SELECT id FROM {PEOPLE_IDS}))",

@@ -124,4 +124,8 @@ class Warehouse(Protocol):
         `limits` are settings fixed on it before read-only mode (max_execution_time …).
         """
 
+    def sibling(self) -> Warehouse:
+        """Another handle on the same warehouse with this one's rights and limits, for
+        statements that run at the same time as this handle's; the caller closes it."""
+
     def close(self) -> None: ...

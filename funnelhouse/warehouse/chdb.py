@@ -45,6 +45,7 @@ class ChdbWarehouse:
                  limits: Mapping[str, Any] | None = None) -> None:
         path.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self._limits = limits
         self._lock = threading.Lock()
         try:
             self._conn = chdb.connect(str(path) + ENGINE_OPTIONS)
@@ -225,6 +226,10 @@ class ChdbWarehouse:
 
     def readonly(self, limits: Mapping[str, Any] | None = None) -> ChdbWarehouse:
         return ChdbWarehouse(self.path, readonly=True, limits=limits)
+
+    def sibling(self) -> ChdbWarehouse:
+        # a connection of its own: a handle runs one statement at a time (its lock)
+        return ChdbWarehouse(self.path, readonly=self.is_readonly, limits=self._limits)
 
     def close(self) -> None:
         if self._pool is not None:

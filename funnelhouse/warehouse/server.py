@@ -29,6 +29,7 @@ class ServerWarehouse:
     def __init__(self, url: str, *, readonly: bool = False,
                  limits: Mapping[str, Any] | None = None) -> None:
         self.url = url
+        self._limits = limits
         parts = urlparse(url)
         # Per-query limits travel with every query, like readonly, which forbids changing them.
         settings: dict[str, Any] = {**RESULT_SETTINGS, **(limits or {})}
@@ -117,6 +118,9 @@ class ServerWarehouse:
 
     def readonly(self, limits: Mapping[str, Any] | None = None) -> ServerWarehouse:
         return ServerWarehouse(self.url, readonly=True, limits=limits)
+
+    def sibling(self) -> ServerWarehouse:
+        return ServerWarehouse(self.url, readonly=self.is_readonly, limits=self._limits)
 
     def close(self) -> None:
         if self._pool is not None:
