@@ -205,11 +205,15 @@ def test_scratch_steps_are_named_per_model_and_checked(tmp_path):
         + "SELECT x FROM {{ scratch }}\n"
     )
     (model,) = load_models(tmp_path)
-    assert model.scratch == (
+    assert model.statements() == ([
         "CREATE TABLE m__ids ENGINE = Memory AS SELECT 1 AS x",
         "CREATE TABLE m__scratch ENGINE = Memory AS SELECT x FROM m__ids",
-    )
-    assert model.select == "SELECT x FROM m__scratch"
+    ], "SELECT x FROM m__scratch")
+    # a second lane building the same model at once names its tables apart
+    assert model.statements("late_") == ([
+        "CREATE TABLE m__late_ids ENGINE = Memory AS SELECT 1 AS x",
+        "CREATE TABLE m__late_scratch ENGINE = Memory AS SELECT x FROM m__late_ids",
+    ], "SELECT x FROM m__late_scratch")
     (tmp_path / "m.sql").write_text(ddl + "DROP TABLE events_raw;\nSELECT 1 AS x\n")
     with pytest.raises(ValueError, match="scratch"):
         load_models(tmp_path)

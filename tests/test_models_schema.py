@@ -71,8 +71,9 @@ def test_a_model_left_with_this_ddl_is_not_probed(tmp_path, make_warehouse: Ware
             return execute(sql, *args, **kwargs)
 
         warehouse.execute = spy  # type: ignore[method-assign]
-        modes = {r.model: r.mode for r in run_models(warehouse, settings, select=MODELS,
-                                                     **quiet)}
+        # one model at a time: the spy sees this handle's statements only
+        modes = {r.model: r.mode for r in run_models(
+            warehouse, settings.replace(model_threads=1), select=MODELS, **quiet)}
         warehouse.execute = execute  # type: ignore[method-assign]
         assert modes["behavior_events"] == "incremental"
         assert statements, "the spy saw the run"

@@ -62,6 +62,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -133,10 +134,17 @@ class Model:
     depends_on: tuple[str, ...]
     materialized: str  # one of MATERIALIZATIONS
     ddl: str  # CREATE TABLE IF NOT EXISTS {{ this }} …
-    select: str
+    select: str  # {{ scratch }} names resolved by _insert (_scratch_names)
     path: Path
     scratch: tuple[str, ...] = ()  # CREATE TABLE {{ scratch }} ENGINE = Memory AS …
     replace_by: str = "person_id"  # incremental_by_person: the column rows are replaced by
+
+    def statements(self, tag: str = "") -> tuple[list[str], str]:
+        """The scratch steps and the SELECT with their tables named <model>__<tag>…:
+        two builds of one model at once (a lane's tag each) use tables of their own."""
+        prefix = f"{self.name}__{tag}"
+        return ([_scratch_names(prefix, step) for step in self.scratch],
+                _scratch_names(prefix, self.select))
 
 
 @dataclass(frozen=True)
@@ -153,6 +161,9 @@ class _Lane:
     """What one model's build works with: its connection, and what _insert fills in."""
 
     wh: Warehouse
+    # names this lane's stage and scratch tables apart from another lane's building
+    # the same model ('' → <model>__stage, <model>__scratch)
+    tag: str = ""
     filters: tuple[str, str] | None = None  # people table, days list for _insert
     sums: tuple[str, str] | None = None  # {{ kept }}, {{ delta }} for _insert
     new_rows: dict[date, int] = field(default_factory=dict)  # received since, per day
@@ -187,9 +198,9 @@ def load_models(models_dir: Path) -> list[Model]:
             deps,
             materialized,
             statements[0],
-            _scratch_names(name, _strip_comments(statements[-1])),
+            _strip_comments(statements[-1]),
             path,
-            tuple(_scratch_names(name, step) for step in scratch),
+            scratch,
             header.get("replace_by", "person_id").split()[0],
         )
     ordered: list[Model] = []
@@ -274,6 +285,7 @@ class _Runner:
         self.models: list[Model] = []  # the models of this run
         self.deltas: dict[str, str] = {}  # person-level model → its delta table ('' none)
         self.whole_days: dict[str, set[date]] = {}  # model → days it rebuilt whole
+        self.spares: list[Warehouse] = []  # connections _beside opened, closed by run()
 
     @property
     def lane(self) -> _Lane:
@@ -363,6 +375,8 @@ class _Runner:
                     plan.drop(self.wh)
             for table in (NEW_EVENTS, identity.MOVED, *filter(None, self.deltas.values())):
                 self.wh.execute(f"DROP TABLE IF EXISTS {table} SYNC")
+            for connection in self.spares:
+                connection.close()
         return runs
 
     def _run_all(
@@ -387,6 +401,35 @@ class _Runner:
 
         runs.extend(build_side_by_side(list(by_name), waits_for, self.main,
                                        max(1, self.settings.model_threads), build))
+
+    def _beside(self, here: Callable[[], int], there: Callable[[], int]) -> int:
+        """here() + there(): at once when the run builds side by side, there() on a
+        connection of its own with tables named apart (the 'late_' lane). A model's
+        new days and its late days are such a pair: other days, other tables until
+        each day is swapped in."""
+        if self.settings.model_threads <= 1:
+            return here() + there()
+        with self.shared:
+            connection = self.spares.pop() if self.spares else self.main.sibling()
+
+        def run_there() -> int:
+            self.local.lane = _Lane(connection, tag="late_")
+            try:
+                return there()
+            finally:
+                self.local.lane = None
+
+        try:
+            with ThreadPoolExecutor(1, thread_name_prefix="model-late") as pool:
+                later = pool.submit(run_there)
+                try:
+                    rows = here()
+                finally:
+                    wait([later])  # never leave it running; its error is raised below
+                return rows + later.result()
+        finally:
+            with self.shared:
+                self.spares.append(connection)
 
     def _waits_for(self, model: Model) -> set[str]:
         """The models of this run built before `model`: those it reads, and for a
@@ -463,8 +506,9 @@ class _Runner:
                 with self.shared:
                     self.digests.read(days_list)
                 partial = self._partial_days(model, affected)
-                rows = self._build_incremental_days(model, sorted(affected - partial))
-                rows += self._build_partial_days(model, sorted(partial))
+                whole, late = sorted(affected - partial), sorted(partial)
+                rows = self._beside(lambda: self._build_incremental_days(model, whole),
+                                    lambda: self._build_partial_days(model, late))
                 mode, days = "incremental", len(days_list)
             if "identity_map" in model.depends_on:
                 self._save_applied_links(model.name)
@@ -901,7 +945,7 @@ class _Runner:
         return rows
 
     def _build_incremental_days(self, model: Model, days: list[date]) -> int:
-        stage = f"{model.name}__stage"
+        stage = f"{model.name}__{self.lane.tag}stage"
         rows = 0
         for chunk in self._chunks(days):
             self.wh.execute(f"DROP TABLE IF EXISTS {stage} SYNC")
@@ -924,7 +968,7 @@ class _Runner:
         if not days:
             return 0
         assert self.people is not None
-        stage = f"{model.name}__stage"
+        stage = f"{model.name}__{self.lane.tag}stage"
         replaced = f"{model.replace_by} IN (SELECT person_id FROM {self.people.people})"
         rows = 0
         for chunk in _consecutive_runs(days, CHUNK_MAX_DAYS):
@@ -985,21 +1029,22 @@ class _Runner:
             "gap_seconds": str(self.settings.session_gap_minutes * 60),
             **day_params,
         }
-        wanted = set(_PARAM.findall(" ".join((*model.scratch, model.select))))
+        steps, select = model.statements(self.lane.tag)
+        wanted = set(_PARAM.findall(" ".join((*steps, select))))
         missing = wanted - set(available)
         if missing:
             raise ValueError(
                 f"{model.name}: parameter(s) {sorted(missing)} need an incremental run"
             )
         params = {k: v for k, v in available.items() if k in wanted}
-        scratch_tables = [_SCRATCH_TABLE.findall(step)[0] for step in model.scratch]
+        scratch_tables = [_SCRATCH_TABLE.findall(step)[0] for step in steps]
         try:
-            for table, step in zip(scratch_tables, model.scratch, strict=True):
+            for table, step in zip(scratch_tables, steps, strict=True):
                 self.wh.execute(f"DROP TABLE IF EXISTS {table} SYNC")
                 self.wh.execute(f"{self._filtered(step)}\n{_QUERY_SETTINGS}", params)
             self.wh.execute(
                 f"INSERT INTO {target} ({cols})\nSELECT {cols}\nFROM (\n"
-                f"{self._filtered(model.select)}\n)\n{_QUERY_SETTINGS}",
+                f"{self._filtered(select)}\n)\n{_QUERY_SETTINGS}",
                 params,
             )
             if keep is not None:
@@ -1119,9 +1164,9 @@ def _applied_links(table: str) -> str:
     return f"{table}_identity"
 
 
-def _scratch_names(model: str, sql: str) -> str:
-    """{{ scratch }} → <model>__scratch, {{ scratch:name }} → <model>__name."""
-    return _SCRATCH.sub(lambda m: f"{model}__{m.group(1) or 'scratch'}", sql)
+def _scratch_names(prefix: str, sql: str) -> str:
+    """{{ scratch }} → <prefix>scratch, {{ scratch:name }} → <prefix>name."""
+    return _SCRATCH.sub(lambda m: f"{prefix}{m.group(1) or 'scratch'}", sql)
 
 
 def _strip_comments(sql: str) -> str:
