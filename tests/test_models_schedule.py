@@ -12,7 +12,7 @@ import pytest
 
 from funnelhouse.config import PACKAGE_ROOT
 from funnelhouse.demo.generator import generate
-from funnelhouse.models.run import PLAN_UPSTREAM, load_models
+from funnelhouse.models.run import PLAN_UPSTREAM, load_models, run_models
 from funnelhouse.models.schedule import build_side_by_side
 from tests.test_models_support import build, insert, settings_for, snapshot, warehouse_with
 
@@ -145,7 +145,13 @@ def _built(path: Path, threads: int, early: list[dict], late: list[dict]) -> tup
     try:
         build(wh, settings, today=date(2024, 3, 8), chunk_rows=1500)
         insert(wh, late)
-        runs = build(wh, settings, today=date(2024, 3, 13), chunk_rows=1000)
+        lines: list[str] = []
+        runs = run_models(wh, settings, today=date(2024, 3, 13), chunk_rows=1000,
+                          progress=lines.append)
+        # each model's closing line in model order, whichever finished first
+        closing = [line for line in lines if line.startswith("[") and " rows in " in line]
+        assert [line.split("]")[0] for line in closing] == [
+            f"[{n}/{len(runs)}" for n in range(1, len(runs) + 1)], closing
         return snapshot(wh), [(r.model, r.rows, r.mode, r.days) for r in runs]
     finally:
         wh.close()

@@ -286,6 +286,8 @@ class _Runner:
         self.deltas: dict[str, str] = {}  # person-level model → its delta table ('' none)
         self.whole_days: dict[str, set[date]] = {}  # model → days it rebuilt whole
         self.spares: list[Warehouse] = []  # connections _beside opened, closed by run()
+        self.finished_lines: dict[int, str] = {}  # model index → closing line not yet said
+        self.said = 0  # the last model index whose closing line was said
 
     @property
     def lane(self) -> _Lane:
@@ -399,8 +401,22 @@ class _Runner:
             finally:
                 self.local.lane = None
 
-        runs.extend(build_side_by_side(list(by_name), waits_for, self.main,
-                                       max(1, self.settings.model_threads), build))
+        try:
+            runs.extend(build_side_by_side(list(by_name), waits_for, self.main,
+                                           max(1, self.settings.model_threads), build))
+        finally:
+            self._say_finished(flush=True)
+
+    def _say_finished(self, index: int = 0, line: str = "", *, flush: bool = False) -> None:
+        """Each model's closing line, in model order whatever order they finish in
+        (a line waits for the models before it), so a run's log reads the same every
+        time; flush=True says what is left (after a failure)."""
+        with self.shared:
+            if line:
+                self.finished_lines[index] = line
+            while self.finished_lines and (flush or min(self.finished_lines) == self.said + 1):
+                self.said = min(self.finished_lines)
+                self.progress(self.finished_lines.pop(self.said))
 
     def _beside(self, here: Callable[[], int], there: Callable[[], int]) -> int:
         """here() + there(): at once when the run builds side by side, there() on a
@@ -541,10 +557,8 @@ class _Runner:
             },
         )
         detail = f", {days} day(s)" if model.materialized == "incremental_by_day" else ""
-        self.progress(
-            f"[{index}/{total}] {model.name}: {rows:,} rows in "
-            f"{seconds:.2f}s ({mode}{detail})"
-        )
+        self._say_finished(index, f"[{index}/{total}] {model.name}: {rows:,} rows in "
+                                  f"{seconds:.2f}s ({mode}{detail})")
         return run
 
     def _window_days(self, since: date | None, today: date | None) -> set[date]:
