@@ -17,15 +17,24 @@ own (ru_maxrss), i.e. the runner plus chdb, not the generator's.
 
     python load-tests/bench_models.py                         # 1M, 10M and 30M
     python load-tests/bench_models.py --sizes 50000,200000    # a quick look
+    python load-tests/bench_models.py --baseline a673ec7      # old and new refresh
+
+With --baseline, the new day's refresh on each history is run --rounds times by the
+baseline (a git ref checked out into a temporary worktree, its own bench_models.py
+child) and by this checkout, alternated, each on a fresh copy of the same folder; the
+medians, their ratio and both growth ratios are printed.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import date, timedelta
 from pathlib import Path
@@ -85,13 +94,38 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
             "models": [[r.model, r.rows, r.seconds, r.mode, r.days] for r in runs]}
 
 
-def step(name: str, folder: Path, **options: Any) -> dict[str, Any]:
-    """Run one step in a fresh process; its stderr (progress) goes straight through."""
-    command = [sys.executable, __file__, "--child", name, "--folder", str(folder)]
+def step(name: str, folder: Path, tree: Path = ROOT, quiet: bool = False,
+         env: dict[str, str] | None = None, **options: Any) -> dict[str, Any]:
+    """Run one step in a fresh process, with `tree`'s code (its own bench_models.py);
+    its stderr (progress) goes straight through unless quiet."""
+    command = [sys.executable, str(tree / "load-tests" / "bench_models.py"),
+               "--child", name, "--folder", str(folder)]
     for key, value in options.items():
         command += [f"--{key.replace('_', '-')}", str(value)]
-    out = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    out = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True, cwd=tree,
+                         stderr=subprocess.DEVNULL if quiet else None, env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def refresh_side_by_side(folder: Path, trees: dict[str, tuple[Path, dict[str, str] | None]],
+                         rounds: int, **options: Any) -> dict[str, list[dict[str, Any]]]:
+    """The new day's refresh by each tree, alternated, each on a fresh copy of `folder`
+    as it is now; leaves `folder` as the last tree's run left it."""
+    pristine = folder.with_name(folder.name + "-before-refresh")
+    shutil.rmtree(pristine, ignore_errors=True)
+    shutil.copytree(folder, pristine, symlinks=True)
+    runs: dict[str, list[dict[str, Any]]] = {version: [] for version in trees}
+    try:
+        for round_ in range(rounds):
+            for version, (tree, env) in trees.items():
+                shutil.rmtree(folder)
+                shutil.copytree(pristine, folder, symlinks=True)
+                run = step("incremental", folder, tree=tree, quiet=True, env=env, **options)
+                runs[version].append(run)
+                print(f"  round {round_ + 1} {version}: {run['seconds']:.2f} s", flush=True)
+    finally:
+        shutil.rmtree(pristine, ignore_errors=True)
+    return runs
 
 
 def main() -> int:
@@ -108,6 +142,10 @@ def main() -> int:
                              "live 600, the refresh re-reads the history's last 10 minutes "
                              "of received_at, which in generated data are late batches of "
                              "several days, copied with the base)")
+    parser.add_argument("--baseline", default="",
+                        help="git ref whose refresh runs beside this checkout's")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="alternations of old and new refresh (with --baseline)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     parser.add_argument("--events", type=int, default=0, help=argparse.SUPPRESS)
@@ -122,6 +160,27 @@ def main() -> int:
 
     work = Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)
+    trees: dict[str, tuple[Path, dict[str, str] | None]] = {}
+    side_by_side: dict[int, dict[str, list[dict[str, Any]]]] = {}
+    if args.baseline:
+        from bench_ab import baseline_site, worktree
+        scratch = Path(tempfile.mkdtemp(prefix="bench-models-ab-"))
+        old = worktree(args.baseline, scratch)
+        site = baseline_site(old, scratch)
+        env = ({**os.environ, "PYTHONPATH": f"{old}{os.pathsep}{site}"} if site else None)
+        trees = {"old": (old, env), "new": (ROOT, None)}
+    try:
+        return run_sizes(args, work, trees, side_by_side)
+    finally:
+        if trees:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",
+                            str(trees["old"][0])], capture_output=True)
+            shutil.rmtree(trees["old"][0].parent, ignore_errors=True)
+
+
+def run_sizes(args: argparse.Namespace, work: Path,
+              trees: dict[str, tuple[Path, dict[str, str] | None]],
+              side_by_side: dict[int, dict[str, list[dict[str, Any]]]]) -> int:
     sizes = sorted(int(s) for s in args.sizes.split(","))
     base_events = sizes[0]
     last_day = dataset.last_day()
@@ -156,10 +215,20 @@ def main() -> int:
         setup.append((f"a new day: {added['rows']:,} events", added["seconds"]))
         # The new day with the default look-back (3), then a refresh with nothing new
         # since (look-back 0: the window's days were recorded by the first run).
+        if trees:
+            print(f"\nthe new day's refresh at {size:,} events, old and new alternated:",
+                  flush=True)
+            side_by_side[size] = refresh_side_by_side(
+                folder, trees, args.rounds, tz=args.tz, today=next_day, lookback=3,
+                margin=args.margin)
         for lookback, what in ((3, f"+{added['rows']:,} events of a new day"),
                                (0, "nothing new since")):
-            inc = step("incremental", folder, tz=args.tz, today=next_day, lookback=lookback,
-                       margin=args.margin)
+            if trees and lookback == 3:  # the folder holds the new code's last round
+                runs = side_by_side[size]["new"]
+                inc = sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]
+            else:
+                inc = step("incremental", folder, tz=args.tz, today=next_day,
+                           lookback=lookback, margin=args.margin)
             table.append({"step": f"incremental, {what}, look-back {lookback}",
                           "events": inc["events"], "seconds": round(inc["seconds"], 1),
                           "peak_rss_mb": inc["peak_rss_mb"], "rows": inc["rows"],
@@ -177,6 +246,7 @@ def main() -> int:
         print(f"  {name:<76} {seconds:>7.1f} s")
     check_scaling(table)
     check_growth(table)
+    print_side_by_side(side_by_side)
     print(f"\n{'step':<62} {'events':>12} {'seconds':>9} {'peak RSS MB':>12}")
     for r in table:
         print(f"{r['step']:<62} {r['events']:>12,} {r['seconds']:>9.1f} {r['peak_rss_mb']:>12}")
@@ -214,6 +284,26 @@ def check_growth(table: list[dict[str, Any]]) -> None:
         print(f"\nrefresh of {what}, look-back {lookback}: "
               + ", ".join(f"{r['history']:,} events {r['seconds']:.1f} s" for r in runs)
               + f"; growth {small['history']:,} → {big['history']:,}: ×{ratio:.2f}")
+
+
+def print_side_by_side(side_by_side: dict[int, dict[str, list[dict[str, Any]]]]) -> None:
+    """Old and new refresh of the same new day: medians, ratio, growth of each."""
+    if not side_by_side:
+        return
+    medians = {size: {version: statistics.median(r["seconds"] for r in runs)
+                      for version, runs in by_version.items()}
+               for size, by_version in side_by_side.items()}
+    print("\nthe new day's refresh, look-back 3, old and new alternated (medians):")
+    for size, median in medians.items():
+        rounds = {v: ", ".join(f"{r['seconds']:.2f}" for r in runs)
+                  for v, runs in side_by_side[size].items()}
+        print(f"  {size:>12,} events: old {median['old']:.2f} s ({rounds['old']}), "
+              f"new {median['new']:.2f} s ({rounds['new']}), "
+              f"new / old {median['new'] / median['old']:.2f}")
+    sizes = sorted(medians)
+    if len(sizes) > 1:
+        print("  growth " + f"{sizes[0]:,} → {sizes[-1]:,}: " + ", ".join(
+            f"{v} ×{medians[sizes[-1]][v] / medians[sizes[0]][v]:.2f}" for v in ("old", "new")))
 
 
 def print_models(title: str, run: dict[str, Any]) -> None:
