@@ -25,10 +25,12 @@ after(async () => {
 
 const q = (s) => `'${String(s).replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
 
+// In the order the device made them: `timestamp` is corrected per batch for clock skew
+// (received_at - sent_at), so two messages of different flushes can cross by a few ms.
 async function rows(anonymousId, where = '1') {
   return fh.sql(
     `SELECT message_id, event, page_path, page_title, referrer, properties, context
-       FROM events_raw WHERE anonymous_id = ${q(anonymousId)} AND (${where}) ORDER BY timestamp`,
+       FROM events_raw WHERE anonymous_id = ${q(anonymousId)} AND (${where}) ORDER BY original_timestamp`,
   );
 }
 
