@@ -523,8 +523,15 @@ class _Runner:
                     self.digests.read(days_list)
                 partial = self._partial_days(model, affected)
                 whole, late = sorted(affected - partial), sorted(partial)
-                rows = self._beside(lambda: self._build_incremental_days(model, whole),
-                                    lambda: self._build_partial_days(model, late))
+                def build_whole() -> int:
+                    return self._build_incremental_days(model, whole)
+
+                def build_late() -> int:
+                    return self._build_partial_days(model, late)
+
+                # a thread and a second connection only when both sides have days
+                rows = (self._beside(build_whole, build_late) if whole and late
+                        else build_whole() + build_late())
                 mode, days = "incremental", len(days_list)
             if "identity_map" in model.depends_on:
                 self._save_applied_links(model.name)
