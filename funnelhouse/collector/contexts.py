@@ -62,6 +62,12 @@ class ContextFacts:
     traits: dict[str, Any]         # context.traits (identify calls of some SDKs)
     traits_json: str
     rest_json: str                 # the context without its column fields, as JSON
+    # The events_raw row's fields that follow from the context alone, serialised once
+    # (see `members`): the page and its traffic (for every call but page calls, which
+    # carry their own page), and the rest (session, locale, library, the context JSON,
+    # and the device when the context names the user agent).
+    page_members: bytes
+    tail_members: bytes
 
     @classmethod
     def of(cls, context: dict[str, Any]) -> ContextFacts:
@@ -75,33 +81,49 @@ class ContextFacts:
         user_agent = as_text(context.get("user_agent"))
         traits = as_dict(context.get("traits"))
         library_name = as_text(library.get("name"))
+        page_path, page_title = as_text(page.get("path")), as_text(page.get("title"))
+        page_search = as_text(page.get("search"))
+        traffic = classify_traffic(page_url, referrer, campaign)
+        agent = parse_user_agent(user_agent) if user_agent else None
+        session_id, locale = as_text(context.get("session_id")), as_text(context.get("locale"))
+        timezone, library_version = as_text(context.get("timezone")), as_text(
+            library.get("version"))
+        rest_json = orjson.dumps({k: v for k, v in context.items()
+                                  if k not in CONTEXT_COLUMNS}).decode()
+        tail = {"session_id": session_id, "locale": locale, "timezone": timezone,
+                "library_name": library_name, "library_version": library_version,
+                "context": rest_json}
+        if agent is not None:
+            tail.update(device_fields(agent, user_agent))
         return cls(
             context=context,
             page=page,
             page_url=page_url,
-            page_path=as_text(page.get("path")),
-            page_title=as_text(page.get("title")),
-            page_search=as_text(page.get("search")),
+            page_path=page_path,
+            page_title=page_title,
+            page_search=page_search,
             referrer=referrer,
             context_referrer=context_referrer,
             campaign=campaign,
-            traffic=classify_traffic(page_url, referrer, campaign),
+            traffic=traffic,
             user_agent=user_agent,
-            agent=parse_user_agent(user_agent) if user_agent else None,
+            agent=agent,
             given_ip=context.get("ip"),
-            session_id=as_text(context.get("session_id")),
-            locale=as_text(context.get("locale")),
-            timezone=as_text(context.get("timezone")),
+            session_id=session_id,
+            locale=locale,
+            timezone=timezone,
             library_name=library_name,
-            library_version=as_text(library.get("version")),
+            library_version=library_version,
             screen_name=as_text(as_dict(context.get("screen")).get("name")),
             stated_channel=context.get("channel"),
             app_like=isinstance(context.get("app"), dict) or any(
                 marker in str(library.get("name", "")).lower() for marker in APP_LIBRARIES),
             traits=traits,
             traits_json=orjson.dumps(traits).decode(),
-            rest_json=orjson.dumps({k: v for k, v in context.items()
-                                    if k not in CONTEXT_COLUMNS}).decode(),
+            rest_json=rest_json,
+            page_members=members(page_fields(page_url, page_path, page_title, page_search,
+                                             referrer, traffic)),
+            tail_members=members(tail),
         )
 
 
@@ -153,6 +175,28 @@ class ContextMemo:
 def _facts_of(message: dict[str, Any]) -> ContextFacts:
     context = message.get("context")
     return ContextFacts.of(context) if context.__class__ is dict and context else NO_CONTEXT
+
+
+def members(fields: dict[str, Any]) -> bytes:
+    """`fields` as JSON object members after a comma (`,"a":1,"b":2`), to be joined
+    into a row; `fields` must not be empty."""
+    return b"," + orjson.dumps(fields)[1:-1]
+
+
+def page_fields(url: str, path: str, title: str, search: str, referrer: str,
+                traffic: TrafficInfo) -> dict[str, str]:
+    """The row's page and traffic columns."""
+    return {"page_url": url, "page_path": path, "page_title": title, "page_search": search,
+            "referrer": referrer, **traffic._asdict()}
+
+
+def device_fields(agent: UserAgentInfo, user_agent: str) -> dict[str, Any]:
+    """The row's device columns."""
+    return {"device_type": agent.device_type, "device_brand": agent.device_brand,
+            "device_model": agent.device_model, "os_name": agent.os_name,
+            "os_version": agent.os_version, "browser_name": agent.browser_name,
+            "browser_version": agent.browser_version, "is_bot": int(agent.is_bot),
+            "user_agent": user_agent}
 
 
 def as_dict(value: Any) -> dict[str, Any]:
