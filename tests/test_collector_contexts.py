@@ -103,6 +103,13 @@ def _messages() -> list[dict[str, Any]]:
         # A context too deep.
         {"type": "track", "event": "click", "anonymousId": "a8", "messageId": "l2",
          "context": {"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": {"i": {}}}}}}}}}}},
+        # The rest of the message over a limit while its context is remembered: refused
+        # with the same path as when the context is worked out afresh.
+        {"type": "track", "event": "click", "anonymousId": "a8", "messageId": "l3",
+         "properties": {"element": "x" * 9000}, "context": BROWSER_CONTEXT},
+        {"type": "track", "event": "click", "anonymousId": "a8", "messageId": "l4",
+         "properties": {"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": {}}}}}}}}},
+         "context": BROWSER_CONTEXT},
         # Top-level fields that must not leak from one event's context to another's.
         {"type": "track", "event": "click", "userId": "u9", "messageId": "t1",
          "timestamp": "2026-12-01T10:00:00Z", "properties": {"element": "b"},

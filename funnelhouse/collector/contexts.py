@@ -153,9 +153,8 @@ class ContextMemo:
         key = orjson.dumps(context)
         facts = self._facts.get(key)
         if facts is not None:
-            rest = normalise({k: v for k, v in raw.items() if k != "context"},
-                             max_depth=max_depth, max_string=max_string,
-                             encoded_size=encoded_size)
+            rest = normalise(raw, max_depth=max_depth, max_string=max_string,
+                             encoded_size=encoded_size, without="context")
             if "context" not in rest:  # no other key of the message snake-cases to it
                 rest["context"] = facts.context
                 return rest, facts

@@ -34,19 +34,32 @@ def snake(key: str) -> str:
 
 
 def normalise(value: Any, *, max_depth: int, max_string: int,
-              encoded_size: int | None = None) -> Any:
+              encoded_size: int | None = None, without: str | None = None) -> Any:
     """A copy of `value` with snake_case keys; raises LimitExceeded past the limits.
 
     The walk runs on every event, so it builds no JSON paths; only when a limit is
     exceeded does a second, slower walk name the path for the error report.
     `encoded_size`, the length of `value` as JSON if the caller has it, bounds every
     string in it: under max_string, strings are not measured one by one.
+    `without`: a top-level key of the dict `value` left out, as if it were not there
+    (a message's context already known), without first copying the rest.
     """
     leaves = _SHORT_LEAVES if encoded_size is not None and encoded_size <= max_string \
         else _LEAVES
     try:
-        return _fast(value, max_depth, max_string, 0, leaves)
+        if without is None:
+            return _fast(value, max_depth, max_string, 0, leaves)
+        if max_depth <= 0:
+            raise _Over
+        cache = _SNAKE_CACHE
+        return {
+            (cache.get(k) or snake(k)): (
+                v if type(v) in leaves else _fast(v, max_depth, max_string, 1, leaves))
+            for k, v in value.items() if k != without
+        }
     except _Over:
+        if without is not None:
+            value = {k: v for k, v in value.items() if k != without}
         _report(value, max_depth, max_string, "$", 0)
         raise AssertionError("limit exceeded but not found again") from None
 
