@@ -264,8 +264,9 @@ class Ingestor:
             return
         # Segment's libraries send absent fields as null (`"category": null` on every
         # screen call); at the top of a message null means "not given".
-        for name in [name for name, value in message.items() if value is None]:
-            del message[name]
+        if None in message.values():
+            for name in [name for name, value in message.items() if value is None]:
+                del message[name]
 
         # First copy wins: a message_id already accepted (in this request or the
         # window) is a duplicate whatever its payload. A refused one is not "seen": a
@@ -381,8 +382,8 @@ class Ingestor:
             "flags": flags,
         })
         # `own` ends with its closing brace; the other members go before it.
-        return (own[:-1] + page + shared + facts.tail_members + b"}", event, anonymous_id,
-                user_id, flags)
+        row = b"".join((memoryview(own)[:-1], page, shared, facts.tail_members, b"}"))
+        return row, event, anonymous_id, user_id, flags
 
     def _request_members(self, call: _Call, facts: ContextFacts) -> tuple[bytes, bool]:
         """The row's fields that follow from the request (with what the context says of
