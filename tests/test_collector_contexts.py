@@ -11,6 +11,7 @@ variants an attacker tries on a cache keyed by content.
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import pytest
 
 from funnelhouse.collector.contexts import MAX_CONTEXTS, ContextMemo
 from funnelhouse.collector.ingest import Ingestor, Outcome, RequestInfo
+from funnelhouse.collector.normalise import snake
 from funnelhouse.collector.plan import TrackingPlan
 from funnelhouse.config import Limits, Settings
 from funnelhouse.demo.send import demo_messages
@@ -205,3 +207,38 @@ def test_a_remembered_context_is_not_changed_by_the_events_that_share_it(
     assert "a@example.com" not in rows[0]["traits"]
     facts = next(iter(ingestor.contexts._facts.values()))
     assert facts.traits == {"email": "a@example.com"}
+
+
+# Text an attacker writes hoping to close a JSON string and add a member of their own to
+# the row, which is joined from serialised parts (the event's own fields, the context's,
+# the request's): every part is serialised by orjson, so it must stay one value.
+HOSTILE = ['","ip":"203.0.113.66', '\\",\\"is_bot\\":0,\\"x\\":\\"', '"}\n{"message_id":"evil',
+           "\u2028\u0000</script>", "ünïcödé 🎯"]
+
+
+def test_hostile_text_stays_inside_its_field_of_the_joined_row(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    ingestor = Ingestor(settings, TrackingPlan.load(settings.plan_dir))
+    for index, text in enumerate(HOSTILE):
+        context = {"page": {"url": f"https://shop.example/?q={text}", "title": text,
+                            "referrer": text},
+                   "userAgent": text, "locale": text, "ip": text, "sessionId": text,
+                   "library": {"name": text, "version": text}, "custom": {text: text}}
+        for call in ("track", "page"):
+            message = {"type": call, "event": "click", "anonymousId": text,
+                       "messageId": f"h{index}{call}", "properties": {"element": text},
+                       "context": context}
+            for key_index in (0, 1):   # a browser key, and a server key passing the IP
+                outcome = _process(ingestor, message, key_index)
+                assert len(outcome.records) == 1, outcome.as_json()
+                value = outcome.records[0].value
+                pairs = json.loads(value, object_pairs_hook=lambda p: p)
+                names = [name for name, _ in pairs]
+                assert len(names) == len(set(names)) == 49   # no member added or doubled
+                row = dict(pairs)
+                assert row["anonymous_id"] == text and row["page_title"] == text
+                assert row["locale"] == text and row["user_agent"] == text
+                assert json.loads(row["context"])["custom"] == {snake(text): text}
+                assert json.loads(row["properties"]) == {"element": text}
+                assert row["ip"] != "203.0.113.66" and row["message_id"] == f"h{index}{call}"
+                assert b"\n" not in value

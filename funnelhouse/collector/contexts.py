@@ -40,32 +40,21 @@ class ContextFacts:
 
     context: dict[str, Any]        # snake_case; shared, read-only
     page: dict[str, Any]
-    page_url: str
-    page_path: str
-    page_title: str
-    page_search: str
-    referrer: str                  # context.page.referrer, else context.referrer
     context_referrer: str          # context.referrer alone (a page call's page may differ)
     campaign: dict[str, Any] | None
-    traffic: TrafficInfo           # for page_url, referrer and campaign above
-    user_agent: str
     agent: UserAgentInfo | None    # None when the context names no user agent
     given_ip: Any                  # context.ip as sent (a server key may pass its user's)
-    session_id: str
     locale: str
-    timezone: str
-    library_name: str
-    library_version: str
     screen_name: str
     stated_channel: Any            # context.channel as sent
     app_like: bool                 # a context.app object or a mobile library
     traits: dict[str, Any]         # context.traits (identify calls of some SDKs)
     traits_json: str
-    rest_json: str                 # the context without its column fields, as JSON
     # The events_raw row's fields that follow from the context alone, serialised once
     # (see `members`): the page and its traffic (for every call but page calls, which
-    # carry their own page), and the rest (session, locale, library, the context JSON,
-    # and the device when the context names the user agent).
+    # carry their own page), and the rest (session, locale, library, the context
+    # without its column fields as JSON, and the device when the context names the
+    # user agent).
     page_members: bytes
     tail_members: bytes
 
@@ -79,53 +68,37 @@ class ContextFacts:
         campaign = context.get("campaign")
         campaign = campaign if campaign.__class__ is dict else None
         user_agent = as_text(context.get("user_agent"))
+        agent = parse_user_agent(user_agent) if user_agent else None
         traits = as_dict(context.get("traits"))
         library_name = as_text(library.get("name"))
-        page_path, page_title = as_text(page.get("path")), as_text(page.get("title"))
-        page_search = as_text(page.get("search"))
-        traffic = classify_traffic(page_url, referrer, campaign)
-        agent = parse_user_agent(user_agent) if user_agent else None
-        session_id, locale = as_text(context.get("session_id")), as_text(context.get("locale"))
-        timezone, library_version = as_text(context.get("timezone")), as_text(
-            library.get("version"))
-        rest_json = orjson.dumps({k: v for k, v in context.items()
-                                  if k not in CONTEXT_COLUMNS}).decode()
-        tail = {"session_id": session_id, "locale": locale, "timezone": timezone,
-                "library_name": library_name, "library_version": library_version,
-                "context": rest_json}
+        locale = as_text(context.get("locale"))
+        tail = {"session_id": as_text(context.get("session_id")), "locale": locale,
+                "timezone": as_text(context.get("timezone")), "library_name": library_name,
+                "library_version": as_text(library.get("version")),
+                "context": orjson.dumps({k: v for k, v in context.items()
+                                         if k not in CONTEXT_COLUMNS}).decode()}
         if agent is not None:
             tail.update(device_fields(agent, user_agent))
         return cls(
             context=context,
             page=page,
-            page_url=page_url,
-            page_path=page_path,
-            page_title=page_title,
-            page_search=page_search,
-            referrer=referrer,
             context_referrer=context_referrer,
             campaign=campaign,
-            traffic=traffic,
-            user_agent=user_agent,
             agent=agent,
             given_ip=context.get("ip"),
-            session_id=session_id,
             locale=locale,
-            timezone=timezone,
-            library_name=library_name,
-            library_version=library_version,
             screen_name=as_text(as_dict(context.get("screen")).get("name")),
             stated_channel=context.get("channel"),
             app_like=isinstance(context.get("app"), dict) or any(
                 marker in str(library.get("name", "")).lower() for marker in APP_LIBRARIES),
             traits=traits,
             traits_json=orjson.dumps(traits).decode(),
-            rest_json=rest_json,
-            page_members=members(page_fields(page_url, page_path, page_title, page_search,
-                                             referrer, traffic)),
+            page_members=members(page_fields(
+                page_url, as_text(page.get("path")), as_text(page.get("title")),
+                as_text(page.get("search")), referrer,
+                classify_traffic(page_url, referrer, campaign))),
             tail_members=members(tail),
         )
-
 
 
 class ContextMemo:
